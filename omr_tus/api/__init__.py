@@ -1,0 +1,1 @@
+"""The JSON API under /api: auth, batches (later tasks and results)."""

@@ -1,0 +1,26 @@
+"""POST /api/auth/login: form fields username and password -> a bearer token."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from .. import errors
+from ..http.keys import AUTH, public
+
+
+@public
+async def login(request: web.Request) -> web.Response:
+    if request.content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        raise errors.BAD_REQUEST("Send username and password as form fields "
+                                 "(application/x-www-form-urlencoded or multipart/form-data)")
+    if request.content_length is not None and request.content_length > 16384:
+        raise errors.BAD_REQUEST("The login form is too large")
+    form = await request.post()
+    username, password = form.get("username"), form.get("password")
+    if not isinstance(username, str) or not isinstance(password, str) or not username or not password:
+        raise errors.BAD_REQUEST("Both form fields username and password are required")
+    return web.json_response(await request.app[AUTH].login(username, password))
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_post("/api/auth/login", login)

@@ -1,0 +1,74 @@
+"""Batches: what completed uploads become. GET /api/batches, /api/batches/{id}, .../progress."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from sqlalchemy import Row
+
+from .. import errors
+from ..http.keys import REPO, principal
+from ..uploads.model import UPLOAD_TYPES
+from . import params
+
+STATUSES = ("uploaded", "processing", "completed", "failed")
+
+
+def _iso(value) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def batch_json(row: Row) -> dict:
+    return {
+        "batch_id": row.id, "upload_id": row.upload_id, "filename": row.filename, "size": row.size,
+        "sha256": row.sha256, "upload_type": row.upload_type, "task_id": row.task_id, "status": row.status,
+        "total_sheets": row.total_sheets, "processed_sheets": row.processed_sheets,
+        "failed_sheets": row.failed_sheets, "created_at": _iso(row.created_at),
+        "updated_at": _iso(row.updated_at), "completed_at": _iso(row.completed_at),
+    }
+
+
+async def _visible_batch(request: web.Request) -> Row:
+    batch_id = request.match_info["batch_id"]
+    row = await request.app[REPO].batch(batch_id)
+    user = principal(request)
+    if row is None or (row.owner_id != user.id and not user.is_admin):
+        raise errors.NOT_FOUND(f"Batch {batch_id} not found")
+    return row
+
+
+async def list_batches(request: web.Request) -> web.Response:
+    q = request.query
+    user = principal(request)
+    filters = {k: v for k, v in {
+        "status": params.choice(q, "status", STATUSES),
+        "upload_type": params.choice(q, "upload_type", UPLOAD_TYPES),
+        "task_id": q.get("task_id") or None,
+        "upload_id": q.get("upload_id") or None,
+    }.items() if v is not None}
+    limit = params.integer(q, "limit", 50, 1, 500)
+    offset = params.integer(q, "offset", 0, 0, 10**9)
+    rows, total = await request.app[REPO].list_batches(None if user.is_admin else user.id, filters, limit, offset)
+    return web.json_response({"batches": [batch_json(r) for r in rows], "total": total,
+                              "limit": limit, "offset": offset})
+
+
+async def get_batch(request: web.Request) -> web.Response:
+    return web.json_response(batch_json(await _visible_batch(request)))
+
+
+async def progress(request: web.Request) -> web.Response:
+    row = await _visible_batch(request)
+    done = row.processed_sheets + row.failed_sheets
+    if row.total_sheets:
+        pct = round(100.0 * done / row.total_sheets, 2)
+    else:
+        pct = 100.0 if row.status in ("completed", "failed") else 0.0
+    return web.json_response({"batch_id": row.id, "status": row.status, "total_sheets": row.total_sheets,
+                              "processed_sheets": row.processed_sheets, "failed_sheets": row.failed_sheets,
+                              "progress_percentage": pct})
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/api/batches", list_batches)
+    app.router.add_get("/api/batches/{batch_id}", get_batch)
+    app.router.add_get("/api/batches/{batch_id}/progress", progress)

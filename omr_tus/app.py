@@ -1,0 +1,88 @@
+"""The aiohttp application: state in web.AppKey slots, resources in cleanup_ctx."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from aiohttp import web
+
+from .api import auth as auth_api, batches as batches_api, health
+from .auth import Authenticator
+from .config import Settings
+from .db.engine import make_engine
+from .db.migrate import migrate
+from .db.repo import Repo
+from .http.keys import ARCHIVER, AUTH, ENGINE, REPO, SERVICE, SETTINGS, STORE
+from .http.middlewares import MIDDLEWARES
+from .store import LocalStore
+from .tus import handlers as tus
+from .uploads.archive import Archiver
+from .uploads.locks import UploadLocks
+from .uploads.service import UploadService
+
+log = logging.getLogger("omr_tus.app")
+READ_BUFSIZE = 256 * 1024  # body buffer per request: large blocks for the store, bounded memory
+
+
+def create_app(settings: Settings, *, run_migrations: bool = True) -> web.Application:
+    app = web.Application(middlewares=MIDDLEWARES, handler_args={"read_bufsize": READ_BUFSIZE})
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(_database(run_migrations))
+    app.cleanup_ctx.append(_uploads)
+    app.cleanup_ctx.append(_janitor)
+    tus.setup(app)
+    auth_api.setup(app)
+    batches_api.setup(app)
+    health.setup(app)
+    return app
+
+
+def _database(run_migrations: bool):
+    async def ctx(app: web.Application):
+        settings = app[SETTINGS]
+        engine = make_engine(settings.database_url)
+        if run_migrations:
+            await migrate(engine)
+        app[ENGINE] = engine
+        app[REPO] = Repo(engine)
+        app[AUTH] = Authenticator(app[REPO], settings.secret_key, settings.token_ttl)
+        yield
+        await engine.dispose()
+    return ctx
+
+
+async def _uploads(app: web.Application):
+    settings = app[SETTINGS]
+    store = LocalStore(settings.store_dir)
+    durable = LocalStore(settings.durable_dir, threads=4)
+    service = UploadService(settings, app[REPO], store, UploadLocks(settings.lock_timeout, settings.stall_timeout))
+    archiver = Archiver(service, durable)
+    service.finish_hooks.append(archiver)
+    app[STORE], app[SERVICE], app[ARCHIVER] = store, service, archiver
+    await archiver.recover()
+    log.info("store %s, durable storage %s", settings.store_dir, settings.durable_dir)
+    yield
+    await service.drain()
+    store.close()
+    durable.close()
+
+
+async def _janitor(app: web.Application):
+    service, interval = app[SERVICE], app[SETTINGS].janitor_interval
+
+    async def sweep() -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                if removed := await service.expire_due():
+                    log.info("janitor: %d expired uploads removed", removed)
+            except Exception:
+                log.exception("janitor sweep failed; retrying next interval")
+
+    task = asyncio.get_running_loop().create_task(sweep())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -1,0 +1,106 @@
+"""Passwords (scrypt, a slow KDF from the standard library) and bearer tokens (HS256 JWTs
+that carry the user's token_version, so a password change revokes older tokens)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import secrets
+import time
+
+import jwt
+
+from . import errors
+from .db.repo import Repo
+from .uploads.model import Principal
+
+SCRYPT = dict(n=2**14, r=8, p=1, dklen=32)
+USER_CACHE_SECONDS = 5.0  # how long a verified user is trusted without asking the database again
+
+
+def hash_password(password: str) -> str:
+    salt = secrets.token_bytes(16)
+    key = hashlib.scrypt(password.encode(), salt=salt, maxmem=64 * 1024 * 1024, **SCRYPT)
+    return "scrypt$%d$%d$%d$%s$%s" % (SCRYPT["n"], SCRYPT["r"], SCRYPT["p"],
+                                       base64.b64encode(salt).decode(), base64.b64encode(key).decode())
+
+
+def verify_password(password: str, stored: str) -> bool:
+    try:
+        scheme, n, r, p, salt, key = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        expected = base64.b64decode(key)
+        actual = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p),
+                                dklen=len(expected), maxmem=64 * 1024 * 1024)
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(actual, expected)
+
+
+# A hash that never matches, checked for unknown users so that timing does not reveal them.
+_DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
+
+
+class Authenticator:
+    def __init__(self, repo: Repo, secret: str, ttl: int):
+        self.repo = repo
+        self.secret = secret
+        self.ttl = ttl
+        self._cache: dict[int, tuple[float, Principal, int]] = {}
+
+    async def login(self, username: str, password: str) -> dict:
+        user = await self.repo.user_by_name(username)
+        ok = await asyncio.to_thread(verify_password, password, user.password_hash if user else _DUMMY_HASH)
+        if user is None or not ok:
+            raise errors.UNAUTHORIZED("Incorrect username or password")
+        now = int(time.time())
+        token = jwt.encode({"sub": str(user.id), "ver": user.token_version, "iat": now, "exp": now + self.ttl},
+                           self.secret, algorithm="HS256")
+        return {"access_token": token, "token_type": "bearer", "expires_in": self.ttl}
+
+    async def principal(self, authorization: str | None) -> Principal:
+        if not authorization:
+            raise errors.UNAUTHORIZED()
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise errors.UNAUTHORIZED("The Authorization header must be 'Bearer <token>'")
+        try:
+            claims = jwt.decode(token.strip(), self.secret, algorithms=["HS256"], options={"require": ["exp", "sub"]})
+            user_id, version = int(claims["sub"]), int(claims.get("ver", -1))
+        except jwt.ExpiredSignatureError:
+            raise errors.UNAUTHORIZED("Token has expired; log in again at POST /api/auth/login") from None
+        except (jwt.InvalidTokenError, ValueError, TypeError):
+            raise errors.UNAUTHORIZED("Invalid token; log in again at POST /api/auth/login") from None
+        principal, current_version = await self._user(user_id)
+        if principal is None or version != current_version:
+            raise errors.UNAUTHORIZED("Token is no longer valid; log in again at POST /api/auth/login")
+        return principal
+
+    async def _user(self, user_id: int) -> tuple[Principal | None, int]:
+        cached = self._cache.get(user_id)
+        if cached and time.monotonic() - cached[0] < USER_CACHE_SECONDS:
+            return cached[1], cached[2]
+        row = await self.repo.user_by_id(user_id)
+        if row is None:
+            self._cache.pop(user_id, None)
+            return None, -1
+        principal = Principal(id=row.id, username=row.username, role=row.role)
+        self._cache[user_id] = (time.monotonic(), principal, row.token_version)
+        return principal, row.token_version
+
+    def forget(self, user_id: int) -> None:
+        self._cache.pop(user_id, None)
+
+
+async def create_user(repo: Repo, username: str, password: str, admin: bool = False) -> int:
+    if not username or len(username) > 64:
+        raise ValueError("username must be 1-64 characters")
+    if len(password) < 8:
+        raise ValueError("password must be at least 8 characters")
+    if await repo.user_by_name(username) is not None:
+        raise ValueError(f"user {username!r} already exists")
+    hashed = await asyncio.to_thread(hash_password, password)
+    return await repo.create_user(username, hashed, "admin" if admin else "user")

@@ -1,0 +1,133 @@
+"""The omr-tus command: serve, migrate, users."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import os
+import secrets
+import sys
+
+from aiohttp import web
+
+from .config import Settings
+from .logs import setup_logging
+
+log = logging.getLogger("omr_tus")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="omr-tus", description="Resumable uploads and OMR for exam sheets.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the server (applies pending migrations first)")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 8000)")
+    serve.add_argument("--dev", action="store_true",
+                       help="development mode: if there is no user yet, create 'admin' with a generated "
+                            "password and print it")
+    sub.add_parser("migrate", help="apply the database migrations")
+    users = sub.add_parser("users", help="manage users").add_subparsers(dest="users_command", required=True)
+    create = users.add_parser("create", help="create a user; the password is read from stdin or a prompt")
+    create.add_argument("username")
+    create.add_argument("--admin", action="store_true", help="give the user the admin role")
+    passwd = users.add_parser("passwd", help="set a user's password (their older tokens stop working)")
+    passwd.add_argument("username")
+    args = parser.parse_args(argv)
+
+    if args.command == "serve":
+        settings = Settings.load(host=args.host, port=args.port)
+    else:
+        settings = Settings.load()
+    setup_logging(settings.log_level)
+    try:
+        if args.command == "serve":
+            return _serve(settings, args.dev)
+        if args.command == "migrate":
+            asyncio.run(_with_repo(settings, lambda repo: asyncio.sleep(0)))
+            return 0
+        return asyncio.run(_with_repo(settings, lambda repo: _users(repo, args)))
+    except ValueError as exc:
+        print(f"omr-tus: {exc}", file=sys.stderr)
+        return 2
+
+
+async def _with_repo(settings: Settings, action):
+    from .db.engine import make_engine
+    from .db.migrate import migrate
+    from .db.repo import Repo
+
+    engine = make_engine(settings.database_url)
+    try:
+        await migrate(engine)
+        return await action(Repo(engine))
+    finally:
+        await engine.dispose()
+
+
+def _read_password(prompt: str = "Password: ") -> str:
+    if sys.stdin.isatty():
+        first = getpass.getpass(prompt)
+        if getpass.getpass("Repeat: ") != first:
+            raise ValueError("the passwords do not match")
+        return first
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+async def _users(repo, args) -> int:
+    from .auth import create_user, hash_password
+
+    password = _read_password()
+    if args.users_command == "create":
+        await create_user(repo, args.username, password, admin=args.admin)
+        print(f"user {args.username} created{' (admin)' if args.admin else ''}")
+        return 0
+    user = await repo.user_by_name(args.username)
+    if user is None:
+        raise ValueError(f"no user {args.username!r}")
+    if len(password) < 8:
+        raise ValueError("password must be at least 8 characters")
+    await repo.set_password(user.id, await asyncio.to_thread(hash_password, password))
+    print(f"password of {args.username} changed; their older tokens no longer work")
+    return 0
+
+
+async def bootstrap_admin(repo, dev: bool) -> None:
+    """The first admin: from OMR_TUS_ADMIN_PASSWORD, or generated and printed in --dev mode."""
+    from .auth import create_user
+
+    if await repo.count_users():
+        return
+    username = os.environ.get("OMR_TUS_ADMIN_USERNAME", "admin")
+    password = os.environ.get("OMR_TUS_ADMIN_PASSWORD")
+    if password:
+        await create_user(repo, username, password, admin=True)
+        log.info("created admin user %r from OMR_TUS_ADMIN_PASSWORD", username)
+    elif dev:
+        password = secrets.token_urlsafe(12)
+        await create_user(repo, username, password, admin=True)
+        print(f"\n  development mode: created admin user {username!r} with password {password!r}\n",
+              flush=True)
+    else:
+        log.warning("no users yet: create one with 'omr-tus users create NAME --admin' "
+                    "or start with OMR_TUS_ADMIN_PASSWORD set")
+
+
+def _serve(settings: Settings, dev: bool) -> int:
+    from .app import create_app
+    from .http.keys import REPO
+
+    app = create_app(settings)
+
+    async def on_startup(app: web.Application) -> None:
+        await bootstrap_admin(app[REPO], dev)
+
+    app.on_startup.append(on_startup)
+    web.run_app(app, host=settings.host, port=settings.port, access_log=None, shutdown_timeout=30,
+                print=lambda msg: print(msg, flush=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

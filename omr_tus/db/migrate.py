@@ -1,0 +1,47 @@
+"""Apply Alembic migrations; on PostgreSQL under an advisory lock so that several
+nodes starting at once apply each revision exactly once."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from .engine import is_postgres
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+MIGRATION_LOCK_KEY = 0x6F6D7274  # "omrt": any constant shared by every node
+log = logging.getLogger("omr_tus.migrate")
+
+
+def alembic_config() -> Config:
+    cfg = Config(str(ROOT / "alembic.ini"))
+    cfg.set_main_option("script_location", str(ROOT / "migrations"))
+    return cfg
+
+
+def _upgrade(sync_conn) -> None:
+    cfg = alembic_config()
+    cfg.attributes["connection"] = sync_conn
+    command.upgrade(cfg, "head")
+
+
+async def migrate(engine: AsyncEngine) -> None:
+    """Alembic logs every revision it applies ('Running upgrade ...'), which is the progress."""
+    async with engine.connect() as conn:
+        if is_postgres(engine):
+            log.info("waiting for the migration lock")
+            await conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
+            await conn.commit()
+        try:
+            await conn.run_sync(_upgrade)
+            await conn.commit()
+        finally:
+            if is_postgres(engine):
+                await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK_KEY})
+                await conn.commit()
+    log.info("database schema is up to date")

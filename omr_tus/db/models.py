@@ -1,0 +1,97 @@
+"""SQLAlchemy 2 typed models. Every schema change gets its own Alembic revision in migrations/."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Integer, String, TypeDecorator
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC datetimes on every backend (SQLite hands back naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(dt.timezone.utc)
+            if dialect.name == "sqlite":
+                value = value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=dt.timezone.utc)
+        return value
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16), default="user")
+    # Bumped on password change: tokens carry it, so older tokens stop working.
+    token_version: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Upload(Base):
+    """One resumable upload, whichever protocol created it (tus or the legacy chunk API)."""
+
+    __tablename__ = "uploads"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    protocol: Mapped[str] = mapped_column(String(16), default="tus")
+    length: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # None: deferred
+    upload_offset: Mapped[int] = mapped_column(BigInteger, default=0)
+    upload_metadata: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    raw_metadata: Mapped[str | None] = mapped_column(String(4096), nullable=True)
+    filename: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    upload_type: Mapped[str] = mapped_column(String(32))
+    task_id: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    # active -> complete | terminated | expired
+    status: Mapped[str] = mapped_column(String(16), default="active", index=True)
+    # store: still on the in-progress store (RAM disk); durable: moved to the data dir
+    location: Mapped[str] = mapped_column(String(16), default="store")
+    sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
+    completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class Batch(Base):
+    """What a completed upload becomes: the unit the OMR pipeline processes."""
+
+    __tablename__ = "batches"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    upload_id: Mapped[str] = mapped_column(ForeignKey("uploads.id", ondelete="CASCADE"), unique=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    filename: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    upload_type: Mapped[str] = mapped_column(String(32))
+    task_id: Mapped[str | None] = mapped_column(String(8), nullable=True, index=True)
+    # uploaded -> processing -> completed | failed
+    status: Mapped[str] = mapped_column(String(16), default="uploaded", index=True)
+    total_sheets: Mapped[int] = mapped_column(Integer, default=0)
+    processed_sheets: Mapped[int] = mapped_column(Integer, default=0)
+    failed_sheets: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -1,0 +1,124 @@
+"""All SQL of the application in one place (procrastinate's "manager"): users, uploads, batches.
+
+Core statements rather than ORM sessions: the upload hot paths (create, commit an
+offset) are single statements, and this keeps them cheap on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Sequence
+
+from sqlalchemy import Row, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from .models import Batch, Upload, User, utcnow
+
+users = User.__table__
+uploads = Upload.__table__
+batches = Batch.__table__
+
+
+class Repo:
+    def __init__(self, engine: AsyncEngine):
+        self.engine = engine
+
+    # -- users --------------------------------------------------------------
+    async def create_user(self, username: str, password_hash: str, role: str) -> int:
+        async with self.engine.begin() as conn:
+            result = await conn.execute(insert(users).values(
+                username=username, password_hash=password_hash, role=role,
+                token_version=0, created_at=utcnow()).returning(users.c.id))
+            return result.scalar_one()
+
+    async def user_by_name(self, username: str) -> Row | None:
+        return await self._one(select(users).where(users.c.username == username))
+
+    async def user_by_id(self, user_id: int) -> Row | None:
+        return await self._one(select(users).where(users.c.id == user_id))
+
+    async def count_users(self) -> int:
+        return await self._scalar(select(func.count()).select_from(users))
+
+    async def set_password(self, user_id: int, password_hash: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(update(users).where(users.c.id == user_id).values(
+                password_hash=password_hash, token_version=users.c.token_version + 1))
+
+    # -- uploads ------------------------------------------------------------
+    async def insert_upload(self, **values: Any) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(insert(uploads).values(**values))
+
+    async def upload(self, upload_id: str) -> Row | None:
+        return await self._one(select(uploads).where(uploads.c.id == upload_id))
+
+    async def update_upload(self, upload_id: str, **values: Any) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(update(uploads).where(uploads.c.id == upload_id).values(
+                updated_at=utcnow(), **values))
+
+    async def complete_upload(self, upload_id: str, offset: int, sha256: str | None,
+                              batch: dict[str, Any]) -> None:
+        """Mark the upload complete and create its batch in one transaction."""
+        now = utcnow()
+        async with self.engine.begin() as conn:
+            await conn.execute(update(uploads).where(uploads.c.id == upload_id).values(
+                upload_offset=offset, status="complete", sha256=sha256, completed_at=now,
+                updated_at=now, expires_at=None))
+            await conn.execute(insert(batches).values(
+                created_at=now, updated_at=now, status="uploaded", total_sheets=0,
+                processed_sheets=0, failed_sheets=0, sha256=sha256, **batch))
+
+    async def record_sha256(self, upload_id: str, sha256: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(update(uploads).where(uploads.c.id == upload_id).values(sha256=sha256))
+            await conn.execute(update(batches).where(batches.c.upload_id == upload_id).values(
+                sha256=sha256, updated_at=utcnow()))
+
+    async def expired_uploads(self, now: dt.datetime, limit: int = 500) -> Sequence[str]:
+        result = await self._all(select(uploads.c.id).where(
+            uploads.c.status == "active", uploads.c.expires_at <= now).limit(limit))
+        return [row.id for row in result]
+
+    async def uploads_to_archive(self) -> Sequence[str]:
+        """Completed uploads still on the in-progress store (e.g. the node stopped mid-move)."""
+        rows = await self._all(select(uploads.c.id).where(
+            uploads.c.status == "complete", uploads.c.location == "store"))
+        return [row.id for row in rows]
+
+    async def active_remaining_bytes(self) -> int:
+        """Bytes promised to incomplete uploads but not yet received (free-space reservations)."""
+        return int(await self._scalar(select(func.coalesce(func.sum(
+            uploads.c.length - uploads.c.upload_offset), 0)).where(
+            uploads.c.status == "active", uploads.c.length.is_not(None))))
+
+    # -- batches ------------------------------------------------------------
+    async def batch(self, batch_id: str) -> Row | None:
+        return await self._one(select(batches).where(batches.c.id == batch_id))
+
+    async def batch_for_upload(self, upload_id: str) -> Row | None:
+        return await self._one(select(batches).where(batches.c.upload_id == upload_id))
+
+    async def list_batches(self, owner_id: int | None, filters: dict[str, str], limit: int,
+                           offset: int) -> tuple[Sequence[Row], int]:
+        where = [getattr(batches.c, key) == value for key, value in filters.items()]
+        if owner_id is not None:
+            where.append(batches.c.owner_id == owner_id)
+        rows = await self._all(select(batches).where(*where).order_by(
+            batches.c.created_at.desc(), batches.c.id).limit(limit).offset(offset))
+        total = await self._scalar(select(func.count()).select_from(batches).where(*where))
+        return rows, total
+
+    # -- helpers ------------------------------------------------------------
+    async def _one(self, stmt) -> Row | None:
+        async with self.engine.connect() as conn:
+            return (await conn.execute(stmt)).first()
+
+    async def _all(self, stmt) -> Sequence[Row]:
+        async with self.engine.connect() as conn:
+            return (await conn.execute(stmt)).all()
+
+    async def _scalar(self, stmt):
+        async with self.engine.connect() as conn:
+            return (await conn.execute(stmt)).scalar_one()

@@ -1,0 +1,1 @@
+"""Cross-cutting HTTP pieces: app keys, middlewares, URL building."""

@@ -1,0 +1,34 @@
+"""Typed application state (aiohttp's web.AppKey) and the per-request principal."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+from aiohttp import web
+
+from ..auth import Authenticator
+from ..config import Settings
+from ..db.repo import Repo
+from ..store import Store
+from ..uploads.model import Principal
+from ..uploads.archive import Archiver
+from ..uploads.service import UploadService
+
+SETTINGS = web.AppKey("settings", Settings)
+ENGINE = web.AppKey("engine", AsyncEngine)
+REPO = web.AppKey("repo", Repo)
+STORE = web.AppKey("store", Store)
+SERVICE = web.AppKey("service", UploadService)
+AUTH = web.AppKey("auth", Authenticator)
+ARCHIVER = web.AppKey("archiver", Archiver)
+
+PRINCIPAL = "omr_tus.principal"  # request key set by the auth middleware
+
+
+def public(handler):
+    """Marks a handler that needs no bearer token (login, health, OpenAPI)."""
+    handler.public = True
+    return handler
+
+
+def principal(request: web.Request) -> Principal:
+    return request[PRINCIPAL]

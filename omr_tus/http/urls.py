@@ -1,0 +1,26 @@
+"""Absolute URLs as the client sees them, behind a proxy too (Forwarded, X-Forwarded-*)."""
+
+from __future__ import annotations
+
+import re
+
+from aiohttp import web
+
+_HOST = re.compile(r"^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
+
+
+def base_url(request: web.Request, trust_proxy: bool) -> str:
+    scheme, host = request.scheme, request.host
+    if trust_proxy:
+        forwarded = request.forwarded[0] if request.forwarded else {}
+        scheme = forwarded.get("proto") or _first(request.headers.get("X-Forwarded-Proto")) or scheme
+        host = forwarded.get("host") or _first(request.headers.get("X-Forwarded-Host")) or host
+    if scheme not in ("http", "https"):
+        scheme = request.scheme
+    if not _HOST.match(host or ""):
+        host = request.host if _HOST.match(request.host or "") else "localhost"
+    return f"{scheme}://{host}"
+
+
+def _first(value: str | None) -> str | None:
+    return value.split(",")[0].strip() if value else None

@@ -1,0 +1,67 @@
+"""The store interface, after tusd's DataStore: a small core every store implements,
+and optional capabilities (checked with isinstance) that switch protocol features on.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import AsyncIterable, Callable, Protocol, runtime_checkable
+
+
+class WriteProgress:
+    """Shared between a store write and its caller, so bytes already on the store are
+    known even when the body stream fails half way."""
+
+    __slots__ = ("written", "last_activity")
+
+    def __init__(self) -> None:
+        self.written = 0
+        self.last_activity = time.monotonic()
+
+
+# Called in the writer thread with each block after it is on the store (hashing).
+BlockObserver = Callable[[bytes], None]
+
+
+@runtime_checkable
+class Store(Protocol):
+    async def create(self, upload_id: str) -> None:
+        """Make an empty upload."""
+
+    async def write(self, upload_id: str, offset: int, blocks: AsyncIterable[bytes],
+                    progress: WriteProgress, observer: BlockObserver | None = None) -> int:
+        """Write the blocks at offset; progress.written only ever counts bytes on the store."""
+
+    async def size(self, upload_id: str) -> int:
+        """Bytes stored for the upload."""
+
+    async def delete(self, upload_id: str) -> None:
+        """Remove the upload's bytes; no error if they are already gone."""
+
+    def free_space(self) -> int:
+        """Bytes the store can still take."""
+
+
+@runtime_checkable
+class Truncater(Protocol):
+    """Can drop bytes past a size: needed to discard a body whose checksum failed."""
+
+    async def truncate(self, upload_id: str, size: int) -> None: ...
+
+
+@runtime_checkable
+class LocalFiles(Protocol):
+    """Keeps each upload as a local file: enables sendfile and kernel-side copies."""
+
+    def path(self, upload_id: str) -> Path: ...
+
+
+def capabilities(store: Store) -> set[str]:
+    """Names of the optional capabilities a store has."""
+    caps = set()
+    if isinstance(store, Truncater):
+        caps.add("truncate")
+    if isinstance(store, LocalFiles):
+        caps.add("local-files")
+    return caps

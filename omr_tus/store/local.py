@@ -1,0 +1,88 @@
+"""A store that keeps each upload as one file in a directory (RAM disk, local disk or a shared mount)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+import time
+from typing import AsyncIterable
+
+from .base import BlockObserver, WriteProgress
+
+
+def _pwrite_all(fd: int, block: bytes, position: int, observer: BlockObserver | None) -> int:
+    view = memoryview(block)
+    while view:
+        n = os.pwrite(fd, view, position)
+        view = view[n:]
+        position += n
+    if observer is not None:
+        observer(block)
+    return len(block)
+
+
+class LocalStore:
+    def __init__(self, directory: Path, threads: int = 16):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        # A pool of its own, so slow disk writes never queue behind other executor work.
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="store")
+
+    def path(self, upload_id: str) -> Path:
+        if not upload_id or "/" in upload_id or upload_id.startswith("."):
+            raise ValueError(f"invalid upload id {upload_id!r}")
+        return self.directory / upload_id
+
+    async def _run(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    async def create(self, upload_id: str) -> None:
+        path = self.path(upload_id)
+        await self._run(lambda: os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)))
+
+    async def write(self, upload_id: str, offset: int, blocks: AsyncIterable[bytes],
+                    progress: WriteProgress, observer: BlockObserver | None = None) -> int:
+        """Pipelined: the next block is read from the network while the previous one is written."""
+        loop = asyncio.get_running_loop()
+        fd = await self._run(os.open, self.path(upload_id), os.O_WRONLY)
+        position = offset
+        pending: asyncio.Future | None = None
+        try:
+            async for block in blocks:
+                if pending is not None:
+                    progress.written += await asyncio.shield(pending)
+                    pending = None
+                progress.last_activity = time.monotonic()
+                pending = loop.run_in_executor(self._pool, _pwrite_all, fd, block, position, observer)
+                position += len(block)
+        finally:
+            try:
+                if pending is not None:  # even when cancelled: the thread must finish before close
+                    progress.written += await asyncio.shield(pending)
+            finally:
+                await asyncio.shield(self._run(os.close, fd))
+        return progress.written
+
+    async def size(self, upload_id: str) -> int:
+        try:
+            return (await self._run(os.stat, self.path(upload_id))).st_size
+        except FileNotFoundError:
+            return 0
+
+    async def truncate(self, upload_id: str, size: int) -> None:
+        await self._run(os.truncate, self.path(upload_id), size)
+
+    async def delete(self, upload_id: str) -> None:
+        try:
+            await self._run(os.unlink, self.path(upload_id))
+        except FileNotFoundError:
+            pass
+
+    def free_space(self) -> int:
+        return shutil.disk_usage(self.directory).free
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)

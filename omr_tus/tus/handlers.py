@@ -1,0 +1,166 @@
+"""tus 1.0.0 at /files/: OPTIONS, POST (creation), HEAD, PATCH, DELETE and GET (download)."""
+
+from __future__ import annotations
+
+import email.utils
+import re
+
+from aiohttp import web
+
+from .. import errors
+from ..http.files import clean_filename, content_disposition
+from ..http.keys import ARCHIVER, SERVICE, SETTINGS, STORE, principal
+from ..http.urls import base_url
+from ..store import LocalFiles, Truncater
+from ..uploads.checksums import ALGORITHMS
+from ..uploads.model import UploadInfo
+from ..uploads.service import interrupted
+from ..uploads.validation import check_upload_type
+from . import headers as h
+
+BASE_EXTENSIONS = ["creation", "creation-with-upload", "creation-defer-length", "expiration", "termination"]
+_MIME = re.compile(r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+$")
+
+
+def extensions(store) -> list[str]:
+    """What the store can do decides what is advertised (tusd's composer idea)."""
+    exts = list(BASE_EXTENSIONS)
+    if isinstance(store, Truncater):  # a failed checksum must be able to drop its bytes
+        exts.append("checksum")
+    return exts
+
+
+def tus_headers(**extra: str) -> dict[str, str]:
+    return {"Tus-Resumable": h.TUS_VERSION, **extra}
+
+
+def expires(info: UploadInfo) -> dict[str, str]:
+    if info.expires_at is None or info.is_complete:
+        return {}
+    return {"Upload-Expires": email.utils.format_datetime(info.expires_at, usegmt=True)}
+
+
+def _batch(info: UploadInfo) -> dict[str, str]:
+    return {"Batch-Id": info.batch_id} if info.batch_id else {}
+
+
+async def options(request: web.Request) -> web.Response:
+    app = request.app
+    hdrs = tus_headers(**{"Tus-Version": h.TUS_VERSION, "Tus-Extension": ",".join(extensions(app[STORE])),
+                          "Tus-Max-Size": str(app[SETTINGS].max_upload_size)})
+    if "checksum" in hdrs["Tus-Extension"]:
+        hdrs["Tus-Checksum-Algorithm"] = ",".join(ALGORITHMS)
+    return web.Response(status=200, headers=hdrs)
+
+
+async def create(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    user = principal(request)
+    length = h.creation_length(request.headers)
+    service.check_length(length)
+    raw_meta = request.headers.get("Upload-Metadata")
+    meta = h.metadata(raw_meta)
+    upload_type, task_id = check_upload_type(meta.get("upload_type"), meta.get("task_id"))
+    with_body = request.headers.get("Content-Type", "").split(";")[0].strip() == h.OFFSET_STREAM
+    if not with_body and request.content_length:
+        raise errors.UNSUPPORTED_MEDIA("a creation request with a body must use Content-Type: "
+                                       "application/offset+octet-stream")
+    info = await service.create(user, length=length, metadata=meta, raw_metadata=raw_meta,
+                                filename=clean_filename(meta.get("filename")), upload_type=upload_type,
+                                task_id=task_id)
+    location = f"{base_url(request, request.app[SETTINGS].trust_proxy_headers)}/files/{info.id}"
+    hdrs = tus_headers(Location=location)
+    if with_body:
+        try:
+            info = await _append(request, info.id, 0, length=None)
+        except errors.ServiceError as exc:  # the upload exists: tell the client where, and what was kept
+            exc.headers.update(Location=location)
+            raise
+        hdrs["Upload-Offset"] = str(info.offset)
+    hdrs.update(expires(info))
+    hdrs.update(_batch(info))
+    return web.Response(status=201, headers=hdrs)
+
+
+async def head(request: web.Request) -> web.Response:
+    info = await request.app[SERVICE].current(request.match_info["upload_id"], principal(request))
+    hdrs = tus_headers(**{"Cache-Control": "no-store", "Upload-Offset": str(info.offset)})
+    if info.length is None:
+        hdrs["Upload-Defer-Length"] = "1"
+    else:
+        hdrs["Upload-Length"] = str(info.length)
+    if info.raw_metadata:
+        hdrs["Upload-Metadata"] = info.raw_metadata
+    hdrs.update(expires(info))
+    hdrs.update(_batch(info))
+    return web.Response(status=200, headers=hdrs)
+
+
+async def patch(request: web.Request) -> web.Response:
+    if request.headers.get("Content-Type", "").split(";")[0].strip() != h.OFFSET_STREAM:
+        raise errors.UNSUPPORTED_MEDIA()
+    offset = h.upload_offset(request.headers)
+    info = await _append(request, request.match_info["upload_id"], offset, length=h.upload_length(request.headers))
+    hdrs = tus_headers(**{"Upload-Offset": str(info.offset)})
+    hdrs.update(expires(info))
+    hdrs.update(_batch(info))
+    return web.Response(status=204, headers=hdrs)
+
+
+async def _append(request: web.Request, upload_id: str, offset: int, length: int | None) -> UploadInfo:
+    checksum = h.checksum(request.headers.get("Upload-Checksum"))
+    if checksum is not None and not isinstance(request.app[STORE], Truncater):
+        raise errors.BAD_REQUEST("this server's store cannot verify checksums")
+    return await request.app[SERVICE].append(
+        upload_id, principal(request), offset, _blocks(request),
+        interrupt=lambda: request.content.set_exception(interrupted()),
+        length=length, content_length=request.content_length, checksum=checksum)
+
+
+async def _blocks(request: web.Request):
+    """The body as it arrives: whatever is buffered (up to the read buffer's high-water mark)."""
+    content = request.content
+    while True:
+        block = await content.readany()
+        if not block:
+            return
+        yield block
+
+
+async def delete(request: web.Request) -> web.Response:
+    await request.app[SERVICE].terminate(request.match_info["upload_id"], principal(request))
+    return web.Response(status=204, headers=tus_headers())
+
+
+async def download(request: web.Request) -> web.StreamResponse:
+    service = request.app[SERVICE]
+    info = await service.get(request.match_info["upload_id"], principal(request))
+    if not info.is_complete:
+        raise errors.BAD_REQUEST(f"Upload {info.id} is not complete yet ({info.offset} of "
+                                 f"{info.length if info.length is not None else '?'} bytes)")
+    filetype = info.metadata.get("filetype", "")
+    hdrs = {"Content-Disposition": content_disposition(info.filename, info.id),
+            "Content-Type": filetype if _MIME.match(filetype) else "application/octet-stream",
+            "X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store"}
+    return web.FileResponse(request.app[ARCHIVER].path(info), headers=hdrs)
+
+
+METHODS = {"HEAD": head, "PATCH": patch, "DELETE": delete, "GET": download, "OPTIONS": options}
+
+
+async def upload_resource(request: web.Request) -> web.StreamResponse:
+    """One entry for /files/{id}, so X-HTTP-Method-Override can choose the method."""
+    method = request.method
+    if method == "POST":
+        method = request.headers.get("X-HTTP-Method-Override", "POST").upper()
+    handler = METHODS.get(method)
+    if handler is None:
+        raise web.HTTPMethodNotAllowed(method, list(METHODS))
+    return await handler(request)
+
+
+def setup(app: web.Application) -> None:
+    for path in ("/files", "/files/"):
+        app.router.add_route("POST", path, create)
+        app.router.add_route("OPTIONS", path, options)
+    app.router.add_route("*", "/files/{upload_id}", upload_resource)

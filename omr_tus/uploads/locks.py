@@ -1,0 +1,92 @@
+"""One writer per upload, as tusd does it: a request that finds an upload locked asks
+the holder to let go. A holder whose client has gone silent (a dropped connection)
+stops at once and keeps what it received; a live one finishes, and the waiter gets
+423 Locked if it cannot have the lock within lock_timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import AsyncIterator, Callable
+
+from .. import errors
+from ..store import WriteProgress
+
+
+class Holder:
+    """What a lock holder exposes to waiters: its write progress (when it last saw
+    data) and how to stop it."""
+
+    def __init__(self) -> None:
+        self.progress = WriteProgress()
+        self.interrupt: Callable[[], None] | None = None
+
+    def interrupt_if_stalled(self, stall_timeout: float) -> None:
+        if self.interrupt is not None and time.monotonic() - self.progress.last_activity >= stall_timeout:
+            self.interrupt()
+            self.interrupt = None
+
+
+class _Entry:
+    __slots__ = ("lock", "holder", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.holder: Holder | None = None
+        self.users = 0
+
+
+class UploadLocks:
+    """In-process locks; the entry for an upload exists only while someone uses it."""
+
+    POLL = 0.05
+
+    def __init__(self, timeout: float, stall_timeout: float):
+        self.timeout = timeout
+        self.stall_timeout = stall_timeout
+        self._entries: dict[str, _Entry] = {}
+        self.waits = 0  # lock acquisitions that had to wait (a metric)
+
+    @contextlib.asynccontextmanager
+    async def hold(self, upload_id: str, timeout: float | None = None) -> AsyncIterator[Holder]:
+        entry = self._entries.get(upload_id)
+        if entry is None:
+            entry = self._entries[upload_id] = _Entry()
+        entry.users += 1
+        try:
+            if entry.lock.locked():
+                self.waits += 1
+                await self._wait(entry, self.timeout if timeout is None else timeout)
+            else:
+                await entry.lock.acquire()
+            holder = entry.holder = Holder()
+            try:
+                yield holder
+            finally:
+                entry.holder = None
+                entry.lock.release()
+        finally:
+            entry.users -= 1
+            if entry.users == 0:
+                del self._entries[upload_id]
+
+    async def _wait(self, entry: _Entry, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            if entry.holder is not None:
+                entry.holder.interrupt_if_stalled(self.stall_timeout)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise errors.LOCKED()
+            try:
+                await asyncio.wait_for(entry.lock.acquire(), min(remaining, self.POLL))
+                return
+            except TimeoutError:
+                continue
+
+    def holder(self, upload_id: str) -> Holder | None:
+        entry = self._entries.get(upload_id)
+        return entry.holder if entry else None

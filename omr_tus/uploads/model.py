@@ -1,0 +1,59 @@
+"""What the protocol layers see of an upload and of the user asking."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import Row
+
+UPLOAD_TYPES = ("zip_with_qr", "zip_no_qr", "images")
+TYPES_NEEDING_TASK = ("zip_no_qr", "images")
+
+
+@dataclasses.dataclass(frozen=True)
+class Principal:
+    id: int
+    username: str
+    role: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+@dataclasses.dataclass
+class UploadInfo:
+    id: str
+    owner_id: int
+    protocol: str
+    length: int | None
+    offset: int
+    metadata: dict[str, Any]
+    raw_metadata: str | None
+    filename: str | None
+    upload_type: str
+    task_id: str | None
+    status: str
+    location: str
+    sha256: str | None
+    created_at: dt.datetime
+    expires_at: dt.datetime | None
+    batch_id: str | None = None
+
+    @classmethod
+    def from_row(cls, row: Row) -> "UploadInfo":
+        return cls(id=row.id, owner_id=row.owner_id, protocol=row.protocol, length=row.length,
+                   offset=row.upload_offset, metadata=dict(row.upload_metadata or {}),
+                   raw_metadata=row.raw_metadata, filename=row.filename, upload_type=row.upload_type,
+                   task_id=row.task_id, status=row.status, location=row.location, sha256=row.sha256,
+                   created_at=row.created_at, expires_at=row.expires_at)
+
+    @property
+    def is_complete(self) -> bool:
+        return self.status == "complete"
+
+    @property
+    def remaining(self) -> int | None:
+        return None if self.length is None else self.length - self.offset

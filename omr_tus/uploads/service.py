@@ -1,0 +1,328 @@
+"""The upload service: creation, appending, completion, termination and expiry of
+uploads, independent of the protocol that carries them (tus, legacy chunks)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import hashlib
+import logging
+import secrets
+import time
+import uuid
+from typing import Any, AsyncIterable, AsyncIterator, Awaitable, Callable
+
+from .. import errors
+from ..config import Settings
+from ..db.repo import Repo
+from ..store import Store, Truncater
+from ..db.models import utcnow
+from .checksums import Checksum
+from .locks import Holder, UploadLocks
+from .model import Principal, UploadInfo
+
+log = logging.getLogger("omr_tus.uploads")
+MB = 1024 * 1024
+COMMIT_EVERY = 1.0  # seconds between offset commits during one long write
+
+FinishHook = Callable[[UploadInfo], Awaitable[None]]
+
+
+class StreamTooLarge(Exception):
+    """The body carried more bytes than the upload has room for."""
+
+
+def mb(n: int) -> str:
+    return f"{n / MB:.2f}MB"
+
+
+class UploadService:
+    def __init__(self, settings: Settings, repo: Repo, store: Store, locks: UploadLocks):
+        self.settings = settings
+        self.repo = repo
+        self.store = store
+        self.locks = locks
+        self.finish_hooks: list[FinishHook] = []  # run in the background after completion
+        # Running sha256 of uploads whose bytes arrived in order: (offset, hasher).
+        self._hashers: dict[str, tuple[int, Any]] = {}
+        # Bytes still owed to this node's incomplete uploads, for the free-space check.
+        self._reserved: dict[str, int] = {}
+        self._background: set[asyncio.Task] = set()
+
+    # -- lookup -------------------------------------------------------------
+    async def get(self, upload_id: str, user: Principal) -> UploadInfo:
+        row = await self.repo.upload(upload_id) if _plausible_id(upload_id) else None
+        if row is None or (row.owner_id != user.id and not user.is_admin):
+            raise errors.NOT_FOUND(f"Upload {upload_id} not found")
+        info = UploadInfo.from_row(row)
+        if info.status in ("terminated", "expired"):
+            raise errors.UPLOAD_GONE(f"Upload {upload_id} has {info.status}"
+                                     if info.status == "expired" else f"Upload {upload_id} was terminated")
+        if info.is_complete:
+            batch = await self.repo.batch_for_upload(upload_id)
+            info.batch_id = batch.id if batch else None
+        return info
+
+    async def current(self, upload_id: str, user: Principal) -> UploadInfo:
+        """The upload with an offset that is on the store. A writer whose client went
+        silent is asked to let go first, so a resuming client sees every byte it sent."""
+        try:
+            async with self.locks.hold(upload_id, timeout=self.settings.stall_timeout + 0.2):
+                return await self._reconciled(await self.get(upload_id, user))
+        except errors.ServiceError as exc:
+            if exc.spec is not errors.LOCKED:
+                raise
+        return await self.get(upload_id, user)  # a live writer: its last committed offset
+
+    # -- creation -----------------------------------------------------------
+    async def create(self, user: Principal, *, length: int | None, metadata: dict[str, Any],
+                     raw_metadata: str | None, filename: str | None, upload_type: str,
+                     task_id: str | None, protocol: str = "tus") -> UploadInfo:
+        self.check_length(length)
+        if length:
+            self._check_space(length)
+        upload_id = secrets.token_hex(16)  # 128 random bits
+        now = utcnow()
+        values = dict(id=upload_id, owner_id=user.id, protocol=protocol, length=length, upload_offset=0,
+                      upload_metadata=metadata, raw_metadata=raw_metadata, filename=filename,
+                      upload_type=upload_type, task_id=task_id, status="active", location="store",
+                      created_at=now, updated_at=now, expires_at=self._expiry(now))
+        await self.store.create(upload_id)
+        try:
+            await self.repo.insert_upload(**values)
+        except BaseException:
+            await self.store.delete(upload_id)
+            raise
+        if length:
+            self._reserved[upload_id] = length
+        log.info("Upload %s: created (%s, %s)", upload_id, "length deferred" if length is None else mb(length),
+                 protocol)
+        return UploadInfo(id=upload_id, owner_id=user.id, protocol=protocol, length=length, offset=0,
+                          metadata=metadata, raw_metadata=raw_metadata, filename=filename,
+                          upload_type=upload_type, task_id=task_id, status="active", location="store",
+                          sha256=None, created_at=now, expires_at=values["expires_at"])
+
+    def check_length(self, length: int | None) -> None:
+        if length is not None and length > self.settings.max_upload_size:
+            raise errors.TOO_LARGE(f"Upload-Length {length} exceeds the maximum upload size "
+                                   f"{self.settings.max_upload_size}")
+
+    def _check_space(self, length: int) -> None:
+        free = self.store.free_space() - sum(self._reserved.values())
+        if length > free:
+            raise errors.INSUFFICIENT_STORAGE(
+                f"Not enough free space for this upload: it needs {mb(length)}, the store has "
+                f"{mb(max(free, 0))} free. Try again later or contact the administrator.")
+
+    def _expiry(self, now: dt.datetime) -> dt.datetime:
+        return now + dt.timedelta(seconds=self.settings.upload_expiry)
+
+    # -- appending ----------------------------------------------------------
+    async def append(self, upload_id: str, user: Principal, offset: int, blocks: AsyncIterable[bytes],
+                     interrupt: Callable[[], None], *, length: int | None = None,
+                     content_length: int | None = None, checksum: Checksum | None = None) -> UploadInfo:
+        """Write a body at offset under the upload's lock; completes the upload when its
+        last byte arrives. Bytes that reached the store are kept even if the body fails,
+        unless a checksum was given (then the body is all or nothing)."""
+        async with self.locks.hold(upload_id) as holder:
+            info = await self._reconciled(await self.get(upload_id, user))
+            if length is not None:
+                await self._declare_length(info, length)
+            if offset != info.offset:
+                raise errors.OFFSET_MISMATCH(
+                    f"Upload-Offset {offset} does not match the upload's offset {info.offset}; "
+                    f"send a HEAD request and resume from there",
+                    headers={"Upload-Offset": str(info.offset)})
+            room = (info.remaining if info.length is not None
+                    else self.settings.max_upload_size - info.offset)
+            if content_length is not None and content_length > room:
+                raise errors.TOO_LARGE(f"The body ({content_length} bytes) would pass the end of the "
+                                       f"upload at offset {info.offset + room}")
+            holder.interrupt = interrupt
+            await self._write(info, holder, blocks, room, checksum)
+            if info.length is not None and info.offset == info.length:
+                await self._finish(info)
+            return info
+
+    async def _write(self, info: UploadInfo, holder: Holder, blocks: AsyncIterable[bytes], room: int,
+                     checksum: Checksum | None) -> None:
+        start = info.offset
+        base = self._take_hasher(info)
+        # With a checksum the body may be discarded: hash into a copy until it is verified.
+        hasher = base.copy() if base is not None and checksum is not None else base
+        verifier = checksum.new() if checksum else None
+        observers = [h for h in (hasher, verifier) if h is not None]
+        observer = (lambda block: [h.update(block) for h in observers]) if observers else None
+        progress = holder.progress
+        failure: BaseException | None = None
+        try:
+            await self.store.write(info.id, start, self._metered(info, blocks, room, progress, checksum is None),
+                                   progress, observer)
+        except StreamTooLarge:
+            failure = errors.TOO_LARGE(f"The body passes the end of the upload at offset {start + room}")
+        except errors.ServiceError as exc:
+            failure = exc
+        except (Exception, asyncio.CancelledError) as exc:  # client gone, stream interrupted, disk error
+            failure = exc
+        written = progress.written
+        if checksum is not None and (failure is not None or verifier.digest() != checksum.expected):
+            await self._rollback(info, start)
+            if failure is None:
+                failure = errors.CHECKSUM_MISMATCH(
+                    f"Upload-Checksum {checksum.algorithm} does not match the body; its {written} bytes "
+                    f"were discarded, resend them")
+            written, hasher = 0, base
+        info.offset = start + written
+        if hasher is not None:
+            self._hashers[info.id] = (info.offset, hasher)
+        await self._commit(info)
+        if written:
+            log.info("Upload %s: Saved %s at offset %d (%s of %s)", info.id, mb(written), start,
+                     mb(info.offset), "?" if info.length is None else mb(info.length))
+        if failure is not None:
+            if isinstance(failure, errors.ServiceError):
+                raise failure
+            if isinstance(failure, _Interrupted):
+                raise errors.INTERRUPTED() from None
+            raise failure
+
+    async def _metered(self, info: UploadInfo, blocks: AsyncIterable[bytes], room: int, progress,
+                       commit_periodically: bool) -> AsyncIterator[bytes]:
+        """Yields at most `room` bytes; commits the stored offset now and then, so a
+        crash during a long body keeps most of what was acknowledged by the store."""
+        sent = 0
+        last_commit = time.monotonic()
+        async for block in blocks:
+            if sent + len(block) > room:
+                if room - sent:
+                    yield block[: room - sent]
+                raise StreamTooLarge()
+            sent += len(block)
+            yield block
+            if commit_periodically and time.monotonic() - last_commit >= COMMIT_EVERY:
+                last_commit = time.monotonic()
+                await self.repo.update_upload(info.id, upload_offset=info.offset + progress.written)
+
+    def _take_hasher(self, info: UploadInfo):
+        """The running sha256 if every byte so far went through it; a copy, so a
+        rejected body never pollutes it."""
+        if info.offset == 0:
+            return hashlib.sha256()
+        entry = self._hashers.pop(info.id, None)
+        if entry is not None and entry[0] == info.offset:
+            return entry[1]
+        return None
+
+    async def _rollback(self, info: UploadInfo, offset: int) -> None:
+        if isinstance(self.store, Truncater):
+            await self.store.truncate(info.id, offset)
+
+    async def _commit(self, info: UploadInfo) -> None:
+        expires = None if info.length == info.offset else self._expiry(utcnow())
+        info.expires_at = expires
+        await self.repo.update_upload(info.id, upload_offset=info.offset, expires_at=expires)
+        if info.length is not None and info.id in self._reserved:
+            self._reserved[info.id] = info.length - info.offset
+
+    async def _declare_length(self, info: UploadInfo, length: int) -> None:
+        if info.length is not None:
+            if info.length != length:
+                raise errors.BAD_REQUEST(f"Upload-Length is already {info.length}; it cannot change")
+            return
+        self.check_length(length)
+        if length < info.offset:
+            raise errors.BAD_REQUEST(f"Upload-Length {length} is smaller than the bytes already received "
+                                     f"({info.offset})")
+        self._check_space(length - info.offset)
+        await self.repo.update_upload(info.id, length=length)
+        info.length = length
+        self._reserved[info.id] = length - info.offset
+
+    async def _reconciled(self, info: UploadInfo) -> UploadInfo:
+        """Make the recorded offset and the store agree (call under the lock). Bytes past
+        the offset were never acknowledged (a crash mid-write) and are dropped; fewer bytes
+        than the offset (a RAM disk lost in a reboot) move the offset back, so the client
+        resends rather than the server claiming bytes it does not have."""
+        if info.status != "active":
+            return info
+        size = await self.store.size(info.id)
+        if size > info.offset and isinstance(self.store, Truncater):
+            await self.store.truncate(info.id, info.offset)
+        elif size < info.offset:
+            log.warning("Upload %s: store holds %d bytes but %d were recorded; offset moved back",
+                        info.id, size, info.offset)
+            info.offset = size
+            await self.repo.update_upload(info.id, upload_offset=size)
+        return info
+
+    # -- completion ---------------------------------------------------------
+    async def _finish(self, info: UploadInfo) -> None:
+        entry = self._hashers.pop(info.id, None)
+        sha256 = entry[1].hexdigest() if entry and entry[0] == info.offset else None
+        batch_id = str(uuid.uuid4())
+        await self.repo.complete_upload(info.id, info.offset, sha256, dict(
+            id=batch_id, upload_id=info.id, owner_id=info.owner_id, filename=info.filename,
+            size=info.offset, upload_type=info.upload_type, task_id=info.task_id))
+        self._reserved.pop(info.id, None)
+        info.status, info.sha256, info.batch_id, info.expires_at = "complete", sha256, batch_id, None
+        log.info("Upload %s: complete - %s total, batch %s", info.id, mb(info.offset), batch_id)
+        self.spawn(self._after_finish(info))
+
+    async def _after_finish(self, info: UploadInfo) -> None:
+        for hook in self.finish_hooks:
+            try:
+                await hook(info)
+            except Exception:
+                log.exception("Upload %s: post-finish hook %s failed", info.id, getattr(hook, "__name__", hook))
+
+    def spawn(self, coro) -> asyncio.Task:
+        """Background work that outlives the request; awaited at shutdown."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    async def drain(self) -> None:
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+
+    # -- termination and expiry ---------------------------------------------
+    async def terminate(self, upload_id: str, user: Principal) -> None:
+        async with self.locks.hold(upload_id):
+            info = await self.get(upload_id, user)
+            if info.is_complete:
+                raise errors.FORBIDDEN(f"Upload {upload_id} is complete and became batch {info.batch_id}; "
+                                       "it can no longer be terminated")
+            await self._drop(info.id, "terminated")
+
+    async def expire_due(self) -> int:
+        """Remove incomplete uploads past their expiry; their URLs then answer 410."""
+        count = 0
+        for upload_id in await self.repo.expired_uploads(utcnow()):
+            with contextlib.suppress(errors.ServiceError):  # being written right now: not idle
+                async with self.locks.hold(upload_id):
+                    row = await self.repo.upload(upload_id)
+                    if row is not None and row.status == "active" and row.expires_at <= utcnow():
+                        await self._drop(upload_id, "expired")
+                        count += 1
+        return count
+
+    async def _drop(self, upload_id: str, status: str) -> None:
+        await self.repo.update_upload(upload_id, status=status, expires_at=None)
+        await self.store.delete(upload_id)
+        self._hashers.pop(upload_id, None)
+        self._reserved.pop(upload_id, None)
+        log.info("Upload %s: %s, bytes removed", upload_id, status)
+
+
+class _Interrupted(Exception):
+    """Raised into a writer's body stream when a newer request takes its upload over."""
+
+
+def interrupted() -> Exception:
+    return _Interrupted()
+
+
+def _plausible_id(upload_id: str) -> bool:
+    return len(upload_id) == 32 and all(c in "0123456789abcdef" for c in upload_id)

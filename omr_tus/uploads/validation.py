@@ -1,0 +1,23 @@
+"""Checks on what a client says about an upload, shared by tus and the legacy API."""
+
+from __future__ import annotations
+
+import re
+
+from .. import errors
+from .model import TYPES_NEEDING_TASK, UPLOAD_TYPES
+
+TASK_ID = re.compile(r"^[0-9]{8}$")
+
+
+def check_upload_type(upload_type: str | None, task_id: str | None) -> tuple[str, str | None]:
+    """Returns (upload_type, task_id); a missing type means a ZIP whose sheets carry QR codes."""
+    upload_type = upload_type or "zip_with_qr"
+    if upload_type not in UPLOAD_TYPES:
+        raise errors.BAD_REQUEST(f"Invalid upload_type '{upload_type}': use one of {', '.join(UPLOAD_TYPES)}")
+    if task_id:
+        if not TASK_ID.match(task_id):
+            raise errors.BAD_REQUEST(f"Invalid task_id '{task_id}': it must be exactly 8 digits")
+    elif upload_type in TYPES_NEEDING_TASK:
+        raise errors.BAD_REQUEST(f"task_id is required for upload_type '{upload_type}'")
+    return upload_type, task_id or None
