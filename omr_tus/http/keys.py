@@ -21,7 +21,7 @@ SERVICE = web.AppKey("service", UploadService)
 AUTH = web.AppKey("auth", Authenticator)
 ARCHIVER = web.AppKey("archiver", Archiver)
 
-PRINCIPAL = "omr_tus.principal"  # request key set by the auth middleware
+PRINCIPAL = web.RequestKey("principal", Principal)  # set by the auth middleware
 
 
 def public(handler):

@@ -134,6 +134,10 @@ class UploadService:
                     f"Upload-Offset {offset} does not match the upload's offset {info.offset}; "
                     f"send a HEAD request and resume from there",
                     headers={"Upload-Offset": str(info.offset)})
+            if info.is_complete:  # a repeated final request: nothing to write, same answer
+                if content_length:
+                    raise errors.TOO_LARGE(f"Upload {info.id} is already complete at {info.offset} bytes")
+                return info
             room = (info.remaining if info.length is not None
                     else self.settings.max_upload_size - info.offset)
             if content_length is not None and content_length > room:
