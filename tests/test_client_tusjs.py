@@ -44,6 +44,7 @@ async def run_upload(node: str, live, path: Path, **options) -> dict:
     lines = stdout.decode().strip().splitlines()
     assert lines, f"upload.mjs printed nothing (exit {proc.returncode}): {stderr.decode()[-2000:]}"
     result = json.loads(lines[-1])
+    print("upload.mjs:", json.dumps(result))  # shown when the test fails
     assert proc.returncode == 0 and result["ok"], (proc.returncode, result.get("error"), stderr.decode()[-2000:])
     return result
 

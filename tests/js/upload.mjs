@@ -9,8 +9,9 @@
 //   metadata        Upload-Metadata object (default {filename: basename(FILE)})
 //   abortAfterBytes abort the first Upload once the server has accepted at least this many bytes
 //                   (checked after each chunk), then resume in a new Upload
-//   abortMidChunkAt abort the first Upload while a PATCH body is being sent, once this many bytes
-//                   of the file have been handed to the socket (the server keeps what arrived)
+//   abortMidChunkAt drop the first Upload's connection inside a PATCH body: the PATCH covering this
+//                   file offset sends the bytes before it, stalls until they have left the socket,
+//                   then the Upload is aborted (what the server keeps of them is up to the server)
 //   resumeWith      "previous" (findPreviousUploads + resumeFromPreviousUpload through a
 //                   FileUrlStorage, the default) or "uploadUrl" (the first Upload's URL)
 //   urlStorage      file for FileUrlStorage (default: FILE + ".tus-urls.json")
@@ -23,6 +24,7 @@
 //   resume: {offset} — the offset the second Upload started from (from its HEAD), or null
 import * as fs from 'node:fs'
 import * as path from 'node:path'
+import { PassThrough, Readable, Transform } from 'node:stream'
 import * as tus from 'tus-js-client'
 
 const [endpoint, token, file, optionsJson] = process.argv.slice(2)
@@ -43,6 +45,56 @@ const timer = setTimeout(() => { result.error = `timed out after ${opts.timeoutM
 
 function source () {
   return opts.source === 'buffer' ? fs.readFileSync(file) : fs.createReadStream(file)
+}
+
+// An HTTP stack that sends only the first part of the PATCH body that covers `at`, keeps the
+// request open (its Content-Length promises the rest) and calls `stalled()` once that part
+// has been written to the socket, so the client can drop the connection mid-body.
+class StallingHttpStack extends tus.DefaultHttpStack {
+  constructor (at, stalled) {
+    super()
+    this.at = at
+    this.stalled = stalled
+  }
+
+  createRequest (method, url) {
+    const req = super.createRequest(method, url)
+    if (method !== 'PATCH') return req
+    const send = req.send.bind(req)
+    req.send = (body) => {
+      const offset = Number(req.getHeader('Upload-Offset'))
+      const size = body?.size ?? 0
+      if (this.at == null || this.at < offset || this.at >= offset + size) return send(body)
+      const keep = this.at - offset
+      this.at = null // only once
+      const held = new PassThrough()
+      held.size = size
+      if (body instanceof Readable) {
+        let passed = 0
+        body.pipe(new Transform({
+          transform (data, _enc, done) {
+            const take = Math.max(0, Math.min(data.length, keep - passed))
+            passed += data.length
+            done(null, take ? data.subarray(0, take) : undefined)
+          },
+        })).pipe(held, { end: false })
+      } else {
+        held.write(body.subarray(0, keep))
+      }
+      const sent = send(held)
+      const watch = setInterval(() => {
+        const request = req.getUnderlyingObject()
+        const socket = request?.socket
+        if (socket && socket.bytesWritten >= keep && held.readableLength === 0 &&
+            request.writableLength === 0 && socket.writableLength === 0) {
+          clearInterval(watch)
+          this.stalled()
+        }
+      }, 10)
+      return sent.finally(() => clearInterval(watch))
+    }
+    return req
+  }
 }
 
 // Common options; `phase` is 1 for the first Upload and 2 for the resumed one.
@@ -89,12 +141,12 @@ function start (phase, extra, beforeStart = async () => {}) {
     upload = new tus.Upload(source(), options(phase, {
       ...extra,
       onUploadUrlAvailable () { result.uploadUrls.push(upload.url) },
-      onProgress (sent) {
-        if (phase === 1 && opts.abortMidChunkAt != null && sent >= opts.abortMidChunkAt) abort()
-      },
       onChunkComplete (_chunk, accepted) {
         if (phase === 1 && opts.abortAfterBytes != null && accepted >= opts.abortAfterBytes) abort()
       },
+      ...(phase === 1 && opts.abortMidChunkAt != null
+        ? { httpStack: new StallingHttpStack(opts.abortMidChunkAt, abort) }
+        : {}),
       onSuccess () { resolve('done') },
       onError (err) { reject(err) },
     }))

@@ -1,0 +1,92 @@
+"""The omr-tus command as a user runs it: migrate, users create, serve."""
+
+import asyncio
+import os
+import sys
+
+import aiohttp
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from omr_tus.config import Settings
+
+CLI = [sys.executable, "-m", "omr_tus"]
+
+
+def env_for(tmp_path, database_url, **extra):
+    return {**os.environ, "OMR_TUS_DATA_DIR": str(tmp_path / "data"), "OMR_TUS_STORE_DIR": str(tmp_path / "store"),
+            "OMR_TUS_DATABASE_URL": database_url, **extra}
+
+
+async def run(args, env, stdin: bytes | None = None, timeout: float = 60):
+    proc = await asyncio.create_subprocess_exec(*CLI, *args, env=env, stdin=asyncio.subprocess.PIPE,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_concurrent_migrations_and_user_creation(tmp_path, database_url):
+    env = env_for(tmp_path, database_url)
+    results = await asyncio.gather(*(run(["migrate"], env) for _ in range(3)))
+    assert all(code == 0 for code, _, _ in results), results
+    engine = create_async_engine(Settings.load(env={"OMR_TUS_DATABASE_URL": database_url}).database_url)
+    async with engine.connect() as conn:
+        assert (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar() == "0001"
+    await engine.dispose()
+    code, out, err = await run(["users", "create", "carol", "--admin"], env, b"a long password\n")
+    assert code == 0, err
+    assert "carol created (admin)" in out
+    code, _, err = await run(["users", "create", "carol"], env, b"a long password\n")
+    assert code == 2 and "already exists" in err
+    code, _, err = await run(["users", "create", "dave"], env, b"short\n")
+    assert code == 2 and "at least 8 characters" in err
+
+
+async def test_serve_starts_with_admin_from_environment(tmp_path, database_url, unused_tcp_port):
+    env = env_for(tmp_path, database_url, OMR_TUS_ADMIN_PASSWORD="bootstrap password")
+    proc = await asyncio.create_subprocess_exec(*CLI, "serve", "--port", str(unused_tcp_port), env=env,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    base = f"http://127.0.0.1:{unused_tcp_port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(200):
+                try:
+                    async with session.get(base + "/healthz") as resp:
+                        if resp.status == 200:
+                            break
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.05)
+            async with session.post(base + "/api/auth/login",
+                                    data={"username": "admin", "password": "bootstrap password"}) as resp:
+                assert resp.status == 200
+                assert (await resp.json())["token_type"] == "bearer"
+    finally:
+        proc.terminate()
+        out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, out.decode()[-2000:]
+
+
+def test_settings_from_environment(tmp_path):
+    s = Settings.load(env={"OMR_TUS_DATA_DIR": str(tmp_path), "OMR_TUS_MAX_UPLOAD_SIZE": "1024",
+                           "OMR_TUS_CORS_ORIGINS": "https://a.org, https://b.org", "OMR_TUS_TOKEN_TTL": "60",
+                           "OMR_TUS_DATABASE_URL": "postgresql://u@h/db", "OMR_TUS_TRUST_PROXY_HEADERS": "false"})
+    assert s.max_upload_size == 1024
+    assert s.cors_origins == ("https://a.org", "https://b.org")
+    assert s.token_ttl == 60
+    assert s.database_url == "postgresql+asyncpg://u@h/db"
+    assert s.trust_proxy_headers is False
+    assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
+    assert Settings.load(env={"OMR_TUS_DATA_DIR": str(tmp_path)}).secret_key == s.secret_key
+
+
+def test_defaults(tmp_path):
+    s = Settings.load(env={"OMR_TUS_DATA_DIR": str(tmp_path)})
+    assert (s.host, s.port) == ("127.0.0.1", 8000)
+    assert s.max_upload_size == 64 * 1024**3
+    assert s.upload_expiry == 24 * 3600
+    assert s.database_url == f"sqlite+aiosqlite:///{tmp_path / 'omr-tus.db'}"
+    if os.access("/dev/shm", os.W_OK):
+        assert str(s.store_dir) == "/dev/shm/omr-tus"
+    else:
+        pytest.skip("/dev/shm is not writable here")
