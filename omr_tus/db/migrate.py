@@ -1,14 +1,19 @@
-"""Apply Alembic migrations; on PostgreSQL under an advisory lock so that several
-nodes starting at once apply each revision exactly once."""
+"""Apply Alembic migrations under a lock, so that several nodes (or processes) starting at
+once apply each revision exactly once: a PostgreSQL advisory lock, or for a SQLite file an
+flock on a file beside it."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import fcntl
 import logging
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .engine import is_postgres
@@ -32,16 +37,31 @@ def _upgrade(sync_conn) -> None:
 
 async def migrate(engine: AsyncEngine) -> None:
     """Alembic logs every revision it applies ('Running upgrade ...'), which is the progress."""
-    async with engine.connect() as conn:
-        if is_postgres(engine):
-            log.info("waiting for the migration lock")
-            await conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
-            await conn.commit()
-        try:
-            await conn.run_sync(_upgrade)
-            await conn.commit()
-        finally:
+    async with _sqlite_file_lock(engine):
+        async with engine.connect() as conn:
             if is_postgres(engine):
-                await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK_KEY})
+                log.info("waiting for the migration lock")
+                await conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
                 await conn.commit()
+            try:
+                await conn.run_sync(_upgrade)
+                await conn.commit()
+            finally:
+                if is_postgres(engine):
+                    await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK_KEY})
+                    await conn.commit()
     log.info("database schema is up to date")
+
+
+@contextlib.asynccontextmanager
+async def _sqlite_file_lock(engine: AsyncEngine):
+    database = make_url(str(engine.url)).database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:":
+        yield
+        return
+    with open(database + ".migrate-lock", "a") as lock:
+        await asyncio.to_thread(fcntl.flock, lock.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
