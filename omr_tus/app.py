@@ -8,17 +8,18 @@ import logging
 
 from aiohttp import web
 
-from .api import auth as auth_api, batches as batches_api, health
+from .api import auth as auth_api, batches as batches_api, health, legacy
 from .auth import Authenticator
 from .config import Settings
 from .db.engine import make_engine
 from .db.migrate import migrate
 from .db.repo import Repo
-from .http.keys import ARCHIVER, AUTH, ENGINE, REPO, SERVICE, SETTINGS, STORE
+from .http.keys import ARCHIVER, AUTH, CHUNKED, ENGINE, REPO, SERVICE, SETTINGS, STORE
 from .http.middlewares import MIDDLEWARES
 from .store import LocalStore
 from .tus import handlers as tus
 from .uploads.archive import Archiver
+from .uploads.chunked import ChunkedUploads
 from .uploads.locks import UploadLocks
 from .uploads.service import UploadService
 
@@ -34,6 +35,7 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> web.Applic
     app.cleanup_ctx.append(_janitor)
     tus.setup(app)
     auth_api.setup(app)
+    legacy.setup(app)  # before batches: /api/batches/upload is not a batch id
     batches_api.setup(app)
     health.setup(app)
     return app
@@ -61,6 +63,7 @@ async def _uploads(app: web.Application):
     archiver = Archiver(service, durable)
     service.finish_hooks.append(archiver)
     app[STORE], app[SERVICE], app[ARCHIVER] = store, service, archiver
+    app[CHUNKED] = ChunkedUploads(service)
     await archiver.recover()
     log.info("store %s, durable storage %s", settings.store_dir, settings.durable_dir)
     yield

@@ -72,6 +72,19 @@ class Upload(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
     completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Legacy chunked uploads: chunk i lands at i * chunk_size (chunk 0 sets the size).
+    total_chunks: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    chunk_size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class UploadChunk(Base):
+    """A chunk of a legacy upload that is fully on the store; retries never add a second row."""
+
+    __tablename__ = "upload_chunks"
+
+    upload_id: Mapped[str] = mapped_column(ForeignKey("uploads.id", ondelete="CASCADE"), primary_key=True)
+    chunk_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
 
 
 class Batch(Base):

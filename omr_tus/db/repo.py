@@ -10,13 +10,15 @@ import datetime as dt
 from typing import Any, Sequence
 
 from sqlalchemy import Row, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .models import Batch, Upload, User, utcnow
+from .models import Batch, Upload, UploadChunk, User, utcnow
 
 users = User.__table__
 uploads = Upload.__table__
 batches = Batch.__table__
+chunks = UploadChunk.__table__
 
 
 class Repo:
@@ -92,6 +94,26 @@ class Repo:
         return int(await self._scalar(select(func.coalesce(func.sum(
             uploads.c.length - uploads.c.upload_offset), 0)).where(
             uploads.c.status == "active", uploads.c.length.is_not(None))))
+
+    # -- legacy chunks ------------------------------------------------------
+    async def record_chunk(self, upload_id: str, index: int, size: int) -> None:
+        """Notes a chunk as stored: once, however often it is retried."""
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(insert(chunks).values(upload_id=upload_id, chunk_index=index, size=size))
+        except IntegrityError:
+            pass  # a parallel twin got there first
+
+    async def chunk_totals(self, upload_id: str) -> tuple[int, int]:
+        """How many distinct chunks are stored, and their total size."""
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(func.count(), func.coalesce(func.sum(chunks.c.size), 0)).where(
+                chunks.c.upload_id == upload_id))).one()
+        return int(row[0]), int(row[1])
+
+    async def has_chunk(self, upload_id: str, index: int) -> bool:
+        return await self._one(select(chunks.c.size).where(
+            chunks.c.upload_id == upload_id, chunks.c.chunk_index == index)) is not None
 
     # -- batches ------------------------------------------------------------
     async def batch(self, batch_id: str) -> Row | None:

@@ -11,6 +11,7 @@ from ..db.repo import Repo
 from ..store import Store
 from ..uploads.model import Principal
 from ..uploads.archive import Archiver
+from ..uploads.chunked import ChunkedUploads
 from ..uploads.service import UploadService
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -20,6 +21,7 @@ STORE = web.AppKey("store", Store)
 SERVICE = web.AppKey("service", UploadService)
 AUTH = web.AppKey("auth", Authenticator)
 ARCHIVER = web.AppKey("archiver", Archiver)
+CHUNKED = web.AppKey("chunked", ChunkedUploads)
 
 PRINCIPAL = web.RequestKey("principal", Principal)  # set by the auth middleware
 

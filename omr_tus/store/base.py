@@ -57,6 +57,14 @@ class LocalFiles(Protocol):
     def path(self, upload_id: str) -> Path: ...
 
 
+@runtime_checkable
+class RangeCopier(Protocol):
+    """Can copy one stored object into another at an offset without the bytes passing
+    through Python (copy_file_range): spooled legacy chunks, tus concatenation."""
+
+    async def copy_into(self, src_id: str, dst_id: str, dst_offset: int) -> int: ...
+
+
 def capabilities(store: Store) -> set[str]:
     """Names of the optional capabilities a store has."""
     caps = set()
@@ -64,4 +72,6 @@ def capabilities(store: Store) -> set[str]:
         caps.add("truncate")
     if isinstance(store, LocalFiles):
         caps.add("local-files")
+    if isinstance(store, RangeCopier):
+        caps.add("copy")
     return caps

@@ -40,6 +40,8 @@ class UploadInfo:
     sha256: str | None
     created_at: dt.datetime
     expires_at: dt.datetime | None
+    total_chunks: int | None = None
+    chunk_size: int | None = None
     batch_id: str | None = None
 
     @classmethod
@@ -48,7 +50,8 @@ class UploadInfo:
                    offset=row.upload_offset, metadata=dict(row.upload_metadata or {}),
                    raw_metadata=row.raw_metadata, filename=row.filename, upload_type=row.upload_type,
                    task_id=row.task_id, status=row.status, location=row.location, sha256=row.sha256,
-                   created_at=row.created_at, expires_at=row.expires_at)
+                   created_at=row.created_at, expires_at=row.expires_at, total_chunks=row.total_chunks,
+                   chunk_size=row.chunk_size)
 
     @property
     def is_complete(self) -> bool:

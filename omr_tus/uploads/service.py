@@ -16,7 +16,7 @@ from typing import Any, AsyncIterable, AsyncIterator, Awaitable, Callable
 from .. import errors
 from ..config import Settings
 from ..db.repo import Repo
-from ..store import Store, Truncater
+from ..store import Store, Truncater, WriteProgress
 from ..db.models import utcnow
 from .checksums import Checksum
 from .locks import Holder, UploadLocks
@@ -78,7 +78,7 @@ class UploadService:
     # -- creation -----------------------------------------------------------
     async def create(self, user: Principal, *, length: int | None, metadata: dict[str, Any],
                      raw_metadata: str | None, filename: str | None, upload_type: str,
-                     task_id: str | None, protocol: str = "tus") -> UploadInfo:
+                     task_id: str | None, protocol: str = "tus", total_chunks: int | None = None) -> UploadInfo:
         self.check_length(length)
         if length:
             self._check_space(length)
@@ -87,7 +87,7 @@ class UploadService:
         values = dict(id=upload_id, owner_id=user.id, protocol=protocol, length=length, upload_offset=0,
                       upload_metadata=metadata, raw_metadata=raw_metadata, filename=filename,
                       upload_type=upload_type, task_id=task_id, status="active", location="store",
-                      created_at=now, updated_at=now, expires_at=self._expiry(now))
+                      created_at=now, updated_at=now, expires_at=self.expiry(now), total_chunks=total_chunks)
         await self.store.create(upload_id)
         try:
             await self.repo.insert_upload(**values)
@@ -101,7 +101,7 @@ class UploadService:
         return UploadInfo(id=upload_id, owner_id=user.id, protocol=protocol, length=length, offset=0,
                           metadata=metadata, raw_metadata=raw_metadata, filename=filename,
                           upload_type=upload_type, task_id=task_id, status="active", location="store",
-                          sha256=None, created_at=now, expires_at=values["expires_at"])
+                          sha256=None, created_at=now, expires_at=values["expires_at"], total_chunks=total_chunks)
 
     def check_length(self, length: int | None) -> None:
         if length is not None and length > self.settings.max_upload_size:
@@ -115,8 +115,8 @@ class UploadService:
                 f"Not enough free space for this upload: it needs {mb(length)}, the store has "
                 f"{mb(max(free, 0))} free. Try again later or contact the administrator.")
 
-    def _expiry(self, now: dt.datetime) -> dt.datetime:
-        return now + dt.timedelta(seconds=self.settings.upload_expiry)
+    def expiry(self, now: dt.datetime | None = None) -> dt.datetime:
+        return (now or utcnow()) + dt.timedelta(seconds=self.settings.upload_expiry)
 
     # -- appending ----------------------------------------------------------
     async def append(self, upload_id: str, user: Principal, offset: int, blocks: AsyncIterable[bytes],
@@ -146,30 +146,23 @@ class UploadService:
             holder.interrupt = interrupt
             await self._write(info, holder, blocks, room, checksum)
             if info.length is not None and info.offset == info.length:
-                await self._finish(info)
+                await self.finish(info)
             return info
 
     async def _write(self, info: UploadInfo, holder: Holder, blocks: AsyncIterable[bytes], room: int,
                      checksum: Checksum | None) -> None:
         start = info.offset
-        base = self._take_hasher(info)
+        base = self.take_hasher(info.id, start)
         # With a checksum the body may be discarded: hash into a copy until it is verified.
         hasher = base.copy() if base is not None and checksum is not None else base
         verifier = checksum.new() if checksum else None
-        observers = [h for h in (hasher, verifier) if h is not None]
-        observer = (lambda block: [h.update(block) for h in observers]) if observers else None
-        progress = holder.progress
-        failure: BaseException | None = None
-        try:
-            await self.store.write(info.id, start, self._metered(info, blocks, room, progress, checksum is None),
-                                   progress, observer)
-        except StreamTooLarge:
-            failure = errors.TOO_LARGE(f"The body passes the end of the upload at offset {start + room}")
-        except errors.ServiceError as exc:
-            failure = exc
-        except (Exception, asyncio.CancelledError) as exc:  # client gone, stream interrupted, disk error
-            failure = exc
-        written = progress.written
+
+        async def checkpoint(written: int) -> None:
+            await self.repo.update_upload(info.id, upload_offset=start + written)
+
+        failure = await self.stream(info.id, start, blocks, room, holder.progress, [hasher, verifier],
+                                    checkpoint if checksum is None else None)
+        written = holder.progress.written
         if checksum is not None and (failure is not None or verifier.digest() != checksum.expected):
             await self._rollback(info, start)
             if failure is None:
@@ -185,45 +178,43 @@ class UploadService:
             log.info("Upload %s: Saved %s at offset %d (%s of %s)", info.id, mb(written), start,
                      mb(info.offset), "?" if info.length is None else mb(info.length))
         if failure is not None:
-            if isinstance(failure, errors.ServiceError):
-                raise failure
-            if isinstance(failure, _Interrupted):
-                raise errors.INTERRUPTED() from None
-            raise failure
+            raise_failure(failure)
 
-    async def _metered(self, info: UploadInfo, blocks: AsyncIterable[bytes], room: int, progress,
-                       commit_periodically: bool) -> AsyncIterator[bytes]:
-        """Yields at most `room` bytes; commits the stored offset now and then, so a
-        crash during a long body keeps most of what was acknowledged by the store."""
-        sent = 0
-        last_commit = time.monotonic()
-        async for block in blocks:
-            if sent + len(block) > room:
-                if room - sent:
-                    yield block[: room - sent]
-                raise StreamTooLarge()
-            sent += len(block)
-            yield block
-            if commit_periodically and time.monotonic() - last_commit >= COMMIT_EVERY:
-                last_commit = time.monotonic()
-                await self.repo.update_upload(info.id, upload_offset=info.offset + progress.written)
+    async def stream(self, upload_id: str, offset: int, blocks: AsyncIterable[bytes], room: int,
+                     progress: WriteProgress, observers: list,
+                     checkpoint: Callable[[int], Awaitable[None]] | None = None) -> BaseException | None:
+        """Writes at most `room` bytes of the body at offset, feeding `observers` (hashes) in
+        the writer thread. Returns the failure instead of raising it: the caller decides what
+        the bytes already on the store (progress.written) mean."""
+        observers = [o for o in observers if o is not None]
+        observer = (lambda block: [o.update(block) for o in observers]) if observers else None
+        try:
+            await self.store.write(upload_id, offset, _metered(blocks, room, progress, checkpoint), progress,
+                                   observer)
+        except StreamTooLarge:
+            return errors.TOO_LARGE(f"The body passes the end of the upload at offset {offset + room}")
+        except (Exception, asyncio.CancelledError) as exc:  # client gone, stream interrupted, disk error
+            return exc
+        return None
 
-    def _take_hasher(self, info: UploadInfo):
-        """The running sha256 if every byte so far went through it; a copy, so a
-        rejected body never pollutes it."""
-        if info.offset == 0:
+    def take_hasher(self, upload_id: str, offset: int):
+        """The running sha256 of bytes [0, offset) if every one of them went through it."""
+        if offset == 0:
             return hashlib.sha256()
-        entry = self._hashers.pop(info.id, None)
-        if entry is not None and entry[0] == info.offset:
+        entry = self._hashers.pop(upload_id, None)
+        if entry is not None and entry[0] == offset:
             return entry[1]
         return None
+
+    def keep_hasher(self, upload_id: str, offset: int, hasher) -> None:
+        self._hashers[upload_id] = (offset, hasher)
 
     async def _rollback(self, info: UploadInfo, offset: int) -> None:
         if isinstance(self.store, Truncater):
             await self.store.truncate(info.id, offset)
 
     async def _commit(self, info: UploadInfo) -> None:
-        expires = None if info.length == info.offset else self._expiry(utcnow())
+        expires = None if info.length == info.offset else self.expiry(utcnow())
         info.expires_at = expires
         await self.repo.update_upload(info.id, upload_offset=info.offset, expires_at=expires)
         if info.length is not None and info.id in self._reserved:
@@ -261,9 +252,10 @@ class UploadService:
         return info
 
     # -- completion ---------------------------------------------------------
-    async def _finish(self, info: UploadInfo) -> None:
-        entry = self._hashers.pop(info.id, None)
-        sha256 = entry[1].hexdigest() if entry and entry[0] == info.offset else None
+    async def finish(self, info: UploadInfo) -> None:
+        """Marks the upload complete at info.offset bytes and creates its batch (call under the lock)."""
+        hasher = self.take_hasher(info.id, info.offset)
+        sha256 = hasher.hexdigest() if hasher is not None else None
         batch_id = str(uuid.uuid4())
         await self.repo.complete_upload(info.id, info.offset, sha256, dict(
             id=batch_id, upload_id=info.id, owner_id=info.owner_id, filename=info.filename,
@@ -318,6 +310,30 @@ class UploadService:
         self._hashers.pop(upload_id, None)
         self._reserved.pop(upload_id, None)
         log.info("Upload %s: %s, bytes removed", upload_id, status)
+
+
+async def _metered(blocks: AsyncIterable[bytes], room: int, progress: WriteProgress,
+                   checkpoint: Callable[[int], Awaitable[None]] | None) -> AsyncIterator[bytes]:
+    """Yields at most `room` bytes; calls checkpoint now and then with the bytes on the
+    store, so a crash during a long body keeps most of what was acknowledged."""
+    sent = 0
+    last = time.monotonic()
+    async for block in blocks:
+        if sent + len(block) > room:
+            if room - sent:
+                yield block[: room - sent]
+            raise StreamTooLarge()
+        sent += len(block)
+        yield block
+        if checkpoint is not None and time.monotonic() - last >= COMMIT_EVERY:
+            last = time.monotonic()
+            await checkpoint(progress.written)
+
+
+def raise_failure(failure: BaseException):
+    if isinstance(failure, _Interrupted):
+        raise errors.INTERRUPTED() from None
+    raise failure
 
 
 class _Interrupted(Exception):

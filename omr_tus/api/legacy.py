@@ -1,0 +1,178 @@
+"""The legacy upload API the existing frontend speaks, byte for byte:
+POST /api/batches/upload-chunk and POST /api/batches/upload (multipart/form-data)."""
+
+from __future__ import annotations
+
+from aiohttp import BodyPartReader, web
+
+from .. import errors
+from ..http.keys import CHUNKED, REPO, principal
+from ..uploads.chunked import MAX_CHUNK, Chunk, ChunkReceipt, ChunkedUploads, too_large
+from ..uploads.model import UPLOAD_TYPES, TYPES_NEEDING_TASK
+from ..uploads.service import interrupted
+from ..uploads.validation import check_upload_type
+from ..http.files import clean_filename
+from .batches import batch_json
+
+READ_BLOCK = 256 * 1024
+FIELD_LIMIT = 4096
+FORM_SLACK = 1024 * 1024  # room for the other form fields and multipart framing
+
+
+async def _form_parts(request: web.Request):
+    if not request.content_type.startswith("multipart/form-data"):
+        raise errors.BAD_REQUEST("Send the request as multipart/form-data")
+    try:
+        reader = await request.multipart()
+    except (ValueError, AssertionError):
+        raise errors.BAD_REQUEST("Malformed multipart/form-data body") from None
+    while True:
+        try:
+            part = await reader.next()
+        except (ValueError, AssertionError):
+            raise errors.BAD_REQUEST("Malformed multipart/form-data body") from None
+        if part is None:
+            return
+        if not isinstance(part, BodyPartReader) or not part.name:
+            raise errors.BAD_REQUEST("Every form part needs a name; nested multipart is not accepted")
+        yield part
+
+
+async def _text(part: BodyPartReader) -> str:
+    data = bytearray()
+    while block := await part.read_chunk(1024):
+        data += block
+        if len(data) > FIELD_LIMIT:
+            raise errors.BAD_REQUEST(f"Form field {part.name} is longer than {FIELD_LIMIT} bytes")
+    try:
+        return data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise errors.BAD_REQUEST(f"Form field {part.name} is not UTF-8 text") from None
+
+
+def _body(request: web.Request, part: BodyPartReader) -> Chunk:
+    async def blocks():
+        while block := await part.read_chunk(READ_BLOCK):
+            yield block
+    return Chunk(blocks=blocks(), interrupt=lambda: request.content.set_exception(interrupted()))
+
+
+def _int(fields: dict[str, str], name: str, low: int) -> int:
+    raw = fields.get(name)
+    if raw is None or raw == "":
+        raise errors.BAD_REQUEST(f"{name} is required")
+    try:
+        value = int(raw)
+    except ValueError:
+        raise errors.BAD_REQUEST(f"{name} must be an integer, got {raw[:40]!r}") from None
+    if value < low:
+        raise errors.BAD_REQUEST(f"{name} must be at least {low}, got {value}")
+    return value
+
+
+def _kind(fields: dict[str, str]) -> tuple[str, str | None]:
+    if not fields.get("upload_type"):
+        raise errors.BAD_REQUEST(f"upload_type is required: one of {', '.join(UPLOAD_TYPES)}")
+    return check_upload_type(fields["upload_type"], fields.get("task_id"))
+
+
+def _ready(fields: dict[str, str]) -> bool:
+    """Whether the fields seen so far say where the chunk goes (else it is spooled)."""
+    if "chunk_index" not in fields or "total_chunks" not in fields:
+        return False
+    if fields["chunk_index"] != "0":
+        return "upload_id" in fields
+    kind = fields.get("upload_type")
+    return bool(kind and "filename" in fields and (kind not in TYPES_NEEDING_TASK or "task_id" in fields))
+
+
+async def _place(request: web.Request, fields: dict[str, str], chunk: Chunk) -> ChunkReceipt:
+    chunked: ChunkedUploads = request.app[CHUNKED]
+    index = _int(fields, "chunk_index", 0)
+    total = _int(fields, "total_chunks", 1)
+    if index >= total:
+        raise errors.BAD_REQUEST(f"Invalid chunk_index {index} (total: {total})")
+    if index == 0:
+        upload_type, task_id = _kind(fields)
+        filename = clean_filename(fields.get("filename"))
+        if not filename:
+            raise errors.BAD_REQUEST("filename is required")
+        return await chunked.first(principal(request), chunk, total_chunks=total, filename=filename,
+                                   upload_type=upload_type, task_id=task_id)
+    if not fields.get("upload_id"):
+        raise errors.BAD_REQUEST("upload_id is required when chunk_index > 0")
+    return await chunked.next(principal(request), fields["upload_id"], index, total, chunk)
+
+
+async def upload_chunk(request: web.Request) -> web.Response:
+    if request.content_length is not None and request.content_length > MAX_CHUNK + FORM_SLACK:
+        raise too_large(request.content_length)  # decided before reading a byte of the body
+    chunked: ChunkedUploads = request.app[CHUNKED]
+    fields: dict[str, str] = {}
+    receipt: ChunkReceipt | None = None
+    spooled: Chunk | None = None
+    try:
+        async for part in _form_parts(request):
+            if part.name != "chunk":
+                fields[part.name] = await _text(part)
+            elif receipt is not None or spooled is not None:
+                raise errors.BAD_REQUEST("Send one chunk per request")
+            elif _ready(fields):
+                receipt = await _place(request, fields, _body(request, part))
+            else:
+                spooled = await chunked.spool(_body(request, part).blocks)
+        if receipt is None:
+            if spooled is None:
+                raise errors.BAD_REQUEST("The file field chunk is required")
+            receipt = await _place(request, fields, spooled)
+    finally:
+        if spooled is not None and receipt is None:
+            await chunked.discard(spooled)
+    return web.json_response(_receipt_json(receipt))
+
+
+def _receipt_json(receipt: ChunkReceipt) -> dict:
+    info = receipt.info
+    body = {"upload_id": info.id, "chunk_index": receipt.chunk_index, "chunks_received": receipt.chunks_received,
+            "total_chunks": info.total_chunks, "is_complete": receipt.complete}
+    if receipt.complete:
+        body.update(batch_id=info.batch_id, status="uploaded", message="Batch uploaded successfully")
+    else:
+        body["message"] = f"Chunk {receipt.chunk_index + 1}/{info.total_chunks} received"
+    return body
+
+
+async def upload_direct(request: web.Request) -> web.Response:
+    """One whole file in one request: streamed to the store, then the batch."""
+    chunked: ChunkedUploads = request.app[CHUNKED]
+    user = principal(request)
+    fields: dict[str, str] = {}
+    info = None
+    try:
+        async for part in _form_parts(request):
+            if part.name != "file":
+                fields[part.name] = await _text(part)
+                continue
+            if info is not None:
+                raise errors.BAD_REQUEST("Send one file per request")
+            # the type may follow the file in the form: it is checked, and set, once all fields are read
+            info = await chunked.start(user, _body(request, part), total_chunks=1,
+                                       filename=clean_filename(part.filename) or "upload",
+                                       upload_type="zip_with_qr", task_id=None,
+                                       room=chunked.service.settings.max_upload_size)
+        if info is None:
+            raise errors.BAD_REQUEST("The file field file is required")
+        info.upload_type, info.task_id = _kind(fields)
+        await chunked.service.repo.update_upload(info.id, upload_type=info.upload_type, task_id=info.task_id)
+    except BaseException:
+        if info is not None and not info.is_complete:
+            await chunked.abandon(info)
+        raise
+    receipt = await chunked.received(info, 0)
+    row = await request.app[REPO].batch(receipt.info.batch_id)
+    return web.json_response(batch_json(row), status=201)
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_post("/api/batches/upload-chunk", upload_chunk)
+    app.router.add_post("/api/batches/upload", upload_direct)

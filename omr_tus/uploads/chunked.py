@@ -1,0 +1,211 @@
+"""The legacy chunk protocol over the upload service.
+
+Chunk 0 creates the upload and fixes the chunk size; chunk i then lands at
+i * chunk_size of the upload's one file. So chunks after 0 may arrive in any order or
+in parallel, a retried chunk is stored once, and completion copies nothing: the file
+is whole the moment its last chunk is written. A chunk that arrived before the form
+fields saying where it goes is spooled and then placed by the kernel (copy_file_range).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import logging
+import secrets
+from typing import AsyncIterable, Callable
+
+from .. import errors
+from ..store import RangeCopier, WriteProgress
+from .model import Principal, UploadInfo
+from .service import UploadService, mb, raise_failure
+
+log = logging.getLogger("omr_tus.uploads")
+MAX_CHUNK = 100 * 1024 * 1024
+
+
+@dataclasses.dataclass
+class ChunkReceipt:
+    info: UploadInfo
+    chunk_index: int
+    chunks_received: int
+
+    @property
+    def complete(self) -> bool:
+        return self.info.is_complete
+
+
+@dataclasses.dataclass
+class Chunk:
+    """A chunk's body: streamed from the request, or already spooled on the store."""
+
+    blocks: AsyncIterable[bytes] | None = None
+    interrupt: Callable[[], None] = lambda: None
+    spool_id: str | None = None
+    spool_size: int = 0
+    spool_sha256: object | None = None  # the running hash, if the chunk turns out to be chunk 0
+
+
+def too_large(size: int, limit: int = MAX_CHUNK) -> errors.ServiceError:
+    return errors.TOO_LARGE(f"Chunk size {size} exceeds maximum {limit}")
+
+
+class ChunkedUploads:
+    def __init__(self, service: UploadService, max_chunk: int = MAX_CHUNK):
+        self.service = service
+        self.max_chunk = max_chunk
+
+    # -- spooling -----------------------------------------------------------
+    async def spool(self, blocks: AsyncIterable[bytes]) -> Chunk:
+        """Stores a chunk whose destination is not known yet (its form fields come later)."""
+        store = self.service.store
+        if not isinstance(store, RangeCopier):
+            raise errors.BAD_REQUEST("Send the form fields before the chunk file field")
+        spool_id = secrets.token_hex(16)
+        await store.create(spool_id)
+        progress = WriteProgress()
+        hasher = hashlib.sha256()
+        failure = await self.service.stream(spool_id, 0, blocks, self.max_chunk, progress, [hasher])
+        if failure is not None:
+            await store.delete(spool_id)
+            if isinstance(failure, errors.ServiceError) and failure.spec is errors.TOO_LARGE:
+                raise too_large(progress.written + 1, self.max_chunk) from None
+            raise_failure(failure)
+        return Chunk(spool_id=spool_id, spool_size=progress.written, spool_sha256=hasher)
+
+    async def discard(self, chunk: Chunk) -> None:
+        if chunk.spool_id:
+            await self.service.store.delete(chunk.spool_id)
+
+    # -- chunks -------------------------------------------------------------
+    async def first(self, user: Principal, chunk: Chunk, *, total_chunks: int, filename: str | None,
+                    upload_type: str, task_id: str | None) -> ChunkReceipt:
+        info = await self.start(user, chunk, total_chunks=total_chunks, filename=filename,
+                                upload_type=upload_type, task_id=task_id)
+        return await self.received(info, 0)
+
+    async def start(self, user: Principal, chunk: Chunk, *, total_chunks: int, filename: str | None,
+                    upload_type: str, task_id: str | None, room: int | None = None) -> UploadInfo:
+        """Creates the upload from its chunk 0, which fixes the chunk size."""
+        max_size = self.service.settings.max_upload_size
+        if total_chunks > max_size:
+            raise errors.BAD_REQUEST(f"total_chunks {total_chunks} is more than an upload of the maximum size "
+                                     f"({max_size} bytes) can have")
+        info = await self.service.create(user, length=None, metadata={"filename": filename or ""},
+                                         raw_metadata=None, filename=filename, upload_type=upload_type,
+                                         task_id=task_id, protocol="legacy", total_chunks=total_chunks)
+        try:
+            size = await self._put(info, 0, chunk, room=room or self.max_chunk)
+            if total_chunks > 1:
+                if size == 0:
+                    raise errors.BAD_REQUEST("Chunk 0 is empty; every chunk but the last must hold data")
+                if (total_chunks - 1) * size + 1 > max_size:
+                    raise errors.TOO_LARGE(f"{total_chunks} chunks of {size} bytes exceed the maximum upload "
+                                           f"size {max_size}")
+            info.chunk_size = size
+            await self.service.repo.update_upload(info.id, chunk_size=size)
+        except BaseException:
+            await self.abandon(info)
+            raise
+        return info
+
+    async def abandon(self, info: UploadInfo) -> None:
+        await self.service.store.delete(info.id)
+        await self.service.repo.update_upload(info.id, status="terminated")
+
+    async def next(self, user: Principal, upload_id: str, index: int, total_chunks: int,
+                   chunk: Chunk) -> ChunkReceipt:
+        info = await self.lookup(upload_id, user)
+        if total_chunks != info.total_chunks:
+            raise errors.BAD_REQUEST(f"total_chunks {total_chunks} does not match this upload's "
+                                     f"total_chunks {info.total_chunks}")
+        if not 0 <= index < info.total_chunks:
+            raise errors.BAD_REQUEST(f"Invalid chunk_index {index} (total: {info.total_chunks})")
+        size = None if info.is_complete else await self._put(info, index, chunk, room=info.chunk_size)
+        if size is None:  # a retry of a stored chunk: stored once, counted once
+            await self._drain(chunk)
+            count, _ = await self.service.repo.chunk_totals(info.id)
+            return ChunkReceipt(await self.lookup(upload_id, user), index, count)
+        return await self.received(info, index)
+
+    async def lookup(self, upload_id: str, user: Principal) -> UploadInfo:
+        try:
+            info = await self.service.get(upload_id, user)
+        except errors.ServiceError as exc:
+            if exc.status in (404, 410):
+                raise errors.NOT_FOUND(f"Upload {upload_id} not found. Please restart upload.") from None
+            raise
+        if info.protocol != "legacy" or info.chunk_size is None:
+            raise errors.NOT_FOUND(f"Upload {upload_id} not found. Please restart upload.")
+        return info
+
+    async def _put(self, info: UploadInfo, index: int, chunk: Chunk, room: int) -> int | None:
+        """Writes chunk `index` at its place and records it, under a lock of its own: chunks
+        of one upload are written in parallel, while a retry of the same chunk waits and
+        then finds it stored (None)."""
+        service = self.service
+        offset = index * (info.chunk_size or 0)
+        async with service.locks.hold(f"{info.id}/{index}") as holder:
+            if await service.repo.has_chunk(info.id, index):
+                return None
+            if chunk.spool_id:
+                if chunk.spool_size > room:
+                    raise self._oversize(index, chunk.spool_size, room)
+                size = await service.store.copy_into(chunk.spool_id, info.id, offset)
+                await service.store.delete(chunk.spool_id)
+                if offset == 0:
+                    service.keep_hasher(info.id, size, chunk.spool_sha256)
+            else:
+                holder.interrupt = chunk.interrupt
+                hasher = service.take_hasher(info.id, offset)
+                failure = await service.stream(info.id, offset, chunk.blocks, room, holder.progress, [hasher])
+                size = holder.progress.written
+                if failure is not None:
+                    if isinstance(failure, errors.ServiceError) and failure.spec is errors.TOO_LARGE:
+                        raise self._oversize(index, size + 1, room) from None
+                    raise_failure(failure)
+                if hasher is not None:
+                    service.keep_hasher(info.id, offset + size, hasher)
+            if index and index < info.total_chunks - 1 and size != info.chunk_size:
+                raise errors.BAD_REQUEST(f"Chunk {index} has {size} bytes; every chunk but the last must have "
+                                         f"{info.chunk_size} bytes, like chunk 0")
+            await service.repo.record_chunk(info.id, index, size)
+        log.info("Upload %s: Saved chunk %d/%d (%s)", info.id, index + 1, info.total_chunks, mb(size))
+        return size
+
+    def _oversize(self, index: int, size: int, room: int) -> errors.ServiceError:
+        if room >= self.max_chunk or size > self.max_chunk:
+            return too_large(size, self.max_chunk)
+        return errors.BAD_REQUEST(f"Chunk {index} is larger than chunk 0 ({room} bytes); every chunk but the "
+                                  f"last must have the size of chunk 0")
+
+    async def received(self, info: UploadInfo, index: int) -> ChunkReceipt:
+        """Counts the chunks stored; the request that brings the last one completes the upload."""
+        service = self.service
+        count, total = await service.repo.chunk_totals(info.id)
+        if count < info.total_chunks:
+            await service.repo.update_upload(info.id, upload_offset=total, expires_at=service.expiry())
+            return ChunkReceipt(info, index, count)
+        async with service.locks.hold(info.id):  # exactly one request completes the upload
+            current = await service.get(info.id, _owner(info))
+            if current.is_complete:
+                return ChunkReceipt(current, index, count)
+            log.info("Upload %s: All %d chunks received, reassembling...", info.id, info.total_chunks)
+            info.length = info.offset = total
+            await service.repo.update_upload(info.id, length=total)
+            log.info("Upload %s: Reassembly complete - %s total", info.id, mb(total))
+            log.info("Upload %s: All chunks received, triggering batch processing", info.id)
+            await service.finish(info)
+            log.info("Upload %s: Cleaned up temp directory", info.id)
+        return ChunkReceipt(info, index, count)
+
+    async def _drain(self, chunk: Chunk) -> None:
+        if chunk.blocks is not None:
+            async for _ in chunk.blocks:
+                await asyncio.sleep(0)
+        await self.discard(chunk)
+
+
+def _owner(info: UploadInfo) -> Principal:
+    return Principal(id=info.owner_id, username="", role="user")
