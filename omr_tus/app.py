@@ -14,12 +14,13 @@ from .config import Settings
 from .db.engine import make_engine
 from .db.migrate import migrate
 from .db.repo import Repo
-from .http.keys import ARCHIVER, AUTH, CHUNKED, ENGINE, REPO, SERVICE, SETTINGS, STORE
+from .http.keys import ARCHIVER, AUTH, CHUNKED, CONCAT, ENGINE, REPO, SERVICE, SETTINGS, STORE
 from .http.middlewares import MIDDLEWARES
 from .store import LocalStore
 from .tus import handlers as tus
 from .uploads.archive import Archiver
 from .uploads.chunked import ChunkedUploads
+from .uploads.concat import Concatenation
 from .uploads.locks import UploadLocks
 from .uploads.service import UploadService
 
@@ -64,6 +65,7 @@ async def _uploads(app: web.Application):
     service.finish_hooks.append(archiver)
     app[STORE], app[SERVICE], app[ARCHIVER] = store, service, archiver
     app[CHUNKED] = ChunkedUploads(service)
+    app[CONCAT] = Concatenation(service)
     await archiver.recover()
     log.info("store %s, durable storage %s", settings.store_dir, settings.durable_dir)
     yield

@@ -86,7 +86,7 @@ async def _truncate(url: str) -> None:
         async with engine.begin() as conn:
             exists = (await conn.execute(text("SELECT to_regclass('public.users')"))).scalar()
             if exists:
-                await conn.execute(text("TRUNCATE users, uploads, upload_chunks, batches RESTART IDENTITY CASCADE"))
+                await conn.execute(text("TRUNCATE users, uploads, upload_chunks, upload_parts, batches RESTART IDENTITY CASCADE"))
     finally:
         await engine.dispose()
 

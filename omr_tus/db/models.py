@@ -75,6 +75,8 @@ class Upload(Base):
     # Legacy chunked uploads: chunk i lands at i * chunk_size (chunk 0 sets the size).
     total_chunks: Mapped[int | None] = mapped_column(Integer, nullable=True)
     chunk_size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # tus concatenation: "partial" or "final" (None for an ordinary upload)
+    concat: Mapped[str | None] = mapped_column(String(8), nullable=True)
 
 
 class UploadChunk(Base):
@@ -85,6 +87,17 @@ class UploadChunk(Base):
     upload_id: Mapped[str] = mapped_column(ForeignKey("uploads.id", ondelete="CASCADE"), primary_key=True)
     chunk_index: Mapped[int] = mapped_column(Integer, primary_key=True)
     size: Mapped[int] = mapped_column(BigInteger)
+
+
+class UploadPart(Base):
+    """Part i of a final (concatenated) upload is the partial upload partial_id. Once
+    copied into the final, the part is recorded in upload_chunks like a legacy chunk."""
+
+    __tablename__ = "upload_parts"
+
+    final_id: Mapped[str] = mapped_column(ForeignKey("uploads.id", ondelete="CASCADE"), primary_key=True)
+    part_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    partial_id: Mapped[str] = mapped_column(ForeignKey("uploads.id", ondelete="CASCADE"), index=True)
 
 
 class Batch(Base):

@@ -9,16 +9,17 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Sequence
 
-from sqlalchemy import Row, func, insert, select, update
+from sqlalchemy import Row, and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .models import Batch, Upload, UploadChunk, User, utcnow
+from .models import Batch, Upload, UploadChunk, UploadPart, User, utcnow
 
 users = User.__table__
 uploads = Upload.__table__
 batches = Batch.__table__
 chunks = UploadChunk.__table__
+parts = UploadPart.__table__
 
 
 class Repo:
@@ -80,7 +81,8 @@ class Repo:
 
     async def expired_uploads(self, now: dt.datetime, limit: int = 500) -> Sequence[str]:
         result = await self._all(select(uploads.c.id).where(
-            uploads.c.status == "active", uploads.c.expires_at <= now).limit(limit))
+            uploads.c.expires_at <= now, or_(uploads.c.status == "active", and_(
+                uploads.c.status == "complete", uploads.c.concat == "partial"))).limit(limit))
         return [row.id for row in result]
 
     async def uploads_to_archive(self) -> Sequence[str]:
@@ -114,6 +116,23 @@ class Repo:
     async def has_chunk(self, upload_id: str, index: int) -> bool:
         return await self._one(select(chunks.c.size).where(
             chunks.c.upload_id == upload_id, chunks.c.chunk_index == index)) is not None
+
+    # -- concatenation ------------------------------------------------------
+    async def insert_final(self, values: dict[str, Any], partial_ids: Sequence[str]) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(insert(uploads).values(**values))
+            await conn.execute(insert(parts), [dict(final_id=values["id"], part_index=i, partial_id=p)
+                                               for i, p in enumerate(partial_ids)])
+
+    async def parts_of(self, final_id: str) -> Sequence[Row]:
+        """The partial uploads of a final one, in order."""
+        return await self._all(select(uploads).join(parts, parts.c.partial_id == uploads.c.id).where(
+            parts.c.final_id == final_id).order_by(parts.c.part_index))
+
+    async def finals_waiting_for(self, partial_id: str) -> Sequence[str]:
+        rows = await self._all(select(parts.c.final_id).join(uploads, uploads.c.id == parts.c.final_id).where(
+            parts.c.partial_id == partial_id, uploads.c.status == "active"))
+        return [row.final_id for row in rows]
 
     # -- batches ------------------------------------------------------------
     async def batch(self, batch_id: str) -> Row | None:

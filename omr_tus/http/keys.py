@@ -12,6 +12,7 @@ from ..store import Store
 from ..uploads.model import Principal
 from ..uploads.archive import Archiver
 from ..uploads.chunked import ChunkedUploads
+from ..uploads.concat import Concatenation
 from ..uploads.service import UploadService
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -22,6 +23,7 @@ SERVICE = web.AppKey("service", UploadService)
 AUTH = web.AppKey("auth", Authenticator)
 ARCHIVER = web.AppKey("archiver", Archiver)
 CHUNKED = web.AppKey("chunked", ChunkedUploads)
+CONCAT = web.AppKey("concat", Concatenation)
 
 PRINCIPAL = web.RequestKey("principal", Principal)  # set by the auth middleware
 

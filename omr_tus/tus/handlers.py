@@ -9,9 +9,9 @@ from aiohttp import web
 
 from .. import errors
 from ..http.files import clean_filename, content_disposition
-from ..http.keys import ARCHIVER, SERVICE, SETTINGS, STORE, principal
+from ..http.keys import ARCHIVER, CONCAT, REPO, SERVICE, SETTINGS, STORE, principal
 from ..http.urls import base_url
-from ..store import LocalFiles, Truncater
+from ..store import RangeCopier, Truncater
 from ..uploads.checksums import ALGORITHMS
 from ..uploads.model import UploadInfo
 from ..uploads.service import interrupted
@@ -27,6 +27,8 @@ def extensions(store) -> list[str]:
     exts = list(BASE_EXTENSIONS)
     if isinstance(store, Truncater):  # a failed checksum must be able to drop its bytes
         exts.append("checksum")
+    if isinstance(store, RangeCopier):  # parts are placed into the final upload by the store
+        exts += ["concatenation", "concatenation-unfinished"]
     return exts
 
 
@@ -56,18 +58,27 @@ async def options(request: web.Request) -> web.Response:
 async def create(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     user = principal(request)
-    length = h.creation_length(request.headers)
+    concat, partial_ids = h.concat(request.headers.get("Upload-Concat"))
+    if concat == "final" and (request.headers.get("Upload-Length") or request.headers.get("Upload-Defer-Length")):
+        raise errors.BAD_REQUEST("A final upload takes its length from its parts: send no Upload-Length")
+    length = None if concat == "final" else h.creation_length(request.headers)
     service.check_length(length)
     raw_meta = request.headers.get("Upload-Metadata")
     meta = h.metadata(raw_meta)
-    upload_type, task_id = check_upload_type(meta.get("upload_type"), meta.get("task_id"))
+    upload_type, task_id = check_upload_type(meta.get("upload_type"), meta.get("task_id"),
+                                             need_task=concat != "partial")
     with_body = request.headers.get("Content-Type", "").split(";")[0].strip() == h.OFFSET_STREAM
     if not with_body and request.content_length:
         raise errors.UNSUPPORTED_MEDIA("a creation request with a body must use Content-Type: "
                                        "application/offset+octet-stream")
-    info = await service.create(user, length=length, metadata=meta, raw_metadata=raw_meta,
-                                filename=clean_filename(meta.get("filename")), upload_type=upload_type,
-                                task_id=task_id)
+    fields = dict(metadata=meta, raw_metadata=raw_meta, filename=clean_filename(meta.get("filename")),
+                  upload_type=upload_type, task_id=task_id)
+    if concat == "final":
+        if with_body:
+            raise errors.FORBIDDEN("A final upload cannot carry a body")
+        info = await request.app[CONCAT].create_final(user, partial_ids, **fields)
+    else:
+        info = await service.create(user, length=length, concat=concat, **fields)
     location = f"{base_url(request, request.app[SETTINGS].trust_proxy_headers)}/files/{info.id}"
     hdrs = tus_headers(Location=location)
     if with_body:
@@ -84,11 +95,19 @@ async def create(request: web.Request) -> web.Response:
 
 async def head(request: web.Request) -> web.Response:
     info = await request.app[SERVICE].current(request.match_info["upload_id"], principal(request))
-    hdrs = tus_headers(**{"Cache-Control": "no-store", "Upload-Offset": str(info.offset)})
-    if info.length is None:
-        hdrs["Upload-Defer-Length"] = "1"
-    else:
+    hdrs = tus_headers(**{"Cache-Control": "no-store"})
+    if info.concat != "final" or info.is_complete:  # a final has no offset until it is assembled
+        hdrs["Upload-Offset"] = str(info.offset)
+    if info.concat == "final":
+        base = base_url(request, request.app[SETTINGS].trust_proxy_headers)
+        parts = await request.app[REPO].parts_of(info.id)
+        hdrs["Upload-Concat"] = "final;" + " ".join(f"{base}/files/{p.id}" for p in parts)
+    elif info.concat == "partial":
+        hdrs["Upload-Concat"] = "partial"
+    if info.length is not None:
         hdrs["Upload-Length"] = str(info.length)
+    elif info.concat != "final":
+        hdrs["Upload-Defer-Length"] = "1"
     if info.raw_metadata:
         hdrs["Upload-Metadata"] = info.raw_metadata
     hdrs.update(expires(info))
@@ -100,6 +119,9 @@ async def patch(request: web.Request) -> web.Response:
     if request.headers.get("Content-Type", "").split(";")[0].strip() != h.OFFSET_STREAM:
         raise errors.UNSUPPORTED_MEDIA()
     offset = h.upload_offset(request.headers)
+    upload_id = request.match_info["upload_id"]
+    if (await request.app[SERVICE].get(upload_id, principal(request))).concat == "final":
+        raise errors.FORBIDDEN("A final upload is made of its partial uploads; it cannot be patched")
     info = await _append(request, request.match_info["upload_id"], offset, length=h.upload_length(request.headers))
     hdrs = tus_headers(**{"Upload-Offset": str(info.offset)})
     hdrs.update(expires(info))

@@ -6,6 +6,7 @@ import base64
 import binascii
 import re
 from typing import Mapping
+from urllib.parse import urlsplit
 
 from .. import errors
 from ..uploads.checksums import ALGORITHMS, Checksum
@@ -89,3 +90,21 @@ def checksum(value: str | None) -> Checksum | None:
     except (binascii.Error, ValueError):
         raise errors.BAD_REQUEST("Upload-Checksum digest is not valid base64") from None
     return Checksum(algorithm, digest)  # a digest of the wrong length simply never matches: 460
+
+
+def concat(value: str | None) -> tuple[str | None, list[str]]:
+    """Upload-Concat: 'partial', or 'final;' and the partial uploads' URLs (absolute or relative)."""
+    if value is None:
+        return None, []
+    value = value.strip()
+    if value == "partial":
+        return "partial", []
+    if value.startswith("final;"):
+        ids = []
+        for url in value[len("final;"):].split():
+            path = urlsplit(url).path.rstrip("/")
+            if not path.startswith("/files/") or "/" in path[len("/files/"):]:
+                raise errors.BAD_REQUEST(f"Upload-Concat URL {url[:80]!r} is not an upload of this server")
+            ids.append(path[len("/files/"):])
+        return "final", ids
+    raise errors.BAD_REQUEST("Upload-Concat must be 'partial' or 'final;<url> <url> ...'")

@@ -42,6 +42,7 @@ class UploadInfo:
     expires_at: dt.datetime | None
     total_chunks: int | None = None
     chunk_size: int | None = None
+    concat: str | None = None
     batch_id: str | None = None
 
     @classmethod
@@ -51,7 +52,7 @@ class UploadInfo:
                    raw_metadata=row.raw_metadata, filename=row.filename, upload_type=row.upload_type,
                    task_id=row.task_id, status=row.status, location=row.location, sha256=row.sha256,
                    created_at=row.created_at, expires_at=row.expires_at, total_chunks=row.total_chunks,
-                   chunk_size=row.chunk_size)
+                   chunk_size=row.chunk_size, concat=row.concat)
 
     @property
     def is_complete(self) -> bool:

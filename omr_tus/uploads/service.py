@@ -44,6 +44,7 @@ class UploadService:
         self.store = store
         self.locks = locks
         self.finish_hooks: list[FinishHook] = []  # run in the background after completion
+        self.partial_hooks: list[FinishHook] = []  # run when a partial upload (tus concatenation) completes
         # Running sha256 of uploads whose bytes arrived in order: (offset, hasher).
         self._hashers: dict[str, tuple[int, Any]] = {}
         # Bytes still owed to this node's incomplete uploads, for the free-space check.
@@ -78,7 +79,8 @@ class UploadService:
     # -- creation -----------------------------------------------------------
     async def create(self, user: Principal, *, length: int | None, metadata: dict[str, Any],
                      raw_metadata: str | None, filename: str | None, upload_type: str,
-                     task_id: str | None, protocol: str = "tus", total_chunks: int | None = None) -> UploadInfo:
+                     task_id: str | None, protocol: str = "tus", total_chunks: int | None = None,
+                     concat: str | None = None, parts: list[str] | None = None) -> UploadInfo:
         self.check_length(length)
         if length:
             self._check_space(length)
@@ -87,10 +89,14 @@ class UploadService:
         values = dict(id=upload_id, owner_id=user.id, protocol=protocol, length=length, upload_offset=0,
                       upload_metadata=metadata, raw_metadata=raw_metadata, filename=filename,
                       upload_type=upload_type, task_id=task_id, status="active", location="store",
-                      created_at=now, updated_at=now, expires_at=self.expiry(now), total_chunks=total_chunks)
+                      created_at=now, updated_at=now, expires_at=self.expiry(now), total_chunks=total_chunks,
+                      concat=concat)
         await self.store.create(upload_id)
         try:
-            await self.repo.insert_upload(**values)
+            if parts:
+                await self.repo.insert_final(values, parts)
+            else:
+                await self.repo.insert_upload(**values)
         except BaseException:
             await self.store.delete(upload_id)
             raise
@@ -101,7 +107,8 @@ class UploadService:
         return UploadInfo(id=upload_id, owner_id=user.id, protocol=protocol, length=length, offset=0,
                           metadata=metadata, raw_metadata=raw_metadata, filename=filename,
                           upload_type=upload_type, task_id=task_id, status="active", location="store",
-                          sha256=None, created_at=now, expires_at=values["expires_at"], total_chunks=total_chunks)
+                          sha256=None, created_at=now, expires_at=values["expires_at"], total_chunks=total_chunks,
+                          concat=concat)
 
     def check_length(self, length: int | None) -> None:
         if length is not None and length > self.settings.max_upload_size:
@@ -256,11 +263,19 @@ class UploadService:
         """Marks the upload complete at info.offset bytes and creates its batch (call under the lock)."""
         hasher = self.take_hasher(info.id, info.offset)
         sha256 = hasher.hexdigest() if hasher is not None else None
+        self._reserved.pop(info.id, None)
+        if info.concat == "partial":  # no batch: it waits, until it expires, to be part of a final upload
+            info.status, info.sha256, info.expires_at = "complete", sha256, self.expiry()
+            await self.repo.update_upload(info.id, upload_offset=info.offset, status="complete", sha256=sha256,
+                                          completed_at=utcnow(), expires_at=info.expires_at)
+            log.info("Upload %s: partial upload complete - %s", info.id, mb(info.offset))
+            for hook in self.partial_hooks:
+                await hook(info)
+            return
         batch_id = str(uuid.uuid4())
         await self.repo.complete_upload(info.id, info.offset, sha256, dict(
             id=batch_id, upload_id=info.id, owner_id=info.owner_id, filename=info.filename,
             size=info.offset, upload_type=info.upload_type, task_id=info.task_id))
-        self._reserved.pop(info.id, None)
         info.status, info.sha256, info.batch_id, info.expires_at = "complete", sha256, batch_id, None
         log.info("Upload %s: complete - %s total, batch %s", info.id, mb(info.offset), batch_id)
         self.spawn(self._after_finish(info))
@@ -287,7 +302,7 @@ class UploadService:
     async def terminate(self, upload_id: str, user: Principal) -> None:
         async with self.locks.hold(upload_id):
             info = await self.get(upload_id, user)
-            if info.is_complete:
+            if info.is_complete and info.concat != "partial":
                 raise errors.FORBIDDEN(f"Upload {upload_id} is complete and became batch {info.batch_id}; "
                                        "it can no longer be terminated")
             await self._drop(info.id, "terminated")
@@ -299,7 +314,8 @@ class UploadService:
             with contextlib.suppress(errors.ServiceError):  # being written right now: not idle
                 async with self.locks.hold(upload_id):
                     row = await self.repo.upload(upload_id)
-                    if row is not None and row.status == "active" and row.expires_at <= utcnow():
+                    if row is not None and row.expires_at is not None and row.expires_at <= utcnow() and (
+                            row.status == "active" or row.concat == "partial"):
                         await self._drop(upload_id, "expired")
                         count += 1
         return count

@@ -10,14 +10,16 @@ from .model import TYPES_NEEDING_TASK, UPLOAD_TYPES
 TASK_ID = re.compile(r"^[0-9]{8}$")
 
 
-def check_upload_type(upload_type: str | None, task_id: str | None) -> tuple[str, str | None]:
-    """Returns (upload_type, task_id); a missing type means a ZIP whose sheets carry QR codes."""
+def check_upload_type(upload_type: str | None, task_id: str | None,
+                      need_task: bool = True) -> tuple[str, str | None]:
+    """Returns (upload_type, task_id); a missing type means a ZIP whose sheets carry QR codes.
+    need_task=False for a tus partial upload: its final upload carries the task."""
     upload_type = upload_type or "zip_with_qr"
     if upload_type not in UPLOAD_TYPES:
         raise errors.BAD_REQUEST(f"Invalid upload_type '{upload_type}': use one of {', '.join(UPLOAD_TYPES)}")
     if task_id:
         if not TASK_ID.match(task_id):
             raise errors.BAD_REQUEST(f"Invalid task_id '{task_id}': it must be exactly 8 digits")
-    elif upload_type in TYPES_NEEDING_TASK:
+    elif upload_type in TYPES_NEEDING_TASK and need_task:
         raise errors.BAD_REQUEST(f"task_id is required for upload_type '{upload_type}'")
     return upload_type, task_id or None

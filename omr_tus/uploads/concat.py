@@ -1,0 +1,68 @@
+"""tus concatenation (and concatenation-unfinished) on the parts mechanism of the legacy
+chunk API: a final upload's parts are partial uploads; each is placed at its offset by
+the kernel (copy_file_range) and recorded as a chunk of the final, which completes when
+every part is in place. A final may be created before its partials are complete."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from .. import errors
+from .model import Principal, UploadInfo
+from .service import UploadService, mb
+
+log = logging.getLogger("omr_tus.uploads")
+
+
+class Concatenation:
+    def __init__(self, service: UploadService):
+        self.service = service
+        service.partial_hooks.append(self.partial_done)
+
+    async def create_final(self, user: Principal, partial_ids: list[str], **fields: Any) -> UploadInfo:
+        if not partial_ids:
+            raise errors.BAD_REQUEST("Upload-Concat: final needs at least one partial upload URL")
+        length = 0
+        for partial_id in partial_ids:
+            try:
+                partial = await self.service.get(partial_id, user)
+            except errors.ServiceError as exc:
+                raise errors.BAD_REQUEST(f"Partial upload {partial_id} cannot be concatenated: {exc.message}") from None
+            if partial.concat != "partial":
+                raise errors.BAD_REQUEST(f"Upload {partial_id} was not created with Upload-Concat: partial")
+            length = None if length is None or partial.length is None else length + partial.length
+        info = await self.service.create(user, length=length, concat="final", parts=partial_ids,
+                                         total_chunks=len(partial_ids), **fields)
+        return await self.assemble_if_ready(info.id) or info
+
+    async def partial_done(self, partial: UploadInfo) -> None:
+        for final_id in await self.service.repo.finals_waiting_for(partial.id):
+            self.service.spawn(self.assemble_if_ready(final_id))
+
+    async def assemble_if_ready(self, final_id: str) -> UploadInfo | None:
+        service = self.service
+        async with service.locks.hold(final_id):
+            row = await service.repo.upload(final_id)
+            if row is None or row.status != "active":
+                return None
+            info = UploadInfo.from_row(row)
+            parts = await service.repo.parts_of(final_id)
+            if any(p.status != "complete" for p in parts):
+                if any(p.status in ("terminated", "expired") for p in parts):
+                    log.warning("Upload %s: a partial upload is gone; the final cannot complete", final_id)
+                return None
+            offset = 0
+            for index, part in enumerate(parts):
+                size = await service.store.copy_into(part.id, final_id, offset)
+                await service.repo.record_chunk(final_id, index, size)
+                offset += size
+            info.offset = info.length = offset
+            await service.repo.update_upload(final_id, length=offset)
+            log.info("Upload %s: %d partial uploads concatenated - %s total", final_id, len(parts), mb(offset))
+            await service.finish(info)
+        for part in parts:
+            if not await service.repo.finals_waiting_for(part.id):
+                await service.store.delete(part.id)
+                await service.repo.update_upload(part.id, location="consumed")
+        return info

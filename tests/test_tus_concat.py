@@ -1,0 +1,124 @@
+"""tus concatenation and concatenation-unfinished."""
+
+import asyncio
+import hashlib
+import os
+
+import pytest
+
+from .helpers import encode_metadata
+
+
+async def partial(api, data: bytes | None, length: int, user="alice") -> str:
+    path = await api.create(length, user=user, **{"Upload-Concat": "partial"})
+    if data is not None:
+        assert (await api.patch(path, 0, data, user=user)).status == 204
+    return path
+
+
+async def create_final(api, urls: str, meta=None, status=201, user="alice", **extra):
+    headers = api.tus(user, **{"Upload-Concat": f"final;{urls}", **extra})
+    if meta:
+        headers["Upload-Metadata"] = encode_metadata(meta)
+    resp = await api.client.post("/files/", headers=headers)
+    assert resp.status == status, await resp.text()
+    return resp
+
+
+async def batch_of(api, final_path: str) -> dict | None:
+    upload_id = final_path.rsplit("/", 1)[1]
+    for _ in range(200):
+        batches = (await api.get_json(f"/api/batches?upload_id={upload_id}"))["batches"]
+        if batches and batches[0]["sha256"]:
+            return batches[0]
+        await asyncio.sleep(0.05)
+    return None
+
+
+@pytest.mark.parametrize("absolute", [False, True])
+async def test_final_of_complete_partials(api, absolute):
+    parts = [os.urandom(1000), os.urandom(1), os.urandom(70_000)]
+    paths = [await partial(api, p, len(p)) for p in parts]
+    head = await api.head(paths[0])
+    assert head.headers["Upload-Concat"] == "partial"
+    base = str(api.client.make_url("")).rstrip("/") if absolute else ""
+    resp = await create_final(api, " ".join(base + p for p in paths),
+                              meta={"filename": "whole.zip", "upload_type": "zip_no_qr", "task_id": "11600111"})
+    assert "Batch-Id" in resp.headers
+    final = resp.headers["Location"].split("://", 1)[1].split("/", 1)[1]
+    final = "/" + final
+    batch = await batch_of(api, final)
+    data = b"".join(parts)
+    assert batch["sha256"] == hashlib.sha256(data).hexdigest() and batch["size"] == len(data)
+    assert (batch["filename"], batch["upload_type"], batch["task_id"]) == ("whole.zip", "zip_no_qr", "11600111")
+    head = await api.head(final)
+    assert head.headers["Upload-Offset"] == head.headers["Upload-Length"] == str(len(data))
+    assert head.headers["Upload-Concat"].startswith("final;http")
+    resp = await api.client.get(final, headers=api.auth())
+    assert await resp.read() == data
+
+
+async def test_final_before_partials_are_complete(api):
+    a, b = os.urandom(5000), os.urandom(3000)
+    pa = await partial(api, a[:100], len(a))
+    pb = await partial(api, None, len(b))
+    resp = await create_final(api, f"{pa} {pb}", meta={"filename": "late.zip"})
+    assert "Batch-Id" not in resp.headers
+    final = "/files/" + resp.headers["Location"].rsplit("/", 1)[1]
+    head = await api.head(final)
+    assert head.status == 200
+    assert "Upload-Offset" not in head.headers
+    assert head.headers["Upload-Length"] == "8000"
+    assert (await api.patch(final, 0, b"x")).status == 403
+    assert (await api.patch(pb, 0, b)).status == 204
+    assert (await api.patch(pa, 100, a[100:])).status == 204
+    batch = await batch_of(api, final)
+    assert batch is not None and batch["sha256"] == hashlib.sha256(a + b).hexdigest()
+    assert (await api.head(final)).headers["Upload-Offset"] == "8000"
+
+
+async def test_partials_of_unknown_length(api):
+    pa = await api.create(None, **{"Upload-Concat": "partial"})
+    resp = await create_final(api, pa)
+    final = "/files/" + resp.headers["Location"].rsplit("/", 1)[1]
+    assert "Upload-Length" not in (await api.head(final)).headers
+    assert (await api.patch(pa, 0, b"abc", **{"Upload-Length": "3"})).status == 204
+    batch = await batch_of(api, final)
+    assert batch["size"] == 3
+
+
+@pytest.mark.parametrize("make,status,text", [
+    (lambda p, q: f"final;{p}", 201, ""),
+    (lambda p, q: "final;", 400, "at least one partial"),
+    (lambda p, q: f"final;{q}", 400, "was not created with Upload-Concat: partial"),
+    (lambda p, q: "final;/files/" + "0" * 32, 400, "not found"),
+    (lambda p, q: "final;/elsewhere/abc", 400, "not an upload of this server"),
+    (lambda p, q: "something", 400, "must be 'partial' or 'final;"),
+])
+async def test_final_refusals(api, make, status, text):
+    p = await partial(api, b"ab", 2)
+    q = await api.create(2)
+    resp = await api.client.post("/files/", headers=api.tus(**{"Upload-Concat": make(p, q)}))
+    assert resp.status == status
+    assert text in await resp.text()
+
+
+async def test_final_refusals_for_length_and_owner(api):
+    p = await partial(api, b"ab", 2)
+    await create_final(api, p, status=400, **{"Upload-Length": "2"})
+    resp = await create_final(api, p, status=400, user="bob")
+    assert "not found" in await resp.text()
+    await create_final(api, p, meta={"upload_type": "images"}, status=400)  # the final carries the task
+
+
+async def test_partial_completion_creates_no_batch(api):
+    p = await partial(api, b"abc", 3)
+    resp = await api.patch(p, 3, b"")
+    assert "Batch-Id" not in resp.headers
+    assert (await api.get_json("/api/batches"))["total"] == 0
+
+
+async def test_options_advertises_concatenation(client):
+    resp = await client.options("/files/")
+    extensions = resp.headers["Tus-Extension"].split(",")
+    assert "concatenation" in extensions and "concatenation-unfinished" in extensions
