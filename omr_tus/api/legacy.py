@@ -25,12 +25,12 @@ async def _form_parts(request: web.Request):
     try:
         reader = await request.multipart()
     except (ValueError, AssertionError):
-        raise errors.BAD_REQUEST("Malformed multipart/form-data body") from None
+        raise errors.BAD_REQUEST("Malformed multipart/form-data body: no boundary") from None
     while True:
         try:
             part = await reader.next()
-        except (ValueError, AssertionError):
-            raise errors.BAD_REQUEST("Malformed multipart/form-data body") from None
+        except (ValueError, AssertionError) as exc:
+            raise errors.BAD_REQUEST(f"Malformed multipart/form-data body: {exc}") from None
         if part is None:
             return
         if not isinstance(part, BodyPartReader) or not part.name:

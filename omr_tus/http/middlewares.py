@@ -8,6 +8,7 @@ import logging
 import secrets
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from .. import errors
 from ..logs import request_id
@@ -89,6 +90,8 @@ async def error_mapping(request: web.Request, handler):
         headers = {k: v for k, v in exc.headers.items() if k.lower() not in ("content-type", "content-length")}
         message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
         return error_response(request, exc.status, message, headers)
+    except HttpProcessingError as exc:  # a malformed body (multipart framing, chunked encoding)
+        return error_response(request, 400, f"Malformed request body: {exc.message}")
     except ConnectionError:
         return error_response(request, 400, "client connection lost")
     except Exception:

@@ -1,0 +1,189 @@
+"""GET /openapi.json: every route of the server, described for clients and for schemathesis."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from .. import __version__
+from ..http.keys import public
+from ..uploads.model import UPLOAD_TYPES
+
+STATUSES = ["uploaded", "processing", "completed", "failed"]
+
+
+def _error(description: str) -> dict:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+def _json(ref: str, description: str = "OK") -> dict:
+    return {"description": description, "content": {"application/json": {"schema": {"$ref": ref}}}}
+
+
+def _tus_header(name: str, description: str, required: bool = False, schema: dict | None = None) -> dict:
+    return {"name": name, "in": "header", "required": required, "description": description,
+            "schema": schema or {"type": "string"}}
+
+
+TUS_RESUMABLE = _tus_header("Tus-Resumable", "Protocol version; must be 1.0.0 (else 412).", True,
+                            {"type": "string", "enum": ["1.0.0"]})
+UPLOAD_ID = {"name": "upload_id", "in": "path", "required": True, "schema": {"type": "string"}}
+BATCH_ID = {"name": "batch_id", "in": "path", "required": True, "schema": {"type": "string"}}
+AUTH_ERRORS = {"401": _error("Missing, invalid or expired bearer token")}
+TUS_TEXT = {"description": "Plain-text error", "content": {"text/plain": {"schema": {"type": "string"}}}}
+
+CHUNK_FORM = {
+    "type": "object",
+    "required": ["chunk", "chunk_index", "total_chunks"],
+    "properties": {
+        "chunk": {"type": "string", "format": "binary", "description": "At most 104857600 bytes"},
+        "chunk_index": {"type": "integer", "minimum": 0},
+        "total_chunks": {"type": "integer", "minimum": 1},
+        "filename": {"type": "string", "description": "Required with chunk 0"},
+        "upload_type": {"type": "string", "enum": list(UPLOAD_TYPES), "description": "Required with chunk 0"},
+        "upload_id": {"type": "string", "description": "Required when chunk_index > 0"},
+        "task_id": {"type": "string", "pattern": "^[0-9]{8}$",
+                    "description": "Required for zip_no_qr and images"},
+        "is_final_chunk": {"type": "string", "enum": ["true", "false"]},
+    },
+}
+
+SCHEMAS = {
+    "Error": {"type": "object", "required": ["detail"], "properties": {"detail": {"type": "string"}}},
+    "Token": {"type": "object", "required": ["access_token", "token_type", "expires_in"], "properties": {
+        "access_token": {"type": "string"}, "token_type": {"type": "string", "enum": ["bearer"]},
+        "expires_in": {"type": "integer"}}},
+    "Batch": {"type": "object", "properties": {
+        "batch_id": {"type": "string"}, "upload_id": {"type": "string"}, "filename": {"type": ["string", "null"]},
+        "size": {"type": "integer"}, "sha256": {"type": ["string", "null"]},
+        "upload_type": {"type": "string", "enum": list(UPLOAD_TYPES)}, "task_id": {"type": ["string", "null"]},
+        "status": {"type": "string", "enum": STATUSES}, "total_sheets": {"type": "integer"},
+        "processed_sheets": {"type": "integer"}, "failed_sheets": {"type": "integer"},
+        "created_at": {"type": "string", "format": "date-time"},
+        "updated_at": {"type": "string", "format": "date-time"},
+        "completed_at": {"type": ["string", "null"], "format": "date-time"}}},
+    "BatchList": {"type": "object", "properties": {
+        "batches": {"type": "array", "items": {"$ref": "#/components/schemas/Batch"}},
+        "total": {"type": "integer"}, "limit": {"type": "integer"}, "offset": {"type": "integer"}}},
+    "Progress": {"type": "object", "properties": {
+        "batch_id": {"type": "string"}, "status": {"type": "string", "enum": STATUSES},
+        "total_sheets": {"type": "integer"}, "processed_sheets": {"type": "integer"},
+        "failed_sheets": {"type": "integer"}, "progress_percentage": {"type": "number"}}},
+    "ChunkReceipt": {"type": "object", "required": ["upload_id", "chunk_index", "chunks_received", "total_chunks",
+                                                    "is_complete", "message"], "properties": {
+        "upload_id": {"type": "string"}, "chunk_index": {"type": "integer"},
+        "chunks_received": {"type": "integer"}, "total_chunks": {"type": "integer"},
+        "is_complete": {"type": "boolean"}, "batch_id": {"type": "string"},
+        "status": {"type": "string", "enum": ["uploaded"]}, "message": {"type": "string"}}},
+    "Health": {"type": "object", "properties": {"status": {"type": "string"}}},
+}
+
+PATHS = {
+    "/api/auth/login": {"post": {
+        "summary": "Log in with username and password; returns a bearer token", "security": [],
+        "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
+            "type": "object", "required": ["username", "password"],
+            "properties": {"username": {"type": "string"}, "password": {"type": "string"}}}}}},
+        "responses": {"200": _json("#/components/schemas/Token"), "400": _error("Missing form fields"),
+                      "401": _error("Incorrect username or password")}}},
+    "/api/batches": {"get": {
+        "summary": "Your batches (all batches for an admin), newest first",
+        "parameters": [
+            {"name": "status", "in": "query", "schema": {"type": "string", "enum": STATUSES}},
+            {"name": "upload_type", "in": "query", "schema": {"type": "string", "enum": list(UPLOAD_TYPES)}},
+            {"name": "task_id", "in": "query", "schema": {"type": "string"}},
+            {"name": "upload_id", "in": "query", "schema": {"type": "string"}},
+            {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
+            {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}}],
+        "responses": {"200": _json("#/components/schemas/BatchList"), "400": _error("Bad filter"),
+                      **AUTH_ERRORS}}},
+    "/api/batches/{batch_id}": {"get": {
+        "summary": "One batch", "parameters": [BATCH_ID],
+        "responses": {"200": _json("#/components/schemas/Batch"), "404": _error("No such batch of yours"),
+                      **AUTH_ERRORS}}},
+    "/api/batches/{batch_id}/progress": {"get": {
+        "summary": "Processing progress of a batch", "parameters": [BATCH_ID],
+        "responses": {"200": _json("#/components/schemas/Progress"), "404": _error("No such batch of yours"),
+                      **AUTH_ERRORS}}},
+    "/api/batches/upload-chunk": {"post": {
+        "summary": "Legacy chunked upload: one chunk per request; the last one completes the batch",
+        "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": CHUNK_FORM}}},
+        "responses": {"200": _json("#/components/schemas/ChunkReceipt"),
+                      "400": _error("Invalid field, e.g. 'Invalid chunk_index 5 (total: 4)'"),
+                      "404": _error("'Upload <id> not found. Please restart upload.'"),
+                      "413": _error("'Chunk size N exceeds maximum 104857600'"),
+                      "423": _error("The same chunk is being written by another request"), **AUTH_ERRORS}}},
+    "/api/batches/upload": {"post": {
+        "summary": "Upload one whole file in one request; returns its batch",
+        "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+            "type": "object", "required": ["file", "upload_type"], "properties": {
+                "file": {"type": "string", "format": "binary"},
+                "upload_type": {"type": "string", "enum": list(UPLOAD_TYPES)},
+                "task_id": {"type": "string", "pattern": "^[0-9]{8}$"}}}}}},
+        "responses": {"201": _json("#/components/schemas/Batch", "The batch"), "400": _error("Invalid field"),
+                      "413": _error("Larger than the maximum upload size"), **AUTH_ERRORS}}},
+    "/files/": {
+        "options": {"summary": "tus discovery: versions, extensions, maximum size", "security": [],
+                    "responses": {"200": {"description": "Tus-Version, Tus-Extension, Tus-Max-Size, "
+                                                         "Tus-Checksum-Algorithm headers"}}},
+        "post": {"summary": "tus creation (with optional body: creation-with-upload; Upload-Concat for "
+                            "concatenation)",
+                 "parameters": [TUS_RESUMABLE,
+                                _tus_header("Upload-Length", "Total size in bytes"),
+                                _tus_header("Upload-Defer-Length", "1 to declare the length later"),
+                                _tus_header("Upload-Metadata", "key base64value pairs: filename, filetype, "
+                                                               "upload_type, task_id"),
+                                _tus_header("Upload-Concat", "partial, or final;<url> <url> ...")],
+                 "responses": {"201": {"description": "Created; Location of the upload (Batch-Id if complete)"},
+                               "400": TUS_TEXT, "401": TUS_TEXT, "412": TUS_TEXT, "413": TUS_TEXT,
+                               "507": TUS_TEXT}}},
+    "/files/{upload_id}": {
+        "head": {"summary": "tus: current offset, length, metadata, expiry", "parameters": [UPLOAD_ID, TUS_RESUMABLE],
+                 "responses": {"200": {"description": "Upload-Offset, Upload-Length, Upload-Metadata, "
+                                                      "Upload-Expires"},
+                               "404": {"description": "Unknown"}, "410": {"description": "Expired or terminated"}}},
+        "patch": {"summary": "tus: append bytes at Upload-Offset",
+                  "parameters": [UPLOAD_ID, TUS_RESUMABLE,
+                                 _tus_header("Upload-Offset", "Where this body starts", True),
+                                 _tus_header("Upload-Checksum", "algorithm base64digest (sha1, sha256, md5, crc32)")],
+                  "requestBody": {"content": {"application/offset+octet-stream": {
+                      "schema": {"type": "string", "format": "binary"}}}},
+                  "responses": {"204": {"description": "Saved; the new Upload-Offset (Batch-Id when complete)"},
+                                "400": TUS_TEXT, "403": TUS_TEXT, "404": TUS_TEXT, "409": TUS_TEXT,
+                                "410": TUS_TEXT, "412": TUS_TEXT, "413": TUS_TEXT, "415": TUS_TEXT,
+                                "423": TUS_TEXT, "460": TUS_TEXT}},
+        "delete": {"summary": "tus termination of an incomplete upload", "parameters": [UPLOAD_ID, TUS_RESUMABLE],
+                   "responses": {"204": {"description": "Terminated"}, "403": TUS_TEXT, "404": TUS_TEXT,
+                                 "410": TUS_TEXT}},
+        "get": {"summary": "Download a completed upload", "parameters": [UPLOAD_ID],
+                "responses": {"200": {"description": "The file", "content": {"application/octet-stream": {
+                    "schema": {"type": "string", "format": "binary"}}}}, "400": TUS_TEXT, "404": TUS_TEXT}},
+        "options": {"summary": "tus discovery", "security": [], "parameters": [UPLOAD_ID],
+                    "responses": {"200": {"description": "tus capability headers"}}}},
+    "/healthz": {"get": {"summary": "Liveness", "security": [],
+                         "responses": {"200": _json("#/components/schemas/Health")}}},
+    "/readyz": {"get": {"summary": "Readiness: database, store, free space", "security": [],
+                        "responses": {"200": _json("#/components/schemas/Health"),
+                                      "503": _json("#/components/schemas/Health", "Not ready")}}},
+    "/openapi.json": {"get": {"summary": "This document", "security": [],
+                              "responses": {"200": {"description": "OpenAPI 3.1 document"}}}},
+}
+
+SPEC = {
+    "openapi": "3.1.0",
+    "info": {"title": "omr-tus", "version": __version__,
+             "description": "Resumable uploads (tus 1.0.0 and the legacy chunk API) of scanned exam sheets."},
+    "paths": PATHS,
+    "components": {"schemas": SCHEMAS,
+                   "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
+    "security": [{"bearer": []}],
+}
+
+
+@public
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(SPEC)
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/openapi.json", openapi)
