@@ -17,8 +17,12 @@
 //   urlStorage      file for FileUrlStorage (default: FILE + ".tus-urls.json")
 //   retryDelays     passed on (default [] — a test should see failures, not retries, unless it asks)
 //   timeoutMs       give up after this long (default 60000)
+//   tusOptions      more tus-js-client options, passed on as they are (uploadDataDuringCreation,
+//                   uploadLengthDeferred, parallelUploads, overridePatchMethod, ...)
 //
-// Output (stdout, one JSON line): {ok, url, uploadUrls, batchId, size, patches, resume, error}
+// Output (stdout, one JSON line): {ok, url, uploadUrls, batchId, batchIds, size, bytesAccepted, patches, resume, error}
+//   batchId: the first Batch-Id header seen on any response; batchIds: all of them, in order
+//   bytesAccepted: the sum over answered PATCHes of the offset they moved (bytes the server took from us)
 //   uploadUrls: the URL each Upload worked on (a resumed one reports the same URL again)
 //   patches: [{upload, offset, status, newOffset}] for every PATCH answered, in order (upload 1 or 2)
 //   resume: {offset} — the offset the second Upload started from (from its HEAD), or null
@@ -35,7 +39,7 @@ if (!endpoint || !token || !file) {
 const opts = JSON.parse(optionsJson || '{}')
 const chunkSize = opts.chunkSize ?? 1024 * 1024
 const size = fs.statSync(file).size
-const result = { ok: false, url: null, uploadUrls: [], batchId: null, size, patches: [], resume: null, error: null }
+const result = { ok: false, url: null, uploadUrls: [], batchId: null, batchIds: [], size, bytesAccepted: 0, patches: [], resume: null, error: null }
 
 function finish (code) {
   process.stdout.write(JSON.stringify(result) + '\n', () => process.exit(code))
@@ -105,7 +109,6 @@ function options (phase, extra) {
     retryDelays: opts.retryDelays ?? [],
     headers: { Authorization: `Bearer ${token}` },
     metadata: opts.metadata ?? { filename: path.basename(file) },
-    uploadSize: size,
     urlStorage: new tus.FileUrlStorage(opts.urlStorage ?? file + '.tus-urls.json'),
     storeFingerprintForResuming: true,
     removeFingerprintOnSuccess: false,
@@ -117,14 +120,19 @@ function options (phase, extra) {
       if (method === 'HEAD' && phase === 2 && result.resume && result.resume.offset === null) {
         result.resume.offset = Number(res.getHeader('Upload-Offset'))
       }
-      if (method === 'PATCH') {
+      if (method === 'PATCH' || req.getHeader('X-HTTP-Method-Override') === 'PATCH') {
         const offset = Number(req.getHeader('Upload-Offset'))
         const newOffset = Number(res.getHeader('Upload-Offset'))
         result.patches.push({ upload: phase, offset, status: res.getStatus(), newOffset })
-        const batchId = res.getHeader('Batch-Id')
-        if (batchId) result.batchId = batchId
+        if (res.getStatus() === 204 && newOffset > offset) result.bytesAccepted += newOffset - offset
+      }
+      const batchId = res.getHeader('Batch-Id')
+      if (batchId) {
+        result.batchIds.push(batchId)
+        result.batchId = result.batchId ?? batchId
       }
     },
+    ...opts.tusOptions,
     ...extra,
   }
 }
