@@ -76,19 +76,27 @@ async def _uploads(app: web.Application):
 
 
 async def _janitor(app: web.Application):
-    service, interval = app[SERVICE], app[SETTINGS].janitor_interval
+    """Background upkeep: expired uploads every janitor_interval, idle writers every second."""
+    service, settings = app[SERVICE], app[SETTINGS]
 
-    async def sweep() -> None:
+    async def expire() -> None:
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(settings.janitor_interval)
             try:
                 if removed := await service.expire_due():
                     log.info("janitor: %d expired uploads removed", removed)
             except Exception:
                 log.exception("janitor sweep failed; retrying next interval")
 
-    task = asyncio.get_running_loop().create_task(sweep())
+    async def watch_idle() -> None:
+        while True:
+            await asyncio.sleep(min(1.0, settings.idle_timeout / 4))
+            service.locks.interrupt_idle(settings.idle_timeout)
+
+    tasks = [asyncio.get_running_loop().create_task(job()) for job in (expire, watch_idle)]
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

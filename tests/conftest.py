@@ -108,8 +108,7 @@ async def client(aiohttp_client, settings):
     return await aiohttp_client(create_app(settings))
 
 
-@pytest.fixture
-async def api(client):
+async def users_and_tokens(client) -> Api:
     """alice and bob (users) and root (admin), each with a token."""
     repo = client.app[REPO]
     api = Api(client)
@@ -117,3 +116,17 @@ async def api(client):
         await auth.create_user(repo, name, PASSWORD, admin=admin)
         await api.login(name, PASSWORD)
     return api
+
+
+@pytest.fixture
+async def api(client):
+    return await users_and_tokens(client)
+
+
+@pytest.fixture
+def api_with(aiohttp_client, tmp_path, database_url):
+    """An `api` on a server with other settings: `await api_with(idle_timeout=0.3)`."""
+    async def make(**overrides) -> Api:
+        client = await aiohttp_client(create_app(make_settings(tmp_path, database_url, **overrides)))
+        return await users_and_tokens(client)
+    return make

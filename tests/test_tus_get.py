@@ -2,7 +2,6 @@
 
 import asyncio
 
-from .helpers import encode_metadata
 
 
 async def test_download_completed_upload(api):

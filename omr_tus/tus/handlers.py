@@ -143,7 +143,16 @@ async def _blocks(request: web.Request):
     """The body as it arrives: whatever is buffered (up to the read buffer's high-water mark)."""
     content = request.content
     while True:
-        block = await content.readany()
+        try:
+            block = await content.readany()
+        except Exception:
+            # The connection dropped (or a newer request took over): bytes aiohttp had already
+            # received are still buffered, and readany() raises before handing them out. They
+            # reached the server, so keep them, as tusd does. aiohttp has no public accessor for
+            # them once an exception is set.
+            if getattr(content, "_buffer", None):
+                yield content._read_nowait(-1)
+            raise
         if not block:
             return
         yield block

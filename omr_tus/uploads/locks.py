@@ -87,6 +87,13 @@ class UploadLocks:
             except TimeoutError:
                 continue
 
+    def interrupt_idle(self, idle_timeout: float) -> None:
+        """Stops writers whose client has sent nothing for idle_timeout, even if nobody
+        waits for their lock, so a silent connection cannot hold a request open forever."""
+        for entry in list(self._entries.values()):
+            if entry.holder is not None:
+                entry.holder.interrupt_if_stalled(idle_timeout)
+
     def holder(self, upload_id: str) -> Holder | None:
         entry = self._entries.get(upload_id)
         return entry.holder if entry else None
