@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import AsyncIterable, Callable, Protocol, runtime_checkable
+from typing import AsyncIterable, Protocol, runtime_checkable
 
 
 class WriteProgress:
@@ -20,17 +20,13 @@ class WriteProgress:
         self.last_activity = time.monotonic()
 
 
-# Called in the writer thread with each block after it is on the store (hashing).
-BlockObserver = Callable[[bytes], None]
-
-
 @runtime_checkable
 class Store(Protocol):
     async def create(self, upload_id: str) -> None:
         """Make an empty upload."""
 
     async def write(self, upload_id: str, offset: int, blocks: AsyncIterable[bytes],
-                    progress: WriteProgress, observer: BlockObserver | None = None) -> int:
+                    progress: WriteProgress) -> int:
         """Write the blocks at offset; progress.written only ever counts bytes on the store."""
 
     async def size(self, upload_id: str) -> int:

@@ -10,17 +10,15 @@ from pathlib import Path
 import time
 from typing import AsyncIterable
 
-from .base import BlockObserver, WriteProgress
+from .base import WriteProgress
 
 
-def _pwrite_all(fd: int, block: bytes, position: int, observer: BlockObserver | None) -> int:
+def _pwrite_all(fd: int, block: bytes, position: int) -> int:
     view = memoryview(block)
     while view:
         n = os.pwrite(fd, view, position)
         view = view[n:]
         position += n
-    if observer is not None:
-        observer(block)
     return len(block)
 
 
@@ -57,7 +55,7 @@ class LocalStore:
         await self._run(lambda: os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)))
 
     async def write(self, upload_id: str, offset: int, blocks: AsyncIterable[bytes],
-                    progress: WriteProgress, observer: BlockObserver | None = None) -> int:
+                    progress: WriteProgress) -> int:
         """Pipelined: the next block is read from the network while the previous one is written."""
         loop = asyncio.get_running_loop()
         fd = await self._run(os.open, self.path(upload_id), os.O_WRONLY)
@@ -69,7 +67,7 @@ class LocalStore:
                     progress.written += await asyncio.shield(pending)
                     pending = None
                 progress.last_activity = time.monotonic()
-                pending = loop.run_in_executor(self._pool, _pwrite_all, fd, block, position, observer)
+                pending = loop.run_in_executor(self._pool, _pwrite_all, fd, block, position)
                 position += len(block)
         finally:
             try:

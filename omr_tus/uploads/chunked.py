@@ -66,7 +66,7 @@ class ChunkedUploads:
         await store.create(spool_id)
         progress = WriteProgress()
         hasher = hashlib.sha256()
-        failure = await self.service.stream(spool_id, 0, blocks, self.max_chunk, progress, [hasher])
+        failure, _ = await self.service.stream(spool_id, 0, blocks, self.max_chunk, progress, [hasher])
         if failure is not None:
             await store.delete(spool_id)
             if isinstance(failure, errors.ServiceError) and failure.spec is errors.TOO_LARGE:
@@ -159,7 +159,7 @@ class ChunkedUploads:
             else:
                 holder.interrupt = chunk.interrupt
                 hasher = service.take_hasher(info.id, offset)
-                failure = await service.stream(info.id, offset, chunk.blocks, room, holder.progress, [hasher])
+                failure, _ = await service.stream(info.id, offset, chunk.blocks, room, holder.progress, [hasher])
                 size = holder.progress.written
                 if failure is not None:
                     if isinstance(failure, errors.ServiceError) and failure.spec is errors.TOO_LARGE:

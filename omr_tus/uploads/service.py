@@ -11,6 +11,7 @@ import logging
 import secrets
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, AsyncIterable, AsyncIterator, Awaitable, Callable
 
 from .. import errors
@@ -27,6 +28,38 @@ MB = 1024 * 1024
 COMMIT_EVERY = 1.0  # seconds between offset commits during one long write
 
 FinishHook = Callable[[UploadInfo], Awaitable[None]]
+
+
+class _ParallelDigest:
+    """Hashes each block in a pool thread while the store writes it; `hashed` counts the
+    bytes fed to the hashers once settle() has waited for the last one."""
+
+    def __init__(self, hashers: list, pool: ThreadPoolExecutor):
+        self.hashers = hashers
+        self.pool = pool
+        self.hashed = 0
+        self._pending: asyncio.Future | None = None
+
+    def _update(self, block: bytes) -> int:
+        for hasher in self.hashers:
+            hasher.update(block)
+        return len(block)
+
+    async def feed(self, blocks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+        if not self.hashers:
+            async for block in blocks:
+                yield block
+            return
+        loop = asyncio.get_running_loop()
+        async for block in blocks:
+            await self.settle()
+            self._pending = loop.run_in_executor(self.pool, self._update, block)
+            yield block
+
+    async def settle(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self.hashed += await asyncio.shield(pending)
 
 
 class StreamTooLarge(Exception):
@@ -50,6 +83,7 @@ class UploadService:
         # Bytes still owed to this node's incomplete uploads, for the free-space check.
         self._reserved: dict[str, int] = {}
         self._background: set[asyncio.Task] = set()
+        self._hash_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="hash")
 
     # -- lookup -------------------------------------------------------------
     async def get(self, upload_id: str, user: Principal) -> UploadInfo:
@@ -167,9 +201,11 @@ class UploadService:
         async def checkpoint(written: int) -> None:
             await self.repo.update_upload(info.id, upload_offset=start + written)
 
-        failure = await self.stream(info.id, start, blocks, room, holder.progress, [hasher, verifier],
-                                    checkpoint if checksum is None else None)
+        failure, hashes_valid = await self.stream(info.id, start, blocks, room, holder.progress,
+                                                  [hasher, verifier], checkpoint if checksum is None else None)
         written = holder.progress.written
+        if not hashes_valid:  # hashed a block the store did not take: the running hash is lost
+            hasher = base = None
         if checksum is not None and (failure is not None or verifier.digest() != checksum.expected):
             await self._rollback(info, start)
             if failure is None:
@@ -188,21 +224,23 @@ class UploadService:
             raise_failure(failure)
 
     async def stream(self, upload_id: str, offset: int, blocks: AsyncIterable[bytes], room: int,
-                     progress: WriteProgress, observers: list,
-                     checkpoint: Callable[[int], Awaitable[None]] | None = None) -> BaseException | None:
-        """Writes at most `room` bytes of the body at offset, feeding `observers` (hashes) in
-        the writer thread. Returns the failure instead of raising it: the caller decides what
-        the bytes already on the store (progress.written) mean."""
-        observers = [o for o in observers if o is not None]
-        observer = (lambda block: [o.update(block) for o in observers]) if observers else None
+                     progress: WriteProgress, hashers: list,
+                     checkpoint: Callable[[int], Awaitable[None]] | None = None) -> tuple[BaseException | None, bool]:
+        """Writes at most `room` bytes of the body at offset. Each block is hashed by `hashers`
+        in a thread of its own while the store writes it, so hashing adds no time to a write.
+        Returns the failure instead of raising it (the caller decides what the bytes already
+        on the store, progress.written, mean) and whether the hashers saw exactly those bytes."""
+        digest = _ParallelDigest([h for h in hashers if h is not None], self._hash_pool)
+        failure: BaseException | None = None
         try:
-            await self.store.write(upload_id, offset, _metered(blocks, room, progress, checkpoint), progress,
-                                   observer)
+            await self.store.write(upload_id, offset, digest.feed(_metered(blocks, room, progress, checkpoint)),
+                                   progress)
         except StreamTooLarge:
-            return errors.TOO_LARGE(f"The body passes the end of the upload at offset {offset + room}")
+            failure = errors.TOO_LARGE(f"The body passes the end of the upload at offset {offset + room}")
         except (Exception, asyncio.CancelledError) as exc:  # client gone, stream interrupted, disk error
-            return exc
-        return None
+            failure = exc
+        await digest.settle()
+        return failure, digest.hashed == progress.written
 
     def take_hasher(self, upload_id: str, offset: int):
         """The running sha256 of bytes [0, offset) if every one of them went through it."""
@@ -295,8 +333,10 @@ class UploadService:
         return task
 
     async def drain(self) -> None:
+        """At shutdown: let background work finish, then stop the hashing threads."""
         while self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
+        self._hash_pool.shutdown(wait=True)
 
     # -- termination and expiry ---------------------------------------------
     async def terminate(self, upload_id: str, user: Principal) -> None:
