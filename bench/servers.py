@@ -46,6 +46,9 @@ def _http(method: str, url: str, data: bytes | None = None, headers: dict | None
 class Server:
     """One server process. `kind` is "ours", "raw" or "node"."""
 
+    # One admin password per run: a database reused by a later server start keeps its admin.
+    password = secrets.token_urlsafe(16)
+
     def __init__(self, kind: str, label: str, workdir: Path, db_url: str | None = None,
                  log_level: str | None = None):
         self.kind, self.label, self.db_url, self.log_level = kind, label, db_url, log_level
@@ -55,7 +58,6 @@ class Server:
         self.base = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
         self.token: str | None = None
-        self.password = secrets.token_urlsafe(16)
 
     # -- lifecycle ------------------------------------------------------------
     def command(self) -> tuple[list[str], dict[str, str]]:
@@ -79,6 +81,7 @@ class Server:
     def start(self) -> "Server":
         cmd, env = self.command()
         self.store_dir.mkdir(parents=True, exist_ok=True)
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.workdir / f"{self.label}-{self.port}.log"
         log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
@@ -115,9 +118,7 @@ class Server:
         raise RuntimeError(f"login failed: {status} {data[:200]!r}")
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
+        if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT if self.kind != "node" else signal.SIGTERM)
             try:
                 self.proc.wait(STOP_TIMEOUT)
@@ -286,3 +287,43 @@ def machine() -> dict[str, str]:
         pass
     return {"nproc": str(os.cpu_count()), "cpu": model,
             "ram": f"{psutil.virtual_memory().total / 2**30:.1f} GiB"}
+
+
+class BusyMeter:
+    """CPU the rest of the machine used while a case ran (other users of the 2 cores)."""
+
+    def __init__(self) -> None:
+        self.start = self._busy()
+        self.pg_start = self._postgres()
+
+    @staticmethod
+    def _postgres() -> float:
+        """CPU time of all PostgreSQL processes (the server's database work)."""
+        total = 0.0
+        for proc in psutil.process_iter(["name", "cpu_times"]):
+            t = proc.info["cpu_times"]
+            if proc.info["name"] and proc.info["name"].startswith("postgres") and t:
+                # children_*: backends that already exited (a connection opened and closed during the case)
+                total += t.user + t.system + t.children_user + t.children_system
+        return total
+
+    def postgres_seconds(self) -> float:
+        return self._postgres() - self.pg_start
+
+    @staticmethod
+    def _busy() -> tuple[float, float]:
+        t = psutil.cpu_times()
+        idle = t.idle + getattr(t, "iowait", 0.0)
+        return sum(t) - idle, time.monotonic()
+
+    def seconds(self) -> float:
+        return self._busy()[0] - self.start[0]
+
+
+def wait_quiet(max_wait: float = 30.0, threshold: float = 15.0) -> float:
+    """Wait (at most max_wait s) until the machine is nearly idle; returns the last CPU %."""
+    deadline = time.monotonic() + max_wait
+    while True:
+        pct = psutil.cpu_percent(interval=0.5)
+        if pct <= threshold or time.monotonic() > deadline:
+            return pct
