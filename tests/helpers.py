@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from urllib.parse import urlsplit
 
@@ -57,3 +58,14 @@ class Api:
         resp = await self.client.get(path, headers=self.auth(user))
         assert resp.status == status, (resp.status, await resp.text())
         return await resp.json()
+
+    async def batch(self, batch_id: str, user: str = "alice") -> dict:
+        """The batch once its sha256 is known: it is computed in the read that moves the
+        completed file to durable storage, a moment after the completing response."""
+        batch: dict = {}
+        for _ in range(200):
+            batch = await self.get_json(f"/api/batches/{batch_id}", user)
+            if batch["sha256"]:
+                break
+            await asyncio.sleep(0.05)
+        return batch

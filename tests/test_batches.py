@@ -14,7 +14,7 @@ async def complete(api, data: bytes, user="alice", **meta) -> tuple[str, str]:
 
 async def test_batch_fields_and_progress(api):
     upload_id, batch_id = await complete(api, b"abcdef", upload_type="zip_no_qr", task_id="11600111")
-    batch = await api.get_json(f"/api/batches/{batch_id}")
+    batch = await api.batch(batch_id)
     assert batch == {**batch, "batch_id": batch_id, "upload_id": upload_id, "filename": "f.zip", "size": 6,
                      "sha256": hashlib.sha256(b"abcdef").hexdigest(), "upload_type": "zip_no_qr",
                      "task_id": "11600111", "status": "uploaded", "total_sheets": 0}

@@ -29,16 +29,6 @@ async def send(api, chunk, user="alice", status=200, **fields):
     return body
 
 
-async def settled_sha256(api, batch_id: str) -> str | None:
-    """The sha256 of chunks that did not arrive in order is computed just after completion."""
-    for _ in range(200):
-        batch = await api.get_json(f"/api/batches/{batch_id}")
-        if batch["sha256"]:
-            return batch["sha256"]
-        await asyncio.sleep(0.05)
-    return None
-
-
 async def upload_in_chunks(api, data: bytes, size: int, chunk_first=True, order=None, **kind) -> dict:
     chunks = [data[i:i + size] for i in range(0, len(data), size)] or [b""]
     kind = kind or {"upload_type": "zip_with_qr"}
@@ -58,7 +48,7 @@ async def test_small_file_as_one_chunk(api):
     assert body == {"upload_id": body["upload_id"], "chunk_index": 0, "chunks_received": 1, "total_chunks": 1,
                     "is_complete": True, "batch_id": body["batch_id"], "status": "uploaded",
                     "message": "Batch uploaded successfully"}
-    batch = await api.get_json(f"/api/batches/{body['batch_id']}")
+    batch = await api.batch(body["batch_id"])
     assert batch["sha256"] == hashlib.sha256(data).hexdigest()
     assert batch["filename"] == "exam.zip"
 
@@ -84,9 +74,7 @@ async def test_four_chunks_in_order(api, chunk_first, caplog):
     batch = await api.get_json(f"/api/batches?upload_id={first['upload_id']}")
     assert batch["batches"][0]["batch_id"] == last["batch_id"]
     assert batch["batches"][0]["size"] == len(data)
-    if not chunk_first:  # fields first, chunks in order: hashed as they arrived, known at once
-        assert batch["batches"][0]["sha256"] == hashlib.sha256(data).hexdigest()
-    assert await settled_sha256(api, last["batch_id"]) == hashlib.sha256(data).hexdigest()
+    assert (await api.batch(last["batch_id"]))["sha256"] == hashlib.sha256(data).hexdigest()
     text = caplog.text
     for line in ("Saved chunk 1/4 (1.00MB)", "All 4 chunks received, reassembling...",
                  "Reassembly complete - 3.00MB total", "All chunks received, triggering batch processing",
@@ -104,7 +92,7 @@ async def test_out_of_order_and_retried_chunks(api):
     retry = await send(api, data[4000:], chunk_index=4, total_chunks=5, filename="x.zip",
                        upload_type="zip_with_qr", upload_id=body["upload_id"], is_final_chunk="true")
     assert retry["is_complete"] and retry["batch_id"] == body["batch_id"] and retry["chunks_received"] == 5
-    assert await settled_sha256(api, body["batch_id"]) == hashlib.sha256(data).hexdigest()
+    assert (await api.batch(body["batch_id"]))["sha256"] == hashlib.sha256(data).hexdigest()
 
 
 async def test_parallel_chunks(api):
@@ -116,7 +104,7 @@ async def test_parallel_chunks(api):
                                      for i in [1, 2, 3, 4, 5, 6, 7, 5, 6]))
     complete = [r for r in results if r["is_complete"]]
     assert complete and len({r["batch_id"] for r in complete}) == 1
-    assert await settled_sha256(api, complete[0]["batch_id"]) == hashlib.sha256(data).hexdigest()
+    assert (await api.batch(complete[0]["batch_id"]))["sha256"] == hashlib.sha256(data).hexdigest()
 
 
 @pytest.mark.parametrize("fields,status,detail", [
@@ -214,7 +202,7 @@ async def test_direct_upload(api):
     body = await resp.json()
     assert resp.status == 201, body
     assert body["filename"] == "direct.zip" and body["size"] == 5000 and body["task_id"] == "11600111"
-    assert body["sha256"] == hashlib.sha256(data).hexdigest()
+    assert (await api.batch(body["batch_id"]))["sha256"] == hashlib.sha256(data).hexdigest()
     bad = aiohttp.FormData()
     bad.add_field("file", data, filename="direct.zip")
     bad.add_field("upload_type", "images")

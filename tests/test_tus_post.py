@@ -76,7 +76,7 @@ async def test_creation_with_upload_completes_in_one_request(api):
     assert resp.status == 201
     assert resp.headers["Upload-Offset"] == "1000"
     batch_id = resp.headers["Batch-Id"]
-    batch = await api.get_json(f"/api/batches/{batch_id}")
+    batch = await api.batch(batch_id)
     assert batch["sha256"] == hashlib.sha256(data).hexdigest()
     assert batch["filename"] == "s.zip"
 

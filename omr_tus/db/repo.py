@@ -61,17 +61,15 @@ class Repo:
             await conn.execute(update(uploads).where(uploads.c.id == upload_id).values(
                 updated_at=utcnow(), **values))
 
-    async def complete_upload(self, upload_id: str, offset: int, sha256: str | None,
-                              batch: dict[str, Any]) -> None:
+    async def complete_upload(self, upload_id: str, offset: int, batch: dict[str, Any]) -> None:
         """Mark the upload complete and create its batch in one transaction."""
         now = utcnow()
         async with self.engine.begin() as conn:
             await conn.execute(update(uploads).where(uploads.c.id == upload_id).values(
-                upload_offset=offset, status="complete", sha256=sha256, completed_at=now,
-                updated_at=now, expires_at=None))
+                upload_offset=offset, status="complete", completed_at=now, updated_at=now, expires_at=None))
             await conn.execute(insert(batches).values(
                 created_at=now, updated_at=now, status="uploaded", total_sheets=0,
-                processed_sheets=0, failed_sheets=0, sha256=sha256, **batch))
+                processed_sheets=0, failed_sheets=0, **batch))
 
     async def record_sha256(self, upload_id: str, sha256: str) -> None:
         async with self.engine.begin() as conn:

@@ -1,5 +1,7 @@
 """After completion, in the background: the file leaves the RAM disk for durable storage
-under the data dir, and its sha256 is computed if the bytes did not arrive in order."""
+under the data dir, and the same single read gives its sha256. So the upload path never
+hashes (the completing response is not delayed by it, and a PATCH costs only the write),
+and the file is read once after it arrived, whatever order its bytes came in."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import asyncio
 import hashlib
 import logging
 import os
-import shutil
+import contextlib
 from pathlib import Path
 
 from ..store import LocalFiles, LocalStore
@@ -18,19 +20,24 @@ log = logging.getLogger("omr_tus.archive")
 READ_BLOCK = 4 * 1024 * 1024
 
 
-def _copy_durably(src: Path, dst: Path) -> None:
-    tmp = dst.with_name(dst.name + ".part")
-    shutil.copyfile(src, tmp)  # sendfile / copy_file_range: the kernel copies, not Python
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, dst)
-
-
-def sha256_of(path: Path) -> str:
+def copy_and_hash(src: Path, dst: Path | None) -> str:
+    """One pass over src: its sha256 and, when dst is given, a durable (fsynced) copy."""
     digest = hashlib.sha256()
-    with open(path, "rb", buffering=0) as f:
-        while block := f.read(READ_BLOCK):
-            digest.update(block)
+    buffer = bytearray(READ_BLOCK)
+    view = memoryview(buffer)
+    tmp = dst.with_name(dst.name + ".part") if dst is not None else None
+    with open(src, "rb", buffering=0) as fin, \
+            (open(tmp, "wb", buffering=0) if tmp else contextlib.nullcontext()) as fout:
+        while n := fin.readinto(buffer):
+            digest.update(view[:n])
+            if fout is not None:
+                done = 0
+                while done < n:
+                    done += fout.write(view[done:n])
+        if fout is not None:
+            os.fsync(fout.fileno())
+    if tmp is not None:
+        os.replace(tmp, dst)
     return digest.hexdigest()
 
 
@@ -49,20 +56,18 @@ class Archiver:
 
     async def __call__(self, info: UploadInfo) -> None:
         store = self.service.store
-        if (info.location == "store" and isinstance(store, LocalFiles)
-                and store.directory.resolve() != self.durable.directory.resolve()):
-            await asyncio.to_thread(_copy_durably, store.path(info.id), self.durable.path(info.id))
+        moving = (info.location == "store" and isinstance(store, LocalFiles)
+                  and store.directory.resolve() != self.durable.directory.resolve())
+        source = store.path(info.id) if moving else self.path(info)
+        sha256 = await asyncio.to_thread(copy_and_hash, source, self.durable.path(info.id) if moving else None)
+        if info.location != "durable":
             await self.service.repo.update_upload(info.id, location="durable")
             info.location = "durable"
+        if moving:
             await store.delete(info.id)
             log.info("Upload %s: moved to durable storage", info.id)
-        elif info.location == "store":
-            await self.service.repo.update_upload(info.id, location="durable")
-            info.location = "durable"
-        if info.sha256 is None:
-            info.sha256 = await asyncio.to_thread(sha256_of, self.path(info))
-            await self.service.repo.record_sha256(info.id, info.sha256)
-            log.info("Upload %s: sha256 computed after completion", info.id)
+        info.sha256 = sha256
+        await self.service.repo.record_sha256(info.id, sha256)
 
     async def recover(self) -> None:
         """Completed uploads a stopped node had not moved yet: finish their move now."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 import logging
 import secrets
 from typing import AsyncIterable, Callable
@@ -44,7 +43,6 @@ class Chunk:
     interrupt: Callable[[], None] = lambda: None
     spool_id: str | None = None
     spool_size: int = 0
-    spool_sha256: object | None = None  # the running hash, if the chunk turns out to be chunk 0
 
 
 def too_large(size: int, limit: int = MAX_CHUNK) -> errors.ServiceError:
@@ -65,14 +63,13 @@ class ChunkedUploads:
         spool_id = secrets.token_hex(16)
         await store.create(spool_id)
         progress = WriteProgress()
-        hasher = hashlib.sha256()
-        failure, _ = await self.service.stream(spool_id, 0, blocks, self.max_chunk, progress, [hasher])
+        failure = await self.service.stream(spool_id, 0, blocks, self.max_chunk, progress)
         if failure is not None:
             await store.delete(spool_id)
             if isinstance(failure, errors.ServiceError) and failure.spec is errors.TOO_LARGE:
                 raise too_large(progress.written + 1, self.max_chunk) from None
             raise_failure(failure)
-        return Chunk(spool_id=spool_id, spool_size=progress.written, spool_sha256=hasher)
+        return Chunk(spool_id=spool_id, spool_size=progress.written)
 
     async def discard(self, chunk: Chunk) -> None:
         if chunk.spool_id:
@@ -154,19 +151,14 @@ class ChunkedUploads:
                     raise self._oversize(index, chunk.spool_size, room)
                 size = await service.store.copy_into(chunk.spool_id, info.id, offset)
                 await service.store.delete(chunk.spool_id)
-                if offset == 0:
-                    service.keep_hasher(info.id, size, chunk.spool_sha256)
             else:
                 holder.interrupt = chunk.interrupt
-                hasher = service.take_hasher(info.id, offset)
-                failure, _ = await service.stream(info.id, offset, chunk.blocks, room, holder.progress, [hasher])
+                failure = await service.stream(info.id, offset, chunk.blocks, room, holder.progress)
                 size = holder.progress.written
                 if failure is not None:
                     if isinstance(failure, errors.ServiceError) and failure.spec is errors.TOO_LARGE:
                         raise self._oversize(index, size + 1, room) from None
                     raise_failure(failure)
-                if hasher is not None:
-                    service.keep_hasher(info.id, offset + size, hasher)
             if index and index < info.total_chunks - 1 and size != info.chunk_size:
                 raise errors.BAD_REQUEST(f"Chunk {index} has {size} bytes; every chunk but the last must have "
                                          f"{info.chunk_size} bytes, like chunk 0")

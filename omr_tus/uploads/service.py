@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import hashlib
 import logging
 import secrets
 import time
@@ -31,35 +30,25 @@ FinishHook = Callable[[UploadInfo], Awaitable[None]]
 
 
 class _ParallelDigest:
-    """Hashes each block in a pool thread while the store writes it; `hashed` counts the
-    bytes fed to the hashers once settle() has waited for the last one."""
+    """Feeds each block to a checksum in a pool thread while the store writes it, so
+    verifying Upload-Checksum adds no time to a write."""
 
-    def __init__(self, hashers: list, pool: ThreadPoolExecutor):
-        self.hashers = hashers
+    def __init__(self, hasher, pool: ThreadPoolExecutor):
+        self.hasher = hasher
         self.pool = pool
-        self.hashed = 0
         self._pending: asyncio.Future | None = None
 
-    def _update(self, block: bytes) -> int:
-        for hasher in self.hashers:
-            hasher.update(block)
-        return len(block)
-
     async def feed(self, blocks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
-        if not self.hashers:
-            async for block in blocks:
-                yield block
-            return
         loop = asyncio.get_running_loop()
         async for block in blocks:
             await self.settle()
-            self._pending = loop.run_in_executor(self.pool, self._update, block)
+            self._pending = loop.run_in_executor(self.pool, self.hasher.update, block)
             yield block
 
     async def settle(self) -> None:
         pending, self._pending = self._pending, None
         if pending is not None:
-            self.hashed += await asyncio.shield(pending)
+            await asyncio.shield(pending)
 
 
 class StreamTooLarge(Exception):
@@ -78,8 +67,6 @@ class UploadService:
         self.locks = locks
         self.finish_hooks: list[FinishHook] = []  # run in the background after completion
         self.partial_hooks: list[FinishHook] = []  # run when a partial upload (tus concatenation) completes
-        # Running sha256 of uploads whose bytes arrived in order: (offset, hasher).
-        self._hashers: dict[str, tuple[int, Any]] = {}
         # Bytes still owed to this node's incomplete uploads, for the free-space check.
         self._reserved: dict[str, int] = {}
         self._background: set[asyncio.Task] = set()
@@ -193,29 +180,22 @@ class UploadService:
     async def _write(self, info: UploadInfo, holder: Holder, blocks: AsyncIterable[bytes], room: int,
                      checksum: Checksum | None) -> None:
         start = info.offset
-        base = self.take_hasher(info.id, start)
-        # With a checksum the body may be discarded: hash into a copy until it is verified.
-        hasher = base.copy() if base is not None and checksum is not None else base
-        verifier = checksum.new() if checksum else None
 
         async def checkpoint(written: int) -> None:
             await self.repo.update_upload(info.id, upload_offset=start + written)
 
-        failure, hashes_valid = await self.stream(info.id, start, blocks, room, holder.progress,
-                                                  [hasher, verifier], checkpoint if checksum is None else None)
+        verifier = checksum.new() if checksum else None
+        failure = await self.stream(info.id, start, blocks, room, holder.progress, verifier,
+                                    checkpoint if checksum is None else None)
         written = holder.progress.written
-        if not hashes_valid:  # hashed a block the store did not take: the running hash is lost
-            hasher = base = None
         if checksum is not None and (failure is not None or verifier.digest() != checksum.expected):
             await self._rollback(info, start)
             if failure is None:
                 failure = errors.CHECKSUM_MISMATCH(
                     f"Upload-Checksum {checksum.algorithm} does not match the body; its {written} bytes "
                     f"were discarded, resend them")
-            written, hasher = 0, base
+            written = 0
         info.offset = start + written
-        if hasher is not None:
-            self._hashers[info.id] = (info.offset, hasher)
         await self._commit(info)
         if written:
             log.info("Upload %s: Saved %s at offset %d (%s of %s)", info.id, mb(written), start,
@@ -224,35 +204,25 @@ class UploadService:
             raise_failure(failure)
 
     async def stream(self, upload_id: str, offset: int, blocks: AsyncIterable[bytes], room: int,
-                     progress: WriteProgress, hashers: list,
-                     checkpoint: Callable[[int], Awaitable[None]] | None = None) -> tuple[BaseException | None, bool]:
-        """Writes at most `room` bytes of the body at offset. Each block is hashed by `hashers`
-        in a thread of its own while the store writes it, so hashing adds no time to a write.
-        Returns the failure instead of raising it (the caller decides what the bytes already
-        on the store, progress.written, mean) and whether the hashers saw exactly those bytes."""
-        digest = _ParallelDigest([h for h in hashers if h is not None], self._hash_pool)
+                     progress: WriteProgress, verifier=None,
+                     checkpoint: Callable[[int], Awaitable[None]] | None = None) -> BaseException | None:
+        """Writes at most `room` bytes of the body at offset; a checksum `verifier` sees each
+        block in a thread of its own while the store writes it. Returns the failure instead of
+        raising it: the caller decides what the bytes already on the store (progress.written)
+        mean. The upload's sha256 is not computed here but in the one read that moves the
+        completed file to durable storage (uploads/archive.py)."""
+        digest = _ParallelDigest(verifier, self._hash_pool) if verifier is not None else None
+        metered = _metered(blocks, room, progress, checkpoint)
         failure: BaseException | None = None
         try:
-            await self.store.write(upload_id, offset, digest.feed(_metered(blocks, room, progress, checkpoint)),
-                                   progress)
+            await self.store.write(upload_id, offset, digest.feed(metered) if digest else metered, progress)
         except StreamTooLarge:
             failure = errors.TOO_LARGE(f"The body passes the end of the upload at offset {offset + room}")
         except (Exception, asyncio.CancelledError) as exc:  # client gone, stream interrupted, disk error
             failure = exc
-        await digest.settle()
-        return failure, digest.hashed == progress.written
-
-    def take_hasher(self, upload_id: str, offset: int):
-        """The running sha256 of bytes [0, offset) if every one of them went through it."""
-        if offset == 0:
-            return hashlib.sha256()
-        entry = self._hashers.pop(upload_id, None)
-        if entry is not None and entry[0] == offset:
-            return entry[1]
-        return None
-
-    def keep_hasher(self, upload_id: str, offset: int, hasher) -> None:
-        self._hashers[upload_id] = (offset, hasher)
+        if digest is not None:
+            await digest.settle()
+        return failure
 
     async def _rollback(self, info: UploadInfo, offset: int) -> None:
         if isinstance(self.store, Truncater):
@@ -299,22 +269,20 @@ class UploadService:
     # -- completion ---------------------------------------------------------
     async def finish(self, info: UploadInfo) -> None:
         """Marks the upload complete at info.offset bytes and creates its batch (call under the lock)."""
-        hasher = self.take_hasher(info.id, info.offset)
-        sha256 = hasher.hexdigest() if hasher is not None else None
         self._reserved.pop(info.id, None)
         if info.concat == "partial":  # no batch: it waits, until it expires, to be part of a final upload
-            info.status, info.sha256, info.expires_at = "complete", sha256, self.expiry()
-            await self.repo.update_upload(info.id, upload_offset=info.offset, status="complete", sha256=sha256,
+            info.status, info.expires_at = "complete", self.expiry()
+            await self.repo.update_upload(info.id, upload_offset=info.offset, status="complete",
                                           completed_at=utcnow(), expires_at=info.expires_at)
             log.info("Upload %s: partial upload complete - %s", info.id, mb(info.offset))
             for hook in self.partial_hooks:
                 await hook(info)
             return
         batch_id = str(uuid.uuid4())
-        await self.repo.complete_upload(info.id, info.offset, sha256, dict(
+        await self.repo.complete_upload(info.id, info.offset, dict(
             id=batch_id, upload_id=info.id, owner_id=info.owner_id, filename=info.filename,
             size=info.offset, upload_type=info.upload_type, task_id=info.task_id))
-        info.status, info.sha256, info.batch_id, info.expires_at = "complete", sha256, batch_id, None
+        info.status, info.batch_id, info.expires_at = "complete", batch_id, None
         log.info("Upload %s: complete - %s total, batch %s", info.id, mb(info.offset), batch_id)
         self.spawn(self._after_finish(info))
 
@@ -363,7 +331,6 @@ class UploadService:
     async def _drop(self, upload_id: str, status: str) -> None:
         await self.repo.update_upload(upload_id, status=status, expires_at=None)
         await self.store.delete(upload_id)
-        self._hashers.pop(upload_id, None)
         self._reserved.pop(upload_id, None)
         log.info("Upload %s: %s, bytes removed", upload_id, status)
 
