@@ -18,6 +18,7 @@ from .uploads.model import Principal
 
 SCRYPT = dict(n=2**14, r=8, p=1, dklen=32)
 USER_CACHE_SECONDS = 5.0  # how long a verified user is trusted without asking the database again
+TOKEN_CACHE_SIZE = 10_000
 
 
 def hash_password(password: str) -> str:
@@ -50,6 +51,7 @@ class Authenticator:
         self.secret = secret
         self.ttl = ttl
         self._cache: dict[int, tuple[float, Principal, int]] = {}
+        self._tokens: dict[str, tuple[int, int, int]] = {}  # verified token -> (exp, user id, version)
 
     async def login(self, username: str, password: str) -> dict:
         user = await self.repo.user_by_name(username)
@@ -67,17 +69,30 @@ class Authenticator:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise errors.UNAUTHORIZED("The Authorization header must be 'Bearer <token>'")
-        try:
-            claims = jwt.decode(token.strip(), self.secret, algorithms=["HS256"], options={"require": ["exp", "sub"]})
-            user_id, version = int(claims["sub"]), int(claims.get("ver", -1))
-        except jwt.ExpiredSignatureError:
-            raise errors.UNAUTHORIZED("Token has expired; log in again at POST /api/auth/login") from None
-        except (jwt.InvalidTokenError, ValueError, TypeError):
-            raise errors.UNAUTHORIZED("Invalid token; log in again at POST /api/auth/login") from None
+        user_id, version = self._verify(token.strip())
         principal, current_version = await self._user(user_id)
         if principal is None or version != current_version:
             raise errors.UNAUTHORIZED("Token is no longer valid; log in again at POST /api/auth/login")
         return principal
+
+    def _verify(self, token: str) -> tuple[int, int]:
+        """(user id, token version) of a valid token. A token verified once is remembered
+        until it expires, so the signature is not checked again on every request."""
+        known = self._tokens.get(token)
+        if known is not None and known[0] > time.time():
+            return known[1], known[2]
+        try:
+            claims = jwt.decode(token, self.secret, algorithms=["HS256"], options={"require": ["exp", "sub"]})
+            user_id, version, exp = int(claims["sub"]), int(claims.get("ver", -1)), int(claims["exp"])
+        except jwt.ExpiredSignatureError:
+            self._tokens.pop(token, None)
+            raise errors.UNAUTHORIZED("Token has expired; log in again at POST /api/auth/login") from None
+        except (jwt.InvalidTokenError, ValueError, TypeError):
+            raise errors.UNAUTHORIZED("Invalid token; log in again at POST /api/auth/login") from None
+        if len(self._tokens) >= TOKEN_CACHE_SIZE:
+            self._tokens.clear()
+        self._tokens[token] = (exp, user_id, version)
+        return user_id, version
 
     async def _user(self, user_id: int) -> tuple[Principal | None, int]:
         cached = self._cache.get(user_id)

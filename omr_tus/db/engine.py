@@ -17,7 +17,9 @@ def make_engine(url: str) -> AsyncEngine:
         engine = create_async_engine(url, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True)
+    # Enough connections for the concurrency a node sees, so none is opened per burst; a
+    # broken connection is replaced when it fails (no ping round trip on every checkout).
+    return create_async_engine(url, pool_size=40, max_overflow=10, pool_recycle=3600)
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:

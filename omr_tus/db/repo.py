@@ -6,6 +6,7 @@ offset) are single statements, and this keeps them cheap on SQLite and PostgreSQ
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from typing import Any, Sequence
 
@@ -20,11 +21,66 @@ uploads = Upload.__table__
 batches = Batch.__table__
 chunks = UploadChunk.__table__
 parts = UploadPart.__table__
+INSERT_UPLOAD = insert(uploads)
+
+
+class GroupInsert:
+    """Concurrent creations share one round trip: rows that arrive while an INSERT is on
+    its way go together in the next one (an executemany in one transaction), and each
+    caller returns once its row is committed. A batch that fails is retried row by row,
+    so one bad row fails only its own request."""
+
+    def __init__(self, engine: AsyncEngine, statement):
+        self.engine = engine
+        self.statement = statement  # prebuilt: compiled once, rows passed as parameters
+        self._waiting: list[tuple[dict[str, Any], asyncio.Future]] = []
+        self._flusher: asyncio.Task | None = None
+
+    async def add(self, values: dict[str, Any]) -> None:
+        future = asyncio.get_running_loop().create_future()
+        self._waiting.append((values, future))
+        if self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+        await future
+
+    async def _flush(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, []
+                try:
+                    await self._insert([values for values, _ in batch])
+                except Exception:
+                    for values, future in batch:
+                        await self._settle_alone(values, future)
+                else:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_result(None)
+        finally:
+            self._flusher = None
+
+    async def _settle_alone(self, values: dict[str, Any], future: asyncio.Future) -> None:
+        try:
+            await self._insert([values])
+        except Exception as exc:
+            if not future.done():
+                future.set_exception(exc)
+        else:
+            if not future.done():
+                future.set_result(None)
+
+    async def _insert(self, rows: list[dict[str, Any]]) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(self.statement, rows)
 
 
 class Repo:
     def __init__(self, engine: AsyncEngine):
         self.engine = engine
+        # Single statements need no BEGIN/COMMIT (or BEGIN/ROLLBACK around a read): one round
+        # trip each. Multi-statement work keeps explicit transactions on self.engine.
+        self.autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._upload_inserts = GroupInsert(engine, INSERT_UPLOAD)
 
     # -- users --------------------------------------------------------------
     async def create_user(self, username: str, password_hash: str, role: str) -> int:
@@ -50,16 +106,13 @@ class Repo:
 
     # -- uploads ------------------------------------------------------------
     async def insert_upload(self, **values: Any) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(insert(uploads).values(**values))
+        await self._upload_inserts.add(values)
 
     async def upload(self, upload_id: str) -> Row | None:
         return await self._one(select(uploads).where(uploads.c.id == upload_id))
 
     async def update_upload(self, upload_id: str, **values: Any) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(update(uploads).where(uploads.c.id == upload_id).values(
-                updated_at=utcnow(), **values))
+        await self._execute(update(uploads).where(uploads.c.id == upload_id).values(updated_at=utcnow(), **values))
 
     async def complete_upload(self, upload_id: str, offset: int, batch: dict[str, Any]) -> None:
         """Mark the upload complete and create its batch in one transaction."""
@@ -99,14 +152,13 @@ class Repo:
     async def record_chunk(self, upload_id: str, index: int, size: int) -> None:
         """Notes a chunk as stored: once, however often it is retried."""
         try:
-            async with self.engine.begin() as conn:
-                await conn.execute(insert(chunks).values(upload_id=upload_id, chunk_index=index, size=size))
+            await self._execute(insert(chunks).values(upload_id=upload_id, chunk_index=index, size=size))
         except IntegrityError:
             pass  # a parallel twin got there first
 
     async def chunk_totals(self, upload_id: str) -> tuple[int, int]:
         """How many distinct chunks are stored, and their total size."""
-        async with self.engine.connect() as conn:
+        async with self.autocommit.connect() as conn:
             row = (await conn.execute(select(func.count(), func.coalesce(func.sum(chunks.c.size), 0)).where(
                 chunks.c.upload_id == upload_id))).one()
         return int(row[0]), int(row[1])
@@ -150,14 +202,18 @@ class Repo:
         return rows, total
 
     # -- helpers ------------------------------------------------------------
+    async def _execute(self, stmt) -> None:
+        async with self.autocommit.connect() as conn:
+            await conn.execute(stmt)
+
     async def _one(self, stmt) -> Row | None:
-        async with self.engine.connect() as conn:
+        async with self.autocommit.connect() as conn:
             return (await conn.execute(stmt)).first()
 
     async def _all(self, stmt) -> Sequence[Row]:
-        async with self.engine.connect() as conn:
+        async with self.autocommit.connect() as conn:
             return (await conn.execute(stmt)).all()
 
     async def _scalar(self, stmt):
-        async with self.engine.connect() as conn:
+        async with self.autocommit.connect() as conn:
             return (await conn.execute(stmt)).scalar_one()

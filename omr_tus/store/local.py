@@ -13,6 +13,9 @@ from typing import AsyncIterable
 from .base import WriteProgress
 
 
+FREE_SPACE_TTL = 0.5
+
+
 def _pwrite_all(fd: int, block: bytes, position: int) -> int:
     view = memoryview(block)
     while view:
@@ -25,7 +28,11 @@ def _pwrite_all(fd: int, block: bytes, position: int) -> int:
 def _copy_file_into(src: Path, dst: Path, dst_offset: int) -> int:
     """The kernel copies (copy_file_range); Python never holds the bytes."""
     copied = 0
-    with open(src, "rb") as fin, open(dst, "r+b") as fout:
+    fd = os.open(dst, os.O_WRONLY | os.O_CREAT, 0o600)
+    if not src.exists():  # an upload that never received a byte has no file
+        os.close(fd)
+        return 0
+    with open(src, "rb") as fin, os.fdopen(fd, "wb", closefd=True) as fout:
         size = os.fstat(fin.fileno()).st_size
         while copied < size:
             n = os.copy_file_range(fin.fileno(), fout.fileno(), size - copied, copied, dst_offset + copied)
@@ -41,6 +48,7 @@ class LocalStore:
         self.directory.mkdir(parents=True, exist_ok=True)
         # A pool of its own, so slow disk writes never queue behind other executor work.
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="store")
+        self._free, self._free_at = 0, -FREE_SPACE_TTL
 
     def path(self, upload_id: str) -> Path:
         if not upload_id or "/" in upload_id or upload_id.startswith("."):
@@ -51,14 +59,21 @@ class LocalStore:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     async def create(self, upload_id: str) -> None:
+        """Nothing to do: a file appears with its first byte, so creating an upload costs
+        no filesystem operation (and no thread hop) at all."""
+        self.path(upload_id)  # still refuse an id that is not a plain file name
+
+    def ensure(self, upload_id: str) -> Path:
+        """The upload's file, created empty if no byte ever arrived (call off the event loop)."""
         path = self.path(upload_id)
-        await self._run(lambda: os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)))
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        return path
 
     async def write(self, upload_id: str, offset: int, blocks: AsyncIterable[bytes],
                     progress: WriteProgress) -> int:
         """Pipelined: the next block is read from the network while the previous one is written."""
         loop = asyncio.get_running_loop()
-        fd = await self._run(os.open, self.path(upload_id), os.O_WRONLY)
+        fd = await self._run(os.open, self.path(upload_id), os.O_WRONLY | os.O_CREAT, 0o600)
         position = offset
         pending: asyncio.Future | None = None
         try:
@@ -96,7 +111,12 @@ class LocalStore:
             pass
 
     def free_space(self) -> int:
-        return shutil.disk_usage(self.directory).free
+        """Cached for a moment: statvfs is a syscall on every creation otherwise, and callers
+        subtract what they have promised since (the service's reservations)."""
+        now = time.monotonic()
+        if now - self._free_at > FREE_SPACE_TTL:
+            self._free, self._free_at = shutil.disk_usage(self.directory).free, now
+        return self._free
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

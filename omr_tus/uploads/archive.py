@@ -58,7 +58,12 @@ class Archiver:
         store = self.service.store
         moving = (info.location == "store" and isinstance(store, LocalFiles)
                   and store.directory.resolve() != self.durable.directory.resolve())
-        source = store.path(info.id) if moving else self.path(info)
+        if moving:
+            source = await asyncio.to_thread(store.ensure, info.id)
+        else:
+            source = self.path(info)
+            if not source.exists():
+                source = await asyncio.to_thread(self.durable.ensure, info.id)
         sha256 = await asyncio.to_thread(copy_and_hash, source, self.durable.path(info.id) if moving else None)
         if info.location != "durable":
             await self.service.repo.update_upload(info.id, location="durable")
