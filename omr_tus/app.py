@@ -25,7 +25,7 @@ from .uploads.locks import UploadLocks
 from .uploads.service import UploadService
 
 log = logging.getLogger("omr_tus.app")
-READ_BUFSIZE = 256 * 1024  # body buffer per request: large blocks for the store, bounded memory
+READ_BUFSIZE = 262144
 
 
 def create_app(settings: Settings, *, run_migrations: bool = True) -> web.Application:

@@ -117,7 +117,9 @@ async def bootstrap_admin(repo, dev: bool) -> None:
 def _serve(settings: Settings, dev: bool) -> int:
     from .app import create_app
     from .http.keys import REPO
+    from .runtime import limit_malloc_arenas
 
+    limit_malloc_arenas()
     app = create_app(settings)
 
     async def on_startup(app: web.Application) -> None:

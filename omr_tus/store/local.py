@@ -14,15 +14,23 @@ from .base import WriteProgress
 
 
 FREE_SPACE_TTL = 0.5
+GATHER_LIMIT = 1024 * 1024  # at most this much waits for the writer thread, per upload
 
 
-def _pwrite_all(fd: int, block: bytes, position: int) -> int:
-    view = memoryview(block)
-    while view:
-        n = os.pwrite(fd, view, position)
-        view = view[n:]
-        position += n
-    return len(block)
+def _pwritev_all(fd: int, blocks: list[bytes], position: int) -> int:
+    """Writes every block, in order, at position; returns the bytes written."""
+    total = sum(len(b) for b in blocks)
+    views = [memoryview(b) for b in blocks]
+    done = 0
+    while views:
+        n = os.pwritev(fd, views, position + done)
+        done += n
+        while views and n >= len(views[0]):
+            n -= len(views[0])
+            views.pop(0)
+        if views and n:
+            views[0] = views[0][n:]
+    return total
 
 
 def _copy_file_into(src: Path, dst: Path, dst_offset: int) -> int:
@@ -71,19 +79,31 @@ class LocalStore:
 
     async def write(self, upload_id: str, offset: int, blocks: AsyncIterable[bytes],
                     progress: WriteProgress) -> int:
-        """Pipelined: the next block is read from the network while the previous one is written."""
+        """Pipelined: while one pwritev runs in a thread, the blocks arriving meanwhile are
+        gathered (never joined: no copy) into the next one, up to GATHER_LIMIT bytes."""
         loop = asyncio.get_running_loop()
         fd = await self._run(os.open, self.path(upload_id), os.O_WRONLY | os.O_CREAT, 0o600)
         position = offset
         pending: asyncio.Future | None = None
+        gathered: list[bytes] = []
+        size = 0
         try:
             async for block in blocks:
+                progress.last_activity = time.monotonic()
+                gathered.append(block)
+                size += len(block)
+                if pending is not None and not pending.done() and size < GATHER_LIMIT:
+                    continue
                 if pending is not None:
                     progress.written += await asyncio.shield(pending)
-                    pending = None
-                progress.last_activity = time.monotonic()
-                pending = loop.run_in_executor(self._pool, _pwrite_all, fd, block, position)
-                position += len(block)
+                pending = loop.run_in_executor(self._pool, _pwritev_all, fd, gathered, position)
+                position += size
+                gathered, size = [], 0
+            if pending is not None:
+                progress.written += await asyncio.shield(pending)
+                pending = None
+            if gathered:
+                progress.written += await self._run(_pwritev_all, fd, gathered, position)
         finally:
             try:
                 if pending is not None:  # even when cancelled: the thread must finish before close

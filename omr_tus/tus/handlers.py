@@ -119,9 +119,6 @@ async def patch(request: web.Request) -> web.Response:
     if request.headers.get("Content-Type", "").split(";")[0].strip() != h.OFFSET_STREAM:
         raise errors.UNSUPPORTED_MEDIA()
     offset = h.upload_offset(request.headers)
-    upload_id = request.match_info["upload_id"]
-    if (await request.app[SERVICE].get(upload_id, principal(request))).concat == "final":
-        raise errors.FORBIDDEN("A final upload is made of its partial uploads; it cannot be patched")
     info = await _append(request, request.match_info["upload_id"], offset, length=h.upload_length(request.headers))
     hdrs = tus_headers(**{"Upload-Offset": str(info.offset)})
     hdrs.update(expires(info))
@@ -140,14 +137,15 @@ async def _append(request: web.Request, upload_id: str, offset: int, length: int
 
 
 async def _blocks(request: web.Request):
-    """The body as it arrives: whatever is buffered (up to the read buffer's high-water mark)."""
+    """The body as it arrives, one received chunk at a time (readchunk hands out aiohttp's
+    own buffers: nothing is joined or copied)."""
     content = request.content
     while True:
         try:
-            block = await content.readany()
+            block, _ = await content.readchunk()
         except Exception:
             # The connection dropped (or a newer request took over): bytes aiohttp had already
-            # received are still buffered, and readany() raises before handing them out. They
+            # received are still buffered, and readchunk() raises before handing them out. They
             # reached the server, so keep them, as tusd does. aiohttp has no public accessor for
             # them once an exception is set.
             if getattr(content, "_buffer", None):

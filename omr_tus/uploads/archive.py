@@ -17,7 +17,8 @@ from .model import UploadInfo
 from .service import UploadService
 
 log = logging.getLogger("omr_tus.archive")
-READ_BLOCK = 4 * 1024 * 1024
+READ_BLOCK = 1024 * 1024
+PARALLEL_MOVES = 2  # uploads that finish together move one or two at a time: bounded memory and disk load
 
 
 def copy_and_hash(src: Path, dst: Path | None) -> str:
@@ -45,6 +46,7 @@ class Archiver:
     def __init__(self, service: UploadService, durable: LocalStore):
         self.service = service
         self.durable = durable
+        self._moves = asyncio.Semaphore(PARALLEL_MOVES)
 
     def path(self, info: UploadInfo) -> Path:
         """Where a completed upload's bytes are now."""
@@ -64,7 +66,8 @@ class Archiver:
             source = self.path(info)
             if not source.exists():
                 source = await asyncio.to_thread(self.durable.ensure, info.id)
-        sha256 = await asyncio.to_thread(copy_and_hash, source, self.durable.path(info.id) if moving else None)
+        async with self._moves:
+            sha256 = await asyncio.to_thread(copy_and_hash, source, self.durable.path(info.id) if moving else None)
         if info.location != "durable":
             await self.service.repo.update_upload(info.id, location="durable")
             info.location = "durable"

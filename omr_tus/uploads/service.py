@@ -101,6 +101,9 @@ class UploadService:
         self.partial_hooks: list[FinishHook] = []  # run when a partial upload (tus concatenation) completes
         # Bytes still owed to this node's incomplete uploads, for the free-space check.
         self._reserved = Reservations()
+        # Uploads whose store size this process knows equals their recorded offset (it wrote
+        # them): no need to ask the store again before the next write. Empty after a restart.
+        self._in_sync: dict[str, int] = {}
         self._ids = RandomIds()
         self._background: set[asyncio.Task] = set()
         self._hash_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="hash")
@@ -188,6 +191,8 @@ class UploadService:
         unless a checksum was given (then the body is all or nothing)."""
         async with self.locks.hold(upload_id) as holder:
             info = await self._reconciled(await self.get(upload_id, user))
+            if info.concat == "final":
+                raise errors.FORBIDDEN("A final upload is made of its partial uploads; it cannot be patched")
             if length is not None:
                 await self._declare_length(info, length)
             if offset != info.offset:
@@ -265,6 +270,7 @@ class UploadService:
         expires = None if info.length == info.offset else self.expiry(utcnow())
         info.expires_at = expires
         await self.repo.update_upload(info.id, upload_offset=info.offset, expires_at=expires)
+        self._in_sync[info.id] = info.offset
         if info.length is not None:
             self._reserved.set(info.id, info.length - info.offset)
 
@@ -287,7 +293,7 @@ class UploadService:
         the offset were never acknowledged (a crash mid-write) and are dropped; fewer bytes
         than the offset (a RAM disk lost in a reboot) move the offset back, so the client
         resends rather than the server claiming bytes it does not have."""
-        if info.status != "active":
+        if info.status != "active" or self._in_sync.get(info.id) == info.offset:
             return info
         size = await self.store.size(info.id)
         if size > info.offset and isinstance(self.store, Truncater):
@@ -297,12 +303,14 @@ class UploadService:
                         info.id, size, info.offset)
             info.offset = size
             await self.repo.update_upload(info.id, upload_offset=size)
+        self._in_sync[info.id] = info.offset
         return info
 
     # -- completion ---------------------------------------------------------
     async def finish(self, info: UploadInfo) -> None:
         """Marks the upload complete at info.offset bytes and creates its batch (call under the lock)."""
         self._reserved.drop(info.id)
+        self._in_sync.pop(info.id, None)
         if info.concat == "partial":  # no batch: it waits, until it expires, to be part of a final upload
             info.status, info.expires_at = "complete", self.expiry()
             await self.repo.update_upload(info.id, upload_offset=info.offset, status="complete",
@@ -365,6 +373,7 @@ class UploadService:
         await self.repo.update_upload(upload_id, status=status, expires_at=None)
         await self.store.delete(upload_id)
         self._reserved.drop(upload_id)
+        self._in_sync.pop(upload_id, None)
         log.info("Upload %s: %s, bytes removed", upload_id, status)
 
 
