@@ -56,7 +56,7 @@ class Settings:
             host=str(raw["host"]),
             port=int(raw["port"]),
             data_dir=data_dir,
-            database_url=_async_url(str(database_url)),
+            database_url=async_url(str(database_url)),
             store_dir=store_dir,
             max_upload_size=int(raw["max_upload_size"]),
             upload_expiry=int(raw["upload_expiry"]),
@@ -83,7 +83,7 @@ def _default_store_dir(data_dir: Path) -> Path:
     return data_dir / "incoming"
 
 
-def _async_url(url: str) -> str:
+def async_url(url: str) -> str:
     """Accept plain postgresql:// and sqlite:// URLs and pick the async driver for them."""
     for plain, driver in (("postgresql://", "postgresql+asyncpg://"), ("postgres://", "postgresql+asyncpg://"),
                           ("sqlite://", "sqlite+aiosqlite://")):

@@ -17,12 +17,12 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from omr_tus import auth
 from omr_tus.app import create_app
-from omr_tus.config import Settings
+from omr_tus.config import Settings, async_url
 from omr_tus.http.keys import REPO
 
 from .helpers import Api
 
-PG_URL = os.environ.get("OMR_TUS_TEST_POSTGRES_URL", "postgresql+asyncpg://root@127.0.0.1:5432/test")
+PG_URL = async_url(os.environ.get("OMR_TUS_TEST_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/test"))
 STRICT = os.environ.get("OMR_TUS_STRICT") == "1"
 PASSWORD = "correct horse battery"
 
