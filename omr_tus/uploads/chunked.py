@@ -180,7 +180,7 @@ class ChunkedUploads:
             await service.repo.update_upload(info.id, upload_offset=total, expires_at=service.expiry())
             return ChunkReceipt(info, index, count)
         async with service.locks.hold(info.id):  # exactly one request completes the upload
-            current = await service.get(info.id, _owner(info))
+            current = await service.reload(info.id)
             if current.is_complete:
                 return ChunkReceipt(current, index, count)
             log.info("Upload %s: All %d chunks received, reassembling...", info.id, info.total_chunks)
@@ -197,7 +197,3 @@ class ChunkedUploads:
             async for _ in chunk.blocks:
                 await asyncio.sleep(0)
         await self.discard(chunk)
-
-
-def _owner(info: UploadInfo) -> Principal:
-    return Principal(id=info.owner_id, username="", role="user")

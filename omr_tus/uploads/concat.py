@@ -43,10 +43,9 @@ class Concatenation:
     async def assemble_if_ready(self, final_id: str) -> UploadInfo | None:
         service = self.service
         async with service.locks.hold(final_id):
-            row = await service.repo.upload(final_id)
-            if row is None or row.status != "active":
+            info = await service.reload(final_id)
+            if info is None or info.status != "active":
                 return None
-            info = UploadInfo.from_row(row)
             parts = await service.repo.parts_of(final_id)
             if any(p.status != "complete" for p in parts):
                 if any(p.status in ("terminated", "expired") for p in parts):

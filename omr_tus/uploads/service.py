@@ -110,13 +110,21 @@ class UploadService:
 
     # -- lookup -------------------------------------------------------------
     async def get(self, upload_id: str, user: Principal) -> UploadInfo:
-        row = await self.repo.upload(upload_id) if _plausible_id(upload_id) else None
-        if row is None or (row.owner_id != user.id and not user.is_admin):
+        """The upload as `user` may see it: another user's upload is not found."""
+        info = await self.reload(upload_id) if _plausible_id(upload_id) else None
+        if info is None or (info.owner_id != user.id and not user.is_admin):
             raise errors.NOT_FOUND(f"Upload {upload_id} not found")
-        info = UploadInfo.from_row(row)
         if info.status in ("terminated", "expired"):
             raise errors.UPLOAD_GONE(f"Upload {upload_id} has {info.status}"
                                      if info.status == "expired" else f"Upload {upload_id} was terminated")
+        return info
+
+    async def reload(self, upload_id: str) -> UploadInfo | None:
+        """The upload's current state, with its batch id once complete (no ownership check)."""
+        row = await self.repo.upload(upload_id)
+        if row is None:
+            return None
+        info = UploadInfo.from_row(row)
         if info.is_complete:
             batch = await self.repo.batch_for_upload(upload_id)
             info.batch_id = batch.id if batch else None
