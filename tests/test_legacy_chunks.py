@@ -208,3 +208,42 @@ async def test_direct_upload(api):
     bad.add_field("upload_type", "images")
     resp = await api.client.post("/api/batches/upload", data=bad, headers=api.auth())
     assert resp.status == 400 and "task_id is required" in (await resp.json())["detail"]
+
+
+async def test_original_note_197mb_in_four_50mb_chunks(api):
+    """Test case 2 of the original note: 197 MB as 3 chunks of 50 MB and one of 47 MB."""
+    block = os.urandom(1_000_000)
+    data = block * 197
+    body = await upload_in_chunks(api, data, 50_000_000, chunk_first=False)
+    assert body["is_complete"] and body["chunks_received"] == 4
+    batch = await api.batch(body["batch_id"])
+    assert batch["size"] == 197_000_000
+    assert batch["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+async def test_chunk_that_fails_midway_is_retried(api):
+    """Test case 3 of the original note: the connection drops inside chunk 2, the client retries it."""
+    data = os.urandom(4 * 100_000)
+    chunks = [data[i:i + 100_000] for i in range(0, len(data), 100_000)]
+    first = await send(api, chunks[0], chunk_first=False, chunk_index=0, total_chunks=4, filename="r.zip",
+                       upload_type="zip_with_qr")
+    await send(api, chunks[1], chunk_first=False, chunk_index=1, total_chunks=4, filename="r.zip",
+               upload_type="zip_with_qr", upload_id=first["upload_id"])
+    fields = {"chunk_index": 2, "total_chunks": 4, "filename": "r.zip", "upload_type": "zip_with_qr",
+              "upload_id": first["upload_id"]}
+    head = "".join(f'--b\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n' for k, v in fields.items())
+    head += '--b\r\nContent-Disposition: form-data; name="chunk"; filename="blob"\r\n\r\n'
+    total = len(head) + len(chunks[2]) + len("\r\n--b--\r\n")
+    reader, writer = await asyncio.open_connection(api.client.host, api.client.port)
+    writer.write((f"POST /api/batches/upload-chunk HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {api.tokens['alice']}"
+                  f"\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: {total}\r\n\r\n"
+                  + head).encode() + chunks[2][:40_000])
+    await writer.drain()
+    await asyncio.sleep(0.2)
+    writer.close()  # the network fails in the middle of chunk 2
+    retried = await send(api, chunks[2], chunk_first=False, status=200, **fields)
+    assert retried["chunks_received"] == 3 and retried["is_complete"] is False
+    last = await send(api, chunks[3], chunk_first=False, chunk_index=3, total_chunks=4, filename="r.zip",
+                      upload_type="zip_with_qr", upload_id=first["upload_id"], is_final_chunk="true")
+    assert last["is_complete"] and last["chunks_received"] == 4
+    assert (await api.batch(last["batch_id"]))["sha256"] == hashlib.sha256(data).hexdigest()
