@@ -8,6 +8,8 @@ import getpass
 import logging
 import os
 import secrets
+import signal
+import subprocess
 import sys
 
 from aiohttp import web
@@ -28,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
                        help="development mode: if there is no user yet, create 'admin' with a generated "
                             "password and print it")
     sub.add_parser("migrate", help="apply the database migrations")
+    worker = sub.add_parser("worker", help="run OMR worker processes (on this or another machine)")
+    worker.add_argument("--processes", type=int, default=1, help="how many worker processes (default 1)")
     users = sub.add_parser("users", help="manage users").add_subparsers(dest="users_command", required=True)
     create = users.add_parser("create", help="create a user; the password is read from stdin or a prompt")
     create.add_argument("username")
@@ -44,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(settings, args.dev)
+        if args.command == "worker":
+            return _workers(settings, args.processes)
         if args.command == "migrate":
             asyncio.run(_with_repo(settings, lambda repo: asyncio.sleep(0)))
             return 0
@@ -121,14 +127,61 @@ def _serve(settings: Settings, dev: bool) -> int:
 
     limit_malloc_arenas()
     app = create_app(settings)
+    workers: list[subprocess.Popen] = []
 
     async def on_startup(app: web.Application) -> None:
         await bootstrap_admin(app[REPO], dev)
+        workers.extend(_spawn_workers(settings.workers))  # after the migrations, which run first
+        if workers:
+            log.info("started %d OMR worker processes (OMR_TUS_WORKERS=0 to run none here)", len(workers))
+
+    async def on_cleanup(app: web.Application) -> None:
+        _stop(workers)
 
     app.on_startup.append(on_startup)
+    app.on_cleanup.append(on_cleanup)
     web.run_app(app, host=settings.host, port=settings.port, access_log=None, shutdown_timeout=30,
                 print=lambda msg: print(msg, flush=True))
     return 0
+
+
+def _spawn_workers(count: int) -> list[subprocess.Popen]:
+    return [subprocess.Popen([sys.executable, "-m", "omr_tus", "worker"]) for _ in range(count)]
+
+
+def _stop(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def _workers(settings: Settings, processes: int) -> int:
+    """One worker in this process, plus processes-1 more beside it; SIGTERM stops them."""
+    from .runtime import limit_malloc_arenas
+
+    limit_malloc_arenas()
+    others = _spawn_workers(max(processes - 1, 0))
+    try:
+        asyncio.run(_with_repo(settings, lambda repo: _run_worker(repo, settings)))
+    finally:
+        _stop(others)
+    return 0
+
+
+async def _run_worker(repo, settings: Settings) -> None:
+    from .batches.worker import Worker
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    worker = Worker(repo, settings)
+    log.info("worker %s started", worker.name)
+    await worker.run(stop)
 
 
 if __name__ == "__main__":

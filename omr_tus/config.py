@@ -30,6 +30,7 @@ class Settings:
     secret_key: str
     token_ttl: int
     log_level: str
+    workers: int
 
     @property
     def durable_dir(self) -> Path:
@@ -69,6 +70,7 @@ class Settings:
             secret_key=str(raw["secret_key"]) or _stored_secret(data_dir),
             token_ttl=int(raw["token_ttl"]),
             log_level=str(raw["log_level"]).upper(),
+            workers=int(raw["workers"]) if int(raw["workers"]) >= 0 else (os.cpu_count() or 1),
         )
 
 

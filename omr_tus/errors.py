@@ -44,6 +44,7 @@ UNAUTHORIZED = ErrorSpec("ERR_UNAUTHORIZED", 401, "Not authenticated: send 'Auth
                          "with a token from POST /api/auth/login")
 FORBIDDEN = ErrorSpec("ERR_FORBIDDEN", 403, "forbidden")
 NOT_FOUND = ErrorSpec("ERR_UPLOAD_NOT_FOUND", 404, "upload not found")
+CONFLICT = ErrorSpec("ERR_CONFLICT", 409, "conflict")
 OFFSET_MISMATCH = ErrorSpec("ERR_MISMATCHED_OFFSET", 409, "Upload-Offset does not match the upload's current offset")
 UPLOAD_GONE = ErrorSpec("ERR_UPLOAD_GONE", 410, "upload has expired or was terminated")
 PRECONDITION = ErrorSpec("ERR_UNSUPPORTED_VERSION", 412, "unsupported or missing Tus-Resumable; this server speaks 1.0.0")

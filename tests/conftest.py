@@ -86,14 +86,14 @@ async def _truncate(url: str) -> None:
         async with engine.begin() as conn:
             exists = (await conn.execute(text("SELECT to_regclass('public.users')"))).scalar()
             if exists:
-                await conn.execute(text("TRUNCATE users, uploads, upload_chunks, upload_parts, batches RESTART IDENTITY CASCADE"))
+                await conn.execute(text("TRUNCATE users, uploads, upload_chunks, upload_parts, batches, tasks, sheets, answers RESTART IDENTITY CASCADE"))
     finally:
         await engine.dispose()
 
 
 def make_settings(tmp_path, database_url, **overrides) -> Settings:
     values = dict(data_dir=str(tmp_path / "data"), store_dir=str(tmp_path / "store"), database_url=database_url,
-                  janitor_interval=3600, secret_key="test-secret-" + "x" * 32, cors_origins="*")
+                  janitor_interval=3600, secret_key="test-secret-" + "x" * 32, cors_origins="*", workers=0)
     values.update(overrides)
     return Settings.load(env={}, **values)
 

@@ -13,7 +13,7 @@ from . import params
 STATUSES = ("uploaded", "processing", "completed", "failed")
 
 
-def _iso(value) -> str | None:
+def iso(value) -> str | None:
     return value.isoformat() if value is not None else None
 
 
@@ -22,12 +22,13 @@ def batch_json(row: Row) -> dict:
         "batch_id": row.id, "upload_id": row.upload_id, "filename": row.filename, "size": row.size,
         "sha256": row.sha256, "upload_type": row.upload_type, "task_id": row.task_id, "status": row.status,
         "total_sheets": row.total_sheets, "processed_sheets": row.processed_sheets,
-        "failed_sheets": row.failed_sheets, "created_at": _iso(row.created_at),
-        "updated_at": _iso(row.updated_at), "completed_at": _iso(row.completed_at),
+        "failed_sheets": row.failed_sheets, "created_at": iso(row.created_at),
+        "updated_at": iso(row.updated_at), "completed_at": iso(row.completed_at),
+        "skipped": row.skipped or [], "error": row.error,
     }
 
 
-async def _visible_batch(request: web.Request) -> Row:
+async def visible_batch(request: web.Request) -> Row:
     batch_id = request.match_info["batch_id"]
     row = await request.app[REPO].batch(batch_id)
     user = principal(request)
@@ -53,11 +54,11 @@ async def list_batches(request: web.Request) -> web.Response:
 
 
 async def get_batch(request: web.Request) -> web.Response:
-    return web.json_response(batch_json(await _visible_batch(request)))
+    return web.json_response(batch_json(await visible_batch(request)))
 
 
 async def progress(request: web.Request) -> web.Response:
-    row = await _visible_batch(request)
+    row = await visible_batch(request)
     done = row.processed_sheets + row.failed_sheets
     if row.total_sheets:
         pct = round(100.0 * done / row.total_sheets, 2)

@@ -9,6 +9,7 @@ from ..http.keys import public
 from ..uploads.model import UPLOAD_TYPES
 
 STATUSES = ["uploaded", "processing", "completed", "failed"]
+SHEET_STATUSES = ["pending", "ok", "needs_review", "failed"]
 
 
 def _error(description: str) -> dict:
@@ -29,6 +30,7 @@ TUS_RESUMABLE = _tus_header("Tus-Resumable", "Protocol version; must be 1.0.0 (e
                             {"type": "string", "enum": ["1.0.0"]})
 UPLOAD_ID = {"name": "upload_id", "in": "path", "required": True, "schema": {"type": "string"}}
 BATCH_ID = {"name": "batch_id", "in": "path", "required": True, "schema": {"type": "string"}}
+TASK_ID = {"name": "task_id", "in": "path", "required": True, "schema": {"type": "string"}}
 AUTH_ERRORS = {"401": _error("Missing, invalid or expired bearer token")}
 TUS_TEXT = {"description": "Plain-text error", "content": {"text/plain": {"schema": {"type": "string"}}}}
 
@@ -76,6 +78,20 @@ SCHEMAS = {
         "is_complete": {"type": "boolean"}, "batch_id": {"type": "string"},
         "status": {"type": "string", "enum": ["uploaded"]}, "message": {"type": "string"}}},
     "Health": {"type": "object", "properties": {"status": {"type": "string"}}},
+    "TaskIn": {"type": "object", "required": ["task_id", "template"], "properties": {
+        "task_id": {"type": "string", "pattern": "^[0-9]{8}$"}, "name": {"type": "string"},
+        "template": {"type": "object", "description": "OMRChecker template.json plus markers and qr"},
+        "answer_key": {"type": "object", "description": "OMRChecker evaluation.json"}}},
+    "Task": {"type": "object", "properties": {
+        "task_id": {"type": "string"}, "name": {"type": "string"}, "template": {"type": "object"},
+        "answer_key": {"type": ["object", "null"]}, "created_at": {"type": "string"},
+        "updated_at": {"type": "string"}}},
+    "Results": {"type": "object", "properties": {"batch_id": {"type": "string"}, "sheets": {"type": "array", "items": {
+        "type": "object", "properties": {
+            "source": {"type": "string"}, "page": {"type": "integer"}, "task_id": {"type": ["string", "null"]},
+            "student_id": {"type": ["string", "null"]}, "status": {"type": "string", "enum": SHEET_STATUSES},
+            "score": {"type": ["number", "null"]}, "answers": {"type": "object"}, "flags": {"type": "object"},
+            "confidence": {"type": "object"}, "error": {"type": ["string", "null"]}}}}}},
 }
 
 PATHS = {
@@ -105,6 +121,37 @@ PATHS = {
         "summary": "Processing progress of a batch", "parameters": [BATCH_ID],
         "responses": {"200": _json("#/components/schemas/Progress"), "404": _error("No such batch of yours"),
                       **AUTH_ERRORS}}},
+    "/api/batches/{batch_id}/results": {"get": {
+        "summary": "Every sheet of a batch with its answers, flags and confidences",
+        "parameters": [BATCH_ID,
+                       {"name": "status", "in": "query", "schema": {"type": "string", "enum": SHEET_STATUSES}},
+                       {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 0,
+                                                                   "maximum": 10000}},
+                       {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}}],
+        "responses": {"200": _json("#/components/schemas/Results"), "400": _error("Bad filter"),
+                      "404": _error("No such batch of yours"), **AUTH_ERRORS}}},
+    "/api/batches/{batch_id}/results.csv": {"get": {
+        "summary": "The results as CSV: source, page, task_id, student_id, status, score, then the columns",
+        "parameters": [BATCH_ID,
+                       {"name": "status", "in": "query", "schema": {"type": "string", "enum": SHEET_STATUSES}}],
+        "responses": {"200": {"description": "CSV", "content": {"text/csv": {"schema": {"type": "string"}}}},
+                      "400": _error("Bad filter"), "404": _error("No such batch of yours"), **AUTH_ERRORS}}},
+    "/api/tasks": {"post": {
+        "summary": "Register a task's sheet template and answer key (admin)",
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "$ref": "#/components/schemas/TaskIn"}}}},
+        "responses": {"201": _json("#/components/schemas/Task", "Created"),
+                      "400": _error("Invalid field; for a template, the detail names the bad key"),
+                      "403": _error("Not an admin"), "409": _error("The task exists"), **AUTH_ERRORS}}},
+    "/api/tasks/{task_id}": {
+        "get": {"summary": "A task", "parameters": [TASK_ID],
+                "responses": {"200": _json("#/components/schemas/Task"), "404": _error("No such task"),
+                              **AUTH_ERRORS}},
+        "put": {"summary": "Replace a task (admin)", "parameters": [TASK_ID],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "$ref": "#/components/schemas/TaskIn"}}}},
+                "responses": {"200": _json("#/components/schemas/Task"), "400": _error("Invalid field"),
+                              "403": _error("Not an admin"), "404": _error("No such task"), **AUTH_ERRORS}}},
     "/api/batches/upload-chunk": {"post": {
         "summary": "Legacy chunked upload: one chunk per request; the last one completes the batch",
         "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": CHUNK_FORM}}},

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Integer, String, TypeDecorator
+from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Integer, String, TypeDecorator, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -121,3 +121,58 @@ class Batch(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # ZIP entries that are not sheets: [{"entry": name, "reason": why}]
+    skipped: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    error: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    # A worker that is ingesting the batch (listing its pages) holds it until lease_expires.
+    lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_expires: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class Task(Base):
+    """An exam: its sheet template (OMRChecker template.json plus markers and qr) and answer key."""
+
+    __tablename__ = "tasks"
+
+    task_id: Mapped[str] = mapped_column(String(8), primary_key=True)
+    name: Mapped[str] = mapped_column(String(256))
+    template: Mapped[dict[str, Any]] = mapped_column(JSON)
+    answer_key: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Sheet(Base):
+    """One page of a batch: claimed by a worker under a lease, read, and its answers stored."""
+
+    __tablename__ = "sheets"
+    __table_args__ = (UniqueConstraint("batch_id", "source", "page"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"), index=True)
+    source: Mapped[str] = mapped_column(String(1024))
+    page: Mapped[int] = mapped_column(Integer)
+    # pending -> ok | needs_review | failed
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    task_id: Mapped[str | None] = mapped_column(String(8), nullable=True, index=True)
+    student_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    error: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    alignment_error: Mapped[float | None] = mapped_column(Float, nullable=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_expires: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    processed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class Answer(Base):
+    """One output column of one sheet: a row per answer, so admins can query them with SQL."""
+
+    __tablename__ = "answers"
+
+    sheet_id: Mapped[int] = mapped_column(ForeignKey("sheets.id", ondelete="CASCADE"), primary_key=True)
+    column: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(64))
+    flags: Mapped[str] = mapped_column(String(64), default="")  # comma-separated: blank, multiple, ambiguous
+    confidence: Mapped[float] = mapped_column(Float)

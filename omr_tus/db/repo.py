@@ -14,13 +14,16 @@ from sqlalchemy import Row, and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .models import Batch, Upload, UploadChunk, UploadPart, User, utcnow
+from .models import Answer, Batch, Sheet, Task, Upload, UploadChunk, UploadPart, User, utcnow
 
 users = User.__table__
 uploads = Upload.__table__
 batches = Batch.__table__
 chunks = UploadChunk.__table__
 parts = UploadPart.__table__
+tasks = Task.__table__
+sheets = Sheet.__table__
+answers = Answer.__table__
 INSERT_UPLOAD = insert(uploads)
 
 
@@ -200,6 +203,122 @@ class Repo:
             batches.c.created_at.desc(), batches.c.id).limit(limit).offset(offset))
         total = await self._scalar(select(func.count()).select_from(batches).where(*where))
         return rows, total
+
+    # -- tasks --------------------------------------------------------------
+    async def task(self, task_id: str) -> Row | None:
+        return await self._one(select(tasks).where(tasks.c.task_id == task_id))
+
+    async def save_task(self, values: dict[str, Any], replace: bool) -> bool:
+        """Inserts the task (False if it exists), or with replace=True replaces it (False if absent)."""
+        now = utcnow()
+        if replace:
+            async with self.engine.begin() as conn:
+                result = await conn.execute(update(tasks).where(tasks.c.task_id == values["task_id"]).values(
+                    updated_at=now, **{k: v for k, v in values.items() if k != "created_by"}))
+                return result.rowcount == 1
+        try:
+            await self._execute(insert(tasks).values(created_at=now, updated_at=now, **values))
+        except IntegrityError:
+            return False
+        return True
+
+    # -- the batch pipeline ---------------------------------------------------
+    def _claimable(self, table, now: dt.datetime):
+        return or_(table.c.lease_expires.is_(None), table.c.lease_expires < now)
+
+    async def claim_batch(self, owner: str, lease: float) -> Row | None:
+        """A batch whose file is in durable storage and whose pages are not listed yet.
+        The conditional UPDATE makes the claim atomic on SQLite; on PostgreSQL SKIP LOCKED
+        also keeps competing workers from queueing behind each other."""
+        now = utcnow()
+        query = select(batches.c.id).join(uploads, uploads.c.id == batches.c.upload_id).where(
+            batches.c.status == "uploaded", uploads.c.location == "durable",
+            self._claimable(batches, now)).order_by(batches.c.created_at).limit(1)
+        async with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update(of=batches, skip_locked=True)
+            row = (await conn.execute(query)).first()
+            if row is None:
+                return None
+            claimed = await conn.execute(update(batches).where(
+                batches.c.id == row.id, batches.c.status == "uploaded", self._claimable(batches, now)).values(
+                lease_owner=owner, lease_expires=now + dt.timedelta(seconds=lease)))
+            if claimed.rowcount != 1:
+                return None
+            return (await conn.execute(select(batches).where(batches.c.id == row.id))).first()
+
+    async def add_sheets(self, batch_id: str, owner: str, pages: list[tuple[str, int]],
+                         skipped: list[dict[str, str]], error: str | None) -> None:
+        now = utcnow()
+        status = "failed" if error else ("processing" if pages else "completed")
+        async with self.engine.begin() as conn:
+            if pages:
+                await conn.execute(insert(sheets), [dict(batch_id=batch_id, source=source, page=page,
+                                                         status="pending", attempts=0)
+                                                    for source, page in pages])
+            await conn.execute(update(batches).where(batches.c.id == batch_id, batches.c.lease_owner == owner).values(
+                status=status, total_sheets=len(pages), skipped=skipped, error=error, lease_owner=None,
+                lease_expires=None, updated_at=now, completed_at=None if pages and not error else now))
+
+    async def claim_sheets(self, owner: str, count: int, lease: float) -> Sequence[Row]:
+        now = utcnow()
+        query = select(sheets.c.id).where(sheets.c.status == "pending", self._claimable(sheets, now)).order_by(
+            sheets.c.id).limit(count)
+        async with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            ids = [row.id for row in (await conn.execute(query)).all()]
+            if not ids:
+                return []
+            await conn.execute(update(sheets).where(
+                sheets.c.id.in_(ids), sheets.c.status == "pending", self._claimable(sheets, now)).values(
+                lease_owner=owner, lease_expires=now + dt.timedelta(seconds=lease), attempts=sheets.c.attempts + 1))
+            return (await conn.execute(select(sheets).where(sheets.c.id.in_(ids), sheets.c.lease_owner == owner,
+                                                            sheets.c.status == "pending"))).all()
+
+    async def save_sheet(self, sheet_id: int, owner: str, values: dict[str, Any],
+                         rows: list[dict[str, Any]]) -> bool:
+        """Stores a sheet's result and answers if this worker still holds its lease; the
+        answers replace any earlier ones, so a sheet read twice never has duplicates."""
+        async with self.engine.begin() as conn:
+            done = await conn.execute(update(sheets).where(
+                sheets.c.id == sheet_id, sheets.c.lease_owner == owner, sheets.c.status == "pending").values(
+                lease_owner=None, lease_expires=None, processed_at=utcnow(), **values))
+            if done.rowcount != 1:
+                return False
+            await conn.execute(answers.delete().where(answers.c.sheet_id == sheet_id))
+            if rows:
+                await conn.execute(insert(answers), [dict(sheet_id=sheet_id, **row) for row in rows])
+        return True
+
+    async def update_progress(self, batch_id: str) -> None:
+        """Counters from the sheets themselves (never incremented, so never double-counted);
+        the batch completes when no sheet is pending."""
+        async with self.engine.begin() as conn:
+            counts = dict((await conn.execute(select(sheets.c.status, func.count()).where(
+                sheets.c.batch_id == batch_id).group_by(sheets.c.status))).all())
+            now = utcnow()
+            values = dict(processed_sheets=counts.get("ok", 0) + counts.get("needs_review", 0),
+                          failed_sheets=counts.get("failed", 0), updated_at=now)
+            if not counts.get("pending"):
+                values.update(status="completed", completed_at=now)
+            await conn.execute(update(batches).where(batches.c.id == batch_id, batches.c.status == "processing")
+                               .values(**values))
+
+    async def sheets_of(self, batch_id: str, status: str | None, limit: int | None,
+                        offset: int) -> Sequence[Row]:
+        query = select(sheets).where(sheets.c.batch_id == batch_id)
+        if status:
+            query = query.where(sheets.c.status == status)
+        query = query.order_by(sheets.c.source, sheets.c.page).offset(offset)
+        if limit is not None:
+            query = query.limit(limit)
+        return await self._all(query)
+
+    async def answers_of(self, sheet_ids: Sequence[int]) -> Sequence[Row]:
+        if not sheet_ids:
+            return []
+        return await self._all(select(answers).where(answers.c.sheet_id.in_(list(sheet_ids))))
 
     # -- helpers ------------------------------------------------------------
     async def _execute(self, stmt) -> None:

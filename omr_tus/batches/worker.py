@@ -1,0 +1,162 @@
+"""The worker: claims batches to list their pages and sheets to read, under leases, so any
+number of worker processes on any number of machines share the work, and the sheets of a
+worker that died are claimed again when its lease runs out. CPU work runs in a thread of
+the worker process, never on a server's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+import time
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from sqlalchemy import Row
+
+from ..config import Settings
+from ..db.repo import Repo
+from .ingest import PageError, list_pages, load_page
+
+log = logging.getLogger("omr_tus.worker")
+MAX_ATTEMPTS = 3
+DEFAULT_PAGE_WIDTH = 1654  # A4 at 200 dpi: how wide a PDF page is rendered before its template is known
+TEMPLATE_CACHE_SECONDS = 30.0
+
+
+class Worker:
+    def __init__(self, repo: Repo, settings: Settings, *, name: str | None = None, lease: float = 120.0,
+                 sheets_per_claim: int = 4):
+        self.repo = repo
+        self.settings = settings
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.lease = lease
+        self.sheets_per_claim = sheets_per_claim
+        self._templates: dict[str, tuple[float, Any]] = {}
+
+    async def run(self, stop: asyncio.Event, idle: float = 0.5) -> None:
+        """Works until `stop` is set; sleeps `idle` seconds whenever there is nothing to do."""
+        while not stop.is_set():
+            try:
+                done = await self.run_once()
+            except Exception:
+                log.exception("worker %s: a round failed; retrying", self.name)
+                done = 0
+            if not done:
+                try:
+                    await asyncio.wait_for(stop.wait(), idle)
+                except TimeoutError:
+                    pass
+
+    async def run_once(self) -> int:
+        """One round: list the pages of one new batch, then read a few sheets. Returns how
+        much was done (0: nothing to do)."""
+        done = 0
+        batch = await self.repo.claim_batch(self.name, self.lease)
+        if batch is not None:
+            await self._ingest(batch)
+            done += 1
+        for sheet in await self.repo.claim_sheets(self.name, self.sheets_per_claim, self.lease):
+            await self._process(sheet)
+            done += 1
+        return done
+
+    def _file(self, upload_id: str) -> Path:
+        return self.settings.durable_dir / upload_id
+
+    async def _ingest(self, batch: Row) -> None:
+        listing = await asyncio.to_thread(list_pages, self._file(batch.upload_id), batch.filename or "")
+        await self.repo.add_sheets(batch.id, self.name, listing.pages, listing.skipped, listing.error)
+        log.info("Batch %s: %d sheets, %d entries skipped%s", batch.id, len(listing.pages), len(listing.skipped),
+                 f", failed: {listing.error}" if listing.error else "")
+
+    async def _process(self, sheet: Row) -> None:
+        batch = await self.repo.batch(sheet.batch_id)
+        started = time.monotonic()
+        if sheet.attempts > MAX_ATTEMPTS:
+            values, rows = _failed(f"not read after {MAX_ATTEMPTS} attempts (a worker stopped while reading it)")
+        else:
+            try:
+                values, rows = await self._read(batch, sheet)
+            except PageError as exc:
+                values, rows = _failed(str(exc))
+            except Exception as exc:  # one bad sheet must never stop the batch or the worker
+                log.exception("Sheet %s#%d of batch %s", sheet.source, sheet.page, batch.id)
+                values, rows = _failed(f"internal error while reading the sheet: {type(exc).__name__}")
+        if await self.repo.save_sheet(sheet.id, self.name, values, rows):
+            await self.repo.update_progress(batch.id)
+            log.debug("Sheet %s#%d: %s in %.0f ms", sheet.source, sheet.page, values["status"],
+                      1000 * (time.monotonic() - started))
+
+    async def _read(self, batch: Row, sheet: Row) -> tuple[dict, list[dict]]:
+        from ..omr.reader import read_sheet
+
+        task_id = batch.task_id
+        template = await self._template(task_id) if task_id else None
+        width = template.page[0] if template is not None else DEFAULT_PAGE_WIDTH
+        image = await asyncio.to_thread(load_page, self._file(batch.upload_id), sheet.source, sheet.page, width)
+        qr = None
+        if batch.upload_type == "zip_with_qr":
+            qr = await asyncio.to_thread(_find_qr, image)
+            if qr is not None:
+                task_id = qr[0]
+                template = await self._template(task_id)
+        if task_id is None:
+            return _failed("no QR code found, and the upload names no task_id")
+        if template is None:
+            return _failed(f"task {task_id} has no registered template")
+        result = await asyncio.to_thread(read_sheet, image, template)
+        student = (qr[1] if qr else None) or result.student_id or _student_from_name(sheet.source)
+        status = result.status
+        if qr and result.answers.get("student_id") and result.answers["student_id"] != qr[1]:
+            status = "needs_review" if status == "ok" else status  # the QR wins, a person looks
+        if batch.upload_type == "zip_with_qr" and qr is None and status == "ok":
+            status = "needs_review"
+        values = dict(status=status, task_id=task_id, student_id=student, error=result.error,
+                      alignment_error=result.alignment_error, score=None)
+        rows = [dict(column=column, value=value, flags=",".join(result.flags.get(column, [])),
+                     confidence=float(result.confidence.get(column, 0.0)))
+                for column, value in result.answers.items()]
+        return values, rows
+
+    async def _template(self, task_id: str):
+        from ..omr.template import Template, TemplateError
+
+        cached = self._templates.get(task_id)
+        if cached and time.monotonic() - cached[0] < TEMPLATE_CACHE_SECONDS:
+            return cached[1]
+        row = await self.repo.task(task_id)
+        template = None
+        if row is not None:
+            try:
+                template = Template.parse(row.template)
+            except TemplateError:
+                log.exception("Task %s: its stored template no longer parses", task_id)
+        self._templates[task_id] = (time.monotonic(), template)
+        return template
+
+
+def _failed(reason: str) -> tuple[dict, list[dict]]:
+    return dict(status="failed", error=reason[:1000]), []
+
+
+def _find_qr(image) -> tuple[str, str, int | None] | None:
+    """The sheet's QR code, looked for on the whole page (the template is not known yet)."""
+    import zxingcpp
+
+    from ..omr.reader import parse_qr
+
+    for code in zxingcpp.read_barcodes(image, formats=zxingcpp.BarcodeFormat.QRCode):
+        parsed = parse_qr(code.text)
+        if parsed is not None:
+            return parsed
+    return None
+
+
+def _student_from_name(source: str) -> str:
+    """A student id from a file name: without folder, extension or page."""
+    stem = PurePosixPath(source.replace("\\", "/")).stem
+    cleaned = "".join(c for c in stem if c.isalnum() or c == "-")
+    return cleaned[:32] or "unknown"

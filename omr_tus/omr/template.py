@@ -1,0 +1,277 @@
+"""OMRChecker `template.json` semantics, plus our `markers` and `qr` keys.
+
+Parsing turns the template into absolute bubble boxes on the canonical page once, so the
+reader and the renderer share one geometry and a bad template is refused with the key at fault.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+
+FIELD_TYPES: dict[str, tuple[tuple[str, ...], str]] = {
+    "QTYPE_MCQ4": (tuple("ABCD"), "horizontal"),
+    "QTYPE_MCQ5": (tuple("ABCDE"), "horizontal"),
+    "QTYPE_INT": (tuple("0123456789"), "vertical"),
+    "QTYPE_INT_FROM_1": (tuple("1234567890"), "vertical"),
+}
+DIRECTIONS = ("horizontal", "vertical")
+KNOWN_KEYS = {"pageDimensions", "bubbleDimensions", "fieldBlocks", "customLabels", "outputColumns",
+              "emptyValue", "markers", "qr"}
+RANGE = re.compile(r"^(.*?)(\d+)\.{2,3}(\d+)$")
+NATURAL_CHUNK = re.compile(r"(\d+)")
+
+
+class TemplateError(ValueError):
+    """A template the server cannot use; `key` is the dotted path of the offending key."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(f"{key}: {message}")
+        self.key = key
+
+
+@dataclass(frozen=True)
+class Bubble:
+    value: str
+    x: int
+    y: int
+    w: int
+    h: int
+
+
+@dataclass(frozen=True)
+class Field:
+    label: str
+    bubbles: tuple[Bubble, ...]
+    empty_value: str
+
+
+@dataclass(frozen=True)
+class Markers:
+    dictionary: str
+    size: int
+    positions: dict[int, tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class QrBox:
+    x: int
+    y: int
+    size: int
+
+
+@dataclass(frozen=True)
+class Template:
+    page: tuple[int, int]
+    fields: tuple[Field, ...]
+    columns: tuple[str, ...]
+    custom_labels: dict[str, tuple[str, ...]]
+    empty_value: str
+    markers: Markers | None
+    qr: QrBox | None
+    extras: dict[str, Any] = field(default_factory=dict)  # keys handled elsewhere (preProcessors, ...)
+
+    @classmethod
+    def parse(cls, data: dict) -> Template:
+        """Validates an OMRChecker template (plus `markers`/`qr`); raises TemplateError."""
+        _require(isinstance(data, dict), "template", "must be a JSON object")
+        page = _size_pair("pageDimensions", data.get("pageDimensions"))
+        empty = _string(data, "emptyValue", "")
+        fields = _parse_blocks(data, page, empty)
+        labels = [f.label for f in fields]
+        custom = _parse_custom_labels(data.get("customLabels", {}), set(labels))
+        return cls(
+            page=page, fields=tuple(fields),
+            columns=_parse_columns(data.get("outputColumns"), labels, custom),
+            custom_labels=custom, empty_value=empty,
+            markers=_parse_markers(data["markers"], page) if "markers" in data else None,
+            qr=_parse_qr(data["qr"], page) if "qr" in data else None,
+            extras={k: v for k, v in data.items() if k not in KNOWN_KEYS},
+        )
+
+    def field_map(self) -> dict[str, Field]:
+        return {f.label: f for f in self.fields}
+
+
+def _require(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise TemplateError(key, message)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _number(obj: dict, key: str, path: str, minimum: float = 0) -> float:
+    v = obj.get(key)
+    _require(_is_number(v) and v >= minimum, path, f"must be a number >= {minimum}")
+    return float(v)
+
+
+def _pair(path: str, v: Any, minimum: float) -> tuple[float, float]:
+    ok = isinstance(v, list) and len(v) == 2 and all(_is_number(n) and n >= minimum for n in v)
+    _require(ok, path, f"must be a pair of numbers >= {minimum}")
+    return float(v[0]), float(v[1])
+
+
+def _size_pair(path: str, v: Any) -> tuple[int, int]:
+    w, h = _pair(path, v, 1)
+    return round(w), round(h)
+
+
+def _string(obj: dict, key: str, default: str, path: str | None = None) -> str:
+    v = obj.get(key, default)
+    _require(isinstance(v, str), path or key, "must be a string")
+    return v
+
+
+def expand_labels(items: Any, path: str) -> list[str]:
+    """`["q1..3", "x"]` -> `["q1", "q2", "q3", "x"]` (OMRChecker ranges, prefix may hold digits)."""
+    _require(isinstance(items, list) and items and all(isinstance(s, str) and s for s in items),
+             path, "must be a non-empty list of strings")
+    out: list[str] = []
+    for item in items:
+        m = RANGE.match(item)
+        if not m:
+            out.append(item)
+            continue
+        prefix, start, end = m.group(1), int(m.group(2)), int(m.group(3))
+        _require(start <= end, path, f"range '{item}' runs backwards")
+        out.extend(f"{prefix}{n}" for n in range(start, end + 1))
+    _require(len(set(out)) == len(out), path, "repeats a label")
+    return out
+
+
+def natural_key(label: str) -> tuple:
+    """Sort key 'q2' < 'q10' — OMRChecker sorts its output columns this way."""
+    return tuple((1, int(c), "") if c.isdigit() else (0, 0, c) for c in NATURAL_CHUNK.split(label) if c)
+
+
+def _parse_blocks(data: dict, page: tuple[int, int], empty: str) -> list[Field]:
+    blocks = data.get("fieldBlocks")
+    _require(isinstance(blocks, dict) and blocks, "fieldBlocks", "must be a non-empty object")
+    fields: list[Field] = []
+    seen: set[str] = set()
+    for name, block in blocks.items():
+        block_fields = _parse_block(data, f"fieldBlocks.{name}", block, page, empty)
+        for f in block_fields:
+            _require(f.label not in seen, f"fieldBlocks.{name}.fieldLabels", f"label {f.label!r} is used twice")
+            seen.add(f.label)
+        fields.extend(block_fields)
+    return fields
+
+
+def _block_values(block: dict, path: str) -> tuple[tuple[str, ...], str]:
+    values, direction = (), ""
+    if "fieldType" in block:
+        ftype = block["fieldType"]
+        _require(ftype in FIELD_TYPES, f"{path}.fieldType", f"unknown type {ftype!r}")
+        values, direction = FIELD_TYPES[ftype]
+    if "bubbleValues" in block:
+        v = block["bubbleValues"]
+        _require(isinstance(v, list) and v and all(isinstance(s, str) for s in v),
+                 f"{path}.bubbleValues", "must be a non-empty list of strings")
+        values = tuple(v)
+    direction = block.get("direction", direction)
+    _require(bool(values), f"{path}.fieldType", "needs a fieldType or bubbleValues")
+    _require(direction in DIRECTIONS, f"{path}.direction", "must be 'horizontal' or 'vertical'")
+    return values, direction
+
+
+def _parse_block(data: dict, path: str, block: Any, page: tuple[int, int], empty: str) -> list[Field]:
+    """One block's fields; 'horizontal' puts a field's bubbles along x and steps fields along y."""
+    _require(isinstance(block, dict), path, "must be an object")
+    values, direction = _block_values(block, path)
+    bubble_dims = block.get("bubbleDimensions", data.get("bubbleDimensions"))
+    _require(bubble_dims is not None, f"{path}.bubbleDimensions", "missing (no global bubbleDimensions)")
+    bw, bh = _size_pair(f"{path}.bubbleDimensions", bubble_dims)
+    ox, oy = _pair(f"{path}.origin", block.get("origin"), 0)
+    bubble_gap = _number(block, "bubblesGap", f"{path}.bubblesGap")
+    label_gap = _number(block, "labelsGap", f"{path}.labelsGap")
+    block_empty = _string(block, "emptyValue", empty, f"{path}.emptyValue")
+    labels = expand_labels(block.get("fieldLabels"), f"{path}.fieldLabels")
+    along, across = ((1, 0), (0, 1)) if direction == "horizontal" else ((0, 1), (1, 0))
+    fields = []
+    for i, label in enumerate(labels):
+        bubbles = tuple(
+            Bubble(value,
+                   round(ox + j * bubble_gap * along[0] + i * label_gap * across[0]),
+                   round(oy + j * bubble_gap * along[1] + i * label_gap * across[1]), bw, bh)
+            for j, value in enumerate(values))
+        fields.append(Field(label, bubbles, block_empty))
+    last = fields[-1].bubbles[-1]
+    _require(last.x + bw <= page[0] and last.y + bh <= page[1], path, "bubbles overflow the page")
+    return fields
+
+
+def _parse_custom_labels(raw: Any, labels: set[str]) -> dict[str, tuple[str, ...]]:
+    _require(isinstance(raw, dict), "customLabels", "must be an object")
+    custom: dict[str, tuple[str, ...]] = {}
+    used: set[str] = set()
+    for name, parts in raw.items():
+        path = f"customLabels.{name}"
+        expanded = expand_labels(parts, path)
+        for part in expanded:
+            _require(part in labels, path, f"unknown field {part!r}")
+        _require(not used.intersection(expanded), path, "shares a field with another custom label")
+        _require(name not in labels or name in expanded, path, "clashes with a field label")
+        used.update(expanded)
+        custom[name] = tuple(expanded)
+    return custom
+
+
+def _parse_columns(raw: Any, labels: list[str], custom: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
+    """outputColumns if given, else custom labels and free fields in natural order (as OMRChecker)."""
+    in_custom = {p for parts in custom.values() for p in parts}
+    known = list(custom) + [label for label in labels if label not in in_custom]
+    if raw is None:
+        return tuple(sorted(known, key=natural_key))
+    columns = expand_labels(raw, "outputColumns")
+    for column in columns:
+        _require(column in known or column in labels, "outputColumns", f"unknown column {column!r}")
+    return tuple(columns)
+
+
+def _int_pair(path: str, v: Any) -> tuple[int, int]:
+    x, y = _pair(path, v, 0)
+    return round(x), round(y)
+
+
+def _inside(path: str, x: int, y: int, size: int, page: tuple[int, int]) -> None:
+    _require(x + size <= page[0] and y + size <= page[1], path, "lies outside the page")
+
+
+def _parse_markers(raw: Any, page: tuple[int, int]) -> Markers:
+    """ArUco markers: any predefined dictionary, 3 or 4 distinct ids, top-left positions."""
+    _require(isinstance(raw, dict), "markers", "must be an object")
+    name = raw.get("dictionary")
+    ok = isinstance(name, str) and name.startswith("DICT_") and hasattr(cv2.aruco, name)
+    _require(ok, "markers.dictionary", f"{name!r} is not an OpenCV ArUco dictionary")
+    count = cv2.aruco.getPredefinedDictionary(getattr(cv2.aruco, name)).bytesList.shape[0]
+    size = raw.get("size")
+    _require(isinstance(size, int) and not isinstance(size, bool) and size >= 16, "markers.size",
+             "must be an integer >= 16")
+    pos = raw.get("positions")
+    _require(isinstance(pos, dict) and 3 <= len(pos) <= 4, "markers.positions", "must map 3 or 4 ids")
+    positions: dict[int, tuple[int, int]] = {}
+    for key, xy in pos.items():
+        path = f"markers.positions.{key}"
+        _require(isinstance(key, str) and key.isdigit() and int(key) < count, path,
+                 f"must be a marker id 0..{count - 1}")
+        _require(int(key) not in positions, path, "repeats a marker id")
+        positions[int(key)] = _int_pair(path, xy)
+        _inside(path, *positions[int(key)], size, page)
+    return Markers(name, size, positions)
+
+
+def _parse_qr(raw: Any, page: tuple[int, int]) -> QrBox:
+    _require(isinstance(raw, dict), "qr", "must be an object")
+    x, y = _int_pair("qr.origin", raw.get("origin"))
+    size = raw.get("size")
+    _require(isinstance(size, int) and not isinstance(size, bool) and size >= 40, "qr.size",
+             "must be an integer >= 40")
+    _inside("qr", x, y, size, page)
+    return QrBox(x, y, size)

@@ -1,0 +1,110 @@
+"""Listing a batch's pages safely, and loading each page: no extraction, limits enforced."""
+
+import io
+import stat
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from omr_tus.batches.ingest import Limits, PageError, list_pages, load_page
+
+
+def png(width=40, height=30, value=200) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(np.full((height, width), value, np.uint8)).save(out, "PNG")
+    return out.getvalue()
+
+
+def tiff(pages: int) -> bytes:
+    out = io.BytesIO()
+    frames = [Image.fromarray(np.full((20, 20), 50 * i, np.uint8)) for i in range(pages)]
+    frames[0].save(out, "TIFF", save_all=True, append_images=frames[1:])
+    return out.getvalue()
+
+
+def pdf(pages: int) -> bytes:
+    out = io.BytesIO()
+    frames = [Image.new("L", (200, 280), 255) for _ in range(pages)]
+    frames[0].save(out, "PDF", save_all=True, append_images=frames[1:], resolution=72)
+    return out.getvalue()
+
+
+def make_zip(path, entries: dict, symlinks=()):
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in entries.items():
+            z.writestr(name, data)
+        for name in symlinks:
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            z.writestr(info, "/etc/passwd")
+    return path
+
+
+def test_listing_is_safe_and_complete(tmp_path):
+    path = make_zip(tmp_path / "b.zip", {
+        "class A/s1.JPG": png(), "class A/deep/s2.png": png(), "scan.tiff": tiff(3), "doc.pdf": pdf(2),
+        "__MACOSX/class A/._s1.JPG": b"x", ".hidden.png": png(), "class A/.DS_Store": b"x", "Thumbs.db": b"x",
+        "desktop.ini": b"x", "notes.txt": b"hello", "../../x.png": png(), "/abs.png": png(),
+        "bomb.png": b"\0" * (20 * 1024 * 1024),
+    }, symlinks=["link.png"])
+    listing = list_pages(path, "b.zip")
+    assert listing.error is None
+    assert sorted(listing.pages) == sorted([("class A/s1.JPG", 1), ("class A/deep/s2.png", 1), ("scan.tiff", 1),
+                                            ("scan.tiff", 2), ("scan.tiff", 3), ("doc.pdf", 1), ("doc.pdf", 2)])
+    reasons = {s["entry"]: s["reason"] for s in listing.skipped}
+    assert set(reasons) == {"notes.txt", "../../x.png", "/abs.png", "bomb.png", "link.png"}
+    assert "not a sheet image" in reasons["notes.txt"]
+    assert "unsafe path" in reasons["../../x.png"] and "unsafe path" in reasons["/abs.png"]
+    assert "compression ratio" in reasons["bomb.png"]
+    assert reasons["link.png"] == "symbolic link"
+
+
+def test_limits_on_count_and_size(tmp_path):
+    path = make_zip(tmp_path / "b.zip", {f"{i}.png": png() for i in range(5)})
+    listing = list_pages(path, "b.zip", Limits(max_entries=3))
+    assert len(listing.pages) == 3 and len(listing.skipped) == 2
+    assert "more than 3 pages" in listing.skipped[0]["reason"]
+
+
+@pytest.mark.parametrize("content,expect", [
+    (b"PK\x03\x04 this is not really a zip", "neither a ZIP"),
+    (b"garbage", "neither a ZIP"),
+])
+def test_unreadable_file(tmp_path, content, expect):
+    path = tmp_path / "upload.zip"
+    path.write_bytes(content)
+    listing = list_pages(path, "upload.zip")
+    assert listing.pages == [] and expect in listing.error
+
+
+def test_single_image_upload(tmp_path):
+    path = tmp_path / "file"
+    path.write_bytes(tiff(2))
+    assert list_pages(path, "sheets.TIF").pages == [("sheets.TIF", 1), ("sheets.TIF", 2)]
+
+
+def test_load_pages(tmp_path):
+    path = make_zip(tmp_path / "b.zip", {"a.png": png(40, 30, 77), "t.tif": tiff(3), "d.pdf": pdf(1)})
+    assert load_page(path, "a.png", 1, 1654).shape == (30, 40)
+    assert int(load_page(path, "t.tif", 3, 1654)[0, 0]) == 100
+    page = load_page(path, "d.pdf", 1, 1654)
+    assert page.shape[1] == 1654  # as wide as the template's canonical page
+
+
+@pytest.mark.parametrize("name,data,reason", [
+    ("trunc.jpg", b"\xff\xd8\xff\xe0" + b"\0" * 100, "unreadable image"),
+    ("huge.png", None, "over the limit"),
+    ("broken.pdf", b"%PDF-1.4 nothing", "unreadable"),
+])
+def test_bad_pages_fail_with_a_reason(tmp_path, name, data, reason):
+    if data is None:  # a 30000 x 30000 PNG: small on disk, 900 megapixels decoded
+        out = io.BytesIO()
+        Image.new("1", (30000, 30000)).save(out, "PNG")
+        data = out.getvalue()
+    path = make_zip(tmp_path / "b.zip", {name: data})
+    listing = list_pages(path, "b.zip")
+    assert listing.pages == [(name, 1)]
+    with pytest.raises(PageError, match=reason):
+        load_page(path, name, 1, 1654)
