@@ -60,6 +60,7 @@ async def test_filters_and_pagination(api):
     ("limit=0", "limit must be between 1 and 500"),
     ("limit=abc", "limit must be an integer"),
     ("offset=-5", "offset must be between"),
+    ("task_id=1%002", "NUL character"),
 ])
 async def test_bad_query_is_400_with_detail(api, query, detail):
     body = await api.get_json(f"/api/batches?{query}", status=400)

@@ -45,9 +45,12 @@ async def _text(part: BodyPartReader) -> str:
         if len(data) > FIELD_LIMIT:
             raise errors.BAD_REQUEST(f"Form field {part.name} is longer than {FIELD_LIMIT} bytes")
     try:
-        return data.decode("utf-8").strip()
+        text = data.decode("utf-8").strip()
     except UnicodeDecodeError:
         raise errors.BAD_REQUEST(f"Form field {part.name} is not UTF-8 text") from None
+    if "\x00" in text:
+        raise errors.BAD_REQUEST(f"Form field {part.name} contains a NUL character")
+    return text
 
 
 def _body(request: web.Request, part: BodyPartReader) -> Chunk:

@@ -100,6 +100,14 @@ async def error_mapping(request: web.Request, handler):
 
 
 @web.middleware
+async def reject_nul(request: web.Request, handler):
+    """A NUL byte in a path or query is never meaningful here, and PostgreSQL refuses it in text."""
+    if "\x00" in request.path or any("\x00" in key or "\x00" in value for key, value in request.query.items()):
+        raise errors.BAD_REQUEST("The URL contains a NUL character; remove it")
+    return await handler(request)
+
+
+@web.middleware
 async def tus_version(request: web.Request, handler):
     """412 before anything else, as tus requires (OPTIONS and downloads need no version)."""
     if is_tus(request) and request.method not in ("OPTIONS", "GET"):
@@ -115,4 +123,4 @@ async def authenticate(request: web.Request, handler):
     return await handler(request)
 
 
-MIDDLEWARES = [request_context, cors, error_mapping, tus_version, authenticate]
+MIDDLEWARES = [request_context, cors, error_mapping, reject_nul, tus_version, authenticate]

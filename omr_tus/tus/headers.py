@@ -73,6 +73,8 @@ def metadata(raw: str | None) -> dict[str, str]:
                 value = base64.b64decode(parts[1], validate=True).decode("utf-8")
             except (binascii.Error, ValueError):
                 raise errors.INVALID_METADATA(f"Upload-Metadata value of {key!r} is not base64 of UTF-8 text") from None
+            if "\x00" in value:
+                raise errors.INVALID_METADATA(f"Upload-Metadata value of {key!r} contains a NUL character")
         result[key] = value
     return result
 
