@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -25,6 +26,13 @@ from .helpers import Api
 PG_URL = async_url(os.environ.get("OMR_TUS_TEST_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/test"))
 STRICT = os.environ.get("OMR_TUS_STRICT") == "1"
 PASSWORD = "correct horse battery"
+
+
+def omr_samples() -> Path | None:
+    """OMRChecker's public samples (shared/omr-samples beside the checkout, or OMR_TUS_SAMPLES)."""
+    candidates = [os.environ.get("OMR_TUS_SAMPLES"), Path(__file__).resolve().parents[2] / "shared" / "omr-samples",
+                  "/work/shared/omr-samples"]
+    return next((Path(c) for c in candidates if c and Path(c).is_dir()), None)
 
 
 def missing_part(reason: str):

@@ -17,6 +17,7 @@ def _require_admin(request: web.Request) -> None:
 
 
 async def _task_values(request: web.Request, task_id: str | None = None) -> dict:
+    from ..omr.scoring import AnswerKey, EvaluationError
     from ..omr.template import Template, TemplateError
 
     try:
@@ -40,6 +41,11 @@ async def _task_values(request: web.Request, task_id: str | None = None) -> dict
         Template.parse(template)
     except TemplateError as exc:
         raise errors.BAD_REQUEST(f"Invalid template: {exc}") from None
+    try:
+        if answer_key is not None:
+            AnswerKey.parse(answer_key)
+    except EvaluationError as exc:
+        raise errors.BAD_REQUEST(f"Invalid answer_key: {exc}") from None
     return dict(task_id=task_id, name=name, template=template, answer_key=answer_key,
                 created_by=principal(request).id)
 

@@ -35,6 +35,7 @@ class Worker:
         self.lease = lease
         self.sheets_per_claim = sheets_per_claim
         self._templates: dict[str, tuple[float, Any]] = {}
+        self._keys: dict[str, Any] = {}
 
     async def run(self, stop: asyncio.Event, idle: float = 0.5) -> None:
         """Works until `stop` is set; sleeps `idle` seconds whenever there is nothing to do."""
@@ -115,27 +116,35 @@ class Worker:
         if batch.upload_type == "zip_with_qr" and qr is None and status == "ok":
             status = "needs_review"
         values = dict(status=status, task_id=task_id, student_id=student, error=result.error,
-                      alignment_error=result.alignment_error, score=None)
+                      alignment_error=result.alignment_error, score=self._score(task_id, result.answers, template))
         rows = [dict(column=column, value=value, flags=",".join(result.flags.get(column, [])),
                      confidence=float(result.confidence.get(column, 0.0)))
                 for column, value in result.answers.items()]
         return values, rows
 
     async def _template(self, task_id: str):
+        """The task's template (and answer key), cached for a while: a batch has many sheets."""
+        from ..omr.scoring import AnswerKey, EvaluationError
         from ..omr.template import Template, TemplateError
 
         cached = self._templates.get(task_id)
         if cached and time.monotonic() - cached[0] < TEMPLATE_CACHE_SECONDS:
             return cached[1]
         row = await self.repo.task(task_id)
-        template = None
+        template = key = None
         if row is not None:
             try:
                 template = Template.parse(row.template)
-            except TemplateError:
-                log.exception("Task %s: its stored template no longer parses", task_id)
+                key = AnswerKey.parse(row.answer_key) if row.answer_key else None
+            except (TemplateError, EvaluationError):
+                log.exception("Task %s: its stored template or answer key no longer parses", task_id)
         self._templates[task_id] = (time.monotonic(), template)
+        self._keys[task_id] = key
         return template
+
+    def _score(self, task_id: str, answers: dict[str, str], template) -> float | None:
+        key = self._keys.get(task_id)
+        return key.score(answers, template.empty_value) if key is not None else None
 
 
 def _failed(reason: str) -> tuple[dict, list[dict]]:

@@ -1,0 +1,124 @@
+"""Scores from an OMRChecker evaluation.json: answers in order or from a CSV key, several
+accepted answers, weighted answers, marking schemes with sections (BONUS_ ones included)."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import re
+from fractions import Fraction
+from typing import Any
+
+_RANGE = re.compile(r"^(.*?)(\d+)\.\.(\d+)$")
+
+
+class EvaluationError(ValueError):
+    """A bad evaluation.json; the message names the key."""
+
+
+def expand(labels: list[str]) -> list[str]:
+    """OMRChecker label ranges: "q1..3" -> q1, q2, q3."""
+    out: list[str] = []
+    for label in labels:
+        match = _RANGE.match(str(label))
+        if match:
+            prefix, start, end = match.group(1), int(match.group(2)), int(match.group(3))
+            step = 1 if end >= start else -1
+            out.extend(f"{prefix}{n}" for n in range(start, end + step, step))
+        else:
+            out.append(str(label))
+    return out
+
+
+def number(value: Any, key: str) -> float:
+    try:
+        return float(Fraction(str(value).strip()))
+    except (ValueError, ZeroDivisionError):
+        raise EvaluationError(f"{key}: {value!r} is not a number (fractions like 3/2 are allowed)") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class Marking:
+    correct: float
+    incorrect: float
+    unmarked: float
+
+
+@dataclasses.dataclass(frozen=True)
+class AnswerKey:
+    answers: dict[str, Any]            # lower-case question -> "B" | ["B", "C"] | [["B", 2.0], ["C", 1.5]]
+    markings: dict[str, Marking]       # lower-case question -> its section's marking
+
+    @classmethod
+    def parse(cls, evaluation: dict, assets: dict[str, bytes] | None = None) -> "AnswerKey":
+        options = evaluation.get("options") or {}
+        source = evaluation.get("source_type", "custom")
+        if source == "csv":
+            name = options.get("answer_key_csv_path")
+            if not name or name not in (assets or {}):
+                raise EvaluationError(f"options.answer_key_csv_path: the file {name!r} was not sent with the task")
+            rows = [r for r in csv.reader(io.StringIO(assets[name].decode("utf-8-sig"))) if r]
+            questions, answers = [r[0].strip() for r in rows], [_csv_answer(r[1:]) for r in rows]
+        elif source == "custom":
+            questions = expand(options.get("questions_in_order") or [])
+            answers = list(options.get("answers_in_order") or [])
+            if len(questions) != len(answers):
+                raise EvaluationError(f"options.answers_in_order: {len(answers)} answers for "
+                                      f"{len(questions)} questions_in_order")
+        else:
+            raise EvaluationError(f"source_type: {source!r} is not 'custom' or 'csv'")
+        key = {q.lower(): _answer(a, f"options.answers_in_order[{i}]") for i, (q, a) in enumerate(zip(questions, answers))}
+        return cls(key, _markings(evaluation.get("marking_schemes") or {}, key))
+
+    def score(self, marked: dict[str, str], empty: str = "") -> float:
+        """Sum over the key's questions; a question missing from the sheet counts as unmarked."""
+        lowered = {k.lower(): v for k, v in marked.items()}
+        total = 0.0
+        for question, expected in self.answers.items():
+            marking = self.markings[question]
+            value = lowered.get(question, empty)
+            if value in ("", empty):
+                total += marking.unmarked
+            elif isinstance(expected, str):
+                total += marking.correct if value == expected else marking.incorrect
+            elif expected and isinstance(expected[0], list):  # weighted: each answer its own mark
+                total += dict((a, s) for a, s in expected).get(value, marking.incorrect)
+            else:
+                total += marking.correct if value in expected else marking.incorrect
+        return total
+
+
+def _csv_answer(cells: list[str]) -> str | list[str]:
+    values = [c.strip() for c in ",".join(cells).split(",") if c.strip()]
+    return values[0] if len(values) == 1 else values
+
+
+def _answer(value: Any, key: str) -> Any:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return list(value)
+    if isinstance(value, list) and value and all(isinstance(v, list) and len(v) == 2 for v in value):
+        return [[str(a), number(s, key)] for a, s in value]
+    raise EvaluationError(f"{key}: {value!r} is not an answer, a list of answers or a list of [answer, score]")
+
+
+def _markings(schemes: dict, key: dict[str, Any]) -> dict[str, Marking]:
+    default = _marking(schemes.get("DEFAULT", {"correct": 1, "incorrect": 0, "unmarked": 0}), "marking_schemes.DEFAULT")
+    markings = {q: default for q in key}
+    for name, section in schemes.items():
+        if name == "DEFAULT":
+            continue
+        if not isinstance(section, dict) or "questions" not in section or "marking" not in section:
+            raise EvaluationError(f"marking_schemes.{name}: a section needs 'questions' and 'marking'")
+        marking = _marking(section["marking"], f"marking_schemes.{name}.marking")
+        for question in expand(section["questions"]):
+            markings[question.lower()] = marking
+    return markings
+
+
+def _marking(raw: Any, key: str) -> Marking:
+    if not isinstance(raw, dict):
+        raise EvaluationError(f"{key}: must be an object with correct, incorrect and unmarked")
+    return Marking(*(number(raw.get(part, 0), f"{key}.{part}") for part in ("correct", "incorrect", "unmarked")))
