@@ -1,0 +1,332 @@
+"""Reads one scanned sheet: align it onto the template's page, decode the QR code, judge bubbles.
+
+A doubtful reading is never passed off as a clean one: it comes back `needs_review` with the
+reason in `error`, and a page that cannot be read at all comes back `failed`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import cv2
+import numpy as np
+import zxingcpp
+
+from .template import Markers, Template
+
+INNER = 0.6              # inner disc radius, as a share of the bubble's half-size
+RING = (1.2, 1.5)        # paper ring just outside the printed outline, same units
+MARKED = 0.5             # share of the inner disc that is dark: marked from here
+BLANK = 0.15             # ... and blank below this; in between is ambiguous (tick, slash, erasure)
+INK_DEFAULT = 0.75       # darkness of a pencil mark when a sheet has none to learn from
+PIXEL_DARK = (0.25, 0.42)  # bounds of the per-sheet "dark pixel" threshold
+REVIEW_ALIGN = 0.12      # mean marker misfit above this share of the bubble size needs review
+MIN_SIDE = 64
+DETECT_SIDE = 40        # marker side (px) at which ArUco detection runs
+QR_MARGIN = 0.25         # share of the qr box searched around it
+PAGE_MIN_AREA = 0.2      # a page outline must cover this share of the image
+QR_PAYLOAD = re.compile(r"^OMR:([0-9A-Za-z-]{1,32}):([0-9A-Za-z-]{1,32})(?::([1-9][0-9]{0,5}))?$")
+FLAG_ORDER = ("blank", "multiple", "ambiguous")
+
+
+@dataclass
+class SheetResult:
+    status: str
+    task_id: str | None
+    student_id: str | None
+    qr_payload: str | None
+    page: int | None
+    answers: dict[str, str]
+    flags: dict[str, list[str]]
+    confidence: dict[str, float]
+    error: str | None
+    alignment_error: float | None
+    aligned: np.ndarray | None = field(default=None, repr=False)
+
+
+class SheetError(Exception):
+    """This page cannot give a result; the message is the reason shown to the user."""
+
+
+def parse_qr(payload: str) -> tuple[str, str, int | None] | None:
+    """`OMR:<task>:<student>[:page]` -> (task, student, page), or None for any other text."""
+    m = QR_PAYLOAD.match(payload.strip()) if isinstance(payload, str) else None
+    if not m:
+        return None
+    return m.group(1), m.group(2), int(m.group(3)) if m.group(3) else None
+
+
+def read_sheet(image: np.ndarray, template: Template) -> SheetResult:
+    """Reads one page (BGR or gray, any orientation or scale); never raises for a bad image."""
+    try:
+        return _read(_to_gray(image), template)
+    except SheetError as e:
+        return _failed(str(e))
+    except (cv2.error, ValueError, MemoryError) as e:
+        return _failed(f"unreadable image: {e}")
+
+
+def _failed(reason: str) -> SheetResult:
+    return SheetResult("failed", None, None, None, None, {}, {}, {}, reason, None)
+
+
+def _to_gray(image: np.ndarray) -> np.ndarray:
+    if not isinstance(image, np.ndarray) or image.ndim not in (2, 3) or image.size == 0:
+        raise SheetError("not an image: expected a 2-D gray or 3-D colour pixel array")
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    if image.dtype != np.uint8:
+        raise SheetError(f"unsupported pixel type {image.dtype}")
+    if image.ndim == 3:
+        channels = image.shape[2]
+        if channels not in (1, 3, 4):
+            raise SheetError(f"unsupported image with {channels} channels")
+        image = image[:, :, 0] if channels == 1 else cv2.cvtColor(
+            image, cv2.COLOR_BGR2GRAY if channels == 3 else cv2.COLOR_BGRA2GRAY)
+    if min(image.shape) < MIN_SIDE:
+        raise SheetError(f"image too small ({image.shape[1]}x{image.shape[0]})")
+    return np.ascontiguousarray(image)
+
+
+def _read(gray: np.ndarray, template: Template) -> SheetResult:
+    aligned, misfit, reasons = _align(gray, template)
+    payload = _read_qr(aligned, template) if template.qr else None
+    qr = parse_qr(payload) if payload else None
+    if template.qr and not qr:
+        reasons.append("QR code unreadable" if payload is None
+                       else f"QR payload {payload!r} is not OMR:<task>:<student>")
+    answers, flags, confidence = read_answers(aligned, template)
+    doubtful = [c for c, f in flags.items() if "ambiguous" in f]
+    if doubtful:
+        reasons.append("ambiguous: " + ", ".join(doubtful))
+    student_id = _student_id(qr, answers, flags, reasons)
+    return SheetResult(
+        status="needs_review" if reasons else "ok",
+        task_id=qr[0] if qr else None, student_id=student_id, qr_payload=payload,
+        page=qr[2] if qr else None, answers=answers, flags=flags, confidence=confidence,
+        error="; ".join(reasons) or None, alignment_error=misfit, aligned=aligned)
+
+
+def _student_id(qr, answers: dict[str, str], flags: dict[str, list[str]], reasons: list[str]) -> str | None:
+    """The QR's student wins; a bubbled `student_id` that disagrees sends the sheet to review."""
+    bubbled = answers.get("student_id") if not flags.get("student_id") else None
+    if qr and bubbled and bubbled != qr[1]:
+        reasons.append(f"bubbled student_id {bubbled} differs from the QR's {qr[1]}")
+    return qr[1] if qr else bubbled
+
+
+# --- alignment -------------------------------------------------------------------------------
+
+def _align(gray: np.ndarray, template: Template) -> tuple[np.ndarray, float | None, list[str]]:
+    """The page warped onto the canonical page, the marker misfit (px) and review reasons."""
+    scale = min(1.0, max(template.page) / max(gray.shape))
+    work = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else gray
+    if template.markers is None:
+        return _align_by_page(work, template)
+    matrix, misfit = _marker_transform(work, template)
+    aligned = cv2.warpPerspective(work, matrix, template.page, flags=cv2.INTER_LINEAR, borderValue=255)
+    limit = REVIEW_ALIGN * min(min(b.w, b.h) for f in template.fields for b in f.bubbles)
+    reasons = [f"alignment error {misfit:.1f} px"] if misfit > limit else []
+    return aligned, misfit, reasons
+
+
+@lru_cache(maxsize=32)
+def _detector(dictionary: str) -> cv2.aruco.ArucoDetector:
+    return cv2.aruco.ArucoDetector(cv2.aruco.getPredefinedDictionary(getattr(cv2.aruco, dictionary)),
+                                   cv2.aruco.DetectorParameters())
+
+
+def _detect(work: np.ndarray, template: Template) -> dict[int, np.ndarray]:
+    """{template marker id: its 4 corners in `work`}. Searched on a copy shrunk until markers are
+    about DETECT_SIDE px (4x faster at 200 dpi; full size if that misses), refined on `work`."""
+    m = template.markers
+    side = m.size * max(work.shape) / max(template.page)
+    scale = min(1.0, DETECT_SIDE / side)
+    found = _find_markers(work, m, scale)
+    if len(found) < 3 and scale < 1:
+        found = _find_markers(work, m, 1.0)
+    if not found:
+        return found
+    points = np.concatenate(list(found.values())).astype(np.float32).reshape(-1, 1, 2)
+    half = max(2, round(side / 16))
+    criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_COUNT, 30, 0.01)
+    refined = cv2.cornerSubPix(work, points, (half, half), (-1, -1), criteria).reshape(-1, 4, 2)
+    return dict(zip(found, refined.astype(np.float64)))
+
+
+def _find_markers(work: np.ndarray, m: Markers, scale: float) -> dict[int, np.ndarray]:
+    """Markers of the template found once each, corners mapped back to `work` coordinates."""
+    small = cv2.resize(work, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else work
+    corners, ids, _ = _detector(m.dictionary).detectMarkers(small)
+    found = [] if ids is None else list(ids.ravel())
+    return {i: (c.reshape(4, 2) + 0.5) / scale - 0.5 for c, i in zip(corners, found)
+            if i in m.positions and found.count(i) == 1}
+
+
+def _marker_corners(x: int, y: int, size: int) -> np.ndarray:
+    """Canonical corners in ArUco order (clockwise from top-left), pixel-centre convention."""
+    x0, y0, x1, y1 = x - 0.5, y - 0.5, x + size - 0.5, y + size - 0.5
+    return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float64)
+
+
+def _marker_transform(work: np.ndarray, template: Template) -> tuple[np.ndarray, float]:
+    """Homography (4 markers) or affine map (3) from the scan to the page; ids fix the turn."""
+    m = template.markers
+    found = _detect(work, template)
+    if len(found) < 3:
+        raise SheetError(f"found {len(found)} of the template's {len(m.positions)} markers (need 3)")
+    src = np.concatenate(list(found.values()))
+    dst = np.concatenate([_marker_corners(*m.positions[i], m.size) for i in found])
+    if len(found) == 4:
+        matrix, _ = cv2.findHomography(src, dst, 0)
+    else:
+        affine, *_ = np.linalg.lstsq(np.hstack([src, np.ones((len(src), 1))]), dst, rcond=None)
+        matrix = np.vstack([affine.T, [0, 0, 1]])
+    if matrix is None or not np.isfinite(matrix).all():
+        raise SheetError("markers give no usable alignment")
+    mapped = cv2.perspectiveTransform(src.reshape(-1, 1, 2), matrix).reshape(-1, 2)
+    return matrix, float(np.linalg.norm(mapped - dst, axis=1).mean())
+
+
+def _align_by_page(work: np.ndarray, template: Template) -> tuple[np.ndarray, None, list[str]]:
+    """No markers: warp the largest four-cornered outline; without one, read the whole image."""
+    w, h = template.page
+    corners = _page_outline(work)
+    if corners is None:
+        page = cv2.resize(work, (w, h), interpolation=cv2.INTER_AREA)
+        return page, None, ["page outline not found: the whole image was read as the page"]
+    target = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], np.float32)
+    matrix = cv2.getPerspectiveTransform(corners, target)
+    return cv2.warpPerspective(work, matrix, (w, h), flags=cv2.INTER_LINEAR, borderValue=255), None, []
+
+
+def _page_outline(work: np.ndarray) -> np.ndarray | None:
+    """Corners (tl, tr, br, bl) of a light page on a darker background, or None."""
+    blurred = cv2.GaussianBlur(work, (5, 5), 0)
+    _, mask = cv2.threshold(blurred, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((10, 10), np.uint8))
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
+        return None
+    outline = max(contours, key=cv2.contourArea)
+    quad = cv2.approxPolyDP(outline, 0.02 * cv2.arcLength(outline, True), True).reshape(-1, 2)
+    if len(quad) != 4 or cv2.contourArea(quad) < PAGE_MIN_AREA * work.size:
+        return None
+    s, d = quad.sum(1), quad[:, 1] - quad[:, 0]
+    return quad[[s.argmin(), d.argmin(), s.argmax(), d.argmax()]].astype(np.float32)
+
+
+# --- QR code ---------------------------------------------------------------------------------
+
+def _decode(image: np.ndarray) -> str | None:
+    """The first OMR payload found, else the first QR text, else None."""
+    texts = [b.text for b in zxingcpp.read_barcodes(image, formats=zxingcpp.BarcodeFormat.QRCode)]
+    return next((t for t in texts if parse_qr(t)), texts[0] if texts else None)
+
+
+def _read_qr(aligned: np.ndarray, template: Template) -> str | None:
+    """The qr box (with a margin) first: small and fast; the whole page only as a fallback."""
+    q = template.qr
+    m = round(q.size * QR_MARGIN)
+    region = aligned[max(0, q.y - m):q.y + q.size + m, max(0, q.x - m):q.x + q.size + m]
+    return _decode(np.ascontiguousarray(region)) or _decode(aligned)
+
+
+def find_qr_payload(image: np.ndarray) -> str | None:
+    """A QR payload anywhere in an unaligned image: picks the template before reading the sheet."""
+    try:
+        return _decode(_to_gray(image))
+    except SheetError:
+        return None
+
+
+# --- bubbles ---------------------------------------------------------------------------------
+
+@lru_cache(maxsize=64)
+def _offsets(w: int, h: int, r0: float, r1: float) -> tuple[np.ndarray, np.ndarray]:
+    """(dy, dx) of the pixels whose centres lie between radii r0 and r1 (shares of the half-size)
+    of the ellipse inscribed in a w x h box, relative to the box's top-left corner."""
+    reach = int(np.ceil(r1 * max(w, h) / 2)) + 1
+    ys, xs = np.mgrid[-reach:h + reach, -reach:w + reach]
+    r = np.hypot((xs + 0.5 - w / 2) / (w / 2), (ys + 0.5 - h / 2) / (h / 2))
+    keep = (r >= r0) & (r < r1)
+    return ys[keep], xs[keep]
+
+
+def _sample(page: np.ndarray, boxes: np.ndarray, r0: float, r1: float) -> np.ndarray:
+    """Pixels of the same annulus of every bubble (all of one size), shape (bubbles, pixels)."""
+    dy, dx = _offsets(int(boxes[0, 2]), int(boxes[0, 3]), r0, r1)
+    ys, xs = boxes[:, 1:2] + dy, boxes[:, 0:1] + dx
+    h, w = page.shape
+    if ys.min() < 0 or xs.min() < 0 or ys.max() >= h or xs.max() >= w:
+        ys, xs = np.clip(ys, 0, h - 1), np.clip(xs, 0, w - 1)
+    return page[ys, xs]
+
+
+def measure_bubbles(page: np.ndarray, template: Template) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per bubble size: (bubble indices in template order, inner-disc pixels, paper level), the
+    paper being the ring just outside each bubble so that uneven light cancels."""
+    boxes = np.array([(b.x, b.y, b.w, b.h) for f in template.fields for b in f.bubbles], np.int64)
+    groups = []
+    for size in {tuple(s) for s in boxes[:, 2:]}:
+        idx = np.flatnonzero((boxes[:, 2:] == size).all(1))
+        paper = np.maximum(np.median(_sample(page, boxes[idx], *RING), axis=1), 1)
+        groups.append((idx, _sample(page, boxes[idx], 0, INNER), paper))
+    return groups
+
+
+def bubble_fill(groups: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> np.ndarray:
+    """Share of each inner disc that is dark, with 'dark' learnt from this sheet's own marks."""
+    n = sum(len(idx) for idx, _, _ in groups)
+    darkness, fill = np.empty(n), np.empty(n)
+    for idx, inner, paper in groups:
+        darkness[idx] = 1 - inner.mean(1) / paper
+    inked = darkness[darkness >= 0.35]
+    threshold = float(np.clip((np.median(inked) if inked.size else INK_DEFAULT) / 2, *PIXEL_DARK))
+    for idx, inner, paper in groups:
+        fill[idx] = (inner <= (paper * (1 - threshold))[:, None]).mean(1)
+    return fill
+
+
+def _confidence(fill: np.ndarray) -> np.ndarray:
+    """0.5 on a decision boundary, 1 well clear of it, 0 in the middle of the ambiguous band."""
+    margin = np.where(fill >= MARKED, fill - MARKED,
+                      np.where(fill < BLANK, BLANK - fill, -np.minimum(fill - BLANK, MARKED - fill)))
+    return np.clip(0.5 + margin / 0.3, 0, 1)
+
+
+def read_answers(page: np.ndarray, template: Template
+                 ) -> tuple[dict[str, str], dict[str, list[str]], dict[str, float]]:
+    """Answers, flags and confidence per output column, from an aligned page."""
+    fill = bubble_fill(measure_bubbles(page, template))
+    conf = _confidence(fill)
+    fields: dict[str, tuple[str, list[str], float]] = {}
+    start = 0
+    for f in template.fields:
+        n = len(f.bubbles)
+        fields[f.label] = _judge_field(f, fill[start:start + n], conf[start:start + n])
+        start += n
+    columns = {c: _join_parts([fields[p] for p in template.custom_labels[c]])
+               if c in template.custom_labels else fields[c] for c in template.columns}
+    return ({c: v[0] for c, v in columns.items()}, {c: v[1] for c, v in columns.items()},
+            {c: round(v[2], 3) for c, v in columns.items()})
+
+
+def _judge_field(f, fill: np.ndarray, conf: np.ndarray) -> tuple[str, list[str], float]:
+    marked = [b.value for b, x in zip(f.bubbles, fill) if x >= MARKED]
+    flags = {"blank": not marked, "multiple": len(marked) > 1,
+             "ambiguous": bool(((fill >= BLANK) & (fill < MARKED)).any())}
+    return "".join(marked) or f.empty_value, [k for k in FLAG_ORDER if flags[k]], float(conf.min())
+
+
+def _join_parts(parts: list[tuple[str, list[str], float]]) -> tuple[str, list[str], float]:
+    """A custom label concatenates its fields; any blank or multiple part makes it ambiguous."""
+    flags = {"blank": all("blank" in p[1] for p in parts),
+             "multiple": any("multiple" in p[1] for p in parts),
+             "ambiguous": any(p[1] for p in parts)}
+    confidence = min(p[2] for p in parts)
+    if flags["ambiguous"]:
+        confidence = min(confidence, 0.5)
+    return "".join(p[0] for p in parts), [k for k in FLAG_ORDER if flags[k]], confidence

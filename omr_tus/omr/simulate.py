@@ -1,0 +1,216 @@
+"""A scan simulator with known truth, for tests and benchmarks of the reader.
+
+Marks are drawn the way people make them (pencil fills, faint fills, erased ghosts, ticks) and
+the page then goes through what a scanner or a copier does to it. Everything is drawn from one
+numpy Generator, so a seed gives the same sheet every time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .reader import INNER
+from .render import render_sheet
+from .template import Bubble, Field, Template
+
+INK = (0.65, 0.85)      # darkness of a pencil fill
+FAINT = (0.42, 0.55)    # a light but deliberate fill
+GHOST = (0.08, 0.2)    # what an erased fill leaves
+TICK_COVER = (0.22, 0.36)  # share of the inner disc a tick or slash covers: neither blank nor marked
+
+
+@dataclass(frozen=True)
+class Difficulty:
+    max_rotation: float            # degrees either way
+    perspective: float             # corner jitter, share of the page size
+    quarter_turns: tuple[int, ...]  # 90° turns to choose from
+    blur: tuple[float, float]      # Gaussian sigma in canonical pixels
+    noise: tuple[float, float]     # sigma in grey levels
+    jpeg: tuple[int, int]          # quality
+    dpi: tuple[int, ...]           # scan resolutions to choose from (the page is 200 dpi)
+    faint: float = 0.0             # share of marks drawn faint
+    ghosts: int = 0                # erased fills per sheet, at most
+    ticks: float = 0.0             # chance that a sheet carries one tick or slash
+    blank: float = 0.05            # share of questions left blank
+    multiple: float = 0.03         # share of questions with two marks
+
+
+EASY = Difficulty(2, 0.0, (0,), (0.3, 0.7), (1, 3), (85, 90), (200, 300))
+MEDIUM = Difficulty(7, 0.012, (0,), (0.5, 1.0), (2, 5), (60, 60), (150,), faint=0.05, ghosts=1)
+HARD = Difficulty(7, 0.008, (0, 1, 2, 3), (0.5, 1.0), (2, 5), (50, 75), (150, 200, 300),
+                  faint=0.3, ghosts=4, ticks=0.4)
+
+
+@dataclass
+class SimulatedSheet:
+    image: np.ndarray
+    task_id: str
+    student_id: str
+    answers: dict[str, str]           # field label -> values marked (what the student meant)
+    truth: dict[str, str | None]      # output column -> value; None: the reader must flag it
+
+
+def random_answers(template: Template, rng: np.random.Generator, blank: float = 0.05,
+                   multiple: float = 0.03) -> tuple[str, dict[str, str]]:
+    """A student id (bubbled into `student_id` if the template has it) and {field: values}."""
+    id_parts = template.custom_labels.get("student_id", ())
+    student_id = "".join(rng.choice(list("0123456789"), size=len(id_parts) or 8))
+    answers = {p: d for p, d in zip(id_parts, student_id)}
+    for f in template.fields:
+        if f.label in answers:
+            continue
+        roll = rng.random()
+        count = 0 if roll < blank else 2 if roll < blank + multiple else 1
+        picked = sorted(rng.choice(len(f.bubbles), size=min(count, len(f.bubbles)), replace=False))
+        answers[f.label] = "".join(f.bubbles[i].value for i in picked)
+    return student_id, answers
+
+
+def simulate_sheet(template: Template, rng: np.random.Generator, level: Difficulty,
+                   task_id: str = "11600111", background: int | None = None) -> SimulatedSheet:
+    """Render, mark by hand, scan: one sheet with its truth."""
+    student_id, answers = random_answers(template, rng, level.blank, level.multiple)
+    page = render_sheet(template, task_id, student_id)
+    doubtful = mark_sheet(page, template, answers, rng, level)
+    image = scan(page, rng, level, background)
+    return SimulatedSheet(image, task_id, student_id, answers, column_truth(template, answers, doubtful))
+
+
+def column_truth(template: Template, answers: dict[str, str], doubtful: set[str]) -> dict[str, str | None]:
+    """What a correct reader reports per column; None where it must flag the column instead
+    (a tick, or a custom label with a blank or multiple part)."""
+    fields = template.field_map()
+
+    def value(label: str) -> str | None:
+        return None if label in doubtful else answers[label] or fields[label].empty_value
+
+    truth = {}
+    for column in template.columns:
+        parts = template.custom_labels.get(column)
+        if parts is None:
+            truth[column] = value(column)
+        elif all(p not in doubtful and len(answers[p]) == 1 for p in parts):
+            truth[column] = "".join(answers[p] for p in parts)
+        else:
+            truth[column] = None
+    return truth
+
+
+def mark_sheet(page: np.ndarray, template: Template, answers: dict[str, str],
+               rng: np.random.Generator, level: Difficulty) -> set[str]:
+    """Draws the answers in pencil, plus ghosts and ticks; returns the fields given a tick."""
+    fields = template.field_map()
+    free: list[tuple[Field, Bubble]] = []
+    for label, values in answers.items():
+        for b in fields[label].bubbles:
+            if b.value in values:
+                _fill(page, b, rng, FAINT if rng.random() < level.faint else INK)
+            else:
+                free.append((fields[label], b))
+    doubtful = set()
+    order = rng.permutation(len(free))
+    ghosts = int(rng.integers(0, level.ghosts + 1))
+    for i in order[:ghosts]:
+        _fill(page, free[i][1], rng, GHOST)
+    if rng.random() < level.ticks and len(order) > ghosts:
+        f, b = free[order[ghosts]]
+        _tick(page, b, rng)
+        doubtful.add(f.label)
+    return doubtful
+
+
+def _patch(page: np.ndarray, b: Bubble) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
+    """A view of the page around bubble `b`, an empty mask of its size, and the bubble's centre
+    in patch coordinates: marks are drawn locally, not on page-sized masks."""
+    x0, y0 = max(0, b.x - b.w), max(0, b.y - b.h)
+    region = page[y0:b.y + 2 * b.h, x0:b.x + 2 * b.w]
+    return region, np.zeros_like(region), (b.x + b.w / 2 - x0, b.y + b.h / 2 - y0)
+
+
+def _fill(page: np.ndarray, b: Bubble, rng: np.random.Generator, darkness: tuple[float, float]) -> None:
+    """A slightly off-centre, grainy pencil fill of the bubble."""
+    region, mask, (cx, cy) = _patch(page, b)
+    center = (round(cx + rng.normal(0, 0.04 * b.w)), round(cy + rng.normal(0, 0.04 * b.h)))
+    axes = (round(b.w / 2 * rng.uniform(0.8, 0.95)), round(b.h / 2 * rng.uniform(0.8, 0.95)))
+    cv2.ellipse(mask, center, axes, rng.uniform(0, 180), 0, 360, 255, -1, cv2.LINE_AA)
+    _shade(region, mask, rng, rng.uniform(*darkness))
+
+
+def _shade(region: np.ndarray, mask: np.ndarray, rng: np.random.Generator, darkness: float) -> None:
+    """Darkens `region` in place where `mask` is set, with pencil grain."""
+    grain = np.clip(darkness + rng.normal(0, 0.04, region.shape), 0, 1)
+    region[:] = np.minimum(region, 255 * (1 - grain * mask / 255.0)).astype(np.uint8)
+
+
+def _tick(page: np.ndarray, b: Bubble, rng: np.random.Generator) -> None:
+    """A slash or a check mark whose stroke covers TICK_COVER of the bubble's inner disc."""
+    region, inner, (cx, cy) = _patch(page, b)
+    r = min(b.w, b.h) / 2
+    if rng.random() < 0.5:
+        angle = rng.uniform(0, np.pi)
+        dx, dy = np.cos(angle) * r * 1.1, np.sin(angle) * r * 1.1
+        strokes = [((cx - dx, cy - dy), (cx + dx, cy + dy))]
+    else:
+        strokes = [((cx - 0.7 * r, cy - 0.1 * r), (cx - 0.1 * r, cy + 0.5 * r)),
+                   ((cx - 0.1 * r, cy + 0.5 * r), (cx + 0.8 * r, cy - 0.9 * r))]
+    cv2.circle(inner, (round(cx), round(cy)), round(INNER * r), 255, -1)
+    target = rng.uniform(*TICK_COVER)
+    best = min((_stroke_mask(inner.shape, strokes, t) for t in range(2, round(r))),
+               key=lambda m: abs((m & inner).sum() / inner.sum() - target))
+    _shade(region, best, rng, rng.uniform(*INK))
+
+
+def _stroke_mask(shape: tuple[int, int], strokes, thickness: int) -> np.ndarray:
+    mask = np.zeros(shape, np.uint8)
+    for p, q in strokes:
+        cv2.line(mask, tuple(map(round, p)), tuple(map(round, q)), 255, thickness)
+    return mask
+
+
+def scan(page: np.ndarray, rng: np.random.Generator, level: Difficulty,
+         background: int | None = None) -> np.ndarray:
+    """What a scanner or copier returns for `page`: turned, skewed, resampled, blurred, uneven
+    light, noise and JPEG; grey or BGR at random. `background` is what lies around the page."""
+    page = cv2.GaussianBlur(page, (0, 0), rng.uniform(*level.blur))
+    page = np.ascontiguousarray(np.rot90(page, int(rng.choice(level.quarter_turns))))
+    matrix, size = _scan_geometry(page.shape, rng, level)
+    bg = int(rng.uniform(200, 245)) if background is None else background
+    image = cv2.warpPerspective(page, matrix, size, flags=cv2.INTER_LINEAR, borderValue=bg)
+    image = _photometry(image, rng, level)
+    quality = int(rng.integers(level.jpeg[0], level.jpeg[1] + 1))
+    _, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE)
+    return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if rng.random() < 0.5 else image
+
+
+def _scan_geometry(shape: tuple[int, int], rng: np.random.Generator, level: Difficulty
+                   ) -> tuple[np.ndarray, tuple[int, int]]:
+    """Homography page -> scan (rotation, corner jitter, dpi scale) and the scan's size."""
+    h, w = shape
+    scale = int(rng.choice(level.dpi)) / 200
+    corners = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float64)
+    theta = np.radians(rng.uniform(-level.max_rotation, level.max_rotation))
+    rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    moved = (corners - [w / 2, h / 2]) @ rot.T + rng.normal(0, level.perspective * max(w, h), (4, 2))
+    moved *= scale
+    margin = 0.02 * scale * max(w, h)
+    moved += margin - moved.min(0)
+    size = tuple(int(v) for v in np.ceil(moved.max(0) + margin))
+    return cv2.getPerspectiveTransform(corners.astype(np.float32), moved.astype(np.float32)), size
+
+
+def _photometry(image: np.ndarray, rng: np.random.Generator, level: Difficulty) -> np.ndarray:
+    """Paper tone, a gentle light gradient across the sheet, and sensor noise (uniform with the
+    chosen sigma: ten times cheaper to draw than Gaussian noise on a 300 dpi page)."""
+    h, w = image.shape
+    angle = rng.uniform(0, 2 * np.pi)
+    rx = np.cos(angle) * np.arange(w, dtype=np.float32) / w
+    ry = np.sin(angle) * np.arange(h, dtype=np.float32) / h
+    tone, fade = rng.uniform(0.9, 1.0), rng.uniform(0, 0.08)
+    light = tone * (1 - fade * ((rx - rx.min())[None, :] + (ry - ry.min())[:, None]))
+    noise = np.frombuffer(rng.bytes(h * w), np.uint8).reshape(h, w).astype(np.float32)
+    noise = (noise - 127.5) * (rng.uniform(*level.noise) * np.sqrt(12) / 256)
+    return np.clip(image * light + noise, 0, 255).astype(np.uint8)
