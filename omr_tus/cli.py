@@ -11,6 +11,7 @@ import secrets
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 from aiohttp import web
 
@@ -32,6 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("migrate", help="apply the database migrations")
     worker = sub.add_parser("worker", help="run OMR worker processes (on this or another machine)")
     worker.add_argument("--processes", type=int, default=1, help="how many worker processes (default 1)")
+    sheets = sub.add_parser("sheets", help="printable answer sheets").add_subparsers(dest="sheets_command",
+                                                                                     required=True)
+    render = sheets.add_parser("render", help="one sheet per student, from the task's registered template")
+    render.add_argument("--task", required=True, help="the 8-digit task id")
+    render.add_argument("--students", required=True, type=Path, help="CSV whose first column is the student id")
+    render.add_argument("--out", required=True, type=Path, help="sheets.pdf, or sheet.png for PNG files")
     users = sub.add_parser("users", help="manage users").add_subparsers(dest="users_command", required=True)
     create = users.add_parser("create", help="create a user; the password is read from stdin or a prompt")
     create.add_argument("username")
@@ -50,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
             return _serve(settings, args.dev)
         if args.command == "worker":
             return _workers(settings, args.processes)
+        if args.command == "sheets":
+            return asyncio.run(_with_repo(settings, lambda repo: _render_sheets(repo, args)))
         if args.command == "migrate":
             asyncio.run(_with_repo(settings, lambda repo: asyncio.sleep(0)))
             return 0
@@ -96,6 +105,28 @@ async def _users(repo, args) -> int:
         raise ValueError("password must be at least 8 characters")
     await repo.set_password(user.id, await asyncio.to_thread(hash_password, password))
     print(f"password of {args.username} changed; their older tokens no longer work")
+    return 0
+
+
+async def _render_sheets(repo, args) -> int:
+    from .omr.printing import read_students, write_sheets
+    from .omr.template import Template, TemplateError
+
+    task = await repo.task(args.task)
+    if task is None:
+        raise ValueError(f"task {args.task} is not registered (POST /api/tasks)")
+    try:
+        template = Template.parse(task.template)
+    except TemplateError as exc:
+        raise ValueError(f"task {args.task}: {exc}") from None
+    students = read_students(args.students)
+
+    def progress(done: int, total: int) -> None:
+        if done == total or done % 25 == 0:
+            print(f"\rrendered {done}/{total} sheets", end="\n" if done == total else "", flush=True)
+
+    files = await asyncio.to_thread(write_sheets, template, args.task, students, args.out, progress)
+    print(f"wrote {', '.join(str(f) for f in files[:3])}{' ...' if len(files) > 3 else ''}")
     return 0
 
 

@@ -3,6 +3,7 @@
 import asyncio
 import os
 import sys
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -94,3 +95,38 @@ def test_defaults(tmp_path):
         assert str(s.store_dir) == "/dev/shm/omr-tus"
     else:
         pytest.skip("/dev/shm is not writable here")
+
+
+async def test_sheets_render_reads_back(tmp_path, database_url):
+    """Printed sheets carry the QR and bubbles where the template puts them: the reader agrees."""
+    import json
+
+    import pypdfium2
+
+    from omr_tus.omr.reader import read_sheet
+    from omr_tus.omr.template import Template
+
+    env = env_for(tmp_path, database_url)
+    template = json.loads((Path(__file__).resolve().parents[1] / "config/templates/quiz-20-mcq5.json").read_text())
+    await run(["migrate"], env)
+    engine = create_async_engine(Settings.load(env={"OMR_TUS_DATABASE_URL": database_url}).database_url)
+    async with engine.begin() as conn:
+        await conn.execute(text("INSERT INTO tasks (task_id, name, template, created_at, updated_at) VALUES "
+                                "('12345678', 'Quiz', :t, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"),
+                           {"t": json.dumps(template)})
+    await engine.dispose()
+    (tmp_path / "students.csv").write_text("student_id\n2025-0042\n007\n")
+    code, out, err = await run(["sheets", "render", "--task", "12345678", "--students",
+                                str(tmp_path / "students.csv"), "--out", str(tmp_path / "sheets.pdf")], env)
+    assert code == 0, err
+    assert "rendered 2/2 sheets" in out
+    pdf = pypdfium2.PdfDocument(str(tmp_path / "sheets.pdf"))
+    assert len(pdf) == 2
+    page = pdf[1].render(scale=200 / 72, grayscale=True).to_numpy()
+    result = read_sheet(page, Template.parse(template))
+    assert result.qr_payload == "OMR:12345678:007" and result.status != "failed"
+    assert all(value == "" or "blank" in result.flags.get(column, []) for column, value in result.answers.items())
+    pdf.close()
+    code, _, err = await run(["sheets", "render", "--task", "87654321", "--students",
+                              str(tmp_path / "students.csv"), "--out", str(tmp_path / "x.pdf")], env)
+    assert code == 2 and "not registered" in err
