@@ -172,3 +172,29 @@ async def test_tasks_admin_conflict_and_replace(api):
     task = await api.get_json(f"/api/tasks/{TASK}")
     assert task["template"] == TEMPLATE and task["name"] == "Chemistry"
     await api.get_json("/api/tasks/00000000", status=404)
+
+
+async def test_readme_sql_examples_run(api):
+    """The admin queries in the README run on this database and see the stored answers."""
+    import re
+
+    from sqlalchemy import text
+
+    from omr_tus.http.keys import ENGINE
+
+    await register_task(api)
+    template = Template.parse(TEMPLATE)
+    sheet = simulate_sheet(template, np.random.default_rng(21), EASY, task_id=TASK)
+    batch_id = await upload(api, zipped([sheet]), upload_type="zip_with_qr")
+    await process(api, batch_id, [worker(api)])
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = re.search(r"```sql\n(.*?)```", readme, re.S).group(1)
+    queries = [q.strip() for q in block.split(";") if q.strip()]
+    assert len(queries) == 3
+    async with api.client.app[ENGINE].connect() as conn:
+        student = (await conn.execute(text(queries[0].replace("'20250042'", f"'{sheet.student_id}'")))).all()
+        difficulty = (await conn.execute(text(queries[1]))).all()
+        review = (await conn.execute(text(queries[2]))).all()
+    assert len(student) == len(template.columns)
+    assert sum(row.students for row in difficulty) == len(template.columns)
+    assert all(row.batch == batch_id for row in review)
