@@ -192,9 +192,10 @@ def _stop(processes: list[subprocess.Popen]) -> None:
 
 def _workers(settings: Settings, processes: int) -> int:
     """One worker in this process, plus processes-1 more beside it; SIGTERM stops them."""
-    from .runtime import limit_malloc_arenas
+    from .runtime import limit_malloc_arenas, one_opencv_thread
 
     limit_malloc_arenas()
+    one_opencv_thread()
     others = _spawn_workers(max(processes - 1, 0))
     try:
         asyncio.run(_with_repo(settings, lambda repo: _run_worker(repo, settings)))

@@ -18,3 +18,11 @@ def limit_malloc_arenas(arenas: int = 1) -> bool:
         return bool(libc.mallopt(M_ARENA_MAX, arenas))
     except (OSError, AttributeError):
         return False
+
+
+def one_opencv_thread() -> None:
+    """Workers run one process per CPU; OpenCV's own thread pool on top of that only makes
+    them fight over the cores (two processes measured slower than one without this)."""
+    import cv2
+
+    cv2.setNumThreads(1)
