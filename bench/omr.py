@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from omr_tus.omr.reader import read_sheet
-from omr_tus.omr.simulate import EASY, HARD, MEDIUM, Difficulty, simulate_sheet
+from omr_tus.omr.simulate import EASY, HARD, MEDIUM, simulate_sheet
 from omr_tus.omr.template import Template
 
 ROOT = Path(__file__).resolve().parents[1]
