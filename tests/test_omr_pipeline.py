@@ -198,3 +198,23 @@ async def test_readme_sql_examples_run(api):
     assert len(student) == len(template.columns)
     assert sum(row.students for row in difficulty) == len(template.columns)
     assert all(row.batch == batch_id for row in review)
+
+
+async def test_multi_page_tiff_sources(api):
+    """One sheet per page: page 2 of scans.tif is reported as scans.tif#p2."""
+    from PIL import Image
+
+    await register_task(api)
+    template = Template.parse(TEMPLATE)
+    rng = np.random.default_rng(31)
+    sheets = [simulate_sheet(template, rng, EASY, task_id=TASK) for _ in range(2)]
+    frames = [Image.fromarray(s.image if s.image.ndim == 2 else cv2.cvtColor(s.image, cv2.COLOR_BGR2GRAY))
+              for s in sheets]
+    out = io.BytesIO()
+    frames[0].save(out, "TIFF", save_all=True, append_images=frames[1:], compression="tiff_deflate")
+    batch_id = await upload(api, out.getvalue(), upload_type="images", task_id=TASK, filename="scans.tif")
+    progress = await process(api, batch_id, [worker(api)])
+    assert progress["total_sheets"] == 2
+    results = (await api.get_json(f"/api/batches/{batch_id}/results"))["sheets"]
+    assert [(s["source"], s["page"]) for s in results] == [("scans.tif", 1), ("scans.tif#p2", 2)]
+    assert {s["student_id"] for s in results} == {s.student_id for s in sheets}

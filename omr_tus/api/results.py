@@ -26,7 +26,7 @@ async def _sheets_with_answers(request: web.Request, batch_id: str, status: str 
     for answer in await repo.answers_of([s.id for s in sheets]):
         by_sheet[answer.sheet_id].append(answer)
     return [{
-        "source": s.source, "page": s.page, "task_id": s.task_id, "student_id": s.student_id,
+        "source": s.source if s.page == 1 else f"{s.source}#p{s.page}", "page": s.page, "task_id": s.task_id, "student_id": s.student_id,
         "status": s.status, "score": s.score,
         "answers": {a.column: a.value for a in by_sheet[s.id]},
         "flags": {a.column: a.flags.split(",") if a.flags else [] for a in by_sheet[s.id]},
