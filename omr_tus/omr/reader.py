@@ -14,21 +14,29 @@ import cv2
 import numpy as np
 import zxingcpp
 
-from .template import Markers, Template
+from .template import Field, Markers, Template
 
 INNER = 0.6              # inner disc radius, as a share of the bubble's half-size
 RING = (1.2, 1.5)        # paper ring just outside the printed outline, same units
+BAND = (0.8, 1.05)       # where the printed outline is, same units
+OUTLINE_SEEN = 0.1       # outlines this dark (typical band darkness) can check registration
+OUTLINE_LOST = 0.5       # a band lighter than this share of the typical one: bubble off its print
 MARKED = 0.5             # share of the inner disc that is dark: marked from here
 BLANK = 0.15             # ... and blank below this; in between is ambiguous (tick, slash, erasure)
+INKED = 0.35             # a bubble this dark on average holds a mark: it teaches the ink level
 INK_DEFAULT = 0.75       # darkness of a pencil mark when a sheet has none to learn from
 PIXEL_DARK = (0.25, 0.42)  # bounds of the per-sheet "dark pixel" threshold
+PRINT_MAX = 0.6          # at most this share of an unmarked bubble's disc may be dark print
 REVIEW_ALIGN = 0.12      # mean marker misfit above this share of the bubble size needs review
 MIN_SIDE = 64
-DETECT_SIDE = 40        # marker side (px) at which ArUco detection runs
+DETECT_SIDE = 40         # marker side (px) at which ArUco detection runs
 QR_MARGIN = 0.25         # share of the qr box searched around it
-PAGE_MIN_AREA = 0.2      # a page outline must cover this share of the image
+PAGE_MIN_AREA = 0.1      # a page outline must cover this share of the image
 QR_PAYLOAD = re.compile(r"^OMR:([0-9A-Za-z-]{1,32}):([0-9A-Za-z-]{1,32})(?::([1-9][0-9]{0,5}))?$")
 FLAG_ORDER = ("blank", "multiple", "ambiguous")
+
+# per bubble size: bubble indices, inner-disc pixels, paper level, darkness of the outline band
+Group = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 @dataclass
@@ -64,7 +72,7 @@ def read_sheet(image: np.ndarray, template: Template) -> SheetResult:
         return _read(_to_gray(image), template)
     except SheetError as e:
         return _failed(str(e))
-    except (cv2.error, ValueError, MemoryError) as e:
+    except (cv2.error, ValueError, RuntimeError, MemoryError) as e:
         return _failed(f"unreadable image: {e}")
 
 
@@ -109,7 +117,8 @@ def _read(gray: np.ndarray, template: Template) -> SheetResult:
         error="; ".join(reasons) or None, alignment_error=misfit, aligned=aligned)
 
 
-def _student_id(qr, answers: dict[str, str], flags: dict[str, list[str]], reasons: list[str]) -> str | None:
+def _student_id(qr: tuple[str, str, int | None] | None, answers: dict[str, str],
+                flags: dict[str, list[str]], reasons: list[str]) -> str | None:
     """The QR's student wins; a bubbled `student_id` that disagrees sends the sheet to review."""
     bubbled = answers.get("student_id") if not flags.get("student_id") else None
     if qr and bubbled and bubbled != qr[1]:
@@ -121,8 +130,7 @@ def _student_id(qr, answers: dict[str, str], flags: dict[str, list[str]], reason
 
 def _align(gray: np.ndarray, template: Template) -> tuple[np.ndarray, float | None, list[str]]:
     """The page warped onto the canonical page, the marker misfit (px) and review reasons."""
-    scale = min(1.0, max(template.page) / max(gray.shape))
-    work = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else gray
+    work = _shrink(gray, int(max(gray.shape) / max(template.page)))
     if template.markers is None:
         return _align_by_page(work, template)
     matrix, misfit = _marker_transform(work, template)
@@ -139,14 +147,14 @@ def _detector(dictionary: str) -> cv2.aruco.ArucoDetector:
 
 
 def _detect(work: np.ndarray, template: Template) -> dict[int, np.ndarray]:
-    """{template marker id: its 4 corners in `work`}. Searched on a copy shrunk until markers are
-    about DETECT_SIDE px (4x faster at 200 dpi; full size if that misses), refined on `work`."""
+    """{template marker id: its 4 corners in `work`}. Searched on a copy shrunk so markers are
+    about DETECT_SIDE px or more (4x faster at 200 dpi; full size if that misses), refined on `work`."""
     m = template.markers
     side = m.size * max(work.shape) / max(template.page)
-    scale = min(1.0, DETECT_SIDE / side)
-    found = _find_markers(work, m, scale)
-    if len(found) < 3 and scale < 1:
-        found = _find_markers(work, m, 1.0)
+    factor = max(1, int(side / DETECT_SIDE))
+    found = _find_markers(work, m, factor)
+    if len(found) < 3 and factor > 1:
+        found = _find_markers(work, m, 1)
     if not found:
         return found
     points = np.concatenate(list(found.values())).astype(np.float32).reshape(-1, 1, 2)
@@ -156,13 +164,19 @@ def _detect(work: np.ndarray, template: Template) -> dict[int, np.ndarray]:
     return dict(zip(found, refined.astype(np.float64)))
 
 
-def _find_markers(work: np.ndarray, m: Markers, scale: float) -> dict[int, np.ndarray]:
-    """Markers of the template found once each, corners mapped back to `work` coordinates."""
-    small = cv2.resize(work, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else work
-    corners, ids, _ = _detector(m.dictionary).detectMarkers(small)
+def _find_markers(work: np.ndarray, m: Markers, factor: int) -> dict[int, np.ndarray]:
+    """Markers of the template found once each on `work` shrunk by `factor`, in `work` pixels."""
+    corners, ids, _ = _detector(m.dictionary).detectMarkers(_shrink(work, factor))
     found = [] if ids is None else list(ids.ravel())
-    return {i: (c.reshape(4, 2) + 0.5) / scale - 0.5 for c, i in zip(corners, found)
+    return {i: (c.reshape(4, 2) + 0.5) * factor - 0.5 for c, i in zip(corners, found)
             if i in m.positions and found.count(i) == 1}
+
+
+def _shrink(image: np.ndarray, factor: int) -> np.ndarray:
+    """Downscale by a whole factor: OpenCV's fast path for area averaging (10x a fractional one)."""
+    if factor < 2:
+        return image
+    return cv2.resize(image, None, fx=1 / factor, fy=1 / factor, interpolation=cv2.INTER_AREA)
 
 
 def _marker_corners(x: int, y: int, size: int) -> np.ndarray:
@@ -203,16 +217,16 @@ def _align_by_page(work: np.ndarray, template: Template) -> tuple[np.ndarray, No
 
 
 def _page_outline(work: np.ndarray) -> np.ndarray | None:
-    """Corners (tl, tr, br, bl) of a light page on a darker background, or None."""
+    """Corners (tl, tr, br, bl) of the largest light four-cornered shape (a page on a darker
+    background), or None."""
     blurred = cv2.GaussianBlur(work, (5, 5), 0)
     _, mask = cv2.threshold(blurred, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((10, 10), np.uint8))
     contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    if not contours:
-        return None
-    outline = max(contours, key=cv2.contourArea)
-    quad = cv2.approxPolyDP(outline, 0.02 * cv2.arcLength(outline, True), True).reshape(-1, 2)
-    if len(quad) != 4 or cv2.contourArea(quad) < PAGE_MIN_AREA * work.size:
+    quads = (cv2.approxPolyDP(c, 0.02 * cv2.arcLength(c, True), True).reshape(-1, 2)
+             for c in sorted(contours, key=cv2.contourArea, reverse=True)[:5])
+    quad = next((q for q in quads if len(q) == 4), None)
+    if quad is None or cv2.contourArea(quad) < PAGE_MIN_AREA * work.size:
         return None
     s, d = quad.sum(1), quad[:, 1] - quad[:, 0]
     return quad[[s.argmin(), d.argmin(), s.argmax(), d.argmax()]].astype(np.float32)
@@ -265,29 +279,47 @@ def _sample(page: np.ndarray, boxes: np.ndarray, r0: float, r1: float) -> np.nda
     return page[ys, xs]
 
 
-def measure_bubbles(page: np.ndarray, template: Template) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Per bubble size: (bubble indices in template order, inner-disc pixels, paper level), the
-    paper being the ring just outside each bubble so that uneven light cancels."""
+def measure_bubbles(page: np.ndarray, template: Template) -> list[Group]:
+    """Samples per bubble size; the paper is the ring just outside each bubble, so that uneven
+    light cancels, and the outline band's darkness tells whether the bubble sits on its print."""
     boxes = np.array([(b.x, b.y, b.w, b.h) for f in template.fields for b in f.bubbles], np.int64)
     groups = []
     for size in {tuple(s) for s in boxes[:, 2:]}:
         idx = np.flatnonzero((boxes[:, 2:] == size).all(1))
         paper = np.maximum(np.median(_sample(page, boxes[idx], *RING), axis=1), 1)
-        groups.append((idx, _sample(page, boxes[idx], 0, INNER), paper))
+        outline = 1 - _sample(page, boxes[idx], *BAND).mean(1) / paper
+        groups.append((idx, _sample(page, boxes[idx], 0, INNER), paper, outline))
     return groups
 
 
-def bubble_fill(groups: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> np.ndarray:
-    """Share of each inner disc that is dark, with 'dark' learnt from this sheet's own marks."""
-    n = sum(len(idx) for idx, _, _ in groups)
-    darkness, fill = np.empty(n), np.empty(n)
-    for idx, inner, paper in groups:
-        darkness[idx] = 1 - inner.mean(1) / paper
-    inked = darkness[darkness >= 0.35]
+def _gather(groups: list[Group], column: int) -> np.ndarray:
+    """One per-bubble quantity from every group, in template order."""
+    out = np.empty(sum(len(g[0]) for g in groups))
+    for g in groups:
+        out[g[0]] = g[column]
+    return out
+
+
+def bubble_fill(groups: list[Group]) -> np.ndarray:
+    """Share of each inner disc that is dark, with 'dark' learnt from this sheet's own marks, net
+    of what is printed inside every bubble (a letter), read off the lower quartile since most
+    bubbles on a sheet are unmarked."""
+    darkness = 1 - _gather([(idx, inner.mean(1) / paper) for idx, inner, paper, _ in groups], 1)
+    inked = darkness[darkness >= INKED]
     threshold = float(np.clip((np.median(inked) if inked.size else INK_DEFAULT) / 2, *PIXEL_DARK))
-    for idx, inner, paper in groups:
-        fill[idx] = (inner <= (paper * (1 - threshold))[:, None]).mean(1)
-    return fill
+    fill = _gather([(idx, (inner <= (paper * (1 - threshold))[:, None]).mean(1))
+                    for idx, inner, paper, _ in groups], 1)
+    base = min(float(np.percentile(fill, 25)), PRINT_MAX)
+    return np.clip((fill - base) / (1 - base), 0, 1)
+
+
+def off_print(groups: list[Group]) -> np.ndarray:
+    """Bubbles whose printed outline is not where the aligned template puts it (a misplaced
+    marker, a curled corner): their outline band is much lighter than the sheet's typical one.
+    Only judged where outlines show in the band at all (OMRChecker boxes may not match print)."""
+    outline = _gather(groups, 3)
+    typical = float(np.median(outline))
+    return outline < typical * OUTLINE_LOST if typical >= OUTLINE_SEEN else np.zeros(len(outline), bool)
 
 
 def _confidence(fill: np.ndarray) -> np.ndarray:
@@ -300,24 +332,26 @@ def _confidence(fill: np.ndarray) -> np.ndarray:
 def read_answers(page: np.ndarray, template: Template
                  ) -> tuple[dict[str, str], dict[str, list[str]], dict[str, float]]:
     """Answers, flags and confidence per output column, from an aligned page."""
-    fill = bubble_fill(measure_bubbles(page, template))
-    conf = _confidence(fill)
+    groups = measure_bubbles(page, template)
+    fill, off = bubble_fill(groups), off_print(groups)
+    conf = np.where(off, 0.0, _confidence(fill))
     fields: dict[str, tuple[str, list[str], float]] = {}
     start = 0
     for f in template.fields:
-        n = len(f.bubbles)
-        fields[f.label] = _judge_field(f, fill[start:start + n], conf[start:start + n])
-        start += n
+        span = slice(start, start + len(f.bubbles))
+        fields[f.label] = _judge_field(f, fill[span], off[span], conf[span])
+        start = span.stop
     columns = {c: _join_parts([fields[p] for p in template.custom_labels[c]])
                if c in template.custom_labels else fields[c] for c in template.columns}
     return ({c: v[0] for c, v in columns.items()}, {c: v[1] for c, v in columns.items()},
             {c: round(v[2], 3) for c, v in columns.items()})
 
 
-def _judge_field(f, fill: np.ndarray, conf: np.ndarray) -> tuple[str, list[str], float]:
+def _judge_field(f: Field, fill: np.ndarray, off: np.ndarray, conf: np.ndarray
+                 ) -> tuple[str, list[str], float]:
     marked = [b.value for b, x in zip(f.bubbles, fill) if x >= MARKED]
     flags = {"blank": not marked, "multiple": len(marked) > 1,
-             "ambiguous": bool(((fill >= BLANK) & (fill < MARKED)).any())}
+             "ambiguous": bool(((fill >= BLANK) & (fill < MARKED)).any() or off.any())}
     return "".join(marked) or f.empty_value, [k for k in FLAG_ORDER if flags[k]], float(conf.min())
 
 

@@ -33,16 +33,16 @@ def render_sheet(template: Template, task_id: str, student_id: str,
     if template.qr:
         _draw_qr(page, template, f"OMR:{task_id}:{student_id}")
     _draw_ids(page, template, task_id, student_id)
-    chosen = expand_answers(template, answers or {})
+    chosen = _chosen(template, answers or {})
     for f in template.fields:
         if f.bubbles[0].x != f.bubbles[-1].x:  # horizontal field: label to its left
-            _draw_text(page, f.label, f.bubbles[0], right_of=False)
+            _draw_label(page, f.label, f.bubbles[0])
         for b in f.bubbles:
             _draw_bubble(page, b, b.value in chosen.get(f.label, ()))
     return page
 
 
-def expand_answers(template: Template, answers: dict[str, str | Iterable[str]]) -> dict[str, set[str]]:
+def _chosen(template: Template, answers: dict[str, str | Iterable[str]]) -> dict[str, set[str]]:
     """{field label: set of values}; a custom label's string gives one character to each part."""
     fields = template.field_map()
     out: dict[str, set[str]] = {}
@@ -75,17 +75,26 @@ def _draw_bubble(page: np.ndarray, b: Bubble, filled: bool) -> None:
         cv2.ellipse(page, center, _fixed(b.w / 2 - 3, b.h / 2 - 3), 0, 0, 360, FILL, -1,
                     cv2.LINE_AA, SHIFT)
     else:
-        _draw_text(page, b.value, b, right_of=None)
+        _draw_letter(page, b)
 
 
-def _draw_text(page: np.ndarray, text: str, b: Bubble, right_of: bool | None) -> None:
-    """Text centred in bubble `b` (right_of=None, light) or ending just left of it (dark)."""
-    scale = b.h / 60 if right_of is None else b.h / 40
+def _put_text(page: np.ndarray, text: str, scale: float, color: int, x: float, cy: float,
+              centred: bool) -> None:
+    """Text vertically centred on `cy`: centred on `x`, or else ending at `x`."""
     (tw, th), _ = cv2.getTextSize(text, FONT, scale, 1)
+    left = x - tw / 2 if centred else x - tw
+    cv2.putText(page, text, (round(left), round(cy + th / 2)), FONT, scale, color, 1, cv2.LINE_AA)
+
+
+def _draw_letter(page: np.ndarray, b: Bubble) -> None:
+    """The bubble's value, printed light so that it never reads as a mark."""
     cx, cy = _center(b)
-    x = cx - tw / 2 if right_of is None else b.x - b.w * 0.4 - tw
-    color = LETTER if right_of is None else 0
-    cv2.putText(page, text, (round(x), round(cy + th / 2)), FONT, scale, color, 1, cv2.LINE_AA)
+    _put_text(page, b.value, b.h / 60, LETTER, cx, cy, centred=True)
+
+
+def _draw_label(page: np.ndarray, label: str, b: Bubble) -> None:
+    """A field's label, ending a little left of its first bubble."""
+    _put_text(page, label, b.h / 40, 0, b.x - b.w * 0.4, _center(b)[1], centred=False)
 
 
 def _draw_markers(page: np.ndarray, template: Template) -> None:
@@ -95,7 +104,7 @@ def _draw_markers(page: np.ndarray, template: Template) -> None:
         page[y:y + m.size, x:x + m.size] = cv2.aruco.generateImageMarker(dictionary, marker_id, m.size)
 
 
-def qr_modules(payload: str) -> np.ndarray:
+def _qr_modules(payload: str) -> np.ndarray:
     """The QR code's modules (True = dark) with its quiet zone."""
     matrix = np.array(segno.make_qr(payload, error="m").matrix, dtype=bool)
     return np.pad(matrix, QR_QUIET)
@@ -104,7 +113,7 @@ def qr_modules(payload: str) -> np.ndarray:
 def _draw_qr(page: np.ndarray, template: Template, payload: str) -> None:
     """Whole-pixel modules centred in the qr box: crisp edges decode best after scanning."""
     q = template.qr
-    modules = qr_modules(payload)
+    modules = _qr_modules(payload)
     px = q.size // modules.shape[0]
     if px < 2:
         raise ValueError(f"qr.size {q.size} is too small for payload {payload!r}")
@@ -115,8 +124,8 @@ def _draw_qr(page: np.ndarray, template: Template, payload: str) -> None:
 
 def _draw_ids(page: np.ndarray, template: Template, task_id: str, student_id: str) -> None:
     """Human-readable ids under the QR code (or at the top left without one)."""
-    scale = template.page[0] / 1654 * 0.8
-    line = round(40 * scale / 0.8)
+    unit = template.page[0] / 1654  # 1 on an A4 page at 200 dpi
+    scale, line = 0.8 * unit, round(40 * unit)
     x, y = (template.qr.x, template.qr.y + template.qr.size + line) if template.qr else (line // 2, line)
     for i, text in enumerate((f"Task {task_id}", f"Student {student_id}")):
         cv2.putText(page, text, (x, y + i * line), FONT, scale, 0, 2 if scale > 0.5 else 1, cv2.LINE_AA)

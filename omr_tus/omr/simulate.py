@@ -16,9 +16,9 @@ from .reader import INNER
 from .render import render_sheet
 from .template import Bubble, Field, Template
 
-INK = (0.65, 0.85)      # darkness of a pencil fill
-FAINT = (0.42, 0.55)    # a light but deliberate fill
-GHOST = (0.08, 0.2)    # what an erased fill leaves
+INK = (0.65, 0.85)         # darkness of a pencil fill
+FAINT = (0.42, 0.55)       # a light but deliberate fill
+GHOST = (0.08, 0.2)        # what an erased fill leaves
 TICK_COVER = (0.22, 0.36)  # share of the inner disc a tick or slash covers: neither blank nor marked
 
 
@@ -56,9 +56,10 @@ class SimulatedSheet:
 def random_answers(template: Template, rng: np.random.Generator, blank: float = 0.05,
                    multiple: float = 0.03) -> tuple[str, dict[str, str]]:
     """A student id (bubbled into `student_id` if the template has it) and {field: values}."""
+    fields = template.field_map()
     id_parts = template.custom_labels.get("student_id", ())
-    student_id = "".join(rng.choice(list("0123456789"), size=len(id_parts) or 8))
-    answers = {p: d for p, d in zip(id_parts, student_id)}
+    answers = {p: str(rng.choice([b.value for b in fields[p].bubbles])) for p in id_parts}
+    student_id = "".join(answers.values()) or "".join(rng.choice(list("0123456789"), size=8))
     for f in template.fields:
         if f.label in answers:
             continue

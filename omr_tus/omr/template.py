@@ -21,6 +21,7 @@ FIELD_TYPES: dict[str, tuple[tuple[str, ...], str]] = {
 DIRECTIONS = ("horizontal", "vertical")
 KNOWN_KEYS = {"pageDimensions", "bubbleDimensions", "fieldBlocks", "customLabels", "outputColumns",
               "emptyValue", "markers", "qr"}
+MAX_PAGE = 20000  # pixels a side: a sheet at 1200 dpi; beyond is a typo, not a page
 RANGE = re.compile(r"^(.*?)(\d+)\.{2,3}(\d+)$")
 NATURAL_CHUNK = re.compile(r"(\d+)")
 
@@ -79,6 +80,7 @@ class Template:
         """Validates an OMRChecker template (plus `markers`/`qr`); raises TemplateError."""
         _require(isinstance(data, dict), "template", "must be a JSON object")
         page = _size_pair("pageDimensions", data.get("pageDimensions"))
+        _require(max(page) <= MAX_PAGE, "pageDimensions", f"must be at most {MAX_PAGE} pixels")
         empty = _string(data, "emptyValue", "")
         fields = _parse_blocks(data, page, empty)
         labels = [f.label for f in fields]
@@ -105,9 +107,9 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def _number(obj: dict, key: str, path: str, minimum: float = 0) -> float:
+def _gap(obj: dict, key: str, path: str) -> float:
     v = obj.get(key)
-    _require(_is_number(v) and v >= minimum, path, f"must be a number >= {minimum}")
+    _require(_is_number(v) and v >= 0, path, "must be a number >= 0")
     return float(v)
 
 
@@ -158,7 +160,8 @@ def _parse_blocks(data: dict, page: tuple[int, int], empty: str) -> list[Field]:
     for name, block in blocks.items():
         block_fields = _parse_block(data, f"fieldBlocks.{name}", block, page, empty)
         for f in block_fields:
-            _require(f.label not in seen, f"fieldBlocks.{name}.fieldLabels", f"label {f.label!r} is used twice")
+            _require(f.label not in seen, f"fieldBlocks.{name}.fieldLabels",
+                     f"label {f.label!r} is used twice")
             seen.add(f.label)
         fields.extend(block_fields)
     return fields
@@ -189,8 +192,8 @@ def _parse_block(data: dict, path: str, block: Any, page: tuple[int, int], empty
     _require(bubble_dims is not None, f"{path}.bubbleDimensions", "missing (no global bubbleDimensions)")
     bw, bh = _size_pair(f"{path}.bubbleDimensions", bubble_dims)
     ox, oy = _pair(f"{path}.origin", block.get("origin"), 0)
-    bubble_gap = _number(block, "bubblesGap", f"{path}.bubblesGap")
-    label_gap = _number(block, "labelsGap", f"{path}.labelsGap")
+    bubble_gap = _gap(block, "bubblesGap", f"{path}.bubblesGap")
+    label_gap = _gap(block, "labelsGap", f"{path}.labelsGap")
     block_empty = _string(block, "emptyValue", empty, f"{path}.emptyValue")
     labels = expand_labels(block.get("fieldLabels"), f"{path}.fieldLabels")
     along, across = ((1, 0), (0, 1)) if direction == "horizontal" else ((0, 1), (1, 0))

@@ -1,0 +1,165 @@
+"""Template parsing: OMRChecker geometry, our markers/qr keys, and errors that name the key."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from omr_tus.omr.template import Bubble, Template, TemplateError
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = Path("/work/shared/omr-samples")
+EXAMPLES = sorted((ROOT / "config" / "templates").glob("*.json"))
+
+BASE = {
+    "pageDimensions": [1000, 1400],
+    "bubbleDimensions": [30, 30],
+    "markers": {"dictionary": "DICT_4X4_50", "size": 60,
+                "positions": {"0": [20, 20], "1": [920, 20], "2": [20, 1320], "3": [920, 1320]}},
+    "qr": {"origin": [700, 100], "size": 200},
+    "fieldBlocks": {
+        "Id": {"fieldType": "QTYPE_INT", "fieldLabels": ["id1..3"], "origin": [100, 100],
+               "bubblesGap": 40, "labelsGap": 45},
+        "Mcq": {"fieldType": "QTYPE_MCQ4", "fieldLabels": ["q1..10"], "origin": [100, 600],
+                "bubblesGap": 50, "labelsGap": 60, "emptyValue": "-"},
+        "Custom": {"bubbleValues": ["Y", "N"], "direction": "vertical", "fieldLabels": ["q5_1..2"],
+                   "origin": [500, 600], "bubblesGap": 40, "labelsGap": 45,
+                   "bubbleDimensions": [20, 24]},
+    },
+    "customLabels": {"student_id": ["id1..3"]},
+    "preProcessors": [{"name": "CropPage", "options": {"morphKernel": [10, 10]}}],
+}
+
+
+def parse(**changes) -> Template:
+    data = copy.deepcopy(BASE)
+    data.update(changes)
+    return Template.parse(data)
+
+
+def test_geometry_follows_omrchecker():
+    t = parse()
+    fields = t.field_map()
+    # QTYPE_MCQ4: A-D along x by bubblesGap; the next field one labelsGap lower
+    assert fields["q1"].bubbles[1] == Bubble("B", 150, 600, 30, 30)
+    assert fields["q2"].bubbles[0] == Bubble("A", 100, 660, 30, 30)
+    # QTYPE_INT: 0-9 down y; the next digit one labelsGap to the right
+    assert [b.value for b in fields["id1"].bubbles] == list("0123456789")
+    assert fields["id1"].bubbles[9] == Bubble("9", 100, 460, 30, 30)
+    assert fields["id2"].bubbles[0] == Bubble("0", 145, 100, 30, 30)
+    # explicit bubbleValues + direction, "q5_1..2" names, a per-block bubbleDimensions
+    assert fields["q5_2"].bubbles[1] == Bubble("N", 545, 640, 20, 24)
+    assert fields["q3"].empty_value == "-" and fields["id1"].empty_value == ""
+
+
+def test_columns_custom_labels_and_extras():
+    t = parse()
+    assert t.custom_labels == {"student_id": ("id1", "id2", "id3")}
+    # no outputColumns: OMRChecker's natural order, custom labels replacing their parts
+    assert t.columns == ("q1", "q2", "q3", "q4", "q5", "q5_1", "q5_2", "q6", "q7", "q8", "q9", "q10",
+                         "student_id")
+    assert t.extras == {"preProcessors": BASE["preProcessors"]}
+    assert t.markers.positions[3] == (920, 1320) and t.qr.size == 200
+    assert parse(outputColumns=["student_id", "q1..3"]).columns == ("student_id", "q1", "q2", "q3")
+
+
+def test_int_from_1_and_float_gaps_round():
+    t = parse(fieldBlocks={"B": {"fieldType": "QTYPE_INT_FROM_1", "fieldLabels": ["d1"],
+                                 "origin": [10.4, 20], "bubblesGap": 10.5, "labelsGap": 0}},
+              customLabels={})
+    bubbles = t.fields[0].bubbles
+    assert [b.value for b in bubbles] == list("1234567890")
+    assert (bubbles[0].x, bubbles[1].y, bubbles[2].y) == (10, 30, 41)
+
+
+def block(**changes):
+    b = copy.deepcopy(BASE["fieldBlocks"]["Mcq"])
+    b.update(changes)
+    return {"fieldBlocks": {"Mcq": b}, "customLabels": {}}
+
+
+BAD = [
+    (dict(pageDimensions=[100]), "pageDimensions"),
+    (dict(pageDimensions="A4"), "pageDimensions"),
+    (dict(pageDimensions=[100000, 1400]), "pageDimensions"),
+    (dict(fieldBlocks={}), "fieldBlocks"),
+    (dict(emptyValue=0), "emptyValue"),
+    (block(origin=[10, -5]), "fieldBlocks.Mcq.origin"),
+    (block(origin=None), "fieldBlocks.Mcq.origin"),
+    (block(fieldType="QTYPE_MCQ9"), "fieldBlocks.Mcq.fieldType"),
+    (block(fieldType=None, bubbleValues=[]), "fieldBlocks.Mcq.fieldType"),
+    (block(direction="diagonal"), "fieldBlocks.Mcq.direction"),
+    (block(bubblesGap="50"), "fieldBlocks.Mcq.bubblesGap"),
+    (block(labelsGap=-1), "fieldBlocks.Mcq.labelsGap"),
+    (block(fieldLabels=[]), "fieldBlocks.Mcq.fieldLabels"),
+    (block(fieldLabels=["q9..2"]), "fieldBlocks.Mcq.fieldLabels"),
+    (block(fieldLabels=["q1..3", "q2"]), "fieldBlocks.Mcq.fieldLabels"),
+    (block(emptyValue=None), "fieldBlocks.Mcq.emptyValue"),
+    (block(bubbleDimensions=[0, 30]), "fieldBlocks.Mcq.bubbleDimensions"),
+    (block(origin=[900, 600]), "fieldBlocks.Mcq"),
+    (dict(fieldBlocks={"Mcq": BASE["fieldBlocks"]["Mcq"], "Again": BASE["fieldBlocks"]["Mcq"]}),
+     "fieldBlocks.Again.fieldLabels"),
+    (dict(customLabels={"student_id": ["id1..4"]}), "customLabels.student_id"),
+    (dict(customLabels={"a": ["id1"], "b": ["id1"]}), "customLabels.b"),
+    (dict(customLabels={"q1": ["id1"]}), "customLabels.q1"),
+    (dict(customLabels=["id1"]), "customLabels"),
+    (dict(outputColumns=["q1..11"]), "outputColumns"),
+    (dict(outputColumns=["id1", "nope"]), "outputColumns"),
+    (dict(markers=None), "markers"),
+    (dict(markers={**BASE["markers"], "dictionary": "DICT_9X9_1"}), "markers.dictionary"),
+    (dict(markers={**BASE["markers"], "dictionary": "getPredefinedDictionary"}), "markers.dictionary"),
+    (dict(markers={**BASE["markers"], "size": 8}), "markers.size"),
+    (dict(markers={**BASE["markers"], "positions": {"0": [0, 0], "1": [100, 0]}}), "markers.positions"),
+    (dict(markers={**BASE["markers"], "positions": {"0": [0, 0], "1": [100, 0], "x": [0, 100]}}),
+     "markers.positions.x"),
+    (dict(markers={**BASE["markers"], "positions": {"0": [0, 0], "1": [100, 0], "50": [0, 100]}}),
+     "markers.positions.50"),
+    (dict(markers={**BASE["markers"], "positions": {"0": [0, 0], "00": [100, 0], "2": [0, 100]}}),
+     "markers.positions.00"),
+    (dict(markers={**BASE["markers"], "positions": {"0": [0, 0], "1": [100, 0], "2": [980, 100]}}),
+     "markers.positions.2"),
+    (dict(qr={"origin": [900, 100], "size": 200}), "qr"),
+    (dict(qr={"origin": [100], "size": 200}), "qr.origin"),
+    (dict(qr={"origin": [100, 100], "size": 12.5}), "qr.size"),
+]
+
+
+@pytest.mark.parametrize("changes,key", BAD, ids=[k for _, k in BAD])
+def test_bad_template_names_the_key(changes, key):
+    with pytest.raises(TemplateError) as err:
+        parse(**changes)
+    assert err.value.key == key
+    assert str(err.value).startswith(key + ":")
+
+
+def test_bubble_dimensions_needed_somewhere():
+    data = copy.deepcopy(BASE)
+    del data["bubbleDimensions"]
+    with pytest.raises(TemplateError, match=r"^fieldBlocks\.Id\.bubbleDimensions"):
+        Template.parse(data)
+
+
+def sample_templates():
+    return sorted(SAMPLES.glob("**/template.json"))
+
+
+@pytest.mark.skipif(not SAMPLES.is_dir(), reason="the OMRChecker samples are not on this machine")
+@pytest.mark.parametrize("path", sample_templates(), ids=lambda p: str(p.parent.relative_to(SAMPLES)))
+def test_omrchecker_samples_load_unmodified(path):
+    t = Template.parse(json.loads(path.read_text()))
+    assert t.fields and "preProcessors" in t.extras
+    for expected in path.parent.glob("**/expected.csv"):  # OMRChecker's own column order
+        header = next(csv.reader(expected.open()))
+        assert t.columns == tuple(header[2:])
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_example_templates(path):
+    t = Template.parse(json.loads(path.read_text()))
+    assert t.page == (1654, 2339) and t.markers and t.qr
+    assert "student_id" in t.columns and len(t.custom_labels["student_id"]) >= 6
+    assert len(EXAMPLES) == 2
