@@ -153,15 +153,10 @@ def _failed(reason: str) -> tuple[dict, list[dict]]:
 
 def _find_qr(image) -> tuple[str, str, int | None] | None:
     """The sheet's QR code, looked for on the whole page (the template is not known yet)."""
-    import zxingcpp
+    from ..omr.reader import find_qr_payload, parse_qr
 
-    from ..omr.reader import parse_qr
-
-    for code in zxingcpp.read_barcodes(image, formats=zxingcpp.BarcodeFormat.QRCode):
-        parsed = parse_qr(code.text)
-        if parsed is not None:
-            return parsed
-    return None
+    payload = find_qr_payload(image)
+    return parse_qr(payload) if payload else None
 
 
 def _student_from_name(source: str) -> str:
