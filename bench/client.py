@@ -25,7 +25,7 @@ TIMEOUT = aiohttp.ClientTimeout(total=600, sock_connect=10)
 class Data:
     def __init__(self, max_chunk: int = 50 * MiB):
         buf = os.urandom(PERIOD)
-        self.view = memoryview(buf + buf[:max_chunk])
+        self.view = memoryview((buf * (2 + max_chunk // PERIOD))[:PERIOD + max_chunk])  # any slice is contiguous
         self.max_chunk = max_chunk
         self._hashes: dict[int, str] = {}
 
@@ -47,10 +47,20 @@ class Data:
         return self._hashes[total]
 
 
-async def _body(view: memoryview, marks: dict):
-    for i in range(0, len(view), PIECE):
-        yield view[i:i + PIECE]
+async def _body(parts, marks: dict):
+    """Streams `parts` (bytes / memoryviews) in PIECE-sized slices, without copying them."""
+    for part in parts:
+        view = memoryview(part)
+        for i in range(0, len(view), PIECE):
+            yield view[i:i + PIECE]
     marks["last_byte"] = time.perf_counter()  # the transport took the last piece (<= 64 KiB left in user space)
+
+
+def _payload(parts, marks: dict):
+    """A streamed body for large parts, one bytes object (one write) for small ones."""
+    if sum(len(p) for p in parts) > PIECE:
+        return _body(parts, marks)
+    return b"".join(parts)
 
 
 def session(limit: int) -> aiohttp.ClientSession:
@@ -71,8 +81,7 @@ async def patch(sess: aiohttp.ClientSession, url: str, headers: dict, offset: in
     marks = {} if marks is None else marks
     hdrs = {**headers, "Upload-Offset": str(offset), "Content-Type": "application/offset+octet-stream",
             "Content-Length": str(len(body))}
-    data = _body(body, marks) if len(body) > PIECE else bytes(body)
-    async with sess.patch(url, headers=hdrs, data=data) as resp:
+    async with sess.patch(url, headers=hdrs, data=_payload((body,), marks)) as resp:
         marks["response"] = time.perf_counter()
         if resp.status != 204:
             raise RuntimeError(f"PATCH {url} @{offset} -> {resp.status}: {(await resp.text())[:300]}")
@@ -116,3 +125,97 @@ async def creations(base: str, headers: dict, count: int, concurrency: int) -> f
         start = time.perf_counter()
         await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(concurrency))), 600)
         return count / (time.perf_counter() - start)
+
+
+# -- the legacy chunk API (POST /api/batches/upload-chunk, multipart/form-data) --------------------------
+BOUNDARY = "omrbench" + "7d1f0c5e2a9b4e8f"
+LEGACY_URL = "/api/batches/upload-chunk"
+
+
+def _form(fields: dict[str, str], size: int, filename: str) -> tuple[bytes, bytes, dict]:
+    """Framing of a form whose last part is the file field `chunk` of `size` bytes: (preamble,
+    closing boundary, headers with the exact Content-Length). The chunk itself is sent between
+    them as a slice of the data buffer, never copied into one body."""
+    head = "".join(f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'
+                   for k, v in fields.items())
+    head += (f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="chunk"; filename="{filename}"\r\n'
+             f"Content-Type: application/octet-stream\r\n\r\n")
+    preamble, closing = head.encode(), f"\r\n--{BOUNDARY}--\r\n".encode()
+    return preamble, closing, {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}",
+                               "Content-Length": str(len(preamble) + size + len(closing))}
+
+
+def _chunk_fields(index: int, total_chunks: int, filename: str, upload_id: str | None, final: bool) -> dict:
+    fields = {"chunk_index": str(index), "total_chunks": str(total_chunks), "filename": filename,
+              "upload_type": "zip_with_qr"}
+    if upload_id is not None:
+        fields["upload_id"] = upload_id
+    fields["is_final_chunk"] = "true" if final else "false"
+    return fields
+
+
+async def legacy_chunk(sess: aiohttp.ClientSession, base: str, headers: dict, index: int, total_chunks: int,
+                       body: memoryview, upload_id: str | None = None, filename: str = "bench.zip",
+                       marks: dict | None = None) -> dict:
+    """Sends one chunk; returns the JSON answer (checked)."""
+    marks = {} if marks is None else marks
+    fields = _chunk_fields(index, total_chunks, filename, upload_id, index == total_chunks - 1)
+    preamble, closing, hdrs = _form(fields, len(body), filename)
+    async with sess.post(base + LEGACY_URL, headers={**headers, **hdrs},
+                         data=_payload((preamble, body, closing), marks)) as resp:
+        marks["response"] = time.perf_counter()
+        if resp.status != 200:
+            raise RuntimeError(f"chunk {index}/{total_chunks} -> {resp.status}: {(await resp.text())[:300]}")
+        answer = await resp.json()
+    if answer["chunk_index"] != index or answer["is_complete"] != (answer["chunks_received"] == total_chunks):
+        raise RuntimeError(f"chunk {index}/{total_chunks}: unexpected answer {answer}")
+    return answer
+
+
+async def legacy_upload(sess: aiohttp.ClientSession, base: str, headers: dict, data: Data, total: int,
+                        chunk: int, stop_before_last: bool = False) -> dict:
+    """Sends a `total`-byte file in `chunk`-sized chunks, in order (all but the last one if
+    stop_before_last). Returns the upload id, the last answer and the last chunk's marks."""
+    total_chunks = -(-total // chunk)
+    upload_id, answer, marks = None, {}, {}
+    for index in range(total_chunks - 1 if stop_before_last else total_chunks):
+        offset = index * chunk
+        marks = {}
+        answer = await legacy_chunk(sess, base, headers, index, total_chunks,
+                                    data.slice(offset, min(chunk, total - offset)), upload_id, marks=marks)
+        upload_id = answer["upload_id"]
+    if not stop_before_last and not answer.get("batch_id"):
+        raise RuntimeError(f"legacy upload of {total_chunks} chunks not complete: {answer}")
+    return {"id": upload_id, "total_chunks": total_chunks, "answer": answer, "last_marks": marks}
+
+
+async def refused_chunk(sess: aiohttp.ClientSession, base: str, headers: dict, data: Data, size: int,
+                        limit: int) -> dict:
+    """Announces a `size`-byte chunk (exact Content-Length) and streams it until the server answers
+    or closes the connection (at most `limit` bytes). Returns the status (None if the connection
+    was closed without an answer) and the bytes handed to the transport before that."""
+    state = {"sent": 0, "answered": False}
+    preamble, closing, hdrs = _form(_chunk_fields(0, 1, "big.zip", None, True), size, "big.zip")
+
+    async def body():
+        yield preamble
+        offset = 0
+        while offset < size and not state["answered"] and state["sent"] < limit:
+            piece = data.slice(offset, min(PIECE, size - offset))
+            yield piece
+            offset += len(piece)
+            state["sent"] = offset
+        if offset >= size:
+            yield closing
+
+    status, detail = None, ""
+    t0 = time.perf_counter()
+    try:
+        async with sess.post(base + LEGACY_URL, headers={**headers, **hdrs}, data=body()) as resp:
+            state["answered"] = True
+            status, sent = resp.status, state["sent"]
+            detail = (await resp.text())[:200]
+            resp.close()  # do not send the rest, do not reuse the connection
+    except (aiohttp.ClientError, ConnectionError) as exc:
+        sent, detail = state["sent"], f"{type(exc).__name__}: {exc}"
+    return {"status": status, "sent": sent, "detail": detail, "seconds": time.perf_counter() - t0}

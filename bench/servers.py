@@ -136,11 +136,11 @@ class Server:
         assert self.proc is not None
         return self.proc.pid
 
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
     def headers(self) -> dict[str, str]:
-        hdrs = {"Tus-Resumable": "1.0.0"}
-        if self.token:
-            hdrs["Authorization"] = f"Bearer {self.token}"
-        return hdrs
+        return {"Tus-Resumable": "1.0.0", **self.auth_headers()}
 
     def wait_settled(self, timeout: float = 120.0) -> None:
         """Ours moves completed uploads off the RAM disk in the background: let that finish
@@ -158,16 +158,19 @@ class Server:
                     return path
         return self.store_dir / upload_id
 
-    def batch_sha256(self, upload_id: str, timeout: float = 30.0) -> str | None:
-        """Ours: the sha256 the server recorded for the batch of this upload."""
+    def batch_sha256(self, upload_id: str | None = None, batch_id: str | None = None,
+                     timeout: float = 30.0) -> str | None:
+        """Ours: the sha256 the server recorded for a batch, found by its id (GET /api/batches/{id})
+        or by its upload's id. It is filled in by the archive pass a moment after completion: poll."""
+        path = f"/api/batches/{batch_id}" if batch_id else f"/api/batches?upload_id={upload_id}"
         deadline = time.monotonic() + timeout
         while True:
-            status, _, data = _http("GET", f"{self.base}/api/batches?upload_id={upload_id}",
-                                    headers={"Authorization": f"Bearer {self.token}"})
+            status, _, data = _http("GET", self.base + path, headers=self.auth_headers())
             if status == 200:
-                batches = json.loads(data)["batches"]
-                if batches and batches[0]["sha256"]:
-                    return batches[0]["sha256"]
+                body = json.loads(data)
+                row = body if batch_id else (body["batches"] or [{}])[0]
+                if row.get("sha256"):
+                    return row["sha256"]
             if time.monotonic() > deadline:
                 return None
             time.sleep(0.1)
