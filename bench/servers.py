@@ -65,7 +65,8 @@ class Server:
         if self.kind == "ours":
             data_dir = self.workdir / "ours-data"
             env.update(OMR_TUS_HOST="127.0.0.1", OMR_TUS_PORT=str(self.port), OMR_TUS_DATA_DIR=str(data_dir),
-                       OMR_TUS_STORE_DIR=str(self.store_dir), OMR_TUS_ADMIN_PASSWORD=self.password)
+                       OMR_TUS_STORE_DIR=str(self.store_dir), OMR_TUS_ADMIN_PASSWORD=self.password,
+                       OMR_TUS_WORKERS="0")  # the upload server alone; bench/omr.py measures the OMR workers
             if self.db_url:
                 env["OMR_TUS_DATABASE_URL"] = self.db_url
             if self.log_level:
