@@ -3,7 +3,8 @@ POST /api/batches/upload-chunk and POST /api/batches/upload (multipart/form-data
 
 from __future__ import annotations
 
-from aiohttp import BodyPartReader, web
+from aiohttp import web
+from aiohttp.helpers import parse_mimetype
 
 from .. import errors
 from ..http.keys import CHUNKED, REPO, principal
@@ -12,9 +13,9 @@ from ..uploads.model import UPLOAD_TYPES, TYPES_NEEDING_TASK
 from ..uploads.service import interrupted
 from ..uploads.validation import check_upload_type
 from ..http.files import clean_filename
+from ..http.multipart import FormPart, FormReader
 from .batches import batch_json
 
-READ_BLOCK = 1024 * 1024  # aiohttp's multipart reader copies per call: fewer, larger calls
 FIELD_LIMIT = 4096
 FORM_SLACK = 1024 * 1024  # room for the other form fields and multipart framing
 
@@ -22,42 +23,22 @@ FORM_SLACK = 1024 * 1024  # room for the other form fields and multipart framing
 async def _form_parts(request: web.Request):
     if not request.content_type.startswith("multipart/form-data"):
         raise errors.BAD_REQUEST("Send the request as multipart/form-data")
-    try:
-        reader = await request.multipart()
-    except (ValueError, AssertionError):
-        raise errors.BAD_REQUEST("Malformed multipart/form-data body: no boundary") from None
-    while True:
-        try:
-            part = await reader.next()
-        except (ValueError, AssertionError) as exc:
-            raise errors.BAD_REQUEST(f"Malformed multipart/form-data body: {exc}") from None
-        if part is None:
-            return
-        if not isinstance(part, BodyPartReader) or not part.name:
-            raise errors.BAD_REQUEST("Every form part needs a name; nested multipart is not accepted")
+    boundary = parse_mimetype(request.headers.get("Content-Type", "")).parameters.get("boundary", "")
+    if not 0 < len(boundary) <= 200:
+        raise errors.BAD_REQUEST("Malformed multipart/form-data body: no boundary")
+    async for part in FormReader(request.content, boundary).parts():
         yield part
 
 
-async def _text(part: BodyPartReader) -> str:
-    data = bytearray()
-    while block := await part.read_chunk(1024):
-        data += block
-        if len(data) > FIELD_LIMIT:
-            raise errors.BAD_REQUEST(f"Form field {part.name} is longer than {FIELD_LIMIT} bytes")
-    try:
-        text = data.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        raise errors.BAD_REQUEST(f"Form field {part.name} is not UTF-8 text") from None
+async def _text(part: FormPart) -> str:
+    text = await part.text(FIELD_LIMIT)
     if "\x00" in text:
         raise errors.BAD_REQUEST(f"Form field {part.name} contains a NUL character")
     return text
 
 
-def _body(request: web.Request, part: BodyPartReader) -> Chunk:
-    async def blocks():
-        while block := await part.read_chunk(READ_BLOCK):
-            yield block
-    return Chunk(blocks=blocks(), interrupt=lambda: request.content.set_exception(interrupted()))
+def _body(request: web.Request, part: FormPart) -> Chunk:
+    return Chunk(blocks=part.blocks(), interrupt=lambda: request.content.set_exception(interrupted()))
 
 
 def _int(fields: dict[str, str], name: str, low: int) -> int:
