@@ -7,10 +7,13 @@ offset) are single statements, and this keeps them cheap on SQLite and PostgreSQ
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 from typing import Any, Sequence
 
 from sqlalchemy import Row, and_, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -152,12 +155,27 @@ class Repo:
             uploads.c.status == "active", uploads.c.length.is_not(None))))
 
     # -- legacy chunks ------------------------------------------------------
-    async def record_chunk(self, upload_id: str, index: int, size: int) -> None:
-        """Notes a chunk as stored: once, however often it is retried."""
-        try:
-            await self._execute(insert(chunks).values(upload_id=upload_id, chunk_index=index, size=size))
-        except IntegrityError:
-            pass  # a parallel twin got there first
+    async def record_chunk(self, upload_id: str, index: int, size: int,
+                           expires_at: dt.datetime | None = None) -> tuple[int, int]:
+        """Notes a chunk as stored (once, however often it is retried), and returns the number
+        of distinct chunks and their total size, which becomes the upload's offset: one round
+        trip for all of it."""
+        values = dict(upload_id=upload_id, chunk_index=index, size=size)
+        async with self.engine.begin() as conn:
+            dialect_insert = {"postgresql": pg_insert, "sqlite": sqlite_insert}.get(conn.dialect.name)
+            if dialect_insert is not None:
+                await conn.execute(dialect_insert(chunks).values(**values).on_conflict_do_nothing())
+            else:
+                async with conn.begin_nested():
+                    with contextlib.suppress(IntegrityError):
+                        await conn.execute(insert(chunks).values(**values))
+            count, total = (await conn.execute(select(func.count(), func.coalesce(func.sum(chunks.c.size), 0))
+                                               .where(chunks.c.upload_id == upload_id))).one()
+            update_values = dict(upload_offset=int(total), updated_at=utcnow())
+            if expires_at is not None:
+                update_values["expires_at"] = expires_at
+            await conn.execute(update(uploads).where(uploads.c.id == upload_id).values(**update_values))
+        return int(count), int(total)
 
     async def chunk_totals(self, upload_id: str) -> tuple[int, int]:
         """How many distinct chunks are stored, and their total size."""

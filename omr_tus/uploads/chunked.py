@@ -93,7 +93,7 @@ class ChunkedUploads:
                                          raw_metadata=None, filename=filename, upload_type=upload_type,
                                          task_id=task_id, protocol="legacy", total_chunks=total_chunks)
         try:
-            size = await self._put(info, 0, chunk, room=room or self.max_chunk)
+            size, *_ = await self._put(info, 0, chunk, room=room or self.max_chunk)
             if total_chunks > 1:
                 if size == 0:
                     raise errors.BAD_REQUEST("Chunk 0 is empty; every chunk but the last must hold data")
@@ -119,12 +119,12 @@ class ChunkedUploads:
                                      f"total_chunks {info.total_chunks}")
         if not 0 <= index < info.total_chunks:
             raise errors.BAD_REQUEST(f"Invalid chunk_index {index} (total: {info.total_chunks})")
-        size = None if info.is_complete else await self._put(info, index, chunk, room=info.chunk_size)
-        if size is None:  # a retry of a stored chunk: stored once, counted once
+        stored = None if info.is_complete else await self._put(info, index, chunk, room=info.chunk_size)
+        if stored is None:  # a retry of a stored chunk: stored once, counted once
             await self._drain(chunk)
             count, _ = await self.service.repo.chunk_totals(info.id)
             return ChunkReceipt(await self.lookup(upload_id, user), index, count)
-        return await self.received(info, index)
+        return await self.received(info, index, stored[1:])
 
     async def lookup(self, upload_id: str, user: Principal) -> UploadInfo:
         try:
@@ -137,7 +137,7 @@ class ChunkedUploads:
             raise errors.NOT_FOUND(f"Upload {upload_id} not found. Please restart upload.")
         return info
 
-    async def _put(self, info: UploadInfo, index: int, chunk: Chunk, room: int) -> int | None:
+    async def _put(self, info: UploadInfo, index: int, chunk: Chunk, room: int) -> tuple[int, int, int] | None:
         """Writes chunk `index` at its place and records it, under a lock of its own: chunks
         of one upload are written in parallel, while a retry of the same chunk waits and
         then finds it stored (None)."""
@@ -162,9 +162,9 @@ class ChunkedUploads:
             if index and index < info.total_chunks - 1 and size != info.chunk_size:
                 raise errors.BAD_REQUEST(f"Chunk {index} has {size} bytes; every chunk but the last must have "
                                          f"{info.chunk_size} bytes, like chunk 0")
-            await service.repo.record_chunk(info.id, index, size)
+            count, total = await service.repo.record_chunk(info.id, index, size, service.expiry())
         log.info("Upload %s: Saved chunk %d/%d (%s)", info.id, index + 1, info.total_chunks, mb(size))
-        return size
+        return size, count, total
 
     def _oversize(self, index: int, size: int, room: int) -> errors.ServiceError:
         if room >= self.max_chunk or size > self.max_chunk:
@@ -172,12 +172,14 @@ class ChunkedUploads:
         return errors.BAD_REQUEST(f"Chunk {index} is larger than chunk 0 ({room} bytes); every chunk but the "
                                   f"last must have the size of chunk 0")
 
-    async def received(self, info: UploadInfo, index: int) -> ChunkReceipt:
-        """Counts the chunks stored; the request that brings the last one completes the upload."""
+    async def received(self, info: UploadInfo, index: int, counts: tuple[int, int] | None = None) -> ChunkReceipt:
+        """With the chunks stored (counted by the caller, or counted here), the request that
+        brings the last one completes the upload."""
         service = self.service
-        count, total = await service.repo.chunk_totals(info.id)
+        count, total = counts or (0, 0)
+        if count < info.total_chunks:  # counted inside the recording transaction: a chunk stored in
+            count, total = await service.repo.chunk_totals(info.id)  # parallel may not have been visible
         if count < info.total_chunks:
-            await service.repo.update_upload(info.id, upload_offset=total, expires_at=service.expiry())
             return ChunkReceipt(info, index, count)
         async with service.locks.hold(info.id):  # exactly one request completes the upload
             current = await service.reload(info.id)
