@@ -56,4 +56,3 @@ CHECKSUM_MISMATCH = ErrorSpec("ERR_CHECKSUM_MISMATCH", 460, "checksum mismatch; 
 INTERRUPTED = ErrorSpec("ERR_UPLOAD_INTERRUPTED", 400,
                         "upload was interrupted by a newer request for the same upload")
 INSUFFICIENT_STORAGE = ErrorSpec("ERR_INSUFFICIENT_STORAGE", 507, "not enough free space to store the upload")
-UNAVAILABLE = ErrorSpec("ERR_UNAVAILABLE", 503, "service temporarily unavailable; retry shortly")

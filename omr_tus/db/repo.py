@@ -148,13 +148,6 @@ class Repo:
             uploads.c.status == "complete", uploads.c.location == "store"))
         return [row.id for row in rows]
 
-    async def active_remaining_bytes(self) -> int:
-        """Bytes promised to incomplete uploads but not yet received (free-space reservations)."""
-        return int(await self._scalar(select(func.coalesce(func.sum(
-            uploads.c.length - uploads.c.upload_offset), 0)).where(
-            uploads.c.status == "active", uploads.c.length.is_not(None))))
-
-    # -- legacy chunks ------------------------------------------------------
     async def record_chunk(self, upload_id: str, index: int, size: int,
                            expires_at: dt.datetime | None = None) -> tuple[int, int]:
         """Notes a chunk as stored (once, however often it is retried), and returns the number

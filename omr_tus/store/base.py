@@ -59,15 +59,3 @@ class RangeCopier(Protocol):
     through Python (copy_file_range): spooled legacy chunks, tus concatenation."""
 
     async def copy_into(self, src_id: str, dst_id: str, dst_offset: int) -> int: ...
-
-
-def capabilities(store: Store) -> set[str]:
-    """Names of the optional capabilities a store has."""
-    caps = set()
-    if isinstance(store, Truncater):
-        caps.add("truncate")
-    if isinstance(store, LocalFiles):
-        caps.add("local-files")
-    if isinstance(store, RangeCopier):
-        caps.add("copy")
-    return caps

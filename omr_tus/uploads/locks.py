@@ -93,7 +93,3 @@ class UploadLocks:
         for entry in list(self._entries.values()):
             if entry.holder is not None:
                 entry.holder.interrupt_if_stalled(idle_timeout)
-
-    def holder(self, upload_id: str) -> Holder | None:
-        entry = self._entries.get(upload_id)
-        return entry.holder if entry else None
