@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
 import os
@@ -101,9 +102,11 @@ class UploadService:
         self.partial_hooks: list[FinishHook] = []  # run when a partial upload (tus concatenation) completes
         # Bytes still owed to this node's incomplete uploads, for the free-space check.
         self._reserved = Reservations()
-        # Uploads whose store size this process knows equals their recorded offset (it wrote
-        # them): no need to ask the store again before the next write. Empty after a restart.
-        self._in_sync: dict[str, int] = {}
+        # Incomplete uploads as this process last committed them, under their lock: the store
+        # holds exactly `offset` bytes, so the next PATCH needs neither a SELECT nor a look at
+        # the store. Every change goes through this process's lock (termination and expiry
+        # drop the entry); empty after a restart.
+        self._in_sync: dict[str, UploadInfo] = {}
         self._ids = RandomIds()
         self._background: set[asyncio.Task] = set()
         self._hash_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="hash")
@@ -129,6 +132,12 @@ class UploadService:
             batch = await self.repo.batch_for_upload(upload_id)
             info.batch_id = batch.id if batch else None
         return info
+
+    def _known(self, upload_id: str, user: Principal) -> UploadInfo | None:
+        known = self._in_sync.get(upload_id)
+        if known is None or (known.owner_id != user.id and not user.is_admin):
+            return None
+        return dataclasses.replace(known)
 
     async def current(self, upload_id: str, user: Principal) -> UploadInfo:
         """The upload with an offset that is on the store. A writer whose client went
@@ -198,7 +207,7 @@ class UploadService:
         last byte arrives. Bytes that reached the store are kept even if the body fails,
         unless a checksum was given (then the body is all or nothing)."""
         async with self.locks.hold(upload_id) as holder:
-            info = await self._reconciled(await self.get(upload_id, user))
+            info = self._known(upload_id, user) or await self._reconciled(await self.get(upload_id, user))
             if info.concat == "final":
                 raise errors.FORBIDDEN("A final upload is made of its partial uploads; it cannot be patched")
             if length is not None:
@@ -278,7 +287,7 @@ class UploadService:
         expires = None if info.length == info.offset else self.expiry(utcnow())
         info.expires_at = expires
         await self.repo.update_upload(info.id, upload_offset=info.offset, expires_at=expires)
-        self._in_sync[info.id] = info.offset
+        self._in_sync[info.id] = dataclasses.replace(info)
         if info.length is not None:
             self._reserved.set(info.id, info.length - info.offset)
 
@@ -301,7 +310,8 @@ class UploadService:
         the offset were never acknowledged (a crash mid-write) and are dropped; fewer bytes
         than the offset (a RAM disk lost in a reboot) move the offset back, so the client
         resends rather than the server claiming bytes it does not have."""
-        if info.status != "active" or self._in_sync.get(info.id) == info.offset:
+        known = self._in_sync.get(info.id)
+        if info.status != "active" or (known is not None and known.offset == info.offset):
             return info
         size = await self.store.size(info.id)
         if size > info.offset and isinstance(self.store, Truncater):
@@ -311,7 +321,7 @@ class UploadService:
                         info.id, size, info.offset)
             info.offset = size
             await self.repo.update_upload(info.id, upload_offset=size)
-        self._in_sync[info.id] = info.offset
+        self._in_sync[info.id] = dataclasses.replace(info)
         return info
 
     # -- completion ---------------------------------------------------------
