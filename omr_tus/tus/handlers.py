@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
+import os
 import re
 
 from aiohttp import web
@@ -18,6 +20,7 @@ from ..uploads.service import interrupted
 from ..uploads.validation import check_upload_type
 from . import headers as h
 
+DOWNLOAD_BLOCK = 1024 * 1024
 BASE_EXTENSIONS = ["creation", "creation-with-upload", "creation-defer-length", "expiration", "termination"]
 _MIME = re.compile(r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+$")
 
@@ -171,7 +174,20 @@ async def download(request: web.Request) -> web.StreamResponse:
     hdrs = {"Content-Disposition": content_disposition(info.filename, info.id),
             "Content-Type": filetype if _MIME.match(filetype) else "application/octet-stream",
             "X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store"}
-    return web.FileResponse(request.app[ARCHIVER].path(info), headers=hdrs)
+    try:
+        f = await asyncio.to_thread(request.app[ARCHIVER].open, info)
+    except FileNotFoundError:
+        raise errors.NOT_FOUND(f"Upload {info.id} has no stored file") from None
+    try:
+        response = web.StreamResponse(headers=hdrs)
+        response.content_length = os.fstat(f.fileno()).st_size
+        await response.prepare(request)
+        while block := await asyncio.to_thread(f.read, DOWNLOAD_BLOCK):
+            await response.write(block)
+        await response.write_eof()
+        return response
+    finally:
+        f.close()
 
 
 METHODS = {"HEAD": head, "PATCH": patch, "DELETE": delete, "GET": download, "OPTIONS": options}

@@ -11,6 +11,7 @@ import logging
 import os
 import contextlib
 from pathlib import Path
+from typing import BinaryIO
 
 from ..store import LocalFiles, LocalStore
 from .model import UploadInfo
@@ -47,6 +48,18 @@ class Archiver:
         self.service = service
         self.durable = durable
         self._moves = asyncio.Semaphore(PARALLEL_MOVES)
+
+    def open(self, info: UploadInfo) -> BinaryIO:
+        """The completed upload's bytes, opened where they are now (call off the event loop).
+        An open file survives the move to durable storage that may happen meanwhile."""
+        candidates = [self.service.store.path(info.id)] if (
+            info.location == "store" and isinstance(self.service.store, LocalFiles)) else []
+        for path in [*candidates, self.durable.path(info.id)]:
+            try:
+                return open(path, "rb")
+            except FileNotFoundError:
+                continue
+        raise FileNotFoundError(f"upload {info.id} has no file")
 
     def path(self, info: UploadInfo) -> Path:
         """Where a completed upload's bytes are now."""
