@@ -89,6 +89,17 @@ async def test_deferred_length_is_declared_by_a_later_patch(api):
     assert resp.status == 400  # the length is fixed once declared
 
 
+async def test_length_declared_by_a_refused_patch_still_holds(api):
+    """A PATCH that declares the length but is refused (wrong offset) has still fixed it."""
+    path = await api.create(None)
+    await api.patch(path, 0, b"abc")
+    refused = await api.patch(path, 0, b"x", **{"Upload-Length": "5"})
+    assert refused.status == 409
+    assert (await api.head(path)).headers["Upload-Length"] == "5"
+    assert (await api.patch(path, 3, b"defg")).status == 413  # past the declared end
+    assert "Batch-Id" in (await api.patch(path, 3, b"de")).headers
+
+
 async def test_deferred_length_smaller_than_received_is_refused(api):
     path = await api.create(None)
     await api.patch(path, 0, b"abcdef")

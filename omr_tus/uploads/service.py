@@ -284,7 +284,7 @@ class UploadService:
             await self.store.truncate(info.id, offset)
 
     async def _commit(self, info: UploadInfo) -> None:
-        expires = None if info.length == info.offset else self.expiry(utcnow())
+        expires = None if info.length == info.offset else self.expiry()
         info.expires_at = expires
         await self.repo.update_upload(info.id, upload_offset=info.offset, expires_at=expires)
         self._in_sync[info.id] = dataclasses.replace(info)
@@ -304,6 +304,7 @@ class UploadService:
         await self.repo.update_upload(info.id, length=length)
         info.length = length
         self._reserved.set(info.id, length - info.offset)
+        self._in_sync[info.id] = dataclasses.replace(info)  # the request may still fail before its write
 
     async def _reconciled(self, info: UploadInfo) -> UploadInfo:
         """Make the recorded offset and the store agree (call under the lock). Bytes past
