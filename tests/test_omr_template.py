@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import csv
 import json
 from pathlib import Path
 
@@ -11,8 +10,11 @@ import pytest
 
 from omr_tus.omr.template import Bubble, Template, TemplateError
 
+from . import samples
+from .conftest import omr_samples
+
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLES = Path("/work/shared/omr-samples")
+SAMPLES = omr_samples() or Path("/nonexistent")
 EXAMPLES = sorted((ROOT / "config" / "templates").glob("*.json"))
 
 BASE = {
@@ -31,7 +33,6 @@ BASE = {
                    "bubbleDimensions": [20, 24]},
     },
     "customLabels": {"student_id": ["id1..3"]},
-    "preProcessors": [{"name": "CropPage", "options": {"morphKernel": [10, 10]}}],
 }
 
 
@@ -62,7 +63,7 @@ def test_columns_custom_labels_and_extras():
     # no outputColumns: OMRChecker's natural order, custom labels replacing their parts
     assert t.columns == ("q1", "q2", "q3", "q4", "q5", "q5_1", "q5_2", "q6", "q7", "q8", "q9", "q10",
                          "student_id")
-    assert t.extras == {"preProcessors": BASE["preProcessors"]}
+    assert t.extras == {} and t.alignment is None
     assert t.markers.positions[3] == (920, 1320) and t.qr.size == 200
     assert parse(outputColumns=["student_id", "q1..3"]).columns == ("student_id", "q1", "q2", "q3")
 
@@ -125,6 +126,7 @@ BAD = [
     (dict(qr={"origin": [900, 100], "size": 200}), "qr"),
     (dict(qr={"origin": [100], "size": 200}), "qr.origin"),
     (dict(qr={"origin": [100, 100], "size": 12.5}), "qr.size"),
+    (dict(preProcessors=[{"name": "CropPage"}]), "preProcessors"),  # with ArUco markers
 ]
 
 
@@ -143,18 +145,18 @@ def test_bubble_dimensions_needed_somewhere():
         Template.parse(data)
 
 
-def sample_templates():
-    return sorted(SAMPLES.glob("**/template.json"))
+def sample_tasks():
+    return samples.sample_tasks(SAMPLES) if SAMPLES.is_dir() else []
 
 
 @pytest.mark.skipif(not SAMPLES.is_dir(), reason="the OMRChecker samples are not on this machine")
-@pytest.mark.parametrize("path", sample_templates(), ids=lambda p: str(p.parent.relative_to(SAMPLES)))
-def test_omrchecker_samples_load_unmodified(path):
-    t = Template.parse(json.loads(path.read_text()))
-    assert t.fields and "preProcessors" in t.extras
-    for expected in path.parent.glob("**/expected.csv"):  # OMRChecker's own column order
-        header = next(csv.reader(expected.open()))
-        assert t.columns == tuple(header[2:])
+@pytest.mark.parametrize("task", sample_tasks(), ids=lambda t: t.name)
+def test_omrchecker_samples_load_unmodified(task):
+    t = Template.parse(task.template, task.config, task.assets)
+    steps = [type(step).__name__ for step in t.alignment.steps]
+    assert steps == [p["name"] for p in task.template["preProcessors"]]
+    for row in task.expected.values():  # OMRChecker's own column order
+        assert t.columns == tuple(row)[2:]
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)

@@ -4,7 +4,6 @@ POST /api/batches/upload-chunk and POST /api/batches/upload (multipart/form-data
 from __future__ import annotations
 
 from aiohttp import web
-from aiohttp.helpers import parse_mimetype
 
 from .. import errors
 from ..http.keys import CHUNKED, REPO, principal
@@ -13,28 +12,11 @@ from ..uploads.model import UPLOAD_TYPES, TYPES_NEEDING_TASK
 from ..uploads.service import interrupted
 from ..uploads.validation import check_upload_type
 from ..http.files import clean_filename
-from ..http.multipart import FormPart, FormReader
+from ..http.multipart import FormPart, form_parts
 from .batches import batch_json
 
 FIELD_LIMIT = 4096
 FORM_SLACK = 1024 * 1024  # room for the other form fields and multipart framing
-
-
-async def _form_parts(request: web.Request):
-    if not request.content_type.startswith("multipart/form-data"):
-        raise errors.BAD_REQUEST("Send the request as multipart/form-data")
-    boundary = parse_mimetype(request.headers.get("Content-Type", "")).parameters.get("boundary", "")
-    if not 0 < len(boundary) <= 200:
-        raise errors.BAD_REQUEST("Malformed multipart/form-data body: no boundary")
-    async for part in FormReader(request.content, boundary).parts():
-        yield part
-
-
-async def _text(part: FormPart) -> str:
-    text = await part.text(FIELD_LIMIT)
-    if "\x00" in text:
-        raise errors.BAD_REQUEST(f"Form field {part.name} contains a NUL character")
-    return text
 
 
 def _body(request: web.Request, part: FormPart) -> Chunk:
@@ -96,9 +78,9 @@ async def upload_chunk(request: web.Request) -> web.Response:
     receipt: ChunkReceipt | None = None
     spooled: Chunk | None = None
     try:
-        async for part in _form_parts(request):
+        async for part in form_parts(request):
             if part.name != "chunk":
-                fields[part.name] = await _text(part)
+                fields[part.name] = await part.text(FIELD_LIMIT)
             elif receipt is not None or spooled is not None:
                 raise errors.BAD_REQUEST("Send one chunk per request")
             elif _ready(fields):
@@ -133,9 +115,9 @@ async def upload_direct(request: web.Request) -> web.Response:
     fields: dict[str, str] = {}
     info = None
     try:
-        async for part in _form_parts(request):
+        async for part in form_parts(request):
             if part.name != "file":
-                fields[part.name] = await _text(part)
+                fields[part.name] = await part.text(FIELD_LIMIT)
                 continue
             if info is not None:
                 raise errors.BAD_REQUEST("Send one file per request")

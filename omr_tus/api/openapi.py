@@ -81,11 +81,22 @@ SCHEMAS = {
     "TaskIn": {"type": "object", "required": ["task_id", "template"], "properties": {
         "task_id": {"type": "string", "pattern": "^[0-9]{8}$"}, "name": {"type": "string"},
         "template": {"type": "object", "description": "OMRChecker template.json plus markers and qr"},
-        "answer_key": {"type": "object", "description": "OMRChecker evaluation.json"}}},
+        "answer_key": {"type": "object", "description": "OMRChecker evaluation.json"},
+        "config": {"type": "object", "description": "OMRChecker config.json (processing dimensions)"}}},
+    "TaskFiles": {"type": "object", "required": ["task_id", "template"], "properties": {
+        "task_id": {"type": "string", "pattern": "^[0-9]{8}$"}, "name": {"type": "string"},
+        "template": {"type": "string", "format": "binary", "description": "template.json"},
+        "config": {"type": "string", "format": "binary", "description": "config.json"},
+        "evaluation": {"type": "string", "format": "binary", "description": "evaluation.json"},
+        "asset": {"type": "array", "items": {"type": "string", "format": "binary"}, "description":
+                  "each file the template or evaluation names (marker, reference image, answer CSV), "
+                  "with that name as its file name"}}},
     "Task": {"type": "object", "properties": {
         "task_id": {"type": "string"}, "name": {"type": "string"}, "template": {"type": "object"},
-        "answer_key": {"type": ["object", "null"]}, "created_at": {"type": "string"},
-        "updated_at": {"type": "string"}}},
+        "answer_key": {"type": ["object", "null"]}, "config": {"type": ["object", "null"]},
+        "assets": {"type": "array", "items": {"type": "object", "properties": {
+            "name": {"type": "string"}, "size": {"type": "integer"}}}},
+        "created_at": {"type": "string"}, "updated_at": {"type": "string"}}},
     "Results": {"type": "object", "properties": {"batch_id": {"type": "string"}, "sheets": {"type": "array", "items": {
         "type": "object", "properties": {
             "source": {"type": "string"}, "page": {"type": "integer"}, "task_id": {"type": ["string", "null"]},
@@ -139,7 +150,8 @@ PATHS = {
     "/api/tasks": {"post": {
         "summary": "Register a task's sheet template and answer key (admin)",
         "requestBody": {"required": True, "content": {"application/json": {"schema": {
-            "$ref": "#/components/schemas/TaskIn"}}}},
+            "$ref": "#/components/schemas/TaskIn"}}, "multipart/form-data": {"schema": {
+            "$ref": "#/components/schemas/TaskFiles"}}}},
         "responses": {"201": _json("#/components/schemas/Task", "Created"),
                       "400": _error("Invalid field; for a template, the detail names the bad key"),
                       "403": _error("Not an admin"), "409": _error("The task exists"), **AUTH_ERRORS}}},
@@ -147,9 +159,10 @@ PATHS = {
         "get": {"summary": "A task", "parameters": [TASK_ID],
                 "responses": {"200": _json("#/components/schemas/Task"), "404": _error("No such task"),
                               **AUTH_ERRORS}},
-        "put": {"summary": "Replace a task (admin)", "parameters": [TASK_ID],
+        "put": {"summary": "Replace a task (admin); asset files not sent again are kept", "parameters": [TASK_ID],
                 "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                    "$ref": "#/components/schemas/TaskIn"}}}},
+                    "$ref": "#/components/schemas/TaskIn"}}, "multipart/form-data": {"schema": {
+                    "$ref": "#/components/schemas/TaskFiles"}}}},
                 "responses": {"200": _json("#/components/schemas/Task"), "400": _error("Invalid field"),
                               "403": _error("Not an admin"), "404": _error("No such task"), **AUTH_ERRORS}}},
     "/api/batches/upload-chunk": {"post": {

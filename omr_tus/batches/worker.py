@@ -133,9 +133,10 @@ class Worker:
         row = await self.repo.task(task_id)
         template = key = None
         if row is not None:
+            assets = await self.repo.task_assets(task_id)
             try:
-                template = Template.parse(row.template)
-                key = AnswerKey.parse(row.answer_key) if row.answer_key else None
+                template = await asyncio.to_thread(Template.parse, row.template, row.config, assets)
+                key = AnswerKey.parse(row.answer_key, assets) if row.answer_key else None
             except (TemplateError, EvaluationError):
                 log.exception("Task %s: its stored template or answer key no longer parses", task_id)
         self._templates[task_id] = (time.monotonic(), template)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Integer, String, TypeDecorator, UniqueConstraint
+from sqlalchemy import (JSON, BigInteger, DateTime, Float, ForeignKey, Integer, LargeBinary, String, TypeDecorator,
+                        UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -137,10 +138,21 @@ class Task(Base):
     task_id: Mapped[str] = mapped_column(String(8), primary_key=True)
     name: Mapped[str] = mapped_column(String(256))
     template: Mapped[dict[str, Any]] = mapped_column(JSON)
-    answer_key: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    answer_key: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # evaluation.json
+    config: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)      # OMRChecker config.json
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class TaskAsset(Base):
+    """A file a task's template or evaluation names (marker image, reference image, answer CSV)."""
+
+    __tablename__ = "task_assets"
+
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.task_id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    content: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class Sheet(Base):

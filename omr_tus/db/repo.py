@@ -11,13 +11,13 @@ import contextlib
 import datetime as dt
 from typing import Any, Sequence
 
-from sqlalchemy import Row, and_, func, insert, or_, select, update
+from sqlalchemy import Row, and_, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .models import Answer, Batch, Sheet, Task, Upload, UploadChunk, UploadPart, User, utcnow
+from .models import Answer, Batch, Sheet, Task, TaskAsset, Upload, UploadChunk, UploadPart, User, utcnow
 
 users = User.__table__
 uploads = Upload.__table__
@@ -25,6 +25,7 @@ batches = Batch.__table__
 chunks = UploadChunk.__table__
 parts = UploadPart.__table__
 tasks = Task.__table__
+task_assets = TaskAsset.__table__
 sheets = Sheet.__table__
 answers = Answer.__table__
 INSERT_UPLOAD = insert(uploads)
@@ -219,18 +220,38 @@ class Repo:
     async def task(self, task_id: str) -> Row | None:
         return await self._one(select(tasks).where(tasks.c.task_id == task_id))
 
-    async def save_task(self, values: dict[str, Any], replace: bool) -> bool:
-        """Inserts the task (False if it exists), or with replace=True replaces it (False if absent)."""
+    async def task_assets(self, task_id: str) -> dict[str, bytes]:
+        rows = await self._all(select(task_assets.c.name, task_assets.c.content)
+                               .where(task_assets.c.task_id == task_id))
+        return {r.name: bytes(r.content) for r in rows}
+
+    async def asset_sizes(self, task_id: str) -> dict[str, int]:
+        rows = await self._all(select(task_assets.c.name, func.length(task_assets.c.content).label("size"))
+                               .where(task_assets.c.task_id == task_id).order_by(task_assets.c.name))
+        return {r.name: r.size for r in rows}
+
+    async def save_task(self, values: dict[str, Any], assets: dict[str, bytes], replace: bool) -> bool:
+        """Inserts the task (False if it exists), or with replace=True replaces it (False if
+        absent); `assets` are added, replacing stored files of the same name."""
         now = utcnow()
-        if replace:
-            async with self.engine.begin() as conn:
+        async with self.engine.begin() as conn:
+            if replace:
                 result = await conn.execute(update(tasks).where(tasks.c.task_id == values["task_id"]).values(
                     updated_at=now, **{k: v for k, v in values.items() if k != "created_by"}))
-                return result.rowcount == 1
-        try:
-            await self._execute(insert(tasks).values(created_at=now, updated_at=now, **values))
-        except IntegrityError:
-            return False
+                if result.rowcount != 1:
+                    return False
+                if assets:
+                    await conn.execute(delete(task_assets).where(task_assets.c.task_id == values["task_id"],
+                                                                 task_assets.c.name.in_(list(assets))))
+            else:
+                try:
+                    async with conn.begin_nested():
+                        await conn.execute(insert(tasks).values(created_at=now, updated_at=now, **values))
+                except IntegrityError:
+                    return False
+            if assets:
+                await conn.execute(insert(task_assets), [
+                    {"task_id": values["task_id"], "name": name, "content": content} for name, content in assets.items()])
         return True
 
     # -- the batch pipeline ---------------------------------------------------

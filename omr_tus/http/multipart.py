@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import AsyncIterator
 
-from aiohttp import StreamReader
+from aiohttp import StreamReader, web
+from aiohttp.helpers import parse_mimetype
 from aiohttp.multipart import parse_content_disposition
 
 from .. import errors
@@ -31,16 +32,34 @@ class FormPart:
             yield block
         self.done = True
 
-    async def text(self, limit: int) -> str:
+    async def read(self, limit: int) -> bytes:
+        """The whole part, for small fields and files only: refused past `limit` bytes."""
         data = bytearray()
         async for block in self.blocks():
             data += block
             if len(data) > limit:
                 raise errors.BAD_REQUEST(f"Form field {self.name} is longer than {limit} bytes")
+        return bytes(data)
+
+    async def text(self, limit: int) -> str:
         try:
-            return data.decode("utf-8").strip()
+            text = (await self.read(limit)).decode("utf-8").strip()
         except UnicodeDecodeError:
             raise errors.BAD_REQUEST(f"Form field {self.name} is not UTF-8 text") from None
+        if "\x00" in text:
+            raise errors.BAD_REQUEST(f"Form field {self.name} contains a NUL character")
+        return text
+
+
+async def form_parts(request: web.Request) -> AsyncIterator[FormPart]:
+    """The parts of a multipart/form-data request body, in order, streamed."""
+    if not request.content_type.startswith("multipart/form-data"):
+        raise errors.BAD_REQUEST("Send the request as multipart/form-data")
+    boundary = parse_mimetype(request.headers.get("Content-Type", "")).parameters.get("boundary", "")
+    if not 0 < len(boundary) <= 200:
+        raise malformed("no boundary")
+    async for part in FormReader(request.content, boundary).parts():
+        yield part
 
 
 class FormReader:

@@ -14,24 +14,29 @@ import cv2
 import numpy as np
 import zxingcpp
 
+from .errors import SheetError
+from .preprocess import page_outline
 from .template import Field, Markers, Template
 
 INNER = 0.6              # inner disc radius, as a share of the bubble's half-size
+INNER_OMRCHECKER = 0.9   # ... in an OMRChecker template, whose box is what OMRChecker reads
 RING = (1.2, 1.5)        # paper ring just outside the printed outline, same units
 BAND = (0.8, 1.05)       # where the printed outline is, same units
 OUTLINE_SEEN = 0.1       # outlines this dark (typical band darkness) can check registration
 OUTLINE_LOST = 0.5       # a band lighter than this share of the typical one: bubble off its print
-MARKED = 0.5             # share of the inner disc that is dark: marked from here
+MARKED = 0.5             # share of the disc that is dark, net of print: marked from here
 BLANK = 0.15             # ... and blank below this; in between is ambiguous (tick, slash, erasure)
-INKED = 0.35             # a bubble this dark on average holds a mark: it teaches the ink level
 INK_DEFAULT = 0.75       # darkness of a pencil mark when a sheet has none to learn from
-PIXEL_DARK = (0.25, 0.42)  # bounds of the per-sheet "dark pixel" threshold
-PRINT_MAX = 0.6          # at most this share of an unmarked bubble's disc may be dark print
+INK_MIN = 0.1            # a sheet's marks add at least this darkness to a bubble ...
+INK_CLEAR = 3.0          # ... and this many times what most unmarked bubbles show
+PIXEL_DARK = (0.12, 0.42)  # bounds of the per-sheet "dark pixel" threshold
+PRINT_MAX = 0.6          # at most this much of an unmarked bubble may be print
+PRINT_SPREAD = 0.25      # how much more print one kind of bubble may hold than the sheet's typical
+KIND_QUARTILE = 8        # bubbles of a kind needed before its lower quartile is trusted
 REVIEW_ALIGN = 0.12      # mean marker misfit above this share of the bubble size needs review
 MIN_SIDE = 64
 DETECT_SIDE = 40         # marker side (px) at which ArUco detection runs
 QR_MARGIN = 0.25         # share of the qr box searched around it
-PAGE_MIN_AREA = 0.1      # a page outline must cover this share of the image
 QR_PAYLOAD = re.compile(r"^OMR:([0-9A-Za-z-]{1,32}):([0-9A-Za-z-]{1,32})(?::([1-9][0-9]{0,5}))?$")
 FLAG_ORDER = ("blank", "multiple", "ambiguous")
 
@@ -52,10 +57,6 @@ class SheetResult:
     error: str | None
     alignment_error: float | None
     aligned: np.ndarray | None = field(default=None, repr=False)
-
-
-class SheetError(Exception):
-    """This page cannot give a result; the message is the reason shown to the user."""
 
 
 def parse_qr(payload: str) -> tuple[str, str, int | None] | None:
@@ -130,6 +131,9 @@ def _student_id(qr: tuple[str, str, int | None] | None, answers: dict[str, str],
 
 def _align(gray: np.ndarray, template: Template) -> tuple[np.ndarray, float | None, list[str]]:
     """The page warped onto the canonical page, the marker misfit (px) and review reasons."""
+    if template.alignment is not None:
+        aligned, reasons = template.alignment.align(gray, template.page)
+        return aligned, None, reasons
     work = _shrink(gray, int(max(gray.shape) / max(template.page)))
     if template.markers is None:
         return _align_by_page(work, template)
@@ -207,29 +211,13 @@ def _marker_transform(work: np.ndarray, template: Template) -> tuple[np.ndarray,
 def _align_by_page(work: np.ndarray, template: Template) -> tuple[np.ndarray, None, list[str]]:
     """No markers: warp the largest four-cornered outline; without one, read the whole image."""
     w, h = template.page
-    corners = _page_outline(work)
+    corners = page_outline(work)
     if corners is None:
         page = cv2.resize(work, (w, h), interpolation=cv2.INTER_AREA)
         return page, None, ["page outline not found: the whole image was read as the page"]
     target = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], np.float32)
     matrix = cv2.getPerspectiveTransform(corners, target)
     return cv2.warpPerspective(work, matrix, (w, h), flags=cv2.INTER_LINEAR, borderValue=255), None, []
-
-
-def _page_outline(work: np.ndarray) -> np.ndarray | None:
-    """Corners (tl, tr, br, bl) of the largest light four-cornered shape (a page on a darker
-    background), or None."""
-    blurred = cv2.GaussianBlur(work, (5, 5), 0)
-    _, mask = cv2.threshold(blurred, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((10, 10), np.uint8))
-    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    quads = (cv2.approxPolyDP(c, 0.02 * cv2.arcLength(c, True), True).reshape(-1, 2)
-             for c in sorted(contours, key=cv2.contourArea, reverse=True)[:5])
-    quad = next((q for q in quads if len(q) == 4), None)
-    if quad is None or cv2.contourArea(quad) < PAGE_MIN_AREA * work.size:
-        return None
-    s, d = quad.sum(1), quad[:, 1] - quad[:, 0]
-    return quad[[s.argmin(), d.argmin(), s.argmax(), d.argmax()]].astype(np.float32)
 
 
 # --- QR code ---------------------------------------------------------------------------------
@@ -283,12 +271,13 @@ def measure_bubbles(page: np.ndarray, template: Template) -> list[Group]:
     """Samples per bubble size; the paper is the ring just outside each bubble, so that uneven
     light cancels, and the outline band's darkness tells whether the bubble sits on its print."""
     boxes = np.array([(b.x, b.y, b.w, b.h) for f in template.fields for b in f.bubbles], np.int64)
+    inner = INNER if template.markers else INNER_OMRCHECKER
     groups = []
     for size in {tuple(s) for s in boxes[:, 2:]}:
         idx = np.flatnonzero((boxes[:, 2:] == size).all(1))
         paper = np.maximum(np.median(_sample(page, boxes[idx], *RING), axis=1), 1)
         outline = 1 - _sample(page, boxes[idx], *BAND).mean(1) / paper
-        groups.append((idx, _sample(page, boxes[idx], 0, INNER), paper, outline))
+        groups.append((idx, _sample(page, boxes[idx], 0, inner), paper, outline))
     return groups
 
 
@@ -300,17 +289,54 @@ def _gather(groups: list[Group], column: int) -> np.ndarray:
     return out
 
 
-def bubble_fill(groups: list[Group]) -> np.ndarray:
-    """Share of each inner disc that is dark, with 'dark' learnt from this sheet's own marks, net
-    of what is printed inside every bubble (a letter), read off the lower quartile since most
-    bubbles on a sheet are unmarked."""
+def _print_base(values: np.ndarray, kinds: np.ndarray) -> np.ndarray:
+    """What each bubble shows unmarked: bubbles printed alike (same value, same size: the same
+    letter inside) are compared with each other, and most of a kind are unmarked, so its lower
+    quartile is print (its least, for a kind too small for quartiles). A kind that is dark
+    throughout (a lone bubble, or one answered on every row) may not claim more than the
+    sheet's typical print plus PRINT_SPREAD, so its marks still count."""
+    cap = min(float(np.percentile(values, 25)) + PRINT_SPREAD, PRINT_MAX)
+    order = np.lexsort((values, kinds))
+    _, starts, inverse, counts = np.unique(kinds[order], return_index=True, return_inverse=True,
+                                           return_counts=True)
+    lower = values[order][starts + np.where(counts >= KIND_QUARTILE, (counts - 1) // 4, 0)]
+    base = np.empty_like(values)
+    base[order] = np.minimum(lower, cap)[inverse]
+    return base
+
+
+def bubble_fill(groups: list[Group], kinds: np.ndarray) -> np.ndarray:
+    """How much of each disc is marked, net of the print inside bubbles of its kind: the share
+    of its pixels half as dark as this sheet's own marks (so an erased ghost does not count and
+    a tick covers only part of the disc), raised to its mean darkness in units of a typical
+    mark once it is clearly not blank (so a mark that fills only part of a box drawn off its
+    print, or a soft photo, still reads)."""
     darkness = 1 - _gather([(idx, inner.mean(1) / paper) for idx, inner, paper, _ in groups], 1)
-    inked = darkness[darkness >= INKED]
-    threshold = float(np.clip((np.median(inked) if inked.size else INK_DEFAULT) / 2, *PIXEL_DARK))
-    fill = _gather([(idx, (inner <= (paper * (1 - threshold))[:, None]).mean(1))
-                    for idx, inner, paper, _ in groups], 1)
-    base = min(float(np.percentile(fill, 25)), PRINT_MAX)
-    return np.clip((fill - base) / (1 - base), 0, 1)
+    ink, strength = _mark_darkness(darkness, kinds)
+    threshold = float(np.clip(ink / 2, *PIXEL_DARK))
+    share = _gather([(idx, (inner <= (paper * (1 - threshold))[:, None]).mean(1))
+                     for idx, inner, paper, _ in groups], 1)
+    base = _print_base(share, kinds)
+    share = np.clip((share - base) / (1 - base), 0, 1)
+    return np.where(share >= BLANK, np.maximum(share, np.clip(strength / ink, 0, 1)), share)
+
+
+def _mark_darkness(darkness: np.ndarray, kinds: np.ndarray) -> tuple[float, np.ndarray]:
+    """How dark a mark is on this sheet, and the darkness each bubble adds over its print:
+    split the bubbles in two by the latter (Otsu), and take the median darkness of the darker
+    group if it stands clear of the lighter one; else (a blank sheet) INK_DEFAULT."""
+    strength = darkness - _print_base(darkness, kinds)
+    order = np.argsort(strength)
+    s = strength[order]
+    if len(s) < 2:
+        return INK_DEFAULT, strength
+    k = np.arange(1, len(s))
+    total = np.cumsum(s)
+    low, high = total[:-1] / k, (total[-1] - total[:-1]) / (len(s) - k)
+    split = int(np.argmax(k * (len(s) - k) * (high - low) ** 2)) + 1
+    ink = float(np.median(s[split:]))
+    clear = ink >= INK_MIN and ink >= INK_CLEAR * float(np.percentile(s[:split], 90))
+    return (float(np.median(darkness[order[split:]])) if clear else INK_DEFAULT), strength
 
 
 def off_print(groups: list[Group]) -> np.ndarray:
@@ -333,18 +359,34 @@ def read_answers(page: np.ndarray, template: Template
                  ) -> tuple[dict[str, str], dict[str, list[str]], dict[str, float]]:
     """Answers, flags and confidence per output column, from an aligned page."""
     groups = measure_bubbles(page, template)
-    fill, off = bubble_fill(groups), off_print(groups)
-    conf = np.where(off, 0.0, _confidence(fill))
+    fill, off = bubble_fill(groups, _kinds(template)), off_print(groups)
     fields: dict[str, tuple[str, list[str], float]] = {}
     start = 0
     for f in template.fields:
         span = slice(start, start + len(f.bubbles))
-        fields[f.label] = _judge_field(f, fill[span], off[span], conf[span])
+        local = _field_relative(fill[span])
+        fields[f.label] = _judge_field(f, local, off[span], np.where(off[span], 0.0, _confidence(local)))
         start = span.stop
     columns = {c: _join_parts([fields[p] for p in template.custom_labels[c]])
                if c in template.custom_labels else fields[c] for c in template.columns}
     return ({c: v[0] for c, v in columns.items()}, {c: v[1] for c, v in columns.items()},
             {c: round(v[2], 3) for c, v in columns.items()})
+
+
+def _field_relative(fill: np.ndarray) -> np.ndarray:
+    """A field's bubbles sit side by side, so a shadow or a box drawn a little off its print
+    shows in all of them: its least-filled bubble (one is normally unmarked) is taken off the
+    others, but never more than BLANK, so a field marked throughout still reads marked."""
+    if len(fill) < 2:
+        return fill
+    return np.clip(fill - min(float(fill.min()), BLANK), 0, 1)
+
+
+def _kinds(template: Template) -> np.ndarray:
+    """A number per bubble: equal for bubbles printed alike (same value and size)."""
+    keys = [(b.value, b.w, b.h) for f in template.fields for b in f.bubbles]
+    index = {k: i for i, k in enumerate(dict.fromkeys(keys))}
+    return np.array([index[k] for k in keys])
 
 
 def _judge_field(f: Field, fill: np.ndarray, off: np.ndarray, conf: np.ndarray

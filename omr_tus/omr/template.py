@@ -12,6 +12,9 @@ from typing import Any
 
 import cv2
 
+from .errors import TemplateError
+from .preprocess import Alignment, parse_steps, processing_size
+
 FIELD_TYPES: dict[str, tuple[tuple[str, ...], str]] = {
     "QTYPE_MCQ4": (tuple("ABCD"), "horizontal"),
     "QTYPE_MCQ5": (tuple("ABCDE"), "horizontal"),
@@ -20,18 +23,10 @@ FIELD_TYPES: dict[str, tuple[tuple[str, ...], str]] = {
 }
 DIRECTIONS = ("horizontal", "vertical")
 KNOWN_KEYS = {"pageDimensions", "bubbleDimensions", "fieldBlocks", "customLabels", "outputColumns",
-              "emptyValue", "markers", "qr"}
+              "emptyValue", "markers", "qr", "preProcessors"}
 MAX_PAGE = 20000  # pixels a side: a sheet at 1200 dpi; beyond is a typo, not a page
 RANGE = re.compile(r"^(.*?)(\d+)\.{2,3}(\d+)$")
 NATURAL_CHUNK = re.compile(r"(\d+)")
-
-
-class TemplateError(ValueError):
-    """A template the server cannot use; `key` is the dotted path of the offending key."""
-
-    def __init__(self, key: str, message: str):
-        super().__init__(f"{key}: {message}")
-        self.key = key
 
 
 @dataclass(frozen=True)
@@ -73,11 +68,13 @@ class Template:
     empty_value: str
     markers: Markers | None
     qr: QrBox | None
-    extras: dict[str, Any] = field(default_factory=dict)  # keys handled elsewhere (preProcessors, ...)
+    alignment: Alignment | None = None
+    extras: dict[str, Any] = field(default_factory=dict)  # OMRChecker keys we accept and ignore
 
     @classmethod
-    def parse(cls, data: dict) -> Template:
-        """Validates an OMRChecker template (plus `markers`/`qr`); raises TemplateError."""
+    def parse(cls, data: dict, config: dict | None = None, assets: dict[str, bytes] | None = None) -> Template:
+        """Validates an OMRChecker template (plus `markers`/`qr`) with its config.json and the
+        files its preProcessors name; raises TemplateError."""
         _require(isinstance(data, dict), "template", "must be a JSON object")
         page = _size_pair("pageDimensions", data.get("pageDimensions"))
         _require(max(page) <= MAX_PAGE, "pageDimensions", f"must be at most {MAX_PAGE} pixels")
@@ -91,6 +88,7 @@ class Template:
             custom_labels=custom, empty_value=empty,
             markers=_parse_markers(data["markers"], page) if "markers" in data else None,
             qr=_parse_qr(data["qr"], page) if "qr" in data else None,
+            alignment=_parse_alignment(data, config, assets),
             extras={k: v for k, v in data.items() if k not in KNOWN_KEYS},
         )
 
@@ -278,3 +276,14 @@ def _parse_qr(raw: Any, page: tuple[int, int]) -> QrBox:
              "must be an integer >= 40")
     _inside("qr", x, y, size, page)
     return QrBox(x, y, size)
+
+
+def _parse_alignment(data: dict, config: dict | None, assets: dict[str, bytes] | None) -> Alignment | None:
+    """OMRChecker preprocessors, run instead of our ArUco alignment."""
+    _require(config is None or isinstance(config, dict), "config", "must be a JSON object")
+    steps = parse_steps(data.get("preProcessors"), config, assets)
+    if not steps:
+        return None
+    _require("markers" not in data, "preProcessors",
+             "a template with ArUco markers is aligned and read on its own: drop preProcessors or markers")
+    return Alignment(steps, processing_size(config))
