@@ -10,7 +10,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pytest
 from PIL import Image
 
 from omr_tus.batches.worker import Worker
@@ -153,31 +152,6 @@ async def test_worker_killed_mid_batch(api):
     assert len(results["sheets"]) == 3
     for sheet in results["sheets"]:
         assert len(sheet["answers"]) in (0, len(template.columns))
-
-
-@pytest.mark.parametrize("body,status,detail", [
-    ({"task_id": "123", "template": TEMPLATE}, 400, "8 digits"),
-    ({"task_id": TASK, "template": {"pageDimensions": [100]}}, 400, "pageDimensions"),
-    ({"task_id": TASK, "template": TEMPLATE, "answer_key": {"source_type": "xml"}}, 400, "source_type"),
-])
-async def test_task_refusals(api, body, status, detail):
-    resp = await api.client.post("/api/tasks", json=body, headers=api.auth("root"))
-    assert resp.status == status
-    assert detail in (await resp.json())["detail"]
-
-
-async def test_tasks_admin_conflict_and_replace(api):
-    resp = await api.client.post("/api/tasks", json={"task_id": TASK, "template": TEMPLATE}, headers=api.auth())
-    assert resp.status == 403
-    await register_task(api)
-    resp = await api.client.post("/api/tasks", json={"task_id": TASK, "template": TEMPLATE}, headers=api.auth("root"))
-    assert resp.status == 409
-    resp = await api.client.put(f"/api/tasks/{TASK}", json={"name": "Chemistry", "template": TEMPLATE},
-                                headers=api.auth("root"))
-    assert resp.status == 200 and (await resp.json())["name"] == "Chemistry"
-    task = await api.get_json(f"/api/tasks/{TASK}")
-    assert task["template"] == TEMPLATE and task["name"] == "Chemistry"
-    await api.get_json("/api/tasks/00000000", status=404)
 
 
 async def test_readme_sql_examples_run(api):

@@ -160,6 +160,10 @@ BAD = [
      "preProcessors[0].options.relativePath"),
     (with_steps({"name": "CropOnMarkers", "options": {"relativePath": "m.png", "marker_rescale_range": [90, 40]}}),
      None, MARKER, "preProcessors[0].options.marker_rescale_range"),
+    (with_steps({"name": "CropOnMarkers", "options": {"relativePath": "m.png", "marker_rescale_range": 50}}),
+     None, MARKER, "preProcessors[0].options.marker_rescale_range"),
+    (with_steps({"name": "CropOnMarkers", "options": {"relativePath": "m.png", "minMatchingThreshold": "high"}}),
+     None, MARKER, "preProcessors[0].options.minMatchingThreshold"),
     (with_steps({"name": "FeatureBasedAlignment", "options": {}}), None, {}, "preProcessors[0].options.reference"),
     (with_steps({"name": "FeatureBasedAlignment", "options": {"reference": "blank.png"}}), None,
      {"blank.png": encoded(np.full((100, 100), 255, np.uint8))}, "preProcessors[0].options.reference"),
@@ -174,3 +178,21 @@ def test_bad_preprocessors_name_the_key(data, config, assets, key):
     with pytest.raises(TemplateError) as err:
         Template.parse(data, config, assets)
     assert err.value.key == key, str(err.value)
+
+
+def test_a_huge_asset_image_is_refused_from_its_header():
+    """A small PNG that would decode to 20000 x 20000 pixels is refused before decoding."""
+    import io
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    side = 20000
+    rows = zlib.compress(b"\0" * (side + 1) * 64)  # a few rows are enough for the header check
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
+           + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
+    assert io.BytesIO(png).getbuffer().nbytes < 100_000
+    with pytest.raises(TemplateError, match="must be 8 to 10000 pixels a side"):
+        Template.parse(with_steps({"name": "CropOnMarkers", "options": {"relativePath": "m.png"}}), None, {"m.png": png})

@@ -4,6 +4,8 @@ read by a worker, and every answer and score compared with what OMRChecker read.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 
@@ -59,8 +61,12 @@ async def test_every_sample_folder_reads_like_omrchecker(api):
         count, wrong = compare(task, sheets)
         compared += count
         differ += wrong
+        columns = [c for c in next(iter(task.expected.values())) if c not in ("file", "score")]
+        resp = await api.client.get(f"/api/batches/{batch_id}/results.csv", headers=api.auth())
+        assert next(csv.reader(io.StringIO(await resp.text())))[6:] == columns  # OMRChecker's names, in order
         for file, row in task.expected.items():
             sheet = sheets[file]
+            assert list(sheet["answers"]) == columns
             assert sheet["task_id"] == task_id and sheet["status"] != "failed", (file, sheet["error"])
             if task.evaluation and not any(d.file.endswith(file) for d in wrong):
                 assert sheet["score"] == float(row["score"]), file      # same answers, same score

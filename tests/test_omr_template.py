@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from omr_tus.omr.reader import read_answers
+from omr_tus.omr.render import render_sheet
 from omr_tus.omr.template import Bubble, Template, TemplateError
 
 from . import samples
@@ -75,6 +77,15 @@ def test_int_from_1_and_float_gaps_round():
     bubbles = t.fields[0].bubbles
     assert [b.value for b in bubbles] == list("1234567890")
     assert (bubbles[0].x, bubbles[1].y, bubbles[2].y) == (10, 30, 41)
+
+
+def test_right_to_left_types_print_a_rightmost():
+    t = parse(fieldBlocks={"R": {"fieldType": "QTYPE_MCQ5_RTL", "fieldLabels": ["q1"], "origin": [10, 20],
+                                 "bubblesGap": 40, "labelsGap": 0}}, customLabels={})
+    assert [(b.value, b.x) for b in t.fields[0].bubbles] == [("E", 10), ("D", 50), ("C", 90), ("B", 130), ("A", 170)]
+    rendered = render_sheet(t, "11600111", "1", {"q1": "AC"})
+    result = read_answers(rendered, t)
+    assert result[0] == {"q1": "CA"}  # as OMRChecker writes it: in bubble order
 
 
 def block(**changes):

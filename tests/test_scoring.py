@@ -50,3 +50,15 @@ def test_sections_and_bonus():
                             "BONUS_q4": {"questions": ["q4"], "marking": {"correct": 2, "incorrect": 2,
                                                                           "unmarked": 2}}}})
     assert key.score({"q1": "A", "q2": "C", "q3": "", "q4": ""}) == 4 - 1 + 0 + 2
+
+
+def test_csv_key_with_several_and_weighted_answers():
+    csv_key = b"q1,C\nq2,\"B,C,BC\"\nq3,\"[['B', 2], ['C', '3/2']]\"\n"
+    key = AnswerKey.parse({"source_type": "csv", "options": {"answer_key_csv_path": "key.csv"},
+                           "marking_schemes": {"DEFAULT": {"correct": 3, "incorrect": -1, "unmarked": 0}}},
+                          {"key.csv": csv_key})
+    assert key.score({"q1": "C", "q2": "BC", "q3": "C"}) == 3 + 3 + 1.5
+    assert key.score({"q1": "A", "q2": "A", "q3": "B"}) == -1 - 1 + 2
+    with pytest.raises(EvaluationError, match="answer_key_csv_path"):
+        AnswerKey.parse({"source_type": "csv", "options": {"answer_key_csv_path": "k.csv"}},
+                        {"k.csv": b"q1,\"[[['B'\"\n"})

@@ -47,21 +47,18 @@ async def results(request: web.Request) -> web.Response:
 
 async def results_csv(request: web.Request) -> web.StreamResponse:
     """One row per sheet, written page by page: a batch of any size in bounded memory. The
-    answer columns are those of the batch's first page of results, extended as new ones appear
-    (a batch may mix tasks)."""
+    answer columns are every column of the batch's sheets, in template order."""
     batch = await visible_batch(request)
     status = params.choice(request.query, "status", SHEET_STATUSES)
     response = web.StreamResponse(headers={
         "Content-Type": "text/csv; charset=utf-8",
         "Content-Disposition": content_disposition(f"{batch.filename or batch.id}-results.csv", "results.csv")})
     await response.prepare(request)
-    columns: list[str] = []
+    columns = await request.app[REPO].answer_columns(batch.id)
+    await response.write(_csv_line(FIXED_COLUMNS + columns))
     offset = 0
     while True:
         page = await _sheets_with_answers(request, batch.id, status, CSV_PAGE, offset)
-        if offset == 0:
-            columns = list(dict.fromkeys(c for sheet in page for c in sheet["answers"]))
-            await response.write(_csv_line(FIXED_COLUMNS + columns))
         for sheet in page:
             await response.write(_csv_line([sheet[c] for c in FIXED_COLUMNS] +
                                            [sheet["answers"].get(c, "") for c in columns]))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import posixpath
 from typing import Any
+from urllib.parse import unquote
 
 from aiohttp import web
 
@@ -46,8 +47,9 @@ async def _json_body(request: web.Request) -> tuple[dict, dict[str, bytes]]:
 
 
 def _asset_name(part: FormPart) -> str:
-    """The name the template uses for the file: its relative path, without '..' or a root."""
-    name = (part.filename or "").replace("\\", "/")
+    """The name the template uses for the file: its relative path, without '..' or a root
+    (percent-escapes undone: some clients send 'marks/x.jpg' as 'marks%2Fx.jpg')."""
+    name = unquote(part.filename or "").replace("\\", "/")
     clean = posixpath.normpath(name) if name else ""
     if not clean or clean.startswith(("/", "../")) or clean == ".." or len(clean) > 255 or "\x00" in clean:
         raise errors.BAD_REQUEST("Each 'asset' file needs a file name: the relative path the template "

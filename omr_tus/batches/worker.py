@@ -118,8 +118,8 @@ class Worker:
         values = dict(status=status, task_id=task_id, student_id=student, error=result.error,
                       alignment_error=result.alignment_error, score=self._score(task_id, result.answers, template))
         rows = [dict(column=column, value=value, flags=",".join(result.flags.get(column, [])),
-                     confidence=float(result.confidence.get(column, 0.0)))
-                for column, value in result.answers.items()]
+                     confidence=float(result.confidence.get(column, 0.0)), position=position)
+                for position, (column, value) in enumerate(result.answers.items())]
         return values, rows
 
     async def _template(self, task_id: str):

@@ -188,3 +188,4 @@ class Answer(Base):
     value: Mapped[str] = mapped_column(String(64))
     flags: Mapped[str] = mapped_column(String(64), default="")  # comma-separated: blank, multiple, ambiguous
     confidence: Mapped[float] = mapped_column(Float)
+    position: Mapped[int] = mapped_column(Integer, default=0)  # the column's place in the template's output

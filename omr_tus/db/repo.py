@@ -347,10 +347,19 @@ class Repo:
             query = query.limit(limit)
         return await self._all(query)
 
+    async def answer_columns(self, batch_id: str) -> list[str]:
+        """Every output column of a batch's sheets, in template order (a batch may mix tasks)."""
+        place = func.min(answers.c.position)
+        rows = await self._all(select(answers.c.column, place).join(sheets, sheets.c.id == answers.c.sheet_id)
+                               .where(sheets.c.batch_id == batch_id).group_by(answers.c.column)
+                               .order_by(place, answers.c.column))
+        return [r[0] for r in rows]
+
     async def answers_of(self, sheet_ids: Sequence[int]) -> Sequence[Row]:
         if not sheet_ids:
             return []
-        return await self._all(select(answers).where(answers.c.sheet_id.in_(list(sheet_ids))))
+        return await self._all(select(answers).where(answers.c.sheet_id.in_(list(sheet_ids)))
+                               .order_by(answers.c.sheet_id, answers.c.position))
 
     # -- helpers ------------------------------------------------------------
     async def _execute(self, stmt) -> None:

@@ -8,7 +8,7 @@ from typing import AsyncIterator
 
 from aiohttp import StreamReader, web
 from aiohttp.helpers import parse_mimetype
-from aiohttp.multipart import parse_content_disposition
+from aiohttp.multipart import content_disposition_filename, parse_content_disposition
 
 from .. import errors
 
@@ -147,4 +147,4 @@ class FormReader:
         kind, params = parse_content_disposition(disposition)
         if kind != "form-data" or not params.get("name"):
             raise errors.BAD_REQUEST("Every form part needs a name (Content-Disposition: form-data; name=...)")
-        return FormPart(self, params["name"], params.get("filename"))
+        return FormPart(self, params["name"], content_disposition_filename(params, "filename"))

@@ -10,11 +10,13 @@ sharp pixels rather than from a small image scaled back up. Blurs only steer the
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from .errors import SheetError, TemplateError
 
@@ -155,22 +157,16 @@ class CropOnMarkers(Step):
     """Four copies of the template's marker image, one per corner region, found by template
     matching over a range of scales; the page is the quadrilateral of their centres."""
 
-    def __init__(self, marker: np.ndarray, processing_width: int, options: dict[str, Any]):
-        ratio = options.get("sheetToMarkerWidthRatio")
-        if ratio:
-            width = processing_width / int(ratio)
+    def __init__(self, marker: np.ndarray, width: float | None, min_match: float, max_variation: float,
+                 scales: range, erode_subtract: bool):
+        if width:
             marker = cv2.resize(marker, (max(int(width), 4), max(int(marker.shape[0] * width / marker.shape[1]), 4)))
         marker = _normalize(cv2.GaussianBlur(marker, (5, 5), 0))
-        if options.get("apply_erode_subtract", True):
+        if erode_subtract:
             marker = marker - cv2.erode(marker, np.ones((5, 5)), iterations=5)
         self.marker = marker
-        self.min_match = float(options.get("min_matching_threshold", options.get("minMatchingThreshold", 0.3)))
-        self.max_variation = float(options.get("max_matching_variation",
-                                               options.get("maxMatchingVariation", 0.41)))
-        low, high = options.get("marker_rescale_range", (35, 100))
-        steps = int(options.get("marker_rescale_steps", 10))
-        step = max((int(high) - int(low)) // max(steps, 1), 1)
-        self.scales = [s / 100 for s in range(int(high), int(low), -step) if s > 0]
+        self.min_match, self.max_variation = min_match, max_variation
+        self.scales = [s / 100 for s in scales]
 
     def _scaled(self, scale: float) -> np.ndarray:
         h, w = self.marker.shape
@@ -271,14 +267,22 @@ def _int_pair(options: dict, key: str, path: str, default: tuple[int, int]) -> t
 
 
 def _image(assets: dict[str, bytes], name: Any, path: str) -> np.ndarray:
+    """An asset image, its size checked from its header before it is decoded."""
     _require(isinstance(name, str) and bool(name), path, "must name an image file")
     _require(name in assets, path, f"the file {name!r} was not sent with the task (send it as an "
                                    f"'asset' file field of a multipart POST /api/tasks)")
-    data = np.frombuffer(assets[name], np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE) if data.size else None
-    _require(image is not None, path, f"the file {name!r} is not a PNG or JPEG image")
-    _require(max(image.shape) <= MAX_ASSET_SIDE and min(image.shape) >= 8, path,
+    try:
+        with Image.open(io.BytesIO(assets[name])) as header:
+            size, kind = header.size, header.format
+    except Image.DecompressionBombError:
+        raise TemplateError(path, f"the image {name!r} must be 8 to {MAX_ASSET_SIDE} pixels a side") from None
+    except Exception:  # Pillow raises many kinds for a file that is not an image
+        size, kind = (0, 0), None
+    _require(kind in ("PNG", "JPEG"), path, f"the file {name!r} is not a PNG or JPEG image")
+    _require(max(size) <= MAX_ASSET_SIDE and min(size) >= 8, path,
              f"the image {name!r} must be 8 to {MAX_ASSET_SIDE} pixels a side")
+    image = cv2.imdecode(np.frombuffer(assets[name], np.uint8), cv2.IMREAD_GRAYSCALE)
+    _require(image is not None, path, f"the image {name!r} could not be decoded")
     return image
 
 
@@ -306,13 +310,24 @@ def _crop_page(o: dict, path: str, assets: dict, processing: tuple[int, int]) ->
 
 
 def _crop_on_markers(o: dict, path: str, assets: dict, processing: tuple[int, int]) -> Step:
-    if "sheetToMarkerWidthRatio" in o:
-        _number(o, "sheetToMarkerWidthRatio", path, 1, 1, 1000)
-    low, high = o.get("marker_rescale_range", (35, 100))
-    _require(isinstance(low, int) and isinstance(high, int) and 0 < low < high <= 1000,
-             f"{path}.marker_rescale_range", "must be two whole percentages, low < high")
+    """OMRChecker's options, under either of the spellings its versions used."""
+    def option(names: tuple[str, ...], default: float, low: float, high: float) -> float:
+        name = next((n for n in names if n in o), names[0])
+        return _number(o, name, path, default, low, high)
+
+    ratio = option(("sheetToMarkerWidthRatio",), 0, 0, 1000)
+    rescale = o.get("marker_rescale_range", [35, 100])
+    ok = (isinstance(rescale, (list, tuple)) and len(rescale) == 2
+          and all(isinstance(n, int) and not isinstance(n, bool) for n in rescale) and 0 < rescale[0] < rescale[1] <= 1000)
+    _require(ok, f"{path}.marker_rescale_range", "must be two whole percentages, low < high")
+    steps = int(option(("marker_rescale_steps",), 10, 1, 100))
     marker = _image(assets, o.get("relativePath", "omr_marker.jpg"), f"{path}.relativePath")
-    return CropOnMarkers(marker, processing[0], o)
+    return CropOnMarkers(
+        marker, processing[0] / ratio if ratio else None,
+        option(("min_matching_threshold", "minMatchingThreshold"), 0.3, 0, 1),
+        option(("max_matching_variation", "maxMatchingVariation"), 0.41, 0, 1),
+        range(rescale[1], rescale[0], -max((rescale[1] - rescale[0]) // steps, 1)),
+        bool(o.get("apply_erode_subtract", True)))
 
 
 def _feature_based(o: dict, path: str, assets: dict, processing: tuple[int, int]) -> Step:

@@ -3,6 +3,7 @@ accepted answers, weighted answers, marking schemes with sections (BONUS_ ones i
 
 from __future__ import annotations
 
+import ast
 import csv
 import dataclasses
 import io
@@ -89,8 +90,18 @@ class AnswerKey:
         return total
 
 
-def _csv_answer(cells: list[str]) -> str | list[str]:
-    values = [c.strip() for c in ",".join(cells).split(",") if c.strip()]
+def _csv_answer(cells: list[str]) -> Any:
+    """OMRChecker's answer cell: `B`, `B,C,BC` (any of these), or `[['B', 2], ['C', '3/2']]`
+    (weighted), read as a literal, never evaluated."""
+    text = ",".join(cells).strip()
+    if text.startswith("["):
+        try:
+            if len(text) > 1000:
+                raise ValueError
+            return ast.literal_eval(text)
+        except (ValueError, SyntaxError, RecursionError, MemoryError):
+            raise EvaluationError(f"answer_key_csv_path: {text!r} is not a list of [answer, score]") from None
+    values = [c.strip() for c in text.split(",") if c.strip()]
     return values[0] if len(values) == 1 else values
 
 

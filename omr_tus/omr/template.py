@@ -20,6 +20,8 @@ FIELD_TYPES: dict[str, tuple[tuple[str, ...], str]] = {
     "QTYPE_MCQ5": (tuple("ABCDE"), "horizontal"),
     "QTYPE_INT": (tuple("0123456789"), "vertical"),
     "QTYPE_INT_FROM_1": (tuple("1234567890"), "vertical"),
+    "QTYPE_MCQ4_RTL": (tuple("DCBA"), "horizontal"),   # right-to-left scripts: A is printed rightmost
+    "QTYPE_MCQ5_RTL": (tuple("EDCBA"), "horizontal"),
 }
 DIRECTIONS = ("horizontal", "vertical")
 KNOWN_KEYS = {"pageDimensions", "bubbleDimensions", "fieldBlocks", "customLabels", "outputColumns",
