@@ -8,7 +8,7 @@ import logging
 
 from aiohttp import web
 
-from .api import auth as auth_api, batches as batches_api, health, legacy, openapi, results, tasks
+from .api import auth as auth_api, batches as batches_api, health, legacy, openapi, results, sheets, tasks
 from .auth import Authenticator
 from .config import Settings
 from .db.engine import make_engine
@@ -39,6 +39,7 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> web.Applic
     legacy.setup(app)  # before batches: /api/batches/upload is not a batch id
     batches_api.setup(app)
     results.setup(app)
+    sheets.setup(app)
     tasks.setup(app)
     health.setup(app)
     openapi.setup(app)

@@ -1,11 +1,12 @@
-"""POST /api/auth/login: form fields username and password -> a bearer token."""
+"""POST /api/auth/login: form fields username and password -> a bearer token; GET /api/me: who
+the token belongs to (the web page shows admin tools from it)."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from .. import errors
-from ..http.keys import AUTH, public
+from ..http.keys import AUTH, principal, public
 
 
 @public
@@ -22,5 +23,11 @@ async def login(request: web.Request) -> web.Response:
     return web.json_response(await request.app[AUTH].login(username, password))
 
 
+async def me(request: web.Request) -> web.Response:
+    user = principal(request)
+    return web.json_response({"id": user.id, "username": user.username, "is_admin": user.is_admin})
+
+
 def setup(app: web.Application) -> None:
     app.router.add_post("/api/auth/login", login)
+    app.router.add_get("/api/me", me)

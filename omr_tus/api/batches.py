@@ -69,7 +69,21 @@ async def progress(request: web.Request) -> web.Response:
                               "progress_percentage": pct})
 
 
+async def reprocess(request: web.Request) -> web.Response:
+    """Reads every sheet of a batch again (after a template or reader change); admins' corrections
+    are kept and applied to the new reading."""
+    if not principal(request).is_admin:
+        raise errors.FORBIDDEN("Only an admin can process a batch again")
+    batch = await visible_batch(request)
+    if batch.status != "completed" or not batch.total_sheets:
+        raise errors.CONFLICT(f"Batch {batch.id} is {batch.status} with {batch.total_sheets or 0} sheets; only a "
+                              "completed batch with sheets can be processed again")
+    await request.app[REPO].reprocess_batch(batch.id)
+    return web.json_response(batch_json(await request.app[REPO].batch(batch.id)), status=202)
+
+
 def setup(app: web.Application) -> None:
     app.router.add_get("/api/batches", list_batches)
     app.router.add_get("/api/batches/{batch_id}", get_batch)
     app.router.add_get("/api/batches/{batch_id}/progress", progress)
+    app.router.add_post("/api/batches/{batch_id}/reprocess", reprocess)

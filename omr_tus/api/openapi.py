@@ -97,13 +97,19 @@ SCHEMAS = {
         "assets": {"type": "array", "items": {"type": "object", "properties": {
             "name": {"type": "string"}, "size": {"type": "integer"}}}},
         "created_at": {"type": "string"}, "updated_at": {"type": "string"}}},
-    "Results": {"type": "object", "properties": {"batch_id": {"type": "string"}, "sheets": {"type": "array", "items": {
-        "type": "object", "properties": {
-            "source": {"type": "string"}, "page": {"type": "integer"}, "task_id": {"type": ["string", "null"]},
-            "student_id": {"type": ["string", "null"]}, "status": {"type": "string", "enum": SHEET_STATUSES},
-            "score": {"type": ["number", "null"]}, "answers": {"type": "object"}, "flags": {"type": "object"},
-            "confidence": {"type": "object"}, "error": {"type": ["string", "null"]}}}}}},
+    "Sheet": {"type": "object", "properties": {
+        "sheet_id": {"type": "integer"}, "batch_id": {"type": "string"},
+        "source": {"type": "string"}, "page": {"type": "integer"}, "task_id": {"type": ["string", "null"]},
+        "student_id": {"type": ["string", "null"]}, "status": {"type": "string", "enum": SHEET_STATUSES},
+        "score": {"type": ["number", "null"]}, "answers": {"type": "object"}, "flags": {"type": "object"},
+        "confidence": {"type": "object"}, "error": {"type": ["string", "null"]},
+        "corrections": {"type": "object", "description": "column -> {value, original, by, at}"}}},
+    "Results": {"type": "object", "properties": {"batch_id": {"type": "string"}, "sheets": {
+        "type": "array", "items": {"$ref": "#/components/schemas/Sheet"}}}},
+    "Me": {"type": "object", "properties": {"id": {"type": "integer"}, "username": {"type": "string"},
+                                           "is_admin": {"type": "boolean"}}},
 }
+SHEET_ID = {"name": "sheet_id", "in": "path", "required": True, "schema": {"type": "integer"}}
 
 PATHS = {
     "/api/auth/login": {"post": {
@@ -128,6 +134,31 @@ PATHS = {
         "summary": "One batch", "parameters": [BATCH_ID],
         "responses": {"200": _json("#/components/schemas/Batch"), "404": _error("No such batch of yours"),
                       **AUTH_ERRORS}}},
+    "/api/me": {"get": {"summary": "Who the token belongs to", "responses": {
+        "200": _json("#/components/schemas/Me"), **AUTH_ERRORS}}},
+    "/api/batches/{batch_id}/reprocess": {"post": {
+        "summary": "Read every sheet of a completed batch again; corrections are kept (admin)",
+        "parameters": [BATCH_ID],
+        "responses": {"202": _json("#/components/schemas/Batch", "Queued"), "403": _error("Not an admin"),
+                      "404": _error("No such batch"), "409": _error("The batch has not completed"),
+                      **AUTH_ERRORS}}},
+    "/api/sheets/{sheet_id}": {"get": {
+        "summary": "One sheet with its answers, flags, confidences and corrections", "parameters": [SHEET_ID],
+        "responses": {"200": _json("#/components/schemas/Sheet"), "404": _error("No such sheet of yours"),
+                      **AUTH_ERRORS}}},
+    "/api/sheets/{sheet_id}/review.png": {"get": {
+        "summary": "The aligned page with every bubble drawn: marked, doubtful, blank; corrected fields framed",
+        "parameters": [SHEET_ID],
+        "responses": {"200": {"description": "PNG", "content": {"image/png": {"schema": {
+            "type": "string", "format": "binary"}}}},
+                      "404": _error("No such sheet of yours, or it cannot be read or aligned"), **AUTH_ERRORS}}},
+    "/api/sheets/{sheet_id}/answers/{column}": {"put": {
+        "summary": "Correct one answer (admin); recorded with who and when, kept if the batch is read again",
+        "parameters": [SHEET_ID, {"name": "column", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "required": ["value"], "properties": {"value": {"type": "string", "maxLength": 64}}}}}},
+        "responses": {"200": _json("#/components/schemas/Sheet"), "400": _error("No value"),
+                      "403": _error("Not an admin"), "404": _error("No such sheet or column"), **AUTH_ERRORS}}},
     "/api/batches/{batch_id}/progress": {"get": {
         "summary": "Processing progress of a batch", "parameters": [BATCH_ID],
         "responses": {"200": _json("#/components/schemas/Progress"), "404": _error("No such batch of yours"),

@@ -5,34 +5,52 @@ from __future__ import annotations
 import csv
 import io
 from collections import defaultdict
+from typing import Sequence
 
 from aiohttp import web
+from sqlalchemy import Row
 
 from ..http.files import content_disposition
 from ..http.keys import REPO
 from . import params
-from .batches import visible_batch
+from .batches import iso, visible_batch
 
 SHEET_STATUSES = ("pending", "ok", "needs_review", "failed")
 CSV_PAGE = 500
 FIXED_COLUMNS = ["source", "page", "task_id", "student_id", "status", "score"]
 
 
+async def sheet_entries(request: web.Request, rows: Sequence[Row]) -> list[dict]:
+    """Sheets as the API shows them: an admin's correction replaces the value read (the value
+    read stays under `corrections`)."""
+    repo = request.app[REPO]
+    ids = [s.id for s in rows]
+    by_sheet: dict[int, list] = defaultdict(list)
+    for answer in await repo.answers_of(ids):
+        by_sheet[answer.sheet_id].append(answer)
+    fixes: dict[int, dict[str, Row]] = defaultdict(dict)
+    for fix in await repo.corrections_of(ids):
+        fixes[fix.sheet_id][fix.column] = fix
+    entries = []
+    for s in rows:
+        answers = {a.column: a.value for a in by_sheet[s.id]}
+        entries.append({
+            "sheet_id": s.id, "batch_id": s.batch_id,
+            "source": s.source if s.page == 1 else f"{s.source}#p{s.page}", "page": s.page,
+            "task_id": s.task_id, "student_id": s.student_id, "status": s.status, "score": s.score,
+            "answers": {**answers, **{c: f.value for c, f in fixes[s.id].items()}},
+            "flags": {a.column: a.flags.split(",") if a.flags else [] for a in by_sheet[s.id]},
+            "confidence": {a.column: round(a.confidence, 4) for a in by_sheet[s.id]},
+            "corrections": {c: {"value": f.value, "original": answers.get(c), "by": f.username,
+                                "at": iso(f.corrected_at)} for c, f in fixes[s.id].items()},
+            "error": s.error,
+        })
+    return entries
+
+
 async def _sheets_with_answers(request: web.Request, batch_id: str, status: str | None, limit: int | None,
                                offset: int) -> list[dict]:
-    repo = request.app[REPO]
-    sheets = await repo.sheets_of(batch_id, status, limit, offset)
-    by_sheet: dict[int, list] = defaultdict(list)
-    for answer in await repo.answers_of([s.id for s in sheets]):
-        by_sheet[answer.sheet_id].append(answer)
-    return [{
-        "source": s.source if s.page == 1 else f"{s.source}#p{s.page}", "page": s.page, "task_id": s.task_id, "student_id": s.student_id,
-        "status": s.status, "score": s.score,
-        "answers": {a.column: a.value for a in by_sheet[s.id]},
-        "flags": {a.column: a.flags.split(",") if a.flags else [] for a in by_sheet[s.id]},
-        "confidence": {a.column: round(a.confidence, 4) for a in by_sheet[s.id]},
-        "error": s.error,
-    } for s in sheets]
+    return await sheet_entries(request, await request.app[REPO].sheets_of(batch_id, status, limit, offset))
 
 
 async def results(request: web.Request) -> web.Response:

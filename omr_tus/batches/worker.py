@@ -12,13 +12,13 @@ import secrets
 import socket
 import time
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 from sqlalchemy import Row
 
 from ..config import Settings
 from ..db.repo import Repo
 from .ingest import PageError, list_pages, load_page
+from .tasks import TaskSpec, load_task
 
 log = logging.getLogger("omr_tus.worker")
 MAX_ATTEMPTS = 3
@@ -34,8 +34,7 @@ class Worker:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.lease = lease
         self.sheets_per_claim = sheets_per_claim
-        self._templates: dict[str, tuple[float, Any]] = {}
-        self._keys: dict[str, Any] = {}
+        self._tasks: dict[str, tuple[float, TaskSpec | None]] = {}
 
     async def run(self, stop: asyncio.Event, idle: float = 0.5) -> None:
         """Works until `stop` is set; sleeps `idle` seconds whenever there is nothing to do."""
@@ -95,57 +94,49 @@ class Worker:
         from ..omr.reader import read_sheet
 
         task_id = batch.task_id
-        template = await self._template(task_id) if task_id else None
-        width = template.page[0] if template is not None else DEFAULT_PAGE_WIDTH
+        spec = await self._task(task_id) if task_id else None
+        width = spec.template.page[0] if spec is not None else DEFAULT_PAGE_WIDTH
         image = await asyncio.to_thread(load_page, self._file(batch.upload_id), sheet.source, sheet.page, width)
         qr = None
         if batch.upload_type == "zip_with_qr":
             qr = await asyncio.to_thread(_find_qr, image)
             if qr is not None:
                 task_id = qr[0]
-                template = await self._template(task_id)
+                spec = await self._task(task_id)
         if task_id is None:
             return _failed("no QR code found, and the upload names no task_id")
-        if template is None:
+        if spec is None:
             return _failed(f"task {task_id} has no registered template")
-        result = await asyncio.to_thread(read_sheet, image, template)
+        result = await asyncio.to_thread(read_sheet, image, spec.template)
         student = (qr[1] if qr else None) or result.student_id or _student_from_name(sheet.source)
         status = result.status
         if qr and result.answers.get("student_id") and result.answers["student_id"] != qr[1]:
             status = "needs_review" if status == "ok" else status  # the QR wins, a person looks
         if batch.upload_type == "zip_with_qr" and qr is None and status == "ok":
             status = "needs_review"
+        fixes = {c.column: c.value for c in await self.repo.corrections_of([sheet.id])}
         values = dict(status=status, task_id=task_id, student_id=student, error=result.error,
-                      alignment_error=result.alignment_error, score=self._score(task_id, result.answers, template))
+                      alignment_error=result.alignment_error, score=spec.score({**result.answers, **fixes}))
         rows = [dict(column=column, value=value, flags=",".join(result.flags.get(column, [])),
                      confidence=float(result.confidence.get(column, 0.0)), position=position)
                 for position, (column, value) in enumerate(result.answers.items())]
         return values, rows
 
-    async def _template(self, task_id: str):
-        """The task's template (and answer key), cached for a while: a batch has many sheets."""
-        from ..omr.scoring import AnswerKey, EvaluationError
-        from ..omr.template import Template, TemplateError
+    async def _task(self, task_id: str) -> TaskSpec | None:
+        """The task's template and answer key, cached for a while: a batch has many sheets."""
+        from ..omr.errors import TemplateError
+        from ..omr.scoring import EvaluationError
 
-        cached = self._templates.get(task_id)
+        cached = self._tasks.get(task_id)
         if cached and time.monotonic() - cached[0] < TEMPLATE_CACHE_SECONDS:
             return cached[1]
-        row = await self.repo.task(task_id)
-        template = key = None
-        if row is not None:
-            assets = await self.repo.task_assets(task_id)
-            try:
-                template = await asyncio.to_thread(Template.parse, row.template, row.config, assets)
-                key = AnswerKey.parse(row.answer_key, assets) if row.answer_key else None
-            except (TemplateError, EvaluationError):
-                log.exception("Task %s: its stored template or answer key no longer parses", task_id)
-        self._templates[task_id] = (time.monotonic(), template)
-        self._keys[task_id] = key
-        return template
-
-    def _score(self, task_id: str, answers: dict[str, str], template) -> float | None:
-        key = self._keys.get(task_id)
-        return key.score(answers, template.empty_value) if key is not None else None
+        try:
+            spec = await load_task(self.repo, task_id)
+        except (TemplateError, EvaluationError):
+            log.exception("Task %s: its stored template or answer key no longer parses", task_id)
+            spec = None
+        self._tasks[task_id] = (time.monotonic(), spec)
+        return spec
 
 
 def _failed(reason: str) -> tuple[dict, list[dict]]:

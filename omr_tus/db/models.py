@@ -189,3 +189,16 @@ class Answer(Base):
     flags: Mapped[str] = mapped_column(String(64), default="")  # comma-separated: blank, multiple, ambiguous
     confidence: Mapped[float] = mapped_column(Float)
     position: Mapped[int] = mapped_column(Integer, default=0)  # the column's place in the template's output
+
+
+class Correction(Base):
+    """An admin's answer for one column of a sheet. It is kept apart from `answers` so that
+    reading the sheet again (which replaces its answers) never loses it."""
+
+    __tablename__ = "corrections"
+
+    sheet_id: Mapped[int] = mapped_column(ForeignKey("sheets.id", ondelete="CASCADE"), primary_key=True)
+    column: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(64))
+    corrected_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
+    corrected_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -17,7 +17,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .models import Answer, Batch, Sheet, Task, TaskAsset, Upload, UploadChunk, UploadPart, User, utcnow
+from .models import (Answer, Batch, Correction, Sheet, Task, TaskAsset, Upload, UploadChunk, UploadPart, User,
+                     utcnow)
 
 users = User.__table__
 uploads = Upload.__table__
@@ -26,6 +27,7 @@ chunks = UploadChunk.__table__
 parts = UploadPart.__table__
 tasks = Task.__table__
 task_assets = TaskAsset.__table__
+corrections = Correction.__table__
 sheets = Sheet.__table__
 answers = Answer.__table__
 INSERT_UPLOAD = insert(uploads)
@@ -346,6 +348,34 @@ class Repo:
         if limit is not None:
             query = query.limit(limit)
         return await self._all(query)
+
+    async def sheet(self, sheet_id: int) -> Row | None:
+        return await self._one(select(sheets).where(sheets.c.id == sheet_id))
+
+    async def corrections_of(self, sheet_ids: Sequence[int]) -> Sequence[Row]:
+        if not sheet_ids:
+            return []
+        return await self._all(select(corrections, users.c.username).outerjoin(
+            users, users.c.id == corrections.c.corrected_by).where(corrections.c.sheet_id.in_(list(sheet_ids))))
+
+    async def save_correction(self, sheet_id: int, column: str, value: str, user_id: int,
+                              score: float | None) -> None:
+        """Records (or replaces) an admin's answer, and the sheet's score with it, at once."""
+        async with self.engine.begin() as conn:
+            await conn.execute(corrections.delete().where(corrections.c.sheet_id == sheet_id,
+                                                          corrections.c.column == column))
+            await conn.execute(insert(corrections).values(sheet_id=sheet_id, column=column, value=value,
+                                                          corrected_by=user_id, corrected_at=utcnow()))
+            await conn.execute(update(sheets).where(sheets.c.id == sheet_id).values(score=score))
+
+    async def reprocess_batch(self, batch_id: str) -> None:
+        """Every sheet of the batch is read again by the workers; corrections stay."""
+        async with self.engine.begin() as conn:
+            await conn.execute(update(sheets).where(sheets.c.batch_id == batch_id).values(
+                status="pending", attempts=0, lease_owner=None, lease_expires=None))
+            await conn.execute(update(batches).where(batches.c.id == batch_id).values(
+                status="processing", processed_sheets=0, failed_sheets=0, completed_at=None,
+                updated_at=utcnow()))
 
     async def answer_columns(self, batch_id: str) -> list[str]:
         """Every output column of a batch's sheets, in template order (a batch may mix tasks)."""

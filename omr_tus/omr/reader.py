@@ -16,7 +16,7 @@ import zxingcpp
 
 from .errors import SheetError
 from .preprocess import page_outline
-from .template import Field, Markers, Template
+from .template import Bubble, Field, Markers, Template
 
 INNER = 0.6              # inner disc radius, as a share of the bubble's half-size
 INNER_OMRCHECKER = 0.9   # ... in an OMRChecker template, whose box is what OMRChecker reads
@@ -355,22 +355,37 @@ def _confidence(fill: np.ndarray) -> np.ndarray:
     return np.clip(0.5 + margin / 0.3, 0, 1)
 
 
+def field_fills(page: np.ndarray, template: Template) -> list[tuple[Field, np.ndarray, np.ndarray]]:
+    """Per field: how filled each bubble is (net of print and of the field's own background)
+    and whether it is off its print."""
+    groups = measure_bubbles(page, template)
+    fill, off = bubble_fill(groups, _kinds(template)), off_print(groups)
+    out, start = [], 0
+    for f in template.fields:
+        span = slice(start, start + len(f.bubbles))
+        out.append((f, _field_relative(fill[span]), off[span]))
+        start = span.stop
+    return out
+
+
 def read_answers(page: np.ndarray, template: Template
                  ) -> tuple[dict[str, str], dict[str, list[str]], dict[str, float]]:
     """Answers, flags and confidence per output column, from an aligned page."""
-    groups = measure_bubbles(page, template)
-    fill, off = bubble_fill(groups, _kinds(template)), off_print(groups)
-    fields: dict[str, tuple[str, list[str], float]] = {}
-    start = 0
-    for f in template.fields:
-        span = slice(start, start + len(f.bubbles))
-        local = _field_relative(fill[span])
-        fields[f.label] = _judge_field(f, local, off[span], np.where(off[span], 0.0, _confidence(local)))
-        start = span.stop
+    fields = {f.label: _judge_field(f, fill, off, np.where(off, 0.0, _confidence(fill)))
+              for f, fill, off in field_fills(page, template)}
     columns = {c: _join_parts([fields[p] for p in template.custom_labels[c]])
                if c in template.custom_labels else fields[c] for c in template.columns}
     return ({c: v[0] for c, v in columns.items()}, {c: v[1] for c, v in columns.items()},
             {c: round(v[2], 3) for c, v in columns.items()})
+
+
+def bubble_states(page: np.ndarray, template: Template) -> list[tuple[Bubble, str, str]]:
+    """(bubble, its field's label, 'marked' | 'ambiguous' | 'blank') as read_answers judges it:
+    what a reviewer needs to see drawn over the page."""
+    def state(x: float, off: bool) -> str:
+        return "ambiguous" if off or BLANK <= x < MARKED else "marked" if x >= MARKED else "blank"
+    return [(b, f.label, state(float(x), bool(o)))
+            for f, fill, off in field_fills(page, template) for b, x, o in zip(f.bubbles, fill, off)]
 
 
 def _field_relative(fill: np.ndarray) -> np.ndarray:
