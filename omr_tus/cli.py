@@ -1,4 +1,4 @@
-"""The omr-tus command: serve, migrate, users."""
+"""The omr-tus command: serve, migrate, users; and the client commands login, upload, batches."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from .client import commands as client_commands
 from .config import Settings
 from .logs import setup_logging
 
@@ -45,7 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("--admin", action="store_true", help="give the user the admin role")
     passwd = users.add_parser("passwd", help="set a user's password (their older tokens stop working)")
     passwd.add_argument("username")
+    client_commands.add_parsers(sub)
     args = parser.parse_args(argv)
+    if args.command in client_commands.COMMANDS:  # a client needs no server settings
+        return client_commands.run(args)
 
     if args.command == "serve":
         settings = Settings.load(host=args.host, port=args.port)
