@@ -8,7 +8,7 @@ import logging
 
 from aiohttp import web
 
-from .api import auth as auth_api, batches as batches_api, health, legacy, openapi, results, sheets, tasks
+from .api import auth as auth_api, batches as batches_api, health, legacy, openapi, results, sheets, tasks, webpage
 from .auth import Authenticator
 from .config import Settings
 from .db.engine import make_engine
@@ -43,6 +43,7 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> web.Applic
     tasks.setup(app)
     health.setup(app)
     openapi.setup(app)
+    webpage.setup(app)
     return app
 
 

@@ -7,6 +7,7 @@ from aiohttp import web
 from .. import __version__
 from ..http.keys import public
 from ..uploads.model import UPLOAD_TYPES
+from .webpage import OPENAPI_PATHS as WEB_PAGE_PATHS
 
 STATUSES = ["uploaded", "processing", "completed", "failed"]
 SHEET_STATUSES = ["pending", "ok", "needs_review", "failed"]
@@ -258,6 +259,7 @@ PATHS = {
                                       "503": _json("#/components/schemas/Health", "Not ready")}}},
     "/openapi.json": {"get": {"summary": "This document", "security": [],
                               "responses": {"200": {"description": "OpenAPI 3.1 document"}}}},
+    **WEB_PAGE_PATHS,
 }
 
 SPEC = {

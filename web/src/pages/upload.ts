@@ -1,0 +1,259 @@
+// #/upload: upload type and task id, and Uppy's Dashboard sending files over tus to /files/.
+//
+// - 50 MiB PATCHes (under the CDN's 100 MB cap), retried with backoff.
+// - Resumable across reloads: Uppy's tus fingerprint (`tus-<file id>-<endpoint>`, the file id
+//   made of name, type, size and mtime) keys the upload URL in localStorage, so adding the same
+//   file again after a reload HEADs that URL and continues from the server's Upload-Offset.
+// - A 4xx from the server (a malformed task id at creation, ...) is shown with the server's own
+//   plain-text message, in a banner and on the file.
+// - The response that completes an upload carries `Batch-Id`: it becomes a link to the batch,
+//   with its processing progress.
+// The Uppy instance outlives the page: leaving #/upload does not stop an upload.
+import Uppy, { type Meta } from '@uppy/core'
+import Dashboard from '@uppy/dashboard'
+import Tus, { type TusBody } from '@uppy/tus'
+
+import { getJson, SESSION_EXPIRED, signOut, token, type BatchList, type Progress } from '../api'
+import { isFinal, watchProgress } from '../progress'
+import { banner, badge, formatBytes, h, progressBar, setProgress } from '../ui'
+
+export const CHUNK_SIZE = 50 * 1024 * 1024
+export const RETRY_DELAYS = [0, 1000, 3000, 5000, 10000, 20000, 30000]
+const RECENT_KEY = 'omr-tus.recent-uploads'
+const TASK_ID = /^\d{8}$/
+
+type UploadType = 'zip_with_qr' | 'zip_no_qr' | 'images'
+interface UploadMeta extends Meta { filename?: string, filetype?: string, upload_type?: UploadType, task_id?: string }
+interface Recent { name: string, size: number, batchId: string }
+
+const TYPES: { value: UploadType, title: string, text: string }[] = [
+  { value: 'zip_with_qr', title: 'ZIP with QR codes', text: 'Each sheet carries its QR code: the task is read from it.' },
+  { value: 'zip_no_qr', title: 'ZIP without QR codes', text: 'All sheets belong to one task; student ids come from the file names.' },
+  { value: 'images', title: 'Images, TIFF or PDF', text: 'One file of one task: JPEG, PNG, every TIFF page, every PDF page.' },
+]
+
+let state: { element: HTMLElement, uppy: Uppy<UploadMeta, TusBody>, stops: (() => void)[] } | null = null
+let activityListener: ((text: string | null) => void) | null = null
+
+/** Tells the header how the uploads are going while the user is on another page. */
+export function onUploadActivity (listener: (text: string | null) => void): void {
+  activityListener = listener
+}
+
+export function uploadPage (): HTMLElement {
+  if (!state) state = create()
+  return state.element
+}
+
+/** On sign-out: stops every upload (they stay resumable) and forgets the page. */
+export function disposeUploads (): void {
+  if (!state) return
+  for (const stop of state.stops) stop()
+  state.uppy.destroy()
+  state.element.remove()
+  state = null
+  sessionStorage.removeItem(RECENT_KEY)
+  activityListener?.(null)
+}
+
+function create (): NonNullable<typeof state> {
+  const stops: (() => void)[] = []
+  const messages = h('div', { class: 'messages', id: 'upload-messages' })
+  const typeInputs = TYPES.map((type, i) => h('input', {
+    type: 'radio', name: 'upload_type', value: type.value, id: `type-${type.value}`, checked: i === 0,
+  }))
+  const taskId = h('input', {
+    id: 'task-id', name: 'task_id', type: 'text', inputmode: 'numeric', autocomplete: 'off',
+    maxlength: 8, placeholder: 'e.g. 11600111', pattern: '\\d{8}', 'aria-describedby': 'task-id-help',
+  })
+  const taskHelp = h('small', { id: 'task-id-help', class: 'help' })
+  const taskLabel = h('span', { class: 'label-extra' })
+  const dashboard = h('div', { id: 'dashboard', class: 'dashboard' })
+  const recentList = h('ul', { class: 'recent-list' })
+  const recentCard = h('section', { class: 'card recent', hidden: true },
+    h('h2', null, 'Uploaded in this session'), recentList)
+
+  const uploadType = (): UploadType => (typeInputs.find((input) => input.checked)?.value ?? 'zip_with_qr') as UploadType
+  const needsTask = (): boolean => uploadType() !== 'zip_with_qr'
+
+  const uppy = new Uppy<UploadMeta, TusBody>({
+    id: 'omr-upload',  // part of every file id, hence of the tus fingerprint: keep it stable
+    autoProceed: false,
+    restrictions: { allowedFileTypes: ['.zip', '.pdf', '.tif', '.tiff', '.jpg', '.jpeg', '.png'] },
+    onBeforeUpload: (files) => {
+      const problem = formProblem()
+      if (problem) {
+        messages.replaceChildren(banner('error', problem, 'Check the form'))
+        taskId.focus()
+        return false
+      }
+      return files
+    },
+  })
+  uppy.use(Dashboard<UploadMeta, TusBody>, {
+    inline: true, target: dashboard, width: '100%', height: 380, theme: 'light',
+    proudlyDisplayPoweredByUppy: false, showRemoveButtonAfterComplete: true,
+    fileManagerSelectionType: 'files',
+    note: 'ZIP, PDF, TIFF, JPEG or PNG · sent in 50 MiB pieces · an interrupted upload resumes when you add the same file again',
+  })
+  uppy.use(Tus<UploadMeta, TusBody>, {
+    endpoint: new URL('/files/', location.href).href,
+    chunkSize: CHUNK_SIZE,
+    retryDelays: RETRY_DELAYS,
+    limit: 2,
+    removeFingerprintOnSuccess: true,  // the same file uploaded again later is a new upload
+    allowedMetaFields: ['filename', 'filetype', 'upload_type'],
+    headers: () => ({ Authorization: `Bearer ${token() ?? ''}` }),
+    onShouldRetry: (error, _attempt, _options, next) => {
+      const status = error?.originalResponse?.getStatus?.()
+      if (status === 401) return false
+      const retry = next(error)
+      if (!retry && status !== undefined && status >= 400 && status < 500) {
+        const text = serverText(error)
+        if (text) error.message = text  // what Uppy shows on the file and in its toast
+      }
+      return retry
+    },
+  })
+
+  const formProblem = (): string | null => {
+    const value = taskId.value.trim()
+    if (needsTask() && !value) return `A task id is required for “${TYPES.find((t) => t.value === uploadType())?.title}” uploads.`
+    return null
+  }
+
+  // The form's values are the files' metadata right away, so a retry after a fix sends them too.
+  const syncMeta = (): void => {
+    const value = taskId.value.trim()
+    uppy.setMeta({ upload_type: uploadType(), task_id: value })
+    uppy.getPlugin('Tus')?.setOptions({
+      allowedMetaFields: value ? ['filename', 'filetype', 'upload_type', 'task_id'] : ['filename', 'filetype', 'upload_type'],
+    })
+    const required = needsTask()
+    taskId.required = required
+    taskLabel.textContent = required ? 'required' : 'optional'
+    taskLabel.className = `label-extra ${required ? 'required' : ''}`
+    taskHelp.textContent = required
+      ? 'The 8-digit id of the exam these sheets belong to.'
+      : 'Optional: the QR code on each sheet names its task.'
+    taskId.classList.toggle('looks-wrong', value !== '' && !TASK_ID.test(value))
+  }
+  for (const input of typeInputs) input.addEventListener('change', syncMeta)
+  taskId.addEventListener('input', syncMeta)
+  syncMeta()
+
+  uppy.on('file-added', (file) => {
+    uppy.setFileMeta(file.id, { filename: file.name ?? 'upload', filetype: file.type || 'application/octet-stream' })
+  })
+  uppy.on('upload', () => { messages.replaceChildren() })
+  uppy.on('upload-error', (file, error, response) => {
+    const err = error as Error & { originalResponse?: { getStatus (): number, getBody (): string } | null }
+    const status = err.originalResponse?.getStatus?.() ?? response?.status ?? 0
+    if (status === 401) { signOut(SESSION_EXPIRED); return }
+    const text = serverText(err) ?? err.message
+    if (file && uppy.getFile(file.id)) uppy.setFileState(file.id, { error: text })
+    const title = status >= 400 && status < 500
+      ? `The server refused ${file?.name ?? 'the file'}`
+      : `${file?.name ?? 'The file'} could not be uploaded`
+    messages.appendChild(banner('error', text + (status ? ` (HTTP ${status})` : ''), title))
+  })
+  uppy.on('upload-success', (file, response) => {
+    if (!file) return
+    const header = response.body?.xhr?.getResponseHeader?.('Batch-Id') ?? null
+    void batchFor(header, response.uploadURL).then((batchId) => {
+      if (!batchId) {
+        messages.appendChild(banner('warning', `${file.name} was uploaded, but its batch is not known yet. See the batches page.`))
+        return
+      }
+      const recent = { name: file.name ?? 'upload', size: file.size ?? 0, batchId }
+      remember(recent)
+      addRecent(recent, true)
+    })
+  })
+  uppy.on('progress', (percent) => {
+    const running = uppy.getFiles().some((f) => f.progress.uploadStarted && !f.progress.uploadComplete && !f.error)
+    activityListener?.(running ? `${percent}%` : null)
+  })
+  uppy.on('complete', () => { activityListener?.(null) })
+
+  function addRecent (recent: Recent, fresh: boolean): void {
+    recentCard.hidden = false
+    const bar = progressBar(0, 'uploaded', `Processing of ${recent.name}`)
+    const status = h('span', { class: 'recent-status' }, badge('uploaded'))
+    const counts = h('span', { class: 'muted recent-counts' }, 'waiting for a worker…')
+    const item = h('li', { class: `recent-item${fresh ? ' fresh' : ''}`, 'data-batch-id': recent.batchId },
+      h('div', { class: 'recent-head' },
+        h('span', { class: 'recent-name' }, recent.name),
+        h('span', { class: 'muted' }, formatBytes(recent.size)),
+        status,
+        h('a', { class: 'btn btn-small batch-link', href: `#/batches/${encodeURIComponent(recent.batchId)}` },
+          `Open batch ${recent.batchId.slice(0, 8)} →`)),
+      bar, counts)
+    recentList.prepend(item)
+    stops.push(watchProgress(recent.batchId, (progress: Progress) => {
+      setProgress(bar, progress.progress_percentage, progress.status)
+      status.replaceChildren(badge(progress.status))
+      counts.textContent = progress.total_sheets
+        ? `${progress.processed_sheets + progress.failed_sheets} of ${progress.total_sheets} sheets read` +
+          (progress.failed_sheets ? ` · ${progress.failed_sheets} failed` : '')
+        : isFinal(progress.status) ? 'no sheets' : 'listing the pages…'
+    }))
+  }
+  for (const recent of recalled().reverse()) addRecent(recent, false)
+
+  const element = h('div', { class: 'page page-upload' },
+    h('div', { class: 'page-head' },
+      h('h1', null, 'Upload scanned sheets'),
+      h('p', { class: 'muted' }, 'Each file becomes a batch; workers then read every sheet in it.')),
+    messages,
+    h('div', { class: 'upload-grid' },
+      h('section', { class: 'card upload-form', 'aria-label': 'Upload settings' },
+        h('fieldset', { class: 'types' },
+          h('legend', null, 'Upload type'),
+          TYPES.map((type, i) => h('label', { class: 'type-option', for: `type-${type.value}` },
+            typeInputs[i],
+            h('span', { class: 'type-text' }, h('strong', null, type.title), h('small', null, type.text))))),
+        h('div', { class: 'field' },
+          h('label', { for: 'task-id' }, 'Task id ', taskLabel), taskId, taskHelp)),
+      h('section', { class: 'card upload-drop', 'aria-label': 'Files' }, dashboard)),
+    recentCard)
+  return { element, uppy, stops }
+}
+
+/** The plain-text message of a tus error answer (tus routes answer errors as text). */
+function serverText (error: unknown): string | null {
+  const response = (error as { originalResponse?: { getBody? (): string } | null })?.originalResponse
+  const body = response?.getBody?.()
+  if (typeof body !== 'string' || !body.trim()) return null
+  const text = body.trim()
+  try {
+    const parsed = JSON.parse(text)
+    if (typeof parsed?.detail === 'string') return parsed.detail
+  } catch { /* plain text, as tus errors are */ }
+  return text.slice(0, 1000)
+}
+
+/** The batch of a completed upload: from its Batch-Id header, else looked up by upload id (an
+ * upload resumed after it had completed ends with a HEAD, which carries no Batch-Id). */
+async function batchFor (header: string | null, uploadURL: string | undefined): Promise<string | null> {
+  if (header) return header
+  const uploadId = uploadURL?.replace(/\/+$/, '').split('/').pop()
+  if (!uploadId) return null
+  for (let attempt = 0; attempt < 10; attempt++) {
+    try {
+      const list = await getJson<BatchList>(`/api/batches?upload_id=${encodeURIComponent(uploadId)}`)
+      if (list.batches[0]) return list.batches[0].batch_id
+    } catch { /* try again */ }
+    await new Promise((resolve) => setTimeout(resolve, 500))
+  }
+  return null
+}
+
+function recalled (): Recent[] {
+  try { return JSON.parse(sessionStorage.getItem(RECENT_KEY) ?? '[]') as Recent[] } catch { return [] }
+}
+
+function remember (recent: Recent): void {
+  const list = [recent, ...recalled().filter((r) => r.batchId !== recent.batchId)].slice(0, 10)
+  sessionStorage.setItem(RECENT_KEY, JSON.stringify(list))
+}
