@@ -1,7 +1,7 @@
 """A byte range of a file as a request body, read from disk one block at a time.
 
 A chunk may be 99 MiB and the file tens of GiB, so neither is ever held in memory: at most
-one 1 MiB block is. The size is known up front, so aiohttp sends a Content-Length (tus
+two 4 MiB blocks are (one being sent, the next being read). The size is known up front, so aiohttp sends a Content-Length (tus
 PATCH needs one, and the legacy API refuses an oversized chunk before reading it).
 """
 
@@ -13,7 +13,8 @@ from pathlib import Path
 
 from aiohttp import payload
 
-BLOCK = 1024 * 1024
+BLOCK = 4 * 1024 * 1024
+PIECE = 256 * 1024  # bytes handed to the transport per write
 STALL = 120.0  # seconds a block may wait for the server to read it before the attempt fails
 
 
@@ -26,17 +27,27 @@ class FileSlice(payload.Payload):
         self._sent = sent  # told each block's length once the socket took it: drives the progress bar
 
     async def write(self, writer) -> None:
-        with open(self._path, "rb") as file:
+        """The next block is read (in a thread) while the current one goes to the socket."""
+        with open(self._path, "rb", buffering=0) as file:
             file.seek(self._offset)
             left = self._size
-            while left:
-                block = await asyncio.to_thread(file.read, min(BLOCK, left))
-                if not block:
-                    raise OSError(f"{self._path} shrank while it was being uploaded")
-                async with asyncio.timeout(STALL):
-                    await writer.write(block)
-                left -= len(block)
-                self._sent(len(block))
+            pending = asyncio.ensure_future(asyncio.to_thread(file.read, min(BLOCK, left)))
+            try:
+                while left:
+                    block = await pending
+                    if not block:
+                        raise OSError(f"{self._path} shrank while it was being uploaded")
+                    left -= len(block)
+                    if left:
+                        pending = asyncio.ensure_future(asyncio.to_thread(file.read, min(BLOCK, left)))
+                    view = memoryview(block)
+                    for start in range(0, len(view), PIECE):  # socket-sized writes keep the pipe full
+                        async with asyncio.timeout(STALL):
+                            await writer.write(view[start:start + PIECE])
+                    self._sent(len(block))
+            finally:
+                if not pending.done():  # the request failed mid-body: let the read end before the file closes
+                    await asyncio.wait([pending])
 
     def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
         raise TypeError("a file slice is streamed, never decoded to text")
