@@ -122,13 +122,15 @@ def main() -> None:
     m = machine()
     print(f"Clients benchmark, {now}, {m['nproc']} CPUs ({m['cpu']}), {args.size_mib} MiB, "
           f"{args.repeat} rounds, 50 MiB chunks, sha256 checked every time\n")
-    print("| client | MB/s (median) | each round | vs the tus benchmark client |")
-    print("|---|---:|---|---:|")
+    print("| client | MB/s (median) | each round | median vs the tus client's | per round vs tus (median) |")
+    print("|---|---:|---|---:|---:|")
     base = size / statistics.median(seconds["tus"]) / 1e6
     for name in clients:
         rates = [size / s / 1e6 for s in seconds[name]]
         median = size / statistics.median(seconds[name]) / 1e6
-        print(f"| {name} | {median:.0f} | {', '.join(f'{r:.0f}' for r in rates)} | {100 * median / base:.0f} % |")
+        paired = statistics.median(t / s for t, s in zip(seconds["tus"], seconds[name]))
+        print(f"| {name} | {median:.0f} | {', '.join(f'{r:.0f}' for r in rates)} | {100 * median / base:.0f} % "
+              f"| {100 * paired:.0f} % |")
     if WHOLE_COMMAND:
         whole = size / statistics.median(WHOLE_COMMAND) / 1e6
         print(f"\nThe whole `omr-tus upload` command, Python's start-up included: {whole:.0f} MB/s "

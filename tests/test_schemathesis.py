@@ -31,4 +31,4 @@ async def test_no_server_errors(aiohttp_server, settings, tmp_path):
     out, _ = await asyncio.wait_for(proc.communicate(), 600)
     text = out.decode(errors="replace")
     assert proc.returncode == 0, text[-6000:]
-    assert "Tested: 7" in text, text[-3000:]  # upload-chunk, upload, batches, one batch, progress, results(.csv)
+    assert "Tested: 8" in text, text[-3000:]  # upload-chunk, upload, batches, one batch, progress, results(.csv), reprocess
