@@ -14,8 +14,9 @@ from .config import Settings
 from .db.engine import make_engine
 from .db.migrate import migrate
 from .db.repo import Repo
-from .http.keys import ARCHIVER, AUTH, CHUNKED, CONCAT, ENGINE, REPO, SERVICE, SETTINGS, STORE
+from .http.keys import ARCHIVER, AUTH, CHUNKED, CONCAT, ENGINE, METRICS, REPO, SERVICE, SETTINGS, STORE
 from .http.middlewares import MIDDLEWARES
+from .metrics import Counters
 from .store import LocalStore
 from .tus import handlers as tus
 from .uploads.archive import Archiver
@@ -31,6 +32,7 @@ READ_BUFSIZE = 262144
 def create_app(settings: Settings, *, run_migrations: bool = True) -> web.Application:
     app = web.Application(middlewares=MIDDLEWARES, handler_args={"read_bufsize": READ_BUFSIZE})
     app[SETTINGS] = settings
+    app[METRICS] = Counters()
     app.cleanup_ctx.append(_database(run_migrations))
     app.cleanup_ctx.append(_uploads)
     app.cleanup_ctx.append(_janitor)
@@ -65,7 +67,8 @@ async def _uploads(app: web.Application):
     settings = app[SETTINGS]
     store = LocalStore(settings.store_dir)
     durable = LocalStore(settings.durable_dir, threads=4)
-    service = UploadService(settings, app[REPO], store, UploadLocks(settings.lock_timeout, settings.stall_timeout))
+    service = UploadService(settings, app[REPO], store, UploadLocks(settings.lock_timeout, settings.stall_timeout),
+                            app[METRICS])
     archiver = Archiver(service, durable)
     service.finish_hooks.append(archiver)
     app[STORE], app[SERVICE], app[ARCHIVER] = store, service, archiver

@@ -1,4 +1,4 @@
-"""Liveness and readiness for load balancers and orchestrators."""
+"""Liveness and readiness for load balancers and orchestrators; metrics for Prometheus."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import secrets
 from aiohttp import web
 from sqlalchemy import text
 
-from ..http.keys import ENGINE, SETTINGS, STORE, public
+from .. import errors
+from ..http.keys import ENGINE, METRICS, REPO, SERVICE, SETTINGS, STORE, principal, public
+from ..metrics import render
 
 MIN_FREE = 64 * 1024 * 1024
 
@@ -48,6 +50,18 @@ async def readyz(request: web.Request) -> web.Response:
                               "free_bytes": free}, status=200 if ready else 503)
 
 
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text format, for an admin token (scrapers send it as a bearer header)."""
+    if not principal(request).is_admin:
+        raise errors.FORBIDDEN("Metrics are for admins: scrape with an admin's bearer token")
+    samples = request.app[METRICS].samples()
+    samples["lock_waits_total"] = {(): float(request.app[SERVICE].locks.waits)}
+    samples.update(await request.app[REPO].operations_figures())
+    return web.Response(body=render(samples).encode(), headers={
+        "Content-Type": "text/plain; version=0.0.4; charset=utf-8", "Cache-Control": "no-store"})
+
+
 def setup(app: web.Application) -> None:
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
     app.router.add_get("/readyz", readyz)

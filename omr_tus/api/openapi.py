@@ -257,6 +257,10 @@ PATHS = {
     "/readyz": {"get": {"summary": "Readiness: database, store, free space", "security": [],
                         "responses": {"200": _json("#/components/schemas/Health"),
                                       "503": _json("#/components/schemas/Health", "Not ready")}}},
+    "/metrics": {"get": {
+        "summary": "Prometheus metrics (admin): requests, bytes, upload events, lock waits, sheets, batches",
+        "responses": {"200": {"description": "Prometheus text format 0.0.4", "content": {
+            "text/plain": {"schema": {"type": "string"}}}}, "403": _error("Not an admin"), **AUTH_ERRORS}}},
     "/openapi.json": {"get": {"summary": "This document", "security": [],
                               "responses": {"200": {"description": "OpenAPI 3.1 document"}}}},
     **WEB_PAGE_PATHS,

@@ -349,6 +349,25 @@ class Repo:
             query = query.limit(limit)
         return await self._all(query)
 
+    async def operations_figures(self) -> dict[str, dict[tuple, float]]:
+        """Cluster-wide figures for /metrics: incomplete uploads, sheets and batches by status,
+        and the seconds completed batches took from upload to their last sheet."""
+        async with self.engine.connect() as conn:
+            active = await conn.scalar(select(func.count()).select_from(uploads).where(uploads.c.status == "active"))
+            sheet_counts = (await conn.execute(select(sheets.c.status, func.count()).group_by(sheets.c.status))).all()
+            batch_counts = (await conn.execute(select(batches.c.status, func.count()).group_by(batches.c.status))).all()
+            if conn.dialect.name == "postgresql":
+                seconds = func.extract("epoch", batches.c.completed_at - batches.c.created_at)
+            else:
+                seconds = (func.julianday(batches.c.completed_at) - func.julianday(batches.c.created_at)) * 86400
+            total, count = (await conn.execute(select(func.coalesce(func.sum(seconds), 0), func.count()).where(
+                batches.c.status == "completed", batches.c.completed_at.is_not(None)))).one()
+        return {"active_uploads": {(): float(active)},
+                "sheets": {(("status", s),): float(n) for s, n in sheet_counts},
+                "batches": {(("status", s),): float(n) for s, n in batch_counts},
+                "batch_duration_seconds_sum": {(): float(total)},
+                "batch_duration_seconds_count": {(): float(count)}}
+
     async def sheet(self, sheet_id: int) -> Row | None:
         return await self._one(select(sheets).where(sheets.c.id == sheet_id))
 

@@ -8,6 +8,7 @@ from aiohttp import web
 from ..auth import Authenticator
 from ..config import Settings
 from ..db.repo import Repo
+from ..metrics import Counters
 from ..store import Store
 from ..uploads.model import Principal
 from ..uploads.archive import Archiver
@@ -24,6 +25,7 @@ AUTH = web.AppKey("auth", Authenticator)
 ARCHIVER = web.AppKey("archiver", Archiver)
 CHUNKED = web.AppKey("chunked", ChunkedUploads)
 CONCAT = web.AppKey("concat", Concatenation)
+METRICS = web.AppKey("metrics", Counters)
 
 PRINCIPAL = web.RequestKey("principal", Principal)  # set by the auth middleware
 

@@ -13,7 +13,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from .. import errors
 from ..logs import request_id
 from ..tus.headers import check_version
-from .keys import AUTH, PRINCIPAL, SETTINGS
+from .keys import AUTH, METRICS, PRINCIPAL, SETTINGS
 
 log = logging.getLogger("omr_tus.http")
 
@@ -28,6 +28,26 @@ ALLOW_METHODS = "POST, GET, HEAD, PATCH, DELETE, PUT, OPTIONS"
 
 def is_tus(request: web.Request) -> bool:
     return request.path == "/files" or request.path.startswith("/files/")
+
+
+@web.middleware
+async def count_requests(request: web.Request, handler):
+    """Every answer counted by route template (not raw path: ids would explode the series)."""
+    status = 499  # the client went away before an answer
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    except Exception:
+        status = 500
+        raise
+    finally:
+        resource = request.match_info.route.resource
+        request.app[METRICS].inc("http_requests_total", route=resource.canonical if resource else "unmatched",
+                                 method=request.method, status=str(status))
 
 
 @web.middleware
@@ -123,4 +143,4 @@ async def authenticate(request: web.Request, handler):
     return await handler(request)
 
 
-MIDDLEWARES = [request_context, cors, error_mapping, reject_nul, tus_version, authenticate]
+MIDDLEWARES = [count_requests, request_context, cors, error_mapping, reject_nul, tus_version, authenticate]

@@ -17,6 +17,7 @@ from typing import Any, AsyncIterable, AsyncIterator, Awaitable, Callable
 from .. import errors
 from ..config import Settings
 from ..db.repo import Repo
+from ..metrics import Counters
 from ..store import Store, Truncater, WriteProgress
 from ..db.models import utcnow
 from .checksums import Checksum
@@ -93,8 +94,10 @@ def mb(n: int) -> str:
 
 
 class UploadService:
-    def __init__(self, settings: Settings, repo: Repo, store: Store, locks: UploadLocks):
+    def __init__(self, settings: Settings, repo: Repo, store: Store, locks: UploadLocks,
+                 counters: Counters | None = None):
         self.settings = settings
+        self.counters = counters or Counters()
         self.repo = repo
         self.store = store
         self.locks = locks
@@ -176,6 +179,7 @@ class UploadService:
             raise
         if length:
             self._reserved.set(upload_id, length)
+        self.counters.inc("uploads_total", event="created")
         log.debug("Upload %s: created (%s, %s)", upload_id, "length deferred" if length is None else mb(length),
                   protocol)
         return UploadInfo(id=upload_id, owner_id=user.id, protocol=protocol, length=length, offset=0,
@@ -277,6 +281,7 @@ class UploadService:
             failure = exc
         if digest is not None:
             await digest.settle()
+        self.counters.inc("received_bytes_total", progress.written)
         return failure
 
     async def _rollback(self, info: UploadInfo, offset: int) -> None:
@@ -330,6 +335,7 @@ class UploadService:
         """Marks the upload complete at info.offset bytes and creates its batch (call under the lock)."""
         self._reserved.drop(info.id)
         self._in_sync.pop(info.id, None)
+        self.counters.inc("uploads_total", event="finished")
         if info.concat == "partial":  # no batch: it waits, until it expires, to be part of a final upload
             info.status, info.expires_at = "complete", self.expiry()
             await self.repo.update_upload(info.id, upload_offset=info.offset, status="complete",
@@ -390,6 +396,7 @@ class UploadService:
 
     async def _drop(self, upload_id: str, status: str) -> None:
         await self.repo.update_upload(upload_id, status=status, expires_at=None)
+        self.counters.inc("uploads_total", event=status)
         await self.store.delete(upload_id)
         self._reserved.drop(upload_id)
         self._in_sync.pop(upload_id, None)
