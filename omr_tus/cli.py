@@ -11,6 +11,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from aiohttp import web
@@ -175,9 +176,36 @@ def _serve(settings: Settings, dev: bool) -> int:
 
     app.on_startup.append(on_startup)
     app.on_cleanup.append(on_cleanup)
-    web.run_app(app, host=settings.host, port=settings.port, access_log=None, shutdown_timeout=30,
-                print=lambda msg: print(msg, flush=True))
+    asyncio.run(_run_until_signalled(app, settings))
     return 0
+
+
+async def _run_until_signalled(app: web.Application, settings: Settings) -> None:
+    """Serves until SIGTERM or SIGINT; then stops accepting connections and gives the requests
+    in flight shutdown_timeout to finish. A PATCH still running then is stopped and keeps its
+    bytes. The wait is ours: aiohttp's own graceful shutdown stops reading request bodies at
+    once (its connections drop incoming data once closing), so no upload could finish in it."""
+    from .http.keys import METRICS
+
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0, handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.host, settings.port)
+        await site.start()
+        print(f"======== Running on http://{settings.host}:{settings.port} ========", flush=True)
+        stop = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+        await stop.wait()
+        await site.stop()
+        counters = app[METRICS]
+        log.info("stopping: %d requests in flight get up to %.0f s to finish", counters.in_flight,
+                 settings.shutdown_timeout)
+        deadline = time.monotonic() + settings.shutdown_timeout
+        while counters.in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+    finally:
+        await runner.cleanup()
 
 
 def _spawn_workers(count: int) -> list[subprocess.Popen]:

@@ -25,6 +25,7 @@ class Settings:
     lock_timeout: float
     stall_timeout: float
     idle_timeout: float
+    shutdown_timeout: float
     cors_origins: tuple[str, ...]
     trust_proxy_headers: bool
     secret_key: str
@@ -65,6 +66,7 @@ class Settings:
             lock_timeout=float(raw["lock_timeout"]),
             stall_timeout=float(raw["stall_timeout"]),
             idle_timeout=float(raw["idle_timeout"]),
+            shutdown_timeout=float(raw["shutdown_timeout"]),
             cors_origins=origins,
             trust_proxy_headers=_bool(raw["trust_proxy_headers"]),
             secret_key=str(raw["secret_key"]) or _stored_secret(data_dir),

@@ -15,6 +15,7 @@ HELP = {
     "received_bytes_total": ("counter", "Upload bytes written to the store (tus and legacy chunks)"),
     "uploads_total": ("counter", "Upload events: created, finished, terminated, expired"),
     "lock_waits_total": ("counter", "Upload lock acquisitions that had to wait for another request"),
+    "requests_in_flight": ("gauge", "Requests being handled by this process"),
     "active_uploads": ("gauge", "Incomplete uploads (all nodes)"),
     "sheets": ("gauge", "Sheets by status (all workers)"),
     "batches": ("gauge", "Batches by status (all workers)"),
@@ -27,6 +28,7 @@ Labels = tuple[tuple[str, str], ...]
 class Counters:
     def __init__(self) -> None:
         self._values: dict[str, dict[Labels, float]] = defaultdict(lambda: defaultdict(float))
+        self.in_flight = 0  # requests being handled now (graceful shutdown waits for none)
 
     def inc(self, name: str, amount: float = 1, **labels: str) -> None:
         self._values[name][tuple(sorted(labels.items()))] += amount

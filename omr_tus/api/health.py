@@ -56,6 +56,7 @@ async def metrics(request: web.Request) -> web.Response:
         raise errors.FORBIDDEN("Metrics are for admins: scrape with an admin's bearer token")
     samples = request.app[METRICS].samples()
     samples["lock_waits_total"] = {(): float(request.app[SERVICE].locks.waits)}
+    samples["requests_in_flight"] = {(): float(request.app[METRICS].in_flight - 1)}  # not this one
     samples.update(await request.app[REPO].operations_figures())
     return web.Response(body=render(samples).encode(), headers={
         "Content-Type": "text/plain; version=0.0.4; charset=utf-8", "Cache-Control": "no-store"})

@@ -34,6 +34,8 @@ def is_tus(request: web.Request) -> bool:
 async def count_requests(request: web.Request, handler):
     """Every answer counted by route template (not raw path: ids would explode the series)."""
     status = 499  # the client went away before an answer
+    counters = request.app[METRICS]
+    counters.in_flight += 1
     try:
         response = await handler(request)
         status = response.status
@@ -45,8 +47,9 @@ async def count_requests(request: web.Request, handler):
         status = 500
         raise
     finally:
+        counters.in_flight -= 1
         resource = request.match_info.route.resource
-        request.app[METRICS].inc("http_requests_total", route=resource.canonical if resource else "unmatched",
+        counters.inc("http_requests_total", route=resource.canonical if resource else "unmatched",
                                  method=request.method, status=str(status))
 
 
