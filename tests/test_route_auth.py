@@ -1,0 +1,48 @@
+"""Every route but login, health, the OpenAPI document and the web page's files needs a valid
+bearer token: the router is walked, so a route added later is checked too."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+PUBLIC = {("POST", "/api/auth/login"), ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/openapi.json"),
+          ("GET", "/"), ("GET", "/assets/{name}"), ("GET", "/lib/chunked-upload.js"),
+          ("GET", "/lib/chunked-upload.js.map")}
+TUS_METHODS = ("HEAD", "PATCH", "DELETE", "GET")  # the * route of /files/{upload_id} (OPTIONS is CORS/tus discovery)
+
+
+def concrete(path: str) -> str:
+    """A real URL for a route template: any value where a variable is."""
+    return re.sub(r"\{[^}]+\}", "12345678", path)
+
+
+def routes(app) -> list[tuple[str, str]]:
+    found = []
+    for route in app.router.routes():
+        path = route.resource.canonical
+        for method in (TUS_METHODS if route.method == "*" else [route.method]):
+            if method not in ("HEAD", "OPTIONS") or route.method == "*":
+                found.append((method, path))
+    return sorted(set(found))
+
+
+async def test_the_router_has_no_unexpected_public_route(client):
+    for route in client.app.router.routes():
+        method = "GET" if route.method == "HEAD" else route.method  # aiohttp adds HEAD beside each GET
+        key = (method, route.resource.canonical)
+        assert getattr(route.handler, "public", False) == (key in PUBLIC), key
+
+
+@pytest.mark.parametrize("token", [None, "Bearer not-a-token", "Basic YWxpY2U6cGFzc3dvcmQ="])
+async def test_every_private_route_refuses_a_missing_or_bad_token(client, token):
+    checked = 0
+    for method, path in routes(client.app):
+        if (method, path) in PUBLIC:
+            continue
+        headers = {"Tus-Resumable": "1.0.0", **({"Authorization": token} if token else {})}
+        resp = await client.request(method, concrete(path), headers=headers)
+        assert resp.status == 401, (method, path, resp.status)
+        checked += 1
+    assert checked >= 20
