@@ -19,6 +19,7 @@ from ..config import Settings
 from ..db.repo import Repo
 from .ingest import PageError, list_pages, load_page
 from .tasks import TaskSpec, load_task
+from .wakeup import Wakeup
 
 log = logging.getLogger("omr_tus.worker")
 MAX_ATTEMPTS = 3
@@ -36,19 +37,19 @@ class Worker:
         self.sheets_per_claim = sheets_per_claim
         self._tasks: dict[str, tuple[float, TaskSpec | None]] = {}
 
-    async def run(self, stop: asyncio.Event, idle: float = 0.5) -> None:
-        """Works until `stop` is set; sleeps `idle` seconds whenever there is nothing to do."""
-        while not stop.is_set():
-            try:
-                done = await self.run_once()
-            except Exception:
-                log.exception("worker %s: a round failed; retrying", self.name)
-                done = 0
-            if not done:
+    async def run(self, stop: asyncio.Event, idle: float = 0.5, listening_idle: float = 10.0) -> None:
+        """Works until `stop` is set. With nothing to do it waits for a notification of new work
+        (PostgreSQL), checking every `listening_idle` seconds anyway (expired leases), or polls
+        every `idle` seconds."""
+        async with Wakeup(self.repo.engine) as wakeup:
+            while not stop.is_set():
                 try:
-                    await asyncio.wait_for(stop.wait(), idle)
-                except TimeoutError:
-                    pass
+                    done = await self.run_once()
+                except Exception:
+                    log.exception("worker %s: a round failed; retrying", self.name)
+                    done = 0
+                if not done:
+                    await wakeup.wait(stop, listening_idle if wakeup.listening else idle)
 
     async def run_once(self) -> int:
         """One round: list the pages of one new batch, then read a few sheets. Returns how

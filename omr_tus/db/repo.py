@@ -11,7 +11,7 @@ import contextlib
 import datetime as dt
 from typing import Any, Sequence
 
-from sqlalchemy import Row, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Row, and_, delete, func, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -138,6 +138,7 @@ class Repo:
             await conn.execute(update(uploads).where(uploads.c.id == upload_id).values(sha256=sha256))
             await conn.execute(update(batches).where(batches.c.upload_id == upload_id).values(
                 sha256=sha256, updated_at=utcnow()))
+            await _notify_work(conn)  # the batch's file is in durable storage: its pages can be listed
 
     async def expired_uploads(self, now: dt.datetime, limit: int = 500) -> Sequence[str]:
         result = await self._all(select(uploads.c.id).where(
@@ -293,6 +294,8 @@ class Repo:
             await conn.execute(update(batches).where(batches.c.id == batch_id, batches.c.lease_owner == owner).values(
                 status=status, total_sheets=len(pages), skipped=skipped, error=error, lease_owner=None,
                 lease_expires=None, updated_at=now, completed_at=None if pages and not error else now))
+            if pages:
+                await _notify_work(conn)
 
     async def claim_sheets(self, owner: str, count: int, lease: float) -> Sequence[Row]:
         now = utcnow()
@@ -395,6 +398,7 @@ class Repo:
             await conn.execute(update(batches).where(batches.c.id == batch_id).values(
                 status="processing", processed_sheets=0, failed_sheets=0, completed_at=None,
                 updated_at=utcnow()))
+            await _notify_work(conn)
 
     async def answer_columns(self, batch_id: str) -> list[str]:
         """Every output column of a batch's sheets, in template order (a batch may mix tasks)."""
@@ -426,3 +430,12 @@ class Repo:
     async def _scalar(self, stmt):
         async with self.autocommit.connect() as conn:
             return (await conn.execute(stmt)).scalar_one()
+
+
+WORK_CHANNEL = "omr_tus_work"
+
+
+async def _notify_work(conn) -> None:
+    """Tells listening workers (PostgreSQL) that work became claimable; delivered at commit."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(text(f"NOTIFY {WORK_CHANNEL}"))
