@@ -7,6 +7,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import math
 import secrets
 import time
 
@@ -45,19 +46,60 @@ def verify_password(password: str, stored: str) -> bool:
 _DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
 
 
+class LoginThrottle:
+    """Failed logins per username: the first FREE_FAILURES cost nothing, then each further
+    attempt must wait twice as long as the last (up to MAX_DELAY s) after the latest failure.
+    A correct password resets the count. Per process: enough to make guessing slow."""
+
+    FREE_FAILURES = 5
+    MAX_DELAY = 300.0
+    FORGET_AFTER = 3600.0
+
+    def __init__(self) -> None:
+        self._failures: dict[str, tuple[int, float]] = {}  # username -> (failures, last failure time)
+
+    def check(self, username: str) -> None:
+        failures, last = self._failures.get(username.lower(), (0, 0.0))
+        wait = self._delay(failures) - (time.monotonic() - last)
+        if wait > 0:
+            raise errors.TOO_MANY_REQUESTS(
+                f"Too many failed logins for {username!r}: try again in {math.ceil(wait)} s",
+                headers={"Retry-After": str(math.ceil(wait))})
+
+    def failed(self, username: str) -> None:
+        now = time.monotonic()
+        if len(self._failures) > 10_000:  # bounded: forget old entries
+            self._failures = {k: v for k, v in self._failures.items() if now - v[1] < self.FORGET_AFTER}
+        failures, last = self._failures.get(username.lower(), (0, 0.0))
+        if now - last > self.FORGET_AFTER:
+            failures = 0
+        self._failures[username.lower()] = (failures + 1, now)
+
+    def succeeded(self, username: str) -> None:
+        self._failures.pop(username.lower(), None)
+
+    def _delay(self, failures: int) -> float:
+        extra = failures - self.FREE_FAILURES
+        return 0.0 if extra < 0 else min(2.0 ** extra, self.MAX_DELAY)
+
+
 class Authenticator:
     def __init__(self, repo: Repo, secret: str, ttl: int):
         self.repo = repo
+        self.throttle = LoginThrottle()
         self.secret = secret
         self.ttl = ttl
         self._cache: dict[int, tuple[float, Principal, int]] = {}
         self._tokens: dict[str, tuple[int, int, int]] = {}  # verified token -> (exp, user id, version)
 
     async def login(self, username: str, password: str) -> dict:
+        self.throttle.check(username)
         user = await self.repo.user_by_name(username)
         ok = await asyncio.to_thread(verify_password, password, user.password_hash if user else _DUMMY_HASH)
         if user is None or not ok:
+            self.throttle.failed(username)
             raise errors.UNAUTHORIZED("Incorrect username or password")
+        self.throttle.succeeded(username)
         now = int(time.time())
         token = jwt.encode({"sub": str(user.id), "ver": user.token_version, "iat": now, "exp": now + self.ttl},
                            self.secret, algorithm="HS256")

@@ -51,6 +51,7 @@ PRECONDITION = ErrorSpec("ERR_UNSUPPORTED_VERSION", 412, "unsupported or missing
 TOO_LARGE = ErrorSpec("ERR_MAX_SIZE_EXCEEDED", 413, "upload is larger than the maximum size")
 UNSUPPORTED_MEDIA = ErrorSpec("ERR_INVALID_CONTENT_TYPE", 415,
                               "PATCH requests must use Content-Type: application/offset+octet-stream")
+TOO_MANY_REQUESTS = ErrorSpec("ERR_TOO_MANY_REQUESTS", 429, "too many requests; retry later")
 LOCKED = ErrorSpec("ERR_UPLOAD_LOCKED", 423, "upload is being written by another request; retry shortly")
 CHECKSUM_MISMATCH = ErrorSpec("ERR_CHECKSUM_MISMATCH", 460, "checksum mismatch; the bytes of this request were discarded")
 INTERRUPTED = ErrorSpec("ERR_UPLOAD_INTERRUPTED", 400,

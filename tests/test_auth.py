@@ -88,3 +88,29 @@ async def test_unknown_api_route_is_json_404(api):
     resp = await api.client.get("/api/nothing-here", headers=api.auth())
     assert resp.status == 404
     assert "detail" in await resp.json()
+
+
+async def test_repeated_failed_logins_are_throttled(api, monkeypatch):
+    """Five wrong passwords cost nothing; then each attempt waits (429 with Retry-After), twice
+    as long after each failure, even with the right password; a success resets the count."""
+    from omr_tus import auth as auth_module
+
+    clock = [1000.0]
+    monkeypatch.setattr(auth_module.time, "monotonic", lambda: clock[0])
+
+    async def login(password: str):
+        return await api.client.post("/api/auth/login", data={"username": "alice", "password": password})
+
+    for _ in range(5):
+        assert (await login("wrong password")).status == 401
+    resp = await login("wrong password")  # now each attempt waits: 1 s after the 5th failure
+    assert resp.status == 429 and resp.headers["Retry-After"] == "1"
+    assert "Too many failed logins" in (await resp.json())["detail"]
+    clock[0] += 1.5
+    assert (await login("wrong password")).status == 401  # the 6th failure doubles the wait
+    resp = await login(PASSWORD)  # even the right password waits
+    assert resp.status == 429 and resp.headers["Retry-After"] == "2"
+    clock[0] += 2.5
+    assert (await login(PASSWORD)).status == 200  # the wait is over; a success resets the count
+    for _ in range(5):
+        assert (await login("wrong password")).status == 401

@@ -119,7 +119,8 @@ PATHS = {
             "type": "object", "required": ["username", "password"],
             "properties": {"username": {"type": "string"}, "password": {"type": "string"}}}}}},
         "responses": {"200": _json("#/components/schemas/Token"), "400": _error("Missing form fields"),
-                      "401": _error("Incorrect username or password")}}},
+                      "401": _error("Incorrect username or password"),
+                      "429": _error("Too many failed logins for this username; Retry-After says when to retry")}}},
     "/api/batches": {"get": {
         "summary": "Your batches (all batches for an admin), newest first",
         "parameters": [
