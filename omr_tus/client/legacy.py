@@ -9,29 +9,20 @@ chunk once, so a chunk whose answer was lost is simply sent again.
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 
 import aiohttp
 
 from .http import Backoff, ClientError, check
-from .progress import BytesBar
-from .stream import FileSlice
+from .stream import FileSlice, FileUpload
 
 RETRIES = 3
 
 
-class LegacyUpload:
-    def __init__(self, http: aiohttp.ClientSession, server: str, path: Path, *, upload_type: str,
-                 task_id: str | None, chunk_size: int):
-        self.http = http
-        self.url = server + "/api/batches/upload-chunk"
-        self.path = path
-        self.size = path.stat().st_size
-        self.upload_type = upload_type
-        self.task_id = task_id
-        self.chunk_size = chunk_size
-        self.total = max(1, -(-self.size // chunk_size))
-        self.bar = BytesBar(self.size, path.name)
+class LegacyUpload(FileUpload):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.url = self.server + "/api/batches/upload-chunk"
+        self.total = max(1, -(-self.size // self.chunk_size))
 
     async def run(self) -> str:
         """Sends every chunk in order; returns the batch id the final chunk's answer names."""

@@ -11,7 +11,10 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
+import aiohttp
 from aiohttp import payload
+
+from .progress import BytesBar
 
 BLOCK = 4 * 1024 * 1024
 PIECE = 256 * 1024  # bytes handed to the transport per write
@@ -51,3 +54,19 @@ class FileSlice(payload.Payload):
 
     def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
         raise TypeError("a file slice is streamed, never decoded to text")
+
+
+class FileUpload:
+    """What every way of uploading a file knows: the file, its type and task, the chunk size,
+    and the progress bar; subclasses say how the bytes travel."""
+
+    def __init__(self, http: aiohttp.ClientSession, server: str, path: Path, *, upload_type: str,
+                 task_id: str | None, chunk_size: int):
+        self.http = http
+        self.server = server
+        self.path = path
+        self.size = path.stat().st_size
+        self.upload_type = upload_type
+        self.task_id = task_id
+        self.chunk_size = chunk_size
+        self.bar = BytesBar(self.size, path.name)

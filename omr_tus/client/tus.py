@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import base64
 import mimetypes
-from pathlib import Path
 from typing import NamedTuple
 
 import aiohttp
 from yarl import URL
 
 from .http import Backoff, ClientError, ServerError, check
-from .progress import BytesBar
 from .resume import ResumeState
-from .stream import FileSlice
+from .stream import FileSlice, FileUpload
 
 TUS = {"Tus-Resumable": "1.0.0"}
 RETRIES = 5
@@ -46,18 +44,11 @@ def status_of(response: aiohttp.ClientResponse) -> Status:
     return Status(offset, response.headers.get("Batch-Id"))
 
 
-class TusUpload:
-    def __init__(self, http: aiohttp.ClientSession, server: str, path: Path, *, upload_type: str,
-                 task_id: str | None, chunk_size: int):
-        self.http = http
-        self.endpoint = server + "/files/"
-        self.path = path
-        self.size = path.stat().st_size
-        self.upload_type = upload_type
-        self.task_id = task_id
-        self.chunk_size = chunk_size
-        self.state = ResumeState(path, server, upload_type, task_id)
-        self.bar = BytesBar(self.size, path.name)
+class TusUpload(FileUpload):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.endpoint = self.server + "/files/"
+        self.state = ResumeState(self.path, self.server, self.upload_type, self.task_id)
 
     async def run(self) -> str:
         """Uploads the file (or what the server still lacks of it); returns the batch id."""
