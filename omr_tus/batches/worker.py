@@ -115,7 +115,8 @@ class Worker:
             status = "needs_review" if status == "ok" else status  # the QR wins, a person looks
         if batch.upload_type == "zip_with_qr" and qr is None and status == "ok":
             status = "needs_review"
-        fixes = {c.column: c.value for c in await self.repo.corrections_of([sheet.id])}
+        # corrections count in the score only; without an answer key there is none to compute
+        fixes = {c.column: c.value for c in await self.repo.corrections_of([sheet.id])} if spec.key else {}
         values = dict(status=status, task_id=task_id, student_id=student, error=result.error,
                       alignment_error=result.alignment_error, score=spec.score({**result.answers, **fixes}))
         rows = [dict(column=column, value=value, flags=",".join(result.flags.get(column, [])),

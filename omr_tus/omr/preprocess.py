@@ -164,14 +164,10 @@ class CropOnMarkers(Step):
         marker = _normalize(cv2.GaussianBlur(marker, (5, 5), 0))
         if erode_subtract:
             marker = marker - cv2.erode(marker, np.ones((5, 5)), iterations=5)
-        self.marker = marker
         self.min_match, self.max_variation = min_match, max_variation
-        self.scales = [s / 100 for s in scales]
-
-    def _scaled(self, scale: float) -> np.ndarray:
-        h, w = self.marker.shape
-        height = max(int(h * scale), 2)
-        return cv2.resize(self.marker, (max(int(w * height / h), 2), height))
+        h, w = marker.shape
+        heights = [max(int(h * s / 100), 2) for s in scales]  # every scale resized once, not per sheet
+        self.markers = [cv2.resize(marker, (max(int(w * height / h), 2), height)) for height in heights]
 
     def __call__(self, image: np.ndarray) -> Outcome:
         """Unlike OMRChecker, each corner region picks its own scale: on a photo taken at an
@@ -199,8 +195,7 @@ class CropOnMarkers(Step):
     def _best(self, region: np.ndarray) -> tuple[float, tuple[int, int], tuple[int, int]]:
         """(match, top-left, marker size) of the best scale of the marker in one region."""
         best = (-1.0, (0, 0), (0, 0))
-        for scale in self.scales:
-            marker = self._scaled(scale)
+        for marker in self.markers:
             if marker.shape[0] > region.shape[0] or marker.shape[1] > region.shape[1]:
                 continue
             _, score, _, at = cv2.minMaxLoc(cv2.matchTemplate(region, marker, cv2.TM_CCOEFF_NORMED))
