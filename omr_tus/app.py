@@ -14,15 +14,15 @@ from .config import Settings
 from .db.engine import make_engine
 from .db.migrate import migrate
 from .db.repo import Repo
-from .http.keys import ARCHIVER, AUTH, CHUNKED, CONCAT, ENGINE, METRICS, REPO, SERVICE, SETTINGS, STORE
+from .http.keys import ARCHIVER, AUTH, CHUNKED, CONCAT, ENGINE, FILES, METRICS, REPO, SERVICE, SETTINGS, STORE
 from .http.middlewares import MIDDLEWARES
 from .metrics import Counters
-from .store import LocalStore
+from .store.setup import open_stores
 from .tus import handlers as tus
 from .uploads.archive import Archiver
 from .uploads.chunked import ChunkedUploads
 from .uploads.concat import Concatenation
-from .uploads.locks import UploadLocks
+from .uploads.shared_locks import open_locks
 from .uploads.service import UploadService
 
 log = logging.getLogger("omr_tus.app")
@@ -65,21 +65,24 @@ def _database(run_migrations: bool):
 
 async def _uploads(app: web.Application):
     settings = app[SETTINGS]
-    store = LocalStore(settings.store_dir)
-    durable = LocalStore(settings.durable_dir, threads=4)
-    service = UploadService(settings, app[REPO], store, UploadLocks(settings.lock_timeout, settings.stall_timeout),
-                            app[METRICS])
-    archiver = Archiver(service, durable)
-    service.finish_hooks.append(archiver)
-    app[STORE], app[SERVICE], app[ARCHIVER] = store, service, archiver
-    app[CHUNKED] = ChunkedUploads(service)
-    app[CONCAT] = Concatenation(service)
-    await archiver.recover()
-    log.info("store %s, durable storage %s", settings.store_dir, settings.durable_dir)
-    yield
-    await service.drain()
-    store.close()
-    durable.close()
+    async with open_stores(settings) as stores, open_locks(settings, app[ENGINE]) as locks:
+        service = UploadService(settings, app[REPO], stores.incoming, locks, app[METRICS])
+        archiver = Archiver(service, stores.durable, stores.files)
+        service.finish_hooks.append(archiver)
+        app[STORE], app[SERVICE], app[ARCHIVER], app[FILES] = stores.incoming, service, archiver, stores.files
+        app[CHUNKED] = ChunkedUploads(service)
+        app[CONCAT] = Concatenation(service)
+        await archiver.recover()
+        log.info("store %s, durable storage %s, %s locks", _describe(settings), settings.durable_dir,
+                 "PostgreSQL" if not locks.local_only else "in-process")
+        yield
+        await service.drain()
+
+
+def _describe(settings: Settings) -> str:
+    if settings.store == "s3":
+        return f"s3://{settings.s3_bucket}/{settings.s3_prefix} at {settings.s3_endpoint or 'AWS'}"
+    return str(settings.store_dir)
 
 
 async def _janitor(app: web.Application):

@@ -238,14 +238,16 @@ def _workers(settings: Settings, processes: int) -> int:
 
 async def _run_worker(repo, settings: Settings) -> None:
     from .batches.worker import Worker
+    from .store.setup import open_stores
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    worker = Worker(repo, settings)
-    log.info("worker %s started", worker.name)
-    await worker.run(stop)
+    async with open_stores(settings) as stores:
+        worker = Worker(repo, settings, stores.files)
+        log.info("worker %s started", worker.name)
+        await worker.run(stop)
 
 
 if __name__ == "__main__":

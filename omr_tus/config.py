@@ -32,6 +32,15 @@ class Settings:
     token_ttl: int
     log_level: str
     workers: int
+    store: str
+    s3_endpoint: str
+    s3_bucket: str
+    s3_prefix: str
+    s3_region: str
+    s3_access_key: str
+    s3_secret_key: str
+    s3_part_size: int
+    locks: str
 
     @property
     def durable_dir(self) -> Path:
@@ -73,6 +82,15 @@ class Settings:
             token_ttl=int(raw["token_ttl"]),
             log_level=str(raw["log_level"]).upper(),
             workers=int(raw["workers"]) if int(raw["workers"]) >= 0 else (os.cpu_count() or 1),
+            store=_choice("store", raw["store"], ("local", "s3")),
+            s3_endpoint=str(raw["s3_endpoint"]),
+            s3_bucket=str(raw["s3_bucket"]),
+            s3_prefix=str(raw["s3_prefix"]),
+            s3_region=str(raw["s3_region"]),
+            s3_access_key=str(raw["s3_access_key"]),
+            s3_secret_key=str(raw["s3_secret_key"]),
+            s3_part_size=int(raw["s3_part_size"]),
+            locks=_choice("locks", raw["locks"], ("auto", "process", "postgresql")),
         )
 
 
@@ -94,6 +112,13 @@ def async_url(url: str) -> str:
         if url.startswith(plain):
             return driver + url[len(plain):]
     return url
+
+
+def _choice(key: str, value, allowed: tuple[str, ...]) -> str:
+    value = str(value).strip().lower()
+    if value not in allowed:
+        raise ValueError(f"{ENV_PREFIX}{key.upper()} must be one of {', '.join(allowed)}, not {value!r}")
+    return value
 
 
 def _bool(value) -> bool:

@@ -56,4 +56,5 @@ LOCKED = ErrorSpec("ERR_UPLOAD_LOCKED", 423, "upload is being written by another
 CHECKSUM_MISMATCH = ErrorSpec("ERR_CHECKSUM_MISMATCH", 460, "checksum mismatch; the bytes of this request were discarded")
 INTERRUPTED = ErrorSpec("ERR_UPLOAD_INTERRUPTED", 400,
                         "upload was interrupted by a newer request for the same upload")
+UNAVAILABLE = ErrorSpec("ERR_UNAVAILABLE", 503, "the database cannot be reached right now; retry shortly")
 INSUFFICIENT_STORAGE = ErrorSpec("ERR_INSUFFICIENT_STORAGE", 507, "not enough free space to store the upload")

@@ -138,3 +138,23 @@ def api_with(aiohttp_client, tmp_path, database_url):
         client = await aiohttp_client(create_app(make_settings(tmp_path, database_url, **overrides)))
         return await users_and_tokens(client)
     return make
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory):
+    """A real S3 server (SeaweedFS) on loopback for the whole session."""
+    from .services import SeaweedFS
+
+    server = SeaweedFS(tmp_path_factory.mktemp("seaweedfs"))
+    try:
+        server.start()
+    except (FileNotFoundError, RuntimeError, TimeoutError) as exc:
+        missing_part(f"no S3 server: {exc}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_overrides(seaweedfs):
+    """Settings for the S3 store under a key prefix of this test's own."""
+    return seaweedfs.settings(prefix=f"t{secrets.token_hex(4)}/")

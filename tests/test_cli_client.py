@@ -22,7 +22,7 @@ import pytest
 
 from omr_tus import auth
 from omr_tus.batches.worker import Worker
-from omr_tus.http.keys import REPO, SETTINGS
+from omr_tus.http.keys import FILES, REPO, SETTINGS
 from omr_tus.omr.simulate import EASY, simulate_sheet
 from omr_tus.omr.template import Template
 
@@ -305,7 +305,7 @@ async def register_task(live) -> None:
 async def worker(live):
     """An OMR worker beside the server, as `omr-tus serve` would start."""
     stop = asyncio.Event()
-    task = asyncio.create_task(Worker(live.server.app[REPO], live.server.app[SETTINGS], name="w").run(stop, idle=0.05))
+    task = asyncio.create_task(Worker(live.server.app[REPO], live.server.app[SETTINGS], live.server.app[FILES], name="w").run(stop, idle=0.05))
     try:
         yield
     finally:

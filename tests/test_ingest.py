@@ -2,6 +2,7 @@
 
 import io
 import stat
+import warnings
 import zipfile
 
 import numpy as np
@@ -59,6 +60,18 @@ def test_listing_is_safe_and_complete(tmp_path):
     assert "unsafe path" in reasons["../../x.png"] and "unsafe path" in reasons["/abs.png"]
     assert "compression ratio" in reasons["bomb.png"]
     assert reasons["link.png"] == "symbolic link"
+
+
+def test_a_repeated_entry_name_is_read_once(tmp_path):
+    path = tmp_path / "dup.zip"
+    with zipfile.ZipFile(path, "w") as z, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns about the duplicate it is asked to write
+        z.writestr("s1.png", png())
+        z.writestr("s1.png", png())
+    listing = list_pages(path, "dup.zip")
+    assert listing.pages == [("s1.png", 1)]
+    assert listing.skipped == [{"entry": "s1.png", "reason": "a second entry of the same name (only the first "
+                                                             "is read)"}]
 
 
 def test_limits_on_count_and_size(tmp_path):

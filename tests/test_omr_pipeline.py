@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from omr_tus.batches.worker import Worker
-from omr_tus.http.keys import REPO, SETTINGS
+from omr_tus.http.keys import FILES, REPO, SETTINGS
 from omr_tus.omr.simulate import EASY, HARD, MEDIUM, simulate_sheet
 from omr_tus.omr.template import Template
 
@@ -58,7 +58,7 @@ async def process(api, batch_id: str, workers: list[Worker], rounds: int = 400) 
 
 
 def worker(api, name="w1", lease=120.0) -> Worker:
-    return Worker(api.client.app[REPO], api.client.app[SETTINGS], name=name, lease=lease)
+    return Worker(api.client.app[REPO], api.client.app[SETTINGS], api.client.app[FILES], name=name, lease=lease)
 
 
 async def test_zip_with_qr_end_to_end(api):

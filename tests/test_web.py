@@ -38,7 +38,7 @@ from omr_tus import auth
 from omr_tus.api import webpage
 from omr_tus.app import create_app
 from omr_tus.batches.worker import Worker
-from omr_tus.http.keys import REPO
+from omr_tus.http.keys import FILES, REPO
 from omr_tus.omr.simulate import EASY, HARD, MEDIUM, simulate_sheet
 from omr_tus.omr.template import Template
 
@@ -117,7 +117,7 @@ async def site(aiohttp_server, settings):
     workers: list[asyncio.Task] = []
 
     def start_workers(count: int = 2) -> None:
-        workers.extend(asyncio.create_task(Worker(repo, settings, name=f"web-w{i}", lease=60, sheets_per_claim=1)
+        workers.extend(asyncio.create_task(Worker(repo, settings, server.app[FILES], name=f"web-w{i}", lease=60, sheets_per_claim=1)
                                            .run(stop, idle=0.1)) for i in range(count))
     live.start_workers = start_workers
     try:

@@ -10,8 +10,9 @@ from aiohttp import web
 from sqlalchemy import text
 
 from .. import errors
-from ..http.keys import ENGINE, METRICS, REPO, SERVICE, SETTINGS, STORE, principal, public
+from ..http.keys import ENGINE, METRICS, REPO, SERVICE, STORE, principal, public
 from ..metrics import render
+from ..store import LocalStore
 
 MIN_FREE = 64 * 1024 * 1024
 
@@ -39,10 +40,15 @@ async def readyz(request: web.Request) -> web.Response:
         checks["database"] = f"unreachable: {type(exc).__name__}"
     store = request.app[STORE]
     try:
-        await asyncio.to_thread(_probe_write, request.app[SETTINGS].store_dir)
+        if isinstance(store, LocalStore):
+            await asyncio.to_thread(_probe_write, store.directory)
+        else:
+            await asyncio.wait_for(store.ready(), 5)
         checks["store"] = "ok"
     except OSError as exc:
         checks["store"] = f"not writable: {exc.strerror}"
+    except Exception as exc:  # a bucket that cannot be reached
+        checks["store"] = f"unreachable: {type(exc).__name__}"
     free = store.free_space()
     checks["free_space"] = "ok" if free >= MIN_FREE else f"low: {free} bytes"
     ready = all(v == "ok" for v in checks.values())

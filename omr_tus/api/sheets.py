@@ -12,7 +12,7 @@ from sqlalchemy import Row
 from .. import errors
 from ..batches.ingest import PageError, load_page
 from ..batches.tasks import load_task
-from ..http.keys import REPO, SETTINGS, principal
+from ..http.keys import FILES, REPO, principal
 from .results import sheet_entries
 
 VALUE_LIMIT = 64
@@ -45,7 +45,7 @@ async def review_image(request: web.Request) -> web.Response:
     spec = await load_task(request.app[REPO], task_id) if task_id else None
     if spec is None:
         raise errors.NOT_FOUND(f"Sheet {sheet.id} has no task template to draw it with")
-    path = request.app[SETTINGS].durable_dir / batch.upload_id
+    path = await request.app[FILES].local_path(batch.upload_id)
     try:
         image = await asyncio.to_thread(load_page, path, sheet.source, sheet.page, spec.template.page[0])
     except PageError as exc:

@@ -51,6 +51,7 @@ def list_pages(path: Path, filename: str, limits: Limits = Limits()) -> Listing:
 def _list_zip(path: Path, limits: Limits) -> Listing:
     listing = Listing([], [])
     total = 0
+    seen: set[str] = set()
     try:
         with zipfile.ZipFile(path) as archive:
             entries = archive.infolist()
@@ -58,6 +59,9 @@ def _list_zip(path: Path, limits: Limits) -> Listing:
                 reason = _skip_reason(info, limits)
                 if reason == "ignored":
                     continue
+                if reason is None and info.filename in seen:  # a sheet is known by its entry's name
+                    reason = "a second entry of the same name (only the first is read)"
+                seen.add(info.filename)
                 if reason is None and len(listing.pages) >= limits.max_entries:
                     reason = f"more than {limits.max_entries} pages in one batch"
                 if reason is None and total + info.file_size > limits.max_total_bytes:

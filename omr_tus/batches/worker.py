@@ -11,12 +11,13 @@ import os
 import secrets
 import socket
 import time
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 
 from sqlalchemy import Row
 
 from ..config import Settings
 from ..db.repo import Repo
+from ..store.files import CompletedFiles
 from .ingest import PageError, list_pages, load_page
 from .tasks import TaskSpec, load_task
 from .wakeup import Wakeup
@@ -28,10 +29,11 @@ TEMPLATE_CACHE_SECONDS = 30.0
 
 
 class Worker:
-    def __init__(self, repo: Repo, settings: Settings, *, name: str | None = None, lease: float = 120.0,
-                 sheets_per_claim: int = 4):
+    def __init__(self, repo: Repo, settings: Settings, files: CompletedFiles, *, name: str | None = None,
+                 lease: float = 120.0, sheets_per_claim: int = 4):
         self.repo = repo
         self.settings = settings
+        self.files = files
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.lease = lease
         self.sheets_per_claim = sheets_per_claim
@@ -64,11 +66,9 @@ class Worker:
             done += 1
         return done
 
-    def _file(self, upload_id: str) -> Path:
-        return self.settings.durable_dir / upload_id
-
     async def _ingest(self, batch: Row) -> None:
-        listing = await asyncio.to_thread(list_pages, self._file(batch.upload_id), batch.filename or "")
+        path = await self.files.local_path(batch.upload_id)
+        listing = await asyncio.to_thread(list_pages, path, batch.filename or "")
         await self.repo.add_sheets(batch.id, self.name, listing.pages, listing.skipped, listing.error)
         log.info("Batch %s: %d sheets, %d entries skipped%s", batch.id, len(listing.pages), len(listing.skipped),
                  f", failed: {listing.error}" if listing.error else "")
@@ -97,7 +97,8 @@ class Worker:
         task_id = batch.task_id
         spec = await self._task(task_id) if task_id else None
         width = spec.template.page[0] if spec is not None else DEFAULT_PAGE_WIDTH
-        image = await asyncio.to_thread(load_page, self._file(batch.upload_id), sheet.source, sheet.page, width)
+        path = await self.files.local_path(batch.upload_id)
+        image = await asyncio.to_thread(load_page, path, sheet.source, sheet.page, width)
         qr = None
         if batch.upload_type == "zip_with_qr":
             qr = await asyncio.to_thread(_find_qr, image)

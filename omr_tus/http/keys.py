@@ -10,6 +10,7 @@ from ..config import Settings
 from ..db.repo import Repo
 from ..metrics import Counters
 from ..store import Store
+from ..store.files import CompletedFiles
 from ..uploads.model import Principal
 from ..uploads.archive import Archiver
 from ..uploads.chunked import ChunkedUploads
@@ -23,6 +24,7 @@ STORE = web.AppKey("store", Store)
 SERVICE = web.AppKey("service", UploadService)
 AUTH = web.AppKey("auth", Authenticator)
 ARCHIVER = web.AppKey("archiver", Archiver)
+FILES = web.AppKey("files", CompletedFiles)
 CHUNKED = web.AppKey("chunked", ChunkedUploads)
 CONCAT = web.AppKey("concat", Concatenation)
 METRICS = web.AppKey("metrics", Counters)

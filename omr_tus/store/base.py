@@ -38,6 +38,9 @@ class Store(Protocol):
     def free_space(self) -> int:
         """Bytes the store can still take."""
 
+    async def close(self) -> None:
+        """Let go of threads and connections."""
+
 
 @runtime_checkable
 class Truncater(Protocol):
@@ -59,3 +62,20 @@ class RangeCopier(Protocol):
     through Python (copy_file_range): spooled legacy chunks, tus concatenation."""
 
     async def copy_into(self, src_id: str, dst_id: str, dst_offset: int) -> int: ...
+
+
+@runtime_checkable
+class Finisher(Protocol):
+    """Must assemble an upload when its last byte has arrived (S3: complete the multipart upload)."""
+
+    async def finish(self, upload_id: str) -> None: ...
+
+
+@runtime_checkable
+class RemoteFiles(Protocol):
+    """Keeps completed uploads away from this machine: they are streamed, or copied to a local
+    file for what needs one (a ZIP is read out of order)."""
+
+    def read(self, upload_id: str): ...  # async context manager of (size, async iterator of bytes)
+
+    async def download(self, upload_id: str, path: Path) -> None: ...

@@ -11,26 +11,11 @@ import time
 from typing import AsyncIterable
 
 from .base import WriteProgress
+from .fileio import write_all
 
 
 FREE_SPACE_TTL = 0.5
 GATHER_LIMIT = 1024 * 1024  # at most this much waits for the writer thread, per upload
-
-
-def _pwritev_all(fd: int, blocks: list[bytes], position: int) -> int:
-    """Writes every block, in order, at position; returns the bytes written."""
-    total = sum(len(b) for b in blocks)
-    views = [memoryview(b) for b in blocks]
-    done = 0
-    while views:
-        n = os.pwritev(fd, views, position + done)
-        done += n
-        while views and n >= len(views[0]):
-            n -= len(views[0])
-            views.pop(0)
-        if views and n:
-            views[0] = views[0][n:]
-    return total
 
 
 def _copy_file_into(src: Path, dst: Path, dst_offset: int) -> int:
@@ -96,14 +81,14 @@ class LocalStore:
                     continue
                 if pending is not None:
                     progress.written += await asyncio.shield(pending)
-                pending = loop.run_in_executor(self._pool, _pwritev_all, fd, gathered, position)
+                pending = loop.run_in_executor(self._pool, write_all, fd, gathered, position)
                 position += size
                 gathered, size = [], 0
             if pending is not None:
                 progress.written += await asyncio.shield(pending)
                 pending = None
             if gathered:
-                progress.written += await self._run(_pwritev_all, fd, gathered, position)
+                progress.written += await self._run(write_all, fd, gathered, position)
         finally:
             try:
                 if pending is not None:  # even when cancelled: the thread must finish before close
@@ -138,5 +123,5 @@ class LocalStore:
             self._free, self._free_at = shutil.disk_usage(self.directory).free, now
         return self._free
 
-    def close(self) -> None:
-        self._pool.shutdown(wait=True)
+    async def close(self) -> None:
+        await asyncio.to_thread(self._pool.shutdown, True)

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
-import os
 import re
 
 from aiohttp import web
 
 from .. import errors
 from ..http.files import clean_filename, content_disposition
-from ..http.keys import ARCHIVER, CONCAT, REPO, SERVICE, SETTINGS, STORE, principal
+from ..http.keys import CONCAT, FILES, REPO, SERVICE, SETTINGS, STORE, principal
 from ..http.urls import base_url
 from ..store import RangeCopier, Truncater
 from ..uploads.checksums import ALGORITHMS
@@ -20,7 +18,6 @@ from ..uploads.service import interrupted
 from ..uploads.validation import check_upload_type
 from . import headers as h
 
-DOWNLOAD_BLOCK = 1024 * 1024
 BASE_EXTENSIONS = ["creation", "creation-with-upload", "creation-defer-length", "expiration", "termination"]
 _MIME = re.compile(r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+$")
 
@@ -175,19 +172,16 @@ async def download(request: web.Request) -> web.StreamResponse:
             "Content-Type": filetype if _MIME.match(filetype) else "application/octet-stream",
             "X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store"}
     try:
-        f = await asyncio.to_thread(request.app[ARCHIVER].open, info)
+        async with request.app[FILES].stream(info.id, info.location) as (size, chunks):
+            response = web.StreamResponse(headers=hdrs)
+            response.content_length = size
+            await response.prepare(request)
+            async for chunk in chunks:
+                await response.write(chunk)
+            await response.write_eof()
+            return response
     except FileNotFoundError:
         raise errors.NOT_FOUND(f"Upload {info.id} has no stored file") from None
-    try:
-        response = web.StreamResponse(headers=hdrs)
-        response.content_length = os.fstat(f.fileno()).st_size
-        await response.prepare(request)
-        while block := await asyncio.to_thread(f.read, DOWNLOAD_BLOCK):
-            await response.write(block)
-        await response.write_eof()
-        return response
-    finally:
-        f.close()
 
 
 METHODS = {"HEAD": head, "PATCH": patch, "DELETE": delete, "GET": download, "OPTIONS": options}

@@ -1,7 +1,8 @@
 """After completion, in the background: the file leaves the RAM disk for durable storage
 under the data dir, and the same single read gives its sha256. So the upload path never
 hashes (the completing response is not delayed by it, and a PATCH costs only the write),
-and the file is read once after it arrived, whatever order its bytes came in."""
+and the file is read once after it arrived, whatever order its bytes came in. A file in a
+bucket is already durable: it is only read for its sha256."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ import logging
 import os
 import contextlib
 from pathlib import Path
-from typing import BinaryIO
 
-from ..store import LocalFiles, LocalStore
+from ..store import LocalFiles, LocalStore, RemoteFiles
+from ..store.files import CompletedFiles
 from .model import UploadInfo
 from .service import UploadService
 
@@ -44,49 +45,47 @@ def copy_and_hash(src: Path, dst: Path | None) -> str:
 
 
 class Archiver:
-    def __init__(self, service: UploadService, durable: LocalStore):
+    def __init__(self, service: UploadService, durable: LocalStore, files: CompletedFiles):
         self.service = service
         self.durable = durable
+        self.files = files
         self._moves = asyncio.Semaphore(PARALLEL_MOVES)
-
-    def open(self, info: UploadInfo) -> BinaryIO:
-        """The completed upload's bytes, opened where they are now (call off the event loop).
-        An open file survives the move to durable storage that may happen meanwhile."""
-        candidates = [self.service.store.path(info.id)] if (
-            info.location == "store" and isinstance(self.service.store, LocalFiles)) else []
-        for path in [*candidates, self.durable.path(info.id)]:
-            try:
-                return open(path, "rb")
-            except FileNotFoundError:
-                continue
-        raise FileNotFoundError(f"upload {info.id} has no file")
-
-    def path(self, info: UploadInfo) -> Path:
-        """Where a completed upload's bytes are now."""
-        if info.location == "store" and isinstance(self.service.store, LocalFiles):
-            path = self.service.store.path(info.id)
-            if path.exists():
-                return path
-        return self.durable.path(info.id)  # moved, possibly since the row was read
 
     async def __call__(self, info: UploadInfo) -> None:
         store = self.service.store
+        if isinstance(store, RemoteFiles):
+            async with self._moves:
+                sha256 = await self._hash(info)
+            await self._done(info, sha256)
+            return
         moving = (info.location == "store" and isinstance(store, LocalFiles)
                   and store.directory.resolve() != self.durable.directory.resolve())
         if moving:
             source = await asyncio.to_thread(store.ensure, info.id)
         else:
-            source = self.path(info)
+            source = self.durable.path(info.id)
             if not source.exists():
                 source = await asyncio.to_thread(self.durable.ensure, info.id)
         async with self._moves:
             sha256 = await asyncio.to_thread(copy_and_hash, source, self.durable.path(info.id) if moving else None)
+        if moving:
+            await self.service.repo.update_upload(info.id, location="durable")
+            info.location = "durable"
+            await store.delete(info.id)
+            log.info("Upload %s: moved to durable storage", info.id)
+        await self._done(info, sha256)
+
+    async def _hash(self, info: UploadInfo) -> str:
+        digest = hashlib.sha256()
+        async with self.files.stream(info.id, info.location) as (_, chunks):
+            async for chunk in chunks:
+                await asyncio.to_thread(digest.update, chunk)
+        return digest.hexdigest()
+
+    async def _done(self, info: UploadInfo, sha256: str) -> None:
         if info.location != "durable":
             await self.service.repo.update_upload(info.id, location="durable")
             info.location = "durable"
-        if moving:
-            await store.delete(info.id)
-            log.info("Upload %s: moved to durable storage", info.id)
         info.sha256 = sha256
         await self.service.repo.record_sha256(info.id, sha256)
 

@@ -42,6 +42,7 @@ class UploadLocks:
     """In-process locks; the entry for an upload exists only while someone uses it."""
 
     POLL = 0.05
+    local_only = True  # no other process writes these uploads: what this one cached stays true
 
     def __init__(self, timeout: float, stall_timeout: float):
         self.timeout = timeout
@@ -86,6 +87,19 @@ class UploadLocks:
                 return
             except TimeoutError:
                 continue
+
+    def interrupt_stalled(self, upload_id: str) -> None:
+        """Asked by a waiter elsewhere (another node): let go if the client went silent."""
+        entry = self._entries.get(upload_id)
+        if entry is not None and entry.holder is not None:
+            entry.holder.interrupt_if_stalled(self.stall_timeout)
+
+    def interrupt_all(self) -> None:
+        """The locks no longer hold (their connection to PostgreSQL was lost): stop every writer."""
+        for entry in list(self._entries.values()):
+            if entry.holder is not None and entry.holder.interrupt is not None:
+                entry.holder.interrupt()
+                entry.holder.interrupt = None
 
     def interrupt_idle(self, idle_timeout: float) -> None:
         """Stops writers whose client has sent nothing for idle_timeout, even if nobody

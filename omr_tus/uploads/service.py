@@ -18,10 +18,11 @@ from .. import errors
 from ..config import Settings
 from ..db.repo import Repo
 from ..metrics import Counters
-from ..store import Store, Truncater, WriteProgress
+from ..store import Finisher, Store, Truncater, WriteProgress
 from ..db.models import utcnow
 from .checksums import Checksum
 from .locks import Holder, UploadLocks
+from .shared_locks import SharedUploadLocks
 from .model import Principal, UploadInfo
 
 log = logging.getLogger("omr_tus.uploads")
@@ -94,7 +95,7 @@ def mb(n: int) -> str:
 
 
 class UploadService:
-    def __init__(self, settings: Settings, repo: Repo, store: Store, locks: UploadLocks,
+    def __init__(self, settings: Settings, repo: Repo, store: Store, locks: UploadLocks | SharedUploadLocks,
                  counters: Counters | None = None):
         self.settings = settings
         self.counters = counters or Counters()
@@ -136,8 +137,13 @@ class UploadService:
             info.batch_id = batch.id if batch else None
         return info
 
+    def _cached(self, upload_id: str) -> UploadInfo | None:
+        """The upload as this process last committed it, if nobody else can have changed it
+        since (one node; with several, each request reads the database and the store)."""
+        return self._in_sync.get(upload_id) if self.locks.local_only else None
+
     def _known(self, upload_id: str, user: Principal) -> UploadInfo | None:
-        known = self._in_sync.get(upload_id)
+        known = self._cached(upload_id)
         if known is None or (known.owner_id != user.id and not user.is_admin):
             return None
         return dataclasses.replace(known)
@@ -316,12 +322,17 @@ class UploadService:
         the offset were never acknowledged (a crash mid-write) and are dropped; fewer bytes
         than the offset (a RAM disk lost in a reboot) move the offset back, so the client
         resends rather than the server claiming bytes it does not have."""
-        known = self._in_sync.get(info.id)
+        known = self._cached(info.id)
         if info.status != "active" or (known is not None and known.offset == info.offset):
             return info
         size = await self.store.size(info.id)
         if size > info.offset and isinstance(self.store, Truncater):
             await self.store.truncate(info.id, info.offset)
+        elif size > info.offset:  # whole parts of a bucket, in order: the bytes the client sent there
+            log.warning("Upload %s: store holds %d bytes but %d were recorded; offset moved on",
+                        info.id, size, info.offset)
+            info.offset = size
+            await self.repo.update_upload(info.id, upload_offset=size)
         elif size < info.offset:
             log.warning("Upload %s: store holds %d bytes but %d were recorded; offset moved back",
                         info.id, size, info.offset)
@@ -333,6 +344,8 @@ class UploadService:
     # -- completion ---------------------------------------------------------
     async def finish(self, info: UploadInfo) -> None:
         """Marks the upload complete at info.offset bytes and creates its batch (call under the lock)."""
+        if isinstance(self.store, Finisher):
+            await self.store.finish(info.id)
         self._reserved.drop(info.id)
         self._in_sync.pop(info.id, None)
         self.counters.inc("uploads_total", event="finished")
