@@ -1,0 +1,190 @@
+"""Two API nodes and two workers, real processes on loopback, behind nginx (deploy/nginx.conf) in
+round robin, sharing PostgreSQL and S3 (SeaweedFS): every node serves every request."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+import urllib.parse
+
+import aiohttp
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+from tusclient import client as tus_client
+
+from .cluster import ADMIN_PASSWORD, Cluster
+from .conftest import _drop_pg_database, _pg_database, missing_part
+from .services import nginx_binary
+from .test_omr_pipeline import KEY, TASK, TEMPLATE, zipped
+
+MiB = 1024 * 1024
+TUS = {"Tus-Resumable": "1.0.0"}
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory, seaweedfs):
+    if nginx_binary() is None:
+        missing_part("nginx is not installed (Debian package nginx-light)")
+    try:
+        url, name = asyncio.run(_pg_database())
+    except Exception as exc:
+        missing_part(f"PostgreSQL not reachable ({type(exc).__name__})")
+    cluster = Cluster(tmp_path_factory.mktemp("cluster"), url, seaweedfs.settings(prefix="cluster/"),
+                      extra_env={"OMR_TUS_S3_PART_SIZE": str(5 * MiB)})
+    cluster.start()
+    cluster.database_url = url
+    yield cluster
+    cluster.stop()
+    asyncio.run(_drop_pg_database(name))
+
+
+async def login(base: str) -> dict[str, str]:
+    async with aiohttp.ClientSession() as s:
+        async with s.post(base + "/api/auth/login", data={"username": "admin", "password": ADMIN_PASSWORD}) as r:
+            assert r.status == 200, await r.text()
+            return {"Authorization": f"Bearer {(await r.json())['access_token']}"}
+
+
+async def create(base: str, headers: dict, length: int, meta: str = "upload_type aW1hZ2Vz,task_id MTE2MDAxMTE=") -> str:
+    async with aiohttp.ClientSession() as s:
+        async with s.post(base + "/files/", headers={**TUS, **headers, "Upload-Length": str(length),
+                                                     "Upload-Metadata": meta}) as r:
+            assert r.status == 201, await r.text()
+            return urllib.parse.urlsplit(r.headers["Location"]).path
+
+
+async def patch(base: str, headers: dict, path: str, offset: int, body) -> tuple[int, dict, str]:
+    async with aiohttp.ClientSession() as s:
+        async with s.patch(base + path, data=body, headers={
+                **TUS, **headers, "Upload-Offset": str(offset), "Content-Type": "application/offset+octet-stream"},
+                timeout=aiohttp.ClientTimeout(total=60)) as r:
+            return r.status, dict(r.headers), await r.text()
+
+
+async def head_offset(base: str, headers: dict, path: str) -> int:
+    async with aiohttp.ClientSession() as s:
+        async with s.head(base + path, headers={**TUS, **headers}) as r:
+            assert r.status == 200
+            return int(r.headers["Upload-Offset"])
+
+
+async def batch_sha256(base: str, headers: dict, batch_id: str) -> str | None:
+    async with aiohttp.ClientSession() as s:
+        for _ in range(300):
+            async with s.get(f"{base}/api/batches/{batch_id}", headers=headers) as r:
+                batch = await r.json()
+            if batch.get("sha256"):
+                return batch["sha256"]
+            await asyncio.sleep(0.1)
+    return None
+
+
+def saved_by(node, upload_id: str) -> int:
+    """PATCHes of this upload that the node wrote (its log says so for each one)."""
+    return len(re.findall(rf"Upload {upload_id}: Saved", node.log_text()))
+
+
+async def slow_body(data: bytes, block: int = 64 * 1024, pause: float = 0.03):
+    for i in range(0, len(data), block):
+        yield data[i:i + block]
+        await asyncio.sleep(pause)
+
+
+async def test_patches_alternating_between_nodes_make_the_right_file(cluster, tmp_path):
+    headers = await login(cluster.url)
+    data = os.urandom(23 * MiB + 11)
+    path = tmp_path / "exam.bin"
+    path.write_bytes(data)
+    client = tus_client.TusClient(cluster.url + "/files/", headers=headers)
+    uploader = client.uploader(file_path=str(path), chunk_size=3 * MiB,
+                               metadata={"filename": "exam.bin", "upload_type": "images", "task_id": TASK})
+    await asyncio.wait_for(asyncio.to_thread(uploader.upload), 120)
+    upload_id = uploader.url.rstrip("/").rsplit("/", 1)[1]
+    counts = [saved_by(node, upload_id) for node in cluster.nodes]
+    assert sum(counts) == 8 and min(counts) >= 3, counts  # round robin: both nodes wrote parts of it
+    batch_id = uploader.request.response_headers["batch-id"]
+    assert await batch_sha256(cluster.url, headers, batch_id) == hashlib.sha256(data).hexdigest()
+
+
+async def test_the_same_chunk_sent_to_both_nodes_is_applied_once(cluster):
+    headers = await login(cluster.url)
+    data = os.urandom(2 * MiB)
+    path = await create(cluster.url, headers, len(data))
+    first, second = cluster.nodes
+    results = await asyncio.gather(patch(first.url, headers, path, 0, slow_body(data)),
+                                   patch(second.url, headers, path, 0, slow_body(data)))
+    statuses = sorted(r[0] for r in results)
+    assert statuses[0] == 204 and statuses[1] in (409, 423), results
+    loser = next(r for r in results if r[0] != 204)
+    assert loser[1]["Upload-Offset"] == str(len(data)) if loser[0] == 409 else True
+    winner = next(r for r in results if r[0] == 204)
+    assert await batch_sha256(cluster.url, headers, winner[1]["Batch-Id"]) == hashlib.sha256(data).hexdigest()
+
+
+async def test_a_batch_is_shared_by_workers_on_both_nodes_with_no_duplicate_answer(cluster):
+    import numpy as np
+
+    from omr_tus.omr.simulate import EASY, simulate_sheet
+    from omr_tus.omr.template import Template
+
+    headers = await login(cluster.url)
+    async with aiohttp.ClientSession() as s:
+        async with s.post(cluster.url + "/api/tasks", headers=headers, json={
+                "task_id": TASK, "name": "Physics", "template": TEMPLATE, "answer_key": KEY}) as r:
+            assert r.status in (201, 409), await r.text()
+    template = Template.parse(TEMPLATE)
+    sheets = [simulate_sheet(template, np.random.default_rng(seed), EASY, task_id=TASK) for seed in range(12)]
+    data = zipped(sheets)
+    path = await create(cluster.url, headers, len(data), meta="upload_type emlwX3dpdGhfcXI=,filename ZXhhbS56aXA=")
+    status, hdrs, body = await patch(cluster.url, headers, path, 0, data)
+    assert status == 204, body
+    batch_id = hdrs["Batch-Id"]
+    async with aiohttp.ClientSession() as s:
+        for _ in range(600):
+            async with s.get(f"{cluster.url}/api/batches/{batch_id}/progress", headers=headers) as r:
+                progress = await r.json()
+            if progress["status"] in ("completed", "failed"):
+                break
+            await asyncio.sleep(0.2)
+    assert progress["status"] == "completed" and progress["processed_sheets"] == 12, progress
+    engine = create_async_engine(cluster.database_url)
+    try:
+        async with engine.connect() as conn:
+            per_sheet = (await conn.execute(text(
+                "SELECT s.id, count(a.sheet_id) FROM sheets s LEFT JOIN answers a ON a.sheet_id = s.id "
+                "WHERE s.batch_id = :b GROUP BY s.id"), {"b": batch_id})).all()
+    finally:
+        await engine.dispose()
+    # one row per page, each with one full set of answers (a sheet read twice would have been
+    # refused by its lease; a partial set would show here)
+    assert len(per_sheet) == 12 and len({count for _, count in per_sheet}) == 1 and per_sheet[0][1] > 60
+    read_by = [len(re.findall(r"Sheet \S+: \w+ in", w.log_text())) for w in cluster.workers]
+    assert min(read_by) >= 1, read_by  # both workers read sheets of it
+
+
+async def test_a_node_killed_mid_upload_and_the_client_resumes_through_the_other(cluster):
+    headers = await login(cluster.url)
+    data = os.urandom(16 * MiB)
+    path = await create(cluster.url, headers, len(data))
+    doomed, survivor = cluster.nodes
+    sending = asyncio.ensure_future(patch(doomed.url, headers, path, 0, slow_body(data[:14 * MiB], pause=0.01)))
+    for _ in range(300):  # until at least one 5 MiB part reached the bucket
+        if await head_offset(survivor.url, headers, path) >= 5 * MiB:
+            break
+        await asyncio.sleep(0.1)
+    doomed.kill()
+    with pytest.raises(aiohttp.ClientError):
+        await sending
+    try:
+        offset = await head_offset(cluster.url, headers, path)  # nginx: the survivor answers
+        assert 5 * MiB <= offset < 14 * MiB
+        status, hdrs, body = await patch(cluster.url, headers, path, offset, data[offset:])
+        assert status == 204, body
+        assert await batch_sha256(cluster.url, headers, hdrs["Batch-Id"]) == hashlib.sha256(data).hexdigest()
+    finally:
+        doomed.start()
+        doomed.wait_ready()
