@@ -77,13 +77,13 @@ class Cluster:
         base.update(OMR_TUS_DATABASE_URL=database_url, OMR_TUS_SECRET_KEY="cluster-" + secrets.token_hex(24),
                     OMR_TUS_ADMIN_PASSWORD=ADMIN_PASSWORD, OMR_TUS_WORKERS="0", OMR_TUS_HOST="127.0.0.1",
                     **(extra_env or {}))
-        self.nodes = []
-        for i, port in enumerate(free_ports(nodes)):
-            env = dict(base, OMR_TUS_PORT=str(port), OMR_TUS_DATA_DIR=str(self.workdir / f"node{i}"))
-            self.nodes.append(Process(f"node{i}", ["serve"], env, self.workdir, port))
-        self.workers = [Process(f"worker{i}", ["worker"], dict(base, OMR_TUS_DATA_DIR=str(self.workdir / f"worker{i}"),
-                                                                OMR_TUS_LOG_LEVEL="DEBUG"), self.workdir)
-                        for i in range(workers)]
+        def data_dir(name: str) -> dict[str, str]:  # a node's own, unless the store shares one
+            return {} if "data_dir" in store else {"OMR_TUS_DATA_DIR": str(self.workdir / name)}
+
+        self.nodes = [Process(f"node{i}", ["serve"], dict(base, OMR_TUS_PORT=str(port), **data_dir(f"node{i}")),
+                              self.workdir, port) for i, port in enumerate(free_ports(nodes))]
+        self.workers = [Process(f"worker{i}", ["worker"], dict(base, OMR_TUS_LOG_LEVEL="DEBUG", **data_dir(f"worker{i}")),
+                                self.workdir) for i in range(workers)]
         self.nginx = Nginx(self.workdir / "nginx", [f"127.0.0.1:{n.port}" for n in self.nodes])
 
     @property

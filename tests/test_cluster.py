@@ -25,16 +25,21 @@ TUS = {"Tus-Resumable": "1.0.0"}
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory, seaweedfs):
+@pytest.fixture(scope="module", params=["s3", "shared-directory"])
+def cluster(request, tmp_path_factory):
+    """The nodes share S3 (SeaweedFS), or one directory as they would a CephFS or NFS mount."""
     if nginx_binary() is None:
         missing_part("nginx is not installed (Debian package nginx-light)")
     try:
         url, name = asyncio.run(_pg_database())
     except Exception as exc:
         missing_part(f"PostgreSQL not reachable ({type(exc).__name__})")
-    cluster = Cluster(tmp_path_factory.mktemp("cluster"), url, seaweedfs.settings(prefix="cluster/"),
-                      extra_env={"OMR_TUS_S3_PART_SIZE": str(5 * MiB)})
+    workdir = tmp_path_factory.mktemp("cluster")
+    if request.param == "s3":
+        store = dict(request.getfixturevalue("seaweedfs").settings(prefix="cluster/"), s3_part_size=str(5 * MiB))
+    else:
+        store = dict(store="local", store_dir=str(workdir / "shared" / "incoming"), data_dir=str(workdir / "shared"))
+    cluster = Cluster(workdir, url, store)
     cluster.start()
     cluster.database_url = url
     yield cluster
