@@ -70,7 +70,7 @@ async def _uploads(app: web.Application):
         archiver = Archiver(service, stores.durable, stores.files)
         service.finish_hooks.append(archiver)
         app[STORE], app[SERVICE], app[ARCHIVER], app[FILES] = stores.incoming, service, archiver, stores.files
-        app[CHUNKED] = ChunkedUploads(service)
+        app[CHUNKED] = ChunkedUploads(service, stores.scratch)
         app[CONCAT] = Concatenation(service)
         await archiver.recover()
         log.info("store %s, durable storage %s, %s locks", _describe(settings), settings.durable_dir,

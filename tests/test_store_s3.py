@@ -209,3 +209,19 @@ async def test_a_batch_on_s3_is_read_by_a_worker(s3_api):
     await api.batch(batch_id)
     progress = await process(api, batch_id, [worker(api)])
     assert progress["status"] == "completed" and progress["processed_sheets"] == 2
+
+
+async def test_legacy_chunks_on_s3_are_parts_in_any_order(s3_api):
+    from .test_legacy_chunks import send, upload_in_chunks
+
+    api = s3_api
+    data = os.urandom(3 * MIN_PART + 12345)
+    last = await upload_in_chunks(api, data, MIN_PART, order=[3, 1, 2])
+    assert last["is_complete"]
+    batch = await api.batch(last["batch_id"])
+    assert batch["sha256"] == hashlib.sha256(data).hexdigest()
+    body = await send(api, os.urandom(1000), status=400, chunk_index=0, total_chunks=3, filename="x.zip",
+                      upload_type="zip_with_qr")
+    assert "at least 5242880 bytes" in body["detail"]
+    direct = await upload_in_chunks(api, b"one small file", 100)  # a single chunk may be any size
+    assert (await api.batch(direct["batch_id"]))["sha256"] == hashlib.sha256(b"one small file").hexdigest()

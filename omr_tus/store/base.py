@@ -79,3 +79,15 @@ class RemoteFiles(Protocol):
     def read(self, upload_id: str): ...  # async context manager of (size, async iterator of bytes)
 
     async def download(self, upload_id: str, path: Path) -> None: ...
+
+
+@runtime_checkable
+class PartWriter(Protocol):
+    """Cannot write at any offset, but stores numbered parts in any order and joins them when the
+    upload finishes (S3): the legacy API's chunk i becomes part i + 1. Every part but the last
+    must hold at least min_part_size bytes."""
+
+    min_part_size: int
+
+    async def write_part(self, upload_id: str, number: int, blocks: AsyncIterable[bytes],
+                         progress: WriteProgress) -> int: ...

@@ -81,3 +81,13 @@ class CompletedFiles:
 async def _chunks(f) -> AsyncIterator[bytes]:
     while block := await asyncio.to_thread(f.read, READ_BLOCK):
         yield block
+
+
+async def read_chunks(path: Path) -> AsyncIterator[bytes]:
+    """A local file's bytes, read in a thread block by block."""
+    f = await asyncio.to_thread(open, path, "rb")
+    try:
+        async for block in _chunks(f):
+            yield block
+    finally:
+        f.close()

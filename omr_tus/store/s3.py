@@ -93,6 +93,8 @@ class _Spool:
 
 
 class S3Store:
+    min_part_size = MIN_PART
+
     def __init__(self, config: S3Settings, spool_dir: Path, threads: int = 8):
         if config.part_size < MIN_PART:
             raise ValueError(f"s3_part_size must be at least {MIN_PART} bytes")
@@ -214,15 +216,46 @@ class S3Store:
 
     async def _send_part(self, upload_id: str, state: _Upload, spool: _Spool, progress: WriteProgress) -> None:
         number = state.parts[-1][0] + 1 if state.parts else 1
+        etag = await self._upload_part(upload_id, state.multipart_id, number, spool)
+        state.parts.append((number, etag, spool.size))
+        progress.written += spool.size - spool.carried
+
+    async def _upload_part(self, upload_id: str, multipart_id: str, number: int, spool: _Spool) -> str:
         try:
             with spool.reader() as body:
-                sent = await self.client.upload_part(**self._args(upload_id), UploadId=state.multipart_id,
+                sent = await self.client.upload_part(**self._args(upload_id), UploadId=multipart_id,
                                                      PartNumber=number, Body=body, ContentLength=spool.size,
                                                      ContentMD5=spool.content_md5())
         finally:
             spool.close()
-        state.parts.append((number, sent["ETag"], spool.size))
-        progress.written += spool.size - spool.carried
+        return sent["ETag"]
+
+    async def write_part(self, upload_id: str, number: int, blocks: AsyncIterable[bytes],
+                         progress: WriteProgress) -> int:
+        """All of the body as part `number`, sent once it has all arrived (a body that breaks
+        stores nothing: its chunk is sent again)."""
+        multipart_id = await self._multipart_id(upload_id)
+        if multipart_id is None:
+            raise FileNotFoundError(f"upload {upload_id} has no multipart upload in the bucket")
+        spool = _Spool(self.spool_dir, self._pool)
+        try:
+            gathered: list = []
+            gathered_size = 0
+            async for block in blocks:
+                progress.last_activity = time.monotonic()
+                gathered.append(block)
+                gathered_size += len(block)
+                if gathered_size >= GATHER:
+                    await spool.add(gathered)
+                    gathered, gathered_size = [], 0
+            await spool.add(gathered)
+        except BaseException:
+            spool.close()
+            raise
+        self._uploads.pop(upload_id, None)  # its parts are no longer a sequence this process knows
+        await self._upload_part(upload_id, multipart_id, number, spool)
+        progress.written += spool.size
+        return spool.size
 
     async def _put_tail(self, upload_id: str, state: _Upload, spool: _Spool, progress: WriteProgress) -> None:
         try:

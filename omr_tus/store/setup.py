@@ -17,11 +17,13 @@ class Stores:
     incoming: Store  # uploads in progress
     durable: LocalStore  # completed uploads moved off a local incoming store
     files: CompletedFiles  # completed uploads, wherever they are
+    scratch: LocalStore  # local files that wait for a moment (a chunk before its form fields)
 
 
 @contextlib.asynccontextmanager
 async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
     durable = LocalStore(settings.durable_dir, threads=4)
+    scratch = LocalStore(settings.data_dir / "scratch", threads=4)
     if settings.store == "s3":
         from .s3 import S3Settings, S3Store
 
@@ -33,7 +35,7 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
     else:
         incoming = LocalStore(settings.store_dir)
     try:
-        yield Stores(incoming, durable, CompletedFiles(incoming, durable, settings.data_dir / "cache"))
+        yield Stores(incoming, durable, CompletedFiles(incoming, durable, settings.data_dir / "cache"), scratch)
     finally:
-        await incoming.close()
-        await durable.close()
+        for store in (incoming, durable, scratch):
+            await store.close()

@@ -16,7 +16,8 @@ import secrets
 from typing import AsyncIterable, Callable
 
 from .. import errors
-from ..store import RangeCopier, WriteProgress
+from ..store import LocalStore, PartWriter, RangeCopier, WriteProgress
+from ..store.files import read_chunks
 from .model import Principal, UploadInfo
 from .service import UploadService, mb, raise_failure
 
@@ -50,20 +51,21 @@ def too_large(size: int, limit: int = MAX_CHUNK) -> errors.ServiceError:
 
 
 class ChunkedUploads:
-    def __init__(self, service: UploadService, max_chunk: int = MAX_CHUNK):
+    def __init__(self, service: UploadService, scratch: LocalStore, max_chunk: int = MAX_CHUNK):
         self.service = service
         self.max_chunk = max_chunk
+        # Chunks that arrive before their form fields wait on the store itself when it can place
+        # them later without the bytes passing through Python; else in a local scratch folder.
+        self.spool_store = service.store if isinstance(service.store, RangeCopier) else scratch
 
     # -- spooling -----------------------------------------------------------
     async def spool(self, blocks: AsyncIterable[bytes]) -> Chunk:
         """Stores a chunk whose destination is not known yet (its form fields come later)."""
-        store = self.service.store
-        if not isinstance(store, RangeCopier):
-            raise errors.BAD_REQUEST("Send the form fields before the chunk file field")
+        store = self.spool_store
         spool_id = secrets.token_hex(16)
         await store.create(spool_id)
         progress = WriteProgress()
-        failure = await self.service.stream(spool_id, 0, blocks, self.max_chunk, progress)
+        failure = await self.service.stream(spool_id, 0, blocks, self.max_chunk, progress, store=store)
         if failure is not None:
             await store.delete(spool_id)
             if isinstance(failure, errors.ServiceError) and failure.spec is errors.TOO_LARGE:
@@ -73,7 +75,7 @@ class ChunkedUploads:
 
     async def discard(self, chunk: Chunk) -> None:
         if chunk.spool_id:
-            await self.service.store.delete(chunk.spool_id)
+            await self.spool_store.delete(chunk.spool_id)
 
     # -- chunks -------------------------------------------------------------
     async def first(self, user: Principal, chunk: Chunk, *, total_chunks: int, filename: str | None,
@@ -97,6 +99,11 @@ class ChunkedUploads:
             if total_chunks > 1:
                 if size == 0:
                     raise errors.BAD_REQUEST("Chunk 0 is empty; every chunk but the last must hold data")
+                store = self.service.store
+                if isinstance(store, PartWriter) and size < store.min_part_size:
+                    raise errors.BAD_REQUEST(
+                        f"Chunk 0 has {size} bytes; this server stores chunks as S3 parts, so every chunk but "
+                        f"the last must hold at least {store.min_part_size} bytes (send 50 MB chunks)")
                 if (total_chunks - 1) * size + 1 > max_size:
                     raise errors.TOO_LARGE(f"{total_chunks} chunks of {size} bytes exceed the maximum upload "
                                            f"size {max_size}")
@@ -146,14 +153,16 @@ class ChunkedUploads:
         async with service.locks.hold(f"{info.id}/{index}") as holder:
             if await service.repo.has_chunk(info.id, index):
                 return None
-            if chunk.spool_id:
-                if chunk.spool_size > room:
-                    raise self._oversize(index, chunk.spool_size, room)
+            if chunk.spool_id and chunk.spool_size > room:
+                raise self._oversize(index, chunk.spool_size, room)
+            if chunk.spool_id and self.spool_store is service.store:
                 size = await service.store.copy_into(chunk.spool_id, info.id, offset)
-                await service.store.delete(chunk.spool_id)
+                await self.discard(chunk)
             else:
                 holder.interrupt = chunk.interrupt
-                failure = await service.stream(info.id, offset, chunk.blocks, room, holder.progress)
+                blocks = read_chunks(self.spool_store.path(chunk.spool_id)) if chunk.spool_id else chunk.blocks
+                failure = await service.stream(info.id, offset, blocks, room, holder.progress, part=index + 1)
+                await self.discard(chunk)
                 size = holder.progress.written
                 if failure is not None:
                     if isinstance(failure, errors.ServiceError) and failure.spec is errors.TOO_LARGE:

@@ -18,7 +18,7 @@ from .. import errors
 from ..config import Settings
 from ..db.repo import Repo
 from ..metrics import Counters
-from ..store import Finisher, Store, Truncater, WriteProgress
+from ..store import Finisher, PartWriter, Store, Truncater, WriteProgress
 from ..db.models import utcnow
 from .checksums import Checksum
 from .locks import Holder, UploadLocks
@@ -270,17 +270,25 @@ class UploadService:
 
     async def stream(self, upload_id: str, offset: int, blocks: AsyncIterable[bytes], room: int,
                      progress: WriteProgress, verifier=None,
-                     checkpoint: Callable[[int], Awaitable[None]] | None = None) -> BaseException | None:
+                     checkpoint: Callable[[int], Awaitable[None]] | None = None,
+                     part: int | None = None, store: Store | None = None) -> BaseException | None:
         """Writes at most `room` bytes of the body at offset; a checksum `verifier` sees each
         block in a thread of its own while the store writes it. Returns the failure instead of
         raising it: the caller decides what the bytes already on the store (progress.written)
         mean. The upload's sha256 is not computed here but in the one read that moves the
-        completed file to durable storage (uploads/archive.py)."""
+        completed file to durable storage (uploads/archive.py). With `part`, a store that writes
+        numbered parts (PartWriter) stores the body as that part instead of at offset. `store`:
+        another store than the upload store (a scratch folder)."""
         digest = _ParallelDigest(verifier, self._hash_pool) if verifier is not None else None
         metered = _metered(blocks, room, progress, checkpoint)
         failure: BaseException | None = None
         try:
-            await self.store.write(upload_id, offset, digest.feed(metered) if digest else metered, progress)
+            body = digest.feed(metered) if digest else metered
+            store = store or self.store
+            if part is not None and isinstance(store, PartWriter):
+                await store.write_part(upload_id, part, body, progress)
+            else:
+                await store.write(upload_id, offset, body, progress)
         except StreamTooLarge:
             failure = errors.TOO_LARGE(f"The body passes the end of the upload at offset {offset + room}")
         except (Exception, asyncio.CancelledError) as exc:  # client gone, stream interrupted, disk error
