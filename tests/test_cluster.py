@@ -41,7 +41,7 @@ def cluster(request, tmp_path_factory):
         store = dict(store="local", store_dir=str(workdir / "shared" / "incoming"), data_dir=str(workdir / "shared"))
     cluster = Cluster(workdir, url, store)
     cluster.start()
-    cluster.database_url = url
+    cluster.database_url, cluster.store_kind = url, request.param
     yield cluster
     cluster.stop()
     asyncio.run(_drop_pg_database(name))
@@ -193,3 +193,35 @@ async def test_a_node_killed_mid_upload_and_the_client_resumes_through_the_other
     finally:
         doomed.start()
         doomed.wait_ready()
+
+
+async def test_memory_stays_flat_during_8_concurrent_uploads(cluster):
+    """A node's RSS during 8 concurrent uploads of 48 MiB (PATCHes of 16 MiB, parts on S3 or
+    bytes on the shared directory) stays within 64 MiB of what it was idle."""
+    import psutil
+
+    headers = await login(cluster.url)
+    node = cluster.nodes[0]
+    process = psutil.Process(node.proc.pid)
+    data = os.urandom(48 * MiB)
+
+    async def one_upload() -> str:
+        path = await create(node.url, headers, len(data))
+        for offset in range(0, len(data), 16 * MiB):
+            status, hdrs, body = await patch(node.url, headers, path, offset, data[offset:offset + 16 * MiB])
+            assert status == 204, body
+        return hdrs["Batch-Id"]
+
+    await one_upload()  # warm: connection pools, threads, imports
+    await asyncio.sleep(1.0)
+    idle = process.memory_info().rss
+    peak = idle
+    uploads = asyncio.gather(*(one_upload() for _ in range(8)))
+    while not uploads.done():
+        peak = max(peak, process.memory_info().rss)
+        await asyncio.sleep(0.02)
+    batch_ids = await uploads
+    assert len(set(batch_ids)) == 8
+    grown = (peak - idle) / MiB
+    print(f"\n[{cluster.store_kind}] idle RSS {idle / MiB:.0f} MiB, peak {peak / MiB:.0f} MiB (+{grown:.1f} MiB)")
+    assert grown < 64, f"RSS grew by {grown:.1f} MiB during 8 concurrent uploads"
