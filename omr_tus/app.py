@@ -11,7 +11,7 @@ from aiohttp import web
 from .api import auth as auth_api, batches as batches_api, health, legacy, openapi, results, sheets, tasks, webpage
 from .auth import Authenticator
 from .config import Settings
-from .db.engine import make_engine
+from .db.engine import count_round_trips, make_engine
 from .db.migrate import migrate
 from .db.repo import Repo
 from .http.keys import ARCHIVER, AUTH, CHUNKED, CONCAT, ENGINE, FILES, METRICS, REPO, SERVICE, SETTINGS, STORE
@@ -53,6 +53,7 @@ def _database(run_migrations: bool):
     async def ctx(app: web.Application):
         settings = app[SETTINGS]
         engine = make_engine(settings.database_url)
+        count_round_trips(engine, app[METRICS])
         if run_migrations:
             await migrate(engine)
         app[ENGINE] = engine

@@ -57,4 +57,7 @@ CHECKSUM_MISMATCH = ErrorSpec("ERR_CHECKSUM_MISMATCH", 460, "checksum mismatch; 
 INTERRUPTED = ErrorSpec("ERR_UPLOAD_INTERRUPTED", 400,
                         "upload was interrupted by a newer request for the same upload")
 UNAVAILABLE = ErrorSpec("ERR_UNAVAILABLE", 503, "the database cannot be reached right now; retry shortly")
+STORE_UNAVAILABLE = ErrorSpec("ERR_STORE_UNAVAILABLE", 503,
+                              "the store could not save this request's bytes; what it saved before is kept: "
+                              "retry shortly, from the offset a HEAD request reports")
 INSUFFICIENT_STORAGE = ErrorSpec("ERR_INSUFFICIENT_STORAGE", 507, "not enough free space to store the upload")

@@ -84,7 +84,7 @@ class SeaweedFS:
         self.endpoint = f"http://127.0.0.1:{s3}"
         self.proc = subprocess.Popen(
             [weed, "server", f"-dir={self.workdir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-             f"-master.port={master}", "-master.volumeSizeLimitMB=512", f"-volume.port={volume}",
+             f"-master.port={master}", "-master.volumeSizeLimitMB=512", f"-volume.port={volume}", "-volume.max=0",
              "-filer", f"-filer.port={filer}", "-s3", f"-s3.port={s3}", f"-s3.config={config}",
              "-s3.port.iceberg=0", "-s3.port.lance=0"],
             stdout=open(self.workdir / "weed.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)

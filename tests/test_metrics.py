@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from omr_tus.http.keys import SERVICE
+
 SAMPLE = re.compile(r'^omr_tus_[a-z_]+(\{([a-z_]+="[^"]*",?)*\})? -?[0-9.e+]+$')
 
 
@@ -43,6 +45,12 @@ async def test_metrics_count_uploads_bytes_and_requests(api):
     assert after.get('omr_tus_batches{status="uploaded"}', 0) + after.get('omr_tus_batches{status="processing"}', 0) \
         + after.get('omr_tus_batches{status="completed"}', 0) >= 1
     assert "omr_tus_lock_waits_total" in after and "omr_tus_batch_duration_seconds_count" in after
+    assert grew('omr_tus_db_round_trips_total{kind="statement"}') >= 4  # 2 creations, a PATCH, a DELETE
+    assert grew('omr_tus_db_round_trips_total{kind="commit"}') >= 2  # the creations (others autocommit)
+    if api.client.app[SERVICE].locks.local_only:  # SQLite: one node, locks in the process
+        assert 'omr_tus_db_round_trips_total{kind="lock"}' not in after
+    else:  # PostgreSQL: the PATCH and the DELETE each took and released an advisory lock
+        assert grew('omr_tus_db_round_trips_total{kind="lock"}') >= 4
 
 
 async def test_metrics_are_for_admins(api):

@@ -225,3 +225,26 @@ async def test_legacy_chunks_on_s3_are_parts_in_any_order(s3_api):
     assert "at least 5242880 bytes" in body["detail"]
     direct = await upload_in_chunks(api, b"one small file", 100)  # a single chunk may be any size
     assert (await api.batch(direct["batch_id"]))["sha256"] == hashlib.sha256(b"one small file").hexdigest()
+
+
+async def test_a_failing_bucket_answers_503_and_the_upload_resumes(s3_api, monkeypatch):
+    from botocore.exceptions import ClientError
+
+    api = s3_api
+    store = api.client.app[STORE]
+    data = os.urandom(12 * MiB)
+    path = await api.create(len(data), {"filename": "x.zip", "upload_type": "zip_with_qr"})
+    assert (await api.patch(path, 0, data[:6 * MiB])).status == 204  # a 5 MiB part and a 1 MiB tail
+
+    async def refuse(**_kwargs):
+        raise ClientError({"Error": {"Code": "InternalError", "Message": "disk on fire"}}, "UploadPart")
+    monkeypatch.setattr(store.client, "upload_part", refuse)
+    resp = await api.patch(path, 6 * MiB, data[6 * MiB:])
+    assert resp.status == 503 and resp.headers["Retry-After"] == "5"
+    assert "HEAD" in await resp.text()
+    monkeypatch.undo()
+    offset = int((await api.head(path)).headers["Upload-Offset"])
+    assert 5 * MiB <= offset <= 6 * MiB  # what the bucket holds, never more
+    resp = await api.patch(path, offset, data[offset:])
+    assert resp.status == 204
+    assert (await api.batch(resp.headers["Batch-Id"]))["sha256"] == hashlib.sha256(data).hexdigest()

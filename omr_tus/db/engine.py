@@ -33,3 +33,23 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
 
 def is_postgres(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "postgresql"
+
+
+def count_round_trips(engine: AsyncEngine, counters) -> None:
+    """Counts what goes to the database, by kind: each statement, and each BEGIN, COMMIT and
+    ROLLBACK (one round trip each with asyncpg; none on an autocommit connection), for the
+    per-request costs in BENCHMARKS.md."""
+    sync = engine.sync_engine
+    event.listen(sync, "before_cursor_execute", lambda *_a, **_k: counters.inc(ROUND_TRIPS, kind="statement"))
+
+    def transaction(kind: str):
+        def counted(conn) -> None:
+            if conn.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+                counters.inc(ROUND_TRIPS, kind=kind)
+        return counted
+
+    for kind in ("begin", "commit", "rollback"):
+        event.listen(sync, kind, transaction(kind))
+
+
+ROUND_TRIPS = "db_round_trips_total"

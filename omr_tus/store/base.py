@@ -27,7 +27,9 @@ class Store(Protocol):
 
     async def write(self, upload_id: str, offset: int, blocks: AsyncIterable[bytes],
                     progress: WriteProgress) -> int:
-        """Write the blocks at offset; progress.written only ever counts bytes on the store."""
+        """Write the blocks at offset; progress.written only ever counts bytes on the store
+        past offset (below 0 if bytes before offset had to be taken back and could not be
+        stored again: the offset then moves back)."""
 
     async def size(self, upload_id: str) -> int:
         """Bytes stored for the upload."""

@@ -70,7 +70,6 @@ class _Spool:
         os.unlink(name)  # nothing is left behind if the process dies; the fd keeps it
         self.md5 = hashlib.md5()
         self.size = 0
-        self.carried = 0  # bytes that were already on the store (a .part taken back)
 
     def _write(self, blocks: list) -> int:
         n = write_all(self.fd, blocks, self.size)
@@ -169,7 +168,7 @@ class S3Store:
             raise FileNotFoundError(f"upload {upload_id} has no multipart upload in the bucket")
         if state.size != offset:
             raise ValueError(f"upload {upload_id}: the bucket holds {state.size} bytes, not {offset}")
-        spool = await self._resume_spool(upload_id, state)
+        spool = await self._resume_spool(upload_id, state, progress)
         sending: asyncio.Task | None = None
         gathered: list = []
         gathered_size = 0
@@ -218,7 +217,7 @@ class S3Store:
         number = state.parts[-1][0] + 1 if state.parts else 1
         etag = await self._upload_part(upload_id, state.multipart_id, number, spool)
         state.parts.append((number, etag, spool.size))
-        progress.written += spool.size - spool.carried
+        progress.written += spool.size
 
     async def _upload_part(self, upload_id: str, multipart_id: str, number: int, spool: _Spool) -> str:
         try:
@@ -265,12 +264,13 @@ class S3Store:
         finally:
             spool.close()
         state.tail = spool.size
-        progress.written += spool.size - spool.carried
+        progress.written += spool.size
 
-    async def _resume_spool(self, upload_id: str, state: _Upload) -> _Spool:
+    async def _resume_spool(self, upload_id: str, state: _Upload, progress: WriteProgress) -> _Spool:
         """A new spool, starting with the .part object's bytes if there is one. The object is
-        deleted at once, as tusd does: if this node dies before they are sent again, the offset
-        moves back and the client resends them, rather than two copies being counted."""
+        deleted at once, as tusd does: if this node dies (or the bucket fails) before they are
+        sent again, the offset moves back and the client resends them, rather than two copies
+        being counted. So they leave progress.written until they are stored again."""
         spool = _Spool(self.spool_dir, self._pool)
         if state.tail:
             try:
@@ -281,7 +281,8 @@ class S3Store:
             except BaseException:
                 spool.close()
                 raise
-            spool.carried, state.tail = spool.size, 0
+            state.tail = 0
+            progress.written -= spool.size
         return spool
 
     async def finish(self, upload_id: str) -> None:
@@ -293,8 +294,9 @@ class S3Store:
                 return  # completed already (a retry after a failure further on)
             raise FileNotFoundError(f"upload {upload_id} has no multipart upload in the bucket")
         if state.tail:
-            spool = await self._resume_spool(upload_id, state)
-            await self._send_part(upload_id, state, spool, WriteProgress())
+            progress = WriteProgress()
+            spool = await self._resume_spool(upload_id, state, progress)
+            await self._send_part(upload_id, state, spool, progress)
         args = self._args(upload_id)
         if state.parts:
             await self.client.complete_multipart_upload(**args, UploadId=state.multipart_id, MultipartUpload={

@@ -262,7 +262,7 @@ class UploadService:
             written = 0
         info.offset = start + written
         await self._commit(info)
-        if written:
+        if written > 0:
             log.info("Upload %s: Saved %s at offset %d (%s of %s)", info.id, mb(written), start,
                      mb(info.offset), "?" if info.length is None else mb(info.length))
         if failure is not None:
@@ -295,7 +295,7 @@ class UploadService:
             failure = exc
         if digest is not None:
             await digest.settle()
-        self.counters.inc("received_bytes_total", progress.written)
+        self.counters.inc("received_bytes_total", max(progress.written, 0))
         return failure
 
     async def _rollback(self, info: UploadInfo, offset: int) -> None:
@@ -443,9 +443,14 @@ async def _metered(blocks: AsyncIterable[bytes], room: int, progress: WriteProgr
 
 
 def raise_failure(failure: BaseException):
+    """The error a failed write answers with. What is neither ours (a ServiceError) nor the
+    client's going away is the store's failing (a disk, a bucket): 503, bytes kept, resume."""
     if isinstance(failure, _Interrupted):
         raise errors.INTERRUPTED() from None
-    raise failure
+    if isinstance(failure, (errors.ServiceError, asyncio.CancelledError, ConnectionError)):
+        raise failure
+    log.warning("store write failed: %s: %s", type(failure).__name__, failure)
+    raise errors.STORE_UNAVAILABLE(headers={"Retry-After": "5"}) from failure
 
 
 class _Interrupted(Exception):
