@@ -11,6 +11,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from .. import errors
+from ..ietf import headers as ietf
 from ..logs import request_id
 from ..tus.headers import check_version
 from .keys import AUTH, METRICS, PRINCIPAL, SETTINGS
@@ -21,8 +22,8 @@ TUS_HEADERS = ("Tus-Resumable", "Tus-Version", "Tus-Extension", "Tus-Max-Size", 
                "Upload-Offset", "Upload-Length", "Upload-Metadata", "Upload-Defer-Length", "Upload-Concat",
                "Upload-Expires", "Upload-Checksum")
 ALLOW_HEADERS = ", ".join(("Authorization", "Content-Type", "X-Requested-With", "X-HTTP-Method-Override",
-                           "X-Request-ID") + TUS_HEADERS)
-EXPOSE_HEADERS = ", ".join(("Location", "Batch-Id", "X-Request-ID") + TUS_HEADERS)
+                           "X-Request-ID") + TUS_HEADERS + ietf.FIELDS)
+EXPOSE_HEADERS = ", ".join(("Location", "Batch-Id", "X-Request-ID") + TUS_HEADERS + ietf.FIELDS)
 ALLOW_METHODS = "POST, GET, HEAD, PATCH, DELETE, PUT, OPTIONS"
 
 
@@ -95,7 +96,8 @@ def error_response(request: web.Request, status: int, message: str,
     """The one place where errors become responses: plain text on tus routes, {"detail"} elsewhere."""
     headers = dict(headers or {})
     if is_tus(request):
-        headers["Tus-Resumable"] = "1.0.0"
+        if not ietf.is_ietf(request.headers):
+            headers["Tus-Resumable"] = "1.0.0"
         return web.Response(status=status, text=message + "\n", headers=headers)
     return web.Response(status=status, body=json.dumps({"detail": message}),
                         content_type="application/json", headers=headers)
@@ -132,8 +134,9 @@ async def reject_nul(request: web.Request, handler):
 
 @web.middleware
 async def tus_version(request: web.Request, handler):
-    """412 before anything else, as tus requires (OPTIONS and downloads need no version)."""
-    if is_tus(request) and request.method not in ("OPTIONS", "GET"):
+    """412 before anything else, as tus requires (OPTIONS and downloads need no version); IETF
+    resumable-upload requests carry Upload-Draft-Interop-Version instead (omr_tus/ietf)."""
+    if is_tus(request) and request.method not in ("OPTIONS", "GET") and not ietf.is_ietf(request.headers):
         check_version(request.headers)
     return await handler(request)
 

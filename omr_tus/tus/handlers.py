@@ -83,7 +83,7 @@ async def create(request: web.Request) -> web.Response:
     hdrs = tus_headers(Location=location)
     if with_body:
         try:
-            info = await _append(request, info.id, 0, length=None)
+            info = await append_body(request, info.id, 0, length=None)
         except errors.ServiceError as exc:  # the upload exists: tell the client where, and what was kept
             exc.headers.update(Location=location)
             raise
@@ -119,20 +119,22 @@ async def patch(request: web.Request) -> web.Response:
     if request.headers.get("Content-Type", "").split(";")[0].strip() != h.OFFSET_STREAM:
         raise errors.UNSUPPORTED_MEDIA()
     offset = h.upload_offset(request.headers)
-    info = await _append(request, request.match_info["upload_id"], offset, length=h.upload_length(request.headers))
+    info = await append_body(request, request.match_info["upload_id"], offset, length=h.upload_length(request.headers))
     hdrs = tus_headers(**{"Upload-Offset": str(info.offset)})
     hdrs.update(expires(info))
     hdrs.update(_batch(info))
     return web.Response(status=204, headers=hdrs)
 
 
-async def _append(request: web.Request, upload_id: str, offset: int, length: int | None) -> UploadInfo:
+async def append_body(request: web.Request, upload_id: str, offset: int, length: int | None) -> UploadInfo:
+    """The request body appended at offset (also for IETF resumable uploads: omr_tus/ietf)."""
     checksum = h.checksum(request.headers.get("Upload-Checksum"))
     if checksum is not None and not isinstance(request.app[STORE], Truncater):
         raise errors.BAD_REQUEST("this server's store cannot verify checksums")
     return await request.app[SERVICE].append(
         upload_id, principal(request), offset, _blocks(request),
         interrupt=lambda: request.content.set_exception(interrupted()),
+        received=lambda: request.content.total_bytes,
         length=length, content_length=request.content_length, checksum=checksum)
 
 

@@ -18,14 +18,17 @@
 //   retryDelays     passed on (default [] — a test should see failures, not retries, unless it asks)
 //   timeoutMs       give up after this long (default 60000)
 //   tusOptions      more tus-js-client options, passed on as they are (uploadDataDuringCreation,
-//                   uploadLengthDeferred, parallelUploads, overridePatchMethod, ...)
+//                   uploadLengthDeferred, parallelUploads, overridePatchMethod, protocol: 'ietf-draft-05', ...)
 //
-// Output (stdout, one JSON line): {ok, url, uploadUrls, batchId, batchIds, size, bytesAccepted, patches, resume, error}
+// Output (stdout, one JSON line): {ok, url, uploadUrls, batchId, batchIds, size, bytesAccepted, patches, resume,
+//                                  requests, error}
 //   batchId: the first Batch-Id header seen on any response; batchIds: all of them, in order
-//   bytesAccepted: the sum over answered PATCHes of the offset they moved (bytes the server took from us)
+//   bytesAccepted: the sum over PATCHes answered 2xx of the offset they moved (bytes the server took from us)
 //   uploadUrls: the URL each Upload worked on (a resumed one reports the same URL again)
 //   patches: [{upload, offset, status, newOffset}] for every PATCH answered, in order (upload 1 or 2)
 //   resume: {offset} — the offset the second Upload started from (from its HEAD), or null
+//   requests: {interop: the distinct Upload-Draft-Interop-Version values sent, tusResumable: whether any
+//             request carried Tus-Resumable} (which protocol the client spoke)
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { PassThrough, Readable, Transform } from 'node:stream'
@@ -39,7 +42,7 @@ if (!endpoint || !token || !file) {
 const opts = JSON.parse(optionsJson || '{}')
 const chunkSize = opts.chunkSize ?? 1024 * 1024
 const size = fs.statSync(file).size
-const result = { ok: false, url: null, uploadUrls: [], batchId: null, batchIds: [], size, bytesAccepted: 0, patches: [], resume: null, error: null }
+const result = { ok: false, url: null, uploadUrls: [], batchId: null, batchIds: [], size, bytesAccepted: 0, patches: [], resume: null, requests: { interop: [], tusResumable: false }, error: null }
 
 function finish (code) {
   process.stdout.write(JSON.stringify(result) + '\n', () => process.exit(code))
@@ -113,6 +116,9 @@ function options (phase, extra) {
     storeFingerprintForResuming: true,
     removeFingerprintOnSuccess: false,
     onBeforeRequest (req) {
+      const interop = req.getHeader('Upload-Draft-Interop-Version')
+      if (interop != null && !result.requests.interop.includes(interop)) result.requests.interop.push(interop)
+      if (req.getHeader('Tus-Resumable') != null) result.requests.tusResumable = true
       if (req.getMethod() === 'HEAD' && phase === 2 && result.resume === null) result.resume = { offset: null }
     },
     onAfterResponse (req, res) {
@@ -124,7 +130,7 @@ function options (phase, extra) {
         const offset = Number(req.getHeader('Upload-Offset'))
         const newOffset = Number(res.getHeader('Upload-Offset'))
         result.patches.push({ upload: phase, offset, status: res.getStatus(), newOffset })
-        if (res.getStatus() === 204 && newOffset > offset) result.bytesAccepted += newOffset - offset
+        if (res.getStatus() >= 200 && res.getStatus() < 300 && newOffset > offset) result.bytesAccepted += newOffset - offset
       }
       const batchId = res.getHeader('Batch-Id')
       if (batchId) {
