@@ -199,6 +199,8 @@ async def main() -> None:
         print(f"failed; the nodes' logs are in {work}", file=sys.stderr)
         raise
     shutil.rmtree(work, ignore_errors=True)
+    for nodes in (1, 2):
+        shutil.rmtree(f"/dev/shm/omr-bench-{os.getpid()}-{nodes}", ignore_errors=True)
     report(args, rates, costs)
 
 

@@ -16,6 +16,7 @@ from .db.migrate import migrate
 from .db.repo import Repo
 from .http.keys import ARCHIVER, AUTH, CHUNKED, CONCAT, ENGINE, FILES, METRICS, REPO, SERVICE, SETTINGS, STORE
 from .http.middlewares import MIDDLEWARES
+from .ietf import handlers as ietf
 from .metrics import Counters
 from .store.setup import open_stores
 from .tus import handlers as tus
@@ -37,6 +38,7 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> web.Applic
     app.cleanup_ctx.append(_uploads)
     app.cleanup_ctx.append(_janitor)
     tus.setup(app)
+    ietf.setup(app)  # IETF resumable uploads on tus' routes
     auth_api.setup(app)
     legacy.setup(app)  # before batches: /api/batches/upload is not a batch id
     batches_api.setup(app)

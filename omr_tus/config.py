@@ -10,6 +10,7 @@ from pathlib import Path
 
 DEFAULTS_FILE = Path(__file__).resolve().parent.parent / "config" / "defaults.toml"
 ENV_PREFIX = "OMR_TUS_"
+S3_TEXT = ("s3_endpoint", "s3_bucket", "s3_prefix", "s3_region", "s3_access_key", "s3_secret_key")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,12 +84,7 @@ class Settings:
             log_level=str(raw["log_level"]).upper(),
             workers=int(raw["workers"]) if int(raw["workers"]) >= 0 else (os.cpu_count() or 1),
             store=_choice("store", raw["store"], ("local", "s3")),
-            s3_endpoint=str(raw["s3_endpoint"]),
-            s3_bucket=str(raw["s3_bucket"]),
-            s3_prefix=str(raw["s3_prefix"]),
-            s3_region=str(raw["s3_region"]),
-            s3_access_key=str(raw["s3_access_key"]),
-            s3_secret_key=str(raw["s3_secret_key"]),
+            **{key: str(raw[key]) for key in S3_TEXT},
             s3_part_size=int(raw["s3_part_size"]),
             locks=_choice("locks", raw["locks"], ("auto", "process", "postgresql")),
         )

@@ -225,3 +225,32 @@ async def test_memory_stays_flat_during_8_concurrent_uploads(cluster):
     grown = (peak - idle) / MiB
     print(f"\n[{cluster.store_kind}] idle RSS {idle / MiB:.0f} MiB, peak {peak / MiB:.0f} MiB (+{grown:.1f} MiB)")
     assert grown < 64, f"RSS grew by {grown:.1f} MiB during 8 concurrent uploads"
+
+
+async def test_a_silent_writer_on_one_node_lets_go_when_another_node_asks(cluster):
+    """Node A holds the upload for a PATCH whose client went silent (connection still open).
+    A HEAD on node B asks A over NOTIFY to let go: A stops the writer, keeps its bytes, and B
+    reports them within seconds, not after A's idle_timeout (60 s)."""
+    headers = await login(cluster.url)
+    path = await create(cluster.url, headers, 8 * MiB)
+    first, second = cluster.nodes
+    # By hand on a socket: the body's first MiB is handed to the kernel, then nothing more.
+    reader, writer = await asyncio.open_connection("127.0.0.1", first.port)
+    head = "".join(f"{k}: {v}\r\n" for k, v in {
+        **TUS, **headers, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream",
+        "Content-Length": str(8 * MiB), "Host": f"127.0.0.1:{first.port}"}.items())
+    writer.write(f"PATCH {path} HTTP/1.1\r\n{head}\r\n".encode() + os.urandom(MiB))
+    await writer.drain()
+    try:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        offset = 0
+        while offset < MiB and loop.time() - started < 10:
+            await asyncio.sleep(0.2)
+            offset = await head_offset(second.url, headers, path)
+        assert offset == MiB, offset
+        assert loop.time() - started < 10
+        status, _, body = await patch(second.url, headers, path, MiB, os.urandom(MiB))
+        assert status == 204, body
+    finally:
+        writer.close()

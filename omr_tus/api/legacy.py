@@ -20,7 +20,8 @@ FORM_SLACK = 1024 * 1024  # room for the other form fields and multipart framing
 
 
 def _body(request: web.Request, part: FormPart) -> Chunk:
-    return Chunk(blocks=part.blocks(), interrupt=lambda: request.content.set_exception(interrupted()))
+    return Chunk(blocks=part.blocks(), interrupt=lambda: request.content.set_exception(interrupted()),
+                 received=lambda: request.content.total_bytes)
 
 
 def _int(fields: dict[str, str], name: str, low: int) -> int:

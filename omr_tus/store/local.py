@@ -79,23 +79,27 @@ class LocalStore:
                 size += len(block)
                 if pending is not None and not pending.done() and size < GATHER_LIMIT:
                     continue
-                if pending is not None:
+                if pending is not None:  # still set if this await fails or is cancelled: _drain sees it
                     progress.written += await asyncio.shield(pending)
+                    pending = None
                 pending = loop.run_in_executor(self._pool, write_all, fd, gathered, position)
                 position += size
                 gathered, size = [], 0
-            if pending is not None:
-                progress.written += await asyncio.shield(pending)
-                pending = None
+        finally:
+            # Even when the body broke or the request was cancelled: every block that arrived
+            # is written, after the write in flight, before the file is closed.
+            await asyncio.shield(self._drain(fd, pending, gathered, position, progress))
+        return progress.written
+
+    async def _drain(self, fd: int, pending: asyncio.Future | None, gathered: list[bytes], position: int,
+                     progress: WriteProgress) -> None:
+        try:
+            if pending is not None:  # if it failed, nothing after it is written (no hole)
+                progress.written += await pending
             if gathered:
                 progress.written += await self._run(write_all, fd, gathered, position)
         finally:
-            try:
-                if pending is not None:  # even when cancelled: the thread must finish before close
-                    progress.written += await asyncio.shield(pending)
-            finally:
-                await asyncio.shield(self._run(os.close, fd))
-        return progress.written
+            await self._run(os.close, fd)
 
     async def copy_into(self, src_id: str, dst_id: str, dst_offset: int) -> int:
         return await self._run(_copy_file_into, self.path(src_id), self.path(dst_id), dst_offset)

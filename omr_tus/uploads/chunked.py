@@ -42,6 +42,7 @@ class Chunk:
 
     blocks: AsyncIterable[bytes] | None = None
     interrupt: Callable[[], None] = lambda: None
+    received: Callable[[], int] | None = None  # bytes of the request so far (the client's activity)
     spool_id: str | None = None
     spool_size: int = 0
 
@@ -159,7 +160,7 @@ class ChunkedUploads:
                 size = await service.store.copy_into(chunk.spool_id, info.id, offset)
                 await self.discard(chunk)
             else:
-                holder.interrupt = chunk.interrupt
+                holder.arm(chunk.interrupt, chunk.received)
                 blocks = read_chunks(self.spool_store.path(chunk.spool_id)) if chunk.spool_id else chunk.blocks
                 failure = await service.stream(info.id, offset, blocks, room, holder.progress, part=index + 1)
                 await self.discard(chunk)

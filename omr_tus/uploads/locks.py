@@ -22,8 +22,25 @@ class Holder:
     def __init__(self) -> None:
         self.progress = WriteProgress()
         self.interrupt: Callable[[], None] | None = None
+        self._received: Callable[[], int] | None = None
+        self._seen = -1
+
+    def arm(self, interrupt: Callable[[], None], received: Callable[[], int] | None = None) -> None:
+        """From now on a waiter may stop this writer once its client is silent. The silence is
+        counted from here, and `received` (the bytes that reached the request so far) tells
+        the client's activity apart from the writer's: a slow store or database is not a
+        silent client, whose bytes meanwhile wait unread in the request buffer."""
+        self.progress.last_activity = time.monotonic()
+        self.interrupt = interrupt
+        self._received = received
+
+    def _note_arrivals(self) -> None:
+        if self._received is not None and (received := self._received()) != self._seen:
+            self._seen = received
+            self.progress.last_activity = time.monotonic()
 
     def interrupt_if_stalled(self, stall_timeout: float) -> None:
+        self._note_arrivals()
         if self.interrupt is not None and time.monotonic() - self.progress.last_activity >= stall_timeout:
             self.interrupt()
             self.interrupt = None

@@ -212,7 +212,8 @@ class UploadService:
     # -- appending ----------------------------------------------------------
     async def append(self, upload_id: str, user: Principal, offset: int, blocks: AsyncIterable[bytes],
                      interrupt: Callable[[], None], *, length: int | None = None,
-                     content_length: int | None = None, checksum: Checksum | None = None) -> UploadInfo:
+                     content_length: int | None = None, checksum: Checksum | None = None,
+                     received: Callable[[], int] | None = None) -> UploadInfo:
         """Write a body at offset under the upload's lock; completes the upload when its
         last byte arrives. Bytes that reached the store are kept even if the body fails,
         unless a checksum was given (then the body is all or nothing)."""
@@ -236,7 +237,7 @@ class UploadService:
             if content_length is not None and content_length > room:
                 raise errors.TOO_LARGE(f"The body ({content_length} bytes) would pass the end of the "
                                        f"upload at offset {info.offset + room}")
-            holder.interrupt = interrupt
+            holder.arm(interrupt, received)
             await self._write(info, holder, blocks, room, checksum)
             if info.length is not None and info.offset == info.length:
                 await self.finish(info)
