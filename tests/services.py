@@ -178,3 +178,57 @@ class Nginx:
 
     def stop(self) -> None:
         _stop(self.proc)
+
+
+class TcpProxy:
+    """A loopback TCP proxy to a server, whose link can be cut and restored on demand: an outage
+    of that server (say PostgreSQL restarting) without touching the server itself."""
+
+    def __init__(self, host: str, port: int):
+        self.target = (host, port)
+        self.port = 0
+        self._server = None
+        self._links: set = set()
+
+    async def start(self) -> "TcpProxy":
+        import asyncio
+
+        self._server = await asyncio.start_server(self._link, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def _link(self, reader, writer) -> None:
+        import asyncio
+
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.close()
+            return
+        pair = (writer, up_writer)
+        self._links.add(pair)
+
+        async def pipe(src, dst) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (OSError, asyncio.CancelledError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self._links.discard(pair)
+
+    async def cut(self) -> None:
+        """Refuse new connections and drop the open ones, as a server going down does."""
+        self._server.close()
+        await self._server.wait_closed()
+        for pair in list(self._links):
+            for writer in pair:
+                writer.transport.abort()
+        self._links.clear()
+
+    async def resume(self) -> None:
+        await self.start()

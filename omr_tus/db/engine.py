@@ -53,3 +53,13 @@ def count_round_trips(engine: AsyncEngine, counters) -> None:
 
 
 ROUND_TRIPS = "db_round_trips_total"
+
+
+def is_outage(exc: BaseException) -> bool:
+    """The database cannot be reached (down, restarting, connections cut): the request may
+    succeed later, so it gets 503 with Retry-After rather than 500."""
+    from sqlalchemy import exc as sa
+
+    if isinstance(exc, (ConnectionRefusedError, sa.OperationalError, sa.InterfaceError, sa.TimeoutError)):
+        return True
+    return isinstance(exc, sa.DBAPIError) and bool(exc.connection_invalidated)

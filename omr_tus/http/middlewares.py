@@ -11,6 +11,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from .. import errors
+from ..db.engine import is_outage
 from ..ietf import headers as ietf
 from ..logs import request_id
 from ..tus.headers import check_version
@@ -117,9 +118,12 @@ async def error_mapping(request: web.Request, handler):
         return error_response(request, exc.status, message, headers)
     except HttpProcessingError as exc:  # a malformed body (multipart framing, chunked encoding)
         return error_response(request, 400, f"Malformed request body: {exc.message}")
-    except ConnectionError:
-        return error_response(request, 400, "client connection lost")
-    except Exception:
+    except Exception as exc:
+        if is_outage(exc):
+            log.warning("database unavailable in %s %s: %s", request.method, request.path, type(exc).__name__)
+            return error_response(request, 503, errors.UNAVAILABLE.message, {"Retry-After": "2"})
+        if isinstance(exc, ConnectionError):
+            return error_response(request, 400, "client connection lost")
         log.exception("unhandled error in %s %s", request.method, request.path)
         return error_response(request, 500, f"Internal server error (request id {request_id.get()})")
 
