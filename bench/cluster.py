@@ -26,6 +26,7 @@ import urllib.parse
 from pathlib import Path
 
 import aiohttp
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from servers import machine  # noqa: E402
@@ -52,23 +53,47 @@ async def create(session: aiohttp.ClientSession, base: str, auth: dict, length: 
         return urllib.parse.urlsplit(r.headers["Location"]).path
 
 
-async def patch(session: aiohttp.ClientSession, base: str, auth: dict, path: str, offset: int, body) -> None:
+async def patch(session: aiohttp.ClientSession, base: str, auth: dict, path: str, offset: int, body) -> str | None:
+    """The batch id when this PATCH completed the upload."""
     async with session.patch(base + path, data=body, headers={
             **TUS, **auth, "Upload-Offset": str(offset), "Content-Type": "application/offset+octet-stream"}) as r:
         assert r.status == 204, await r.text()
+        return r.headers.get("Batch-Id")
+
+
+async def settled(session: aiohttp.ClientSession, base: str, auth: dict, batch_ids: list[str]) -> None:
+    """Until every batch has its sha256: the background read after completion (the move off the
+    RAM disk, or the read back from the bucket) is over, so it does not weigh on the next round."""
+    for batch_id in batch_ids:
+        for _ in range(1200):
+            async with session.get(f"{base}/api/batches/{batch_id}", headers=auth) as r:
+                if (await r.json()).get("sha256"):
+                    break
+            await asyncio.sleep(0.05)
+
+
+def cpu_seconds(cluster: Cluster) -> dict[str, float]:
+    """CPU time (user + system) so far of the cluster's nodes and of its nginx."""
+    def used(pid: int) -> float:
+        process = psutil.Process(pid)
+        return sum(sum(p.cpu_times()[:2]) for p in [process, *process.children(recursive=True)])
+    return {"nodes": sum(used(n.proc.pid) for n in cluster.nodes), "nginx": used(cluster.nginx.proc.pid)}
 
 
 async def uploads(base: str, auth: dict, data: bytes, count: int, chunk: int) -> float:
     """`count` concurrent uploads of `data` in PATCHes of `chunk`; returns MB/s of all of them."""
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as session:
-        async def one() -> None:
+        async def one() -> str | None:
             path = await create(session, base, auth, len(data))
             for offset in range(0, len(data), chunk):
-                await patch(session, base, auth, path, offset, memoryview(data)[offset:offset + chunk])
+                batch_id = await patch(session, base, auth, path, offset, memoryview(data)[offset:offset + chunk])
+            return batch_id
 
         started = time.perf_counter()
-        await asyncio.gather(*(one() for _ in range(count)))
-        return count * len(data) / (time.perf_counter() - started) / 1e6
+        batch_ids = await asyncio.gather(*(one() for _ in range(count)))
+        rate = count * len(data) / (time.perf_counter() - started) / 1e6
+        await settled(session, base, auth, batch_ids)
+        return rate
 
 
 async def s3_alone(s3: SeaweedFS, data: bytes, count: int, part: int) -> float:
@@ -178,13 +203,19 @@ async def main() -> None:
             auth = {nodes: await token(c.url) for nodes, c in clusters.items()}  # each has its own secret
             data = os.urandom(args.size_mib * MiB)
             rates: dict = {1: [], 2: [], "s3": []}
+            cpu: dict[int, list[dict[str, float]]] = {1: [], 2: []}
             for nodes, cluster in clusters.items():  # warm up
                 await uploads(cluster.url, auth[nodes], data, 2, args.chunk_mib * MiB)
             for round_ in range(args.rounds):
                 for nodes in ((1, 2) if round_ % 2 == 0 else (2, 1)):
+                    before = cpu_seconds(clusters[nodes])
                     rate = await uploads(clusters[nodes].url, auth[nodes], data, args.uploads, args.chunk_mib * MiB)
+                    after = cpu_seconds(clusters[nodes])
+                    gb = args.uploads * len(data) / 1e9
+                    cpu[nodes].append({k: (after[k] - before[k]) / gb for k in after})
                     rates[nodes].append(rate)
-                    print(f"round {round_ + 1}: {nodes} node(s) {rate:7.1f} MB/s", flush=True)
+                    print(f"round {round_ + 1}: {nodes} node(s) {rate:7.1f} MB/s, CPU s/GB: nodes "
+                          f"{cpu[nodes][-1]['nodes']:.2f}, nginx {cpu[nodes][-1]['nginx']:.2f}", flush=True)
                 if s3:
                     rates["s3"].append(await s3_alone(s3, data, args.uploads, S3_PART))
                     print(f"round {round_ + 1}: S3 alone {rates['s3'][-1]:7.1f} MB/s", flush=True)
@@ -201,23 +232,25 @@ async def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
     for nodes in (1, 2):
         shutil.rmtree(f"/dev/shm/omr-bench-{os.getpid()}-{nodes}", ignore_errors=True)
-    report(args, rates, costs)
+    report(args, rates, cpu, costs)
 
 
-def report(args, rates: dict, costs: dict) -> None:
+def report(args, rates: dict, cpu: dict, costs: dict) -> None:
     one, two = statistics.median(rates[1]), statistics.median(rates[2])
     ratios = [b / a for a, b in zip(rates[1], rates[2])]
     info = machine()
     print(f"\n## Cluster ({dt.date.today()}, {info['nproc']} CPUs {info['cpu']}, store {args.store})")
     print(f"{args.uploads} concurrent uploads of {args.size_mib} MiB in {args.chunk_mib} MiB PATCHes through nginx,"
           f" {args.rounds} alternating rounds\n")
-    print("| nodes behind nginx | MB/s (median) | rounds |")
-    print("|---|---:|---|")
-    print(f"| 1 | {one:.0f} | {', '.join(f'{r:.0f}' for r in rates[1])} |")
-    print(f"| 2 | {two:.0f} | {', '.join(f'{r:.0f}' for r in rates[2])} |")
+    print("| nodes behind nginx | MB/s (median) | rounds | CPU s per GB: nodes, nginx (median) |")
+    print("|---|---:|---|---|")
+    for nodes, median in ((1, one), (2, two)):
+        used = {k: statistics.median(c[k] for c in cpu[nodes]) for k in ("nodes", "nginx")}
+        print(f"| {nodes} | {median:.0f} | {', '.join(f'{r:.0f}' for r in rates[nodes])} | "
+              f"{used['nodes']:.2f}, {used['nginx']:.2f} |")
     if rates["s3"]:
         print(f"| none: the S3 server alone | {statistics.median(rates['s3']):.0f} | "
-              f"{', '.join(f'{r:.0f}' for r in rates['s3'])} |")
+              f"{', '.join(f'{r:.0f}' for r in rates['s3'])} | |")
     print(f"\n2 nodes / 1 node: {two / one:.2f} (median); per round: {', '.join(f'{r:.2f}' for r in ratios)}\n")
     print("| database round trips per | nodes | statement | begin | commit | rollback | lock | total |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")

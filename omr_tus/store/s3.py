@@ -24,6 +24,7 @@ import os
 import sys
 import tempfile
 import time
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import AsyncIterable, AsyncIterator
@@ -35,6 +36,7 @@ log = logging.getLogger("omr_tus.store.s3")
 MIN_PART = 5 * 1024 * 1024  # S3's minimum for every part but the last
 GATHER = 1024 * 1024  # received blocks go to the spool file in writes of about this size
 READ_BLOCK = 1024 * 1024
+CACHED = 4096  # uploads whose state a process remembers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,7 +103,7 @@ class S3Store:
         self.spool_dir = Path(spool_dir)
         self.spool_dir.mkdir(parents=True, exist_ok=True)
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="s3spool")
-        self._uploads: dict[str, _Upload] = {}  # as this process last saw them
+        self._uploads: OrderedDict[str, _Upload] = OrderedDict()  # as this process last saw them
         self._stack = contextlib.AsyncExitStack()
         self.client = None
 
@@ -146,7 +148,7 @@ class S3Store:
             with contextlib.suppress(Exception):
                 await self.client.abort_multipart_upload(**self._args(upload_id), UploadId=multipart_id)
             raise
-        self._uploads[upload_id] = _Upload(multipart_id, [], 0)
+        self._remember(upload_id, _Upload(multipart_id, [], 0))
 
     async def size(self, upload_id: str) -> int:
         """Always asked of the bucket (another node may have written since): the stored parts
@@ -377,8 +379,16 @@ class S3Store:
             self._uploads.pop(upload_id, None)
             return None
         state = _Upload(multipart_id, sorted(parts), await self._object_size(upload_id, ".part") or 0)
-        self._uploads[upload_id] = state
+        self._remember(upload_id, state)
         return state
+
+    def _remember(self, upload_id: str, state: _Upload) -> None:
+        """Kept for the next request of this upload; the oldest are forgotten past CACHED (an
+        upload another node finished is never popped here)."""
+        self._uploads[upload_id] = state
+        self._uploads.move_to_end(upload_id)
+        while len(self._uploads) > CACHED:
+            self._uploads.popitem(last=False)
 
     async def _multipart_id(self, upload_id: str) -> str | None:
         known = self._uploads.get(upload_id)
