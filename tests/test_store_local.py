@@ -32,3 +32,16 @@ async def test_a_broken_body_keeps_the_blocks_gathered_behind_a_slow_write(tmp_p
     assert progress.written == 12 * 64 * 1024
     assert (tmp_path / "u").read_bytes() == b"".join(blocks)
     await store.close()
+
+
+async def test_many_small_blocks_are_written_in_order(tmp_path):
+    """More blocks than one pwritev takes (IOV_MAX): a slow client's body."""
+    from omr_tus.store.fileio import IOV_MAX, write_all
+
+    blocks = [bytes([i % 251]) * 7 for i in range(3 * IOV_MAX + 5)]
+    fd = os.open(tmp_path / "f", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        assert write_all(fd, blocks, 3) == 7 * len(blocks)
+    finally:
+        os.close(fd)
+    assert (tmp_path / "f").read_bytes()[3:] == b"".join(blocks)
