@@ -65,3 +65,47 @@ async def test_database_outage_mid_upload_answers_503_and_the_upload_completes_a
     resp = await until_not_503(lambda: api.patch(path, offset, data[offset:]))
     assert resp.status == 204, await resp.text()
     assert (await api.batch(resp.headers["Batch-Id"]))["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture
+def small_store(tmp_path):
+    """A 10 MiB tmpfs as the store of uploads in progress (mounting needs root)."""
+    import subprocess
+
+    from .conftest import missing_part
+
+    path = tmp_path / "small-store"
+    path.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=10m", "tmpfs", str(path)], capture_output=True)
+    if mounted.returncode != 0:
+        missing_part(f"cannot mount a small tmpfs (needs root): {mounted.stderr.decode().strip()}")
+    yield path
+    subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+async def test_a_full_store_answers_507_and_harms_no_other_upload(api_with, small_store):
+    api = await api_with(store_dir=str(small_store))
+    done = os.urandom(MiB)  # a completed batch: its file has moved to durable storage
+    path = await api.create(len(done), {"filename": "d.zip", "upload_type": "zip_with_qr"})
+    finished = await api.batch((await api.patch(path, 0, done)).headers["Batch-Id"])
+    assert finished["sha256"] == hashlib.sha256(done).hexdigest()
+
+    resp = await api.client.post("/files/", headers=api.tus(**{"Upload-Length": str(64 * MiB),
+                                                              "Upload-Metadata": "upload_type emlwX3dpdGhfcXI="}))
+    assert resp.status == 507 and "free" in await resp.text()  # known not to fit: refused at once
+
+    other = os.urandom(4 * MiB)
+    other_path = await api.create(len(other), {"filename": "o.zip", "upload_type": "zip_with_qr"})
+    assert (await api.patch(other_path, 0, other[:2 * MiB])).status == 204
+
+    greedy = await api.create(None, {"filename": "g.zip", "upload_type": "zip_with_qr"})  # length unknown
+    resp = await api.patch(greedy, 0, os.urandom(12 * MiB))
+    assert resp.status == 507 and "full" in await resp.text()
+    kept = int((await api.head(greedy)).headers["Upload-Offset"])
+    assert 0 < kept < 12 * MiB
+
+    assert (await api.client.delete(greedy, headers=api.tus())).status == 204  # space comes back
+    resp = await api.patch(other_path, 2 * MiB, other[2 * MiB:])
+    assert resp.status == 204
+    assert (await api.batch(resp.headers["Batch-Id"]))["sha256"] == hashlib.sha256(other).hexdigest()
+    assert (await api.get_json(f"/api/batches/{finished['batch_id']}"))["sha256"] == finished["sha256"]

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import errno
 import logging
 import os
 import time
@@ -263,6 +264,8 @@ class UploadService:
             written = 0
         info.offset = start + written
         await self._commit(info)
+        if failure is not None:  # a failed write may have left bytes past the offset: check the store next time
+            self._in_sync.pop(info.id, None)
         if written > 0:
             log.info("Upload %s: Saved %s at offset %d (%s of %s)", info.id, mb(written), start,
                      mb(info.offset), "?" if info.length is None else mb(info.length))
@@ -450,6 +453,12 @@ def raise_failure(failure: BaseException):
         raise errors.INTERRUPTED() from None
     if isinstance(failure, (errors.ServiceError, asyncio.CancelledError, ConnectionError)):
         raise failure
+    if isinstance(failure, OSError) and failure.errno in (errno.ENOSPC, errno.EDQUOT):
+        log.warning("store full: %s", failure)
+        raise errors.INSUFFICIENT_STORAGE(
+            "The store is full: the bytes that fitted are kept. Resume from the offset a HEAD request "
+            "reports once space is freed (retry later, or contact the administrator).",
+            headers={"Retry-After": "60"}) from failure
     log.warning("store write failed: %s: %s", type(failure).__name__, failure)
     raise errors.STORE_UNAVAILABLE(headers={"Retry-After": "5"}) from failure
 
