@@ -19,6 +19,7 @@ from aiohttp import payload
 from .progress import BytesBar
 
 BLOCK = 4 * 1024 * 1024
+SENDFILE_BLOCK = 16 * 1024 * 1024  # the kernel's copies: few calls, and the progress bar still moves
 PIECE = 256 * 1024  # bytes handed to the transport per write
 STALL = 120.0  # seconds a block may wait for the server to read it before the attempt fails
 
@@ -41,7 +42,7 @@ class FileSlice(payload.Payload):
                 loop = asyncio.get_running_loop()
                 sent = 0
                 while sent < self._size:
-                    count = min(BLOCK, self._size - sent)
+                    count = min(SENDFILE_BLOCK, self._size - sent)
                     async with asyncio.timeout(STALL):
                         done = await loop.sendfile(writer.transport, file, self._offset + sent, count)
                     if done < count:
