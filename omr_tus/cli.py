@@ -245,7 +245,7 @@ async def _run_worker(repo, settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with open_stores(settings) as stores:
-        worker = Worker(repo, settings, stores.files)
+        worker = Worker(repo, settings, stores.files, lease=settings.worker_lease)
         log.info("worker %s started", worker.name)
         await worker.run(stop)
 

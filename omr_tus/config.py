@@ -33,6 +33,7 @@ class Settings:
     token_ttl: int
     log_level: str
     workers: int
+    worker_lease: float
     store: str
     s3_endpoint: str
     s3_bucket: str
@@ -83,6 +84,7 @@ class Settings:
             token_ttl=int(raw["token_ttl"]),
             log_level=str(raw["log_level"]).upper(),
             workers=int(raw["workers"]) if int(raw["workers"]) >= 0 else (os.cpu_count() or 1),
+            worker_lease=float(raw["worker_lease"]),
             store=_choice("store", raw["store"], ("local", "s3")),
             **{key: str(raw[key]) for key in S3_TEXT},
             s3_part_size=int(raw["s3_part_size"]),

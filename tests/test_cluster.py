@@ -39,7 +39,7 @@ def cluster(request, tmp_path_factory):
         store = dict(request.getfixturevalue("seaweedfs").settings(prefix="cluster/"), s3_part_size=str(5 * MiB))
     else:
         store = dict(store="local", store_dir=str(workdir / "shared" / "incoming"), data_dir=str(workdir / "shared"))
-    cluster = Cluster(workdir, url, store)
+    cluster = Cluster(workdir, url, store, extra_env={"OMR_TUS_WORKER_LEASE": "4"})
     cluster.start()
     cluster.database_url, cluster.store_kind = url, request.param
     yield cluster
@@ -99,6 +99,43 @@ async def slow_body(data: bytes, block: int = 64 * 1024, pause: float = 0.03):
         await asyncio.sleep(pause)
 
 
+async def exam_batch(cluster, headers: dict, seeds: range) -> str:
+    """A ZIP of simulated sheets for TASK (registered if need be), uploaded; its batch id."""
+    import numpy as np
+
+    from omr_tus.omr.simulate import EASY, simulate_sheet
+    from omr_tus.omr.template import Template
+
+    async with aiohttp.ClientSession() as s:
+        async with s.post(cluster.url + "/api/tasks", headers=headers, json={
+                "task_id": TASK, "name": "Physics", "template": TEMPLATE, "answer_key": KEY}) as r:
+            assert r.status in (201, 409), await r.text()
+    template = Template.parse(TEMPLATE)
+    data = zipped([simulate_sheet(template, np.random.default_rng(seed), EASY, task_id=TASK) for seed in seeds])
+    path = await create(cluster.url, headers, len(data), meta="upload_type emlwX3dpdGhfcXI=,filename ZXhhbS56aXA=")
+    status, hdrs, body = await patch(cluster.url, headers, path, 0, data)
+    assert status == 204, body
+    return hdrs["Batch-Id"]
+
+
+async def answers_per_sheet(cluster, batch_id: str) -> list[tuple[int, int]]:
+    """(sheet id, answer rows) for each page of the batch, read from the database."""
+    engine = create_async_engine(cluster.database_url)
+    try:
+        async with engine.connect() as conn:
+            return (await conn.execute(text(
+                "SELECT s.id, count(a.sheet_id) FROM sheets s LEFT JOIN answers a ON a.sheet_id = s.id "
+                "WHERE s.batch_id = :b GROUP BY s.id"), {"b": batch_id})).all()
+    finally:
+        await engine.dispose()
+
+
+def each_read_once(per_sheet: list[tuple[int, int]], pages: int) -> bool:
+    """One row per page, each with one full set of answers (a sheet read twice would have been
+    refused by its lease; a partial set would show here)."""
+    return len(per_sheet) == pages and len({count for _, count in per_sheet}) == 1 and per_sheet[0][1] > 60
+
+
 async def test_patches_alternating_between_nodes_make_the_right_file(cluster, tmp_path):
     headers = await login(cluster.url)
     data = os.urandom(23 * MiB + 11)
@@ -131,23 +168,8 @@ async def test_the_same_chunk_sent_to_both_nodes_is_applied_once(cluster):
 
 
 async def test_a_batch_is_shared_by_workers_on_both_nodes_with_no_duplicate_answer(cluster):
-    import numpy as np
-
-    from omr_tus.omr.simulate import EASY, simulate_sheet
-    from omr_tus.omr.template import Template
-
     headers = await login(cluster.url)
-    async with aiohttp.ClientSession() as s:
-        async with s.post(cluster.url + "/api/tasks", headers=headers, json={
-                "task_id": TASK, "name": "Physics", "template": TEMPLATE, "answer_key": KEY}) as r:
-            assert r.status in (201, 409), await r.text()
-    template = Template.parse(TEMPLATE)
-    sheets = [simulate_sheet(template, np.random.default_rng(seed), EASY, task_id=TASK) for seed in range(12)]
-    data = zipped(sheets)
-    path = await create(cluster.url, headers, len(data), meta="upload_type emlwX3dpdGhfcXI=,filename ZXhhbS56aXA=")
-    status, hdrs, body = await patch(cluster.url, headers, path, 0, data)
-    assert status == 204, body
-    batch_id = hdrs["Batch-Id"]
+    batch_id = await exam_batch(cluster, headers, range(12))
     async with aiohttp.ClientSession() as s:
         for _ in range(600):
             async with s.get(f"{cluster.url}/api/batches/{batch_id}/progress", headers=headers) as r:
@@ -156,17 +178,7 @@ async def test_a_batch_is_shared_by_workers_on_both_nodes_with_no_duplicate_answ
                 break
             await asyncio.sleep(0.2)
     assert progress["status"] == "completed" and progress["processed_sheets"] == 12, progress
-    engine = create_async_engine(cluster.database_url)
-    try:
-        async with engine.connect() as conn:
-            per_sheet = (await conn.execute(text(
-                "SELECT s.id, count(a.sheet_id) FROM sheets s LEFT JOIN answers a ON a.sheet_id = s.id "
-                "WHERE s.batch_id = :b GROUP BY s.id"), {"b": batch_id})).all()
-    finally:
-        await engine.dispose()
-    # one row per page, each with one full set of answers (a sheet read twice would have been
-    # refused by its lease; a partial set would show here)
-    assert len(per_sheet) == 12 and len({count for _, count in per_sheet}) == 1 and per_sheet[0][1] > 60
+    assert each_read_once(await answers_per_sheet(cluster, batch_id), 12)
     read_by = [len(re.findall(r"Sheet \S+: \w+ in", w.log_text())) for w in cluster.workers]
     assert min(read_by) >= 1, read_by  # both workers read sheets of it
 
@@ -254,3 +266,35 @@ async def test_a_silent_writer_on_one_node_lets_go_when_another_node_asks(cluste
         assert status == 204, body
     finally:
         writer.close()
+
+
+async def test_a_worker_killed_mid_batch_leaves_no_sheet_unread_or_read_twice(cluster):
+    headers = await login(cluster.url)
+    victim = cluster.workers[0]
+    seen = len(victim.log_text())  # what it logged for earlier tests
+    batch_id = await exam_batch(cluster, headers, range(100, 116))
+    killed = False
+    try:
+        async with aiohttp.ClientSession() as s:
+            for _ in range(900):
+                async with s.get(f"{cluster.url}/api/batches/{batch_id}/progress", headers=headers) as r:
+                    progress = await r.json()
+                if not killed and re.search(r"Sheet \S+: \w+ in", victim.log_text()[seen:]):
+                    victim.kill()  # SIGKILL mid-claim: its other sheets stay claimed until the lease (4 s) ends
+                    killed = True
+                if progress["status"] in ("completed", "failed"):
+                    break
+                await asyncio.sleep(0.1)
+    finally:
+        if killed:
+            victim.start()
+    assert killed and progress["status"] == "completed" and progress["processed_sheets"] == 16, progress
+    assert each_read_once(await answers_per_sheet(cluster, batch_id), 16)
+    engine = create_async_engine(cluster.database_url)
+    try:
+        async with engine.connect() as conn:
+            claimed_again = (await conn.execute(text("SELECT count(*) FROM sheets WHERE batch_id = :b AND attempts > 1"),
+                                                {"b": batch_id})).scalar()
+    finally:
+        await engine.dispose()
+    assert claimed_again >= 1  # the dead worker's claims were taken over when their lease ended

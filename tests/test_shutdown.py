@@ -14,6 +14,7 @@ import urllib.parse
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 MiB = 1024 * 1024
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -129,6 +130,44 @@ async def test_sigterm_lets_patches_finish_and_keeps_the_bytes_of_the_others(tmp
             assert await restarted.sha256(batch["batch_id"]) == expected[size]
         log = (tmp_path / "server.log").read_text()
         assert "Traceback" not in log, log[-3000:]
+    finally:
+        restarted.proc.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(restarted.proc.wait, 20)
+
+
+@pytest.mark.parametrize("store", ["local", "s3"])
+async def test_sigkill_mid_patch_then_restart_and_the_client_resumes(request, tmp_path, store):
+    """No grace at all: the process dies mid-body. After a restart HEAD reports what was saved
+    (never more than was received), and the upload resumes to the right sha256."""
+    server = ServerProcess(tmp_path)
+    if store == "s3":
+        overrides = request.getfixturevalue("seaweedfs").settings(prefix=f"kill{os.getpid()}/")
+        server.env.update({f"OMR_TUS_{k.upper()}": v for k, v in overrides.items()}, OMR_TUS_S3_PART_SIZE=str(5 * MiB))
+    await server.start()
+    data = os.urandom(12 * MiB)
+    url = await server.create(len(data))
+    reader, writer = await start_patch(server, url, len(data), data[:6 * MiB])
+    for i in range(30):  # the client keeps sending, slowly; the offset is saved about once a second
+        writer.write(data[6 * MiB + i * 32768:6 * MiB + (i + 1) * 32768])
+        await writer.drain()
+        await asyncio.sleep(0.05)
+    server.proc.kill()
+    await asyncio.to_thread(server.proc.wait, 20)
+    writer.close()
+
+    restarted = ServerProcess(tmp_path)
+    restarted.port, restarted.base, restarted.env = server.port, server.base, server.env
+    await restarted.start()
+    try:
+        kept = int((await restarted.head(url))["Upload-Offset"])
+        assert 5 * MiB <= kept <= 6 * MiB + 30 * 32768  # saved, and never more than was received
+        async with aiohttp.ClientSession() as s:
+            async with s.patch(url, data=data[kept:], headers={
+                    **restarted.headers, "Upload-Offset": str(kept),
+                    "Content-Type": "application/offset+octet-stream"}) as r:
+                assert r.status == 204, await r.text()
+                batch_id = r.headers["Batch-Id"]
+        assert await restarted.sha256(batch_id) == hashlib.sha256(data).hexdigest()
     finally:
         restarted.proc.send_signal(signal.SIGTERM)
         await asyncio.to_thread(restarted.proc.wait, 20)

@@ -39,10 +39,12 @@ class Worker:
         self.sheets_per_claim = sheets_per_claim
         self._tasks: dict[str, tuple[float, TaskSpec | None]] = {}
 
-    async def run(self, stop: asyncio.Event, idle: float = 0.5, listening_idle: float = 10.0) -> None:
+    async def run(self, stop: asyncio.Event, idle: float = 0.5, listening_idle: float | None = None) -> None:
         """Works until `stop` is set. With nothing to do it waits for a notification of new work
-        (PostgreSQL), checking every `listening_idle` seconds anyway (expired leases), or polls
-        every `idle` seconds."""
+        (PostgreSQL), checking every `listening_idle` seconds anyway (expired leases: by default
+        10 s, or half a lease if that is shorter), or polls every `idle` seconds."""
+        if listening_idle is None:
+            listening_idle = min(10.0, self.lease / 2)
         async with Wakeup(self.repo.engine) as wakeup:
             while not stop.is_set():
                 try:
