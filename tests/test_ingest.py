@@ -121,3 +121,30 @@ def test_bad_pages_fail_with_a_reason(tmp_path, name, data, reason):
     assert listing.pages == [(name, 1)]
     with pytest.raises(PageError, match=reason):
         load_page(path, name, 1, 1654)
+
+
+def pdf_of(pages: int) -> bytes:
+    import pypdfium2
+
+    document = pypdfium2.PdfDocument.new()
+    for _ in range(pages):
+        document.new_page(200, 280)
+    out = io.BytesIO()
+    document.save(out)
+    document.close()
+    return out.getvalue()
+
+
+def test_a_pdf_of_10000_pages_is_refused_with_a_reason(tmp_path):
+    """Counted from the PDF's page tree, never rendered: refused whether it is the upload itself
+    (the batch fails) or an entry of a ZIP (its sheet fails)."""
+    data = pdf_of(10_000)
+    alone = tmp_path / "big.pdf"
+    alone.write_bytes(data)
+    listing = list_pages(alone, "big.pdf")
+    assert listing.pages == [] and "10000 pages is over the limit of 2000" in listing.error
+    zipped = make_zip(tmp_path / "b.zip", {"big.pdf": data, "ok.png": png()})
+    listing = list_pages(zipped, "b.zip")
+    assert sorted(listing.pages) == [("big.pdf", 1), ("ok.png", 1)]
+    with pytest.raises(PageError, match="10000 pages is over the limit"):
+        load_page(zipped, "big.pdf", 1, 1654)

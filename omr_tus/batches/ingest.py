@@ -44,8 +44,11 @@ def list_pages(path: Path, filename: str, limits: Limits = Limits()) -> Listing:
     name = filename or path.name
     if PurePosixPath(name).suffix.lower() not in IMAGE_EXTENSIONS:
         return Listing([], [], f"{name} is neither a ZIP file nor an image (JPEG, PNG, TIFF or PDF)")
-    with open(path, "rb") as f:
-        return Listing([(name, n) for n in range(1, _page_count(f, name, limits) + 1)], [])
+    try:
+        with open(path, "rb") as f:
+            return Listing([(name, n) for n in range(1, _page_count(f, name, limits) + 1)], [])
+    except PageError as exc:  # the whole upload is this one file: the batch fails with the reason
+        return Listing([], [], str(exc))
 
 
 def _list_zip(path: Path, limits: Limits) -> Listing:
@@ -119,8 +122,7 @@ def _page_count(f, name: str, limits: Limits) -> int:
                 count = len(pdf)
             finally:
                 pdf.close()
-            if count > limits.max_pdf_pages:
-                raise PageError(f"PDF of {count} pages is over the limit of {limits.max_pdf_pages}")
+            _check_pdf_pages(count, limits)
             return max(count, 1)
         with Image.open(io.BytesIO(data)) as image:
             return max(getattr(image, "n_frames", 1), 1)
@@ -128,6 +130,11 @@ def _page_count(f, name: str, limits: Limits) -> int:
         raise
     except Exception as exc:  # a corrupt PDF or TIFF: one sheet that fails with the reason
         raise PageError(f"unreadable {suffix[1:].upper()}: {exc}") from None
+
+
+def _check_pdf_pages(count: int, limits: Limits) -> None:
+    if count > limits.max_pdf_pages:
+        raise PageError(f"PDF of {count} pages is over the limit of {limits.max_pdf_pages}")
 
 
 def _bounded_read(f, limit: int) -> bytes:
@@ -177,6 +184,7 @@ def _render_pdf_page(data: bytes, page: int, width: int, limits: Limits) -> np.n
 
     pdf = pypdfium2.PdfDocument(data)
     try:
+        _check_pdf_pages(len(pdf), limits)
         pdf_page = pdf[page - 1]
         points = pdf_page.get_width()  # 1/72 inch
         scale = max(width / points, 150 / 72)
