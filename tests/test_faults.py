@@ -1,12 +1,16 @@
-"""Faults around the server: the database going away mid-upload. Requests during the outage
-get 503 with Retry-After (never a 500, never a lost acknowledged byte), and the upload completes
-once the database is back."""
+"""Faults around the server: the database going away mid-upload (its link cut, or the server
+stopped and started), and the store filling up. Requests during an outage get 503 with
+Retry-After (never a 500, never a lost acknowledged byte), and the upload completes once the
+database is back; a full store answers 507 and harms no other upload."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import os
+import shutil
+import subprocess
+import time
 from urllib.parse import urlsplit
 
 import pytest
@@ -70,8 +74,6 @@ async def test_database_outage_mid_upload_answers_503_and_the_upload_completes_a
 @pytest.fixture
 def small_store(tmp_path):
     """A 10 MiB tmpfs as the store of uploads in progress (mounting needs root)."""
-    import subprocess
-
     from .conftest import missing_part
 
     path = tmp_path / "small-store"
@@ -109,3 +111,50 @@ async def test_a_full_store_answers_507_and_harms_no_other_upload(api_with, smal
     assert resp.status == 204
     assert (await api.batch(resp.headers["Batch-Id"]))["sha256"] == hashlib.sha256(other).hexdigest()
     assert (await api.get_json(f"/api/batches/{finished['batch_id']}"))["sha256"] == finished["sha256"]
+
+
+@pytest.fixture
+def local_postgres():
+    """This machine's PostgreSQL cluster, which the test stops and starts again (root only).
+    Afterwards it is always running, whatever happened in the test."""
+    from .conftest import PG_URL, missing_part
+
+    host = urlsplit(PG_URL.replace("+asyncpg", "")).hostname
+    if host not in ("127.0.0.1", "localhost") or shutil.which("pg_ctlcluster") is None or os.geteuid() != 0:
+        missing_part("stopping PostgreSQL needs root, pg_ctlcluster and the server on this machine")
+    version = sorted(os.listdir("/etc/postgresql"))[-1]
+
+    def ctl(action: str) -> None:
+        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action,
+                        *(["-m", "fast"] if action == "stop" else [])], capture_output=True, timeout=60)
+        if action == "start":
+            for _ in range(100):
+                if subprocess.run(["pg_isready", "-h", "127.0.0.1", "-q"]).returncode == 0:
+                    return
+                time.sleep(0.1)
+    yield ctl
+    ctl("start")
+
+
+async def test_postgresql_stopped_and_started_mid_upload(aiohttp_client, tmp_path, postgres_url, local_postgres):
+    api = await users_and_tokens(await aiohttp_client(create_app(make_settings(tmp_path, postgres_url))))
+    data = os.urandom(3 * MiB)
+    path = await api.create(len(data), {"filename": "x.zip", "upload_type": "zip_with_qr"})
+    assert (await api.patch(path, 0, data[:MiB])).status == 204
+
+    await asyncio.to_thread(local_postgres, "stop")
+    try:
+        for request in (lambda: api.patch(path, MiB, data[MiB:2 * MiB]), lambda: api.head(path),
+                        lambda: api.client.get("/api/batches", headers=api.auth())):
+            resp = await request()
+            assert resp.status == 503 and resp.headers["Retry-After"] == "2", (resp.status, await resp.text())
+    finally:
+        await asyncio.to_thread(local_postgres, "start")
+
+    resp = await until_not_503(lambda: api.head(path))
+    assert resp.status == 200
+    offset = int(resp.headers["Upload-Offset"])
+    assert offset in (MiB, 2 * MiB)
+    resp = await until_not_503(lambda: api.patch(path, offset, data[offset:]))
+    assert resp.status == 204, await resp.text()
+    assert (await api.batch(resp.headers["Batch-Id"]))["sha256"] == hashlib.sha256(data).hexdigest()
