@@ -17,18 +17,25 @@ import pytest
 
 from omr_tus.app import create_app
 
-from .conftest import make_settings, users_and_tokens
+from .conftest import _truncate, make_settings, users_and_tokens
 from .services import TcpProxy
 
 MiB = 1024 * 1024
 
 
 @pytest.fixture
-async def proxied(aiohttp_client, tmp_path, postgres_url):
+def pg_url(postgres_url):
+    """The session's PostgreSQL database, emptied for this test."""
+    asyncio.run(_truncate(postgres_url))
+    return postgres_url
+
+
+@pytest.fixture
+async def proxied(aiohttp_client, tmp_path, pg_url):
     """A server whose PostgreSQL is reached through a proxy the test can cut."""
-    url = urlsplit(postgres_url)
+    url = urlsplit(pg_url)
     proxy = await TcpProxy(url.hostname, url.port or 5432).start()
-    through = postgres_url.replace(f"{url.hostname}:{url.port or 5432}", f"127.0.0.1:{proxy.port}")
+    through = pg_url.replace(f"{url.hostname}:{url.port or 5432}", f"127.0.0.1:{proxy.port}")
     api = await users_and_tokens(await aiohttp_client(create_app(make_settings(tmp_path, through))))
     yield api, proxy
     await proxy.cut()
@@ -136,8 +143,8 @@ def local_postgres():
     ctl("start")
 
 
-async def test_postgresql_stopped_and_started_mid_upload(aiohttp_client, tmp_path, postgres_url, local_postgres):
-    api = await users_and_tokens(await aiohttp_client(create_app(make_settings(tmp_path, postgres_url))))
+async def test_postgresql_stopped_and_started_mid_upload(aiohttp_client, tmp_path, pg_url, local_postgres):
+    api = await users_and_tokens(await aiohttp_client(create_app(make_settings(tmp_path, pg_url))))
     data = os.urandom(3 * MiB)
     path = await api.create(len(data), {"filename": "x.zip", "upload_type": "zip_with_qr"})
     assert (await api.patch(path, 0, data[:MiB])).status == 204
