@@ -54,6 +54,21 @@ class ServerProcess:
             async with s.post(self.base + "/api/auth/login", data={"username": "admin", "password": PASSWORD}) as r:
                 self.headers = {**TUS, "Authorization": f"Bearer {(await r.json())['access_token']}"}
 
+    async def restarted(self) -> "ServerProcess":
+        """A new process on the same port, with the same settings and data (a supervisor's restart)."""
+        again = ServerProcess.__new__(ServerProcess)
+        again.__dict__.update(self.__dict__)
+        await again.start()
+        return again
+
+    async def resume(self, url: str, offset: int, body: bytes) -> str:
+        """The client's resumed PATCH from `offset`, to the end; its Batch-Id."""
+        async with aiohttp.ClientSession() as s:
+            async with s.patch(url, data=body, headers={**self.headers, "Upload-Offset": str(offset),
+                                                        "Content-Type": "application/offset+octet-stream"}) as r:
+                assert r.status == 204, await r.text()
+                return r.headers["Batch-Id"]
+
     async def create(self, length: int) -> str:
         async with aiohttp.ClientSession() as s:
             async with s.post(self.base + "/files/", headers={**self.headers, "Upload-Length": str(length)}) as r:
@@ -108,19 +123,14 @@ async def test_sigterm_lets_patches_finish_and_keeps_the_bytes_of_the_others(tmp
     for _, writer in (silent, finishing):
         writer.close()
 
-    restarted = ServerProcess(tmp_path)
-    restarted.port, restarted.base, restarted.env = server.port, server.base, server.env
-    await restarted.start()
+    restarted = await server.restarted()
     try:
         # what reached the server before the deadline is kept (bytes still in the kernel's
         # socket buffer when the connection closed were never received, so never acknowledged)
         kept = int((await restarted.head(silent_url))["Upload-Offset"])
         assert 2 * MiB <= kept <= 3 * MiB
-        async with aiohttp.ClientSession() as s:  # the client resumes from there
-            async with s.patch(silent_url, data=b"a" * (10 * MiB - kept), headers={
-                    **restarted.headers, "Upload-Offset": str(kept),
-                    "Content-Type": "application/offset+octet-stream"}) as r:
-                assert r.status == 204
+        await restarted.resume(silent_url, kept, b"a" * (10 * MiB - kept))  # the client resumes from there
+        async with aiohttp.ClientSession() as s:
             async with s.get(restarted.base + "/api/batches", headers=restarted.headers) as r:
                 batches = {b["size"]: b for b in (await r.json())["batches"]}
         assert set(batches) == {4 * MiB, 10 * MiB}
@@ -155,18 +165,11 @@ async def test_sigkill_mid_patch_then_restart_and_the_client_resumes(request, tm
     await asyncio.to_thread(server.proc.wait, 20)
     writer.close()
 
-    restarted = ServerProcess(tmp_path)
-    restarted.port, restarted.base, restarted.env = server.port, server.base, server.env
-    await restarted.start()
+    restarted = await server.restarted()
     try:
         kept = int((await restarted.head(url))["Upload-Offset"])
         assert 5 * MiB <= kept <= 6 * MiB + 30 * 32768  # saved, and never more than was received
-        async with aiohttp.ClientSession() as s:
-            async with s.patch(url, data=data[kept:], headers={
-                    **restarted.headers, "Upload-Offset": str(kept),
-                    "Content-Type": "application/offset+octet-stream"}) as r:
-                assert r.status == 204, await r.text()
-                batch_id = r.headers["Batch-Id"]
+        batch_id = await restarted.resume(url, kept, data[kept:])
         assert await restarted.sha256(batch_id) == hashlib.sha256(data).hexdigest()
     finally:
         restarted.proc.send_signal(signal.SIGTERM)
