@@ -7,8 +7,8 @@
 whether every stored file has the right sha256. `soak` runs, for the given minutes, tus uploads,
 legacy chunked uploads, terminated uploads and real exam batches read by a worker process, and
 samples the RSS and open file descriptors of the server and the worker every 10 s; it reports
-their growth between the second minute and the last one. Both use SQLite, or PostgreSQL with
---postgres URL. Every loop is bounded in count and in time.
+their growth between the second minute and the last one. Both use SQLite, or with --postgres a
+fresh PostgreSQL database on 127.0.0.1. Every loop is bounded in count and in time.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import psutil
 
 import client
 from client import MiB, Data
-from servers import VENV_BIN, RssSampler, Server, machine
+from servers import VENV_BIN, RssSampler, Server, create_pg_database, drop_pg_database, machine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.test_omr_pipeline import KEY, TASK, TEMPLATE  # noqa: E402
@@ -55,7 +55,8 @@ async def load(server: Server, count: int, size: int) -> None:
     expected = data.sha256(size)
     wrong = sum(1 for r in results if r and server.batch_sha256(upload_id=r["id"], timeout=120) != expected)
     print(f"\n## Load ({dt.date.today()}, {machine()['nproc']} CPUs {machine()['cpu']})\n")
-    print(f"{count} concurrent tus uploads of {size // MiB} MiB (4 MiB PATCHes) on one node, {server.db_url or 'SQLite'}:")
+    print(f"{count} concurrent tus uploads of {size // MiB} MiB (4 MiB PATCHes) on one node, "
+          f"{'PostgreSQL' if server.db_url else 'SQLite'}:")
     print(f"- completed: {sum(1 for r in results if r)} of {count}; errors: {len(errors)} {errors[:3]}")
     print(f"- wrong sha256: {wrong}; time {seconds:.1f} s ({count * size / seconds / 1e6:.0f} MB/s)")
     print(f"- server RSS: idle {idle / MiB:.0f} MiB, peak {sampler.peak / MiB:.0f} MiB "
@@ -147,10 +148,12 @@ def main() -> None:
     parser.add_argument("--uploads", type=int, default=200)
     parser.add_argument("--size-mib", type=int, default=8)
     parser.add_argument("--minutes", type=float, default=15)
-    parser.add_argument("--postgres", default=None, help="a PostgreSQL URL (default: SQLite)")
+    parser.add_argument("--postgres", action="store_true",
+                        help="PostgreSQL (a fresh database on 127.0.0.1, dropped afterwards) instead of SQLite")
     args = parser.parse_args()
+    database, db_url = create_pg_database() if args.postgres else (None, None)
     with tempfile.TemporaryDirectory(prefix="omr-load-") as tmp:
-        server = Server("ours", "omr-tus", Path(tmp), db_url=args.postgres, log_level="WARNING").start()
+        server = Server("ours", "omr-tus", Path(tmp), db_url=db_url, log_level="WARNING").start()
         worker = None
         try:
             if args.mode == "load":
@@ -165,6 +168,8 @@ def main() -> None:
                 worker.terminate()
                 worker.wait(30)
             server.stop()
+            if database:
+                drop_pg_database(database)
 
 
 if __name__ == "__main__":
