@@ -4,7 +4,7 @@
     .venv/bin/python bench/load.py soak [--minutes 15]                    # uploads and batches for a while
 
 `load` starts N tus uploads at once and reports errors, the time, the server's peak RSS and
-whether every stored file has the right sha256. `soak` runs, for the given minutes, tus uploads,
+whether every stored file has the right sha256. `soak` runs, for the given minutes, small tus uploads,
 legacy chunked uploads, terminated uploads and real exam batches read by a worker process, and
 samples the RSS and open file descriptors of the server and the worker every 10 s; it reports
 their growth between the second minute and the last one. Both use SQLite, or with --postgres a
@@ -34,6 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.test_omr_pipeline import KEY, TASK, TEMPLATE  # noqa: E402
 
 MAX_REQUESTS = 200_000  # a bound on every loop, whatever the clock says
+KiB = 1024
+PAUSE = 0.05  # seconds between a soak loop's uploads: bounds the bytes kept on disk (a few GB per 15 min)
 
 
 async def load(server: Server, count: int, size: int) -> None:
@@ -104,19 +106,22 @@ async def soak(server: Server, worker: psutil.Process, minutes: float) -> None:
                         await client.patch(sess, url, headers, 0, memoryview(exam))
                         counts["batches"] += 1
                     elif i % 10 == 8:  # half an upload, then terminated
-                        up = await client.upload(sess, server.base, headers, data, 4 * MiB, MiB, stop_at=2 * MiB)
+                        up = await client.upload(sess, server.base, headers, data, 512 * KiB, 128 * KiB,
+                                                 stop_at=256 * KiB)
                         async with sess.delete(up["url"], headers=headers) as r:
                             assert r.status == 204
                         counts["terminated"] += 1
                     elif i % 10 == 7:
-                        await client.legacy_upload(sess, server.base, server.auth_headers(), data, 3 * MiB, MiB)
+                        await client.legacy_upload(sess, server.base, server.auth_headers(), data, 600 * KiB,
+                                                   256 * KiB)
                         counts["legacy"] += 1
                     else:
-                        await client.upload(sess, server.base, headers, data, 8 * MiB, 2 * MiB)
+                        await client.upload(sess, server.base, headers, data, 256 * KiB, 64 * KiB)
                         counts["tus"] += 1
                 except Exception as exc:
                     counts["errors"] += 1
                     print(f"error: {type(exc).__name__}: {str(exc)[:200]}", file=sys.stderr)
+                await asyncio.sleep(PAUSE)  # many small requests, few bytes: every completed file is kept
 
         async def sampler() -> None:
             while time.monotonic() < deadline:
