@@ -53,7 +53,7 @@ async def test_omrchecker_files_register_a_task(api):
     assert resp.status == 200, await resp.text()
     assert {a["name"]: a["size"] for a in (await resp.json())["assets"]} == {"key.csv": 5,
                                                                            "marks/omr_marker.png": len(MARKER)}
-    assert (await api.get_json(f"/api/tasks/{TASK}"))["name"] == "Physics"
+    assert (await api.get_json(f"/api/tasks/{TASK}", user="root"))["name"] == "Physics"
 
 
 @pytest.mark.parametrize("changes,detail", [
@@ -73,7 +73,7 @@ async def test_multipart_refusals_say_what_to_fix(api, changes, detail):
     resp = await api.client.post("/api/tasks", data=form(**changes), headers=api.auth("root"))
     assert resp.status == 400
     assert detail in (await resp.json())["detail"]
-    await api.get_json(f"/api/tasks/{TASK}", status=404)  # nothing half-registered
+    await api.get_json(f"/api/tasks/{TASK}", user="root", status=404)  # nothing half-registered
 
 
 async def test_an_oversized_asset_is_refused_while_streaming(api):
@@ -103,6 +103,9 @@ async def test_tasks_admin_conflict_and_replace(api):
     resp = await api.client.put(f"/api/tasks/{TASK}", json={"name": "Chemistry", "template": TEMPLATE},
                                 headers=api.auth("root"))
     assert resp.status == 200 and (await resp.json())["name"] == "Chemistry"
-    task = await api.get_json(f"/api/tasks/{TASK}")
+    task = await api.get_json(f"/api/tasks/{TASK}", user="root")
     assert task["template"] == TEMPLATE and task["name"] == "Chemistry"
-    await api.get_json("/api/tasks/00000000", status=404)
+    await api.get_json("/api/tasks/00000000", user="root", status=404)
+    # a task holds its answer key: to a user who is not an admin it does not exist
+    body = await api.get_json(f"/api/tasks/{TASK}", status=404)
+    assert body == {"detail": f"Task {TASK} not found"}

@@ -189,7 +189,8 @@ PATHS = {
                       "400": _error("Invalid field; for a template, the detail names the bad key"),
                       "403": _error("Not an admin"), "409": _error("The task exists"), **AUTH_ERRORS}}},
     "/api/tasks/{task_id}": {
-        "get": {"summary": "A task", "parameters": [TASK_ID],
+        "get": {"summary": "A task, with its answer key (admin; to other users no task exists: 404)",
+                "parameters": [TASK_ID],
                 "responses": {"200": _json("#/components/schemas/Task"), "404": _error("No such task"),
                               **AUTH_ERRORS}},
         "put": {"summary": "Replace a task (admin); asset files not sent again are kept", "parameters": [TASK_ID],

@@ -145,7 +145,11 @@ async def replace_task(request: web.Request) -> web.Response:
 
 
 async def get_task(request: web.Request) -> web.Response:
-    return await _task_response(request, request.match_info["task_id"])
+    """For admins: a task holds its answer key, which no uploader may read (to them it does not exist)."""
+    task_id = request.match_info["task_id"]
+    if not principal(request).is_admin:
+        raise errors.NOT_FOUND(f"Task {task_id} not found")
+    return await _task_response(request, task_id)
 
 
 def setup(app: web.Application) -> None:
