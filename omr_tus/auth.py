@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
 import hashlib
 import hmac
 import math
 import secrets
 import time
+from collections.abc import Callable
 
 import jwt
 
 from . import errors
+from .db.models import utcnow
 from .db.repo import Repo
 from .uploads.model import Principal
 
@@ -49,34 +52,33 @@ _DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
 class LoginThrottle:
     """Failed logins per username: the first FREE_FAILURES cost nothing, then each further
     attempt must wait twice as long as the last (up to MAX_DELAY s) after the latest failure.
-    A correct password resets the count. Per process: enough to make guessing slow."""
+    A correct password resets the count. Counted in the database, so every node applies the
+    same count."""
 
     FREE_FAILURES = 5
     MAX_DELAY = 300.0
-    FORGET_AFTER = 3600.0
+    FORGET_AFTER = dt.timedelta(hours=1)
 
-    def __init__(self) -> None:
-        self._failures: dict[str, tuple[int, float]] = {}  # username -> (failures, last failure time)
+    def __init__(self, repo: Repo, clock: Callable[[], dt.datetime] = utcnow) -> None:
+        self.repo = repo
+        self.clock = clock
 
-    def check(self, username: str) -> None:
-        failures, last = self._failures.get(username.lower(), (0, 0.0))
-        wait = self._delay(failures) - (time.monotonic() - last)
-        if wait > 0:
+    async def check(self, username: str) -> None:
+        row = await self.repo.login_failures(username.lower())
+        if row is None:
+            return
+        wait = self._delay(row.failures) - (self.clock() - row.last_failure).total_seconds()
+        if wait > 0 and self.clock() - row.last_failure < self.FORGET_AFTER:
             raise errors.TOO_MANY_REQUESTS(
                 f"Too many failed logins for {username!r}: try again in {math.ceil(wait)} s",
                 headers={"Retry-After": str(math.ceil(wait))})
 
-    def failed(self, username: str) -> None:
-        now = time.monotonic()
-        if len(self._failures) > 10_000:  # bounded: forget old entries
-            self._failures = {k: v for k, v in self._failures.items() if now - v[1] < self.FORGET_AFTER}
-        failures, last = self._failures.get(username.lower(), (0, 0.0))
-        if now - last > self.FORGET_AFTER:
-            failures = 0
-        self._failures[username.lower()] = (failures + 1, now)
+    async def failed(self, username: str) -> None:
+        now = self.clock()
+        await self.repo.record_login_failure(username.lower(), now, now - self.FORGET_AFTER)
 
-    def succeeded(self, username: str) -> None:
-        self._failures.pop(username.lower(), None)
+    async def succeeded(self, username: str) -> None:
+        await self.repo.clear_login_failures(username.lower())
 
     def _delay(self, failures: int) -> float:
         extra = failures - self.FREE_FAILURES
@@ -86,20 +88,20 @@ class LoginThrottle:
 class Authenticator:
     def __init__(self, repo: Repo, secret: str, ttl: int):
         self.repo = repo
-        self.throttle = LoginThrottle()
+        self.throttle = LoginThrottle(repo)
         self.secret = secret
         self.ttl = ttl
         self._cache: dict[int, tuple[float, Principal, int]] = {}
         self._tokens: dict[str, tuple[int, int, int]] = {}  # verified token -> (exp, user id, version)
 
     async def login(self, username: str, password: str) -> dict:
-        self.throttle.check(username)
+        await self.throttle.check(username)
         user = await self.repo.user_by_name(username)
         ok = await asyncio.to_thread(verify_password, password, user.password_hash if user else _DUMMY_HASH)
         if user is None or not ok:
-            self.throttle.failed(username)
+            await self.throttle.failed(username)
             raise errors.UNAUTHORIZED("Incorrect username or password")
-        self.throttle.succeeded(username)
+        await self.throttle.succeeded(username)
         now = int(time.time())
         token = jwt.encode({"sub": str(user.id), "ver": user.token_version, "iat": now, "exp": now + self.ttl},
                            self.secret, algorithm="HS256")

@@ -90,13 +90,16 @@ async def test_unknown_api_route_is_json_404(api):
     assert "detail" in await resp.json()
 
 
-async def test_repeated_failed_logins_are_throttled(api, monkeypatch):
+async def test_repeated_failed_logins_are_throttled(api):
     """Five wrong passwords cost nothing; then each attempt waits (429 with Retry-After), twice
     as long after each failure, even with the right password; a success resets the count."""
-    from omr_tus import auth as auth_module
+    import datetime as dt
+
+    from omr_tus.http.keys import AUTH
 
     clock = [1000.0]
-    monkeypatch.setattr(auth_module.time, "monotonic", lambda: clock[0])
+    start = dt.datetime(2026, 11, 24, tzinfo=dt.timezone.utc)
+    api.client.app[AUTH].throttle.clock = lambda: start + dt.timedelta(seconds=clock[0])
 
     async def login(password: str):
         return await api.client.post("/api/auth/login", data={"username": "alice", "password": password})
@@ -114,3 +117,16 @@ async def test_repeated_failed_logins_are_throttled(api, monkeypatch):
     assert (await login(PASSWORD)).status == 200  # the wait is over; a success resets the count
     for _ in range(5):
         assert (await login("wrong password")).status == 401
+
+
+async def test_failed_logins_count_on_every_node(api, aiohttp_client, settings):
+    """Another node on the same database sees the same count: spreading guesses over nodes
+    gains nothing."""
+    from omr_tus.app import create_app
+
+    other_node = await aiohttp_client(create_app(settings))
+    for node in (api.client, other_node, api.client, other_node, api.client):
+        resp = await node.post("/api/auth/login", data={"username": "Alice", "password": "wrong password"})
+        assert resp.status == 401
+    resp = await other_node.post("/api/auth/login", data={"username": "alice", "password": "wrong password"})
+    assert resp.status == 429 and "Retry-After" in resp.headers

@@ -202,3 +202,14 @@ class Correction(Base):
     value: Mapped[str] = mapped_column(String(64))
     corrected_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
     corrected_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class LoginFailure(Base):
+    """Failed logins per username (lower case, known user or not), shared by every node, so a
+    guesser gains nothing by spreading attempts over them."""
+
+    __tablename__ = "login_failures"
+
+    username: Mapped[str] = mapped_column(String(255), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    last_failure: Mapped[dt.datetime] = mapped_column(UTCDateTime)

@@ -17,8 +17,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .models import (Answer, Batch, Correction, Sheet, Task, TaskAsset, Upload, UploadChunk, UploadPart, User,
-                     utcnow)
+from .models import (Answer, Batch, Correction, LoginFailure, Sheet, Task, TaskAsset, Upload, UploadChunk,
+                     UploadPart, User, utcnow)
 
 users = User.__table__
 uploads = Upload.__table__
@@ -30,6 +30,7 @@ task_assets = TaskAsset.__table__
 corrections = Correction.__table__
 sheets = Sheet.__table__
 answers = Answer.__table__
+login_failures = LoginFailure.__table__
 INSERT_UPLOAD = insert(uploads)
 
 
@@ -379,6 +380,24 @@ class Repo:
             return []
         return await self._all(select(corrections, users.c.username).outerjoin(
             users, users.c.id == corrections.c.corrected_by).where(corrections.c.sheet_id.in_(list(sheet_ids))))
+
+    # -- failed logins ------------------------------------------------------
+    async def login_failures(self, username: str) -> Row | None:
+        return await self._one(select(login_failures).where(login_failures.c.username == username))
+
+    async def record_login_failure(self, username: str, now: dt.datetime, forget_before: dt.datetime) -> None:
+        """One more failure, counted atomically whichever node sees it; a count whose last
+        failure is older than forget_before starts again."""
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(login_failures).where(login_failures.c.username == username,
+                                                            login_failures.c.last_failure < forget_before))
+            dialect_insert = {"postgresql": pg_insert, "sqlite": sqlite_insert}[conn.dialect.name]
+            stmt = dialect_insert(login_failures).values(username=username, failures=1, last_failure=now)
+            await conn.execute(stmt.on_conflict_do_update(index_elements=[login_failures.c.username], set_={
+                "failures": login_failures.c.failures + 1, "last_failure": now}))
+
+    async def clear_login_failures(self, username: str) -> None:
+        await self._execute(delete(login_failures).where(login_failures.c.username == username))
 
     async def save_correction(self, sheet_id: int, column: str, value: str, user_id: int,
                               score: float | None) -> None:
