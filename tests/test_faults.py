@@ -165,3 +165,20 @@ async def test_postgresql_stopped_and_started_mid_upload(aiohttp_client, tmp_pat
     resp = await until_not_503(lambda: api.patch(path, offset, data[offset:]))
     assert resp.status == 204, await resp.text()
     assert (await api.batch(resp.headers["Batch-Id"]))["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+async def test_a_full_database_disk_answers_507(api, monkeypatch):
+    """The database cannot write (its disk is full): 507 with Retry-After, not 500 or 503."""
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    from omr_tus.http.keys import REPO
+
+    async def full(*_args, **_kwargs):
+        raise OperationalError("INSERT INTO uploads ...", {}, sqlite3.OperationalError("database or disk is full"))
+    monkeypatch.setattr(api.client.app[REPO], "insert_upload", full)
+    resp = await api.client.post("/files/", headers=api.tus(**{"Upload-Length": "10",
+                                                              "Upload-Metadata": "upload_type emlwX3dpdGhfcXI="}))
+    assert resp.status == 507 and resp.headers["Retry-After"] == "60"
+    assert "out of disk space" in await resp.text()

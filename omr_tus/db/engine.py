@@ -55,6 +55,15 @@ def count_round_trips(engine: AsyncEngine, counters) -> None:
 ROUND_TRIPS = "db_round_trips_total"
 
 
+def is_disk_full(exc: BaseException) -> bool:
+    """The database's disk is full (SQLite's message, PostgreSQL's SQLSTATE 53100)."""
+    from sqlalchemy import exc as sa
+
+    if not isinstance(exc, sa.DBAPIError):
+        return False
+    return "database or disk is full" in str(exc) or getattr(exc.orig, "sqlstate", None) == "53100"
+
+
 def is_outage(exc: BaseException) -> bool:
     """The database cannot be reached (down, restarting, connections cut): the request may
     succeed later, so it gets 503 with Retry-After rather than 500."""

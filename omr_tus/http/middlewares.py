@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from .. import errors
-from ..db.engine import is_outage
+from ..db.engine import is_disk_full, is_outage
 from ..ietf import headers as ietf
 from ..logs import request_id
 from ..tus.headers import check_version
@@ -119,6 +119,10 @@ async def error_mapping(request: web.Request, handler):
     except HttpProcessingError as exc:  # a malformed body (multipart framing, chunked encoding)
         return error_response(request, 400, f"Malformed request body: {exc.message}")
     except Exception as exc:
+        if is_disk_full(exc):
+            log.error("the database's disk is full (%s %s)", request.method, request.path)
+            return error_response(request, 507, "The server's database is out of disk space; nothing was "
+                                  "lost: retry later or contact the administrator", {"Retry-After": "60"})
         if is_outage(exc):
             log.warning("database unavailable in %s %s: %s", request.method, request.path, type(exc).__name__)
             return error_response(request, 503, errors.UNAVAILABLE.message, {"Retry-After": "2"})
