@@ -111,15 +111,16 @@ class S3Store:
         from aiobotocore.session import get_session
         from botocore.config import Config
 
+        c = self.config
         config = Config(
             # S3-compatible servers differ in what they accept: no aws-chunked trailers, path-style
-            # URLs, and no payload hash in the signature (each part carries its Content-MD5 instead,
-            # computed off the event loop; botocore would hash it on the loop otherwise).
-            s3={"addressing_style": "path", "payload_signing_enabled": False},
+            # URLs on a server of one's own (AWS picks virtual hosts itself), and no payload hash in
+            # the signature (each part carries its Content-MD5 instead, computed off the event
+            # loop; botocore would hash it on the loop otherwise).
+            s3={"addressing_style": "path" if c.endpoint else "auto", "payload_signing_enabled": False},
             request_checksum_calculation="when_required", response_checksum_validation="when_required",
             retries={"max_attempts": 4, "mode": "standard"}, max_pool_connections=64,
             connect_timeout=10, read_timeout=120)
-        c = self.config
         self.client = await self._stack.enter_async_context(get_session().create_client(
             "s3", endpoint_url=c.endpoint or None, region_name=c.region, aws_access_key_id=c.access_key or None,
             aws_secret_access_key=c.secret_key or None, config=config))
