@@ -331,23 +331,20 @@ class UploadService:
 
     async def _reconciled(self, info: UploadInfo) -> UploadInfo:
         """Make the recorded offset and the store agree (call under the lock). Bytes past
-        the offset were never acknowledged (a crash mid-write) and are dropped; fewer bytes
-        than the offset (a RAM disk lost in a reboot) move the offset back, so the client
-        resends rather than the server claiming bytes it does not have."""
+        the offset were never acknowledged (a crash mid-write) and are dropped where the store
+        can (a file); a bucket's parts cannot lose bytes, and being whole and in order they are
+        what the client sent there, so the offset moves on to them. Fewer bytes than the offset
+        (a RAM disk lost in a reboot) move the offset back, so the client resends rather than
+        the server claiming bytes it does not have."""
         known = self._cached(info.id)
         if info.status != "active" or (known is not None and known.offset == info.offset):
             return info
         size = await self.store.size(info.id)
         if size > info.offset and isinstance(self.store, Truncater):
             await self.store.truncate(info.id, info.offset)
-        elif size > info.offset:  # whole parts of a bucket, in order: the bytes the client sent there
-            log.warning("Upload %s: store holds %d bytes but %d were recorded; offset moved on",
-                        info.id, size, info.offset)
-            info.offset = size
-            await self.repo.update_upload(info.id, upload_offset=size)
-        elif size < info.offset:
-            log.warning("Upload %s: store holds %d bytes but %d were recorded; offset moved back",
-                        info.id, size, info.offset)
+        elif size != info.offset:  # more: whole parts of a bucket, in order, the bytes the client sent there
+            log.warning("Upload %s: store holds %d bytes but %d were recorded; offset moved %s",
+                        info.id, size, info.offset, "on" if size > info.offset else "back")
             info.offset = size
             await self.repo.update_upload(info.id, upload_offset=size)
         self._in_sync[info.id] = dataclasses.replace(info)
