@@ -14,7 +14,7 @@ from .config import Settings
 from .db.engine import count_round_trips, make_engine
 from .db.migrate import migrate
 from .db.repo import Repo
-from .http.keys import ARCHIVER, AUTH, CHUNKED, CONCAT, ENGINE, FILES, METRICS, REPO, SERVICE, SETTINGS, STORE
+from .http.keys import AUTH, CHUNKED, CONCAT, ENGINE, FILES, METRICS, REPO, SERVICE, SETTINGS, STORE
 from .http.middlewares import MIDDLEWARES
 from .ietf import handlers as ietf
 from .metrics import Counters
@@ -70,9 +70,9 @@ async def _uploads(app: web.Application):
     settings = app[SETTINGS]
     async with open_stores(settings) as stores, open_locks(settings, app[ENGINE]) as locks:
         service = UploadService(settings, app[REPO], stores.incoming, locks, app[METRICS])
-        archiver = Archiver(service, stores.durable, stores.files)
+        archiver = Archiver(service, stores.files)
         service.finish_hooks.append(archiver)
-        app[STORE], app[SERVICE], app[ARCHIVER], app[FILES] = stores.incoming, service, archiver, stores.files
+        app[STORE], app[SERVICE], app[FILES] = stores.incoming, service, stores.files
         app[CHUNKED] = ChunkedUploads(service, stores.scratch)
         app[CONCAT] = Concatenation(service)
         await archiver.recover()

@@ -35,6 +35,9 @@ def is_postgres(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "postgresql"
 
 
+ROUND_TRIPS = "db_round_trips_total"
+
+
 def count_round_trips(engine: AsyncEngine, counters) -> None:
     """Counts what goes to the database, by kind: each statement, and each BEGIN, COMMIT and
     ROLLBACK (one round trip each with asyncpg; none on an autocommit connection), for the
@@ -51,8 +54,6 @@ def count_round_trips(engine: AsyncEngine, counters) -> None:
     for kind in ("begin", "commit", "rollback"):
         event.listen(sync, kind, transaction(kind))
 
-
-ROUND_TRIPS = "db_round_trips_total"
 
 
 def is_disk_full(exc: BaseException) -> bool:

@@ -12,7 +12,6 @@ from ..metrics import Counters
 from ..store import Store
 from ..store.files import CompletedFiles
 from ..uploads.model import Principal
-from ..uploads.archive import Archiver
 from ..uploads.chunked import ChunkedUploads
 from ..uploads.concat import Concatenation
 from ..uploads.service import UploadService
@@ -23,7 +22,6 @@ REPO = web.AppKey("repo", Repo)
 STORE = web.AppKey("store", Store)
 SERVICE = web.AppKey("service", UploadService)
 AUTH = web.AppKey("auth", Authenticator)
-ARCHIVER = web.AppKey("archiver", Archiver)
 FILES = web.AppKey("files", CompletedFiles)
 CHUNKED = web.AppKey("chunked", ChunkedUploads)
 CONCAT = web.AppKey("concat", Concatenation)

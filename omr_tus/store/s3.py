@@ -223,14 +223,19 @@ class S3Store:
         progress.written += spool.size
 
     async def _upload_part(self, upload_id: str, multipart_id: str, number: int, spool: _Spool) -> str:
+        sent = await self._send(spool, self.client.upload_part, **self._args(upload_id), UploadId=multipart_id,
+                                PartNumber=number)
+        return sent["ETag"]
+
+    @staticmethod
+    async def _send(spool: _Spool, call, **args) -> dict:
+        """The spooled bytes as the body of an S3 call, with their Content-MD5; the spool is
+        closed whatever happens."""
         try:
             with spool.reader() as body:
-                sent = await self.client.upload_part(**self._args(upload_id), UploadId=multipart_id,
-                                                     PartNumber=number, Body=body, ContentLength=spool.size,
-                                                     ContentMD5=spool.content_md5())
+                return await call(**args, Body=body, ContentLength=spool.size, ContentMD5=spool.content_md5())
         finally:
             spool.close()
-        return sent["ETag"]
 
     async def write_part(self, upload_id: str, number: int, blocks: AsyncIterable[bytes],
                          progress: WriteProgress) -> int:
@@ -260,12 +265,7 @@ class S3Store:
         return spool.size
 
     async def _put_tail(self, upload_id: str, state: _Upload, spool: _Spool, progress: WriteProgress) -> None:
-        try:
-            with spool.reader() as body:
-                await self.client.put_object(**self._args(upload_id, ".part"), Body=body,
-                                             ContentLength=spool.size, ContentMD5=spool.content_md5())
-        finally:
-            spool.close()
+        await self._send(spool, self.client.put_object, **self._args(upload_id, ".part"))
         state.tail = spool.size
         progress.written += spool.size
 
@@ -311,7 +311,7 @@ class S3Store:
         self._uploads.pop(upload_id, None)
 
     async def delete(self, upload_id: str) -> None:
-        state = self._uploads.pop(upload_id, None) or await self._load(upload_id)
+        state = self._uploads.get(upload_id) or await self._load(upload_id)
         self._uploads.pop(upload_id, None)
         if state is not None:
             with contextlib.suppress(self.client.exceptions.NoSuchUpload):

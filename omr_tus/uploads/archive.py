@@ -13,7 +13,7 @@ import os
 import contextlib
 from pathlib import Path
 
-from ..store import LocalFiles, LocalStore, RemoteFiles
+from ..store import LocalFiles, RemoteFiles
 from ..store.files import CompletedFiles
 from .model import UploadInfo
 from .service import UploadService
@@ -45,10 +45,10 @@ def copy_and_hash(src: Path, dst: Path | None) -> str:
 
 
 class Archiver:
-    def __init__(self, service: UploadService, durable: LocalStore, files: CompletedFiles):
+    def __init__(self, service: UploadService, files: CompletedFiles):
         self.service = service
-        self.durable = durable
         self.files = files
+        self.durable = files.durable
         self._moves = asyncio.Semaphore(PARALLEL_MOVES)
 
     async def __call__(self, info: UploadInfo) -> None:
