@@ -31,7 +31,7 @@ async def test_leases(api):
     assert batch.id == batch_id
     assert await repo.claim_batch("w2", lease=60) is None  # held by w1
     listing = list_pages(api.client.app[SETTINGS].durable_dir / batch.upload_id, "b.zip")
-    await repo.add_sheets(batch.id, "w1", listing.pages, listing.skipped, listing.error)
+    await repo.add_sheets(batch.id, "w1", listing)
     progress = await api.get_json(f"/api/batches/{batch_id}/progress")
     assert (progress["status"], progress["total_sheets"]) == ("processing", 3)
     assert (await api.get_json(f"/api/batches/{batch_id}"))["skipped"] == [
@@ -64,6 +64,6 @@ async def test_unreadable_zip_fails_the_batch(api):
     await api.batch(batch_id)
     batch = await repo.claim_batch("w1", lease=60)
     listing = list_pages(api.client.app[SETTINGS].durable_dir / batch.upload_id, batch.filename)
-    await repo.add_sheets(batch.id, "w1", listing.pages, listing.skipped, listing.error)
+    await repo.add_sheets(batch.id, "w1", listing)
     body = await api.get_json(f"/api/batches/{batch_id}")
     assert body["status"] == "failed" and "neither a ZIP" in body["error"]

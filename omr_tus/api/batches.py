@@ -24,7 +24,7 @@ def batch_json(row: Row) -> dict:
         "total_sheets": row.total_sheets, "processed_sheets": row.processed_sheets,
         "failed_sheets": row.failed_sheets, "created_at": iso(row.created_at),
         "updated_at": iso(row.updated_at), "completed_at": iso(row.completed_at),
-        "skipped": row.skipped or [], "error": row.error,
+        "skipped": row.skipped or [], "skipped_count": row.skipped_count, "error": row.error,
     }
 
 

@@ -7,6 +7,7 @@ import dataclasses
 import io
 import posixpath
 import stat
+import struct
 import zipfile
 from pathlib import Path, PurePosixPath
 
@@ -14,17 +15,22 @@ import numpy as np
 from PIL import Image
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".pdf"}
+MULTI_PAGE = {".tif", ".tiff", ".pdf"}
 IGNORED_NAMES = {"thumbs.db", "desktop.ini"}
+READABLE_COMPRESSIONS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
+ENCRYPTED_FLAG = 0x1  # general purpose bit 0 of a ZIP entry
 
 
 @dataclasses.dataclass(frozen=True)
 class Limits:
-    max_entries: int = 50_000
+    max_entries: int = 50_000           # sheets (pages) in one batch
+    max_archive_entries: int = 100_000  # entries in a ZIP's directory, sheets or not, checked before parsing it
     max_entry_bytes: int = 512 * 1024 * 1024
     max_total_bytes: int = 64 * 1024**3
-    max_ratio: float = 200.0          # uncompressed / compressed, per entry
-    max_pixels: int = 120_000_000     # a decoded page larger than this is a decompression bomb
-    max_pdf_pages: int = 2_000
+    max_ratio: float = 200.0            # uncompressed / compressed, per entry
+    max_pixels: int = 120_000_000       # any one decoded page (every TIFF frame): more is a decompression bomb
+    max_file_pages: int = 2_000         # pages of one PDF, frames of one TIFF
+    max_skipped_listed: int = 1_000     # skipped entries named in the batch; the rest are only counted
 
 
 class PageError(Exception):
@@ -34,57 +40,92 @@ class PageError(Exception):
 @dataclasses.dataclass
 class Listing:
     pages: list[tuple[str, int]]           # (source, page number from 1)
-    skipped: list[dict[str, str]]          # {"entry", "reason"}
+    skipped: list[dict[str, str]]          # {"entry", "reason"}, the first max_skipped_listed of them
     error: str | None = None               # the whole file is unreadable
+    skipped_count: int = 0                 # every skipped entry, named or not
+    skip_limit: int = Limits.max_skipped_listed
+
+    def skip(self, entry: str, reason: str) -> None:
+        self.skipped_count += 1
+        if len(self.skipped) < self.skip_limit:
+            self.skipped.append({"entry": entry, "reason": reason})
 
 
 def list_pages(path: Path, filename: str, limits: Limits = Limits()) -> Listing:
-    if zipfile.is_zipfile(path):
-        return _list_zip(path, limits)
-    name = filename or path.name
-    if PurePosixPath(name).suffix.lower() not in IMAGE_EXTENSIONS:
-        return Listing([], [], f"{name} is neither a ZIP file nor an image (JPEG, PNG, TIFF or PDF)")
+    """The file's pages; a file that can never be read gives a Listing with its error (the
+    batch fails with it) rather than an exception that would have it claimed again."""
     try:
+        if zipfile.is_zipfile(path):
+            return _list_zip(path, limits)
+        name = filename or path.name
+        if PurePosixPath(name).suffix.lower() not in IMAGE_EXTENSIONS:
+            return Listing([], [], f"{name} is neither a ZIP file nor an image (JPEG, PNG, TIFF or PDF)")
         with open(path, "rb") as f:
             return Listing([(name, n) for n in range(1, _page_count(f, name, limits) + 1)], [])
     except PageError as exc:  # the whole upload is this one file: the batch fails with the reason
         return Listing([], [], str(exc))
+    except zipfile.BadZipFile as exc:
+        return Listing([], [], f"not a readable ZIP file: {exc}")
+    except Exception as exc:  # whatever else the bytes provoke: failing beats a claim retried every lease
+        return Listing([], [], f"{filename or path.name} cannot be read: {type(exc).__name__}: {exc}")
 
 
 def _list_zip(path: Path, limits: Limits) -> Listing:
-    listing = Listing([], [])
+    listing = Listing([], [], skip_limit=limits.max_skipped_listed)
     total = 0
     seen: set[str] = set()
-    try:
-        with zipfile.ZipFile(path) as archive:
-            entries = archive.infolist()
-            for info in entries:
-                reason = _skip_reason(info, limits)
-                if reason == "ignored":
-                    continue
-                if reason is None and info.filename in seen:  # a sheet is known by its entry's name
-                    reason = "a second entry of the same name (only the first is read)"
-                seen.add(info.filename)
-                if reason is None and len(listing.pages) >= limits.max_entries:
-                    reason = f"more than {limits.max_entries} pages in one batch"
-                if reason is None and total + info.file_size > limits.max_total_bytes:
-                    reason = f"the batch passes {limits.max_total_bytes} uncompressed bytes"
-                if reason is not None:
-                    listing.skipped.append({"entry": info.filename, "reason": reason})
-                    continue
-                total += info.file_size
+    _check_directory(path, limits)
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            reason = _skip_reason(info, limits)
+            if reason == "ignored":
+                continue
+            if reason is None and info.filename in seen:  # a sheet is known by its entry's name
+                reason = "a second entry of the same name (only the first is read)"
+            seen.add(info.filename)
+            if reason is None and len(listing.pages) >= limits.max_entries:
+                reason = f"more than {limits.max_entries} pages in one batch"
+            if reason is None and total + info.file_size > limits.max_total_bytes:
+                reason = f"the batch passes {limits.max_total_bytes} uncompressed bytes"
+            if reason is None:
                 try:
                     with archive.open(info) as f:
                         count = _page_count(f, info.filename, limits)
                 except PageError:
                     count = 1  # listed anyway: reading it fails the sheet with the reason
-                except (zipfile.BadZipFile, OSError, EOFError) as exc:
-                    listing.skipped.append({"entry": info.filename, "reason": f"unreadable: {exc}"})
-                    continue
-                listing.pages.extend((info.filename, n) for n in range(1, count + 1))
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        return Listing([], [], f"not a readable ZIP file: {exc}")
+                except Exception as exc:  # a corrupt stream: this entry is skipped, the rest are read
+                    reason = f"unreadable: {exc}"
+                else:
+                    if len(listing.pages) + count > limits.max_entries:
+                        reason = f"more than {limits.max_entries} pages in one batch"
+            if reason is not None:
+                listing.skip(info.filename, reason)
+                continue
+            total += info.file_size
+            listing.pages.extend((info.filename, n) for n in range(1, count + 1))
     return listing
+
+
+def _check_directory(path: Path, limits: Limits) -> None:
+    """Refuses a ZIP whose end record declares more entries than the limit, before zipfile
+    parses (and holds) its whole central directory."""
+    with open(path, "rb") as f:
+        size = f.seek(0, 2)
+        start = max(0, size - (22 + 0xFFFF + 20))  # end record, its longest comment, the ZIP64 locator
+        f.seek(start)
+        tail = f.read()
+        at = tail.rfind(b"PK\x05\x06")
+        if at < 0 or len(tail) - at < 22:
+            return  # zipfile reports what is wrong with it
+        (count,) = struct.unpack_from("<H", tail, at + 10)
+        if count == 0xFFFF and at >= 20 and tail[at - 20:at - 16] == b"PK\x06\x07":
+            (record,) = struct.unpack_from("<Q", tail, at - 12)
+            f.seek(record)
+            zip64 = f.read(56)
+            if zip64[:4] == b"PK\x06\x06" and len(zip64) == 56:
+                (count,) = struct.unpack_from("<Q", zip64, 32)
+    if count > limits.max_archive_entries:
+        raise PageError(f"a ZIP of {count} entries is over the limit of {limits.max_archive_entries}")
 
 
 def _skip_reason(info: zipfile.ZipInfo, limits: Limits) -> str | None:
@@ -101,6 +142,10 @@ def _skip_reason(info: zipfile.ZipInfo, limits: Limits) -> str | None:
         return "symbolic link"
     if PurePosixPath(name).suffix.lower() not in IMAGE_EXTENSIONS:
         return "not a sheet image (JPEG, PNG, TIFF or PDF)"
+    if info.flag_bits & ENCRYPTED_FLAG:
+        return "encrypted (password-protected entries cannot be read)"
+    if info.compress_type not in READABLE_COMPRESSIONS:
+        return f"compressed with method {info.compress_type}, which cannot be read (use deflate or none)"
     if info.file_size > limits.max_entry_bytes:
         return f"larger than {limits.max_entry_bytes} bytes"
     if info.compress_size and info.file_size > 1024 * 1024 and info.file_size / info.compress_size > limits.max_ratio:
@@ -110,31 +155,76 @@ def _skip_reason(info: zipfile.ZipInfo, limits: Limits) -> str | None:
 
 def _page_count(f, name: str, limits: Limits) -> int:
     suffix = PurePosixPath(name).suffix.lower()
-    if suffix in (".jpg", ".jpeg", ".png"):
+    if suffix not in MULTI_PAGE:
         return 1
-    data = _bounded_read(f, limits.max_entry_bytes)
+    with _open_document(_bounded_read(f, limits.max_entry_bytes), name, limits) as document:
+        return document.pages
+
+
+class _Document:
+    """An open PDF or TIFF whose page count was checked against the limit when it was opened:
+    pdfium keeps the page tree, PIL a TIFF's frame offsets, so page n costs no walk from page 1."""
+
+    def __init__(self, source, name: str, limits: Limits):
+        self.name, self.limits = name, limits
+        self.pdf = self.image = None
+        suffix = PurePosixPath(name).suffix.lower()
+        try:
+            if suffix == ".pdf":
+                import pypdfium2
+
+                self.pdf = pypdfium2.PdfDocument(source)
+                self.pages = len(self.pdf)
+                over = self.pages > limits.max_file_pages
+            else:
+                self.image = Image.open(source)
+                self.pages = _frame_count(self.image, limits.max_file_pages)
+                over = self.pages > limits.max_file_pages
+        except Exception as exc:  # a corrupt PDF or TIFF: one sheet that fails with the reason
+            self.close()
+            raise PageError(f"unreadable {suffix[1:].upper()} {name}: {exc}") from None
+        if over:
+            self.close()
+            size = f"{self.pages} pages" if suffix == ".pdf" else f"more than {limits.max_file_pages} frames"
+            raise PageError(f"{suffix[1:].upper()} of {size} is over the limit of {limits.max_file_pages}")
+        self.pages = max(self.pages, 1)
+
+    def page(self, number: int, width: int) -> np.ndarray:
+        if not 1 <= number <= self.pages:
+            raise PageError(f"{self.name} has no page {number}")
+        if self.pdf is not None:
+            return _render_pdf_page(self.pdf[number - 1], width, self.limits)
+        self.image.seek(number - 1)
+        return _grey(self.image, self.name, width, self.limits)
+
+    def close(self) -> None:
+        for held in (self.pdf, self.image):
+            if held is not None:
+                held.close()
+        self.pdf = self.image = None
+
+    def __enter__(self) -> _Document:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _open_document(data: bytes, name: str, limits: Limits) -> _Document:
+    return _Document(data if name.lower().endswith(".pdf") else io.BytesIO(data), name, limits)
+
+
+def _frame_count(image: Image.Image, limit: int) -> int:
+    """Frames counted one by one, up to limit + 1: a 60,000-frame TIFF is never walked to its
+    end (as PIL's n_frames would)."""
+    count = 0
     try:
-        if suffix == ".pdf":
-            import pypdfium2
-
-            pdf = pypdfium2.PdfDocument(data)
-            try:
-                count = len(pdf)
-            finally:
-                pdf.close()
-            _check_pdf_pages(count, limits)
-            return max(count, 1)
-        with Image.open(io.BytesIO(data)) as image:
-            return max(getattr(image, "n_frames", 1), 1)
-    except PageError:
-        raise
-    except Exception as exc:  # a corrupt PDF or TIFF: one sheet that fails with the reason
-        raise PageError(f"unreadable {suffix[1:].upper()}: {exc}") from None
-
-
-def _check_pdf_pages(count: int, limits: Limits) -> None:
-    if count > limits.max_pdf_pages:
-        raise PageError(f"PDF of {count} pages is over the limit of {limits.max_pdf_pages}")
+        while count <= limit:
+            image.seek(count)
+            count += 1
+    except EOFError:
+        pass
+    return count
 
 
 def _bounded_read(f, limit: int) -> bytes:
@@ -144,53 +234,99 @@ def _bounded_read(f, limit: int) -> bytes:
     return data
 
 
+class PageReader:
+    """A batch's file held open while a worker reads a run of its sheets: a ZIP's directory is
+    parsed once, and the PDF or TIFF being read stays open for its next page, instead of both
+    for every sheet. Memory stays bounded: the directory (at most max_archive_entries) and one
+    entry (at most max_entry_bytes). One thread at a time."""
+
+    def __init__(self, path: Path, limits: Limits = Limits()):
+        self.path, self.limits = path, limits
+        self._archive: zipfile.ZipFile | None = None
+        self._document: _Document | None = None
+        try:
+            if zipfile.is_zipfile(path):
+                _check_directory(path, limits)
+                self._archive = zipfile.ZipFile(path)
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+            raise PageError(f"cannot read the batch's file: {exc}") from None
+
+    def load(self, source: str, page: int, width: int) -> np.ndarray:
+        """The page as a grayscale image; PDF pages are rendered as wide as `width` pixels (the
+        template's canonical page), at least 150 dpi; larger scans are reduced on decode."""
+        try:
+            if PurePosixPath(source).suffix.lower() in MULTI_PAGE:
+                return self._document_of(source).page(page, width)
+            with Image.open(io.BytesIO(self._read(source))) as image:
+                return _grey(image, source, width, self.limits)
+        except PageError:
+            raise
+        except Image.DecompressionBombError as exc:
+            raise PageError(f"image {source} is over the limit of {self.limits.max_pixels} pixels ({exc})") from None
+        except Exception as exc:  # any file that cannot be decoded fails its sheet, never retried
+            raise PageError(f"unreadable image {source}: {exc}") from None
+
+    def _read(self, source: str) -> bytes:
+        try:
+            if self._archive is None:
+                with open(self.path, "rb") as f:
+                    return _bounded_read(f, self.limits.max_entry_bytes)
+            with self._archive.open(source) as f:
+                return _bounded_read(f, self.limits.max_entry_bytes)
+        except PageError:
+            raise
+        except Exception as exc:  # missing, encrypted, an unknown compression, a corrupt stream
+            raise PageError(f"cannot read {source}: {exc}") from None
+
+    def _document_of(self, source: str) -> _Document:
+        if self._document is None or self._document.name != source:
+            if self._document is not None:
+                self._document.close()
+                self._document = None
+            self._document = _open_document(self._read(source), source, self.limits)
+        return self._document
+
+    def close(self) -> None:
+        if self._document is not None:
+            self._document.close()
+        if self._archive is not None:
+            self._archive.close()
+        self._document = self._archive = None
+
+    def __enter__(self) -> PageReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def load_page(path: Path, source: str, page: int, width: int, limits: Limits = Limits()) -> np.ndarray:
-    """The page as a BGR or grayscale image; PDF pages are rendered as wide as `width`
-    pixels (the template's canonical page), at least 150 dpi."""
-    try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as archive, archive.open(source) as f:
-                data = _bounded_read(f, limits.max_entry_bytes)
-        else:
-            with open(path, "rb") as f:
-                data = _bounded_read(f, limits.max_entry_bytes)
-    except (KeyError, zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise PageError(f"cannot read {source}: {exc}") from None
-    return decode_page(data, source, page, width, limits)
+    """One page on its own (the review image): see PageReader.load."""
+    with PageReader(path, limits) as reader:
+        return reader.load(source, page, width)
 
 
-def decode_page(data: bytes, source: str, page: int, width: int, limits: Limits = Limits()) -> np.ndarray:
-    suffix = PurePosixPath(source).suffix.lower()
-    try:
-        if suffix == ".pdf":
-            return _render_pdf_page(data, page, width, limits)
-        with Image.open(io.BytesIO(data)) as image:
-            if image.width * image.height > limits.max_pixels:
-                raise PageError(f"image of {image.width}x{image.height} pixels is over the limit")
-            image.seek(page - 1)
-            image.load()
-            array = np.asarray(image.convert("L"))
-    except PageError:
-        raise
-    except Image.DecompressionBombError as exc:
-        raise PageError(f"image {source} is over the limit of {limits.max_pixels} pixels ({exc})") from None
-    except Exception as exc:
-        raise PageError(f"unreadable image {source}: {exc}") from None
-    return array
+def _grey(image: Image.Image, source: str, width: int, limits: Limits) -> np.ndarray:
+    """The current frame in grayscale, its size checked before it is decoded, and a scan more
+    than 3x the template's width reduced to twice it (a JPEG while it is decoded): nothing
+    downstream needs more, and memory stays bounded."""
+    if image.width * image.height > limits.max_pixels:
+        raise PageError(f"image {source} of {image.width}x{image.height} pixels is over the limit of "
+                        f"{limits.max_pixels} pixels")
+    target = 2 * width
+    if image.width > 3 * width and image.format == "JPEG":
+        image.draft("L", (target, max(1, image.height * target // image.width)))
+    grey = image.convert("L")
+    factor = grey.width // target if grey.width > 3 * width else 1
+    if factor > 1:
+        grey = grey.reduce(factor)
+    return np.asarray(grey)
 
 
-def _render_pdf_page(data: bytes, page: int, width: int, limits: Limits) -> np.ndarray:
-    import pypdfium2
-
-    pdf = pypdfium2.PdfDocument(data)
-    try:
-        _check_pdf_pages(len(pdf), limits)
-        pdf_page = pdf[page - 1]
-        points = pdf_page.get_width()  # 1/72 inch
-        scale = max(width / points, 150 / 72)
-        if points * scale * pdf_page.get_height() * scale > limits.max_pixels:
-            raise PageError("PDF page too large to render")
-        bitmap = pdf_page.render(scale=scale, grayscale=True)
-        return np.array(bitmap.to_numpy())
-    finally:
-        pdf.close()
+def _render_pdf_page(pdf_page, width: int, limits: Limits) -> np.ndarray:
+    points = pdf_page.get_width()  # 1/72 inch
+    scale = max(width / points, 150 / 72)
+    if points * scale * pdf_page.get_height() * scale > limits.max_pixels:
+        raise PageError("PDF page too large to render")
+    bitmap = pdf_page.render(scale=scale, grayscale=True)
+    return np.array(bitmap.to_numpy())

@@ -18,7 +18,7 @@ from sqlalchemy import Row
 from ..config import Settings
 from ..db.repo import Repo
 from ..store.files import CompletedFiles
-from .ingest import PageError, list_pages, load_page
+from .ingest import Limits, PageError, PageReader, list_pages
 from .tasks import TaskSpec, load_task
 from .wakeup import Wakeup
 
@@ -26,18 +26,21 @@ log = logging.getLogger("omr_tus.worker")
 MAX_ATTEMPTS = 3
 DEFAULT_PAGE_WIDTH = 1654  # A4 at 200 dpi: how wide a PDF page is rendered before its template is known
 TEMPLATE_CACHE_SECONDS = 30.0
+READERS_KEPT = 2  # batch files kept open between claims: claims take batches in turn
 
 
 class Worker:
     def __init__(self, repo: Repo, settings: Settings, files: CompletedFiles, *, name: str | None = None,
-                 lease: float = 120.0, sheets_per_claim: int = 4):
+                 lease: float = 120.0, sheets_per_claim: int = 4, limits: Limits = Limits()):
         self.repo = repo
         self.settings = settings
         self.files = files
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.lease = lease
         self.sheets_per_claim = sheets_per_claim
+        self.limits = limits
         self._tasks: dict[str, tuple[float, TaskSpec | None]] = {}
+        self._readers: dict[str, PageReader] = {}  # by upload id, least recently used first
 
     async def run(self, stop: asyncio.Event, idle: float = 0.5, listening_idle: float | None = None) -> None:
         """Works until `stop` is set. With nothing to do it waits for a notification of new work
@@ -46,37 +49,59 @@ class Worker:
         if listening_idle is None:
             listening_idle = min(10.0, self.lease / 2)
         async with Wakeup(self.repo.engine) as wakeup:
-            while not stop.is_set():
-                try:
-                    done = await self.run_once()
-                except Exception:
-                    log.exception("worker %s: a round failed; retrying", self.name)
-                    done = 0
-                if not done:
-                    await wakeup.wait(stop, listening_idle if wakeup.listening else idle)
+            try:
+                while not stop.is_set():
+                    try:
+                        done = await self.run_once()
+                    except Exception:
+                        log.exception("worker %s: a round failed; retrying", self.name)
+                        done = 0
+                    if not done:
+                        await wakeup.wait(stop, listening_idle if wakeup.listening else idle)
+            finally:
+                self.close_files()
 
     async def run_once(self) -> int:
-        """One round: list the pages of one new batch, then read a few sheets. Returns how
-        much was done (0: nothing to do)."""
+        """One round: list the pages of one new batch, then read a few sheets of the batch
+        whose turn it is. Returns how much was done (0: nothing to do; open files are closed)."""
         done = 0
         batch = await self.repo.claim_batch(self.name, self.lease)
         if batch is not None:
             await self._ingest(batch)
             done += 1
-        for sheet in await self.repo.claim_sheets(self.name, self.sheets_per_claim, self.lease):
-            await self._process(sheet)
-            done += 1
+        claimed = await self.repo.claim_sheets(self.name, self.sheets_per_claim, self.lease)
+        batch = await self.repo.batch(claimed[0].batch_id) if claimed else None
+        if batch is not None:  # (None: deleted since the claim)
+            for sheet in claimed:
+                await self._process(batch, sheet)
+                done += 1
+        if not done:
+            self.close_files()
         return done
+
+    def close_files(self) -> None:
+        while self._readers:
+            self._readers.pop(next(iter(self._readers))).close()
 
     async def _ingest(self, batch: Row) -> None:
         path = await self.files.local_path(batch.upload_id)
-        listing = await asyncio.to_thread(list_pages, path, batch.filename or "")
-        await self.repo.add_sheets(batch.id, self.name, listing.pages, listing.skipped, listing.error)
-        log.info("Batch %s: %d sheets, %d entries skipped%s", batch.id, len(listing.pages), len(listing.skipped),
+        listing = await asyncio.to_thread(list_pages, path, batch.filename or "", self.limits)
+        await self.repo.add_sheets(batch.id, self.name, listing)
+        log.info("Batch %s: %d sheets, %d entries skipped%s", batch.id, len(listing.pages), listing.skipped_count,
                  f", failed: {listing.error}" if listing.error else "")
 
-    async def _process(self, sheet: Row) -> None:
-        batch = await self.repo.batch(sheet.batch_id)
+    async def _page_reader(self, upload_id: str) -> PageReader:
+        """The batch's file, opened once for a run of its sheets (see PageReader)."""
+        reader = self._readers.pop(upload_id, None)
+        if reader is None:
+            path = await self.files.local_path(upload_id)
+            reader = await asyncio.to_thread(PageReader, path, self.limits)
+        self._readers[upload_id] = reader
+        while len(self._readers) > READERS_KEPT:
+            self._readers.pop(next(iter(self._readers))).close()
+        return reader
+
+    async def _process(self, batch: Row, sheet: Row) -> None:
         started = time.monotonic()
         if sheet.attempts > MAX_ATTEMPTS:
             values, rows = _failed(f"not read after {MAX_ATTEMPTS} attempts (a worker stopped while reading it)")
@@ -99,8 +124,8 @@ class Worker:
         task_id = batch.task_id
         spec = await self._task(task_id) if task_id else None
         width = spec.template.page[0] if spec is not None else DEFAULT_PAGE_WIDTH
-        path = await self.files.local_path(batch.upload_id)
-        image = await asyncio.to_thread(load_page, path, sheet.source, sheet.page, width)
+        reader = await self._page_reader(batch.upload_id)
+        image = await asyncio.to_thread(reader.load, sheet.source, sheet.page, width)
         qr = None
         if batch.upload_type == "zip_with_qr":
             qr = await asyncio.to_thread(_find_qr, image)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import (JSON, BigInteger, DateTime, Float, ForeignKey, Integer, LargeBinary, String, TypeDecorator,
-                        UniqueConstraint)
+from sqlalchemy import (JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String,
+                        TypeDecorator, UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -123,11 +123,14 @@ class Batch(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     # ZIP entries that are not sheets: [{"entry": name, "reason": why}]
-    skipped: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    skipped: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)  # the first 1,000 of them
+    skipped_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # all of them
     error: Mapped[str | None] = mapped_column(String(1024), nullable=True)
     # A worker that is ingesting the batch (listing its pages) holds it until lease_expires.
     lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
     lease_expires: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # When a worker last claimed sheets of this batch: batches (and their owners) take turns.
+    claimed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class Task(Base):
@@ -159,7 +162,8 @@ class Sheet(Base):
     """One page of a batch: claimed by a worker under a lease, read, and its answers stored."""
 
     __tablename__ = "sheets"
-    __table_args__ = (UniqueConstraint("batch_id", "source", "page"),)
+    # (batch_id, status): a batch's pending sheets are found without walking its finished ones
+    __table_args__ = (UniqueConstraint("batch_id", "source", "page"), Index("ix_sheets_batch_status", "batch_id", "status"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"), index=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from sqlalchemy import Row, and_, delete, func, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -19,6 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .models import (Answer, Batch, Correction, LoginFailure, Sheet, Task, TaskAsset, Upload, UploadChunk,
                      UploadPart, User, utcnow)
+
+if TYPE_CHECKING:
+    from ..batches.ingest import Listing
 
 users = User.__table__
 uploads = Upload.__table__
@@ -283,9 +286,10 @@ class Repo:
                 return None
             return (await conn.execute(select(batches).where(batches.c.id == row.id))).first()
 
-    async def add_sheets(self, batch_id: str, owner: str, pages: list[tuple[str, int]],
-                         skipped: list[dict[str, str]], error: str | None) -> None:
+    async def add_sheets(self, batch_id: str, owner: str, listing: Listing) -> None:
+        """The batch's pages become pending sheets (or the batch fails with the listing's error)."""
         now = utcnow()
+        pages, error = listing.pages, listing.error
         status = "failed" if error else ("processing" if pages else "completed")
         async with self.engine.begin() as conn:
             if pages:
@@ -293,26 +297,37 @@ class Repo:
                                                          status="pending", attempts=0)
                                                     for source, page in pages])
             await conn.execute(update(batches).where(batches.c.id == batch_id, batches.c.lease_owner == owner).values(
-                status=status, total_sheets=len(pages), skipped=skipped, error=error, lease_owner=None,
-                lease_expires=None, updated_at=now, completed_at=None if pages and not error else now))
+                status=status, total_sheets=len(pages), skipped=listing.skipped, skipped_count=listing.skipped_count,
+                error=error, lease_owner=None, lease_expires=None, updated_at=now,
+                completed_at=None if pages and not error else now))
             if pages:
                 await _notify_work(conn)
 
     async def claim_sheets(self, owner: str, count: int, lease: float) -> Sequence[Row]:
+        """Up to `count` pending sheets of one batch, in order, batches taking turns (see
+        `in_turn`): a 10-sheet batch never waits behind another's 50,000. Competing workers
+        take different sheets (SKIP LOCKED on PostgreSQL, the conditional UPDATE on SQLite)."""
         now = utcnow()
-        query = select(sheets.c.id).where(sheets.c.status == "pending", self._claimable(sheets, now)).order_by(
-            sheets.c.id).limit(count)
+        pending = and_(sheets.c.status == "pending", self._claimable(sheets, now))
         async with self.engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                query = query.with_for_update(skip_locked=True)
-            ids = [row.id for row in (await conn.execute(query)).all()]
-            if not ids:
-                return []
-            await conn.execute(update(sheets).where(
-                sheets.c.id.in_(ids), sheets.c.status == "pending", self._claimable(sheets, now)).values(
-                lease_owner=owner, lease_expires=now + dt.timedelta(seconds=lease), attempts=sheets.c.attempts + 1))
-            return (await conn.execute(select(sheets).where(sheets.c.id.in_(ids), sheets.c.lease_owner == owner,
-                                                            sheets.c.status == "pending"))).all()
+            waiting = (await conn.execute(select(batches.c.id, batches.c.owner_id, batches.c.claimed_at).where(
+                batches.c.status == "processing",
+                select(sheets.c.id).where(sheets.c.batch_id == batches.c.id, pending).exists()))).all()
+            for batch_id in in_turn(waiting):
+                query = select(sheets.c.id).where(sheets.c.batch_id == batch_id, pending).order_by(
+                    sheets.c.id).limit(count)
+                if conn.dialect.name == "postgresql":
+                    query = query.with_for_update(skip_locked=True)
+                ids = [row.id for row in (await conn.execute(query)).all()]
+                if not ids:
+                    continue  # taken by another worker meanwhile
+                await conn.execute(update(sheets).where(sheets.c.id.in_(ids), pending).values(
+                    lease_owner=owner, lease_expires=now + dt.timedelta(seconds=lease),
+                    attempts=sheets.c.attempts + 1))
+                await conn.execute(update(batches).where(batches.c.id == batch_id).values(claimed_at=now))
+                return (await conn.execute(select(sheets).where(sheets.c.id.in_(ids), sheets.c.lease_owner == owner,
+                                                                sheets.c.status == "pending"))).all()
+        return []
 
     async def save_sheet(self, sheet_id: int, owner: str, values: dict[str, Any],
                          rows: list[dict[str, Any]]) -> bool:
@@ -452,6 +467,18 @@ class Repo:
 
 
 WORK_CHANNEL = "omr_tus_work"
+NEVER = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+
+
+def in_turn(waiting: Sequence[Row]) -> list[str]:
+    """Batch ids (with owner_id and claimed_at) in the order they are served: first the owner
+    served longest ago, then that owner's batch served longest ago; so users share the
+    workers evenly however many batches each has, and each user's batches share that part."""
+    owner_served: dict[int, dt.datetime] = {}
+    for b in waiting:
+        owner_served[b.owner_id] = max(owner_served.get(b.owner_id, NEVER), b.claimed_at or NEVER)
+    order = sorted(waiting, key=lambda b: (owner_served[b.owner_id], b.claimed_at or NEVER, b.id))
+    return [b.id for b in order]
 
 
 async def _notify_work(conn) -> None:
