@@ -56,6 +56,7 @@ LOCKED = ErrorSpec("ERR_UPLOAD_LOCKED", 423, "upload is being written by another
 CHECKSUM_MISMATCH = ErrorSpec("ERR_CHECKSUM_MISMATCH", 460, "checksum mismatch; the bytes of this request were discarded")
 INTERRUPTED = ErrorSpec("ERR_UPLOAD_INTERRUPTED", 400,
                         "upload was interrupted by a newer request for the same upload")
+BUSY = ErrorSpec("ERR_BUSY", 503, "the server is busy; retry in a few seconds")
 UNAVAILABLE = ErrorSpec("ERR_UNAVAILABLE", 503, "the database cannot be reached right now; retry shortly")
 STORE_UNAVAILABLE = ErrorSpec("ERR_STORE_UNAVAILABLE", 503,
                               "the store could not save this request's bytes; what it saved before is kept: "

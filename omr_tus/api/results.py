@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections import defaultdict
 from typing import Sequence
 
@@ -18,6 +19,8 @@ from .batches import iso, visible_batch
 SHEET_STATUSES = ("pending", "ok", "needs_review", "failed")
 CSV_PAGE = 500
 FIXED_COLUMNS = ["source", "page", "task_id", "student_id", "status", "score"]
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\0")
+PLAIN_NUMBER = re.compile(r"[+-]?\d+(\.\d+)?")
 
 
 async def sheet_entries(request: web.Request, rows: Sequence[Row]) -> list[dict]:
@@ -89,8 +92,18 @@ async def results_csv(request: web.Request) -> web.StreamResponse:
 
 def _csv_line(values: list) -> bytes:
     out = io.StringIO()
-    csv.writer(out, quoting=csv.QUOTE_MINIMAL).writerow(["" if v is None else v for v in values])
+    csv.writer(out, quoting=csv.QUOTE_MINIMAL).writerow(["" if v is None else spreadsheet_safe(v) for v in values])
     return out.getvalue().encode()
+
+
+def spreadsheet_safe(value):
+    """A text cell a spreadsheet would run as a formula (it starts with = + - @, a tab, CR or
+    NUL: OWASP ASVS 1.2.10) gets a leading ' that spreadsheets show as "text"; a plain
+    number such as -1.5 or +3 is no formula and stays as it is, so scores and signed answers
+    still read as numbers. Those who read the CSV with a program strip one leading '."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS) and not PLAIN_NUMBER.fullmatch(value):
+        return "'" + value
+    return value
 
 
 def setup(app: web.Application) -> None:

@@ -4,7 +4,7 @@ read again)."""
 
 from __future__ import annotations
 
-import asyncio
+from pathlib import Path
 
 from aiohttp import web
 from sqlalchemy import Row
@@ -12,10 +12,14 @@ from sqlalchemy import Row
 from .. import errors
 from ..batches.ingest import PageError, load_page
 from ..batches.tasks import load_task
-from ..http.keys import FILES, REPO, principal
+from ..http.json_body import json_body
+from ..http.keys import FILES, REPO, REVIEW_POOL, principal
+from ..http.pools import BoundedPool
 from .results import sheet_entries
 
 VALUE_LIMIT = 64
+REVIEW_THREADS = 2   # review images drawn at once: each holds one decoded page (at most Limits.max_pixels)
+REVIEW_WAITING = 8   # queued beyond those; more gets 503
 
 
 async def _visible_sheet(request: web.Request) -> tuple[Row, Row]:
@@ -36,26 +40,32 @@ async def get_sheet(request: web.Request) -> web.Response:
 
 
 async def review_image(request: web.Request) -> web.Response:
-    """Re-reads the page (in a thread) and draws it: nothing of it is stored."""
-    from ..omr.reader import read_sheet
-    from ..omr.review import review_png
-
+    """The page read again and drawn, in the review pool (a few threads of its own): nothing
+    of it is stored."""
     sheet, batch = await _visible_sheet(request)
     task_id = sheet.task_id or batch.task_id
     spec = await load_task(request.app[REPO], task_id) if task_id else None
     if spec is None:
         raise errors.NOT_FOUND(f"Sheet {sheet.id} has no task template to draw it with")
     path = await request.app[FILES].local_path(batch.upload_id)
+    corrected = {c.column for c in await request.app[REPO].corrections_of([sheet.id])}
+    png = await request.app[REVIEW_POOL].run(_draw, path, sheet, spec.template, corrected)
+    return web.Response(body=png, content_type="image/png", headers={"Cache-Control": "private, no-cache"})
+
+
+def _draw(path: Path, sheet: Row, template, corrected: set[str]) -> bytes:
+    """Decoded at most twice the template's width (see ingest), so memory stays bounded."""
+    from ..omr.reader import read_sheet
+    from ..omr.review import review_png
+
     try:
-        image = await asyncio.to_thread(load_page, path, sheet.source, sheet.page, spec.template.page[0])
+        image = load_page(path, sheet.source, sheet.page, template.page[0])
     except PageError as exc:
         raise errors.NOT_FOUND(f"Sheet {sheet.id}'s page cannot be read: {exc}") from None
-    result = await asyncio.to_thread(read_sheet, image, spec.template)
+    result = read_sheet(image, template)
     if result.aligned is None:
         raise errors.NOT_FOUND(f"Sheet {sheet.id} could not be aligned: {result.error}")
-    corrected = {c.column for c in await request.app[REPO].corrections_of([sheet.id])}
-    png = await asyncio.to_thread(review_png, result.aligned, spec.template, corrected)
-    return web.Response(body=png, content_type="image/png", headers={"Cache-Control": "private, no-cache"})
+    return review_png(result.aligned, template, corrected)
 
 
 async def correct_answer(request: web.Request) -> web.Response:
@@ -69,7 +79,7 @@ async def correct_answer(request: web.Request) -> web.Response:
     if column not in answers:
         raise errors.NOT_FOUND(f"Sheet {sheet.id} has no column {column!r}; its columns: {', '.join(answers)}")
     try:
-        body = await request.json()
+        body = await json_body(request)
     except ValueError:
         body = None
     value = body.get("value") if isinstance(body, dict) else None
@@ -83,7 +93,14 @@ async def correct_answer(request: web.Request) -> web.Response:
     return web.json_response((await sheet_entries(request, [await repo.sheet(sheet.id)]))[0])
 
 
+async def _review_pool(app: web.Application):
+    app[REVIEW_POOL] = pool = BoundedPool("review", REVIEW_THREADS, REVIEW_WAITING)
+    yield
+    pool.shutdown()
+
+
 def setup(app: web.Application) -> None:
+    app.cleanup_ctx.append(_review_pool)
     app.router.add_get("/api/sheets/{sheet_id}", get_sheet)
     app.router.add_get("/api/sheets/{sheet_id}/review.png", review_image)
     app.router.add_put("/api/sheets/{sheet_id}/answers/{column}", correct_answer)

@@ -4,7 +4,7 @@ signed in may read them."""
 
 from __future__ import annotations
 
-import json
+import asyncio
 import posixpath
 from typing import Any
 from urllib.parse import unquote
@@ -12,6 +12,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from .. import errors
+from ..http.json_body import json_body, parse_json
 from ..http.keys import REPO, principal
 from ..http.multipart import FormPart, form_parts
 from ..uploads.validation import TASK_ID
@@ -37,10 +38,10 @@ def _object(value: Any, what: str, example: str) -> dict | None:
 
 async def _json_body(request: web.Request) -> tuple[dict, dict[str, bytes]]:
     try:
-        body = await request.json()
-    except ValueError:
+        body = await json_body(request)
+    except ValueError as exc:
         raise errors.BAD_REQUEST('Send JSON: {"task_id", "name", "template": {...}, "answer_key": {...}} '
-                                 'or the OMRChecker files as multipart/form-data') from None
+                                 f'or the OMRChecker files as multipart/form-data ({exc})') from None
     if not isinstance(body, dict):
         raise errors.BAD_REQUEST("The body must be a JSON object")
     return body, {}
@@ -66,7 +67,7 @@ async def _multipart_body(request: web.Request) -> tuple[dict, dict[str, bytes]]
             body[part.name] = await part.text(FIELD_LIMIT)
         elif part.name in JSON_FILES:
             try:
-                body[JSON_FILES[part.name]] = json.loads(await part.read(JSON_FILE_LIMIT))
+                body[JSON_FILES[part.name]] = await asyncio.to_thread(parse_json, await part.read(JSON_FILE_LIMIT))
             except (ValueError, UnicodeDecodeError) as exc:
                 raise errors.BAD_REQUEST(f"The {part.name} file is not valid JSON: {exc}") from None
         elif part.name == "asset":
@@ -103,12 +104,12 @@ async def _task_values(request: web.Request, task_id: str | None = None) -> tupl
     config = _object(body.get("config"), "config", "an OMRChecker config.json")
     known = {**await request.app[REPO].task_assets(task_id), **assets} if request.method == "PUT" else assets
     try:
-        Template.parse(template, config, known)
+        await asyncio.to_thread(Template.parse, template, config, known)
     except TemplateError as exc:
         raise errors.BAD_REQUEST(f"Invalid template: {exc}") from None
     try:
         if answer_key is not None:
-            AnswerKey.parse(answer_key, known)
+            await asyncio.to_thread(AnswerKey.parse, answer_key, known)
     except EvaluationError as exc:
         raise errors.BAD_REQUEST(f"Invalid answer_key: {exc}") from None
     return dict(task_id=task_id, name=name, template=template, answer_key=answer_key, config=config,

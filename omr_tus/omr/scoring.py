@@ -7,29 +7,26 @@ import ast
 import csv
 import dataclasses
 import io
-import re
 from fractions import Fraction
 from typing import Any
 
-_RANGE = re.compile(r"^(.*?)(\d+)\.\.(\d+)$")
+from .labels import expand_ranges
+
+MAX_SECTIONS = 100  # marking_schemes sections, each a list of questions
 
 
 class EvaluationError(ValueError):
     """A bad evaluation.json; the message names the key."""
 
 
-def expand(labels: list[str]) -> list[str]:
-    """OMRChecker label ranges: "q1..3" -> q1, q2, q3."""
-    out: list[str] = []
-    for label in labels:
-        match = _RANGE.match(str(label))
-        if match:
-            prefix, start, end = match.group(1), int(match.group(2)), int(match.group(3))
-            step = 1 if end >= start else -1
-            out.extend(f"{prefix}{n}" for n in range(start, end + step, step))
-        else:
-            out.append(str(label))
-    return out
+def expand(labels: Any, key: str) -> list[str]:
+    """OMRChecker label ranges: "q1..3" -> q1, q2, q3 (and "q3..1" -> q3, q2, q1), bounded."""
+    if not isinstance(labels, list):
+        raise EvaluationError(f"{key}: must be a list of questions")
+    try:
+        return expand_ranges([str(label) for label in labels], backwards=True)
+    except ValueError as exc:
+        raise EvaluationError(f"{key}: {exc}") from None
 
 
 def number(value: Any, key: str) -> float:
@@ -54,6 +51,8 @@ class AnswerKey:
     @classmethod
     def parse(cls, evaluation: dict, assets: dict[str, bytes] | None = None) -> "AnswerKey":
         options = evaluation.get("options") or {}
+        if not isinstance(options, dict):
+            raise EvaluationError("options: must be an object")
         source = evaluation.get("source_type", "custom")
         if source == "csv":
             name = options.get("answer_key_csv_path")
@@ -62,7 +61,7 @@ class AnswerKey:
             rows = [r for r in csv.reader(io.StringIO(assets[name].decode("utf-8-sig"))) if r]
             questions, answers = [r[0].strip() for r in rows], [_csv_answer(r[1:]) for r in rows]
         elif source == "custom":
-            questions = expand(options.get("questions_in_order") or [])
+            questions = expand(options.get("questions_in_order") or [], "options.questions_in_order")
             answers = list(options.get("answers_in_order") or [])
             if len(questions) != len(answers):
                 raise EvaluationError(f"options.answers_in_order: {len(answers)} answers for "
@@ -118,13 +117,15 @@ def _answer(value: Any, key: str) -> Any:
 def _markings(schemes: dict, key: dict[str, Any]) -> dict[str, Marking]:
     default = _marking(schemes.get("DEFAULT", {"correct": 1, "incorrect": 0, "unmarked": 0}), "marking_schemes.DEFAULT")
     markings = {q: default for q in key}
+    if not isinstance(schemes, dict) or len(schemes) > MAX_SECTIONS:
+        raise EvaluationError(f"marking_schemes: must be an object of at most {MAX_SECTIONS} sections")
     for name, section in schemes.items():
         if name == "DEFAULT":
             continue
         if not isinstance(section, dict) or "questions" not in section or "marking" not in section:
             raise EvaluationError(f"marking_schemes.{name}: a section needs 'questions' and 'marking'")
         marking = _marking(section["marking"], f"marking_schemes.{name}.marking")
-        for question in expand(section["questions"]):
+        for question in expand(section["questions"], f"marking_schemes.{name}.questions"):
             markings[question.lower()] = marking
     return markings
 

@@ -13,6 +13,7 @@ from typing import Any
 import cv2
 
 from .errors import TemplateError
+from .labels import expand_ranges
 from .preprocess import Alignment, parse_steps, processing_size
 
 FIELD_TYPES: dict[str, tuple[tuple[str, ...], str]] = {
@@ -27,7 +28,7 @@ DIRECTIONS = ("horizontal", "vertical")
 KNOWN_KEYS = {"pageDimensions", "bubbleDimensions", "fieldBlocks", "customLabels", "outputColumns",
               "emptyValue", "markers", "qr", "preProcessors"}
 MAX_PAGE = 20000  # pixels a side: a sheet at 1200 dpi; beyond is a typo, not a page
-RANGE = re.compile(r"^(.*?)(\d+)\.{2,3}(\d+)$")
+MAX_BUBBLES = 100_000  # bubbles of one template
 NATURAL_CHUNK = re.compile(r"(\d+)")
 
 
@@ -134,15 +135,10 @@ def expand_labels(items: Any, path: str) -> list[str]:
     """`["q1..3", "x"]` -> `["q1", "q2", "q3", "x"]` (OMRChecker ranges, prefix may hold digits)."""
     _require(isinstance(items, list) and items and all(isinstance(s, str) and s for s in items),
              path, "must be a non-empty list of strings")
-    out: list[str] = []
-    for item in items:
-        m = RANGE.match(item)
-        if not m:
-            out.append(item)
-            continue
-        prefix, start, end = m.group(1), int(m.group(2)), int(m.group(3))
-        _require(start <= end, path, f"range '{item}' runs backwards")
-        out.extend(f"{prefix}{n}" for n in range(start, end + 1))
+    try:
+        out = expand_ranges(items)
+    except ValueError as exc:
+        raise TemplateError(path, str(exc)) from None
     _require(len(set(out)) == len(out), path, "repeats a label")
     return out
 
@@ -157,8 +153,11 @@ def _parse_blocks(data: dict, page: tuple[int, int], empty: str) -> list[Field]:
     _require(isinstance(blocks, dict) and blocks, "fieldBlocks", "must be a non-empty object")
     fields: list[Field] = []
     seen: set[str] = set()
+    bubbles = 0
     for name, block in blocks.items():
         block_fields = _parse_block(data, f"fieldBlocks.{name}", block, page, empty)
+        bubbles += sum(len(f.bubbles) for f in block_fields)
+        _require(bubbles <= MAX_BUBBLES, f"fieldBlocks.{name}", f"brings the template past {MAX_BUBBLES} bubbles")
         for f in block_fields:
             _require(f.label not in seen, f"fieldBlocks.{name}.fieldLabels",
                      f"label {f.label!r} is used twice")
@@ -196,6 +195,7 @@ def _parse_block(data: dict, path: str, block: Any, page: tuple[int, int], empty
     label_gap = _gap(block, "labelsGap", f"{path}.labelsGap")
     block_empty = _string(block, "emptyValue", empty, f"{path}.emptyValue")
     labels = expand_labels(block.get("fieldLabels"), f"{path}.fieldLabels")
+    _require(len(labels) * len(values) <= MAX_BUBBLES, path, f"has more than {MAX_BUBBLES} bubbles")
     along, across = ((1, 0), (0, 1)) if direction == "horizontal" else ((0, 1), (1, 0))
     fields = []
     for i, label in enumerate(labels):

@@ -19,7 +19,7 @@ from ..uploads.validation import check_upload_type
 from . import headers as h
 
 BASE_EXTENSIONS = ["creation", "creation-with-upload", "creation-defer-length", "expiration", "termination"]
-_MIME = re.compile(r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+$")
+_MIME = re.compile(r"[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+")  # fullmatch: "$" would let "\n" through
 
 
 def extensions(store) -> list[str]:
@@ -171,7 +171,7 @@ async def download(request: web.Request) -> web.StreamResponse:
                                  f"{info.length if info.length is not None else '?'} bytes)")
     filetype = info.metadata.get("filetype", "")
     hdrs = {"Content-Disposition": content_disposition(info.filename, info.id),
-            "Content-Type": filetype if _MIME.match(filetype) else "application/octet-stream",
+            "Content-Type": filetype if _MIME.fullmatch(filetype) else "application/octet-stream",
             "X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store"}
     try:
         async with request.app[FILES].stream(info.id, info.location) as (size, chunks):
