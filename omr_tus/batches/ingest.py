@@ -317,7 +317,7 @@ def _grey(image: Image.Image, source: str, width: int, limits: Limits) -> np.nda
     if image.width > 3 * width and image.format == "JPEG":
         image.draft("L", (target, max(1, image.height * target // image.width)))
     grey = image.convert("L")
-    factor = grey.width // target if grey.width > 3 * width else 1
+    factor = -(-grey.width // target) if grey.width > 3 * width else 1  # rounded up: at most `target` wide
     if factor > 1:
         grey = grey.reduce(factor)
     return np.asarray(grey)

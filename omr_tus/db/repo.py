@@ -310,7 +310,8 @@ class Repo:
         now = utcnow()
         pending = and_(sheets.c.status == "pending", self._claimable(sheets, now))
         async with self.engine.begin() as conn:
-            waiting = (await conn.execute(select(batches.c.id, batches.c.owner_id, batches.c.claimed_at).where(
+            waiting = (await conn.execute(select(batches.c.id, batches.c.owner_id, batches.c.claimed_at,
+                                                 batches.c.created_at).where(
                 batches.c.status == "processing",
                 select(sheets.c.id).where(sheets.c.batch_id == batches.c.id, pending).exists()))).all()
             for batch_id in in_turn(waiting):
@@ -471,13 +472,14 @@ NEVER = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
 
 
 def in_turn(waiting: Sequence[Row]) -> list[str]:
-    """Batch ids (with owner_id and claimed_at) in the order they are served: first the owner
-    served longest ago, then that owner's batch served longest ago; so users share the
-    workers evenly however many batches each has, and each user's batches share that part."""
+    """Batch ids (with owner_id, claimed_at, created_at) in the order they are served: first
+    the owner served longest ago, then that owner's batch served longest ago (never served:
+    the oldest first); so users share the workers evenly however many batches each has, and
+    each user's batches share that part."""
     owner_served: dict[int, dt.datetime] = {}
     for b in waiting:
         owner_served[b.owner_id] = max(owner_served.get(b.owner_id, NEVER), b.claimed_at or NEVER)
-    order = sorted(waiting, key=lambda b: (owner_served[b.owner_id], b.claimed_at or NEVER, b.id))
+    order = sorted(waiting, key=lambda b: (owner_served[b.owner_id], b.claimed_at or NEVER, b.created_at, b.id))
     return [b.id for b in order]
 
 

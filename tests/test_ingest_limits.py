@@ -1,0 +1,111 @@
+"""Hostile files meet the ingest limits: refused or failed with a reason, in bounded time
+and memory, never wedging the worker (issue 15)."""
+
+import zipfile
+
+import pytest
+
+from omr_tus.batches import ingest
+from omr_tus.batches.ingest import Limits, PageError, PageReader, list_pages, load_page
+
+from .hostile import huge_png, many_entries_zip, small_png, tiff_frames, tiny_frames_tiff, zip_with
+from .test_ingest import make_zip
+
+
+def test_a_tiff_of_60000_tiny_frames_is_refused_not_60000_sheets(tmp_path):
+    path = tmp_path / "frames.tif"
+    path.write_bytes(tiny_frames_tiff(60_000))
+    listing = list_pages(path, "frames.tif")
+    assert listing.pages == [] and "TIF of more than 2000 frames is over the limit of 2000" in listing.error
+    zipped = make_zip(tmp_path / "b.zip", {"frames.tif": tiny_frames_tiff(60_000), "ok.png": small_png()})
+    listing = list_pages(zipped, "b.zip")
+    assert sorted(listing.pages) == [("frames.tif", 1), ("ok.png", 1)]  # its one sheet fails with the reason
+    with pytest.raises(PageError, match="more than 2000 frames"):
+        load_page(zipped, "frames.tif", 1, 1654)
+
+
+def test_a_tiff_at_the_frame_limit_is_read(tmp_path):
+    path = tmp_path / "frames.tif"
+    path.write_bytes(tiny_frames_tiff(2_000))
+    assert len(list_pages(path, "frames.tif").pages) == 2_000
+
+
+def test_pages_per_batch_are_capped_after_counting_a_file(tmp_path):
+    path = make_zip(tmp_path / "b.zip", {"a.tif": tiny_frames_tiff(3), "b.tif": tiny_frames_tiff(3)})
+    listing = list_pages(path, "b.zip", Limits(max_entries=4))
+    assert listing.pages == [("a.tif", n) for n in (1, 2, 3)]
+    assert listing.skipped == [{"entry": "b.tif", "reason": "more than 4 pages in one batch"}]
+
+
+def test_every_frame_is_checked_for_pixels_before_decoding(tmp_path):
+    path = tmp_path / "f.tif"
+    path.write_bytes(tiff_frames([(1, 1), (12_000, 12_000)]))  # 144 megapixels on frame 2 only
+    assert list_pages(path, "f.tif").pages == [("f.tif", 1), ("f.tif", 2)]
+    assert load_page(path, "f.tif", 1, 1654).shape == (1, 1)
+    with pytest.raises(PageError, match="12000x12000 pixels is over the limit"):
+        load_page(path, "f.tif", 2, 1654)
+
+
+def test_a_zip_declaring_too_many_entries_fails_before_its_directory_is_parsed(tmp_path, monkeypatch):
+    path = tmp_path / "many.zip"
+    path.write_bytes(many_entries_zip(1_500))
+    parsed = []
+    monkeypatch.setattr(ingest.zipfile, "ZipFile", lambda *a, **k: parsed.append(a) or zipfile.ZipFile(*a, **k))
+    listing = list_pages(path, "many.zip", Limits(max_archive_entries=1_000))
+    assert listing.pages == [] and "ZIP of 1500 entries is over the limit of 1000" in listing.error
+    assert parsed == []
+
+
+def test_skipped_entries_are_named_up_to_a_limit_and_all_counted(tmp_path):
+    path = tmp_path / "many.zip"
+    path.write_bytes(many_entries_zip(1_200))
+    listing = list_pages(path, "many.zip")
+    assert listing.error is None and listing.pages == []
+    assert len(listing.skipped) == 1_000 and listing.skipped_count == 1_200
+
+
+@pytest.mark.parametrize("flag,method,reason", [
+    (1, None, "encrypted"),
+    (None, 9, "compressed with method 9"),
+])
+def test_encrypted_or_unreadable_compression_entries_are_skipped_with_the_reason(tmp_path, flag, method, reason):
+    entries = {"locked.tif": tiny_frames_tiff(2), "locked.png": small_png(), "ok.png": small_png()}
+    locked = {"locked.tif": flag or method, "locked.png": flag or method}
+    path = tmp_path / "b.zip"
+    path.write_bytes(zip_with(entries, **({"flag": locked} if flag else {"method": locked})))
+    listing = list_pages(path, "b.zip")
+    assert listing.error is None and listing.pages == [("ok.png", 1)]
+    assert {s["entry"] for s in listing.skipped} == {"locked.tif", "locked.png"}
+    assert all(reason in s["reason"] for s in listing.skipped)
+    with pytest.raises(PageError, match="cannot read locked.png"):  # and were it read anyway: a reason
+        load_page(path, "locked.png", 1, 1654)
+
+
+def test_a_corrupt_file_fails_with_its_reason_instead_of_raising(tmp_path):
+    path = tmp_path / "bad.tif"
+    path.write_bytes(b"II*\x00" + b"\xff" * 64)
+    listing = list_pages(path, "bad.tif")
+    assert listing.pages == [] and "unreadable" in listing.error.lower()
+
+
+def test_a_huge_png_is_reduced_as_it_is_decoded(tmp_path):
+    path = make_zip(tmp_path / "b.zip", {"huge.png": huge_png()})
+    page = load_page(path, "huge.png", 1, 1654)
+    assert page.shape[1] <= 2 * 1654 and page.shape[0] == page.shape[1]
+
+
+def test_the_reader_opens_a_zip_once_for_all_its_sheets(tmp_path, monkeypatch):
+    path = make_zip(tmp_path / "b.zip", {"t.tif": tiny_frames_tiff(50), **{f"{i}.png": small_png() for i in range(5)}})
+    opened = []
+    real = ingest.zipfile.ZipFile
+    monkeypatch.setattr(ingest.zipfile, "ZipFile", lambda *a, **k: opened.append(a) or real(*a, **k))
+    documents = []
+    real_document = ingest.Image.open
+    monkeypatch.setattr(ingest.Image, "open", lambda *a, **k: documents.append(a) or real_document(*a, **k))
+    with PageReader(path) as reader:
+        for n in range(1, 51):
+            assert reader.load("t.tif", n, 1654).shape == (1, 1)
+        for i in range(5):
+            assert reader.load(f"{i}.png", 1, 1654).shape == (30, 40)
+    assert len(opened) == 1
+    assert len(documents) == 1 + 5  # the TIFF once for its 50 frames, each PNG once

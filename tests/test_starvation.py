@@ -1,0 +1,222 @@
+"""No one starves the others (issue 15): each hostile input is refused or fails cleanly, a
+small batch another user uploads right after it completes within seconds, and health and
+login answer within 0.5 s meanwhile. The worker runs beside the API, as on one node."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import time
+import zipfile
+
+import pytest
+
+from omr_tus.api.results import spreadsheet_safe
+from omr_tus.batches.ingest import Listing
+from omr_tus.db.repo import in_turn
+from omr_tus.http.keys import REPO
+
+from .conftest import PASSWORD
+from .hostile import huge_png, many_entries_zip, small_png, tiny_frames_tiff, zip_with
+from .test_omr_pipeline import TASK, TEMPLATE, register_task, worker
+
+SERVED_WITHIN = 30.0   # seconds: generous, for a shared 2-core CI machine
+RESPONSIVE = 0.5       # seconds for /healthz and a login
+
+
+def zipped(entries: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as z:
+        for name, data in entries.items():
+            z.writestr(name, data)
+    return out.getvalue()
+
+
+async def upload(api, user: str, data: bytes, filename: str, upload_type: str = "zip_no_qr") -> str:
+    path = await api.create(len(data), {"filename": filename, "upload_type": upload_type, "task_id": TASK}, user=user)
+    resp = await api.patch(path, 0, data, user=user)
+    assert resp.status == 204, await resp.text()
+    return resp.headers["Batch-Id"]
+
+
+async def timed(request) -> float:
+    started = time.monotonic()
+    resp = await request
+    assert resp.status == 200, await resp.text()
+    return time.monotonic() - started
+
+
+async def served_despite(api, hostile: bytes, filename: str, upload_type: str = "zip_no_qr",
+                         alongside=None) -> tuple[dict, dict, float]:
+    """Alice uploads `hostile`, then Bob two small sheets; returns alice's batch, bob's
+    progress once completed, and the slowest health or login answer meanwhile. `alongside`
+    (alice's batch id -> coroutine) runs beside the polling, e.g. review requests."""
+    await register_task(api)
+    stop = asyncio.Event()
+    running = asyncio.get_running_loop().create_task(worker(api).run(stop, idle=0.05))
+    try:
+        alice = await upload(api, "alice", hostile, filename, upload_type)
+        bob = await upload(api, "bob", zipped({"s1.png": small_png(), "s2.png": small_png(90)}), "bob.zip")
+        extra = asyncio.get_running_loop().create_task(alongside(alice)) if alongside else None
+        started, slowest = time.monotonic(), 0.0
+        while True:
+            slowest = max(slowest, await timed(api.client.get("/healthz")), await timed(api.client.post(
+                "/api/auth/login", data={"username": "bob", "password": PASSWORD})))
+            progress = await api.get_json(f"/api/batches/{bob}/progress", user="bob")
+            if progress["status"] == "completed":
+                break
+            assert time.monotonic() - started < SERVED_WITHIN, f"bob's batch not done: {progress}"
+            await asyncio.sleep(0.05)
+        if extra is not None:
+            await extra
+        return await api.get_json(f"/api/batches/{alice}"), progress, slowest
+    finally:
+        stop.set()
+        await running
+
+
+async def test_a_tiff_of_60000_tiny_frames(api):
+    alice, bob, slowest = await served_despite(api, tiny_frames_tiff(60_000), "frames.tif", "images")
+    assert alice["status"] == "failed" and "more than 2000 frames is over the limit" in alice["error"]
+    assert alice["total_sheets"] == 0
+    assert bob["total_sheets"] == 2 and slowest < RESPONSIVE
+
+
+async def test_a_zip_of_100001_entries(api):
+    alice, bob, slowest = await served_despite(api, many_entries_zip(100_001), "many.zip")
+    assert alice["status"] == "failed" and "ZIP of 100001 entries is over the limit of 100000" in alice["error"]
+    assert bob["total_sheets"] == 2 and slowest < RESPONSIVE
+
+
+async def test_encrypted_and_unreadable_compression_entries(api):
+    locked = {"locked.tif": tiny_frames_tiff(3), "locked.png": small_png(), "ok.png": small_png()}
+    hostile = zip_with(locked, flag={"locked.tif": 1}, method={"locked.png": 9})
+    alice, bob, slowest = await served_despite(api, hostile, "locked.zip")
+    assert alice["status"] == "completed" and alice["total_sheets"] == 1  # ok.png, read (and failed: no markers)
+    reasons = {s["entry"]: s["reason"] for s in alice["skipped"]}
+    assert "encrypted" in reasons["locked.tif"] and "method 9" in reasons["locked.png"]
+    assert bob["total_sheets"] == 2 and slowest < RESPONSIVE
+
+
+async def test_a_batch_of_many_sheets_does_not_hold_up_another_users_small_one(api):
+    """Sheets are claimed batch by batch in turn: Bob's 2 sheets are read while Alice's 1,500
+    are still in progress (claimed by id, they waited for all of Alice's)."""
+    hostile = zipped({f"many/{i}.png": small_png() for i in range(1_500)})
+    alice, bob, slowest = await served_despite(api, hostile, "many.zip")
+    assert alice["status"] == "processing" and alice["processed_sheets"] + alice["failed_sheets"] < 1_500
+    assert bob["total_sheets"] == 2 and slowest < RESPONSIVE
+
+
+async def test_review_images_of_a_huge_png(api):
+    """Six review pictures at once of a 10,900 x 10,900 PNG (0.04 MB on disk): drawn in the
+    review pool, each decoded at most twice the template's width; logins stay fast."""
+    statuses: list[int] = []
+
+    async def six_reviews(batch_id: str) -> None:
+        for _ in range(600):  # the sheet exists once the worker has listed the batch
+            sheets = (await api.get_json(f"/api/batches/{batch_id}/results"))["sheets"]
+            if sheets and sheets[0]["status"] != "pending":
+                break
+            await asyncio.sleep(0.05)
+        url = f"/api/sheets/{sheets[0]['sheet_id']}/review.png"
+        answers = await asyncio.gather(*(api.client.get(url, headers=api.auth()) for _ in range(6)))
+        statuses.extend(r.status for r in answers)
+
+    alice, bob, slowest = await served_despite(api, zipped({"huge.png": huge_png()}), "huge.zip",
+                                               alongside=six_reviews)
+    assert alice["status"] == "completed" and alice["failed_sheets"] == 1  # a blank page: no markers
+    assert statuses == [404] * 6  # "could not be aligned", never a 500
+    assert bob["total_sheets"] == 2 and slowest < RESPONSIVE
+
+
+async def test_claims_take_batches_and_users_in_turn(api):
+    """Two batches of Alice and one of Bob: claims go Alice, Bob, Alice's other, Bob, ..."""
+    repo = api.client.app[REPO]
+    ids = {}
+    for user, name in (("alice", "a1"), ("alice", "a2"), ("bob", "b1")):
+        ids[name] = await upload(api, user, zipped({f"{name}-{i}.png": small_png() for i in range(20)}), f"{name}.zip")
+        await api.batch(ids[name], user)
+        batch = await repo.claim_batch("w", 60)
+        await repo.add_sheets(batch.id, "w", Listing([(f"{name}-{i}.png", 1) for i in range(20)], []))
+    names = {v: k for k, v in ids.items()}
+    order = [names[(await repo.claim_sheets("w", 4, 60))[0].batch_id] for _ in range(8)]
+    assert order[:2] == ["a1", "b1"] and order[2:4] == ["a2", "b1"] and order[4:6] == ["a1", "b1"]
+    assert set(order) == {"a1", "a2", "b1"}
+
+
+def test_turns_order_owners_by_their_last_service():
+    from datetime import datetime, timezone
+    from types import SimpleNamespace as Row
+
+    t = lambda s: datetime(2026, 1, 1, 0, 0, s, tzinfo=timezone.utc)
+    waiting = [Row(id="a1", owner_id=1, claimed_at=t(1), created_at=t(0)),
+               Row(id="a2", owner_id=1, claimed_at=t(5), created_at=t(0)),
+               Row(id="b1", owner_id=2, claimed_at=t(3), created_at=t(0)),
+               Row(id="c2", owner_id=3, claimed_at=None, created_at=t(2)),
+               Row(id="c1", owner_id=3, claimed_at=None, created_at=t(4))]
+    assert in_turn(waiting) == ["c2", "c1", "b1", "a1", "a2"]
+
+
+async def test_a_269_byte_template_naming_4500000_labels_is_a_quick_400(api):
+    template = {**TEMPLATE, "fieldBlocks": {"MCQ": {"fieldType": "QTYPE_MCQ4", "origin": [100, 100],
+                                                    "bubblesGap": 1, "labelsGap": 1, "fieldLabels": ["q1..4500000"]}}}
+    template.pop("outputColumns", None)
+    started = time.monotonic()
+    resp = await api.client.post("/api/tasks", json={"task_id": "11600112", "template": template},
+                                 headers=api.auth("root"))
+    assert resp.status == 400 and "fieldBlocks.MCQ.fieldLabels: names more than 10000 labels" in await resp.text()
+    assert time.monotonic() - started < 5
+    evaluation = {"options": {"questions_in_order": ["q1..4500000"], "answers_in_order": ["A"]}}
+    resp = await api.client.post("/api/tasks", json={"task_id": "11600112", "template": TEMPLATE,
+                                                     "answer_key": evaluation}, headers=api.auth("root"))
+    assert resp.status == 400 and "options.questions_in_order: names more than 10000" in await resp.text()
+
+
+@pytest.mark.parametrize("multipart", [False, True])
+async def test_json_nested_50000_deep_is_a_400(api, multipart):
+    deep = "[" * 50_000 + "]" * 50_000
+    if multipart:
+        from aiohttp import FormData
+
+        form = FormData()
+        form.add_field("task_id", "11600112")
+        form.add_field("template", deep.encode(), filename="template.json")
+        resp = await api.client.post("/api/tasks", data=form, headers=api.auth("root"))
+    else:
+        resp = await api.client.post("/api/tasks", data=f'{{"template": {deep}}}',
+                                     headers={**api.auth("root"), "Content-Type": "application/json"})
+    assert resp.status == 400 and "nested deeper than 64 levels" in await resp.text()
+
+
+async def test_a_filetype_with_a_newline_downloads_as_octet_stream(api):
+    path = await api.create(2, {"filename": "a.txt", "filetype": "text/plain\n"})
+    await api.patch(path, 0, b"hi")
+    resp = await api.client.get(path, headers=api.tus())
+    assert resp.status == 200 and resp.headers["Content-Type"] == "application/octet-stream"
+    assert await resp.read() == b"hi"
+
+
+def test_spreadsheet_formulas_are_escaped_and_numbers_kept():
+    assert [spreadsheet_safe(v) for v in ("=HYPERLINK(1)", "+A1", "-2+3", "@SUM(A1)", "\tx", "B", "-1.5", "+3",
+                                          "-7", "", 2.5, -1.0, "AC")] == [
+        "'=HYPERLINK(1)", "'+A1", "'-2+3", "'@SUM(A1)", "'\tx", "B", "-1.5", "+3", "-7", "", 2.5, -1.0, "AC"]
+
+
+async def test_results_csv_escapes_a_hostile_file_name(api):
+    await register_task(api)
+    batch_id = await upload(api, "alice", zipped({"=HYPERLINK(1).png": small_png()}), "f.zip")
+    stop = asyncio.Event()
+    running = asyncio.get_running_loop().create_task(worker(api).run(stop, idle=0.05))
+    try:
+        for _ in range(400):
+            if (await api.get_json(f"/api/batches/{batch_id}/progress"))["status"] == "completed":
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await running
+    resp = await api.client.get(f"/api/batches/{batch_id}/results.csv", headers=api.auth())
+    rows = list(__import__("csv").reader(io.StringIO(await resp.text())))
+    assert rows[1][0] == "'=HYPERLINK(1).png"
+    assert json.dumps(rows)  # every cell is text a spreadsheet shows, none a formula
