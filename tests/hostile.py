@@ -14,14 +14,16 @@ from PIL import Image
 LOCAL, CENTRAL = b"PK\x03\x04", b"PK\x01\x02"
 
 
-def tiff_frames(sizes: list[tuple[int, int]]) -> bytes:
-    """A little-endian TIFF written by hand, one IFD per frame of the given size, every frame's
-    strip pointing at the same byte: 60,000 frames take 6.8 MB and a moment to build. A frame
-    larger than one pixel is never decodable; the limits must refuse it before decoding."""
+def tiff_frames(sizes: list[tuple[int, int]], pixels: bytes = b"\x00") -> bytes:
+    """A little-endian 8-bit grayscale TIFF written by hand, one IFD per frame of the given
+    size, every frame's strip pointing at the same `pixels`: 60,000 frames take 6.8 MB and a
+    moment to build. A frame larger than `pixels` is never decodable: the limits must refuse
+    it before decoding."""
+    first = 8 + len(pixels) + len(pixels) % 2  # IFDs start on a word boundary
     ifd_size = 2 + 9 * 12 + 4
-    out = bytearray(b"II*\x00" + struct.pack("<I", 16) + b"\x00" * 8)
+    out = bytearray(b"II*\x00" + struct.pack("<I", first) + pixels + b"\x00" * (first - 8 - len(pixels)))
     for i, (w, h) in enumerate(sizes):
-        following = 16 + (i + 1) * ifd_size if i + 1 < len(sizes) else 0
+        following = first + (i + 1) * ifd_size if i + 1 < len(sizes) else 0
         out += struct.pack("<H", 9)
         for tag, kind, value in ((256, 4, w), (257, 4, h), (258, 3, 8), (259, 3, 1), (262, 3, 1), (273, 4, 8),
                                  (277, 3, 1), (278, 4, h), (279, 4, w * h)):
