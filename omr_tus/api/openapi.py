@@ -62,6 +62,10 @@ SCHEMAS = {
         "upload_type": {"type": "string", "enum": list(UPLOAD_TYPES)}, "task_id": {"type": ["string", "null"]},
         "status": {"type": "string", "enum": STATUSES}, "total_sheets": {"type": "integer"},
         "processed_sheets": {"type": "integer"}, "failed_sheets": {"type": "integer"},
+        "skipped": {"type": "array", "description": "ZIP entries that are not sheets, with the reason (the first 1,000)",
+                    "items": {"type": "object", "properties": {"entry": {"type": "string"},
+                                                               "reason": {"type": "string"}}}},
+        "skipped_count": {"type": "integer", "description": "every skipped entry, named or not"},
         "created_at": {"type": "string", "format": "date-time"},
         "updated_at": {"type": "string", "format": "date-time"},
         "completed_at": {"type": ["string", "null"], "format": "date-time"}}},
@@ -153,7 +157,9 @@ PATHS = {
         "parameters": [SHEET_ID],
         "responses": {"200": {"description": "PNG", "content": {"image/png": {"schema": {
             "type": "string", "format": "binary"}}}},
-                      "404": _error("No such sheet of yours, or it cannot be read or aligned"), **AUTH_ERRORS}}},
+                      "404": _error("No such sheet of yours, or it cannot be read or aligned"),
+                      "503": _error("Review pictures are being drawn for others: retry after Retry-After seconds"),
+                      **AUTH_ERRORS}}},
     "/api/sheets/{sheet_id}/answers/{column}": {"put": {
         "summary": "Correct one answer (admin); recorded with who and when, kept if the batch is read again",
         "parameters": [SHEET_ID, {"name": "column", "in": "path", "required": True, "schema": {"type": "string"}}],
