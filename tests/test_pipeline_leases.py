@@ -67,3 +67,40 @@ async def test_unreadable_zip_fails_the_batch(api):
     await repo.add_sheets(batch.id, "w1", listing)
     body = await api.get_json(f"/api/batches/{batch_id}")
     assert body["status"] == "failed" and "neither a ZIP" in body["error"]
+
+
+async def test_a_listing_that_lost_its_lease_stores_nothing(api):
+    repo = api.client.app[REPO]
+    batch_id = await uploaded_batch(api, {f"s{i}.png": png() for i in range(2)})
+    batch = await repo.claim_batch("w1", lease=0.1)
+    listing = list_pages(api.client.app[SETTINGS].durable_dir / batch.upload_id, "b.zip")
+    await asyncio.sleep(0.2)  # w1 is slow: its lease runs out and w2 takes the batch over
+    assert (await repo.claim_batch("w2", lease=60)).id == batch_id
+    assert not await repo.add_sheets(batch.id, "w1", listing)
+    assert await repo.add_sheets(batch.id, "w2", listing)
+    assert len(await repo.sheets_of(batch_id, None, None, 0)) == 2  # once, not twice
+
+
+async def test_a_long_listing_keeps_its_lease(api, monkeypatch):
+    """Listing a large file may outlast a lease: the worker renews it, so no other worker lists
+    the batch meanwhile."""
+    from omr_tus.batches import worker as worker_module
+    from omr_tus.batches.worker import Worker
+    from omr_tus.http.keys import FILES
+
+    def slow_listing(*args):
+        import time
+
+        time.sleep(1.0)
+        return list_pages(*args)
+
+    monkeypatch.setattr(worker_module, "list_pages", slow_listing)
+    repo = api.client.app[REPO]
+    batch_id = await uploaded_batch(api, {"s.png": png()})
+    w1 = Worker(repo, api.client.app[SETTINGS], api.client.app[FILES], name="w1", lease=0.3, sheets_per_claim=0)
+    listing = asyncio.get_running_loop().create_task(w1.run_once())
+    for _ in range(8):
+        await asyncio.sleep(0.15)
+        assert await repo.claim_batch("w2", lease=60) is None
+    await listing
+    assert (await api.get_json(f"/api/batches/{batch_id}/progress"))["total_sheets"] == 1

@@ -12,13 +12,14 @@ import secrets
 import socket
 import time
 from pathlib import PurePosixPath
+from typing import Awaitable
 
 from sqlalchemy import Row
 
 from ..config import Settings
 from ..db.repo import Repo
 from ..store.files import CompletedFiles
-from .ingest import Limits, PageError, PageReader, list_pages
+from .ingest import Limits, Listing, PageError, PageReader, list_pages
 from .tasks import TaskSpec, load_task
 from .wakeup import Wakeup
 
@@ -85,10 +86,22 @@ class Worker:
 
     async def _ingest(self, batch: Row) -> None:
         path = await self.files.local_path(batch.upload_id)
-        listing = await asyncio.to_thread(list_pages, path, batch.filename or "", self.limits)
-        await self.repo.add_sheets(batch.id, self.name, listing)
+        listing = await self._holding(batch.id, asyncio.to_thread(list_pages, path, batch.filename or "", self.limits))
+        if not await self.repo.add_sheets(batch.id, self.name, listing):
+            log.warning("Batch %s: listed, but its lease was lost; another worker lists it", batch.id)
+            return
         log.info("Batch %s: %d sheets, %d entries skipped%s", batch.id, len(listing.pages), listing.skipped_count,
                  f", failed: {listing.error}" if listing.error else "")
+
+    async def _holding(self, batch_id: str, work: Awaitable[Listing]) -> Listing:
+        """Awaits `work`, renewing the batch's lease every third of it: listing a large file may
+        take longer than one lease, and no other worker must list it meanwhile."""
+        task = asyncio.ensure_future(work)
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=self.lease / 3)
+            if done:
+                return task.result()
+            await self.repo.renew_batch_lease(batch_id, self.name, self.lease)
 
     async def _page_reader(self, upload_id: str) -> PageReader:
         """The batch's file, opened once for a run of its sheets (see PageReader)."""

@@ -286,22 +286,34 @@ class Repo:
                 return None
             return (await conn.execute(select(batches).where(batches.c.id == row.id))).first()
 
-    async def add_sheets(self, batch_id: str, owner: str, listing: Listing) -> None:
-        """The batch's pages become pending sheets (or the batch fails with the listing's error)."""
+    async def renew_batch_lease(self, batch_id: str, owner: str, lease: float) -> bool:
+        """Keeps a batch being listed from being claimed by another worker; False if it was."""
+        async with self.engine.begin() as conn:
+            renewed = await conn.execute(update(batches).where(
+                batches.c.id == batch_id, batches.c.lease_owner == owner, batches.c.status == "uploaded").values(
+                lease_expires=utcnow() + dt.timedelta(seconds=lease)))
+        return renewed.rowcount == 1
+
+    async def add_sheets(self, batch_id: str, owner: str, listing: Listing) -> bool:
+        """The batch's pages become pending sheets (or the batch fails with the listing's error),
+        if this worker still holds the batch: False (and nothing stored) if another took it over."""
         now = utcnow()
         pages, error = listing.pages, listing.error
         status = "failed" if error else ("processing" if pages else "completed")
         async with self.engine.begin() as conn:
+            held = await conn.execute(update(batches).where(
+                batches.c.id == batch_id, batches.c.lease_owner == owner, batches.c.status == "uploaded").values(
+                status=status, total_sheets=len(pages), skipped=listing.skipped, skipped_count=listing.skipped_count,
+                error=error, lease_owner=None, lease_expires=None, updated_at=now,
+                completed_at=None if pages and not error else now))
+            if held.rowcount != 1:
+                return False
             if pages:
                 await conn.execute(insert(sheets), [dict(batch_id=batch_id, source=source, page=page,
                                                          status="pending", attempts=0)
                                                     for source, page in pages])
-            await conn.execute(update(batches).where(batches.c.id == batch_id, batches.c.lease_owner == owner).values(
-                status=status, total_sheets=len(pages), skipped=listing.skipped, skipped_count=listing.skipped_count,
-                error=error, lease_owner=None, lease_expires=None, updated_at=now,
-                completed_at=None if pages and not error else now))
-            if pages:
                 await _notify_work(conn)
+        return True
 
     async def claim_sheets(self, owner: str, count: int, lease: float) -> Sequence[Row]:
         """Up to `count` pending sheets of one batch, in order, batches taking turns (see
