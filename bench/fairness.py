@@ -14,7 +14,7 @@ is bounded by --timeout.
 from __future__ import annotations
 
 import argparse
-import io
+import base64
 import json
 import os
 import statistics
@@ -75,7 +75,7 @@ def login(server: Server, user: str) -> tuple[str, float]:
 
 def upload(server: Server, token: str, path_or_bytes, filename: str) -> str:
     data = path_or_bytes.read_bytes() if isinstance(path_or_bytes, Path) else path_or_bytes
-    meta = ",".join(f"{k} {__import__('base64').b64encode(v.encode()).decode()}"
+    meta = ",".join(f"{k} {base64.b64encode(v.encode()).decode()}"
                     for k, v in {"filename": filename, "upload_type": "zip_with_qr"}.items())
     headers = {"Tus-Resumable": "1.0.0", "Authorization": f"Bearer {token}"}
     status, hdrs, body = _http("POST", server.base + "/files/", b"", {
