@@ -73,10 +73,10 @@ def login(server: Server, user: str) -> tuple[str, float]:
     return json.loads(data)["access_token"], time.perf_counter() - started
 
 
-def upload(server: Server, token: str, path_or_bytes, filename: str) -> str:
+def upload(server: Server, token: str, path_or_bytes, filename: str, **meta: str) -> str:
     data = path_or_bytes.read_bytes() if isinstance(path_or_bytes, Path) else path_or_bytes
     meta = ",".join(f"{k} {base64.b64encode(v.encode()).decode()}"
-                    for k, v in {"filename": filename, "upload_type": "zip_with_qr"}.items())
+                    for k, v in {"filename": filename, "upload_type": "zip_with_qr", **meta}.items())
     headers = {"Tus-Resumable": "1.0.0", "Authorization": f"Bearer {token}"}
     status, hdrs, body = _http("POST", server.base + "/files/", b"", {
         **headers, "Upload-Length": str(len(data)), "Upload-Metadata": meta})
@@ -94,7 +94,8 @@ def progress(server: Server, token: str, batch_id: str) -> dict:
     return json.loads(data)
 
 
-def run(server: Server, args, tmp: Path) -> dict:
+def prepare(server: Server) -> dict[str, str]:
+    """Users alice and bob, the task registered; returns the server's environment."""
     _, env = server.command()
     for user in ("alice", "bob"):
         subprocess.run([str(VENV_BIN / "omr-tus"), "users", "create", user], input=PASSWORD + "\n", text=True,
@@ -103,6 +104,11 @@ def run(server: Server, args, tmp: Path) -> dict:
         {"task_id": TASK, "name": "bench", "template": TEMPLATE}).encode(),
         {**server.auth_headers(), "Content-Type": "application/json"})
     assert status == 201, body
+    return env
+
+
+def run(server: Server, args, tmp: Path) -> dict:
+    env = prepare(server)
     alice_token, _ = login(server, "alice")
     bob_token, _ = login(server, "bob")
     big = tmp / "alice.zip"

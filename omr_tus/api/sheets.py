@@ -4,6 +4,7 @@ read again)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from aiohttp import web
@@ -18,8 +19,10 @@ from ..http.pools import BoundedPool
 from .results import sheet_entries
 
 VALUE_LIMIT = 64
-REVIEW_THREADS = 2   # review images drawn at once: each holds one decoded page (at most Limits.max_pixels)
-REVIEW_WAITING = 8   # queued beyond those; more gets 503
+# Review pictures drawn at once: each holds one decoded page (at most Limits.max_pixels), and half
+# the CPUs at most, so logins and uploads keep the rest. More than REVIEW_WAITING queued gets 503.
+REVIEW_THREADS = max(1, (os.cpu_count() or 2) // 2)
+REVIEW_WAITING = 8
 
 
 async def _visible_sheet(request: web.Request) -> tuple[Row, Row]:
