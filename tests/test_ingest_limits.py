@@ -1,6 +1,7 @@
 """Hostile files meet the ingest limits: refused or failed with a reason, in bounded time
 and memory, never wedging the worker (issue 15)."""
 
+import struct
 import zipfile
 
 import pytest
@@ -109,3 +110,14 @@ def test_the_reader_opens_a_zip_once_for_all_its_sheets(tmp_path, monkeypatch):
             assert reader.load(f"{i}.png", 1, 1654).shape == (30, 40)
     assert len(opened) == 1
     assert len(documents) == 1 + 5  # the TIFF once for its 50 frames, each PNG once
+
+
+def test_a_zip_that_understates_its_entry_count_is_refused_by_its_directory_size(tmp_path):
+    """zipfile parses the directory by its size, whatever count the end record declares."""
+    data = bytearray(many_entries_zip(2_000))
+    end = data.rfind(b"PK\x05\x06")
+    struct.pack_into("<HH", data, end + 8, 1, 1)  # "1 entry" on this disk and in all
+    path = tmp_path / "liar.zip"
+    path.write_bytes(bytes(data))
+    listing = list_pages(path, "liar.zip", Limits(max_archive_entries=10))
+    assert listing.pages == [] and "a ZIP directory of" in listing.error and "over the limit of 2560" in listing.error

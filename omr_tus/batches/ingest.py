@@ -19,6 +19,7 @@ MULTI_PAGE = {".tif", ".tiff", ".pdf"}
 IGNORED_NAMES = {"thumbs.db", "desktop.ini"}
 READABLE_COMPRESSIONS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
 ENCRYPTED_FLAG = 0x1  # general purpose bit 0 of a ZIP entry
+DIRECTORY_BYTES_PER_ENTRY = 256  # room for paths of ~200 characters; bounds a directory that understates its count
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,25 +108,28 @@ def _list_zip(path: Path, limits: Limits) -> Listing:
 
 
 def _check_directory(path: Path, limits: Limits) -> None:
-    """Refuses a ZIP whose end record declares more entries than the limit, before zipfile
-    parses (and holds) its whole central directory."""
+    """Refuses a ZIP whose end record declares more entries, or a larger central directory,
+    than the limits allow, before zipfile parses (and holds) the whole directory: zipfile
+    reads the directory by its size, so a record that understates the count is caught too."""
     with open(path, "rb") as f:
         size = f.seek(0, 2)
-        start = max(0, size - (22 + 0xFFFF + 20))  # end record, its longest comment, the ZIP64 locator
-        f.seek(start)
+        f.seek(max(0, size - (22 + 0xFFFF + 20)))  # end record, its longest comment, the ZIP64 locator
         tail = f.read()
         at = tail.rfind(b"PK\x05\x06")
         if at < 0 or len(tail) - at < 22:
             return  # zipfile reports what is wrong with it
-        (count,) = struct.unpack_from("<H", tail, at + 10)
-        if count == 0xFFFF and at >= 20 and tail[at - 20:at - 16] == b"PK\x06\x07":
+        count, directory = struct.unpack_from("<HI", tail, at + 10)
+        if (count == 0xFFFF or directory == 0xFFFFFFFF) and at >= 20 and tail[at - 20:at - 16] == b"PK\x06\x07":
             (record,) = struct.unpack_from("<Q", tail, at - 12)
             f.seek(record)
             zip64 = f.read(56)
             if zip64[:4] == b"PK\x06\x06" and len(zip64) == 56:
-                (count,) = struct.unpack_from("<Q", zip64, 32)
+                count, directory = struct.unpack_from("<QQ", zip64, 32)
     if count > limits.max_archive_entries:
         raise PageError(f"a ZIP of {count} entries is over the limit of {limits.max_archive_entries}")
+    if directory > limits.max_archive_entries * DIRECTORY_BYTES_PER_ENTRY:
+        raise PageError(f"a ZIP directory of {directory} bytes is over the limit of "
+                        f"{limits.max_archive_entries * DIRECTORY_BYTES_PER_ENTRY}")
 
 
 def _skip_reason(info: zipfile.ZipInfo, limits: Limits) -> str | None:
