@@ -219,3 +219,20 @@ async def test_results_csv_escapes_a_hostile_file_name(api):
     resp = await api.client.get(f"/api/batches/{batch_id}/results.csv", headers=api.auth())
     rows = list(csv.reader(io.StringIO(await resp.text())))
     assert rows[1][0] == "'=HYPERLINK(1).png" and rows[1][3] == "HYPERLINK1"  # the student id from the name
+
+
+async def test_names_longer_than_the_database_holds(api):
+    """An entry name of 2,000 characters is skipped with the reason, and a batch error longer
+    than its column is cut: never an insert that fails (on PostgreSQL) and so a batch claimed
+    again every lease."""
+    long = "x" * 1_996 + ".png"
+    alice, bob, slowest = await served_despite(api, zipped({long: small_png(), "ok.png": small_png()}), "long.zip")
+    assert alice["status"] == "completed" and alice["total_sheets"] == 1
+    assert alice["skipped"] == [{"entry": long[:1024], "reason": "a name longer than 1024 characters"}]
+    assert bob["total_sheets"] == 2 and slowest < RESPONSIVE
+    repo = api.client.app[REPO]
+    batch_id = await upload(api, "alice", b"not an image", "b.txt", "images")
+    await api.batch(batch_id)
+    batch = await repo.claim_batch("w", 60)
+    assert await repo.add_sheets(batch.id, "w", Listing([], [], "e" * 5_000))
+    assert (await api.get_json(f"/api/batches/{batch_id}"))["error"] == "e" * 1_024

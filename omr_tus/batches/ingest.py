@@ -19,6 +19,7 @@ MULTI_PAGE = {".tif", ".tiff", ".pdf"}
 IGNORED_NAMES = {"thumbs.db", "desktop.ini"}
 READABLE_COMPRESSIONS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
 ENCRYPTED_FLAG = 0x1  # general purpose bit 0 of a ZIP entry
+MAX_NAME = 1024  # characters of a sheet's source (the column's size): a longer entry name is skipped
 DIRECTORY_BYTES_PER_ENTRY = 256  # room for paths of ~200 characters; bounds a directory that understates its count
 
 
@@ -49,7 +50,7 @@ class Listing:
     def skip(self, entry: str, reason: str) -> None:
         self.skipped_count += 1
         if len(self.skipped) < self.skip_limit:
-            self.skipped.append({"entry": entry, "reason": reason})
+            self.skipped.append({"entry": entry[:MAX_NAME], "reason": reason})
 
 
 def list_pages(path: Path, filename: str, limits: Limits = Limits()) -> Listing:
@@ -137,6 +138,8 @@ def _skip_reason(info: zipfile.ZipInfo, limits: Limits) -> str | None:
     parts = PurePosixPath(name).parts
     if info.is_dir():
         return "ignored"
+    if len(name) > MAX_NAME:
+        return f"a name longer than {MAX_NAME} characters"
     if name.startswith("/") or "\\" in name or ".." in parts or posixpath.normpath(name).startswith(".."):
         return "unsafe path: outside the archive's folder"
     if parts and parts[0] == "__MACOSX" or any(p.startswith(".") for p in parts) \

@@ -304,7 +304,7 @@ class Repo:
             held = await conn.execute(update(batches).where(
                 batches.c.id == batch_id, batches.c.lease_owner == owner, batches.c.status == "uploaded").values(
                 status=status, total_sheets=len(pages), skipped=listing.skipped, skipped_count=listing.skipped_count,
-                error=error, lease_owner=None, lease_expires=None, updated_at=now,
+                error=error[:1024] if error else None, lease_owner=None, lease_expires=None, updated_at=now,
                 completed_at=None if pages and not error else now))
             if held.rowcount != 1:
                 return False
