@@ -110,6 +110,10 @@ BAD = [
     (block(fieldLabels=[]), "fieldBlocks.Mcq.fieldLabels"),
     (block(fieldLabels=["q9..2"]), "fieldBlocks.Mcq.fieldLabels"),
     (block(fieldLabels=["q1..3", "q2"]), "fieldBlocks.Mcq.fieldLabels"),
+    (block(fieldLabels=["q1..4500000"]), "fieldBlocks.Mcq.fieldLabels"),  # refused before it is built
+    (block(fieldLabels=["q" * 65]), "fieldBlocks.Mcq.fieldLabels"),  # longer than an answer's column
+    (dict(customLabels={"s" * 65: ["id1"]}), "customLabels." + "s" * 65),
+    (dict(outputColumns=["id1..20000"]), "outputColumns"),
     (block(emptyValue=None), "fieldBlocks.Mcq.emptyValue"),
     (block(bubbleDimensions=[0, 30]), "fieldBlocks.Mcq.bubbleDimensions"),
     (block(origin=[900, 600]), "fieldBlocks.Mcq"),
@@ -176,3 +180,8 @@ def test_example_templates(path):
     assert t.page == (1654, 2339) and t.markers and t.qr
     assert "student_id" in t.columns and len(t.custom_labels["student_id"]) >= 6
     assert len(EXAMPLES) == 2
+
+
+def test_bubbles_are_counted_before_they_are_built():
+    with pytest.raises(TemplateError, match="fieldBlocks.Mcq: has more than 100000 bubbles"):
+        parse(**block(fieldLabels=["q1..400"], bubbleValues=[str(n) for n in range(300)]))

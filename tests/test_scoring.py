@@ -62,3 +62,21 @@ def test_csv_key_with_several_and_weighted_answers():
     with pytest.raises(EvaluationError, match="answer_key_csv_path"):
         AnswerKey.parse({"source_type": "csv", "options": {"answer_key_csv_path": "k.csv"}},
                         {"k.csv": b"q1,\"[[['B'\"\n"})
+
+
+@pytest.mark.parametrize("evaluation,message", [
+    ({"options": {"questions_in_order": ["q1..4500000"], "answers_in_order": ["A"]}},
+     "options.questions_in_order: names more than 10000 labels"),
+    ({"options": {"questions_in_order": "q1..3", "answers_in_order": ["A"]}},
+     "options.questions_in_order: must be a list of questions"),
+    ({"options": ["q1"]}, "options: must be an object"),
+    ({"options": {"questions_in_order": ["q1"], "answers_in_order": ["A"]},
+      "marking_schemes": {f"S{i}": {"questions": ["q1"], "marking": {"correct": 1}} for i in range(101)}},
+     "marking_schemes: must be an object of at most 100 sections"),
+    ({"options": {"questions_in_order": ["q1"], "answers_in_order": ["A"]},
+      "marking_schemes": {"S": {"questions": ["q1..99999999"], "marking": {"correct": 1}}}},
+     "marking_schemes.S.questions: names more than 10000 labels"),
+])
+def test_answer_keys_are_bounded(evaluation, message):
+    with pytest.raises(EvaluationError, match=message):
+        AnswerKey.parse(evaluation)

@@ -29,6 +29,7 @@ KNOWN_KEYS = {"pageDimensions", "bubbleDimensions", "fieldBlocks", "customLabels
               "emptyValue", "markers", "qr", "preProcessors"}
 MAX_PAGE = 20000  # pixels a side: a sheet at 1200 dpi; beyond is a typo, not a page
 MAX_BUBBLES = 100_000  # bubbles of one template
+MAX_LABEL = 64  # characters of a label: an answer's column as the database stores it
 NATURAL_CHUNK = re.compile(r"(\d+)")
 
 
@@ -140,6 +141,7 @@ def expand_labels(items: Any, path: str) -> list[str]:
     except ValueError as exc:
         raise TemplateError(path, str(exc)) from None
     _require(len(set(out)) == len(out), path, "repeats a label")
+    _require(all(len(label) <= MAX_LABEL for label in out), path, f"labels are at most {MAX_LABEL} characters")
     return out
 
 
@@ -216,6 +218,7 @@ def _parse_custom_labels(raw: Any, labels: set[str]) -> dict[str, tuple[str, ...
     used: set[str] = set()
     for name, parts in raw.items():
         path = f"customLabels.{name}"
+        _require(len(name) <= MAX_LABEL, path, f"labels are at most {MAX_LABEL} characters")
         expanded = expand_labels(parts, path)
         for part in expanded:
             _require(part in labels, path, f"unknown field {part!r}")
