@@ -121,3 +121,16 @@ def test_a_zip_that_understates_its_entry_count_is_refused_by_its_directory_size
     path.write_bytes(bytes(data))
     listing = list_pages(path, "liar.zip", Limits(max_archive_entries=10))
     assert listing.pages == [] and "a ZIP directory of" in listing.error and "over the limit of 2560" in listing.error
+
+
+def test_a_large_jpeg_is_reduced_while_it_is_decoded(tmp_path):
+    """JPEG decoders scale by 1/2, 1/4 or 1/8 as they decode: the 8000-pixel-wide page is
+    decoded at 1/2 (the largest scale at least twice the template's width), never in full."""
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("L", (8000, 6000), 200).save(out, "JPEG", quality=50)
+    path = make_zip(tmp_path / "b.zip", {"big.jpg": out.getvalue()})
+    assert load_page(path, "big.jpg", 1, 1654).shape == (3000, 4000)
