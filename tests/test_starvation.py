@@ -236,3 +236,25 @@ async def test_names_longer_than_the_database_holds(api):
     batch = await repo.claim_batch("w", 60)
     assert await repo.add_sheets(batch.id, "w", Listing([], [], "e" * 5_000))
     assert (await api.get_json(f"/api/batches/{batch_id}"))["error"] == "e" * 1_024
+
+
+async def test_the_review_pool_answers_503_when_full():
+    """Threads + waiting jobs at most; one more is refused at once, not queued without end."""
+    import threading
+
+    from omr_tus.errors import ServiceError
+    from omr_tus.http.pools import BoundedPool
+
+    pool, release = BoundedPool("review", threads=1, waiting=1), threading.Event()
+    try:
+        held = [asyncio.ensure_future(pool.run(release.wait, 10)) for _ in range(2)]
+        await asyncio.sleep(0.05)
+        with pytest.raises(ServiceError) as refused:
+            await pool.run(release.wait, 10)
+        assert refused.value.status == 503 and refused.value.headers["Retry-After"] == "5"
+        release.set()
+        assert await asyncio.gather(*held) == [True, True]
+        assert await pool.run(sum, [1, 2]) == 3  # free again
+    finally:
+        release.set()
+        pool.shutdown()
