@@ -68,7 +68,8 @@ def zip_with(entries: dict[str, bytes], *, flag: dict[str, int] | None = None,
             (length,) = struct.unpack_from("<H", data, at + name_len_at)
             name = bytes(data[at + fixed:at + fixed + length]).decode()
             if name in flag:
-                struct.pack_into("<H", data, at + flags_at, struct.unpack_from("<H", data, at + flags_at)[0] | flag[name])
+                (bits,) = struct.unpack_from("<H", data, at + flags_at)
+                struct.pack_into("<H", data, at + flags_at, bits | flag[name])
             if name in method:
                 struct.pack_into("<H", data, at + flags_at + 2, method[name])
             at = data.find(signature, at + 4)

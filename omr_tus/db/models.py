@@ -163,7 +163,8 @@ class Sheet(Base):
 
     __tablename__ = "sheets"
     # (batch_id, status): a batch's pending sheets are found without walking its finished ones
-    __table_args__ = (UniqueConstraint("batch_id", "source", "page"), Index("ix_sheets_batch_status", "batch_id", "status"))
+    __table_args__ = (UniqueConstraint("batch_id", "source", "page"),
+                      Index("ix_sheets_batch_status", "batch_id", "status"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"), index=True)
