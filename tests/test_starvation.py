@@ -258,3 +258,28 @@ async def test_the_review_pool_answers_503_when_full():
     finally:
         release.set()
         pool.shutdown()
+
+
+@pytest.mark.parametrize("student,value,reason", [
+    ("1" * 40, "B", "student id 11111111111111111111111111111111... is longer than 32 characters"),
+    (None, "0123456789" * 8, "column q1 was read as 80 characters, more than the 64 stored"),
+])
+async def test_a_reading_longer_than_its_column_fails_the_sheet(api, monkeypatch, student, value, reason):
+    """A bubbled student id of 40 digits, or an answer of 80 characters (many bubbles marked at
+    once): the sheet fails with the reason, instead of a save that fails on PostgreSQL and a
+    sheet claimed again until its attempts run out."""
+    from omr_tus.omr import reader
+    from omr_tus.omr.reader import SheetResult
+
+    monkeypatch.setattr(reader, "read_sheet", lambda image, template: SheetResult(
+        "ok", None, student, None, None, {"q1": value}, {"q1": []}, {"q1": 1.0}, None, 0.5))
+    await register_task(api)
+    batch_id = await upload(api, "alice", zipped({"s.png": small_png()}), "s.zip")
+    w = worker(api)
+    for _ in range(100):
+        await w.run_once()
+        if (await api.get_json(f"/api/batches/{batch_id}/progress"))["status"] == "completed":
+            break
+        await asyncio.sleep(0.05)
+    (sheet,) = (await api.get_json(f"/api/batches/{batch_id}/results"))["sheets"]
+    assert sheet["status"] == "failed" and sheet["error"] == reason

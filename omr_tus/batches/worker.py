@@ -27,6 +27,7 @@ log = logging.getLogger("omr_tus.worker")
 MAX_ATTEMPTS = 3
 DEFAULT_PAGE_WIDTH = 1654  # A4 at 200 dpi: how wide a PDF page is rendered before its template is known
 TEMPLATE_CACHE_SECONDS = 30.0
+STUDENT_CHARS, VALUE_CHARS = 32, 64  # what sheets.student_id and answers.value hold
 READERS_KEPT = 2  # batch files kept open between claims: claims take batches in turn
 
 
@@ -151,6 +152,8 @@ class Worker:
             return _failed(f"task {task_id} has no registered template")
         result = await asyncio.to_thread(read_sheet, image, spec.template)
         student = (qr[1] if qr else None) or result.student_id or _student_from_name(sheet.source)
+        if reason := _unstorable(student, result.answers):
+            return _failed(reason)
         status = result.status
         if qr and result.answers.get("student_id") and result.answers["student_id"] != qr[1]:
             status = "needs_review" if status == "ok" else status  # the QR wins, a person looks
@@ -180,6 +183,17 @@ class Worker:
             spec = None
         self._tasks[task_id] = (time.monotonic(), spec)
         return spec
+
+
+def _unstorable(student: str, answers: dict[str, str]) -> str | None:
+    """Why a reading cannot be stored as read (None: it can). A value the database would have
+    to cut is no result; on PostgreSQL it failed the save, and the sheet was claimed again."""
+    if len(student) > STUDENT_CHARS:
+        return f"student id {student[:STUDENT_CHARS]}... is longer than {STUDENT_CHARS} characters"
+    for column, value in answers.items():
+        if len(value) > VALUE_CHARS:
+            return f"column {column} was read as {len(value)} characters, more than the {VALUE_CHARS} stored"
+    return None
 
 
 def _failed(reason: str) -> tuple[dict, list[dict]]:
