@@ -182,15 +182,13 @@ class _Document:
 
                 self.pdf = pypdfium2.PdfDocument(source)
                 self.pages = len(self.pdf)
-                over = self.pages > limits.max_file_pages
             else:
                 self.image = Image.open(source)
                 self.pages = _frame_count(self.image, limits.max_file_pages)
-                over = self.pages > limits.max_file_pages
         except Exception as exc:  # a corrupt PDF or TIFF: one sheet that fails with the reason
             self.close()
             raise PageError(f"unreadable {suffix[1:].upper()} {name}: {exc}") from None
-        if over:
+        if self.pages > limits.max_file_pages:
             self.close()
             size = f"{self.pages} pages" if suffix == ".pdf" else f"more than {limits.max_file_pages} frames"
             raise PageError(f"{suffix[1:].upper()} of {size} is over the limit of {limits.max_file_pages}")
