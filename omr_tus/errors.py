@@ -55,7 +55,10 @@ TOO_MANY_REQUESTS = ErrorSpec("ERR_TOO_MANY_REQUESTS", 429, "too many requests; 
 LOCKED = ErrorSpec("ERR_UPLOAD_LOCKED", 423, "upload is being written by another request; retry shortly")
 CHECKSUM_MISMATCH = ErrorSpec("ERR_CHECKSUM_MISMATCH", 460, "checksum mismatch; the bytes of this request were discarded")
 INTERRUPTED = ErrorSpec("ERR_UPLOAD_INTERRUPTED", 400,
-                        "upload was interrupted by a newer request for the same upload")
+                        "the request body stalled, so the server stopped reading it (a newer request wanted the "
+                        "upload, or nothing arrived for the idle timeout); the bytes that arrived are kept: "
+                        "resume from the offset a HEAD request reports")
+BODY_TIMEOUT = ErrorSpec("ERR_BODY_TIMEOUT", 408, "the request body stalled")
 BUSY = ErrorSpec("ERR_BUSY", 503, "the server is busy; retry in a few seconds")
 UNAVAILABLE = ErrorSpec("ERR_UNAVAILABLE", 503, "the database cannot be reached right now; retry shortly")
 STORE_UNAVAILABLE = ErrorSpec("ERR_STORE_UNAVAILABLE", 503,

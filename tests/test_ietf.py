@@ -360,7 +360,10 @@ class ServeLikeServer(TestServer):
 
 @pytest.mark.parametrize("v", [3, 6, 8])
 async def test_104_location_resumes_a_dropped_creation(aiohttp_client, settings, v):
-    """The client loses the connection mid-body: the 104's Location is all it needs."""
+    """The client loses the connection mid-body: the 104's Location is all it needs. The
+    offset is what the server stored of the 30,000 bytes sent (bytes aiohttp had received but
+    not yet handed to the handler when the connection broke are not kept: its public API
+    drops them), and resuming from it gives the exact file."""
     api = await users_and_tokens(await aiohttp_client(ServeLikeServer(create_app(settings))))
     data = random_bytes = bytes(range(256)) * 400
     reader, writer = await start_raw_creation(api, v, data, 30_000)
@@ -370,14 +373,8 @@ async def test_104_location_resumes_a_dropped_creation(aiohttp_client, settings,
         writer.close()
     assert status == 104
     path = urlsplit(interim["location"]).path
-    offset = None
-    for _ in range(50):  # the server notices the dropped connection
-        probe = await head(api, v, path)
-        offset = int(probe.headers["Upload-Offset"])
-        if offset == 30_000:
-            break
-        await asyncio.sleep(0.1)
-    assert offset == 30_000
+    offset = int((await head(api, v, path)).headers["Upload-Offset"])  # HEAD waits for the writer's lock
+    assert 0 <= offset <= 30_000
     resp = await api.client.patch(path, data=data[offset:], headers=patch_headers(api, v, offset, True))
     assert resp.status == WIRE[v]["append"], await resp.text()
     batch = await api.batch(resp.headers["Batch-Id"])

@@ -11,15 +11,12 @@ from omr_tus.http.multipart import FormReader
 BOUNDARY = "----formBoundaryX7"
 
 
-class Chunks:
-    """Stands in for aiohttp's StreamReader: readchunk() hands out the given pieces."""
-
-    def __init__(self, data: bytes, cuts: list[int]):
-        edges = [0, *sorted(c for c in cuts if 0 < c < len(data)), len(data)]
-        self.pieces = [data[a:b] for a, b in zip(edges, edges[1:]) if b > a]
-
-    async def readchunk(self):
-        return (self.pieces.pop(0), False) if self.pieces else (b"", True)
+async def pieces(data: bytes, cuts: list[int]):
+    """The body as received blocks, cut where told (what omr_tus.http.body.blocks hands out)."""
+    edges = [0, *sorted(c for c in cuts if 0 < c < len(data)), len(data)]
+    for a, b in zip(edges, edges[1:]):
+        if b > a:
+            yield data[a:b]
 
 
 def body(fields: list[tuple[str, bytes, str | None]], preamble=b"", padding=b"") -> bytes:
@@ -33,7 +30,7 @@ def body(fields: list[tuple[str, bytes, str | None]], preamble=b"", padding=b"")
 
 async def parse(data: bytes, cuts: list[int]) -> list[tuple[str, bytes, str | None]]:
     parts = []
-    async for part in FormReader(Chunks(data, cuts), BOUNDARY).parts():
+    async for part in FormReader(pieces(data, cuts), BOUNDARY).parts():
         value = b"".join([bytes(b) async for b in part.blocks()])
         parts.append((part.name, value, part.filename))
     return parts
@@ -64,6 +61,7 @@ async def test_every_cut_around_the_delimiters():
     (f"--{BOUNDARY}\r\n".encode() + b"X: " + b"y" * 20000, "part headers longer"),
     (f"--{BOUNDARY}junk\r\n".encode(), "unexpected bytes after a boundary"),
     (b"no boundary at all", "ended inside a part"),
+    (b"p" * (64 * 1024 + 1) + body(FIELDS), "before the first boundary"),
 ])
 async def test_malformed_bodies(data, message):
     with pytest.raises(ServiceError, match=message) as info:

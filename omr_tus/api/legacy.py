@@ -16,7 +16,27 @@ from ..http.multipart import FormPart, form_parts
 from .batches import batch_json
 
 FIELD_LIMIT = 4096
+MAX_FIELDS = 32  # the frontend sends 6; a chunked request has no Content-Length to refuse up front
+FIELDS_LIMIT = 64 * 1024  # all text fields together
 FORM_SLACK = 1024 * 1024  # room for the other form fields and multipart framing
+
+
+class Fields(dict[str, str]):
+    """A form's text fields, bounded in number and in total size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = self.size = 0
+
+    async def add(self, part: FormPart) -> None:
+        self.count += 1
+        if self.count > MAX_FIELDS:
+            raise errors.BAD_REQUEST(f"Too many form fields: send at most {MAX_FIELDS}")
+        value = await part.text(FIELD_LIMIT)
+        self.size += len(value.encode())
+        if self.size > FIELDS_LIMIT:
+            raise errors.TOO_LARGE(f"The form fields hold more than {FIELDS_LIMIT} bytes together")
+        self[part.name] = value
 
 
 def _body(request: web.Request, part: FormPart) -> Chunk:
@@ -75,13 +95,13 @@ async def upload_chunk(request: web.Request) -> web.Response:
     if request.content_length is not None and request.content_length > MAX_CHUNK + FORM_SLACK:
         raise too_large(request.content_length)  # decided before reading a byte of the body
     chunked: ChunkedUploads = request.app[CHUNKED]
-    fields: dict[str, str] = {}
+    fields = Fields()
     receipt: ChunkReceipt | None = None
     spooled: Chunk | None = None
     try:
         async for part in form_parts(request):
             if part.name != "chunk":
-                fields[part.name] = await part.text(FIELD_LIMIT)
+                await fields.add(part)
             elif receipt is not None or spooled is not None:
                 raise errors.BAD_REQUEST("Send one chunk per request")
             elif _ready(fields):
@@ -113,12 +133,12 @@ async def upload_direct(request: web.Request) -> web.Response:
     """One whole file in one request: streamed to the store, then the batch."""
     chunked: ChunkedUploads = request.app[CHUNKED]
     user = principal(request)
-    fields: dict[str, str] = {}
+    fields = Fields()
     info = None
     try:
         async for part in form_parts(request):
             if part.name != "file":
-                fields[part.name] = await part.text(FIELD_LIMIT)
+                await fields.add(part)
                 continue
             if info is not None:
                 raise errors.BAD_REQUEST("Send one file per request")

@@ -210,9 +210,11 @@ PATHS = {
         "summary": "Legacy chunked upload: one chunk per request; the last one completes the batch",
         "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": CHUNK_FORM}}},
         "responses": {"200": _json("#/components/schemas/ChunkReceipt"),
-                      "400": _error("Invalid field, e.g. 'Invalid chunk_index 5 (total: 4)'"),
+                      "400": _error("Invalid field, e.g. 'Invalid chunk_index 5 (total: 4)', or more than 32 "
+                                    "form fields"),
                       "404": _error("'Upload <id> not found. Please restart upload.'"),
-                      "413": _error("'Chunk size N exceeds maximum 104857600'"),
+                      "408": _error("The form sent nothing for idle_timeout"),
+                      "413": _error("'Chunk size N exceeds maximum 104857600', or more than 64 KiB of form fields"),
                       "423": _error("The same chunk is being written by another request"), **AUTH_ERRORS}}},
     "/api/batches/upload": {"post": {
         "summary": "Upload one whole file in one request; returns its batch",
@@ -221,8 +223,11 @@ PATHS = {
                 "file": {"type": "string", "format": "binary"},
                 "upload_type": {"type": "string", "enum": list(UPLOAD_TYPES)},
                 "task_id": {"type": "string", "pattern": "^[0-9]{8}$"}}}}}},
-        "responses": {"201": _json("#/components/schemas/Batch", "The batch"), "400": _error("Invalid field"),
-                      "413": _error("Larger than the maximum upload size"), **AUTH_ERRORS}}},
+        "responses": {"201": _json("#/components/schemas/Batch", "The batch"),
+                      "400": _error("Invalid field, or more than 32 form fields"),
+                      "408": _error("The form sent nothing for idle_timeout"),
+                      "413": _error("Larger than the maximum upload size, or more than 64 KiB of form fields"),
+                      **AUTH_ERRORS}}},
     "/files/": {
         "options": {"summary": "tus discovery: versions, extensions, maximum size", "security": [],
                     "responses": {"200": {"description": "Tus-Version, Tus-Extension, Tus-Max-Size, "

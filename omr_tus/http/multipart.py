@@ -6,13 +6,16 @@ from __future__ import annotations
 
 from typing import AsyncIterator
 
-from aiohttp import StreamReader, web
+from aiohttp import web
 from aiohttp.helpers import parse_mimetype
 from aiohttp.multipart import content_disposition_filename, parse_content_disposition
 
 from .. import errors
+from . import body
+from .keys import SETTINGS
 
 MAX_HEADERS = 16 * 1024
+MAX_PREAMBLE = 64 * 1024  # a chunked body has no Content-Length to refuse up front
 
 
 def malformed(why: str) -> errors.ServiceError:
@@ -52,27 +55,32 @@ class FormPart:
 
 
 async def form_parts(request: web.Request) -> AsyncIterator[FormPart]:
-    """The parts of a multipart/form-data request body, in order, streamed."""
+    """The parts of a multipart/form-data request body, in order, streamed. A body silent for
+    idle_timeout fails (408) here, since no upload lock watches a form's other fields."""
     if not request.content_type.startswith("multipart/form-data"):
         raise errors.BAD_REQUEST("Send the request as multipart/form-data")
     boundary = parse_mimetype(request.headers.get("Content-Type", "")).parameters.get("boundary", "")
     if not 0 < len(boundary) <= 200:
         raise malformed("no boundary")
-    async for part in FormReader(request.content, boundary).parts():
+    blocks = body.blocks(request.content, idle=request.app[SETTINGS].idle_timeout)
+    async for part in FormReader(blocks, boundary).parts():
         yield part
 
 
 class FormReader:
-    def __init__(self, content: StreamReader, boundary: str):
-        self.content = content
+    def __init__(self, blocks: AsyncIterator[bytes], boundary: str):
+        self._blocks = blocks
         self.delimiter = b"\r\n--" + boundary.encode("latin-1")
         self._data: bytes = b"\r\n"  # so the first boundary line looks like every other delimiter
         self._pos = 0
         self._finished = False
 
     async def parts(self) -> AsyncIterator[FormPart]:
-        async for _ in self._body():  # the preamble, if any, is not a part
-            pass
+        preamble = 0
+        async for block in self._body():  # the preamble, if any, is not a part
+            preamble += len(block)
+            if preamble > MAX_PREAMBLE:
+                raise malformed(f"more than {MAX_PREAMBLE} bytes before the first boundary")
         while await self._after_delimiter():
             part = await self._headers()
             yield part
@@ -82,8 +90,8 @@ class FormReader:
 
     async def _more(self) -> bool:
         """Appends the next received chunk to what is left; False at the end of the body."""
-        chunk, _ = await self.content.readchunk()
-        if not chunk:
+        chunk = await anext(self._blocks, None)
+        if chunk is None:
             return False
         self._data = self._data[self._pos:] + chunk
         self._pos = 0
@@ -105,8 +113,8 @@ class FormReader:
             if safe > self._pos:
                 yield memoryview(self._data)[self._pos:safe]
                 self._pos = safe
-            chunk, _ = await self.content.readchunk()
-            if not chunk:
+            chunk = await anext(self._blocks, None)
+            if chunk is None:
                 raise malformed("the body ended inside a part")
             rest = self._data[self._pos:]
             if rest and len(chunk) > keep and (rest + chunk[:keep]).find(self.delimiter) < 0:

@@ -8,6 +8,7 @@ import re
 from aiohttp import web
 
 from .. import errors
+from ..http import body
 from ..http.files import clean_filename, content_disposition
 from ..http.keys import CONCAT, FILES, REPO, SERVICE, SETTINGS, STORE, principal
 from ..http.urls import base_url
@@ -132,30 +133,10 @@ async def append_body(request: web.Request, upload_id: str, offset: int, length:
     if checksum is not None and not isinstance(request.app[STORE], Truncater):
         raise errors.BAD_REQUEST("this server's store cannot verify checksums")
     return await request.app[SERVICE].append(
-        upload_id, principal(request), offset, _blocks(request),
+        upload_id, principal(request), offset, body.blocks(request.content),
         interrupt=lambda: request.content.set_exception(interrupted()),
         received=lambda: request.content.total_bytes,
         length=length, content_length=request.content_length, checksum=checksum)
-
-
-async def _blocks(request: web.Request):
-    """The body as it arrives, one received chunk at a time (readchunk hands out aiohttp's
-    own buffers: nothing is joined or copied)."""
-    content = request.content
-    while True:
-        try:
-            block, _ = await content.readchunk()
-        except Exception:
-            # The connection dropped (or a newer request took over): bytes aiohttp had already
-            # received are still buffered, and readchunk() raises before handing them out. They
-            # reached the server, so keep them, as tusd does. aiohttp has no public accessor for
-            # them once an exception is set.
-            if getattr(content, "_buffer", None):
-                yield content._read_nowait(-1)
-            raise
-        if not block:
-            return
-        yield block
 
 
 async def delete(request: web.Request) -> web.Response:

@@ -5,7 +5,10 @@
 //
 // OPTIONS_JSON (all optional):
 //   chunkSize       bytes per PATCH (default 1 MiB; required by tus-js-client for streams)
-//   source          "file" (fs.createReadStream(FILE), the default) or "buffer" (the whole file read first)
+//   source          "file" (fs.createReadStream(FILE), the default), "buffer" (the whole file read first)
+//                   or "stream" (a plain Readable of the file, of unknown size to tus-js-client: uploadSize is set)
+//   bodyPieces      send each request body with Transfer-Encoding: chunked, one HTTP chunk per piece of
+//                   these sizes in bytes (cycled), as a proxy that streams request bodies does
 //   metadata        Upload-Metadata object (default {filename: basename(FILE)})
 //   abortAfterBytes abort the first Upload once the server has accepted at least this many bytes
 //                   (checked after each chunk), then resume in a new Upload
@@ -51,7 +54,40 @@ const timer = setTimeout(() => { result.error = `timed out after ${opts.timeoutM
   opts.timeoutMs ?? 60000)
 
 function source () {
-  return opts.source === 'buffer' ? fs.readFileSync(file) : fs.createReadStream(file)
+  if (opts.source === 'buffer') return fs.readFileSync(file)
+  if (opts.source === 'stream') return fs.createReadStream(file).pipe(new PassThrough())
+  return fs.createReadStream(file)
+}
+
+// Cuts a body (a Buffer or a Readable) into pieces of the given sizes, cycled; the result has no
+// size, so Node sends it with Transfer-Encoding: chunked, each piece as one HTTP chunk.
+function inPieces (body, sizes) {
+  let next = 0
+  const cutter = new Transform({
+    transform (data, _enc, done) {
+      for (let at = 0; at < data.length;) {
+        const size = sizes[next++ % sizes.length]
+        this.push(data.subarray(at, at + size))
+        at += size
+      }
+      done()
+    },
+  })
+  return (body instanceof Readable ? body : Readable.from([body])).pipe(cutter)
+}
+
+class ChunkedBodyHttpStack extends tus.DefaultHttpStack {
+  constructor (sizes) {
+    super()
+    this.sizes = sizes
+  }
+
+  createRequest (method, url) {
+    const req = super.createRequest(method, url)
+    const send = req.send.bind(req)
+    req.send = (body) => send(body == null ? body : inPieces(body, this.sizes))
+    return req
+  }
 }
 
 // An HTTP stack that sends only the first part of the PATCH body that covers `at`, keeps the
@@ -112,6 +148,8 @@ function options (phase, extra) {
     retryDelays: opts.retryDelays ?? [],
     headers: { Authorization: `Bearer ${token}` },
     metadata: opts.metadata ?? { filename: path.basename(file) },
+    ...(opts.source === 'stream' ? { uploadSize: size } : {}),
+    ...(opts.bodyPieces ? { httpStack: new ChunkedBodyHttpStack(opts.bodyPieces) } : {}),
     urlStorage: new tus.FileUrlStorage(opts.urlStorage ?? file + '.tus-urls.json'),
     storeFingerprintForResuming: true,
     removeFingerprintOnSuccess: false,
