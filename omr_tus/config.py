@@ -43,6 +43,8 @@ class Settings:
     s3_secret_key: str
     s3_part_size: int
     locks: str
+    reservation_idle_timeout: float
+    reservation_user_share: float
 
     @property
     def durable_dir(self) -> Path:
@@ -89,6 +91,8 @@ class Settings:
             **{key: str(raw[key]) for key in S3_TEXT},
             s3_part_size=int(raw["s3_part_size"]),
             locks=_choice("locks", raw["locks"], ("auto", "process", "postgresql")),
+            reservation_idle_timeout=float(raw["reservation_idle_timeout"]),
+            reservation_user_share=float(raw["reservation_user_share"]),
         )
 
 

@@ -121,6 +121,7 @@ async def test_store_full_is_507_with_free_space(api, monkeypatch):
     assert resp.status == 507
     assert "5.00MB free" in await resp.text()
     # what fits is still accepted, and counts against the space left for the next one
-    await api.create(3 * 1024 * 1024)
-    resp = await api.client.post("/files/", headers=api.tus(**{"Upload-Length": str(3 * 1024 * 1024)}))
-    assert resp.status == 507
+    await api.create(2 * 1024 * 1024)
+    await api.create(2 * 1024 * 1024, user="bob")
+    resp = await api.client.post("/files/", headers=api.tus("bob", **{"Upload-Length": str(2 * 1024 * 1024)}))
+    assert resp.status == 507 and "1.00MB free" in await resp.text()

@@ -11,7 +11,7 @@ import contextlib
 import datetime as dt
 from typing import Any, Sequence
 
-from sqlalchemy import Row, and_, delete, func, insert, or_, select, text, update
+from sqlalchemy import Row, and_, case, delete, func, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -146,6 +146,21 @@ class Repo:
             uploads.c.expires_at <= now, or_(uploads.c.status == "active", and_(
                 uploads.c.status == "complete", uploads.c.concat == "partial"))).limit(limit))
         return [row.id for row in result]
+
+    async def reserved_bytes(self, owner_id: int, since: dt.datetime,
+                             exclude: str | None = None) -> tuple[int, int]:
+        """Bytes still owed to active uploads of declared length touched since `since`: in
+        all, and those of `owner_id` (one statement; see uploads/reservations.py)."""
+        remaining = uploads.c.length - uploads.c.upload_offset
+        where = [uploads.c.status == "active", uploads.c.length.is_not(None), uploads.c.updated_at >= since]
+        if exclude is not None:
+            where.append(uploads.c.id != exclude)
+        async with self.autocommit.connect() as conn:
+            total, mine = (await conn.execute(select(
+                func.coalesce(func.sum(remaining), 0),
+                func.coalesce(func.sum(case((uploads.c.owner_id == owner_id, remaining), else_=0)), 0),
+            ).where(*where))).one()
+        return int(total), int(mine)
 
     async def uploads_to_archive(self) -> Sequence[str]:
         """Completed uploads still on the in-progress store (e.g. the node stopped mid-move)."""
