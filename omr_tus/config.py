@@ -45,6 +45,7 @@ class Settings:
     locks: str
     reservation_idle_timeout: float
     reservation_user_share: float
+    password_hash_threads: int
 
     @property
     def durable_dir(self) -> Path:
@@ -93,6 +94,7 @@ class Settings:
             locks=_choice("locks", raw["locks"], ("auto", "process", "postgresql")),
             reservation_idle_timeout=float(raw["reservation_idle_timeout"]),
             reservation_user_share=float(raw["reservation_user_share"]),
+            password_hash_threads=max(1, int(raw["password_hash_threads"])),
         )
 
 

@@ -205,8 +205,9 @@ class Correction(Base):
 
 
 class LoginFailure(Base):
-    """Failed logins per username (lower case, known user or not), shared by every node, so a
-    guesser gains nothing by spreading attempts over them."""
+    """Login attempts not (yet) proven good, per key: `user:<lower-case name>` (known user or
+    not) and `address:<client address>`, shared by every node, so a guesser gains nothing by
+    spreading attempts over them (auth.LoginThrottle). The column keeps its first name."""
 
     __tablename__ = "login_failures"
 
