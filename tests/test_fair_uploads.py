@@ -9,6 +9,7 @@ from omr_tus.http.keys import STORE
 
 from .conftest import PASSWORD, make_settings
 from .helpers import Api
+from .test_tus_concat import batch_of, create_final, partial
 from .test_tus_resilience import raw_patch
 
 GIB = 1024 ** 3
@@ -82,3 +83,36 @@ async def test_a_stranger_neither_interrupts_nor_waits_on_the_owners_paused_patc
     finally:
         writer.close()
     assert (await api.head(path)).headers["Upload-Offset"] == "1000"
+
+
+META = {"filename": "f.zip", "upload_type": "zip_with_qr"}
+
+
+async def test_a_final_cannot_repeat_or_reuse_a_partial(api):
+    """The report: `final;/files/P /files/P ...` (200 times) filled the store from a 2 MiB
+    upload; a final built from an already-used partial was a 0-byte batch."""
+    p, q = await partial(api, b"p" * 1000, 1000), await partial(api, b"q" * 10, 10)
+    resp = await create_final(api, f"{p} {q} {p}", META, status=400)
+    assert f"names partial upload {p.rsplit('/', 1)[1]} twice" in await resp.text()
+    final = urlsplit((await create_final(api, f"{p} {q}", META)).headers["Location"]).path
+    assert (await batch_of(api, final))["size"] == 1010
+    for urls in (p, f"{q} {p}"):  # already part of a completed final
+        resp = await create_final(api, urls, META, status=400)
+        assert "is already part of final upload" in await resp.text()
+    r = await partial(api, None, 10)
+    await create_final(api, r, META)  # waiting for r
+    assert "is already part of final upload" in await (await create_final(api, r, META, status=400)).text()
+
+
+async def test_a_final_needs_room_for_its_copy(api_with, monkeypatch):
+    api = await api_with(reservation_user_share=1.0)
+    p = await partial(api, b"p" * MIB, MIB)
+    store_of(api, MIB // 2, monkeypatch)
+    resp = await create_final(api, p, META, status=507)
+    assert "free" in await resp.text()
+    store_of(api, 10 * MIB, monkeypatch)  # a partial of deferred length: checked when its length is known
+    deferred = await api.create(None, **{"Upload-Concat": "partial"})
+    await create_final(api, deferred, META)
+    resp = await api.patch(deferred, 0, b"", **{"Upload-Length": str(6 * MIB)})  # 6 MiB, then 6 MiB copied
+    assert resp.status == 507 and "free" in await resp.text()
+    assert (await api.patch(deferred, 0, b"d" * 4 * MIB, **{"Upload-Length": str(4 * MIB)})).status == 204

@@ -98,7 +98,8 @@ class UploadPart(Base):
 
     final_id: Mapped[str] = mapped_column(ForeignKey("uploads.id", ondelete="CASCADE"), primary_key=True)
     part_index: Mapped[int] = mapped_column(Integer, primary_key=True)
-    partial_id: Mapped[str] = mapped_column(ForeignKey("uploads.id", ondelete="CASCADE"), index=True)
+    # unique: a partial upload is part of one final upload, once
+    partial_id: Mapped[str] = mapped_column(ForeignKey("uploads.id", ondelete="CASCADE"), index=True, unique=True)
 
 
 class Batch(Base):

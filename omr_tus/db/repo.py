@@ -217,6 +217,12 @@ class Repo:
         return await self._all(select(uploads).join(parts, parts.c.partial_id == uploads.c.id).where(
             parts.c.final_id == final_id).order_by(parts.c.part_index))
 
+    async def finals_using(self, partial_ids: Sequence[str]) -> dict[str, str]:
+        """partial id -> the final upload it is already part of, whatever that final's state."""
+        rows = await self._all(select(parts.c.partial_id, parts.c.final_id).where(
+            parts.c.partial_id.in_(list(partial_ids))))
+        return {row.partial_id: row.final_id for row in rows}
+
     async def finals_waiting_for(self, partial_id: str) -> Sequence[str]:
         rows = await self._all(select(parts.c.final_id).join(uploads, uploads.c.id == parts.c.final_id).where(
             parts.c.partial_id == partial_id, uploads.c.status == "active"))
