@@ -33,7 +33,7 @@ CASES = [
     ({"Upload-Length": "10", "Upload-Metadata": f"upload_type {b64('zip_no_qr')},task_id {b64('11600111')}"},
      201, ""),
     ({"Upload-Length": "10", "Tus-Resumable": "0.2.2"}, 412, "1.0.0"),
-    ({"Upload-Length": "10", "Upload-Metadata": "filename " + b64("a\x00b")}, 400, "NUL character"),
+    ({"Upload-Length": "10", "Upload-Metadata": "filename " + b64("a\x00b")}, 400, "without NUL"),
 ]
 
 
