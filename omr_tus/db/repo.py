@@ -151,20 +151,13 @@ class Repo:
                 uploads.c.status == "complete", uploads.c.concat == "partial"))).limit(limit))
         return [row.id for row in result]
 
-    async def reserved_bytes(self, owner_id: int, since: dt.datetime,
-                             exclude: str | None = None) -> tuple[int, int]:
-        """Bytes still owed to active uploads of declared length touched since `since`: in
-        all, and those of `owner_id` (one statement; see uploads/reservations.py)."""
-        remaining = uploads.c.length - uploads.c.upload_offset
-        where = [uploads.c.status == "active", uploads.c.length.is_not(None), uploads.c.updated_at >= since]
-        if exclude is not None:
-            where.append(uploads.c.id != exclude)
-        async with self.autocommit.connect() as conn:
-            total, mine = (await conn.execute(select(
-                func.coalesce(func.sum(remaining), 0),
-                func.coalesce(func.sum(case((uploads.c.owner_id == owner_id, remaining), else_=0)), 0),
-            ).where(*where))).one()
-        return int(total), int(mine)
+    async def reserved_by_owner(self, since: dt.datetime) -> dict[int, int]:
+        """Bytes still owed to active uploads of declared length touched since `since`, per
+        owner (see uploads/reservations.py)."""
+        rows = await self._all(select(uploads.c.owner_id, func.sum(uploads.c.length - uploads.c.upload_offset))
+                               .where(uploads.c.status == "active", uploads.c.length.is_not(None),
+                                      uploads.c.updated_at >= since).group_by(uploads.c.owner_id))
+        return {owner: int(total) for owner, total in rows}
 
     async def uploads_to_archive(self) -> Sequence[str]:
         """Completed uploads still on the in-progress store (e.g. the node stopped mid-move)."""

@@ -7,12 +7,20 @@ idle (no byte, no length declared) for `reservation_idle_timeout`. An idle uploa
 bytes but not its reservation; the PATCH that resumes it reserves again, or gets 507. One
 user's reservations may take at most `reservation_user_share` of the store's free space, so
 nobody can promise the whole store to themselves with body-less creations.
+
+The sums per user are read in one query at most every SNAPSHOT_TTL seconds per node, not on
+every creation (which would scan the active uploads each time); what this node promised since
+that query began is added on top, so its own creations never share the same free bytes.
+Another node's promises are seen within SNAPSHOT_TTL, as the store's free space itself is.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
+import time
 from typing import AsyncIterator
 
 from .. import errors
@@ -21,10 +29,24 @@ from ..db.repo import Repo
 from ..store import Store
 
 MB = 1024 * 1024
+SNAPSHOT_TTL = 0.5
 
 
 def mb(n: int) -> str:
     return f"{n / MB:.2f}MB"
+
+
+@dataclasses.dataclass
+class _Claim:
+    owner_id: int
+    size: int
+    committed: float | None = None  # when its row was written (monotonic); None while in flight
+
+
+@dataclasses.dataclass
+class _Snapshot:
+    started: float  # monotonic time the query began: rows committed before it are in it
+    by_owner: dict[int, int]
 
 
 class Reservations:
@@ -33,39 +55,45 @@ class Reservations:
         self.store = store
         self.idle_timeout = idle_timeout
         self.user_share = user_share
-        # Reservations checked on this node and not yet committed to the database (owner, bytes),
-        # so that concurrent creations here cannot both take the same free bytes.
-        self._in_flight: dict[object, tuple[int, int]] = {}
-
-    def cutoff(self) -> dt.datetime:
-        """Uploads untouched since then have lost their reservation."""
-        return utcnow() - dt.timedelta(seconds=self.idle_timeout)
+        self._claims: dict[object, _Claim] = {}  # this node's promises the snapshot may not hold
+        self._snapshot: _Snapshot | None = None
+        self._refreshing: asyncio.Task | None = None
 
     def lapsed(self, active_at: dt.datetime | None) -> bool:
-        return active_at is None or active_at < self.cutoff()
+        """Whether an upload last active then has lost its reservation."""
+        return active_at is None or active_at < self._cutoff()
+
+    def forget(self) -> None:
+        """Space came back (an upload was terminated or expired): the next check asks again."""
+        self._snapshot = None
 
     @contextlib.asynccontextmanager
-    async def claim(self, owner_id: int, need: int, upload_id: str | None = None) -> AsyncIterator[None]:
-        """Checks that `need` more bytes fit (507 if not), and counts them as taken until the
-        block, which records them in the database, is done. `upload_id`: the upload asking
-        again, whose own (lapsed or smaller) reservation is not counted against it."""
+    async def claim(self, owner_id: int, need: int) -> AsyncIterator[None]:
+        """Checks that `need` more bytes fit (507 if not), and counts them as taken from then
+        on: the block records them in the database (a row, a length, a touch)."""
         if need <= 0:  # nothing to promise: no query
             yield
             return
-        token = object()
-        self._in_flight[token] = (owner_id, need)
+        token, claim = object(), _Claim(owner_id, need)
+        self._claims[token] = claim
         try:
-            await self._check(token, owner_id, need, upload_id)
+            await self._check(token, owner_id, need)
             yield
-        finally:
-            del self._in_flight[token]
+        except BaseException:
+            del self._claims[token]
+            raise
+        claim.committed = time.monotonic()
 
-    async def _check(self, token: object, owner_id: int, need: int, upload_id: str | None) -> None:
-        total, mine = await self.repo.reserved_bytes(owner_id, self.cutoff(), exclude=upload_id)
-        for key, (owner, size) in self._in_flight.items():
-            if key is not token:
-                total += size
-                mine += size if owner == owner_id else 0
+    def _cutoff(self) -> dt.datetime:
+        return utcnow() - dt.timedelta(seconds=self.idle_timeout)
+
+    async def _check(self, token: object, owner_id: int, need: int) -> None:
+        snapshot = await self._current()
+        total, mine = sum(snapshot.by_owner.values()), snapshot.by_owner.get(owner_id, 0)
+        for key, claim in self._claims.items():
+            if key is not token and (claim.committed is None or claim.committed >= snapshot.started):
+                total += claim.size
+                mine += claim.size if claim.owner_id == owner_id else 0
         free = self.store.free_space()
         if need > free - total:
             raise errors.INSUFFICIENT_STORAGE(
@@ -78,3 +106,25 @@ class Reservations:
                 f"already reserve {mb(mine)} of the {mb(limit)} one user may reserve "
                 f"({self.user_share:.0%} of the store's free space). Finish or terminate one of them, "
                 f"or try again later.")
+
+    async def _current(self) -> _Snapshot:
+        """The sums per user, read again when older than SNAPSHOT_TTL (one query for every
+        check that waits meanwhile)."""
+        snapshot = self._snapshot
+        if snapshot is not None and time.monotonic() - snapshot.started < SNAPSHOT_TTL:
+            return snapshot
+        if self._refreshing is None:
+            self._refreshing = asyncio.get_running_loop().create_task(self._refresh())
+        return await asyncio.shield(self._refreshing)
+
+    async def _refresh(self) -> _Snapshot:
+        try:
+            started = time.monotonic()
+            snapshot = _Snapshot(started, await self.repo.reserved_by_owner(self._cutoff()))
+            self._snapshot = snapshot
+            for key, claim in list(self._claims.items()):  # the database holds them now
+                if claim.committed is not None and claim.committed < started:
+                    del self._claims[key]
+            return snapshot
+        finally:
+            self._refreshing = None

@@ -228,7 +228,7 @@ class UploadService:
 
     async def _reserve_again(self, info: UploadInfo) -> None:
         """An upload that sat idle lost its reservation: it resumes only if its rest still fits."""
-        async with self.reservations.claim(info.owner_id, info.remaining, upload_id=info.id):
+        async with self.reservations.claim(info.owner_id, info.remaining):
             info.active_at = utcnow()
             await self.repo.update_upload(info.id)  # its updated_at: the reservation counts again
         self._in_sync[info.id] = dataclasses.replace(info)
@@ -310,8 +310,7 @@ class UploadService:
         if length < info.offset:
             raise errors.BAD_REQUEST(f"Upload-Length {length} is smaller than the bytes already received "
                                      f"({info.offset})")
-        async with self.reservations.claim(info.owner_id, length - info.offset + await self._copies(info, length),
-                                           upload_id=info.id):
+        async with self.reservations.claim(info.owner_id, length - info.offset + await self._copies(info, length)):
             info.active_at = utcnow()
             await self.repo.update_upload(info.id, length=length)
         info.length = length
@@ -414,6 +413,7 @@ class UploadService:
         await self.repo.update_upload(upload_id, status=status, expires_at=None)
         self.counters.inc("uploads_total", event=status)
         await self.store.delete(upload_id)
+        self.reservations.forget()
         self._in_sync.pop(upload_id, None)
         log.info("Upload %s: %s, bytes removed", upload_id, status)
 
