@@ -29,6 +29,7 @@ from .model import Principal, UploadInfo
 
 log = logging.getLogger("omr_tus.uploads")
 COMMIT_EVERY = 1.0  # seconds between offset commits during one long write
+OWNER_CACHE_SIZE = 100_000
 
 FinishHook = Callable[[UploadInfo], Awaitable[None]]
 
@@ -94,6 +95,9 @@ class UploadService:
         # drop the entry); empty after a restart.
         self._in_sync: dict[str, UploadInfo] = {}
         self._ids = RandomIds()
+        # Upload id -> owner id. An owner never changes, so every node may keep it: the ownership
+        # check before the lock (_owned) then costs no query.
+        self._owners: dict[str, int] = {}
         self._background: set[asyncio.Task] = set()
         self._hash_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="hash")
 
@@ -101,6 +105,8 @@ class UploadService:
     async def get(self, upload_id: str, user: Principal) -> UploadInfo:
         """The upload as `user` may see it: another user's upload is not found."""
         info = await self.reload(upload_id) if _plausible_id(upload_id) else None
+        if info is not None:
+            self._remember_owner(info.id, info.owner_id)
         if info is None or (info.owner_id != user.id and not user.is_admin):
             raise errors.NOT_FOUND(f"Upload {upload_id} not found")
         if info.status in ("terminated", "expired"):
@@ -144,10 +150,18 @@ class UploadService:
         return await self.get(upload_id, user)  # a live writer: its last committed offset
 
     async def _owned(self, upload_id: str, user: Principal) -> None:
-        """404 (or 410) before any lock is taken, so a stranger can neither interrupt nor
-        wait on the owner's request."""
-        if self._known(upload_id, user) is None:
+        """404 before any lock is taken, so a stranger can neither interrupt nor wait on the
+        owner's request."""
+        owner = self._owners.get(upload_id)
+        if owner is None:
             await self.get(upload_id, user)
+        elif owner != user.id and not user.is_admin:
+            raise errors.NOT_FOUND(f"Upload {upload_id} not found")
+
+    def _remember_owner(self, upload_id: str, owner_id: int) -> None:
+        if len(self._owners) >= OWNER_CACHE_SIZE:
+            self._owners.clear()
+        self._owners[upload_id] = owner_id
 
     # -- creation -----------------------------------------------------------
     async def create(self, user: Principal, *, length: int | None, metadata: dict[str, Any],
@@ -172,6 +186,7 @@ class UploadService:
             except BaseException:
                 await self.store.delete(upload_id)
                 raise
+        self._remember_owner(upload_id, user.id)
         self.counters.inc("uploads_total", event="created")
         log.debug("Upload %s: created (%s, %s)", upload_id, "length deferred" if length is None else mb(length),
                   protocol)
