@@ -27,7 +27,7 @@ from .uploads.model import Principal
 SCRYPT = dict(n=2**17, r=8, p=1, dklen=32)
 USER_CACHE_SECONDS = 5.0  # how long a verified user is trusted without asking the database again
 TOKEN_CACHE_SIZE = 10_000
-HASH_QUEUE = 64  # logins waiting for a hashing thread beyond this get 503: memory stays bounded
+HASH_QUEUE = 64  # logins in progress beyond this get 503: the hashing queue stays bounded
 
 
 def _maxmem(n: int, r: int, p: int) -> int:
@@ -149,6 +149,17 @@ class Authenticator:
         self._queued = 0
 
     async def login(self, username: str, password: str, address: str) -> dict:
+        """A token for a correct password. Refused (503) before anything is counted when
+        HASH_QUEUE logins are already in progress."""
+        if self._queued >= HASH_QUEUE:
+            raise errors.UNAVAILABLE("Too many logins at once; retry in a moment", headers={"Retry-After": "1"})
+        self._queued += 1
+        try:
+            return await self._login(username, password, address)
+        finally:
+            self._queued -= 1
+
+    async def _login(self, username: str, password: str, address: str) -> dict:
         await self.throttle.enter(username, address)
         user = await self.repo.user_by_name(username)
         stored = user.password_hash if user else _dummy_hash(SCRYPT["n"], SCRYPT["r"], SCRYPT["p"])
@@ -163,13 +174,7 @@ class Authenticator:
         return {"access_token": token, "token_type": "bearer", "expires_in": self.ttl}
 
     async def _hashing(self, fn, *args):
-        if self._queued >= HASH_QUEUE:
-            raise errors.UNAVAILABLE("Too many logins at once; retry in a moment", headers={"Retry-After": "1"})
-        self._queued += 1
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
-        finally:
-            self._queued -= 1
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

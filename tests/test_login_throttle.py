@@ -82,3 +82,13 @@ async def test_logins_do_not_wait_behind_other_thread_work(api):
     assert (await login(api, "alice", PASSWORD)).status == 200
     assert time.monotonic() - started < 1.0
     await asyncio.gather(*busy)
+
+
+async def test_logins_beyond_the_hashing_queue_get_503(api, monkeypatch):
+    """Hashing threads are few and each hash holds 128 MiB: a flood waits in a bounded queue."""
+    monkeypatch.setattr(auth, "HASH_QUEUE", 0)
+    resp = await login(api, "alice", PASSWORD)
+    assert resp.status == 503 and resp.headers["Retry-After"] == "1"
+    assert await api.client.app[REPO].login_failures("address:10.0.0.1") is None  # the refusal counted nothing
+    monkeypatch.setattr(auth, "HASH_QUEUE", 64)
+    assert (await login(api, "alice", PASSWORD)).status == 200
