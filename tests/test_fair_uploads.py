@@ -116,3 +116,19 @@ async def test_a_final_needs_room_for_its_copy(api_with, monkeypatch):
     resp = await api.patch(deferred, 0, b"", **{"Upload-Length": str(6 * MIB)})  # 6 MiB, then 6 MiB copied
     assert resp.status == 507 and "free" in await resp.text()
     assert (await api.patch(deferred, 0, b"d" * 4 * MIB, **{"Upload-Length": str(4 * MIB)})).status == 204
+
+
+async def test_a_legacy_upload_reserves_its_chunks_to_come(api_with, monkeypatch):
+    from .test_legacy_chunks import send
+
+    api = await api_with(reservation_user_share=1.0)
+    store_of(api, 10 * MIB, monkeypatch)
+    first = await send(api, b"c" * MIB, chunk_index=0, total_chunks=8, filename="a.zip", upload_type="zip_with_qr")
+    assert (await post(api, 5 * MIB, "bob")).status == 507  # 7 MiB are promised to alice's chunks
+    body = await send(api, b"c" * MIB, status=507, chunk_index=0, total_chunks=12, filename="b.zip",
+                      upload_type="zip_with_qr")
+    assert "free" in body["detail"]
+    for i in range(1, 8):
+        last = await send(api, b"c" * MIB, chunk_index=i, total_chunks=8, upload_id=first["upload_id"])
+    assert last["is_complete"]
+    assert (await post(api, 5 * MIB, "bob")).status == 201

@@ -154,8 +154,10 @@ class Repo:
     async def reserved_by_owner(self, since: dt.datetime) -> dict[int, int]:
         """Bytes still owed to active uploads of declared length touched since `since`, per
         owner (see uploads/reservations.py)."""
-        rows = await self._all(select(uploads.c.owner_id, func.sum(uploads.c.length - uploads.c.upload_offset))
-                               .where(uploads.c.status == "active", uploads.c.length.is_not(None),
+        # a legacy upload's length is known at completion; until then its chunks bound it
+        length = func.coalesce(uploads.c.length, uploads.c.total_chunks * uploads.c.chunk_size)
+        rows = await self._all(select(uploads.c.owner_id, func.sum(length - uploads.c.upload_offset))
+                               .where(uploads.c.status == "active", length.is_not(None),
                                       uploads.c.updated_at >= since).group_by(uploads.c.owner_id))
         return {owner: int(total) for owner, total in rows}
 

@@ -1,5 +1,6 @@
-"""Space promised to incomplete uploads of declared length, counted from the database so
-that it survives restarts and every node of a cluster sees the same figure.
+"""Space promised to incomplete uploads of declared length (and legacy chunked uploads,
+total_chunks x the size of chunk 0), counted from the database so that it survives restarts
+and every node of a cluster sees the same figure.
 
 An upload reserves what it still lacks (length - offset) while it is active: from its
 creation (or the moment its length is declared) until it completes, is terminated, or sits

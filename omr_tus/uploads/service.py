@@ -364,6 +364,7 @@ class UploadService:
         if isinstance(self.store, Finisher):
             await self.store.finish(info.id)
         self._in_sync.pop(info.id, None)
+        self.reservations.forget()  # what it still reserved is free again
         self.counters.inc("uploads_total", event="finished")
         if info.concat == "partial":  # no batch: it waits, until it expires, to be part of a final upload
             info.status, info.expires_at = "complete", self.expiry()
