@@ -92,3 +92,20 @@ async def test_logins_beyond_the_hashing_queue_get_503(api, monkeypatch):
     assert await api.client.app[REPO].login_failures("address:10.0.0.1") is None  # the refusal counted nothing
     monkeypatch.setattr(auth, "HASH_QUEUE", 64)
     assert (await login(api, "alice", PASSWORD)).status == 200
+
+
+async def test_counts_an_hour_old_are_forgotten(api):
+    """The janitor removes counts an hour after their last attempt: the table does not grow
+    with every address that ever tried."""
+    import datetime as dt
+
+    throttle, repo = api.client.app[AUTH].throttle, api.client.app[REPO]
+    now = dt.datetime.now(dt.timezone.utc)
+    throttle.clock = lambda: now - dt.timedelta(minutes=61)
+    assert (await login(api, "alice", "wrong password", address="10.9.9.9")).status == 401
+    throttle.clock = lambda: now - dt.timedelta(minutes=30)
+    assert (await login(api, "bob", "wrong password", address="10.9.9.8")).status == 401
+    throttle.clock = lambda: now
+    await throttle.forget_old()
+    assert await repo.login_failures("address:10.9.9.9") is None and await repo.login_failures("user:alice") is None
+    assert (await repo.login_failures("address:10.9.9.8")).failures == 1
