@@ -60,8 +60,9 @@ def _database(run_migrations: bool):
             await migrate(engine)
         app[ENGINE] = engine
         app[REPO] = Repo(engine)
-        app[AUTH] = Authenticator(app[REPO], settings.secret_key, settings.token_ttl)
+        app[AUTH] = Authenticator(app[REPO], settings.secret_key, settings.token_ttl, settings.password_hash_threads)
         yield
+        await asyncio.to_thread(app[AUTH].close)
         await engine.dispose()
     return ctx
 
@@ -98,6 +99,7 @@ async def _janitor(app: web.Application):
             try:
                 if removed := await service.expire_due():
                     log.info("janitor: %d expired uploads removed", removed)
+                await app[AUTH].throttle.forget_old()
             except Exception:
                 log.exception("janitor sweep failed; retrying next interval")
 

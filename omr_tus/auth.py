@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import math
 import secrets
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import jwt
 
@@ -20,14 +22,21 @@ from .db.models import utcnow
 from .db.repo import Repo
 from .uploads.model import Principal
 
-SCRYPT = dict(n=2**14, r=8, p=1, dklen=32)
+# OWASP Password Storage Cheat Sheet: scrypt with N=2^17, r=8, p=1 (128 MiB and about a
+# quarter of a second per hash). Hashes stored with other parameters are redone at login.
+SCRYPT = dict(n=2**17, r=8, p=1, dklen=32)
 USER_CACHE_SECONDS = 5.0  # how long a verified user is trusted without asking the database again
 TOKEN_CACHE_SIZE = 10_000
+HASH_QUEUE = 64  # logins in progress beyond this get 503: the hashing queue stays bounded
+
+
+def _maxmem(n: int, r: int, p: int) -> int:
+    return 128 * r * (n + p + 2) + 1024 * 1024
 
 
 def hash_password(password: str) -> str:
     salt = secrets.token_bytes(16)
-    key = hashlib.scrypt(password.encode(), salt=salt, maxmem=64 * 1024 * 1024, **SCRYPT)
+    key = hashlib.scrypt(password.encode(), salt=salt, maxmem=_maxmem(SCRYPT["n"], SCRYPT["r"], SCRYPT["p"]), **SCRYPT)
     return "scrypt$%d$%d$%d$%s$%s" % (SCRYPT["n"], SCRYPT["r"], SCRYPT["p"],
                                        base64.b64encode(salt).decode(), base64.b64encode(key).decode())
 
@@ -39,73 +48,136 @@ def verify_password(password: str, stored: str) -> bool:
             return False
         expected = base64.b64decode(key)
         actual = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p),
-                                dklen=len(expected), maxmem=64 * 1024 * 1024)
+                                dklen=len(expected), maxmem=_maxmem(int(n), int(r), int(p)))
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(actual, expected)
 
 
-# A hash that never matches, checked for unknown users so that timing does not reveal them.
-_DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
+def outdated(stored: str) -> bool:
+    """Whether a stored hash was made with other parameters than today's (then it is redone)."""
+    return stored.split("$")[1:4] != [str(SCRYPT[k]) for k in ("n", "r", "p")]
+
+
+@functools.cache
+def _dummy_hash(n: int, r: int, p: int) -> str:
+    """A hash that never matches, checked for unknown users so that timing does not reveal them."""
+    return hash_password(secrets.token_urlsafe(16))
 
 
 class LoginThrottle:
-    """Failed logins per username: the first FREE_FAILURES cost nothing, then each further
-    attempt must wait twice as long as the last (up to MAX_DELAY s) after the latest failure.
-    A correct password resets the count. Counted in the database, so every node applies the
-    same count."""
+    """Login attempts counted per client address and per username, before the password is
+    checked, in one statement each (repo.count_login_attempt), so concurrent guesses cannot
+    all be checked; a success takes its attempt back. After `free` attempts in a row that
+    were not successes, each further one waits twice as long as the last (up to a maximum)
+    after the latest; a count is forgotten an hour after its last attempt (OWASP's exponential
+    lockout).
 
-    FREE_FAILURES = 5
-    MAX_DELAY = 300.0
+    The address limit is strict (20 free, up to 5 minutes): one client cannot guess for long.
+    The username limit is short (5 free, up to 30 s), and an address with no failures of its
+    own passes it while the username has fewer than USER_HARD failures, so guessing another
+    user's password can neither lock them out for long nor keep them out from where they log in.
+    Behind a proxy, the address is the last one it adds to X-Forwarded-For (a client can
+    forge the first)."""
+
+    ADDRESS = (20, 300.0)  # (free attempts, maximum wait in seconds)
+    USER = (5, 30.0)
+    USER_HARD = 50
     FORGET_AFTER = dt.timedelta(hours=1)
 
     def __init__(self, repo: Repo, clock: Callable[[], dt.datetime] = utcnow) -> None:
         self.repo = repo
         self.clock = clock
 
-    async def check(self, username: str) -> None:
-        row = await self.repo.login_failures(username.lower())
-        if row is None:
-            return
-        wait = self._delay(row.failures) - (self.clock() - row.last_failure).total_seconds()
-        if wait > 0 and self.clock() - row.last_failure < self.FORGET_AFTER:
-            raise errors.TOO_MANY_REQUESTS(
-                f"Too many failed logins for {username!r}: try again in {math.ceil(wait)} s",
-                headers={"Retry-After": str(math.ceil(wait))})
+    async def enter(self, username: str, address: str) -> None:
+        """Counts the attempt against the address and the username; 429 if either must wait."""
+        address_key, user_key = self.keys(username, address)
+        count = await self._count(address_key, self.ADDRESS)
+        if count is None:
+            raise await self._too_many(address_key, self.ADDRESS, "from this address")
+        if await self._count(user_key, self.USER, free=self.USER_HARD if count == 1 else None) is None:
+            await self.repo.uncount_login_attempt(address_key)  # not checked: it costs the address nothing
+            raise await self._too_many(user_key, self.USER, f"for {username!r}")
 
-    async def failed(self, username: str) -> None:
+    async def succeeded(self, username: str, address: str) -> None:
+        address_key, user_key = self.keys(username, address)
+        await self.repo.clear_login_failures(user_key)
+        await self.repo.uncount_login_attempt(address_key)
+
+    async def forget_old(self) -> None:
+        await self.repo.forget_login_failures(self.clock() - self.FORGET_AFTER)
+
+    @staticmethod
+    def keys(username: str, address: str) -> tuple[str, str]:
+        return f"address:{address}"[:255], f"user:{username.lower()}"[:255]
+
+    async def _count(self, key: str, rule: tuple[int, float], free: int | None = None) -> int | None:
+        """Counts an attempt under `rule`; `free`: more attempts than the rule's pass at once."""
+        start, most = rule
+        free = start if free is None else free
         now = self.clock()
-        await self.repo.record_login_failure(username.lower(), now, now - self.FORGET_AFTER)
+        waits = [now - dt.timedelta(seconds=self._delay(n, start, most))
+                 for n in range(free, max(free, start + math.ceil(math.log2(most))) + 1)]
+        return await self.repo.count_login_attempt(key, now, now - self.FORGET_AFTER, free, waits)
 
-    async def succeeded(self, username: str) -> None:
-        await self.repo.clear_login_failures(username.lower())
+    async def _too_many(self, key: str, rule: tuple[int, float], what: str) -> errors.ServiceError:
+        row = await self.repo.login_failures(key)
+        wait = 1.0
+        if row is not None:
+            wait = self._delay(row.failures, *rule) - (self.clock() - row.last_failure).total_seconds()
+        seconds = str(max(1, math.ceil(wait)))
+        return errors.TOO_MANY_REQUESTS(f"Too many failed logins {what}: try again in {seconds} s",
+                                        headers={"Retry-After": seconds})
 
-    def _delay(self, failures: int) -> float:
-        extra = failures - self.FREE_FAILURES
-        return 0.0 if extra < 0 else min(2.0 ** extra, self.MAX_DELAY)
+    @staticmethod
+    def _delay(failures: int, free: int, most: float) -> float:
+        extra = failures - free
+        return 0.0 if extra < 0 else min(2.0 ** extra, most)
 
 
 class Authenticator:
-    def __init__(self, repo: Repo, secret: str, ttl: int):
+    def __init__(self, repo: Repo, secret: str, ttl: int, hash_threads: int = 2):
         self.repo = repo
         self.throttle = LoginThrottle(repo)
         self.secret = secret
         self.ttl = ttl
         self._cache: dict[int, tuple[float, Principal, int]] = {}
         self._tokens: dict[str, tuple[int, int, int]] = {}  # verified token -> (exp, user id, version)
+        # Password hashing has threads of its own: other CPU work (review images, checksums)
+        # never makes a login wait, and a flood of logins never takes more than these threads.
+        self._pool = ThreadPoolExecutor(max_workers=hash_threads, thread_name_prefix="password")
+        self._queued = 0
 
-    async def login(self, username: str, password: str) -> dict:
-        await self.throttle.check(username)
+    async def login(self, username: str, password: str, address: str) -> dict:
+        """A token for a correct password. Refused (503) before anything is counted when
+        HASH_QUEUE logins are already in progress."""
+        if self._queued >= HASH_QUEUE:
+            raise errors.UNAVAILABLE("Too many logins at once; retry in a moment", headers={"Retry-After": "1"})
+        self._queued += 1
+        try:
+            return await self._login(username, password, address)
+        finally:
+            self._queued -= 1
+
+    async def _login(self, username: str, password: str, address: str) -> dict:
+        await self.throttle.enter(username, address)
         user = await self.repo.user_by_name(username)
-        ok = await asyncio.to_thread(verify_password, password, user.password_hash if user else _DUMMY_HASH)
-        if user is None or not ok:
-            await self.throttle.failed(username)
+        stored = user.password_hash if user else _dummy_hash(SCRYPT["n"], SCRYPT["r"], SCRYPT["p"])
+        if not await self._hashing(verify_password, password, stored) or user is None:
             raise errors.UNAUTHORIZED("Incorrect username or password")
-        await self.throttle.succeeded(username)
+        await self.throttle.succeeded(username, address)
+        if outdated(user.password_hash):
+            await self.repo.rehash_password(user.id, await self._hashing(hash_password, password))
         now = int(time.time())
         token = jwt.encode({"sub": str(user.id), "ver": user.token_version, "iat": now, "exp": now + self.ttl},
                            self.secret, algorithm="HS256")
         return {"access_token": token, "token_type": "bearer", "expires_in": self.ttl}
+
+    async def _hashing(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
 
     async def principal(self, authorization: str | None) -> Principal:
         if not authorization:

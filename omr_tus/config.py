@@ -43,6 +43,9 @@ class Settings:
     s3_secret_key: str
     s3_part_size: int
     locks: str
+    reservation_idle_timeout: float
+    reservation_user_share: float
+    password_hash_threads: int
 
     @property
     def durable_dir(self) -> Path:
@@ -89,6 +92,9 @@ class Settings:
             **{key: str(raw[key]) for key in S3_TEXT},
             s3_part_size=int(raw["s3_part_size"]),
             locks=_choice("locks", raw["locks"], ("auto", "process", "postgresql")),
+            reservation_idle_timeout=float(raw["reservation_idle_timeout"]),
+            reservation_user_share=float(raw["reservation_user_share"]),
+            password_hash_threads=max(1, int(raw["password_hash_threads"])),
         )
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from .. import errors
-from ..http.keys import AUTH, principal, public
+from ..http.keys import AUTH, SETTINGS, principal, public
+from ..http.urls import client_address
 
 
 @public
@@ -23,7 +24,8 @@ async def login(request: web.Request) -> web.Response:
     username, password = form.get("username"), form.get("password")
     if not isinstance(username, str) or not isinstance(password, str) or not username or not password:
         raise errors.BAD_REQUEST("Both form fields username and password are required")
-    return web.json_response(await request.app[AUTH].login(username, password))
+    address = client_address(request, request.app[SETTINGS].trust_proxy_headers)
+    return web.json_response(await request.app[AUTH].login(username, password, address))
 
 
 async def me(request: web.Request) -> web.Response:

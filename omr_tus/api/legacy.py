@@ -73,7 +73,14 @@ def _ready(fields: dict[str, str]) -> bool:
     return bool(kind and "filename" in fields and (kind not in TYPES_NEEDING_TASK or "task_id" in fields))
 
 
+def _check_final_flag(fields: dict[str, str]) -> None:
+    """is_final_chunk, when sent, is `true` or `false` (the client's own view; the server counts)."""
+    if fields.get("is_final_chunk", "true") not in ("true", "false"):
+        raise errors.BAD_REQUEST(f"is_final_chunk must be true or false, got {fields['is_final_chunk'][:40]!r}")
+
+
 async def _place(request: web.Request, fields: dict[str, str], chunk: Chunk) -> ChunkReceipt:
+    _check_final_flag(fields)
     chunked: ChunkedUploads = request.app[CHUNKED]
     index = _int(fields, "chunk_index", 0)
     total = _int(fields, "total_chunks", 1)
@@ -115,6 +122,7 @@ async def upload_chunk(request: web.Request) -> web.Response:
     finally:
         if spooled is not None and receipt is None:
             await chunked.discard(spooled)
+    _check_final_flag(fields)  # when it came after the chunk
     return web.json_response(_receipt_json(receipt))
 
 

@@ -98,7 +98,8 @@ class UploadPart(Base):
 
     final_id: Mapped[str] = mapped_column(ForeignKey("uploads.id", ondelete="CASCADE"), primary_key=True)
     part_index: Mapped[int] = mapped_column(Integer, primary_key=True)
-    partial_id: Mapped[str] = mapped_column(ForeignKey("uploads.id", ondelete="CASCADE"), index=True)
+    # unique: a partial upload is part of one final upload, once
+    partial_id: Mapped[str] = mapped_column(ForeignKey("uploads.id", ondelete="CASCADE"), index=True, unique=True)
 
 
 class Batch(Base):
@@ -210,8 +211,9 @@ class Correction(Base):
 
 
 class LoginFailure(Base):
-    """Failed logins per username (lower case, known user or not), shared by every node, so a
-    guesser gains nothing by spreading attempts over them."""
+    """Login attempts not (yet) proven good, per key: `user:<lower-case name>` (known user or
+    not) and `address:<client address>`, shared by every node, so a guesser gains nothing by
+    spreading attempts over them (auth.LoginThrottle). The column keeps its first name."""
 
     __tablename__ = "login_failures"
 

@@ -11,7 +11,7 @@ import contextlib
 import datetime as dt
 from typing import TYPE_CHECKING, Any, Sequence
 
-from sqlalchemy import Row, and_, delete, func, insert, or_, select, text, update
+from sqlalchemy import Row, and_, case, delete, func, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -117,6 +117,10 @@ class Repo:
             await conn.execute(update(users).where(users.c.id == user_id).values(
                 password_hash=password_hash, token_version=users.c.token_version + 1))
 
+    async def rehash_password(self, user_id: int, password_hash: str) -> None:
+        """The same password hashed again with stronger parameters: tokens stay valid."""
+        await self._execute(update(users).where(users.c.id == user_id).values(password_hash=password_hash))
+
     # -- uploads ------------------------------------------------------------
     async def insert_upload(self, **values: Any) -> None:
         await self._upload_inserts.add(values)
@@ -149,6 +153,16 @@ class Repo:
             uploads.c.expires_at <= now, or_(uploads.c.status == "active", and_(
                 uploads.c.status == "complete", uploads.c.concat == "partial"))).limit(limit))
         return [row.id for row in result]
+
+    async def reserved_by_owner(self, since: dt.datetime) -> dict[int, int]:
+        """Bytes still owed to active uploads of declared length touched since `since`, per
+        owner (see uploads/reservations.py)."""
+        # a legacy upload's length is known at completion; until then its chunks bound it
+        length = func.coalesce(uploads.c.length, uploads.c.total_chunks * uploads.c.chunk_size)
+        rows = await self._all(select(uploads.c.owner_id, func.sum(length - uploads.c.upload_offset))
+                               .where(uploads.c.status == "active", length.is_not(None),
+                                      uploads.c.updated_at >= since).group_by(uploads.c.owner_id))
+        return {owner: int(total) for owner, total in rows}
 
     async def uploads_to_archive(self) -> Sequence[str]:
         """Completed uploads still on the in-progress store (e.g. the node stopped mid-move)."""
@@ -200,6 +214,12 @@ class Repo:
         """The partial uploads of a final one, in order."""
         return await self._all(select(uploads).join(parts, parts.c.partial_id == uploads.c.id).where(
             parts.c.final_id == final_id).order_by(parts.c.part_index))
+
+    async def finals_using(self, partial_ids: Sequence[str]) -> dict[str, str]:
+        """partial id -> the final upload it is already part of, whatever that final's state."""
+        rows = await self._all(select(parts.c.partial_id, parts.c.final_id).where(
+            parts.c.partial_id.in_(list(partial_ids))))
+        return {row.partial_id: row.final_id for row in rows}
 
     async def finals_waiting_for(self, partial_id: str) -> Sequence[str]:
         rows = await self._all(select(parts.c.final_id).join(uploads, uploads.c.id == parts.c.final_id).where(
@@ -410,22 +430,42 @@ class Repo:
             users, users.c.id == corrections.c.corrected_by).where(corrections.c.sheet_id.in_(list(sheet_ids))))
 
     # -- failed logins ------------------------------------------------------
-    async def login_failures(self, username: str) -> Row | None:
-        return await self._one(select(login_failures).where(login_failures.c.username == username))
+    async def login_failures(self, key: str) -> Row | None:
+        return await self._one(select(login_failures).where(login_failures.c.username == key))
 
-    async def record_login_failure(self, username: str, now: dt.datetime, forget_before: dt.datetime) -> None:
-        """One more failure, counted atomically whichever node sees it; a count whose last
-        failure is older than forget_before starts again."""
+    async def count_login_attempt(self, key: str, now: dt.datetime, forget_before: dt.datetime, free: int,
+                                  waits: Sequence[dt.datetime]) -> int | None:
+        """Counts one more login attempt for `key` if its throttle lets it through, in one
+        statement (so concurrent attempts cannot all pass a count read before any of them is
+        recorded), and returns the new count; None when the attempt must wait. The first
+        `free` attempts pass; after that attempt free + k passes once its predecessor is older
+        than waits[k] (the last wait for every later one). A count whose last attempt is older
+        than forget_before starts again at 1."""
+        c = login_failures.c
+        stale = c.last_failure < forget_before
+        last = len(waits) - 1
+        waited = [and_(c.failures == free + k, c.last_failure <= t) for k, t in enumerate(waits[:last])]
+        waited.append(and_(c.failures >= free + last, c.last_failure <= waits[last]))
+        dialect_insert = {"postgresql": pg_insert, "sqlite": sqlite_insert}[self.engine.dialect.name]
+        stmt = dialect_insert(login_failures).values(username=key, failures=1, last_failure=now)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[c.username], where=or_(stale, c.failures < free, *waited),
+            set_={"failures": case((stale, 1), else_=c.failures + 1), "last_failure": now}).returning(c.failures)
         async with self.engine.begin() as conn:
-            await conn.execute(delete(login_failures).where(login_failures.c.username == username,
-                                                            login_failures.c.last_failure < forget_before))
-            dialect_insert = {"postgresql": pg_insert, "sqlite": sqlite_insert}[conn.dialect.name]
-            stmt = dialect_insert(login_failures).values(username=username, failures=1, last_failure=now)
-            await conn.execute(stmt.on_conflict_do_update(index_elements=[login_failures.c.username], set_={
-                "failures": login_failures.c.failures + 1, "last_failure": now}))
+            row = (await conn.execute(stmt)).first()
+        return None if row is None else int(row[0])
 
-    async def clear_login_failures(self, username: str) -> None:
-        await self._execute(delete(login_failures).where(login_failures.c.username == username))
+    async def uncount_login_attempt(self, key: str) -> None:
+        """An attempt counted but proven good (or never checked) does not count."""
+        await self._execute(update(login_failures).where(login_failures.c.username == key,
+                                                         login_failures.c.failures > 0)
+                            .values(failures=login_failures.c.failures - 1))
+
+    async def clear_login_failures(self, key: str) -> None:
+        await self._execute(delete(login_failures).where(login_failures.c.username == key))
+
+    async def forget_login_failures(self, before: dt.datetime) -> None:
+        await self._execute(delete(login_failures).where(login_failures.c.last_failure < before))
 
     async def save_correction(self, sheet_id: int, column: str, value: str, user_id: int,
                               score: float | None) -> None:

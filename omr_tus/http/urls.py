@@ -1,4 +1,5 @@
-"""Absolute URLs as the client sees them, behind a proxy too (Forwarded, X-Forwarded-*)."""
+"""Absolute URLs as the client sees them, and the client's address, behind a proxy too
+(Forwarded, X-Forwarded-*)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,19 @@ def base_url(request: web.Request, trust_proxy: bool) -> str:
     if not _HOST.match(host or ""):
         host = request.host if _HOST.match(request.host or "") else "localhost"
     return f"{scheme}://{host}"
+
+
+def client_address(request: web.Request, trust_proxy: bool) -> str:
+    """The address the nearest proxy saw (the last one it added to X-Forwarded-For, or the
+    last Forwarded element), else the peer's: a client can forge every earlier entry."""
+    if trust_proxy:
+        chain = request.headers.get("X-Forwarded-For")
+        seen = chain.split(",")[-1].strip() if chain else None
+        if not seen and request.forwarded:
+            seen = request.forwarded[-1].get("for")
+        if seen:
+            return seen[:64]
+    return request.remote or "unknown"
 
 
 def _first(value: str | None) -> str | None:

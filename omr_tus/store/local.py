@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import stat
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import time
@@ -35,10 +36,31 @@ def _copy_file_into(src: Path, dst: Path, dst_offset: int) -> int:
     return copied
 
 
+def own_directory(directory: Path) -> None:
+    """Creates the directory for this user only (0700), or checks that an existing one is this
+    user's: in a shared place like /dev/shm another user could have made it first, to read
+    or replace the uploads that land there."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    info = os.lstat(directory)
+    if not stat.S_ISDIR(info.st_mode):
+        raise RuntimeError(f"The store directory {directory} is not a directory (a symbolic link or a file); "
+                           "remove it or set another one (OMR_TUS_STORE_DIR, OMR_TUS_DATA_DIR)")
+    if info.st_uid != os.geteuid():
+        raise RuntimeError(f"The store directory {directory} belongs to user id {info.st_uid}, not to this "
+                           f"server's user ({os.geteuid()}): another user may read or replace its uploads. "
+                           "Remove it, or set another one (OMR_TUS_STORE_DIR, OMR_TUS_DATA_DIR)")
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        os.chmod(directory, 0o700)
+
+
 class LocalStore:
     def __init__(self, directory: Path, threads: int = 16):
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        own_directory(self.directory)
         # A pool of its own, so slow disk writes never queue behind other executor work.
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="store")
         self._free, self._free_at = 0, -FREE_SPACE_TTL

@@ -16,6 +16,9 @@ OFFSET_STREAM = "application/offset+octet-stream"
 MAX_METADATA = 4096
 _DIGITS = re.compile(r"^[0-9]{1,19}$")
 _META_KEY = re.compile(r"^[!-+\--~]+$")  # printable ASCII without space and comma
+# Keys whose values the server reads: they must be text. Other values may be any bytes
+# (the spec allows binary values); those are kept only as sent, in the raw header.
+INTERPRETED = ("filename", "filetype", "upload_type", "task_id", "sha256")
 
 
 def check_version(headers: Mapping[str, str]) -> None:
@@ -54,7 +57,9 @@ def creation_length(headers: Mapping[str, str]) -> int | None:
 
 
 def metadata(raw: str | None) -> dict[str, str]:
-    """Upload-Metadata: comma-separated 'key base64value' pairs; a value may be absent."""
+    """Upload-Metadata: comma-separated 'key base64value' pairs; a value may be absent. The
+    text values (UTF-8 without NUL) come back decoded; a binary value is left out here, and
+    HEAD returns it byte for byte from the raw header."""
     if raw is None or not raw.strip():
         return {}
     if len(raw) > MAX_METADATA:
@@ -67,16 +72,27 @@ def metadata(raw: str | None) -> dict[str, str]:
             raise errors.INVALID_METADATA(f"Upload-Metadata pair {pair.strip()[:60]!r} is not 'key base64value'")
         if key in result:
             raise errors.INVALID_METADATA(f"Upload-Metadata key {key!r} appears twice")
-        value = ""
-        if len(parts) == 2:
-            try:
-                value = base64.b64decode(parts[1], validate=True).decode("utf-8")
-            except (binascii.Error, ValueError):
-                raise errors.INVALID_METADATA(f"Upload-Metadata value of {key!r} is not base64 of UTF-8 text") from None
-            if "\x00" in value:
-                raise errors.INVALID_METADATA(f"Upload-Metadata value of {key!r} contains a NUL character")
-        result[key] = value
+        value = _text(key, parts[1]) if len(parts) == 2 else ""
+        if value is not None:
+            result[key] = value
     return result
+
+
+def _text(key: str, encoded: str) -> str | None:
+    """A value as text; None for binary, which only keys the server does not read may carry."""
+    try:
+        raw = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise errors.INVALID_METADATA(f"Upload-Metadata value of {key!r} is not base64") from None
+    try:
+        value = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        value = None
+    if value is not None and "\x00" not in value:
+        return value
+    if key in INTERPRETED:
+        raise errors.INVALID_METADATA(f"Upload-Metadata value of {key!r} must be UTF-8 text without NUL")
+    return None
 
 
 def checksum(value: str | None) -> Checksum | None:

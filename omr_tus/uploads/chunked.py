@@ -109,7 +109,9 @@ class ChunkedUploads:
                     raise errors.TOO_LARGE(f"{total_chunks} chunks of {size} bytes exceed the maximum upload "
                                            f"size {max_size}")
             info.chunk_size = size
-            await self.service.repo.update_upload(info.id, chunk_size=size)
+            # the chunks to come are known now: their space is reserved like a tus upload's (507)
+            async with self.service.reservations.claim(user.id, (total_chunks - 1) * size):
+                await self.service.repo.update_upload(info.id, chunk_size=size)
         except BaseException:
             await self.abandon(info)
             raise

@@ -8,6 +8,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
+
 from .. import errors
 from .model import Principal, UploadInfo
 from .service import UploadService, mb
@@ -23,6 +25,12 @@ class Concatenation:
     async def create_final(self, user: Principal, partial_ids: list[str], **fields: Any) -> UploadInfo:
         if not partial_ids:
             raise errors.BAD_REQUEST("Upload-Concat: final needs at least one partial upload URL")
+        seen: set[str] = set()
+        for partial_id in partial_ids:
+            if partial_id in seen:
+                raise errors.BAD_REQUEST(f"Upload-Concat names partial upload {partial_id} twice; each partial "
+                                         "upload can be part of one final upload, once")
+            seen.add(partial_id)
         length = 0
         for partial_id in partial_ids:
             try:
@@ -32,9 +40,21 @@ class Concatenation:
             if partial.concat != "partial":
                 raise errors.BAD_REQUEST(f"Upload {partial_id} was not created with Upload-Concat: partial")
             length = None if length is None or partial.length is None else length + partial.length
-        info = await self.service.create(user, length=length, concat="final", parts=partial_ids,
-                                         total_chunks=len(partial_ids), **fields)
+        await self._check_unused(partial_ids)
+        try:  # the space for the copy is checked like any creation's (507)
+            info = await self.service.create(user, length=length, concat="final", parts=partial_ids,
+                                             total_chunks=len(partial_ids), **fields)
+        except IntegrityError:  # another final took one of them meanwhile (a unique index)
+            await self._check_unused(partial_ids)
+            raise
         return await self.assemble_if_ready(info.id) or info
+
+    async def _check_unused(self, partial_ids: list[str]) -> None:
+        used = await self.service.repo.finals_using(partial_ids)
+        if used:
+            partial_id, final_id = next(iter(used.items()))
+            raise errors.BAD_REQUEST(f"Partial upload {partial_id} is already part of final upload {final_id}; "
+                                     "each partial upload can be part of one final upload, once")
 
     async def partial_done(self, partial: UploadInfo) -> None:
         for final_id in await self.service.repo.finals_waiting_for(partial.id):

@@ -23,12 +23,13 @@ from ..store import Finisher, PartWriter, Store, Truncater, WriteProgress
 from ..db.models import utcnow
 from .checksums import Checksum
 from .locks import Holder, UploadLocks
+from .reservations import Reservations, mb
 from .shared_locks import SharedUploadLocks
 from .model import Principal, UploadInfo
 
 log = logging.getLogger("omr_tus.uploads")
-MB = 1024 * 1024
 COMMIT_EVERY = 1.0  # seconds between offset commits during one long write
+OWNER_CACHE_SIZE = 100_000
 
 FinishHook = Callable[[UploadInfo], Awaitable[None]]
 
@@ -71,28 +72,8 @@ class RandomIds:
         return raw.hex()
 
 
-class Reservations:
-    """Bytes promised to incomplete uploads, with their sum kept up to date (the free-space
-    check runs on every creation)."""
-
-    def __init__(self) -> None:
-        self._bytes: dict[str, int] = {}
-        self.total = 0
-
-    def set(self, upload_id: str, remaining: int) -> None:
-        self.total += remaining - self._bytes.get(upload_id, 0)
-        self._bytes[upload_id] = remaining
-
-    def drop(self, upload_id: str) -> None:
-        self.total -= self._bytes.pop(upload_id, 0)
-
-
 class StreamTooLarge(Exception):
     """The body carried more bytes than the upload has room for."""
-
-
-def mb(n: int) -> str:
-    return f"{n / MB:.2f}MB"
 
 
 class UploadService:
@@ -105,14 +86,18 @@ class UploadService:
         self.locks = locks
         self.finish_hooks: list[FinishHook] = []  # run in the background after completion
         self.partial_hooks: list[FinishHook] = []  # run when a partial upload (tus concatenation) completes
-        # Bytes still owed to this node's incomplete uploads, for the free-space check.
-        self._reserved = Reservations()
+        # Space promised to incomplete uploads, counted from the database.
+        self.reservations = Reservations(repo, store, settings.reservation_idle_timeout,
+                                         settings.reservation_user_share)
         # Incomplete uploads as this process last committed them, under their lock: the store
         # holds exactly `offset` bytes, so the next PATCH needs neither a SELECT nor a look at
         # the store. Every change goes through this process's lock (termination and expiry
         # drop the entry); empty after a restart.
         self._in_sync: dict[str, UploadInfo] = {}
         self._ids = RandomIds()
+        # Upload id -> owner id. An owner never changes, so every node may keep it: the ownership
+        # check before the lock (_owned) then costs no query.
+        self._owners: dict[str, int] = {}
         self._background: set[asyncio.Task] = set()
         self._hash_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="hash")
 
@@ -120,6 +105,8 @@ class UploadService:
     async def get(self, upload_id: str, user: Principal) -> UploadInfo:
         """The upload as `user` may see it: another user's upload is not found."""
         info = await self.reload(upload_id) if _plausible_id(upload_id) else None
+        if info is not None:
+            self._remember_owner(info.id, info.owner_id)
         if info is None or (info.owner_id != user.id and not user.is_admin):
             raise errors.NOT_FOUND(f"Upload {upload_id} not found")
         if info.status in ("terminated", "expired"):
@@ -151,7 +138,9 @@ class UploadService:
 
     async def current(self, upload_id: str, user: Principal) -> UploadInfo:
         """The upload with an offset that is on the store. A writer whose client went
-        silent is asked to let go first, so a resuming client sees every byte it sent."""
+        silent is asked to let go first, so a resuming client sees every byte it sent.
+        Only its owner (or an admin) may ask: a stranger is answered before any lock is taken."""
+        await self._owned(upload_id, user)
         try:
             async with self.locks.hold(upload_id, timeout=self.settings.stall_timeout + 0.2):
                 return await self._reconciled(await self.get(upload_id, user))
@@ -160,14 +149,26 @@ class UploadService:
                 raise
         return await self.get(upload_id, user)  # a live writer: its last committed offset
 
+    async def _owned(self, upload_id: str, user: Principal) -> None:
+        """404 before any lock is taken, so a stranger can neither interrupt nor wait on the
+        owner's request."""
+        owner = self._owners.get(upload_id)
+        if owner is None:
+            await self.get(upload_id, user)
+        elif owner != user.id and not user.is_admin:
+            raise errors.NOT_FOUND(f"Upload {upload_id} not found")
+
+    def _remember_owner(self, upload_id: str, owner_id: int) -> None:
+        if len(self._owners) >= OWNER_CACHE_SIZE:
+            self._owners.clear()
+        self._owners[upload_id] = owner_id
+
     # -- creation -----------------------------------------------------------
     async def create(self, user: Principal, *, length: int | None, metadata: dict[str, Any],
                      raw_metadata: str | None, filename: str | None, upload_type: str,
                      task_id: str | None, protocol: str = "tus", total_chunks: int | None = None,
                      concat: str | None = None, parts: list[str] | None = None) -> UploadInfo:
         self.check_length(length)
-        if length:
-            self._check_space(length)
         upload_id = self._ids.new()
         now = utcnow()
         values = dict(id=upload_id, owner_id=user.id, protocol=protocol, length=length, upload_offset=0,
@@ -175,17 +176,17 @@ class UploadService:
                       upload_type=upload_type, task_id=task_id, status="active", location="store",
                       created_at=now, updated_at=now, expires_at=self.expiry(now), total_chunks=total_chunks,
                       concat=concat)
-        await self.store.create(upload_id)
-        try:
-            if parts:
-                await self.repo.insert_final(values, parts)
-            else:
-                await self.repo.insert_upload(**values)
-        except BaseException:
-            await self.store.delete(upload_id)
-            raise
-        if length:
-            self._reserved.set(upload_id, length)
+        async with self.reservations.claim(user.id, length or 0):  # 507 if it cannot fit
+            await self.store.create(upload_id)
+            try:
+                if parts:
+                    await self.repo.insert_final(values, parts)
+                else:
+                    await self.repo.insert_upload(**values)
+            except BaseException:
+                await self.store.delete(upload_id)
+                raise
+        self._remember_owner(upload_id, user.id)
         self.counters.inc("uploads_total", event="created")
         log.debug("Upload %s: created (%s, %s)", upload_id, "length deferred" if length is None else mb(length),
                   protocol)
@@ -193,19 +194,12 @@ class UploadService:
                           metadata=metadata, raw_metadata=raw_metadata, filename=filename,
                           upload_type=upload_type, task_id=task_id, status="active", location="store",
                           sha256=None, created_at=now, expires_at=values["expires_at"], total_chunks=total_chunks,
-                          concat=concat)
+                          concat=concat, active_at=now)
 
     def check_length(self, length: int | None) -> None:
         if length is not None and length > self.settings.max_upload_size:
             raise errors.TOO_LARGE(f"Upload-Length {length} exceeds the maximum upload size "
                                    f"{self.settings.max_upload_size}")
-
-    def _check_space(self, length: int) -> None:
-        free = self.store.free_space() - self._reserved.total
-        if length > free:
-            raise errors.INSUFFICIENT_STORAGE(
-                f"Not enough free space for this upload: it needs {mb(length)}, the store has "
-                f"{mb(max(free, 0))} free. Try again later or contact the administrator.")
 
     def expiry(self, now: dt.datetime | None = None) -> dt.datetime:
         return (now or utcnow()) + dt.timedelta(seconds=self.settings.upload_expiry)
@@ -218,6 +212,7 @@ class UploadService:
         """Write a body at offset under the upload's lock; completes the upload when its
         last byte arrives. Bytes that reached the store are kept even if the body fails,
         unless a checksum was given (then the body is all or nothing)."""
+        await self._owned(upload_id, user)
         async with self.locks.hold(upload_id) as holder:
             info = self._known(upload_id, user) or await self._reconciled(await self.get(upload_id, user))
             if info.concat == "final":
@@ -238,11 +233,20 @@ class UploadService:
             if content_length is not None and content_length > room:
                 raise errors.TOO_LARGE(f"The body ({content_length} bytes) would pass the end of the "
                                        f"upload at offset {info.offset + room}")
+            if info.length is not None and self.reservations.lapsed(info.active_at):
+                await self._reserve_again(info)
             holder.arm(interrupt, received)
             await self._write(info, holder, blocks, room, checksum)
             if info.length is not None and info.offset == info.length:
                 await self.finish(info)
             return info
+
+    async def _reserve_again(self, info: UploadInfo) -> None:
+        """An upload that sat idle lost its reservation: it resumes only if its rest still fits."""
+        async with self.reservations.claim(info.owner_id, info.remaining):
+            info.active_at = utcnow()
+            await self.repo.update_upload(info.id)  # its updated_at: the reservation counts again
+        self._in_sync[info.id] = dataclasses.replace(info)
 
     async def _write(self, info: UploadInfo, holder: Holder, blocks: AsyncIterable[bytes], room: int,
                      checksum: Checksum | None) -> None:
@@ -308,11 +312,9 @@ class UploadService:
 
     async def _commit(self, info: UploadInfo) -> None:
         expires = None if info.length == info.offset else self.expiry()
-        info.expires_at = expires
+        info.expires_at, info.active_at = expires, utcnow()
         await self.repo.update_upload(info.id, upload_offset=info.offset, expires_at=expires)
         self._in_sync[info.id] = dataclasses.replace(info)
-        if info.length is not None:
-            self._reserved.set(info.id, info.length - info.offset)
 
     async def _declare_length(self, info: UploadInfo, length: int) -> None:
         if info.length is not None:
@@ -323,11 +325,17 @@ class UploadService:
         if length < info.offset:
             raise errors.BAD_REQUEST(f"Upload-Length {length} is smaller than the bytes already received "
                                      f"({info.offset})")
-        self._check_space(length - info.offset)
-        await self.repo.update_upload(info.id, length=length)
+        async with self.reservations.claim(info.owner_id, length - info.offset + await self._copies(info, length)):
+            info.active_at = utcnow()
+            await self.repo.update_upload(info.id, length=length)
         info.length = length
-        self._reserved.set(info.id, length - info.offset)
         self._in_sync[info.id] = dataclasses.replace(info)  # the request may still fail before its write
+
+    async def _copies(self, info: UploadInfo, length: int) -> int:
+        """Space a partial upload will need again once copied into its final upload."""
+        if info.concat == "partial" and await self.repo.finals_waiting_for(info.id):
+            return length
+        return 0
 
     async def _reconciled(self, info: UploadInfo) -> UploadInfo:
         """Make the recorded offset and the store agree (call under the lock). Bytes past
@@ -355,8 +363,8 @@ class UploadService:
         """Marks the upload complete at info.offset bytes and creates its batch (call under the lock)."""
         if isinstance(self.store, Finisher):
             await self.store.finish(info.id)
-        self._reserved.drop(info.id)
         self._in_sync.pop(info.id, None)
+        self.reservations.forget()  # what it still reserved is free again
         self.counters.inc("uploads_total", event="finished")
         if info.concat == "partial":  # no batch: it waits, until it expires, to be part of a final upload
             info.status, info.expires_at = "complete", self.expiry()
@@ -396,6 +404,7 @@ class UploadService:
 
     # -- termination and expiry ---------------------------------------------
     async def terminate(self, upload_id: str, user: Principal) -> None:
+        await self._owned(upload_id, user)
         async with self.locks.hold(upload_id):
             info = await self.get(upload_id, user)
             if info.is_complete and info.concat != "partial":
@@ -420,7 +429,7 @@ class UploadService:
         await self.repo.update_upload(upload_id, status=status, expires_at=None)
         self.counters.inc("uploads_total", event=status)
         await self.store.delete(upload_id)
-        self._reserved.drop(upload_id)
+        self.reservations.forget()
         self._in_sync.pop(upload_id, None)
         log.info("Upload %s: %s, bytes removed", upload_id, status)
 

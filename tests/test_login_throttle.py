@@ -1,0 +1,111 @@
+"""Login throttling that no one can use against another user (issue 15): attempts counted
+before the password is checked, per client address and per username; scrypt at OWASP's
+parameters in threads of its own."""
+
+import asyncio
+import os
+import time
+
+from omr_tus import auth
+from omr_tus.http.keys import AUTH, REPO
+
+from .conftest import PASSWORD
+
+
+async def login(api, username: str, password: str, address: str = "10.0.0.1"):
+    return await api.client.post("/api/auth/login", data={"username": username, "password": password},
+                                 headers={"X-Forwarded-For": f"203.0.113.9, {address}"})
+
+
+async def test_concurrent_wrong_passwords_are_counted_before_any_is_checked(api):
+    """The report: 60 concurrent wrong passwords for one username were all checked (401)
+    before the throttle answered; then the user was locked out for 300 s."""
+    answers = await asyncio.gather(*(login(api, "root", "wrong password") for _ in range(60)))
+    statuses = [r.status for r in answers]
+    assert statuses.count(401) <= auth.LoginThrottle.USER[0] + 1 and statuses.count(429) >= 54, statuses
+    started = time.monotonic()
+    assert (await api.client.get("/healthz")).status == 200
+    resp = await login(api, "root", PASSWORD, address="10.0.0.2")  # the admin, from where they work
+    assert resp.status == 200, await resp.text()
+    assert time.monotonic() - started < 0.5  # the API stays responsive
+
+
+async def test_a_guesser_cannot_keep_another_user_out(api):
+    for _ in range(30):
+        await login(api, "alice", "wrong password")
+    resp = await login(api, "alice", "wrong password")
+    assert resp.status == 429
+    resp = await login(api, "alice", PASSWORD, address="10.0.0.2")  # an address without failures: in at once
+    assert resp.status == 200, await resp.text()
+    await login(api, "alice", "a typo", address="10.0.0.3")
+    resp = await login(api, "alice", PASSWORD, address="10.0.0.3")
+    assert resp.status in (200, 429)
+    if resp.status == 429:  # after her own typo she waits, but only briefly
+        assert int(resp.headers["Retry-After"]) <= auth.LoginThrottle.USER[1]
+
+
+async def test_one_address_cannot_guess_for_long_across_usernames(api):
+    free = auth.LoginThrottle.ADDRESS[0]
+    statuses = [(await login(api, f"user{i}", "wrong password")).status for i in range(free + 5)]
+    assert statuses[:free] == [401] * free and set(statuses[free:]) == {429}, statuses
+    resp = await login(api, "user999", "wrong password")
+    assert "from this address" in (await resp.json())["detail"]
+    assert (await login(api, "bob", PASSWORD, address="10.0.0.7")).status == 200  # others are not affected
+
+
+async def test_an_older_hash_is_redone_at_login_and_tokens_stay_valid(api, monkeypatch):
+    repo = api.client.app[REPO]
+    before = (await repo.user_by_name("alice")).password_hash
+    monkeypatch.setattr(auth, "SCRYPT", dict(auth.SCRYPT, n=auth.SCRYPT["n"] * 2))
+    assert (await login(api, "alice", PASSWORD)).status == 200
+    after = (await repo.user_by_name("alice")).password_hash
+    assert after.split("$")[1] == str(auth.SCRYPT["n"]) and before.split("$")[1] != after.split("$")[1]
+    assert auth.verify_password(PASSWORD, after)
+    assert (await api.client.get("/api/me", headers=api.auth("alice"))).status == 200
+    assert (await login(api, "alice", PASSWORD)).status == 200
+    assert (await repo.user_by_name("alice")).password_hash == after  # done once
+
+
+def test_scrypt_runs_at_owasp_parameters(monkeypatch):
+    monkeypatch.undo()  # the suite's cheap parameters off
+    assert auth.SCRYPT["n"] >= 2 ** 17 and auth.SCRYPT["r"] >= 8 and auth.SCRYPT["p"] >= 1
+
+
+async def test_logins_do_not_wait_behind_other_thread_work(api):
+    """Other CPU work (review images, hashing of files) fills the default executor: logins
+    have threads of their own."""
+    loop = asyncio.get_running_loop()
+    threads = min(32, (os.cpu_count() or 1) + 4)  # the default executor's size
+    busy = [loop.run_in_executor(None, time.sleep, 1.5) for _ in range(2 * threads)]
+    await asyncio.sleep(0.1)
+    started = time.monotonic()
+    assert (await login(api, "alice", PASSWORD)).status == 200
+    assert time.monotonic() - started < 1.0
+    await asyncio.gather(*busy)
+
+
+async def test_logins_beyond_the_hashing_queue_get_503(api, monkeypatch):
+    """Hashing threads are few and each hash holds 128 MiB: a flood waits in a bounded queue."""
+    monkeypatch.setattr(auth, "HASH_QUEUE", 0)
+    resp = await login(api, "alice", PASSWORD)
+    assert resp.status == 503 and resp.headers["Retry-After"] == "1"
+    assert await api.client.app[REPO].login_failures("address:10.0.0.1") is None  # the refusal counted nothing
+    monkeypatch.setattr(auth, "HASH_QUEUE", 64)
+    assert (await login(api, "alice", PASSWORD)).status == 200
+
+
+async def test_counts_an_hour_old_are_forgotten(api):
+    """The janitor removes counts an hour after their last attempt: the table does not grow
+    with every address that ever tried."""
+    import datetime as dt
+
+    throttle, repo = api.client.app[AUTH].throttle, api.client.app[REPO]
+    now = dt.datetime.now(dt.timezone.utc)
+    throttle.clock = lambda: now - dt.timedelta(minutes=61)
+    assert (await login(api, "alice", "wrong password", address="10.9.9.9")).status == 401
+    throttle.clock = lambda: now - dt.timedelta(minutes=30)
+    assert (await login(api, "bob", "wrong password", address="10.9.9.8")).status == 401
+    throttle.clock = lambda: now
+    await throttle.forget_old()
+    assert await repo.login_failures("address:10.9.9.9") is None and await repo.login_failures("user:alice") is None
+    assert (await repo.login_failures("address:10.9.9.8")).failures == 1
