@@ -3,7 +3,7 @@ turns), count every skipped entry (only the first 1,000 are named), and a batch'
 sheets are found by an index on (batch_id, status)
 
 Revision ID: 0010
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-04
 """
 from alembic import op
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from omr_tus.db.models import UTCDateTime
 
 revision = "0010"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
