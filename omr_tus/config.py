@@ -43,6 +43,7 @@ class Settings:
     s3_secret_key: str
     s3_part_size: int
     locks: str
+    durable_before_ack: bool
 
     @property
     def durable_dir(self) -> Path:
@@ -89,6 +90,7 @@ class Settings:
             **{key: str(raw[key]) for key in S3_TEXT},
             s3_part_size=int(raw["s3_part_size"]),
             locks=_choice("locks", raw["locks"], ("auto", "process", "postgresql")),
+            durable_before_ack=_bool(raw["durable_before_ack"]),
         )
 
 

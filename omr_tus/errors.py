@@ -54,6 +54,8 @@ UNSUPPORTED_MEDIA = ErrorSpec("ERR_INVALID_CONTENT_TYPE", 415,
 TOO_MANY_REQUESTS = ErrorSpec("ERR_TOO_MANY_REQUESTS", 429, "too many requests; retry later")
 LOCKED = ErrorSpec("ERR_UPLOAD_LOCKED", 423, "upload is being written by another request; retry shortly")
 CHECKSUM_MISMATCH = ErrorSpec("ERR_CHECKSUM_MISMATCH", 460, "checksum mismatch; the bytes of this request were discarded")
+DIGEST_MISMATCH = ErrorSpec("ERR_DIGEST_MISMATCH", 400,
+                            "the completed file does not match the digest declared when the upload was created")
 INTERRUPTED = ErrorSpec("ERR_UPLOAD_INTERRUPTED", 400,
                         "upload was interrupted by a newer request for the same upload")
 UNAVAILABLE = ErrorSpec("ERR_UNAVAILABLE", 503, "the database cannot be reached right now; retry shortly")

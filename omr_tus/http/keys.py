@@ -15,6 +15,7 @@ from ..uploads.model import Principal
 from ..uploads.chunked import ChunkedUploads
 from ..uploads.concat import Concatenation
 from ..uploads.service import UploadService
+from ..uploads.sweeper import Sweeper
 
 SETTINGS = web.AppKey("settings", Settings)
 ENGINE = web.AppKey("engine", AsyncEngine)
@@ -26,6 +27,7 @@ FILES = web.AppKey("files", CompletedFiles)
 CHUNKED = web.AppKey("chunked", ChunkedUploads)
 CONCAT = web.AppKey("concat", Concatenation)
 METRICS = web.AppKey("metrics", Counters)
+SWEEPER = web.AppKey("sweeper", Sweeper)
 
 PRINCIPAL = web.RequestKey("principal", Principal)  # set by the auth middleware
 

@@ -19,6 +19,7 @@ from ..http.middlewares import is_tus
 from ..http.urls import base_url
 from ..tus import handlers as tus
 from ..tus import headers as tus_headers
+from ..uploads.digests import checked_metadata, merged, repr_digest
 from ..uploads.model import UploadInfo
 from ..uploads.validation import check_upload_type
 from . import headers as h
@@ -58,7 +59,8 @@ async def create(request: web.Request, v: h.Version) -> web.Response:
     length = _declared_length(v, request, 0, complete, None)
     service.check_length(length)
     raw_meta = request.headers.get("Upload-Metadata")
-    meta = tus_headers.metadata(raw_meta)
+    meta = merged(checked_metadata(tus_headers.metadata(raw_meta)), repr_digest(request.headers.get("Repr-Digest")),
+                  "Repr-Digest")
     if not meta.get("upload_type"):
         raise errors.BAD_REQUEST(
             "Upload-Metadata must name the upload_type (zip_with_qr, zip_no_qr or images, and task_id for the "

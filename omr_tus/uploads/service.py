@@ -13,9 +13,9 @@ import os
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, AsyncIterable, AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, AsyncIterable, AsyncIterator, Awaitable, Callable
 
-from .. import errors
+from .. import crashpoints, errors
 from ..config import Settings
 from ..db.repo import Repo
 from ..metrics import Counters
@@ -24,7 +24,11 @@ from ..db.models import utcnow
 from .checksums import Checksum
 from .locks import Holder, UploadLocks
 from .shared_locks import SharedUploadLocks
-from .model import Principal, UploadInfo
+from .digests import declared, mismatch
+from .model import LOST, Principal, UploadInfo
+
+if TYPE_CHECKING:
+    from .archive import Archiver
 
 log = logging.getLogger("omr_tus.uploads")
 MB = 1024 * 1024
@@ -104,6 +108,10 @@ class UploadService:
         self.store = store
         self.locks = locks
         self.finish_hooks: list[FinishHook] = []  # run in the background after completion
+        # Makes completed files durable (uploads/archive.py); the completion waits for it when
+        # settings.durable_before_ack or a declared digest asks for that.
+        self.archiver: Archiver | None = None
+        self.closing = asyncio.Event()  # set at shutdown: retrying background work gives up
         self.partial_hooks: list[FinishHook] = []  # run when a partial upload (tus concatenation) completes
         # Bytes still owed to this node's incomplete uploads, for the free-space check.
         self._reserved = Reservations()
@@ -122,9 +130,8 @@ class UploadService:
         info = await self.reload(upload_id) if _plausible_id(upload_id) else None
         if info is None or (info.owner_id != user.id and not user.is_admin):
             raise errors.NOT_FOUND(f"Upload {upload_id} not found")
-        if info.status in ("terminated", "expired"):
-            raise errors.UPLOAD_GONE(f"Upload {upload_id} has {info.status}"
-                                     if info.status == "expired" else f"Upload {upload_id} was terminated")
+        if info.status in ("terminated", "expired", "failed"):
+            raise errors.UPLOAD_GONE(GONE[info.status].format(upload_id))
         return info
 
     async def reload(self, upload_id: str) -> UploadInfo | None:
@@ -220,6 +227,8 @@ class UploadService:
         unless a checksum was given (then the body is all or nothing)."""
         async with self.locks.hold(upload_id) as holder:
             info = self._known(upload_id, user) or await self._reconciled(await self.get(upload_id, user))
+            if info.location == "lost":
+                raise errors.UPLOAD_GONE(f"Upload {upload_id}: {LOST}")
             if info.concat == "final":
                 raise errors.FORBIDDEN("A final upload is made of its partial uploads; it cannot be patched")
             if length is not None:
@@ -352,13 +361,15 @@ class UploadService:
 
     # -- completion ---------------------------------------------------------
     async def finish(self, info: UploadInfo) -> None:
-        """Marks the upload complete at info.offset bytes and creates its batch (call under the lock)."""
+        """Marks the upload complete at info.offset bytes and creates its batch (call under the
+        lock). When the file must be durable first (durable_before_ack, or a declared digest to
+        check), the durable copy is made and checked before: a mismatch fails the upload, with
+        no batch, and raises DIGEST_MISMATCH; a failed copy (a full disk) leaves the upload
+        active with all its bytes, for the client to complete again."""
         if isinstance(self.store, Finisher):
             await self.store.finish(info.id)
-        self._reserved.drop(info.id)
-        self._in_sync.pop(info.id, None)
-        self.counters.inc("uploads_total", event="finished")
         if info.concat == "partial":  # no batch: it waits, until it expires, to be part of a final upload
+            self._finished(info)
             info.status, info.expires_at = "complete", self.expiry()
             await self.repo.update_upload(info.id, upload_offset=info.offset, status="complete",
                                           completed_at=utcnow(), expires_at=info.expires_at)
@@ -366,13 +377,65 @@ class UploadService:
             for hook in self.partial_hooks:
                 await hook(info)
             return
+        wanted = declared(info.metadata)
+        sha256 = None
+        if self.archiver is not None and (wanted or self.settings.durable_before_ack):
+            sha256 = await self._durable_first(info, wanted)
+        self._finished(info)
         batch_id = str(uuid.uuid4())
         await self.repo.complete_upload(info.id, info.offset, dict(
             id=batch_id, upload_id=info.id, owner_id=info.owner_id, filename=info.filename,
-            size=info.offset, upload_type=info.upload_type, task_id=info.task_id))
+            size=info.offset, upload_type=info.upload_type, task_id=info.task_id), sha256=sha256)
         info.status, info.batch_id, info.expires_at = "complete", batch_id, None
         log.info("Upload %s: complete - %s total, batch %s", info.id, mb(info.offset), batch_id)
-        self.spawn(self._after_finish(info))
+        crashpoints.reach("completed")
+        if sha256 is not None:
+            info.sha256 = sha256
+            await self.archiver.release(info)
+        else:
+            self.spawn(self._after_finish(info))
+
+    def _finished(self, info: UploadInfo) -> None:
+        self._reserved.drop(info.id)
+        self._in_sync.pop(info.id, None)
+        self.counters.inc("uploads_total", event="finished")
+
+    async def _durable_first(self, info: UploadInfo, wanted: dict[str, str]) -> str:
+        """The durable copy, checked against the declared digests; its sha256."""
+        try:
+            digests = await self.archiver.preserve(info, wanted)
+        except OSError as exc:
+            raise_failure(exc)
+        if digests is None:  # bytes recorded but gone (a wiped RAM disk): the client resends them
+            self._in_sync.pop(info.id, None)
+            raise errors.STORE_UNAVAILABLE(headers={"Retry-After": "1"})
+        problem = mismatch(wanted, digests)
+        if problem is not None:
+            await self.repo.update_upload(info.id, status="failed", expires_at=None)
+            self._reserved.drop(info.id)
+            self._in_sync.pop(info.id, None)
+            await self.archiver.discard(info)
+            log.warning("Upload %s: failed, %s", info.id, problem)
+            raise errors.DIGEST_MISMATCH(f"Upload {info.id} failed: {problem}. Its bytes were discarded and no "
+                                         f"batch was made; upload the file again")
+        return digests["sha256"]
+
+    async def complete_unfinished(self) -> None:
+        """Uploads that hold all their bytes but whose completion a stopped node never
+        recorded: completed now (or, if bytes are missing, moved back to what is held)."""
+        for upload_id in await self.repo.uploads_at_length():
+            try:
+                async with self.locks.hold(upload_id):
+                    row = await self.repo.upload(upload_id)
+                    if row is None or row.status != "active" or row.upload_offset != row.length:
+                        continue
+                    info = await self._reconciled(UploadInfo.from_row(row))
+                    if info.offset == info.length:
+                        await self.finish(info)
+            except errors.ServiceError as exc:
+                log.warning("Upload %s: not completed on recovery: %s", upload_id, exc.message)
+            except Exception:
+                log.exception("Upload %s: not completed on recovery", upload_id)
 
     async def _after_finish(self, info: UploadInfo) -> None:
         for hook in self.finish_hooks:
@@ -388,8 +451,15 @@ class UploadService:
         task.add_done_callback(self._background.discard)
         return task
 
+    async def pause(self, seconds: float) -> bool:
+        """Waits `seconds`, or less if the server stops meanwhile (then True)."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.closing.wait(), seconds)
+        return self.closing.is_set()
+
     async def drain(self) -> None:
         """At shutdown: let background work finish, then stop the hashing threads."""
+        self.closing.set()
         while self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
         self._hash_pool.shutdown(wait=True)
@@ -466,6 +536,10 @@ class _Interrupted(Exception):
 
 def interrupted() -> Exception:
     return _Interrupted()
+
+
+GONE = {"expired": "Upload {} has expired", "terminated": "Upload {} was terminated",
+        "failed": "Upload {} failed: the file did not match the digest declared when it was created; upload it again"}
 
 
 def _plausible_id(upload_id: str) -> bool:
