@@ -46,7 +46,8 @@ def _unlink(path: Path) -> bool:
 
 
 def _needed(state: tuple[str, str] | None) -> bool:
-    """Whether an upload in this (status, location) still needs its RAM-disk file."""
+    """Whether an upload in this (status, location) may still need its RAM-disk file, or a
+    durable copy being made under a temporary name."""
     return state is not None and (state[0] == "active" or (state[0] == "complete" and state[1] == "store"))
 
 
@@ -64,24 +65,26 @@ class Sweeper:
     async def sweep(self) -> int:
         removed = 0
         if self.incoming is not None:
-            removed += await self._incoming()
-        for directory, suffix in ((self.durable.directory, ".part"), (self.scratch.directory, "")):
-            for name, age in await asyncio.to_thread(_listing, directory):
-                if name.endswith(suffix) and age > self.stale_after:
-                    removed += await asyncio.to_thread(_unlink, directory / name)
+            removed += await self._orphans(self.incoming.directory, "")
+        removed += await self._orphans(self.durable.directory, ".part")
+        for name, age in await asyncio.to_thread(_listing, self.scratch.directory):
+            if age > self.stale_after:
+                removed += await asyncio.to_thread(_unlink, self.scratch.directory / name)
         if removed:
             log.info("sweeper: %d orphaned files removed", removed)
         return removed
 
-    async def _incoming(self) -> int:
-        directory = self.incoming.directory
-        files = [(name, age) for name, age in await asyncio.to_thread(_listing, directory) if _ID.match(name)]
+    async def _orphans(self, directory: Path, suffix: str) -> int:
+        """Files named <upload id><suffix> that their upload no longer needs; with no upload
+        row, once stale (a chunk spooled on the RAM disk has a random name of the same form)."""
+        files = [(name, name[:len(name) - len(suffix)], age) for name, age in await asyncio.to_thread(
+            _listing, directory) if name.endswith(suffix) and _ID.match(name[:len(name) - len(suffix)])]
         removed = 0
         for start in range(0, len(files), LOOKUP_BATCH):
             batch = files[start:start + LOOKUP_BATCH]
-            states = await self.repo.upload_states([name for name, _ in batch])
-            for name, age in batch:
-                state = states.get(name)
+            states = await self.repo.upload_states([upload_id for _, upload_id, _ in batch])
+            for name, upload_id, age in batch:
+                state = states.get(upload_id)
                 if _needed(state) or (state is None and age <= self.stale_after):
                     continue
                 removed += await asyncio.to_thread(_unlink, directory / name)
