@@ -9,6 +9,7 @@ import hashlib
 import os
 from urllib.parse import urlsplit
 
+import aiohttp
 import pytest
 
 from .test_legacy_chunks import send
@@ -111,8 +112,6 @@ async def test_legacy_sha256_field(api):
 
 
 async def test_legacy_direct_upload_with_sha256_after_the_file(api):
-    import aiohttp
-
     for declared, status in ((SHA256, 201), (WRONG, 400)):
         form = aiohttp.FormData()
         form.add_field("file", DATA, filename="scan.zip")
@@ -134,3 +133,43 @@ async def test_durable_before_ack_waits_for_the_durable_copy(api_with, tmp_path)
     upload_id = path.rsplit("/", 1)[-1]
     assert (tmp_path / "data" / "files" / upload_id).read_bytes() == DATA
     assert not (tmp_path / "store" / upload_id).exists()
+
+
+async def test_ietf_repr_digest_on_an_append_is_checked_too(api):
+    headers = _ietf(api, **{"Upload-Complete": "?0"})
+    resp = await api.client.post("/files/", data=DATA[:1000], headers=headers)
+    assert resp.status == 201, await resp.text()
+    path = urlsplit(resp.headers["Location"]).path
+    patch = {**api.auth(), "Upload-Draft-Interop-Version": "8", "Upload-Complete": "?1", "Upload-Offset": "1000",
+             "Content-Type": "application/partial-upload",
+             "Repr-Digest": _sf("sha-256", hashlib.sha256(b"other").digest())}
+    resp = await api.client.patch(path, data=DATA[1000:], headers=patch)
+    assert resp.status == 400 and "was declared" in await resp.text()
+    await _no_batch_and_gone(api, path)
+
+
+async def test_legacy_sha256_field_after_the_chunk(api):
+    half = len(DATA) // 2
+    resp = await api.client.post("/api/batches/upload-chunk", headers=api.auth(), data=_form(
+        DATA[:half], chunk_index=0, total_chunks=2, filename="a.zip", upload_type="zip_with_qr", sha256=WRONG))
+    first = await resp.json()
+    assert resp.status == 200, first
+    body = await send(api, DATA[half:], status=400, chunk_index=1, total_chunks=2, filename="a.zip",
+                      upload_type="zip_with_qr", upload_id=first["upload_id"])
+    assert "was declared" in body["detail"]
+
+    resp = await api.client.post("/api/batches/upload-chunk", headers=api.auth(), data=_form(
+        DATA, chunk_index=0, total_chunks=1, filename="a.zip", upload_type="zip_with_qr", sha256=WRONG))
+    assert resp.status == 400  # it came after the file had completed the upload: said, not ignored
+    assert "not checked" in (await resp.json())["detail"]
+
+
+def _form(chunk: bytes, **fields):
+    """The form fields first, then the chunk, then the sha256 field."""
+    sha256 = fields.pop("sha256")
+    form = aiohttp.FormData()
+    for key, value in fields.items():
+        form.add_field(key, str(value))
+    form.add_field("chunk", chunk, filename="blob", content_type="application/octet-stream")
+    form.add_field("sha256", sha256)
+    return form

@@ -103,7 +103,7 @@ async def upload_chunk(request: web.Request) -> web.Response:
         if spooled is not None and receipt is None:
             await chunked.discard(spooled)
     if receipt.chunk_index == 0 and (sha256 := _sha256(fields)):  # a field after the chunk
-        await chunked.declare(receipt.info, sha256)
+        await chunked.service.declare(receipt.info.id, principal(request), {"sha256": sha256}, "The sha256 field")
     return web.json_response(_receipt_json(receipt))
 
 
@@ -141,7 +141,8 @@ async def upload_direct(request: web.Request) -> web.Response:
         info.upload_type, info.task_id = _kind(fields)
         await chunked.service.repo.update_upload(info.id, upload_type=info.upload_type, task_id=info.task_id)
         if sha256 := _sha256(fields):
-            await chunked.declare(info, sha256)
+            await chunked.service.declare(info.id, user, {"sha256": sha256}, "The sha256 field")
+            info.metadata["sha256"] = sha256
     except BaseException:
         if info is not None and not info.is_complete:
             await chunked.abandon(info)

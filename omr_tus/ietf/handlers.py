@@ -155,6 +155,9 @@ async def patch(request: web.Request, v: h.Version) -> web.Response:
                                        f"(interop version {v.number})")
     offset = tus_headers.upload_offset(request.headers)
     complete = v.requested_complete(request.headers, creation=False)
+    if digests := repr_digest(request.headers.get("Repr-Digest")):  # the whole file's, on an append too
+        await request.app[SERVICE].declare(request.match_info["upload_id"], principal(request), digests,
+                                           "Repr-Digest")
     info = await request.app[SERVICE].get(request.match_info["upload_id"], principal(request))
     if info.is_complete:  # more bytes for it are an inconsistent length, where the version says so
         more = request.content_length or (request.body_exists and request.content_length is None)

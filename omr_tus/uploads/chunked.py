@@ -118,17 +118,6 @@ class ChunkedUploads:
             raise
         return info
 
-    async def declare(self, info: UploadInfo, sha256: str) -> None:
-        """The file's sha256, declared after its upload was created (a form field that came
-        after the file): too late once the upload is complete."""
-        if info.metadata.get("sha256") == sha256:
-            return
-        if info.is_complete:
-            raise errors.BAD_REQUEST("The sha256 field came after the file had completed the upload, so it was not "
-                                     "checked: send it before the file field")
-        info.metadata["sha256"] = sha256
-        await self.service.repo.update_upload(info.id, upload_metadata=info.metadata)
-
     async def abandon(self, info: UploadInfo) -> None:
         await self.service.store.delete(info.id)
         await self.service.repo.update_upload(info.id, status="terminated")

@@ -24,7 +24,7 @@ from ..db.models import utcnow
 from .checksums import Checksum
 from .locks import Holder, UploadLocks
 from .shared_locks import SharedUploadLocks
-from .digests import declared, mismatch
+from .digests import declared, merged, mismatch
 from .model import LOST, Principal, UploadInfo
 
 if TYPE_CHECKING:
@@ -201,6 +201,20 @@ class UploadService:
                           upload_type=upload_type, task_id=task_id, status="active", location="store",
                           sha256=None, created_at=now, expires_at=values["expires_at"], total_chunks=total_chunks,
                           concat=concat)
+
+    async def declare(self, upload_id: str, user: Principal, digests: dict[str, str], source: str) -> None:
+        """Whole-file digests declared after creation (an IETF append's Repr-Digest, a legacy
+        sha256 field after the file): kept for the completion's check; too late once complete."""
+        async with self.locks.hold(upload_id):
+            info = await self.get(upload_id, user)
+            metadata = merged(dict(info.metadata), digests, source)
+            if metadata == info.metadata:
+                return
+            if info.is_complete:
+                raise errors.BAD_REQUEST(f"{source} came after the upload had completed, so it was not checked: "
+                                         f"declare the digest when the upload is created")
+            await self.repo.update_upload(upload_id, upload_metadata=metadata)
+            self._in_sync.pop(upload_id, None)
 
     def check_length(self, length: int | None) -> None:
         if length is not None and length > self.settings.max_upload_size:
