@@ -155,7 +155,9 @@ class Archiver:
     async def __call__(self, info: UploadInfo) -> None:
         """In the background after completion: retried with growing pauses while it fails (a
         full disk, the database away), until it succeeds or the server stops (the next start
-        picks it up again)."""
+        picks it up again). Nothing to do for a completion that waited for its durable copy."""
+        if info.location == "durable" and info.sha256:
+            return
         delay = RETRY_FIRST
         while True:
             try:

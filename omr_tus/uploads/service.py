@@ -406,8 +406,7 @@ class UploadService:
         if sha256 is not None:
             info.sha256 = sha256
             await self.archiver.release(info)
-        else:
-            self.spawn(self._after_finish(info))
+        self.spawn(self._after_finish(info))
 
     def _finished(self, info: UploadInfo) -> None:
         self._reserved.drop(info.id)
