@@ -105,3 +105,21 @@ async def test_readyz_checks_durable_storage(api, tmp_path):
     resp = await api.client.get("/readyz")
     assert resp.status == 503
     assert (await resp.json())["checks"]["durable_store"].startswith("not writable")
+
+
+async def test_with_durable_before_ack_a_failed_copy_leaves_the_upload_to_complete_again(api_with, tmp_path):
+    api = await api_with(durable_before_ack=True)
+    files = tmp_path / "data" / "files"
+    shutil.move(files, tmp_path / "away")
+    files.write_bytes(b"")
+    path = await api.create(len(DATA), meta=META)
+    resp = await api.patch(path, 0, DATA)
+    assert resp.status == 503 and "Retry-After" in resp.headers  # not acknowledged: no batch
+    assert (await api.get_json(f"/api/batches?upload_id={path.rsplit('/', 1)[-1]}"))["batches"] == []
+    head = await api.head(path)
+    assert head.headers["Upload-Offset"] == str(len(DATA))  # every byte is kept
+    files.unlink()
+    shutil.move(tmp_path / "away", files)
+    resp = await api.patch(path, len(DATA), b"")  # the client's retry of the completing request
+    assert resp.status == 204
+    assert (await api.get_json(f"/api/batches/{resp.headers['Batch-Id']}"))["sha256"] == SHA256
