@@ -123,3 +123,14 @@ async def test_with_durable_before_ack_a_failed_copy_leaves_the_upload_to_comple
     resp = await api.patch(path, len(DATA), b"")  # the client's retry of the completing request
     assert resp.status == 204
     assert (await api.get_json(f"/api/batches/{resp.headers['Batch-Id']}"))["sha256"] == SHA256
+
+
+async def test_without_a_ram_disk_the_completion_only_fsyncs_and_hashes(api_with, tmp_path):
+    files = tmp_path / "data" / "files"
+    api = await api_with(store_dir=str(files), durable_before_ack=True)
+    path = await api.create(len(DATA), meta=META)
+    resp = await api.patch(path, 0, DATA)
+    assert resp.status == 204
+    assert (await api.get_json(f"/api/batches/{resp.headers['Batch-Id']}"))["sha256"] == SHA256
+    assert (files / path.rsplit("/", 1)[-1]).read_bytes() == DATA
+    assert sorted(p.name for p in files.iterdir()) == [path.rsplit("/", 1)[-1]]  # no copy, no .part
