@@ -8,12 +8,15 @@ import asyncio
 import hashlib
 import os
 import shutil
+import subprocess
 import time
 
 from sqlalchemy import text
 
 from omr_tus.http.keys import ENGINE, REPO, SERVICE, SWEEPER
 from omr_tus.uploads.model import LOST
+
+from .conftest import missing_part
 
 DATA = os.urandom(100_000)
 SHA256 = hashlib.sha256(DATA).hexdigest()
@@ -134,3 +137,25 @@ async def test_without_a_ram_disk_the_completion_only_fsyncs_and_hashes(api_with
     assert (await api.get_json(f"/api/batches/{resp.headers['Batch-Id']}"))["sha256"] == SHA256
     assert (files / path.rsplit("/", 1)[-1]).read_bytes() == DATA
     assert sorted(p.name for p in files.iterdir()) == [path.rsplit("/", 1)[-1]]  # no copy, no .part
+
+
+async def test_a_full_durable_storage_with_durable_before_ack_answers_507_and_keeps_the_bytes(api_with, tmp_path):
+    files = tmp_path / "data" / "files"
+    files.mkdir(parents=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(files)], capture_output=True)
+    if mounted.returncode != 0:
+        missing_part(f"cannot mount a small tmpfs (needs root): {mounted.stderr.decode().strip()}")
+    try:
+        api = await api_with(durable_before_ack=True)
+        big = os.urandom(2 * 1024 * 1024)
+        path = await api.create(len(big), meta=META)
+        resp = await api.patch(path, 0, big)
+        assert resp.status == 507 and resp.headers["Retry-After"] == "60"
+        assert "Durable storage is full" in await resp.text()
+        assert (await api.head(path)).headers["Upload-Offset"] == str(len(big))
+        assert [p.name for p in files.iterdir()] == []  # the cut-short copy was not left behind
+    finally:
+        subprocess.run(["umount", "-l", str(files)], check=False)
+    resp = await api.patch(path, len(big), b"")  # space freed: the retried completion succeeds
+    assert resp.status == 204
+    assert (await api.get_json(f"/api/batches/{resp.headers['Batch-Id']}"))["sha256"] == hashlib.sha256(big).hexdigest()

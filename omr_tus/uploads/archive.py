@@ -67,13 +67,17 @@ def copy_and_hash(src: Path, dst: Path, algorithms: Iterable[str] = ()) -> dict[
     view = memoryview(buffer)
     tmp = dst.with_name(dst.name + ".part")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with open(src, "rb", buffering=0) as fin, open(fd, "wb", buffering=0) as fout:
-        while n := fin.readinto(buffer):
-            _update(hashers, view[:n])
-            done = 0
-            while done < n:
-                done += fout.write(view[done:n])
-        os.fsync(fout.fileno())
+    try:
+        with open(src, "rb", buffering=0) as fin, open(fd, "wb", buffering=0) as fout:
+            while n := fin.readinto(buffer):
+                _update(hashers, view[:n])
+                done = 0
+                while done < n:
+                    done += fout.write(view[done:n])
+            os.fsync(fout.fileno())
+    except BaseException:  # a full disk: what was copied would only hold the space the next try needs
+        tmp.unlink(missing_ok=True)
+        raise
     crashpoints.reach("copied")
     os.replace(tmp, dst)
     _fsync_dir(dst.parent)

@@ -418,6 +418,10 @@ class UploadService:
         try:
             digests = await self.archiver.preserve(info, wanted)
         except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise errors.INSUFFICIENT_STORAGE(
+                    "Durable storage is full: the upload keeps all its bytes but is not complete yet. Send the "
+                    "completing request again later.", headers={"Retry-After": "60"}) from exc
             raise_failure(exc)
         if digests is None:  # bytes recorded but gone (a wiped RAM disk): the client resends them
             self._in_sync.pop(info.id, None)
