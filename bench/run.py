@@ -4,7 +4,8 @@ server (the ceiling) and @tus/server, all on 127.0.0.1, one run.
 usage: .venv/bin/python bench/run.py [--quick] [--scenario NAME ...] [--servers ours,raw,node]
                                      [--repeat N] [--profile] [--json FILE] [--report FILE]
 
-Scenarios: single (1 GiB in 50 MiB PATCHes), conc8 / conc50 (8 x 256 MiB uploads at
+Scenarios: single (1 GiB in 50 MiB PATCHes; omr-tus also with durable_before_ack, and the
+time from the last byte to the durable copy, sha256 recorded), conc8 / conc50 (8 x 256 MiB uploads at
 once in 8 / 50 MiB PATCHes), create (2,000 POST /files/ at concurrency 32, omr-tus on
 PostgreSQL and on SQLite), final (latency of a 1-byte final PATCH after 1 GiB - 1 bytes).
 Legacy chunk API, omr-tus only: legacy (200 MB in 4 x 50 MiB chunks vs the same file over
@@ -42,10 +43,11 @@ LEGACY = ("legacy", "legacy_final", "legacy_mem")  # the legacy chunk API: omr-t
 SCENARIOS = ("single", "conc8", "conc50", "create", "final", *LEGACY)
 SERVERS = ("ours", "raw", "node")
 DISTURBED_PCT = 10.0  # CPU % of one core used by unrelated processes during a case
-BRIEF = ("MB/s", "tus_MB/s", "legacy_vs_tus", "creations/s", "final_ms_median", "final_ms_max", "last_patch_ms",
+BRIEF = ("MB/s", "durable_ms", "tus_MB/s", "legacy_vs_tus", "creations/s", "final_ms_median", "final_ms_max", "last_patch_ms",
          "last_chunk_ms", "accept_rss_delta_mib", "refused_status", "refused_sent_bytes", "refused_rss_delta_mib",
          "rss_delta_mib", "server_cpu_pct", "client_cpu_pct", "other_cpu_pct")
 LABELS = {"ours": "omr-tus", "ours-pg": "omr-tus (PostgreSQL)", "ours-sqlite": "omr-tus (SQLite)",
+          "ours-ack": "omr-tus (durable_before_ack)",
           "raw": "raw aiohttp", "node": "@tus/server"}
 
 
@@ -88,10 +90,27 @@ async def sc_single(srv: Server, data: Data, cfg: Config):
         t0 = time.perf_counter()
         r = await client.upload(sess, srv.base, srv.headers(), data, cfg.single_total, cfg.single_chunk)
         elapsed = time.perf_counter() - t0
-    marks = r["last_marks"]
-    return ({"MB/s": cfg.single_total / elapsed / 1e6, "seconds": elapsed,
-             "last_patch_ms": (marks["response"] - marks["last_byte"]) * 1000},
-            [Check(r["id"], cfg.single_total)])
+        marks = r["last_marks"]
+        metrics = {"MB/s": cfg.single_total / elapsed / 1e6, "seconds": elapsed,
+                   "last_patch_ms": (marks["response"] - marks["last_byte"]) * 1000}
+        if srv.kind == "ours":
+            metrics["durable_ms"] = (await _durable_at(sess, srv, r["id"]) - marks["last_byte"]) * 1000
+    return metrics, [Check(r["id"], cfg.single_total)]
+
+
+async def _durable_at(sess, srv: Server, upload_id: str, timeout: float = 120.0) -> float:
+    """When omr-tus recorded the batch's sha256, which it does in the transaction that records
+    the durable copy (fsynced): polled every 25 ms, so the polls add little work to the server
+    while it copies."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        async with sess.get(f"{srv.base}/api/batches", params={"upload_id": upload_id},
+                            headers=srv.auth_headers()) as resp:
+            batches = (await resp.json())["batches"]
+        if batches and batches[0]["sha256"]:
+            return time.perf_counter()
+        await asyncio.sleep(0.025)
+    raise RuntimeError(f"upload {upload_id} had no durable copy after {timeout} s")
 
 
 def _concurrent(chunk: int):
@@ -312,6 +331,9 @@ def servers_for(scenario: str, kinds: list[str], workdir: Path, pg_url: str | No
                 out.append(Server("ours", "ours-pg", workdir, pg_url, log_level))
             if scenario == "create" or not pg_url:
                 out.append(Server("ours", "ours-sqlite", workdir / "sqlite", None, log_level))
+            if scenario == "single":  # the cost of answering only once the file is durable
+                out.append(Server("ours", "ours-ack", workdir / "ack", pg_url, log_level,
+                                  {"OMR_TUS_DURABLE_BEFORE_ACK": "true"}))
         else:
             out.append(Server(kind, kind, workdir))
     return out
@@ -348,6 +370,13 @@ def report(results: list[dict], meta: dict) -> str:
     single = f"{c['single_total'] // MiB} MiB"
     conc = f"{c['conc_uploads']} × {c['conc_total'] // MiB} MiB"
     row(f"1. one upload of {single} in 50 MiB PATCHes, MB/s", "single", "MB/s")
+    row("1. same, last byte → durable copy (fsynced, sha256 recorded), ms", "single", "durable_ms", 0,
+        lower_better=True)
+    row("1. same with durable_before_ack, MB/s", "single", "MB/s", server="ours-ack")
+    row("1. same with durable_before_ack, last byte → durable copy, ms", "single", "durable_ms", 0,
+        server="ours-ack", lower_better=True)
+    row("1. same with durable_before_ack, last byte → response, ms", "single", "last_patch_ms", 0,
+        server="ours-ack", lower_better=True)
     row(f"2. {conc} at once, 8 MiB PATCHes, aggregate MB/s", "conc8", "MB/s")
     row(f"2. {conc} at once, 50 MiB PATCHes, aggregate MB/s", "conc50", "MB/s")
     row(f"3. creations/s, {c['creations']:,} at concurrency {c['create_concurrency']} (omr-tus on PostgreSQL)",
@@ -464,9 +493,10 @@ def targets(get, ours) -> list[str]:
     def line(ok, text):
         out.append(f"- {'PASS' if ok else 'FAIL'}: {text}")
 
-    for scen, name in (("single", "1 upload, 50 MiB"), ("conc8", "8 uploads, 8 MiB"),
-                       ("conc50", "8 uploads, 50 MiB")):
-        o, r, n = get(scen, ours, "MB/s"), get(scen, "raw", "MB/s"), get(scen, "node", "MB/s")
+    for scen, name, server in (("single", "1 upload, 50 MiB", ours), ("conc8", "8 uploads, 8 MiB", ours),
+                               ("conc50", "8 uploads, 50 MiB", ours),
+                               ("single", "1 upload, 50 MiB, durable_before_ack", "ours-ack")):
+        o, r, n = get(scen, server, "MB/s"), get(scen, "raw", "MB/s"), get(scen, "node", "MB/s")
         if o is not None and n is not None:
             line(o >= 2 * n, f"{name}: ≥ 2× @tus/server — {o / n:.2f}× ({o:.0f} vs {n:.0f} MB/s)")
         if o is not None and r is not None:

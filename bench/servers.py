@@ -50,8 +50,9 @@ class Server:
     password = secrets.token_urlsafe(16)
 
     def __init__(self, kind: str, label: str, workdir: Path, db_url: str | None = None,
-                 log_level: str | None = None):
+                 log_level: str | None = None, settings: dict[str, str] | None = None):
         self.kind, self.label, self.db_url, self.log_level = kind, label, db_url, log_level
+        self.settings = settings or {}  # ours: more OMR_TUS_* variables
         self.workdir = workdir
         self.store_dir = Path("/dev/shm") / f"omr-bench-{os.getpid()}-{secrets.token_hex(4)}"
         self.port = free_port()
@@ -71,6 +72,7 @@ class Server:
                 env["OMR_TUS_DATABASE_URL"] = self.db_url
             if self.log_level:
                 env["OMR_TUS_LOG_LEVEL"] = self.log_level
+            env.update(self.settings)
             return [str(VENV_BIN / "omr-tus"), "serve"], env
         if self.kind == "raw":
             return [sys.executable, str(BENCH / "raw_aiohttp.py"), "--port", str(self.port),

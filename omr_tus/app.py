@@ -14,7 +14,7 @@ from .config import Settings
 from .db.engine import count_round_trips, make_engine
 from .db.migrate import migrate
 from .db.repo import Repo
-from .http.keys import AUTH, CHUNKED, CONCAT, ENGINE, FILES, METRICS, REPO, SERVICE, SETTINGS, STORE
+from .http.keys import AUTH, CHUNKED, CONCAT, ENGINE, FILES, METRICS, REPO, SERVICE, SETTINGS, STORE, SWEEPER
 from .http.middlewares import MIDDLEWARES
 from .ietf import handlers as ietf
 from .metrics import Counters
@@ -25,6 +25,7 @@ from .uploads.chunked import ChunkedUploads
 from .uploads.concat import Concatenation
 from .uploads.shared_locks import open_locks
 from .uploads.service import UploadService
+from .uploads.sweeper import Sweeper
 
 log = logging.getLogger("omr_tus.app")
 READ_BUFSIZE = 262144
@@ -71,12 +72,16 @@ async def _uploads(app: web.Application):
     settings = app[SETTINGS]
     async with open_stores(settings) as stores, open_locks(settings, app[ENGINE]) as locks:
         service = UploadService(settings, app[REPO], stores.incoming, locks, app[METRICS])
-        archiver = Archiver(service, stores.files)
+        archiver = service.archiver = Archiver(service, stores.files)
         service.finish_hooks.append(archiver)
         app[STORE], app[SERVICE], app[FILES] = stores.incoming, service, stores.files
         app[CHUNKED] = ChunkedUploads(service, stores.scratch)
         app[CONCAT] = Concatenation(service)
-        await archiver.recover()
+        app[SWEEPER] = Sweeper(app[REPO], stores.incoming, stores.durable, stores.scratch,
+                               stale_after=max(600.0, 10 * settings.idle_timeout))
+        await archiver.recover()  # completed uploads first: their RAM-disk files are still needed
+        service.spawn(service.complete_unfinished())
+        await app[SWEEPER].sweep()
         log.info("store %s, durable storage %s, %s locks", _describe(settings), settings.durable_dir,
                  "PostgreSQL" if not locks.local_only else "in-process")
         yield
@@ -90,7 +95,8 @@ def _describe(settings: Settings) -> str:
 
 
 async def _janitor(app: web.Application):
-    """Background upkeep: expired uploads every janitor_interval, idle writers every second."""
+    """Background upkeep: expired uploads and orphaned files every janitor_interval, idle
+    writers every second."""
     service, settings = app[SERVICE], app[SETTINGS]
 
     async def expire() -> None:
@@ -100,6 +106,7 @@ async def _janitor(app: web.Application):
                 if removed := await service.expire_due():
                     log.info("janitor: %d expired uploads removed", removed)
                 await app[AUTH].throttle.forget_old()
+                await app[SWEEPER].sweep()
             except Exception:
                 log.exception("janitor sweep failed; retrying next interval")
 

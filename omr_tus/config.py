@@ -46,6 +46,7 @@ class Settings:
     reservation_idle_timeout: float
     reservation_user_share: float
     password_hash_threads: int
+    durable_before_ack: bool
 
     @property
     def durable_dir(self) -> Path:
@@ -95,6 +96,7 @@ class Settings:
             reservation_idle_timeout=float(raw["reservation_idle_timeout"]),
             reservation_user_share=float(raw["reservation_user_share"]),
             password_hash_threads=max(1, int(raw["password_hash_threads"])),
+            durable_before_ack=_bool(raw["durable_before_ack"]),
         )
 
 

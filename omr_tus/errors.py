@@ -54,6 +54,8 @@ UNSUPPORTED_MEDIA = ErrorSpec("ERR_INVALID_CONTENT_TYPE", 415,
 TOO_MANY_REQUESTS = ErrorSpec("ERR_TOO_MANY_REQUESTS", 429, "too many requests; retry later")
 LOCKED = ErrorSpec("ERR_UPLOAD_LOCKED", 423, "upload is being written by another request; retry shortly")
 CHECKSUM_MISMATCH = ErrorSpec("ERR_CHECKSUM_MISMATCH", 460, "checksum mismatch; the bytes of this request were discarded")
+DIGEST_MISMATCH = ErrorSpec("ERR_DIGEST_MISMATCH", 400,
+                            "the completed file does not match the digest declared when the upload was created")
 INTERRUPTED = ErrorSpec("ERR_UPLOAD_INTERRUPTED", 400,
                         "the request body stalled, so the server stopped reading it (a newer request wanted the "
                         "upload, or nothing arrived for the idle timeout); the bytes that arrived are kept: "

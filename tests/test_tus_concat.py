@@ -122,3 +122,15 @@ async def test_options_advertises_concatenation(client):
     resp = await client.options("/files/")
     extensions = resp.headers["Tus-Extension"].split(",")
     assert "concatenation" in extensions and "concatenation-unfinished" in extensions
+
+
+async def test_a_partial_whose_bytes_are_gone_is_never_assembled(api, tmp_path):
+    """A reboot wiped the RAM disk between a partial's completion and the final's creation."""
+    first, second = os.urandom(1000), os.urandom(2000)
+    a, b = await partial(api, first, len(first)), await partial(api, second, len(second))
+    (tmp_path / "store" / b.rsplit("/", 1)[1]).unlink()
+    final = (await create_final(api, f"{a} {b}", meta={"upload_type": "zip_with_qr"})).headers["Location"]
+    final_id = final.rsplit("/", 1)[1]
+    assert (await api.get_json(f"/api/batches?upload_id={final_id}"))["batches"] == []  # no batch of 1000 bytes
+    head = await api.head(b)
+    assert head.headers["Upload-Offset"] == "0"  # what is really held

@@ -10,7 +10,7 @@ from aiohttp import web
 from sqlalchemy import text
 
 from .. import errors
-from ..http.keys import ENGINE, METRICS, REPO, SERVICE, STORE, principal, public
+from ..http.keys import ENGINE, FILES, METRICS, REPO, SERVICE, STORE, principal, public
 from ..metrics import render
 from ..store import LocalStore
 
@@ -51,9 +51,18 @@ async def readyz(request: web.Request) -> web.Response:
         checks["store"] = f"unreachable: {type(exc).__name__}"
     free = store.free_space()
     checks["free_space"] = "ok" if free >= MIN_FREE else f"low: {free} bytes"
+    # Completed files go to durable storage: when it cannot take them they pile up on the RAM disk.
+    durable = request.app[FILES].durable
+    try:
+        await asyncio.to_thread(_probe_write, durable.directory)
+        checks["durable_store"] = "ok"
+    except OSError as exc:
+        checks["durable_store"] = f"not writable: {exc.strerror}"
+    durable_free = durable.free_space()
+    checks["durable_free_space"] = "ok" if durable_free >= MIN_FREE else f"low: {durable_free} bytes"
     ready = all(v == "ok" for v in checks.values())
     return web.json_response({"status": "ready" if ready else "not ready", "checks": checks,
-                              "free_bytes": free}, status=200 if ready else 503)
+                              "free_bytes": free, "durable_free_bytes": durable_free}, status=200 if ready else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -8,6 +8,7 @@ from aiohttp import web
 from .. import errors
 from ..http.keys import CHUNKED, REPO, principal
 from ..uploads.chunked import MAX_CHUNK, Chunk, ChunkReceipt, ChunkedUploads, too_large
+from ..uploads.digests import checked_hex
 from ..uploads.model import UPLOAD_TYPES, TYPES_NEEDING_TASK
 from ..uploads.service import interrupted
 from ..uploads.validation import check_upload_type
@@ -63,6 +64,12 @@ def _kind(fields: dict[str, str]) -> tuple[str, str | None]:
     return check_upload_type(fields["upload_type"], fields.get("task_id"))
 
 
+def _sha256(fields: dict[str, str]) -> str | None:
+    """The whole file's sha256 the client declares (optional), checked at completion."""
+    raw = fields.get("sha256")
+    return checked_hex("sha256", raw, "sha256") if raw else None
+
+
 def _ready(fields: dict[str, str]) -> bool:
     """Whether the fields seen so far say where the chunk goes (else it is spooled)."""
     if "chunk_index" not in fields or "total_chunks" not in fields:
@@ -92,7 +99,7 @@ async def _place(request: web.Request, fields: dict[str, str], chunk: Chunk) -> 
         if not filename:
             raise errors.BAD_REQUEST("filename is required")
         return await chunked.first(principal(request), chunk, total_chunks=total, filename=filename,
-                                   upload_type=upload_type, task_id=task_id)
+                                   upload_type=upload_type, task_id=task_id, sha256=_sha256(fields))
     if not fields.get("upload_id"):
         raise errors.BAD_REQUEST("upload_id is required when chunk_index > 0")
     return await chunked.next(principal(request), fields["upload_id"], index, total, chunk)
@@ -123,6 +130,8 @@ async def upload_chunk(request: web.Request) -> web.Response:
         if spooled is not None and receipt is None:
             await chunked.discard(spooled)
     _check_final_flag(fields)  # when it came after the chunk
+    if receipt.chunk_index == 0 and (sha256 := _sha256(fields)):  # a field after the chunk
+        await chunked.service.declare(receipt.info.id, principal(request), {"sha256": sha256}, "The sha256 field")
     return web.json_response(_receipt_json(receipt))
 
 
@@ -159,6 +168,9 @@ async def upload_direct(request: web.Request) -> web.Response:
             raise errors.BAD_REQUEST("The file field file is required")
         info.upload_type, info.task_id = _kind(fields)
         await chunked.service.repo.update_upload(info.id, upload_type=info.upload_type, task_id=info.task_id)
+        if sha256 := _sha256(fields):
+            await chunked.service.declare(info.id, user, {"sha256": sha256}, "The sha256 field")
+            info.metadata["sha256"] = sha256
     except BaseException:
         if info is not None and not info.is_complete:
             await chunked.abandon(info)

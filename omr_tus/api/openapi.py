@@ -48,6 +48,9 @@ CHUNK_FORM = {
         "task_id": {"type": "string", "pattern": "^[0-9]{8}$",
                     "description": "Required for zip_no_qr and images"},
         "is_final_chunk": {"type": "string", "enum": ["true", "false"]},
+        "sha256": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$",
+                   "description": "With chunk 0: the whole file's sha256 (optional), checked at completion; a "
+                                  "mismatch answers 400 on the completing chunk and makes no batch"},
     },
 }
 
@@ -222,7 +225,9 @@ PATHS = {
             "type": "object", "required": ["file", "upload_type"], "properties": {
                 "file": {"type": "string", "format": "binary"},
                 "upload_type": {"type": "string", "enum": list(UPLOAD_TYPES)},
-                "task_id": {"type": "string", "pattern": "^[0-9]{8}$"}}}}}},
+                "task_id": {"type": "string", "pattern": "^[0-9]{8}$"},
+                "sha256": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$",
+                           "description": "The file's sha256 (optional): a mismatch is a 400 and makes no batch"}}}}}},
         "responses": {"201": _json("#/components/schemas/Batch", "The batch"),
                       "400": _error("Invalid field, or more than 32 form fields"),
                       "408": _error("The form sent nothing for idle_timeout"),
@@ -238,7 +243,8 @@ PATHS = {
                                 _tus_header("Upload-Length", "Total size in bytes"),
                                 _tus_header("Upload-Defer-Length", "1 to declare the length later"),
                                 _tus_header("Upload-Metadata", "key base64value pairs: filename, filetype, "
-                                                               "upload_type, task_id"),
+                                                               "upload_type, task_id, sha256 (the whole file's, "
+                                                               "hex: checked at completion)"),
                                 _tus_header("Upload-Concat", "partial, or final;<url> <url> ...")],
                  "responses": {"201": {"description": "Created; Location of the upload (Batch-Id if complete)"},
                                "400": TUS_TEXT, "401": TUS_TEXT, "412": TUS_TEXT, "413": TUS_TEXT,
@@ -268,7 +274,8 @@ PATHS = {
                     "responses": {"200": {"description": "tus capability headers"}}}},
     "/healthz": {"get": {"summary": "Liveness", "security": [],
                          "responses": {"200": _json("#/components/schemas/Health")}}},
-    "/readyz": {"get": {"summary": "Readiness: database, store, free space", "security": [],
+    "/readyz": {"get": {"summary": "Readiness: database, store, free space, durable storage and its free space",
+                        "security": [],
                         "responses": {"200": _json("#/components/schemas/Health"),
                                       "503": _json("#/components/schemas/Health", "Not ready")}}},
     "/metrics": {"get": {

@@ -131,22 +131,41 @@ class Repo:
     async def update_upload(self, upload_id: str, **values: Any) -> None:
         await self._execute(update(uploads).where(uploads.c.id == upload_id).values(updated_at=utcnow(), **values))
 
-    async def complete_upload(self, upload_id: str, offset: int, batch: dict[str, Any]) -> None:
-        """Mark the upload complete and create its batch in one transaction."""
+    async def complete_upload(self, upload_id: str, offset: int, batch: dict[str, Any],
+                              sha256: str | None = None) -> None:
+        """Mark the upload complete and create its batch in one transaction. With `sha256`,
+        the file is already in durable storage: the batch can be ingested at once."""
         now = utcnow()
+        durable = dict(location="durable", sha256=sha256) if sha256 else {}
         async with self.engine.begin() as conn:
             await conn.execute(update(uploads).where(uploads.c.id == upload_id).values(
-                upload_offset=offset, status="complete", completed_at=now, updated_at=now, expires_at=None))
+                upload_offset=offset, status="complete", completed_at=now, updated_at=now, expires_at=None,
+                **durable))
             await conn.execute(insert(batches).values(
                 created_at=now, updated_at=now, status="uploaded", total_sheets=0,
-                processed_sheets=0, failed_sheets=0, **batch))
+                processed_sheets=0, failed_sheets=0, sha256=sha256, **batch))
+            if sha256:
+                await _notify_work(conn)
 
-    async def record_sha256(self, upload_id: str, sha256: str) -> None:
+    async def record_durable(self, upload_id: str, sha256: str) -> None:
+        """The file is in durable storage, with this sha256: one transaction, so no crash
+        leaves a durable upload without its hash."""
         async with self.engine.begin() as conn:
-            await conn.execute(update(uploads).where(uploads.c.id == upload_id).values(sha256=sha256))
+            await conn.execute(update(uploads).where(uploads.c.id == upload_id).values(
+                location="durable", sha256=sha256, updated_at=utcnow()))
             await conn.execute(update(batches).where(batches.c.upload_id == upload_id).values(
                 sha256=sha256, updated_at=utcnow()))
             await _notify_work(conn)  # the batch's file is in durable storage: its pages can be listed
+
+    async def record_lost(self, upload_id: str, error: str) -> None:
+        """A completed upload whose bytes are gone: it holds nothing, and its batch failed."""
+        now = utcnow()
+        async with self.engine.begin() as conn:
+            await conn.execute(update(uploads).where(uploads.c.id == upload_id).values(
+                location="lost", upload_offset=0, sha256=None, updated_at=now))
+            await conn.execute(update(batches).where(batches.c.upload_id == upload_id).values(
+                status="failed", error=error, size=0, sha256=None, lease_owner=None, lease_expires=None,
+                updated_at=now, completed_at=now))
 
     async def expired_uploads(self, now: dt.datetime, limit: int = 500) -> Sequence[str]:
         result = await self._all(select(uploads.c.id).where(
@@ -165,10 +184,25 @@ class Repo:
         return {owner: int(total) for owner, total in rows}
 
     async def uploads_to_archive(self) -> Sequence[str]:
-        """Completed uploads still on the in-progress store (e.g. the node stopped mid-move)."""
+        """Completed uploads (not partial ones: they wait on the store to be concatenated) still
+        on the in-progress store, or durable without their sha256 (a node stopped mid-move)."""
         rows = await self._all(select(uploads.c.id).where(
-            uploads.c.status == "complete", uploads.c.location == "store"))
+            uploads.c.status == "complete", or_(uploads.c.concat.is_(None), uploads.c.concat != "partial"),
+            or_(uploads.c.location == "store", and_(uploads.c.location == "durable", uploads.c.sha256.is_(None)))))
         return [row.id for row in rows]
+
+    async def uploads_at_length(self) -> Sequence[str]:
+        """Active uploads that hold all their bytes: a node stopped before it completed them."""
+        rows = await self._all(select(uploads.c.id).where(
+            uploads.c.status == "active", uploads.c.length.is_not(None), uploads.c.upload_offset == uploads.c.length,
+            or_(uploads.c.concat.is_(None), uploads.c.concat != "final")))
+        return [row.id for row in rows]
+
+    async def upload_states(self, upload_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """(status, location) of the uploads that exist among these ids."""
+        rows = await self._all(select(uploads.c.id, uploads.c.status, uploads.c.location).where(
+            uploads.c.id.in_(list(upload_ids))))
+        return {row.id: (row.status, row.location) for row in rows}
 
     async def record_chunk(self, upload_id: str, index: int, size: int,
                            expires_at: dt.datetime | None = None) -> tuple[int, int]:

@@ -16,6 +16,7 @@ from ..uploads.chunked import ChunkedUploads
 from ..uploads.concat import Concatenation
 from ..uploads.service import UploadService
 from .pools import BoundedPool
+from ..uploads.sweeper import Sweeper
 
 SETTINGS = web.AppKey("settings", Settings)
 ENGINE = web.AppKey("engine", AsyncEngine)
@@ -28,6 +29,7 @@ CHUNKED = web.AppKey("chunked", ChunkedUploads)
 CONCAT = web.AppKey("concat", Concatenation)
 METRICS = web.AppKey("metrics", Counters)
 REVIEW_POOL = web.AppKey("review_pool", BoundedPool)
+SWEEPER = web.AppKey("sweeper", Sweeper)
 
 PRINCIPAL = web.RequestKey("principal", Principal)  # set by the auth middleware
 

@@ -19,6 +19,7 @@ from ..http.middlewares import is_tus
 from ..http.urls import base_url
 from ..tus import handlers as tus
 from ..tus import headers as tus_headers
+from ..uploads.digests import checked_metadata, merged, repr_digest
 from ..uploads.model import UploadInfo
 from ..uploads.validation import check_upload_type
 from . import headers as h
@@ -58,7 +59,8 @@ async def create(request: web.Request, v: h.Version) -> web.Response:
     length = _declared_length(v, request, 0, complete, None)
     service.check_length(length)
     raw_meta = request.headers.get("Upload-Metadata")
-    meta = tus_headers.metadata(raw_meta)
+    meta = merged(checked_metadata(tus_headers.metadata(raw_meta)), repr_digest(request.headers.get("Repr-Digest")),
+                  "Repr-Digest")
     if not meta.get("upload_type"):
         raise errors.BAD_REQUEST(
             "Upload-Metadata must name the upload_type (zip_with_qr, zip_no_qr or images, and task_id for the "
@@ -153,6 +155,9 @@ async def patch(request: web.Request, v: h.Version) -> web.Response:
                                        f"(interop version {v.number})")
     offset = tus_headers.upload_offset(request.headers)
     complete = v.requested_complete(request.headers, creation=False)
+    if digests := repr_digest(request.headers.get("Repr-Digest")):  # the whole file's, on an append too
+        await request.app[SERVICE].declare(request.match_info["upload_id"], principal(request), digests,
+                                           "Repr-Digest")
     info = await request.app[SERVICE].get(request.match_info["upload_id"], principal(request))
     if info.is_complete:  # more bytes for it are an inconsistent length, where the version says so
         more = request.content_length or (request.body_exists and request.content_length is None)

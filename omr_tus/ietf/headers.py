@@ -59,7 +59,7 @@ PARTIAL_UPLOAD = "application/partial-upload"
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_TYPES = "https://iana.org/assignments/http-problem-types#"
 # Request and response fields a browser must be allowed to send and to read (CORS).
-FIELDS = (INTEROP, "Upload-Complete", "Upload-Incomplete", "Upload-Limit", "Content-Disposition")
+FIELDS = (INTEROP, "Upload-Complete", "Upload-Incomplete", "Upload-Limit", "Content-Disposition", "Repr-Digest")
 
 COMPLETED = errors.ErrorSpec("ERR_UPLOAD_COMPLETED", 400, "upload is already completed")
 INCONSISTENT_LENGTH = errors.ErrorSpec("ERR_INCONSISTENT_LENGTH", 400, "inconsistent length values for upload")

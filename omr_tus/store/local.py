@@ -78,12 +78,6 @@ class LocalStore:
         no filesystem operation (and no thread hop) at all."""
         self.path(upload_id)  # still refuse an id that is not a plain file name
 
-    def ensure(self, upload_id: str) -> Path:
-        """The upload's file, created empty if no byte ever arrived (call off the event loop)."""
-        path = self.path(upload_id)
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
-        return path
-
     async def write(self, upload_id: str, offset: int, blocks: AsyncIterable[bytes],
                     progress: WriteProgress) -> int:
         """Pipelined: while one pwritev runs in a thread, the blocks arriving meanwhile are

@@ -14,6 +14,7 @@ from ..http.keys import CONCAT, FILES, REPO, SERVICE, SETTINGS, STORE, principal
 from ..http.urls import base_url
 from ..store import RangeCopier, Truncater
 from ..uploads.checksums import ALGORITHMS
+from ..uploads.digests import checked_metadata, declared
 from ..uploads.model import UploadInfo
 from ..uploads.service import interrupted
 from ..uploads.validation import check_upload_type
@@ -65,7 +66,10 @@ async def create(request: web.Request) -> web.Response:
     length = None if concat == "final" else h.creation_length(request.headers)
     service.check_length(length)
     raw_meta = request.headers.get("Upload-Metadata")
-    meta = h.metadata(raw_meta)
+    meta = checked_metadata(h.metadata(raw_meta))
+    if concat == "partial" and declared(meta):
+        raise errors.BAD_REQUEST("A partial upload's digest cannot be checked: declare the whole file's sha256 "
+                                 "on the final upload")
     upload_type, task_id = check_upload_type(meta.get("upload_type"), meta.get("task_id"),
                                              need_task=concat != "partial")
     with_body = request.headers.get("Content-Type", "").split(";")[0].strip() == h.OFFSET_STREAM

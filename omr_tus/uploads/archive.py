@@ -1,47 +1,115 @@
-"""After completion, in the background: the file leaves the RAM disk for durable storage
-under the data dir, and the same single read gives its sha256. So the upload path never
-hashes (the completing response is not delayed by it, and a PATCH costs only the write),
-and the file is read once after it arrived, whatever order its bytes came in. A file in a
-bucket is already durable: it is only read for its sha256."""
+"""A completed upload's way to durable storage, in steps that each survive a crash:
+bytes on the RAM disk -> upload complete -> durable copy written and fsynced (file, then its
+directory, after an atomic rename) -> location and sha256 recorded in one transaction -> RAM
+copy deleted. Every step can run again: a copy is remade from the RAM disk while it is there,
+a durable copy is only hashed again, and an upload whose bytes are nowhere is recorded as lost
+(never given an empty file and its hash). The single read that makes the copy also gives the
+file's digests, so the upload path never hashes. A file in a bucket is already durable: it is
+only read for its digests.
+
+By default this runs in the background after the completing response; with
+durable_before_ack, or when the client declared the file's digest, the completion waits for
+it (uploads/service.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
-import contextlib
 from pathlib import Path
+from typing import Iterable
 
+from .. import crashpoints
 from ..store import LocalFiles, RemoteFiles
 from ..store.files import CompletedFiles
-from .model import UploadInfo
+from .digests import DECLARED
+from .model import LOST, UploadInfo
 from .service import UploadService
 
 log = logging.getLogger("omr_tus.archive")
 READ_BLOCK = 1024 * 1024
 PARALLEL_MOVES = 2  # uploads that finish together move one or two at a time: bounded memory and disk load
+RETRY_FIRST, RETRY_MAX = 1.0, 60.0  # seconds between attempts of a failed move (a full disk), doubling
 
 
-def copy_and_hash(src: Path, dst: Path | None) -> str:
-    """One pass over src: its sha256 and, when dst is given, a durable (fsynced) copy."""
-    digest = hashlib.sha256()
+def _hashers(algorithms: Iterable[str]) -> dict:
+    return {alg: DECLARED[alg]() for alg in {"sha256", *algorithms}}
+
+
+def _update(hashers: dict, block) -> None:
+    for h in hashers.values():
+        h.update(block)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Makes a rename (or a new file) in the directory survive a power cut."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def hash_file(path: Path, algorithms: Iterable[str] = ()) -> dict[str, str]:
+    """The file's digests (sha256 always), in one read."""
+    hashers = _hashers(algorithms)
+    with open(path, "rb", buffering=0) as f:
+        while block := f.read(READ_BLOCK):
+            _update(hashers, block)
+    return {alg: h.hexdigest() for alg, h in hashers.items()}
+
+
+def copy_and_hash(src: Path, dst: Path, algorithms: Iterable[str] = ()) -> dict[str, str]:
+    """One pass over src: its digests, and a durable copy at dst (mode 0600), written under a
+    temporary name, fsynced, renamed into place and its directory fsynced."""
+    hashers = _hashers(algorithms)
     buffer = bytearray(READ_BLOCK)
     view = memoryview(buffer)
-    tmp = dst.with_name(dst.name + ".part") if dst is not None else None
-    with open(src, "rb", buffering=0) as fin, \
-            (open(tmp, "wb", buffering=0) if tmp else contextlib.nullcontext()) as fout:
-        while n := fin.readinto(buffer):
-            digest.update(view[:n])
-            if fout is not None:
+    tmp = dst.with_name(dst.name + ".part")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with open(src, "rb", buffering=0) as fin, open(fd, "wb", buffering=0) as fout:
+            while n := fin.readinto(buffer):
+                _update(hashers, view[:n])
                 done = 0
                 while done < n:
                     done += fout.write(view[done:n])
-        if fout is not None:
             os.fsync(fout.fileno())
-    if tmp is not None:
-        os.replace(tmp, dst)
-    return digest.hexdigest()
+    except BaseException:  # a full disk: what was copied would only hold the space the next try needs
+        tmp.unlink(missing_ok=True)
+        raise
+    crashpoints.reach("copied")
+    os.replace(tmp, dst)
+    _fsync_dir(dst.parent)
+    crashpoints.reach("renamed")
+    return {alg: h.hexdigest() for alg, h in hashers.items()}
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return None
+
+
+def make_durable(src: Path | None, dst: Path, size: int, algorithms: Iterable[str]) -> dict[str, str] | None:
+    """The durable copy of an upload of `size` bytes and its digests, from wherever its bytes
+    are (call in a thread). The RAM copy wins while it is whole (a durable file of the same size
+    could be left from an earlier attempt); else a whole durable copy is hashed again; None when
+    the bytes are nowhere."""
+    if src is not None and _size(src) == size:
+        return copy_and_hash(src, dst, algorithms)
+    if _size(dst) == size:
+        digests = hash_file(dst, algorithms)
+        with open(dst, "rb") as f:  # already fsynced once if this node wrote it; cheap if so
+            os.fsync(f.fileno())
+        _fsync_dir(dst.parent)
+        return digests
+    if size == 0:  # an upload with no bytes has no file anywhere: its durable copy is an empty one
+        os.close(os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+        _fsync_dir(dst.parent)
+        return hash_file(dst, algorithms)
+    return None
 
 
 class Archiver:
@@ -51,46 +119,81 @@ class Archiver:
         self.durable = files.durable
         self._moves = asyncio.Semaphore(PARALLEL_MOVES)
 
-    async def __call__(self, info: UploadInfo) -> None:
+    def _moving(self, info: UploadInfo) -> bool:
+        """Whether the upload's bytes are still to leave the incoming store's directory."""
         store = self.service.store
-        if isinstance(store, RemoteFiles):
-            async with self._moves:
-                sha256 = await self._hash(info)
-            await self._done(info, sha256)
-            return
-        moving = (info.location == "store" and isinstance(store, LocalFiles)
-                  and store.directory.resolve() != self.durable.directory.resolve())
-        if moving:
-            source = await asyncio.to_thread(store.ensure, info.id)
-        else:
-            source = self.durable.path(info.id)
-            if not source.exists():
-                source = await asyncio.to_thread(self.durable.ensure, info.id)
+        return (info.location == "store" and isinstance(store, LocalFiles)
+                and store.directory.resolve() != self.durable.directory.resolve())
+
+    async def preserve(self, info: UploadInfo, algorithms: Iterable[str] = ()) -> dict[str, str] | None:
+        """Makes the durable copy (again, if need be) and returns the file's digests (sha256 and
+        the `algorithms`), or None if its bytes are lost. Raises what the disk raises (full)."""
+        algorithms = tuple(algorithms)
         async with self._moves:
-            sha256 = await asyncio.to_thread(copy_and_hash, source, self.durable.path(info.id) if moving else None)
-        if moving:
-            await self.service.repo.update_upload(info.id, location="durable")
-            info.location = "durable"
-            await store.delete(info.id)
-            log.info("Upload %s: moved to durable storage", info.id)
-        await self._done(info, sha256)
+            if isinstance(self.service.store, RemoteFiles):
+                return await self._hash_remote(info, algorithms)
+            src = self.service.store.path(info.id) if self._moving(info) else None
+            return await asyncio.to_thread(make_durable, src, self.durable.path(info.id), info.offset, algorithms)
 
-    async def _hash(self, info: UploadInfo) -> str:
-        digest = hashlib.sha256()
-        async with self.files.stream(info.id, info.location) as (_, chunks):
-            async for chunk in chunks:
-                await asyncio.to_thread(digest.update, chunk)
-        return digest.hexdigest()
+    async def _hash_remote(self, info: UploadInfo, algorithms: tuple[str, ...]) -> dict[str, str] | None:
+        hashers = _hashers(algorithms)
+        try:
+            async with self.files.stream(info.id, info.location) as (_, chunks):
+                async for chunk in chunks:
+                    await asyncio.to_thread(_update, hashers, chunk)
+        except FileNotFoundError:
+            return None
+        return {alg: h.hexdigest() for alg, h in hashers.items()}
 
-    async def _done(self, info: UploadInfo, sha256: str) -> None:
-        if info.location != "durable":
-            await self.service.repo.update_upload(info.id, location="durable")
-            info.location = "durable"
-        info.sha256 = sha256
-        await self.service.repo.record_sha256(info.id, sha256)
+    async def release(self, info: UploadInfo) -> None:
+        """The RAM copy, once the durable one is recorded."""
+        if self._moving(info):
+            await self.service.store.delete(info.id)
+        info.location = "durable"
+
+    async def discard(self, info: UploadInfo) -> None:
+        """Both copies of a file that will never become a batch (its digest did not match)."""
+        await self.durable.delete(info.id)
+        await self.service.store.delete(info.id)
+
+    async def __call__(self, info: UploadInfo) -> None:
+        """In the background after completion: retried with growing pauses while it fails (a
+        full disk, the database away), until it succeeds or the server stops (the next start
+        picks it up again). Nothing to do for a completion that waited for its durable copy."""
+        if info.location == "durable" and info.sha256:
+            return
+        delay = RETRY_FIRST
+        while True:
+            try:
+                await self._archive(info)
+                return
+            except Exception as exc:
+                if self.service.closing.is_set():
+                    log.warning("Upload %s: not moved to durable storage (%s); the next start retries", info.id, exc)
+                    return
+                log.warning("Upload %s: move to durable storage failed (%s: %s); retrying in %.0f s",
+                            info.id, type(exc).__name__, exc, delay)
+            if await self.service.pause(delay):
+                return
+            delay = min(delay * 2, RETRY_MAX)
+
+    async def _archive(self, info: UploadInfo) -> None:
+        digests = await self.preserve(info)
+        if digests is None:
+            await self.service.repo.record_lost(info.id, LOST)
+            log.error("Upload %s: its %d bytes were lost before they reached durable storage (a reboot wiped "
+                      "the RAM disk?); its batch failed", info.id, info.offset)
+            info.location, info.offset = "lost", 0
+            return
+        await self.service.repo.record_durable(info.id, digests["sha256"])
+        info.sha256 = digests["sha256"]
+        crashpoints.reach("recorded")
+        await self.release(info)
+        log.info("Upload %s: in durable storage, sha256 %s", info.id, info.sha256)
 
     async def recover(self) -> None:
-        """Completed uploads a stopped node had not moved yet: finish their move now."""
+        """Completed uploads a stopped node had not made durable (or had, without recording
+        the sha256): finish that now, in the background."""
         for upload_id in await self.service.repo.uploads_to_archive():
             row = await self.service.repo.upload(upload_id)
             if row is not None:

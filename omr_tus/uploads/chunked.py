@@ -80,19 +80,22 @@ class ChunkedUploads:
 
     # -- chunks -------------------------------------------------------------
     async def first(self, user: Principal, chunk: Chunk, *, total_chunks: int, filename: str | None,
-                    upload_type: str, task_id: str | None) -> ChunkReceipt:
+                    upload_type: str, task_id: str | None, sha256: str | None = None) -> ChunkReceipt:
         info = await self.start(user, chunk, total_chunks=total_chunks, filename=filename,
-                                upload_type=upload_type, task_id=task_id)
+                                upload_type=upload_type, task_id=task_id, sha256=sha256)
         return await self.received(info, 0)
 
     async def start(self, user: Principal, chunk: Chunk, *, total_chunks: int, filename: str | None,
-                    upload_type: str, task_id: str | None, room: int | None = None) -> UploadInfo:
-        """Creates the upload from its chunk 0, which fixes the chunk size."""
+                    upload_type: str, task_id: str | None, room: int | None = None,
+                    sha256: str | None = None) -> UploadInfo:
+        """Creates the upload from its chunk 0, which fixes the chunk size. `sha256`: the whole
+        file's, declared by the client (checked hex), verified at completion."""
         max_size = self.service.settings.max_upload_size
         if total_chunks > max_size:
             raise errors.BAD_REQUEST(f"total_chunks {total_chunks} is more than an upload of the maximum size "
                                      f"({max_size} bytes) can have")
-        info = await self.service.create(user, length=None, metadata={"filename": filename or ""},
+        metadata = {"filename": filename or "", **({"sha256": sha256} if sha256 else {})}
+        info = await self.service.create(user, length=None, metadata=metadata,
                                          raw_metadata=None, filename=filename, upload_type=upload_type,
                                          task_id=task_id, protocol="legacy", total_chunks=total_chunks)
         try:

@@ -71,6 +71,13 @@ class Concatenation:
                 if any(p.status in ("terminated", "expired") for p in parts):
                     log.warning("Upload %s: a partial upload is gone; the final cannot complete", final_id)
                 return None
+            lost = [p.id for p in parts if await service.store.size(p.id) != p.upload_offset]
+            if lost:  # a wiped RAM disk: never assemble a file from bytes that are gone
+                for part_id in lost:
+                    await service.repo.update_upload(part_id, location="lost", upload_offset=0)
+                log.error("Upload %s: partial uploads %s lost their bytes; the final cannot be assembled", final_id,
+                          ", ".join(lost))
+                return None
             offset = 0
             for index, part in enumerate(parts):
                 size = await service.store.copy_into(part.id, final_id, offset)

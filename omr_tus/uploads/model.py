@@ -62,3 +62,8 @@ class UploadInfo:
     @property
     def remaining(self) -> int | None:
         return None if self.length is None else self.length - self.offset
+
+
+# What a batch says, and what a request for its upload answers, when the completed file's
+# bytes are gone (the RAM disk was wiped before they reached durable storage).
+LOST = "the file was lost before it reached durable storage; upload it again"

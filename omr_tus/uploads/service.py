@@ -13,9 +13,9 @@ import os
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, AsyncIterable, AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, AsyncIterable, AsyncIterator, Awaitable, Callable
 
-from .. import errors
+from .. import crashpoints, errors
 from ..config import Settings
 from ..db.repo import Repo
 from ..metrics import Counters
@@ -25,7 +25,11 @@ from .checksums import Checksum
 from .locks import Holder, UploadLocks
 from .reservations import Reservations, mb
 from .shared_locks import SharedUploadLocks
-from .model import Principal, UploadInfo
+from .digests import declared, merged, mismatch
+from .model import LOST, Principal, UploadInfo
+
+if TYPE_CHECKING:
+    from .archive import Archiver
 
 log = logging.getLogger("omr_tus.uploads")
 COMMIT_EVERY = 1.0  # seconds between offset commits during one long write
@@ -85,6 +89,10 @@ class UploadService:
         self.store = store
         self.locks = locks
         self.finish_hooks: list[FinishHook] = []  # run in the background after completion
+        # Makes completed files durable (uploads/archive.py); the completion waits for it when
+        # settings.durable_before_ack or a declared digest asks for that.
+        self.archiver: Archiver | None = None
+        self.closing = asyncio.Event()  # set at shutdown: retrying background work gives up
         self.partial_hooks: list[FinishHook] = []  # run when a partial upload (tus concatenation) completes
         # Space promised to incomplete uploads, counted from the database.
         self.reservations = Reservations(repo, store, settings.reservation_idle_timeout,
@@ -109,9 +117,8 @@ class UploadService:
             self._remember_owner(info.id, info.owner_id)
         if info is None or (info.owner_id != user.id and not user.is_admin):
             raise errors.NOT_FOUND(f"Upload {upload_id} not found")
-        if info.status in ("terminated", "expired"):
-            raise errors.UPLOAD_GONE(f"Upload {upload_id} has {info.status}"
-                                     if info.status == "expired" else f"Upload {upload_id} was terminated")
+        if info.status in ("terminated", "expired", "failed"):
+            raise errors.UPLOAD_GONE(GONE[info.status].format(upload_id))
         return info
 
     async def reload(self, upload_id: str) -> UploadInfo | None:
@@ -196,6 +203,20 @@ class UploadService:
                           sha256=None, created_at=now, expires_at=values["expires_at"], total_chunks=total_chunks,
                           concat=concat, active_at=now)
 
+    async def declare(self, upload_id: str, user: Principal, digests: dict[str, str], source: str) -> None:
+        """Whole-file digests declared after creation (an IETF append's Repr-Digest, a legacy
+        sha256 field after the file): kept for the completion's check; too late once complete."""
+        async with self.locks.hold(upload_id):
+            info = await self.get(upload_id, user)
+            metadata = merged(dict(info.metadata), digests, source)
+            if metadata == info.metadata:
+                return
+            if info.is_complete:
+                raise errors.BAD_REQUEST(f"{source} came after the upload had completed, so it was not checked: "
+                                         f"declare the digest when the upload is created")
+            await self.repo.update_upload(upload_id, upload_metadata=metadata)
+            self._in_sync.pop(upload_id, None)
+
     def check_length(self, length: int | None) -> None:
         if length is not None and length > self.settings.max_upload_size:
             raise errors.TOO_LARGE(f"Upload-Length {length} exceeds the maximum upload size "
@@ -215,6 +236,8 @@ class UploadService:
         await self._owned(upload_id, user)
         async with self.locks.hold(upload_id) as holder:
             info = self._known(upload_id, user) or await self._reconciled(await self.get(upload_id, user))
+            if info.location == "lost":
+                raise errors.UPLOAD_GONE(f"Upload {upload_id}: {LOST}")
             if info.concat == "final":
                 raise errors.FORBIDDEN("A final upload is made of its partial uploads; it cannot be patched")
             if length is not None:
@@ -360,13 +383,15 @@ class UploadService:
 
     # -- completion ---------------------------------------------------------
     async def finish(self, info: UploadInfo) -> None:
-        """Marks the upload complete at info.offset bytes and creates its batch (call under the lock)."""
+        """Marks the upload complete at info.offset bytes and creates its batch (call under the
+        lock). When the file must be durable first (durable_before_ack, or a declared digest to
+        check), the durable copy is made and checked before: a mismatch fails the upload, with
+        no batch, and raises DIGEST_MISMATCH; a failed copy (a full disk) leaves the upload
+        active with all its bytes, for the client to complete again."""
         if isinstance(self.store, Finisher):
             await self.store.finish(info.id)
-        self._in_sync.pop(info.id, None)
-        self.reservations.forget()  # what it still reserved is free again
-        self.counters.inc("uploads_total", event="finished")
         if info.concat == "partial":  # no batch: it waits, until it expires, to be part of a final upload
+            self._finished(info)
             info.status, info.expires_at = "complete", self.expiry()
             await self.repo.update_upload(info.id, upload_offset=info.offset, status="complete",
                                           completed_at=utcnow(), expires_at=info.expires_at)
@@ -374,13 +399,68 @@ class UploadService:
             for hook in self.partial_hooks:
                 await hook(info)
             return
+        wanted = declared(info.metadata)
+        sha256 = None
+        if self.archiver is not None and (wanted or self.settings.durable_before_ack):
+            sha256 = await self._durable_first(info, wanted)
+        self._finished(info)
         batch_id = str(uuid.uuid4())
         await self.repo.complete_upload(info.id, info.offset, dict(
             id=batch_id, upload_id=info.id, owner_id=info.owner_id, filename=info.filename,
-            size=info.offset, upload_type=info.upload_type, task_id=info.task_id))
+            size=info.offset, upload_type=info.upload_type, task_id=info.task_id), sha256=sha256)
         info.status, info.batch_id, info.expires_at = "complete", batch_id, None
         log.info("Upload %s: complete - %s total, batch %s", info.id, mb(info.offset), batch_id)
+        crashpoints.reach("completed")
+        if sha256 is not None:
+            info.sha256 = sha256
+            await self.archiver.release(info)
         self.spawn(self._after_finish(info))
+
+    def _finished(self, info: UploadInfo) -> None:
+        self.reservations.forget()  # what it still reserved is free again
+        self._in_sync.pop(info.id, None)
+        self.counters.inc("uploads_total", event="finished")
+
+    async def _durable_first(self, info: UploadInfo, wanted: dict[str, str]) -> str:
+        """The durable copy, checked against the declared digests; its sha256."""
+        try:
+            digests = await self.archiver.preserve(info, wanted)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise errors.INSUFFICIENT_STORAGE(
+                    "Durable storage is full: the upload keeps all its bytes but is not complete yet. Send the "
+                    "completing request again later.", headers={"Retry-After": "60"}) from exc
+            raise_failure(exc)
+        if digests is None:  # bytes recorded but gone (a wiped RAM disk): the client resends them
+            self._in_sync.pop(info.id, None)
+            raise errors.STORE_UNAVAILABLE(headers={"Retry-After": "1"})
+        problem = mismatch(wanted, digests)
+        if problem is not None:
+            await self.repo.update_upload(info.id, status="failed", expires_at=None)
+            self.reservations.forget()
+            self._in_sync.pop(info.id, None)
+            await self.archiver.discard(info)
+            log.warning("Upload %s: failed, %s", info.id, problem)
+            raise errors.DIGEST_MISMATCH(f"Upload {info.id} failed: {problem}. Its bytes were discarded and no "
+                                         f"batch was made; upload the file again")
+        return digests["sha256"]
+
+    async def complete_unfinished(self) -> None:
+        """Uploads that hold all their bytes but whose completion a stopped node never
+        recorded: completed now (or, if bytes are missing, moved back to what is held)."""
+        for upload_id in await self.repo.uploads_at_length():
+            try:
+                async with self.locks.hold(upload_id):
+                    row = await self.repo.upload(upload_id)
+                    if row is None or row.status != "active" or row.upload_offset != row.length:
+                        continue
+                    info = await self._reconciled(UploadInfo.from_row(row))
+                    if info.offset == info.length:
+                        await self.finish(info)
+            except errors.ServiceError as exc:
+                log.warning("Upload %s: not completed on recovery: %s", upload_id, exc.message)
+            except Exception:
+                log.exception("Upload %s: not completed on recovery", upload_id)
 
     async def _after_finish(self, info: UploadInfo) -> None:
         for hook in self.finish_hooks:
@@ -396,8 +476,15 @@ class UploadService:
         task.add_done_callback(self._background.discard)
         return task
 
+    async def pause(self, seconds: float) -> bool:
+        """Waits `seconds`, or less if the server stops meanwhile (then True)."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.closing.wait(), seconds)
+        return self.closing.is_set()
+
     async def drain(self) -> None:
         """At shutdown: let background work finish, then stop the hashing threads."""
+        self.closing.set()
         while self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
         self._hash_pool.shutdown(wait=True)
@@ -475,6 +562,10 @@ class _Interrupted(Exception):
 
 def interrupted() -> Exception:
     return _Interrupted()
+
+
+GONE = {"expired": "Upload {} has expired", "terminated": "Upload {} was terminated",
+        "failed": "Upload {} failed: the file did not match the digest declared when it was created; upload it again"}
 
 
 def _plausible_id(upload_id: str) -> bool:

@@ -1,0 +1,91 @@
+"""Files a crash leaves behind, removed by the janitor (and once at start): RAM-disk files no
+upload needs any more (already durable, failed, terminated, or with no row at all), durable
+copies cut short under their temporary `.part` name, and spooled legacy chunks of requests
+that died. Only local files are swept: in a bucket, `<id>.part` is the live tail of an upload."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import time
+from pathlib import Path
+
+from ..db.repo import Repo
+from ..store import LocalStore, Store
+
+log = logging.getLogger("omr_tus.sweeper")
+_ID = re.compile(r"^[0-9a-f]{32}$")
+LOOKUP_BATCH = 500
+
+
+def _listing(directory: Path) -> list[tuple[str, float]]:
+    """(name, seconds since last written) of the regular files in a directory."""
+    now = time.time()
+    found = []
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return []
+    for entry in entries:
+        try:
+            if entry.is_file(follow_symlinks=False):
+                found.append((entry.name, now - entry.stat(follow_symlinks=False).st_mtime))
+        except FileNotFoundError:
+            pass
+    return found
+
+
+def _unlink(path: Path) -> bool:
+    try:
+        os.unlink(path)
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def _needed(state: tuple[str, str] | None) -> bool:
+    """Whether an upload in this (status, location) may still need its RAM-disk file, or a
+    durable copy being made under a temporary name."""
+    return state is not None and (state[0] == "active" or (state[0] == "complete" and state[1] == "store"))
+
+
+class Sweeper:
+    def __init__(self, repo: Repo, incoming: Store, durable: LocalStore, scratch: LocalStore, stale_after: float):
+        self.repo = repo
+        self.incoming = incoming if isinstance(incoming, LocalStore) and (
+            incoming.directory.resolve() != durable.directory.resolve()) else None
+        self.durable = durable
+        self.scratch = scratch
+        # A file of a live request is written at least every idle_timeout; one untouched this
+        # long belongs to no live request (a chunk spooled on the RAM disk has no upload row).
+        self.stale_after = stale_after
+
+    async def sweep(self) -> int:
+        removed = 0
+        if self.incoming is not None:
+            removed += await self._orphans(self.incoming.directory, "")
+        removed += await self._orphans(self.durable.directory, ".part")
+        for name, age in await asyncio.to_thread(_listing, self.scratch.directory):
+            if age > self.stale_after:
+                removed += await asyncio.to_thread(_unlink, self.scratch.directory / name)
+        if removed:
+            log.info("sweeper: %d orphaned files removed", removed)
+        return removed
+
+    async def _orphans(self, directory: Path, suffix: str) -> int:
+        """Files named <upload id><suffix> that their upload no longer needs; with no upload
+        row, once stale (a chunk spooled on the RAM disk has a random name of the same form)."""
+        files = [(name, name[:len(name) - len(suffix)], age) for name, age in await asyncio.to_thread(
+            _listing, directory) if name.endswith(suffix) and _ID.match(name[:len(name) - len(suffix)])]
+        removed = 0
+        for start in range(0, len(files), LOOKUP_BATCH):
+            batch = files[start:start + LOOKUP_BATCH]
+            states = await self.repo.upload_states([upload_id for _, upload_id, _ in batch])
+            for name, upload_id, age in batch:
+                state = states.get(upload_id)
+                if _needed(state) or (state is None and age <= self.stale_after):
+                    continue
+                removed += await asyncio.to_thread(_unlink, directory / name)
+        return removed
