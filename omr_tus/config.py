@@ -1,4 +1,4 @@
-"""Settings: built-in defaults from config/defaults.toml, overridden by OMR_TUS_* variables."""
+"""Settings: built-in defaults from omr_tus/defaults.toml (package data), overridden by OMR_TUS_* variables."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import dataclasses
 import os
 import secrets
 import tomllib
+from importlib import resources
 from pathlib import Path
 
-DEFAULTS_FILE = Path(__file__).resolve().parent.parent / "config" / "defaults.toml"
+DEFAULTS_FILE = resources.files("omr_tus") / "defaults.toml"
 ENV_PREFIX = "OMR_TUS_"
 S3_TEXT = ("s3_endpoint", "s3_bucket", "s3_prefix", "s3_region", "s3_access_key", "s3_secret_key")
 
@@ -56,7 +57,7 @@ class Settings:
     @classmethod
     def load(cls, env: dict[str, str] | None = None, **overrides) -> "Settings":
         env = dict(os.environ if env is None else env)
-        raw = tomllib.loads(DEFAULTS_FILE.read_text())
+        raw = tomllib.loads(DEFAULTS_FILE.read_text(encoding="utf-8"))
         for key in raw:
             if ENV_PREFIX + key.upper() in env:
                 raw[key] = env[ENV_PREFIX + key.upper()]

@@ -16,6 +16,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from omr_tus.api.webpage import DIST
+
 from .conftest import missing_part
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,12 +42,12 @@ def need_browser() -> None:
         import playwright.async_api  # noqa: F401
     except ImportError:
         missing_part("Python Playwright is not installed (pip install -e '.[test]'; ./dev test does)")
-    if not (WEB / "dist" / "index.html").is_file():
+    if not (DIST / "index.html").is_file():
         _build_web()
 
 
 def _build_web() -> None:
-    """Builds web/dist once if Node and web/node_modules are there (./dev test normally has)."""
+    """Builds the page (omr_tus/web_dist) once if Node and web/node_modules are there (./dev test normally has)."""
     npm = shutil.which("npm")
     if npm is None or shutil.which("node") is None:
         missing_part("Node.js (node, npm) is missing: the web page cannot be built for the browser tests")

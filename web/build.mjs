@@ -1,7 +1,9 @@
-// Builds the web page and the legacy client module into dist/ (served by omr_tus/api/webpage.py):
-//   dist/index.html                  the page, naming its hashed assets
-//   dist/assets/app-<hash>.js|.css   the app (Uppy Dashboard + Tus, routes, styles), cached forever
-//   dist/lib/chunked-upload.js       the ES module the existing frontend imports, at a stable URL
+// Builds the web page and the legacy client module into omr_tus/web_dist/ (served by
+// omr_tus/api/webpage.py; inside the Python package, so `pip install .` puts a page built
+// before it into the wheel):
+//   web_dist/index.html                  the page, naming its hashed assets
+//   web_dist/assets/app-<hash>.js|.css   the app (Uppy Dashboard + Tus, routes, styles), cached forever
+//   web_dist/lib/chunked-upload.js       the ES module the existing frontend imports, at a stable URL
 // The new tree is written beside the old one and swapped in, so a running server never sees half a build.
 import * as esbuild from 'esbuild'
 import { createHash } from 'node:crypto'
@@ -11,9 +13,9 @@ import { fileURLToPath } from 'node:url'
 import { brotliCompressSync, constants, gzipSync } from 'node:zlib'
 
 const root = dirname(fileURLToPath(import.meta.url))
-const out = join(root, 'dist')
-const next = join(root, 'dist.next')
-const old = join(root, 'dist.old')
+const out = join(root, '..', 'omr_tus', 'web_dist')
+const next = `${out}.next`
+const old = `${out}.old`
 rmSync(next, { recursive: true, force: true })
 mkdirSync(next, { recursive: true })
 
@@ -69,4 +71,4 @@ rmSync(old, { recursive: true, force: true })
 if (existsSync(out)) renameSync(out, old)
 renameSync(next, out)
 rmSync(old, { recursive: true, force: true })
-console.log(`web: built dist/index.html, dist/assets/${js}, dist/assets/${css}, dist/lib/chunked-upload.js`)
+console.log(`web: built omr_tus/web_dist/ (index.html, assets/${js}, assets/${css}, lib/chunked-upload.js)`)

@@ -1,8 +1,9 @@
 """The web page: GET / (index.html), /assets/{name} (the hashed bundles) and
 /lib/chunked-upload.js (the legacy frontend's client module), all public.
 
-They are built from web/ into web/dist/ by `npm run build` (`./dev serve` and `./dev test` run
-it when the sources changed). Without a build, `/` answers 503 with how to make one.
+They are built from web/ into omr_tus/web_dist/ by `npm run build` (`./dev serve` and `./dev test`
+run it when the sources changed). That folder is package data, so `pip install .` after a build
+puts the page into the wheel. Without a build, `/` answers 503 with how to make one.
 
 Caching: the assets carry a content hash in their names, so they are cached for a year
 (`immutable`); index.html and /lib/chunked-upload.js keep their URLs, so clients revalidate them
@@ -13,16 +14,18 @@ written by the build are sent to clients that accept them.
 from __future__ import annotations
 
 import re
+from importlib import resources
 from pathlib import Path
 
 from aiohttp import web
 
 from ..http.keys import public
 
-DIST = Path(__file__).resolve().parents[2] / "web" / "dist"
+DIST = Path(str(resources.files("omr_tus") / "web_dist"))  # a wheel installs as files, which FileResponse sends
 DIST_KEY = web.AppKey("web_dist", Path)
 
-NOT_BUILT = "The web page is not built: run ./dev serve (it builds web/ with npm), or `npm ci && npm run build` in web/.\n"
+NOT_BUILT = ("The web page is not built: run ./dev serve (it builds web/ with npm), or `npm ci && npm run build` in web/"
+             " before `pip install .`.\n")
 ASSET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",

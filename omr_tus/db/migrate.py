@@ -1,6 +1,9 @@
 """Apply Alembic migrations under a lock, so that several nodes (or processes) starting at
 once apply each revision exactly once: a PostgreSQL advisory lock, or for a SQLite file an
-flock on a file beside it."""
+flock on a file beside it.
+
+The revisions are package data (omr_tus/migrations), so an installed wheel migrates without a
+checkout; alembic.ini in the checkout points at the same folder for developers' `alembic`."""
 
 from __future__ import annotations
 
@@ -8,7 +11,6 @@ import asyncio
 import contextlib
 import fcntl
 import logging
-from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
@@ -18,14 +20,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .engine import is_postgres
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+SCRIPT_LOCATION = "omr_tus:migrations"  # Alembic's package-resource form
 MIGRATION_LOCK_KEY = 0x6F6D7274  # "omrt": any constant shared by every node
 log = logging.getLogger("omr_tus.migrate")
 
 
 def alembic_config() -> Config:
-    cfg = Config(str(ROOT / "alembic.ini"))
-    cfg.set_main_option("script_location", str(ROOT / "migrations"))
+    cfg = Config()
+    cfg.set_main_option("script_location", SCRIPT_LOCATION)
     return cfg
 
 

@@ -1,4 +1,4 @@
-"""SQLAlchemy 2 typed models. Every schema change gets its own Alembic revision in migrations/."""
+"""SQLAlchemy 2 typed models. Every schema change gets its own Alembic revision in omr_tus/migrations/."""
 
 from __future__ import annotations
 
