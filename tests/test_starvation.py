@@ -155,7 +155,34 @@ def test_turns_order_owners_by_their_last_service():
                Row(id="b1", owner_id=2, claimed_at=t(3), created_at=t(0)),
                Row(id="c2", owner_id=3, claimed_at=None, created_at=t(2)),
                Row(id="c1", owner_id=3, claimed_at=None, created_at=t(4))]
-    assert in_turn(waiting) == ["c2", "c1", "b1", "a1", "a2"]
+    assert in_turn(waiting, {1: t(5), 2: t(3)}) == ["c2", "c1", "b1", "a1", "a2"]
+
+
+def test_an_owner_served_by_batches_no_longer_waiting_waits_for_the_others():
+    """Alice's last service counts even when the batches it went to are no longer waiting (a
+    small batch is claimed whole at once): Bob's batch goes before Alice's hundredth."""
+    from datetime import datetime, timedelta, timezone
+    from types import SimpleNamespace as Row
+
+    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    alice = [Row(id=f"a{i}", owner_id=1, claimed_at=None, created_at=t0 + timedelta(seconds=i)) for i in range(100)]
+    bob = Row(id="b1", owner_id=2, claimed_at=None, created_at=t0 + timedelta(seconds=500))
+    assert in_turn([*alice, bob], {1: t0 + timedelta(seconds=600), 2: None})[0] == "b1"
+
+
+async def test_many_small_batches_of_one_user_take_turns_with_another(api):
+    """Six 3-sheet batches of Alice, then one of Bob: each of Alice's is claimed whole, and
+    Bob's comes second, not after all of Alice's."""
+    repo = api.client.app[REPO]
+    ids = {}
+    for user, name in [("alice", f"a{i}") for i in range(6)] + [("bob", "b1")]:
+        ids[name] = await upload(api, user, zipped({f"{name}-{i}.png": small_png() for i in range(3)}), f"{name}.zip")
+        await api.batch(ids[name], user)
+        batch = await repo.claim_batch("w", 60)
+        await repo.add_sheets(batch.id, "w", Listing([(f"{name}-{i}.png", 1) for i in range(3)], []))
+    names = {v: k for k, v in ids.items()}
+    order = [names[(await repo.claim_sheets("w", 4, 60))[0].batch_id] for _ in range(7)]
+    assert order[:2] == ["a0", "b1"], order
 
 
 async def test_a_269_byte_template_naming_4500000_labels_is_a_quick_400(api):

@@ -326,7 +326,10 @@ class Repo:
                                                  batches.c.created_at).where(
                 batches.c.status == "processing",
                 select(sheets.c.id).where(sheets.c.batch_id == batches.c.id, pending).exists()))).all()
-            for batch_id in in_turn(waiting):
+            served = dict((await conn.execute(select(batches.c.owner_id, func.max(batches.c.claimed_at)).where(
+                batches.c.owner_id.in_({b.owner_id for b in waiting})).group_by(batches.c.owner_id))).all()) \
+                if waiting else {}
+            for batch_id in in_turn(waiting, served):
                 query = select(sheets.c.id).where(sheets.c.batch_id == batch_id, pending).order_by(
                     sheets.c.id).limit(count)
                 if conn.dialect.name == "postgresql":
@@ -483,15 +486,17 @@ WORK_CHANNEL = "omr_tus_work"
 NEVER = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
 
 
-def in_turn(waiting: Sequence[Row]) -> list[str]:
+def in_turn(waiting: Sequence[Row], owner_served: dict[int, dt.datetime | None]) -> list[str]:
     """Batch ids (with owner_id, claimed_at, created_at) in the order they are served: first
     the owner served longest ago, then that owner's batch served longest ago (never served:
     the oldest first); so users share the workers evenly however many batches each has, and
-    each user's batches share that part."""
-    owner_served: dict[int, dt.datetime] = {}
-    for b in waiting:
-        owner_served[b.owner_id] = max(owner_served.get(b.owner_id, NEVER), b.claimed_at or NEVER)
-    order = sorted(waiting, key=lambda b: (owner_served[b.owner_id], b.claimed_at or NEVER, b.created_at, b.id))
+    each user's batches share that part. `owner_served` is each owner's last claim over all
+    their batches, not only the waiting ones: a small batch claimed whole leaves the waiting
+    list at once, and its owner must not look never served."""
+    def turn(b):
+        return (owner_served.get(b.owner_id) or NEVER, b.claimed_at or NEVER, b.created_at, b.id)
+
+    order = sorted(waiting, key=turn)
     return [b.id for b in order]
 
 
