@@ -134,3 +134,20 @@ def test_a_large_jpeg_is_reduced_while_it_is_decoded(tmp_path):
     Image.new("L", (8000, 6000), 200).save(out, "JPEG", quality=50)
     path = make_zip(tmp_path / "b.zip", {"big.jpg": out.getvalue()})
     assert load_page(path, "big.jpg", 1, 1654).shape == (3000, 4000)
+
+
+def test_a_zip64_record_cannot_hide_the_entry_count_behind_a_small_end_record(tmp_path):
+    """zipfile takes the ZIP64 end record whenever its locator is there, whatever the classic
+    record says: a classic record declaring 1 entry in 100 bytes hides nothing."""
+    data = bytearray(many_entries_zip(150))
+    end = data.rfind(b"PK\x05\x06")
+    size, offset = struct.unpack_from("<II", data, end + 12)
+    zip64 = struct.pack("<4sQHHIIQQQQ", b"PK\x06\x06", 44, 45, 45, 0, 0, 150, 150, size, offset)
+    locator = struct.pack("<4sIQI", b"PK\x06\x07", 0, end, 1)
+    struct.pack_into("<HHI", data, end + 8, 1, 1, 100)
+    path = tmp_path / "z64.zip"
+    path.write_bytes(bytes(data[:end]) + zip64 + locator + bytes(data[end:]))
+    with zipfile.ZipFile(path) as z:
+        assert len(z.infolist()) == 150  # what zipfile would parse
+    listing = list_pages(path, "z64.zip", Limits(max_archive_entries=100))
+    assert listing.pages == [] and "ZIP of 150 entries is over the limit of 100" in listing.error

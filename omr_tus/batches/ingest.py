@@ -111,7 +111,9 @@ def _list_zip(path: Path, limits: Limits) -> Listing:
 def _check_directory(path: Path, limits: Limits) -> None:
     """Refuses a ZIP whose end record declares more entries, or a larger central directory,
     than the limits allow, before zipfile parses (and holds) the whole directory: zipfile
-    reads the directory by its size, so a record that understates the count is caught too."""
+    reads the directory by its size, so a record that understates the count is caught too.
+    Like zipfile, a ZIP64 record is read whenever its locator is there, whatever the classic
+    record says, and the larger of the two counts."""
     with open(path, "rb") as f:
         size = f.seek(0, 2)
         f.seek(max(0, size - (22 + 0xFFFF + 20)))  # end record, its longest comment, the ZIP64 locator
@@ -120,12 +122,13 @@ def _check_directory(path: Path, limits: Limits) -> None:
         if at < 0 or len(tail) - at < 22:
             return  # zipfile reports what is wrong with it
         count, directory = struct.unpack_from("<HI", tail, at + 10)
-        if (count == 0xFFFF or directory == 0xFFFFFFFF) and at >= 20 and tail[at - 20:at - 16] == b"PK\x06\x07":
+        if at >= 20 and tail[at - 20:at - 16] == b"PK\x06\x07":
             (record,) = struct.unpack_from("<Q", tail, at - 12)
             f.seek(record)
             zip64 = f.read(56)
             if zip64[:4] == b"PK\x06\x06" and len(zip64) == 56:
-                count, directory = struct.unpack_from("<QQ", zip64, 32)
+                count64, directory64 = struct.unpack_from("<QQ", zip64, 32)
+                count, directory = max(count, count64), max(directory, directory64)
     if count > limits.max_archive_entries:
         raise PageError(f"a ZIP of {count} entries is over the limit of {limits.max_archive_entries}")
     if directory > limits.max_archive_entries * DIRECTORY_BYTES_PER_ENTRY:
