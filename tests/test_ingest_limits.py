@@ -9,8 +9,9 @@ import pytest
 from omr_tus.batches import ingest
 from omr_tus.batches.ingest import Limits, PageError, PageReader, list_pages, load_page
 
-from .hostile import huge_png, many_entries_zip, small_png, tiff_frames, tiny_frames_tiff, zip_with
-from .test_ingest import make_zip
+from .hostile import (huge_png, many_entries_zip, nested_forms_pdf, small_png, tiff_frames, tiny_frames_tiff,
+                      zip_with)
+from .test_ingest import make_zip, pdf
 
 
 def test_a_tiff_of_60000_tiny_frames_is_refused_not_60000_sheets(tmp_path):
@@ -151,3 +152,16 @@ def test_a_zip64_record_cannot_hide_the_entry_count_behind_a_small_end_record(tm
         assert len(z.infolist()) == 150  # what zipfile would parse
     listing = list_pages(path, "z64.zip", Limits(max_archive_entries=100))
     assert listing.pages == [] and "ZIP of 150 entries is over the limit of 100" in listing.error
+
+
+def test_a_pdf_that_renders_for_hours_fails_its_page_within_the_limit(tmp_path):
+    """pdfium renders in a child process that is killed at the limit; the next PDF is read by a
+    new child, and the one after by the same (no process start per sheet)."""
+    path = make_zip(tmp_path / "b.zip", {"bomb.pdf": nested_forms_pdf(), "ok.pdf": pdf(1), "ok2.pdf": pdf(1)})
+    assert len(nested_forms_pdf()) < 8_000
+    assert list_pages(path, "b.zip").pages == [("bomb.pdf", 1), ("ok.pdf", 1), ("ok2.pdf", 1)]
+    with PageReader(path, Limits(max_pdf_seconds=1)) as reader:
+        with pytest.raises(PageError, match="bomb.pdf: rendering page 1 took longer than 1 s"):
+            reader.load("bomb.pdf", 1, 1654)
+        assert reader.load("ok.pdf", 1, 1654).shape[1] == 1654
+        assert reader.load("ok2.pdf", 1, 1654).shape[1] == 1654

@@ -18,7 +18,7 @@ from omr_tus.db.repo import in_turn
 from omr_tus.http.keys import REPO
 
 from .conftest import PASSWORD
-from .hostile import huge_png, many_entries_zip, small_png, tiny_frames_tiff, zip_with
+from .hostile import huge_png, many_entries_zip, nested_forms_pdf, small_png, tiny_frames_tiff, zip_with
 from .test_omr_pipeline import TASK, TEMPLATE, register_task, worker
 
 SERVED_WITHIN = 30.0   # seconds: generous, for a shared 2-core CI machine
@@ -310,3 +310,29 @@ async def test_a_reading_longer_than_its_column_fails_the_sheet(api, monkeypatch
         await asyncio.sleep(0.05)
     (sheet,) = (await api.get_json(f"/api/batches/{batch_id}/results"))["sheets"]
     assert sheet["status"] == "failed" and sheet["error"] == reason
+
+
+async def test_a_pdf_that_renders_for_hours_fails_its_sheet_and_its_review(api, monkeypatch):
+    """A 5 KB PDF of nested forms: its sheet fails with the reason at the render limit (never
+    claimed again after the lease), and its review picture answers 404 at the limit too."""
+    from omr_tus.api import sheets as sheets_api
+    from omr_tus.batches.ingest import Limits
+    from omr_tus.batches.worker import Worker
+    from omr_tus.http.keys import FILES, SETTINGS
+
+    await register_task(api)
+    limits = Limits(max_pdf_seconds=1)
+    monkeypatch.setattr(sheets_api, "REVIEW_LIMITS", limits)
+    batch_id = await upload(api, "alice", nested_forms_pdf(), "bomb.pdf", "images")
+    await api.batch(batch_id)
+    app = api.client.app
+    w = Worker(app[REPO], app[SETTINGS], app[FILES], name="w1", limits=limits)
+    while await w.run_once():
+        pass
+    w.close_files()
+    batch = await api.get_json(f"/api/batches/{batch_id}", user="alice")
+    sheet = (await api.get_json(f"/api/batches/{batch_id}/results", user="alice"))["sheets"][0]
+    assert batch["status"] == "completed" and batch["failed_sheets"] == 1
+    assert "rendering page 1 took longer than 1 s" in sheet["error"]
+    resp = await api.client.get(f"/api/sheets/{sheet['sheet_id']}/review.png", headers=api.auth("alice"))
+    assert resp.status == 404 and "took longer than 1 s" in await resp.text()

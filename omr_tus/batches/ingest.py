@@ -14,6 +14,8 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image
 
+from . import pdf_pages
+
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".pdf"}
 MULTI_PAGE = {".tif", ".tiff", ".pdf"}
 IGNORED_NAMES = {"thumbs.db", "desktop.ini"}
@@ -33,6 +35,7 @@ class Limits:
     max_pixels: int = 120_000_000       # any one decoded page (every TIFF frame): more is a decompression bomb
     max_file_pages: int = 2_000         # pages of one PDF, frames of one TIFF
     max_skipped_listed: int = 1_000     # skipped entries named in the batch; the rest are only counted
+    max_pdf_seconds: float = 20.0       # to open a PDF or render one page (in a child process, killed after)
 
 
 class PageError(Exception):
@@ -181,10 +184,8 @@ class _Document:
         suffix = PurePosixPath(name).suffix.lower()
         try:
             if suffix == ".pdf":
-                import pypdfium2
-
-                self.pdf = pypdfium2.PdfDocument(source)
-                self.pages = len(self.pdf)
+                self.pdf = pdf_pages.acquire()
+                self.pages = self.pdf.open(source, limits.max_pdf_seconds)
             else:
                 self.image = Image.open(source)
                 self.pages = _frame_count(self.image, limits.max_file_pages)
@@ -201,14 +202,18 @@ class _Document:
         if not 1 <= number <= self.pages:
             raise PageError(f"{self.name} has no page {number}")
         if self.pdf is not None:
-            return _render_pdf_page(self.pdf[number - 1], width, self.limits)
+            try:
+                return self.pdf.render(number - 1, width, self.limits.max_pixels, self.limits.max_pdf_seconds)
+            except pdf_pages.PdfError as exc:
+                raise PageError(f"{self.name}: {exc}") from None
         self.image.seek(number - 1)
         return _grey(self.image, self.name, width, self.limits)
 
     def close(self) -> None:
-        for held in (self.pdf, self.image):
-            if held is not None:
-                held.close()
+        if self.pdf is not None:
+            pdf_pages.release(self.pdf)
+        if self.image is not None:
+            self.image.close()
         self.pdf = self.image = None
 
     def __enter__(self) -> _Document:
@@ -329,12 +334,3 @@ def _grey(image: Image.Image, source: str, width: int, limits: Limits) -> np.nda
     if factor > 1:
         grey = grey.reduce(factor)
     return np.asarray(grey)
-
-
-def _render_pdf_page(pdf_page, width: int, limits: Limits) -> np.ndarray:
-    points = pdf_page.get_width()  # 1/72 inch
-    scale = max(width / points, 150 / 72)
-    if points * scale * pdf_page.get_height() * scale > limits.max_pixels:
-        raise PageError("PDF page too large to render")
-    bitmap = pdf_page.render(scale=scale, grayscale=True)
-    return np.array(bitmap.to_numpy())
