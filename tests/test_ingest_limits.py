@@ -1,10 +1,12 @@
 """Hostile files meet the ingest limits: refused or failed with a reason, in bounded time
 and memory, never wedging the worker (issue 15)."""
 
+import io
 import struct
 import zipfile
 
 import pytest
+from PIL import Image
 
 from omr_tus.batches import ingest
 from omr_tus.batches.ingest import Limits, PageError, PageReader, list_pages, load_page
@@ -165,3 +167,24 @@ def test_a_pdf_that_renders_for_hours_fails_its_page_within_the_limit(tmp_path):
             reader.load("bomb.pdf", 1, 1654)
         assert reader.load("ok.pdf", 1, 1654).shape[1] == 1654
         assert reader.load("ok2.pdf", 1, 1654).shape[1] == 1654
+
+
+def test_listing_a_batch_counts_frames_within_one_budget(tmp_path):
+    """Twenty TIFFs each just over the per-file frame limit: each was walked to the limit and
+    listed as one failing sheet, entries x limit seeks in all (200 x 2,001: 54 s). One budget per
+    batch: 101 + 101 frames, then 49 of the third file, and the rest are skipped with the reason."""
+    path = make_zip(tmp_path / "b.zip", {f"s{i:02d}.tif": tiny_frames_tiff(101) for i in range(20)})
+    listing = list_pages(path, "b.zip", Limits(max_file_pages=100, max_frames_walked=250))
+    assert listing.pages == [("s00.tif", 1), ("s01.tif", 1)]  # over the file limit: sheets that fail
+    assert listing.skipped_count == 18 and all("limit of 250 frames" in s["reason"] for s in listing.skipped)
+
+
+def test_a_gif_named_tif_is_not_walked_frame_by_frame(tmp_path):
+    frames = [Image.new("L", (8, 8), i) for i in range(5)]
+    out = io.BytesIO()
+    frames[0].save(out, "GIF", save_all=True, append_images=frames[1:])
+    path = make_zip(tmp_path / "b.zip", {"anim.tif": out.getvalue(), "anim.png": out.getvalue()})
+    assert sorted(list_pages(path, "b.zip").pages) == [("anim.png", 1), ("anim.tif", 1)]
+    for name in ("anim.tif", "anim.png"):
+        with pytest.raises(PageError, match="unreadable"):
+            load_page(path, name, 1, 1654)

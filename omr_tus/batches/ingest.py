@@ -18,6 +18,7 @@ from . import pdf_pages
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".pdf"}
 MULTI_PAGE = {".tif", ".tiff", ".pdf"}
+SINGLE_FORMATS, TIFF_FORMATS = ["JPEG", "PNG"], ["TIFF"]  # what PIL may take a file for: never a GIF's frames
 IGNORED_NAMES = {"thumbs.db", "desktop.ini"}
 READABLE_COMPRESSIONS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
 ENCRYPTED_FLAG = 0x1  # general purpose bit 0 of a ZIP entry
@@ -36,10 +37,22 @@ class Limits:
     max_file_pages: int = 2_000         # pages of one PDF, frames of one TIFF
     max_skipped_listed: int = 1_000     # skipped entries named in the batch; the rest are only counted
     max_pdf_seconds: float = 20.0       # to open a PDF or render one page (in a child process, killed after)
+    max_frames_walked: int = 100_000    # TIFF frames and PDF pages counted while listing one batch, over all files
 
 
 class PageError(Exception):
     """A page that cannot be read; the sheet fails with this reason."""
+
+
+class BudgetSpent(Exception):
+    """Listing the batch has counted its max_frames_walked: the rest of its multi-page files are skipped."""
+
+
+@dataclasses.dataclass
+class WalkBudget:
+    """Frames and pages a batch's listing may still count: 200 TIFFs of 2,001 frames each are
+    each over the per-file limit, yet counting them all cost 54 s."""
+    left: int
 
 
 @dataclasses.dataclass
@@ -79,6 +92,7 @@ def _list_zip(path: Path, limits: Limits) -> Listing:
     listing = Listing([], [], skip_limit=limits.max_skipped_listed)
     total = 0
     seen: set[str] = set()
+    budget = WalkBudget(limits.max_frames_walked)
     _check_directory(path, limits)
     with zipfile.ZipFile(path) as archive:
         for info in archive.infolist():
@@ -95,9 +109,11 @@ def _list_zip(path: Path, limits: Limits) -> Listing:
             if reason is None:
                 try:
                     with archive.open(info) as f:
-                        count = _page_count(f, info.filename, limits)
+                        count = _page_count(f, info.filename, limits, budget)
                 except PageError:
                     count = 1  # listed anyway: reading it fails the sheet with the reason
+                except BudgetSpent:
+                    reason = f"the batch's listing counted its limit of {limits.max_frames_walked} frames and pages"
                 except Exception as exc:  # a corrupt stream: this entry is skipped, the rest are read
                     reason = f"unreadable: {exc}"
                 else:
@@ -166,32 +182,41 @@ def _skip_reason(info: zipfile.ZipInfo, limits: Limits) -> str | None:
     return None
 
 
-def _page_count(f, name: str, limits: Limits) -> int:
+def _page_count(f, name: str, limits: Limits, budget: WalkBudget | None = None) -> int:
     suffix = PurePosixPath(name).suffix.lower()
     if suffix not in MULTI_PAGE:
         return 1
-    with _open_document(_bounded_read(f, limits.max_entry_bytes), name, limits) as document:
+    if budget is not None and budget.left <= 0:
+        raise BudgetSpent
+    with _open_document(_bounded_read(f, limits.max_entry_bytes), name, limits, budget) as document:
         return document.pages
 
 
 class _Document:
     """An open PDF or TIFF whose page count was checked against the limit when it was opened:
-    pdfium keeps the page tree, PIL a TIFF's frame offsets, so page n costs no walk from page 1."""
+    pdfium keeps the page tree, PIL a TIFF's frame offsets, so page n costs no walk from page 1.
+    With a budget (listing a batch), what it counts is taken from it, and no more than it has left."""
 
-    def __init__(self, source, name: str, limits: Limits):
+    def __init__(self, source, name: str, limits: Limits, budget: WalkBudget | None = None):
         self.name, self.limits = name, limits
         self.pdf = self.image = None
         suffix = PurePosixPath(name).suffix.lower()
+        cap = limits.max_file_pages if budget is None else min(limits.max_file_pages, budget.left)
         try:
             if suffix == ".pdf":
                 self.pdf = pdf_pages.acquire()
                 self.pages = self.pdf.open(source, limits.max_pdf_seconds)
             else:
-                self.image = Image.open(source)
-                self.pages = _frame_count(self.image, limits.max_file_pages)
+                self.image = Image.open(source, formats=TIFF_FORMATS)
+                self.pages = _frame_count(self.image, cap)
         except Exception as exc:  # a corrupt PDF or TIFF: one sheet that fails with the reason
             self.close()
             raise PageError(f"unreadable {suffix[1:].upper()} {name}: {exc}") from None
+        if budget is not None:
+            budget.left -= min(self.pages, cap + 1)
+            if self.pages > cap and cap < limits.max_file_pages:
+                self.close()
+                raise BudgetSpent
         if self.pages > limits.max_file_pages:
             self.close()
             size = f"{self.pages} pages" if suffix == ".pdf" else f"more than {limits.max_file_pages} frames"
@@ -223,8 +248,8 @@ class _Document:
         self.close()
 
 
-def _open_document(data: bytes, name: str, limits: Limits) -> _Document:
-    return _Document(data if name.lower().endswith(".pdf") else io.BytesIO(data), name, limits)
+def _open_document(data: bytes, name: str, limits: Limits, budget: WalkBudget | None = None) -> _Document:
+    return _Document(data if name.lower().endswith(".pdf") else io.BytesIO(data), name, limits, budget)
 
 
 def _frame_count(image: Image.Image, limit: int) -> int:
@@ -270,7 +295,7 @@ class PageReader:
         try:
             if PurePosixPath(source).suffix.lower() in MULTI_PAGE:
                 return self._document_of(source).page(page, width)
-            with Image.open(io.BytesIO(self._read(source))) as image:
+            with Image.open(io.BytesIO(self._read(source)), formats=SINGLE_FORMATS) as image:
                 return _grey(image, source, width, self.limits)
         except PageError:
             raise
