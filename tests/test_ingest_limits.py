@@ -188,3 +188,21 @@ def test_a_gif_named_tif_is_not_walked_frame_by_frame(tmp_path):
     for name in ("anim.tif", "anim.png"):
         with pytest.raises(PageError, match="unreadable"):
             load_page(path, name, 1, 1654)
+
+
+@pytest.mark.parametrize("mode,side,refused", [
+    ("L", 600, False), ("I;16", 600, False), ("RGBA", 400, False),
+    ("I;16", 800, True), ("RGBA", 600, True), ("RGB", 600, True),
+])
+def test_a_page_is_refused_by_its_decoded_bytes_before_it_is_decoded(tmp_path, mode, side, refused):
+    """Bytes, not only pixels: a 10,900-pixel-square RGBA PNG is 475 MB decoded (four bytes a
+    pixel), a 16-bit one 237 MB, where a bilevel one of the same pixels is 119 MB."""
+    out = io.BytesIO()
+    Image.new(mode, (side, side)).save(out, "PNG")
+    path = make_zip(tmp_path / "b.zip", {"p.png": out.getvalue()})
+    limits = Limits(max_decoded_bytes=1_000_000)
+    if refused:
+        with pytest.raises(PageError, match=f"{side}x{side} {mode} pixels takes .* over the limit of 1000000"):
+            load_page(path, "p.png", 1, 100, limits)
+    else:
+        assert load_page(path, "p.png", 1, 100, limits).shape == (200, 200)  # reduced to twice the width

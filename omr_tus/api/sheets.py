@@ -4,7 +4,6 @@ read again)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from aiohttp import web
@@ -19,9 +18,10 @@ from ..http.pools import BoundedPool
 from .results import sheet_entries
 
 VALUE_LIMIT = 64
-# Review pictures drawn at once: each holds one decoded page (at most Limits.max_pixels), and half
-# the CPUs at most, so logins and uploads keep the rest. More than REVIEW_WAITING queued gets 503.
-REVIEW_THREADS = max(1, (os.cpu_count() or 2) // 2)
+# Review pictures drawn at once: each holds one decoded page (at most Limits.max_decoded_bytes and
+# its grey copy), so memory is bounded whatever the machine: a fixed, small number, not one per CPU.
+# More than REVIEW_WAITING queued gets 503.
+REVIEW_THREADS = 2
 REVIEW_WAITING = 8
 REVIEW_LIMITS = Limits()  # a page that cannot be drawn within them answers 404 with the reason
 

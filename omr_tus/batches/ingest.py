@@ -19,6 +19,7 @@ from . import pdf_pages
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".pdf"}
 MULTI_PAGE = {".tif", ".tiff", ".pdf"}
 SINGLE_FORMATS, TIFF_FORMATS = ["JPEG", "PNG"], ["TIFF"]  # what PIL may take a file for: never a GIF's frames
+REDUCIBLE_MODES = {"L", "LA", "RGB", "RGBA", "CMYK", "I", "F"}  # Image.reduce takes these as they are
 IGNORED_NAMES = {"thumbs.db", "desktop.ini"}
 READABLE_COMPRESSIONS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
 ENCRYPTED_FLAG = 0x1  # general purpose bit 0 of a ZIP entry
@@ -34,6 +35,7 @@ class Limits:
     max_total_bytes: int = 64 * 1024**3
     max_ratio: float = 200.0            # uncompressed / compressed, per entry
     max_pixels: int = 120_000_000       # any one decoded page (every TIFF frame): more is a decompression bomb
+    max_decoded_bytes: int = 160 * 1024**2  # one page as decoded (an A4 600-dpi colour scan: 133 MiB)
     max_file_pages: int = 2_000         # pages of one PDF, frames of one TIFF
     max_skipped_listed: int = 1_000     # skipped entries named in the batch; the rest are only counted
     max_pdf_seconds: float = 20.0       # to open a PDF or render one page (in a child process, killed after)
@@ -345,17 +347,32 @@ def load_page(path: Path, source: str, page: int, width: int, limits: Limits = L
 
 
 def _grey(image: Image.Image, source: str, width: int, limits: Limits) -> np.ndarray:
-    """The current frame in grayscale, its size checked before it is decoded, and a scan more
-    than 3x the template's width reduced to twice it (a JPEG while it is decoded): nothing
-    downstream needs more, and memory stays bounded."""
+    """The current frame in grayscale, its pixels and decoded bytes checked before it is decoded,
+    and a scan more than 3x the template's width reduced to twice it (a JPEG while it is decoded,
+    others before they are converted): nothing downstream needs more, and memory stays bounded
+    by max_decoded_bytes and a fraction of it."""
     if image.width * image.height > limits.max_pixels:
         raise PageError(f"image {source} of {image.width}x{image.height} pixels is over the limit of "
                         f"{limits.max_pixels} pixels")
     target = 2 * width
     if image.width > 3 * width and image.format == "JPEG":
         image.draft("L", (target, max(1, image.height * target // image.width)))
+    decoded = image.width * image.height * _bytes_per_pixel(image.mode)
+    if decoded > limits.max_decoded_bytes:
+        raise PageError(f"image {source} of {image.width}x{image.height} {image.mode} pixels takes {decoded} bytes "
+                        f"decoded, over the limit of {limits.max_decoded_bytes}")
+    factor = -(-image.width // target) if image.width > 3 * width else 1  # rounded up: at most `target` wide
+    if factor > 1 and image.mode in REDUCIBLE_MODES:
+        image, factor = image.reduce(factor), 1
     grey = image.convert("L")
-    factor = -(-grey.width // target) if grey.width > 3 * width else 1  # rounded up: at most `target` wide
     if factor > 1:
         grey = grey.reduce(factor)
     return np.asarray(grey)
+
+
+def _bytes_per_pixel(mode: str) -> int:
+    """As Pillow holds a decoded image: one byte a pixel for bilevel, grey and palette images,
+    two for 16-bit grey, four for everything else (RGB included)."""
+    if mode in ("1", "L", "P"):
+        return 1
+    return 2 if mode.startswith("I;16") else 4
