@@ -336,3 +336,25 @@ async def test_a_pdf_that_renders_for_hours_fails_its_sheet_and_its_review(api, 
     assert "rendering page 1 took longer than 1 s" in sheet["error"]
     resp = await api.client.get(f"/api/sheets/{sheet['sheet_id']}/review.png", headers=api.auth("alice"))
     assert resp.status == 404 and "took longer than 1 s" in await resp.text()
+
+
+async def test_batches_taking_turns_open_their_files_once_a_turn(api, monkeypatch):
+    """Four batches of 12 sheets, claims of 4: rotating over them with two files kept open
+    re-opened a file for 11 of 12 claims. A worker keeps its batch for a turn (here long
+    enough for a whole batch): one open per batch."""
+    from omr_tus.batches import worker as worker_module
+    from omr_tus.batches.worker import Worker
+    from omr_tus.http.keys import FILES, SETTINGS
+
+    await register_task(api)
+    opened = []
+    real = worker_module.PageReader
+    monkeypatch.setattr(worker_module, "PageReader", lambda *a, **k: opened.append(a) or real(*a, **k))
+    for user, name in (("alice", "a1"), ("alice", "a2"), ("bob", "b1"), ("bob", "b2")):
+        await api.batch(await upload(api, user, zipped({f"{name}-{i}.png": small_png() for i in range(12)}),
+                                     f"{name}.zip"), user)
+    app = api.client.app
+    w = Worker(app[REPO], app[SETTINGS], app[FILES], name="w1", turn_seconds=600)
+    while await w.run_once():
+        pass
+    assert len(opened) == 4

@@ -315,9 +315,10 @@ class Repo:
                 await _notify_work(conn)
         return True
 
-    async def claim_sheets(self, owner: str, count: int, lease: float) -> Sequence[Row]:
+    async def claim_sheets(self, owner: str, count: int, lease: float, prefer: str | None = None) -> Sequence[Row]:
         """Up to `count` pending sheets of one batch, in order, batches taking turns (see
-        `in_turn`): a 10-sheet batch never waits behind another's 50,000. Competing workers
+        `in_turn`): a 10-sheet batch never waits behind another's 50,000. Batch `prefer` (the
+        one whose turn this worker is in) goes first while it has sheets waiting. Competing workers
         take different sheets (SKIP LOCKED on PostgreSQL, the conditional UPDATE on SQLite)."""
         now = utcnow()
         pending = and_(sheets.c.status == "pending", self._claimable(sheets, now))
@@ -329,7 +330,8 @@ class Repo:
             served = dict((await conn.execute(select(batches.c.owner_id, func.max(batches.c.claimed_at)).where(
                 batches.c.owner_id.in_({b.owner_id for b in waiting})).group_by(batches.c.owner_id))).all()) \
                 if waiting else {}
-            for batch_id in in_turn(waiting, served):
+            order = in_turn(waiting, served)
+            for batch_id in ([prefer] if prefer in order else []) + order:
                 query = select(sheets.c.id).where(sheets.c.batch_id == batch_id, pending).order_by(
                     sheets.c.id).limit(count)
                 if conn.dialect.name == "postgresql":
