@@ -36,10 +36,10 @@ def tiny_frames_tiff(frames: int) -> bytes:
     return tiff_frames([(1, 1)] * frames)
 
 
-def huge_png(side: int = 10_900) -> bytes:
-    """About 0.5 MB on disk, 119 megapixels decoded: just under the pixel limit."""
+def huge_png(side: int = 10_900, mode: str = "1") -> bytes:
+    """About 0.5 MB on disk, 119 megapixels decoded: just under the pixel limit (in RGBA, 475 MB)."""
     out = io.BytesIO()
-    Image.new("1", (side, side), 1).save(out, "PNG")
+    Image.new(mode, (side, side), 1).save(out, "PNG")
     return out.getvalue()
 
 
