@@ -12,6 +12,7 @@ stdout, each a kind byte and a length-prefixed payload."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import struct
 import subprocess
 import sys
@@ -23,6 +24,7 @@ HEADER = struct.Struct("<cQ")  # kind, payload length
 OPEN, RENDER, OK, ERROR = b"O", b"R", b"K", b"E"
 PAGE_REQUEST = struct.Struct("<Idq")  # page index from 0, width in pixels, pixel limit
 PAGE_SHAPE = struct.Struct("<II")  # height, width of the grey pixels that follow
+PIPE_BYTES = 1024 * 1024  # the most a process may ask for by default (fs.pipe-max-size)
 IDLE_KEPT = 4  # children kept for the next document: one per worker thread or review thread is enough
 
 
@@ -37,6 +39,9 @@ class PdfProcess:
         self.process = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE)
         self.killed = False
+        for pipe in (self.process.stdin, self.process.stdout):  # a page in a few switches, not 64 KiB each
+            with contextlib.suppress(OSError, AttributeError):  # (Linux only; the default works too)
+                fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
 
     def open(self, data: bytes, seconds: float) -> int:
         """Opens the PDF in the child (closing the one before); its number of pages."""
@@ -65,12 +70,11 @@ class PdfProcess:
             self.process.wait()
         self.process.stdout.close()
 
-    def _call(self, kind: bytes, payload: bytes, seconds: float, doing: str) -> bytes:
+    def _call(self, kind: bytes, payload: bytes, seconds: float, doing: str) -> bytearray:
         timer = threading.Timer(seconds, self._kill)
         timer.start()
         try:
-            self.process.stdin.write(HEADER.pack(kind, len(payload)) + payload)
-            self.process.stdin.flush()
+            _send(self.process.stdin, kind, payload)
             answer, body = _receive(self.process.stdout)
         except (OSError, ValueError, EOFError):
             answer, body = None, b""
@@ -111,15 +115,22 @@ def release(child: PdfProcess) -> None:
     child.close()
 
 
-def _receive(stream) -> tuple[bytes, bytes]:
+def _receive(stream) -> tuple[bytes, bytearray]:
     header = stream.read(HEADER.size)
     if len(header) < HEADER.size:
         raise EOFError
     kind, length = HEADER.unpack(header)
-    body = stream.read(length)
-    if len(body) < length:
+    body = bytearray(length)  # read into at once: a page is megabytes
+    if stream.readinto(body) < length:
         raise EOFError
     return kind, body
+
+
+def _send(stream, kind: bytes, *parts) -> None:
+    stream.write(HEADER.pack(kind, sum(memoryview(part).nbytes for part in parts)))
+    for part in parts:
+        stream.write(part)
+    stream.flush()
 
 
 def _serve(requests, answers) -> None:
@@ -137,26 +148,24 @@ def _serve(requests, answers) -> None:
                 if document is not None:
                     document.close()
                     document = None
-                document = pypdfium2.PdfDocument(body)
-                answer = struct.pack("<Q", len(document))
+                document = pypdfium2.PdfDocument(bytes(body))
+                answer = [struct.pack("<Q", len(document))]
             else:
                 index, width, max_pixels = PAGE_REQUEST.unpack(body)
                 answer = _render(document[index], width, max_pixels)
         except Exception as exc:  # reported to the caller, who fails the sheet with it
-            kind, answer = ERROR, f"{type(exc).__name__}: {exc}".encode()
+            _send(answers, ERROR, f"{type(exc).__name__}: {exc}".encode())
         else:
-            kind = OK
-        answers.write(HEADER.pack(kind, len(answer)) + answer)
-        answers.flush()
+            _send(answers, OK, *answer)
 
 
-def _render(page, width: int, max_pixels: int) -> bytes:
+def _render(page, width: int, max_pixels: int) -> list:
     points = page.get_width()  # 1/72 inch
     scale = max(width / points, 150 / 72)
     if points * scale * page.get_height() * scale > max_pixels:
         raise PdfError("PDF page too large to render")
     grey = np.ascontiguousarray(page.render(scale=scale, grayscale=True).to_numpy())
-    return PAGE_SHAPE.pack(*grey.shape[:2]) + grey.tobytes()
+    return [PAGE_SHAPE.pack(*grey.shape[:2]), grey.data]
 
 
 if __name__ == "__main__":
