@@ -130,17 +130,24 @@ async def test_review_images_of_a_huge_png(api):
     assert bob["total_sheets"] == 2 and slowest < RESPONSIVE
 
 
+async def claims_in_order(api, batches: list[tuple[str, str]], sheets: int, claims: int) -> list[str]:
+    """Uploads and lists (user, name) batches of `sheets` sheets each, in order; the batch names
+    of the next `claims` claims of 4 sheets."""
+    repo = api.client.app[REPO]
+    names = {}
+    for user, name in batches:
+        batch_id = await upload(api, user, zipped({f"{name}-{i}.png": small_png() for i in range(sheets)}),
+                                f"{name}.zip")
+        await api.batch(batch_id, user)
+        batch = await repo.claim_batch("w", 60)
+        await repo.add_sheets(batch.id, "w", Listing([(f"{name}-{i}.png", 1) for i in range(sheets)], []))
+        names[batch_id] = name
+    return [names[(await repo.claim_sheets("w", 4, 60))[0].batch_id] for _ in range(claims)]
+
+
 async def test_claims_take_batches_and_users_in_turn(api):
     """Two batches of Alice and one of Bob: claims go Alice, Bob, Alice's other, Bob, ..."""
-    repo = api.client.app[REPO]
-    ids = {}
-    for user, name in (("alice", "a1"), ("alice", "a2"), ("bob", "b1")):
-        ids[name] = await upload(api, user, zipped({f"{name}-{i}.png": small_png() for i in range(20)}), f"{name}.zip")
-        await api.batch(ids[name], user)
-        batch = await repo.claim_batch("w", 60)
-        await repo.add_sheets(batch.id, "w", Listing([(f"{name}-{i}.png", 1) for i in range(20)], []))
-    names = {v: k for k, v in ids.items()}
-    order = [names[(await repo.claim_sheets("w", 4, 60))[0].batch_id] for _ in range(8)]
+    order = await claims_in_order(api, [("alice", "a1"), ("alice", "a2"), ("bob", "b1")], 20, 8)
     assert order[:2] == ["a1", "b1"] and order[2:4] == ["a2", "b1"] and order[4:6] == ["a1", "b1"]
     assert set(order) == {"a1", "a2", "b1"}
 
@@ -173,15 +180,7 @@ def test_an_owner_served_by_batches_no_longer_waiting_waits_for_the_others():
 async def test_many_small_batches_of_one_user_take_turns_with_another(api):
     """Six 3-sheet batches of Alice, then one of Bob: each of Alice's is claimed whole, and
     Bob's comes second, not after all of Alice's."""
-    repo = api.client.app[REPO]
-    ids = {}
-    for user, name in [("alice", f"a{i}") for i in range(6)] + [("bob", "b1")]:
-        ids[name] = await upload(api, user, zipped({f"{name}-{i}.png": small_png() for i in range(3)}), f"{name}.zip")
-        await api.batch(ids[name], user)
-        batch = await repo.claim_batch("w", 60)
-        await repo.add_sheets(batch.id, "w", Listing([(f"{name}-{i}.png", 1) for i in range(3)], []))
-    names = {v: k for k, v in ids.items()}
-    order = [names[(await repo.claim_sheets("w", 4, 60))[0].batch_id] for _ in range(7)]
+    order = await claims_in_order(api, [("alice", f"a{i}") for i in range(6)] + [("bob", "b1")], 3, 7)
     assert order[:2] == ["a0", "b1"], order
 
 
