@@ -157,12 +157,12 @@ def test_turns_order_owners_by_their_last_service():
     from types import SimpleNamespace as Row
 
     t = lambda s: datetime(2026, 1, 1, 0, 0, s, tzinfo=timezone.utc)
-    waiting = [Row(id="a1", owner_id=1, claimed_at=t(1), created_at=t(0)),
-               Row(id="a2", owner_id=1, claimed_at=t(5), created_at=t(0)),
-               Row(id="b1", owner_id=2, claimed_at=t(3), created_at=t(0)),
-               Row(id="c2", owner_id=3, claimed_at=None, created_at=t(2)),
-               Row(id="c1", owner_id=3, claimed_at=None, created_at=t(4))]
-    assert in_turn(waiting, {1: t(5), 2: t(3)}) == ["c2", "c1", "b1", "a1", "a2"]
+    waiting = [Row(id="a1", owner_id=1, last_served_at=t(5), claimed_at=t(1), created_at=t(0)),
+               Row(id="a2", owner_id=1, last_served_at=t(5), claimed_at=t(5), created_at=t(0)),
+               Row(id="b1", owner_id=2, last_served_at=t(3), claimed_at=t(3), created_at=t(0)),
+               Row(id="c2", owner_id=3, last_served_at=None, claimed_at=None, created_at=t(2)),
+               Row(id="c1", owner_id=3, last_served_at=None, claimed_at=None, created_at=t(4))]
+    assert in_turn(waiting) == ["c2", "c1", "b1", "a1", "a2"]
 
 
 def test_an_owner_served_by_batches_no_longer_waiting_waits_for_the_others():
@@ -172,9 +172,11 @@ def test_an_owner_served_by_batches_no_longer_waiting_waits_for_the_others():
     from types import SimpleNamespace as Row
 
     t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    alice = [Row(id=f"a{i}", owner_id=1, claimed_at=None, created_at=t0 + timedelta(seconds=i)) for i in range(100)]
-    bob = Row(id="b1", owner_id=2, claimed_at=None, created_at=t0 + timedelta(seconds=500))
-    assert in_turn([*alice, bob], {1: t0 + timedelta(seconds=600), 2: None})[0] == "b1"
+    served = t0 + timedelta(seconds=600)
+    alice = [Row(id=f"a{i}", owner_id=1, last_served_at=served, claimed_at=None, created_at=t0 + timedelta(seconds=i))
+             for i in range(100)]
+    bob = Row(id="b1", owner_id=2, last_served_at=None, claimed_at=None, created_at=t0 + timedelta(seconds=500))
+    assert in_turn([*alice, bob])[0] == "b1"
 
 
 async def test_many_small_batches_of_one_user_take_turns_with_another(api):
@@ -357,3 +359,19 @@ async def test_batches_taking_turns_open_their_files_once_a_turn(api, monkeypatc
     while await w.run_once():
         pass
     assert len(opened) == 4
+
+
+async def test_batches_are_listed_in_owner_turns_too(api):
+    """Alice's batches waiting to be listed, and she is being served: Bob's batch, uploaded
+    after them, is listed next (listed oldest first, it waited for all of hers, and then for
+    their sheets: 66 s in bench/fairness.py --alice-batches 60)."""
+    repo = api.client.app[REPO]
+    alice = [await upload(api, "alice", zipped({f"a{i}.png": small_png()}), f"a{i}.zip") for i in range(3)]
+    for batch_id in alice:
+        await api.batch(batch_id)
+    first = await repo.claim_batch("w", 60)
+    await repo.add_sheets(first.id, "w", Listing([("a0.png", 1)], []))
+    assert (await repo.claim_sheets("w", 4, 60))[0].batch_id == first.id
+    bob = await upload(api, "bob", zipped({"b.png": small_png()}), "b.zip")
+    await api.batch(bob, "bob")
+    assert (await repo.claim_batch("w", 60)).id == bob
