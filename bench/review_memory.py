@@ -83,7 +83,8 @@ def main() -> None:
             server.stop()
     print(f"\n## Review pictures ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {machine()['nproc']} CPUs "
           f"{machine()['cpu']}, source {args.source or 'this checkout'})\n")
-    print(f"- {args.requests} review.png at once of a 10,900 x 10,900 {args.mode} PNG: statuses {sorted(answers)}, {seconds:.1f} s")
+    print(f"- {args.requests} review.png at once of a 10,900 x 10,900 {args.mode} PNG: "
+          f"statuses {sorted(answers)}, {seconds:.1f} s")
     print(f"- API process RSS: idle {idle / MiB:.0f} MiB, peak {sampler.peak / MiB:.0f} MiB "
           f"(+{(sampler.peak - idle) / MiB:.0f} MiB), after {after / MiB:.0f} MiB")
     print(f"- logins meanwhile: {len(logins)}, median {statistics.median(logins) * 1000:.0f} ms, "
