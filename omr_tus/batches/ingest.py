@@ -19,7 +19,7 @@ from . import pdf_pages
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".pdf"}
 MULTI_PAGE = {".tif", ".tiff", ".pdf"}
 SINGLE_FORMATS, TIFF_FORMATS = ["JPEG", "PNG"], ["TIFF"]  # what PIL may take a file for: never a GIF's frames
-REDUCIBLE_MODES = {"L", "LA", "RGB", "RGBA", "CMYK", "I", "F"}  # Image.reduce takes these as they are
+BAND_BLOCKS = 128  # rows of the reduced page converted at a time
 IGNORED_NAMES = {"thumbs.db", "desktop.ini"}
 READABLE_COMPRESSIONS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
 ENCRYPTED_FLAG = 0x1  # general purpose bit 0 of a ZIP entry
@@ -349,8 +349,8 @@ def load_page(path: Path, source: str, page: int, width: int, limits: Limits = L
 def _grey(image: Image.Image, source: str, width: int, limits: Limits) -> np.ndarray:
     """The current frame in grayscale, its pixels and decoded bytes checked before it is decoded,
     and a scan more than 3x the template's width reduced to twice it (a JPEG while it is decoded,
-    others before they are converted): nothing downstream needs more, and memory stays bounded
-    by max_decoded_bytes and a fraction of it."""
+    others band by band as they are converted): nothing downstream needs more, and memory stays
+    bounded by max_decoded_bytes and a fraction of it."""
     if image.width * image.height > limits.max_pixels:
         raise PageError(f"image {source} of {image.width}x{image.height} pixels is over the limit of "
                         f"{limits.max_pixels} pixels")
@@ -362,12 +362,19 @@ def _grey(image: Image.Image, source: str, width: int, limits: Limits) -> np.nda
         raise PageError(f"image {source} of {image.width}x{image.height} {image.mode} pixels takes {decoded} bytes "
                         f"decoded, over the limit of {limits.max_decoded_bytes}")
     factor = -(-image.width // target) if image.width > 3 * width else 1  # rounded up: at most `target` wide
-    if factor > 1 and image.mode in REDUCIBLE_MODES:
-        image, factor = image.reduce(factor), 1
-    grey = image.convert("L")
-    if factor > 1:
-        grey = grey.reduce(factor)
-    return np.asarray(grey)
+    return np.asarray(_reduced_grey(image, factor) if factor > 1 else image.convert("L"))
+
+
+def _reduced_grey(image: Image.Image, factor: int) -> Image.Image:
+    """The image in grey, `factor` times smaller, converted and reduced a band of rows at a time:
+    beside the decoded image, only a band's grey copy is held, never a whole one. The bands
+    are whole multiples of `factor` rows, so the result is the same as at once."""
+    band = factor * BAND_BLOCKS
+    grey = Image.new("L", (-(-image.width // factor), -(-image.height // factor)))
+    for top in range(0, image.height, band):
+        rows = image.crop((0, top, image.width, min(image.height, top + band)))
+        grey.paste(rows.convert("L").reduce(factor), (0, top // factor))
+    return grey
 
 
 def _bytes_per_pixel(mode: str) -> int:
