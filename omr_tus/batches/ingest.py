@@ -38,7 +38,8 @@ class Limits:
     max_decoded_bytes: int = 160 * 1024**2  # one page as decoded (an A4 600-dpi colour scan: 133 MiB)
     max_file_pages: int = 2_000         # pages of one PDF, frames of one TIFF
     max_skipped_listed: int = 1_000     # skipped entries named in the batch; the rest are only counted
-    max_pdf_seconds: float = 20.0       # to open a PDF or render one page (in a child process, killed after)
+    max_pdf_seconds: float = 10.0       # to open a PDF or render one page (in a child process, killed after);
+                                        # a claim's 4 sheets, each opened and rendered, stay within a 120 s lease
     max_frames_walked: int = 100_000    # TIFF frames and PDF pages counted while listing one batch, over all files
 
 

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
 import struct
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 
@@ -168,9 +170,17 @@ def _render(page, width: int, max_pixels: int) -> list:
     return [PAGE_SHAPE.pack(*grey.shape[:2]), grey.data]
 
 
-if __name__ == "__main__":
-    import os
+def _exit_when_orphaned() -> None:
+    """Ends the child once its parent is gone, even in the middle of a render (pdfium runs
+    without the GIL): a worker killed outright leaves no render going on for hours."""
+    parent = os.getppid()
+    while os.getppid() == parent:
+        time.sleep(1)
+    os._exit(1)
 
+
+if __name__ == "__main__":
+    threading.Thread(target=_exit_when_orphaned, daemon=True).start()
     answers = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # whatever a library prints goes to stderr, never into the answers
     _serve(sys.stdin.buffer, answers)
