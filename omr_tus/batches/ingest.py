@@ -18,7 +18,11 @@ from . import pdf_pages
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".pdf"}
 MULTI_PAGE = {".tif", ".tiff", ".pdf"}
-SINGLE_FORMATS, TIFF_FORMATS = ["JPEG", "PNG"], ["TIFF"]  # what PIL may take a file for: never a GIF's frames
+# What PIL may take a file for. A multi-page name is walked frame by frame, so only a TIFF (never
+# a GIF's frames); a single image has only its first frame decoded, and scans come mislabelled
+# (OMRChecker's own samples hold a WebP named .jpg), so the usual scan and photo formats.
+TIFF_FORMATS = ["TIFF"]
+SINGLE_FORMATS = ["JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF"]
 BAND_BLOCKS = 128  # rows of the reduced page converted at a time
 IGNORED_NAMES = {"thumbs.db", "desktop.ini"}
 READABLE_COMPRESSIONS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
