@@ -3,12 +3,14 @@ another user's 10-sheet batch take, and how fast do health and login answer mean
 
     .venv/bin/python bench/fairness.py [--workers 2] [--big 50000] [--small 10] [--timeout 60]
     .venv/bin/python bench/fairness.py --source DIR    # the same against another checkout (a baseline)
+    .venv/bin/python bench/fairness.py --alice-batches 40 --big 120   # Alice's work as many small batches
 
 One omr-tus node (`omr-tus serve`, PostgreSQL in a fresh database) and `omr-tus worker
 --processes N`. Alice's batch is real work: 25 TIFFs of 2,000 frames in a ZIP (each frame a
 full simulated A4 sheet at 200 dpi, the frames sharing one strip so the ZIP stays ~100 MB);
 Bob's is 10 simulated sheets (JPEG). Bob uploads once Alice's batch is being read. Every wait
-is bounded by --timeout.
+is bounded by --timeout. With --alice-batches N, Alice's work is N batches of big/N simulated
+JPEG sheets each instead (small batches are claimed whole, one claim each).
 """
 
 from __future__ import annotations
@@ -53,14 +55,19 @@ def alice_zip(path: Path, sheets: int) -> None:
                        tiff_frames([(width, height)] * frames, page.tobytes()))
 
 
-def bob_zip(sheets: int) -> bytes:
+def small_batches(sheets: int, batches: int) -> list[bytes]:
+    """Alice's work as `batches` ZIPs of the same few JPEG sheets (built once)."""
+    return [bob_zip(sheets // batches, seed=200)] * batches
+
+
+def bob_zip(sheets: int, seed: int = 100) -> bytes:
     import numpy as np
 
     from omr_tus.omr.simulate import EASY, simulate_sheet
     from omr_tus.omr.template import Template
 
     template = Template.parse(TEMPLATE)
-    return zipped([simulate_sheet(template, np.random.default_rng(100 + i), EASY, task_id=TASK)
+    return zipped([simulate_sheet(template, np.random.default_rng(seed + i), EASY, task_id=TASK)
                    for i in range(sheets)])
 
 
@@ -94,6 +101,13 @@ def progress(server: Server, token: str, batch_id: str) -> dict:
     return json.loads(data)
 
 
+def alice_progress(server: Server, token: str, batches: list[str]) -> dict:
+    """Her batches' progress summed; `status` is "processing" while any one is not completed."""
+    each = [progress(server, token, b) for b in batches]
+    total = {key: sum(p[key] for p in each) for key in ("processed_sheets", "failed_sheets", "total_sheets")}
+    return {**total, "status": "completed" if all(p["status"] == "completed" for p in each) else "processing"}
+
+
 def prepare(server: Server) -> dict[str, str]:
     """Users alice and bob, the task registered; returns the server's environment."""
     _, env = server.command()
@@ -111,16 +125,20 @@ def run(server: Server, args, tmp: Path) -> dict:
     env = prepare(server)
     alice_token, _ = login(server, "alice")
     bob_token, _ = login(server, "bob")
-    big = tmp / "alice.zip"
-    alice_zip(big, args.big)
+    if args.alice_batches > 1:
+        alice_files = small_batches(args.big, args.alice_batches)
+    else:
+        alice_files = [tmp / "alice.zip"]
+        alice_zip(alice_files[0], args.big)
     small = bob_zip(args.small)
     workers = subprocess.Popen([str(VENV_BIN / "omr-tus"), "worker", "--processes", str(args.workers)], env=env,
                                stdout=open(tmp / "workers.log", "wb"), stderr=subprocess.STDOUT,
                                start_new_session=True)
     try:
-        alice = upload(server, alice_token, big, "alice.zip")
+        alice = [upload(server, alice_token, data, f"alice{i}.zip") for i, data in enumerate(alice_files)]
         deadline = time.monotonic() + args.timeout
-        while (p := progress(server, alice_token, alice))["processed_sheets"] + p["failed_sheets"] < 2 * args.workers:
+        while (p := alice_progress(server, alice_token, alice))["processed_sheets"] + p["failed_sheets"] \
+                < 2 * args.workers:
             assert time.monotonic() < deadline, f"alice's batch never started: {p}"
             time.sleep(0.2)
         alice_before = p
@@ -138,7 +156,7 @@ def run(server: Server, args, tmp: Path) -> dict:
                 break
             time.sleep(0.2)
         seconds = time.monotonic() - started
-        alice_after = progress(server, alice_token, alice)
+        alice_after = alice_progress(server, alice_token, alice)
     finally:
         workers.terminate()
         workers.wait(60)
@@ -151,6 +169,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--big", type=int, default=50_000)
     parser.add_argument("--small", type=int, default=10)
+    parser.add_argument("--alice-batches", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=60.0)
     parser.add_argument("--source", help="run the omr_tus package of this checkout (PYTHONPATH) instead")
     args = parser.parse_args()
@@ -170,7 +189,7 @@ def main() -> None:
           f"{machine()['cpu']}, source {args.source or 'this checkout'}, {args.workers} worker processes)\n")
     print(f"- Bob's {args.small}-sheet batch: {bob['status']} after {result['bob_seconds']:.1f} s "
           f"({done(bob)} of {bob['total_sheets']} sheets read)")
-    print(f"- Alice's {args.big}-sheet batch meanwhile: {done(result['alice_before'])} -> "
+    print(f"- Alice's {args.big} sheets in {args.alice_batches} batch(es) meanwhile: {done(result['alice_before'])} -> "
           f"{done(result['alice_after'])} sheets read, {result['alice_after']['status']}")
     for name in ("health", "logins"):
         values = result[name]

@@ -1,7 +1,7 @@
 """Memory of review pictures (issue 15): six `GET /api/sheets/{id}/review.png` at once of a
 10,900 x 10,900 PNG (36 KB on disk, 119 megapixels decoded), with logins measured meanwhile.
 
-    .venv/bin/python bench/review_memory.py [--source DIR] [--requests 6]
+    .venv/bin/python bench/review_memory.py [--source DIR] [--requests 6] [--mode RGBA]
 
 One node (`omr-tus serve`, SQLite); a worker process lists the batch and is stopped before
 the measurement, so the RSS sampled (every 20 ms) is the API process's alone.
@@ -34,6 +34,7 @@ MiB = 1024 * 1024
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=6)
+    parser.add_argument("--mode", default="1", help="the PNG's Pillow mode: 1 (bilevel), L, I;16, RGBA")
     parser.add_argument("--source", help="run the omr_tus package of this checkout (PYTHONPATH) instead")
     args = parser.parse_args()
     if args.source:
@@ -45,7 +46,7 @@ def main() -> None:
             token, _ = login(server, "alice")
             archive = Path(tmp) / "huge.zip"
             with zipfile.ZipFile(archive, "w") as z:
-                z.writestr("huge.png", huge_png())
+                z.writestr("huge.png", huge_png(mode=args.mode))
             batch = upload(server, token, archive, "huge.zip", upload_type="zip_no_qr", task_id=TASK)
             worker = subprocess.Popen([str(VENV_BIN / "omr-tus"), "worker"], env=env, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL, start_new_session=True)
@@ -82,7 +83,8 @@ def main() -> None:
             server.stop()
     print(f"\n## Review pictures ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {machine()['nproc']} CPUs "
           f"{machine()['cpu']}, source {args.source or 'this checkout'})\n")
-    print(f"- {args.requests} review.png at once of a 10,900 x 10,900 PNG: statuses {sorted(answers)}, {seconds:.1f} s")
+    print(f"- {args.requests} review.png at once of a 10,900 x 10,900 {args.mode} PNG: "
+          f"statuses {sorted(answers)}, {seconds:.1f} s")
     print(f"- API process RSS: idle {idle / MiB:.0f} MiB, peak {sampler.peak / MiB:.0f} MiB "
           f"(+{(sampler.peak - idle) / MiB:.0f} MiB), after {after / MiB:.0f} MiB")
     print(f"- logins meanwhile: {len(logins)}, median {statistics.median(logins) * 1000:.0f} ms, "

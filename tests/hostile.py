@@ -1,6 +1,6 @@
 """Hostile inputs built on the fly, small enough for CI: a TIFF of many tiny frames, a ZIP
 of many entries, ZIP entries marked encrypted or compressed with a method nobody reads, a
-PNG of huge dimensions."""
+PNG of huge dimensions, a PDF that renders for hours."""
 
 from __future__ import annotations
 
@@ -36,10 +36,10 @@ def tiny_frames_tiff(frames: int) -> bytes:
     return tiff_frames([(1, 1)] * frames)
 
 
-def huge_png(side: int = 10_900) -> bytes:
-    """About 0.5 MB on disk, 119 megapixels decoded: just under the pixel limit."""
+def huge_png(side: int = 10_900, mode: str = "1") -> bytes:
+    """About 0.5 MB on disk, 119 megapixels decoded: just under the pixel limit (in RGBA, 475 MB)."""
     out = io.BytesIO()
-    Image.new("1", (side, side), 1).save(out, "PNG")
+    Image.new(mode, (side, side), 1).save(out, "PNG")
     return out.getvalue()
 
 
@@ -80,3 +80,29 @@ def small_png(value: int = 200) -> bytes:
     out = io.BytesIO()
     Image.fromarray(np.full((30, 40), value, np.uint8)).save(out, "PNG")
     return out.getvalue()
+
+
+def nested_forms_pdf(levels: int = 8, fan: int = 20) -> bytes:
+    """A one-page PDF of about 4 KB whose page draws a form XObject that draws the one below it
+    `fan` times, `levels` deep: fan ** levels rectangles, hours of rendering for pdfium."""
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+               b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources << /XObject << /X %d 0 R >> >>"
+               b" /Contents 4 0 R >>" % (4 + levels), _stream(b"", b"q /X Do Q")]
+    for level in range(levels):
+        draws = b" ".join(b"q 1 0 0 1 %d %d cm /X Do Q" % (i % 7, i // 7) for i in range(fan))
+        resources = b"/Resources << /XObject << /X %d 0 R >> >>" % (4 + level) if level else b""
+        objects.append(_stream(b"/Type /XObject /Subtype /Form /BBox [0 0 600 850] " + resources,
+                               draws if level else b"0 0 1 1 re f"))
+    out, offsets = bytearray(b"%PDF-1.4\n"), []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+    table = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, table)
+    return bytes(out)
+
+
+def _stream(entries: bytes, content: bytes) -> bytes:
+    return b"<< %s/Length %d >>\nstream\n%s\nendstream" % (entries, len(content), content)

@@ -76,6 +76,8 @@ def test_csv_key_with_several_and_weighted_answers():
     ({"options": {"questions_in_order": ["q1"], "answers_in_order": ["A"]},
       "marking_schemes": {"S": {"questions": ["q1..99999999"], "marking": {"correct": 1}}}},
      "marking_schemes.S.questions: names more than 10000 labels"),
+    *(({"options": {"questions_in_order": ["q1"], "answers_in_order": ["A"]}, "marking_schemes": schemes},
+       "marking_schemes: must be an object") for schemes in (["q1"], "x", 5)),
 ])
 def test_answer_keys_are_bounded(evaluation, message):
     with pytest.raises(EvaluationError, match=message):

@@ -18,7 +18,7 @@ from omr_tus.db.repo import in_turn
 from omr_tus.http.keys import REPO
 
 from .conftest import PASSWORD
-from .hostile import huge_png, many_entries_zip, small_png, tiny_frames_tiff, zip_with
+from .hostile import huge_png, many_entries_zip, nested_forms_pdf, small_png, tiny_frames_tiff, zip_with
 from .test_omr_pipeline import TASK, TEMPLATE, register_task, worker
 
 SERVED_WITHIN = 30.0   # seconds: generous, for a shared 2-core CI machine
@@ -130,17 +130,24 @@ async def test_review_images_of_a_huge_png(api):
     assert bob["total_sheets"] == 2 and slowest < RESPONSIVE
 
 
+async def claims_in_order(api, batches: list[tuple[str, str]], sheets: int, claims: int) -> list[str]:
+    """Uploads and lists (user, name) batches of `sheets` sheets each, in order; the batch names
+    of the next `claims` claims of 4 sheets."""
+    repo = api.client.app[REPO]
+    names = {}
+    for user, name in batches:
+        batch_id = await upload(api, user, zipped({f"{name}-{i}.png": small_png() for i in range(sheets)}),
+                                f"{name}.zip")
+        await api.batch(batch_id, user)
+        batch = await repo.claim_batch("w", 60)
+        await repo.add_sheets(batch.id, "w", Listing([(f"{name}-{i}.png", 1) for i in range(sheets)], []))
+        names[batch_id] = name
+    return [names[(await repo.claim_sheets("w", 4, 60))[0].batch_id] for _ in range(claims)]
+
+
 async def test_claims_take_batches_and_users_in_turn(api):
     """Two batches of Alice and one of Bob: claims go Alice, Bob, Alice's other, Bob, ..."""
-    repo = api.client.app[REPO]
-    ids = {}
-    for user, name in (("alice", "a1"), ("alice", "a2"), ("bob", "b1")):
-        ids[name] = await upload(api, user, zipped({f"{name}-{i}.png": small_png() for i in range(20)}), f"{name}.zip")
-        await api.batch(ids[name], user)
-        batch = await repo.claim_batch("w", 60)
-        await repo.add_sheets(batch.id, "w", Listing([(f"{name}-{i}.png", 1) for i in range(20)], []))
-    names = {v: k for k, v in ids.items()}
-    order = [names[(await repo.claim_sheets("w", 4, 60))[0].batch_id] for _ in range(8)]
+    order = await claims_in_order(api, [("alice", "a1"), ("alice", "a2"), ("bob", "b1")], 20, 8)
     assert order[:2] == ["a1", "b1"] and order[2:4] == ["a2", "b1"] and order[4:6] == ["a1", "b1"]
     assert set(order) == {"a1", "a2", "b1"}
 
@@ -150,12 +157,33 @@ def test_turns_order_owners_by_their_last_service():
     from types import SimpleNamespace as Row
 
     t = lambda s: datetime(2026, 1, 1, 0, 0, s, tzinfo=timezone.utc)
-    waiting = [Row(id="a1", owner_id=1, claimed_at=t(1), created_at=t(0)),
-               Row(id="a2", owner_id=1, claimed_at=t(5), created_at=t(0)),
-               Row(id="b1", owner_id=2, claimed_at=t(3), created_at=t(0)),
-               Row(id="c2", owner_id=3, claimed_at=None, created_at=t(2)),
-               Row(id="c1", owner_id=3, claimed_at=None, created_at=t(4))]
+    waiting = [Row(id="a1", owner_id=1, last_served_at=t(5), claimed_at=t(1), created_at=t(0)),
+               Row(id="a2", owner_id=1, last_served_at=t(5), claimed_at=t(5), created_at=t(0)),
+               Row(id="b1", owner_id=2, last_served_at=t(3), claimed_at=t(3), created_at=t(0)),
+               Row(id="c2", owner_id=3, last_served_at=None, claimed_at=None, created_at=t(2)),
+               Row(id="c1", owner_id=3, last_served_at=None, claimed_at=None, created_at=t(4))]
     assert in_turn(waiting) == ["c2", "c1", "b1", "a1", "a2"]
+
+
+def test_an_owner_served_by_batches_no_longer_waiting_waits_for_the_others():
+    """Alice's last service counts even when the batches it went to are no longer waiting (a
+    small batch is claimed whole at once): Bob's batch goes before Alice's hundredth."""
+    from datetime import datetime, timedelta, timezone
+    from types import SimpleNamespace as Row
+
+    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    served = t0 + timedelta(seconds=600)
+    alice = [Row(id=f"a{i}", owner_id=1, last_served_at=served, claimed_at=None, created_at=t0 + timedelta(seconds=i))
+             for i in range(100)]
+    bob = Row(id="b1", owner_id=2, last_served_at=None, claimed_at=None, created_at=t0 + timedelta(seconds=500))
+    assert in_turn([*alice, bob])[0] == "b1"
+
+
+async def test_many_small_batches_of_one_user_take_turns_with_another(api):
+    """Six 3-sheet batches of Alice, then one of Bob: each of Alice's is claimed whole, and
+    Bob's comes second, not after all of Alice's."""
+    order = await claims_in_order(api, [("alice", f"a{i}") for i in range(6)] + [("bob", "b1")], 3, 7)
+    assert order[:2] == ["a0", "b1"], order
 
 
 async def test_a_269_byte_template_naming_4500000_labels_is_a_quick_400(api):
@@ -283,3 +311,67 @@ async def test_a_reading_longer_than_its_column_fails_the_sheet(api, monkeypatch
         await asyncio.sleep(0.05)
     (sheet,) = (await api.get_json(f"/api/batches/{batch_id}/results"))["sheets"]
     assert sheet["status"] == "failed" and sheet["error"] == reason
+
+
+async def test_a_pdf_that_renders_for_hours_fails_its_sheet_and_its_review(api, monkeypatch):
+    """A 5 KB PDF of nested forms: its sheet fails with the reason at the render limit (never
+    claimed again after the lease), and its review picture answers 404 at the limit too."""
+    from omr_tus.api import sheets as sheets_api
+    from omr_tus.batches.ingest import Limits
+    from omr_tus.batches.worker import Worker
+    from omr_tus.http.keys import FILES, SETTINGS
+
+    await register_task(api)
+    limits = Limits(max_pdf_seconds=1)
+    monkeypatch.setattr(sheets_api, "REVIEW_LIMITS", limits)
+    batch_id = await upload(api, "alice", nested_forms_pdf(), "bomb.pdf", "images")
+    await api.batch(batch_id)
+    app = api.client.app
+    w = Worker(app[REPO], app[SETTINGS], app[FILES], name="w1", limits=limits)
+    while await w.run_once():
+        pass
+    w.close_files()
+    batch = await api.get_json(f"/api/batches/{batch_id}", user="alice")
+    sheet = (await api.get_json(f"/api/batches/{batch_id}/results", user="alice"))["sheets"][0]
+    assert batch["status"] == "completed" and batch["failed_sheets"] == 1
+    assert "rendering page 1 took longer than 1 s" in sheet["error"]
+    resp = await api.client.get(f"/api/sheets/{sheet['sheet_id']}/review.png", headers=api.auth("alice"))
+    assert resp.status == 404 and "took longer than 1 s" in await resp.text()
+
+
+async def test_batches_taking_turns_open_their_files_once_a_turn(api, monkeypatch):
+    """Four batches of 12 sheets, claims of 4: rotating over them with two files kept open
+    re-opened a file for 11 of 12 claims. A worker keeps its batch for a turn (here long
+    enough for a whole batch): one open per batch."""
+    from omr_tus.batches import worker as worker_module
+    from omr_tus.batches.worker import Worker
+    from omr_tus.http.keys import FILES, SETTINGS
+
+    await register_task(api)
+    opened = []
+    real = worker_module.PageReader
+    monkeypatch.setattr(worker_module, "PageReader", lambda *a, **k: opened.append(a) or real(*a, **k))
+    for user, name in (("alice", "a1"), ("alice", "a2"), ("bob", "b1"), ("bob", "b2")):
+        await api.batch(await upload(api, user, zipped({f"{name}-{i}.png": small_png() for i in range(12)}),
+                                     f"{name}.zip"), user)
+    app = api.client.app
+    w = Worker(app[REPO], app[SETTINGS], app[FILES], name="w1", turn_seconds=600)
+    while await w.run_once():
+        pass
+    assert len(opened) == 4
+
+
+async def test_batches_are_listed_in_owner_turns_too(api):
+    """Alice's batches waiting to be listed, and she is being served: Bob's batch, uploaded
+    after them, is listed next (listed oldest first, it waited for all of hers, and then for
+    their sheets: 66 s in bench/fairness.py --alice-batches 60)."""
+    repo = api.client.app[REPO]
+    alice = [await upload(api, "alice", zipped({f"a{i}.png": small_png()}), f"a{i}.zip") for i in range(3)]
+    for batch_id in alice:
+        await api.batch(batch_id)
+    first = await repo.claim_batch("w", 60)
+    await repo.add_sheets(first.id, "w", Listing([("a0.png", 1)], []))
+    assert (await repo.claim_sheets("w", 4, 60))[0].batch_id == first.id
+    bob = await upload(api, "bob", zipped({"b.png": small_png()}), "b.zip")
+    await api.batch(bob, "bob")
+    assert (await repo.claim_batch("w", 60)).id == bob

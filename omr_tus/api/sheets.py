@@ -4,14 +4,13 @@ read again)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from aiohttp import web
 from sqlalchemy import Row
 
 from .. import errors
-from ..batches.ingest import PageError, load_page
+from ..batches.ingest import Limits, PageError, load_page
 from ..batches.tasks import load_task
 from ..http.json_body import json_body
 from ..http.keys import FILES, REPO, REVIEW_POOL, principal
@@ -19,10 +18,12 @@ from ..http.pools import BoundedPool
 from .results import sheet_entries
 
 VALUE_LIMIT = 64
-# Review pictures drawn at once: each holds one decoded page (at most Limits.max_pixels), and half
-# the CPUs at most, so logins and uploads keep the rest. More than REVIEW_WAITING queued gets 503.
-REVIEW_THREADS = max(1, (os.cpu_count() or 2) // 2)
+# Review pictures drawn at once: each holds one decoded page (at most Limits.max_decoded_bytes and
+# its grey copy), so memory is bounded whatever the machine: a fixed, small number, not one per CPU.
+# More than REVIEW_WAITING queued gets 503.
+REVIEW_THREADS = 2
 REVIEW_WAITING = 8
+REVIEW_LIMITS = Limits()  # a page that cannot be drawn within them answers 404 with the reason
 
 
 async def _visible_sheet(request: web.Request) -> tuple[Row, Row]:
@@ -62,7 +63,7 @@ def _draw(path: Path, sheet: Row, template, corrected: set[str]) -> bytes:
     from ..omr.review import review_png
 
     try:
-        image = load_page(path, sheet.source, sheet.page, template.page[0])
+        image = load_page(path, sheet.source, sheet.page, template.page[0], REVIEW_LIMITS)
     except PageError as exc:
         raise errors.NOT_FOUND(f"Sheet {sheet.id}'s page cannot be read: {exc}") from None
     result = read_sheet(image, template)

@@ -14,8 +14,16 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image
 
+from . import pdf_pages
+
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".pdf"}
 MULTI_PAGE = {".tif", ".tiff", ".pdf"}
+# What PIL may take a file for. A multi-page name is walked frame by frame, so only a TIFF (never
+# a GIF's frames); a single image has only its first frame decoded, and scans come mislabelled
+# (OMRChecker's own samples hold a WebP named .jpg), so the usual scan and photo formats.
+TIFF_FORMATS = ["TIFF"]
+SINGLE_FORMATS = ["JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF"]
+BAND_BLOCKS = 128  # rows of the reduced page converted at a time
 IGNORED_NAMES = {"thumbs.db", "desktop.ini"}
 READABLE_COMPRESSIONS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
 ENCRYPTED_FLAG = 0x1  # general purpose bit 0 of a ZIP entry
@@ -31,12 +39,27 @@ class Limits:
     max_total_bytes: int = 64 * 1024**3
     max_ratio: float = 200.0            # uncompressed / compressed, per entry
     max_pixels: int = 120_000_000       # any one decoded page (every TIFF frame): more is a decompression bomb
+    max_decoded_bytes: int = 160 * 1024**2  # one page as decoded (an A4 600-dpi colour scan: 133 MiB)
     max_file_pages: int = 2_000         # pages of one PDF, frames of one TIFF
     max_skipped_listed: int = 1_000     # skipped entries named in the batch; the rest are only counted
+    max_pdf_seconds: float = 10.0       # to open a PDF or render one page (in a child process, killed after);
+                                        # a claim's 4 sheets, each opened and rendered, stay within a 120 s lease
+    max_frames_walked: int = 100_000    # TIFF frames and PDF pages counted while listing one batch, over all files
 
 
 class PageError(Exception):
     """A page that cannot be read; the sheet fails with this reason."""
+
+
+class BudgetSpent(Exception):
+    """Listing the batch has counted its max_frames_walked: the rest of its multi-page files are skipped."""
+
+
+@dataclasses.dataclass
+class WalkBudget:
+    """Frames and pages a batch's listing may still count: 200 TIFFs of 2,001 frames each are
+    each over the per-file limit, yet counting them all cost 54 s."""
+    left: int
 
 
 @dataclasses.dataclass
@@ -76,6 +99,7 @@ def _list_zip(path: Path, limits: Limits) -> Listing:
     listing = Listing([], [], skip_limit=limits.max_skipped_listed)
     total = 0
     seen: set[str] = set()
+    budget = WalkBudget(limits.max_frames_walked)
     _check_directory(path, limits)
     with zipfile.ZipFile(path) as archive:
         for info in archive.infolist():
@@ -92,9 +116,11 @@ def _list_zip(path: Path, limits: Limits) -> Listing:
             if reason is None:
                 try:
                     with archive.open(info) as f:
-                        count = _page_count(f, info.filename, limits)
+                        count = _page_count(f, info.filename, limits, budget)
                 except PageError:
                     count = 1  # listed anyway: reading it fails the sheet with the reason
+                except BudgetSpent:
+                    reason = f"the batch's listing counted its limit of {limits.max_frames_walked} frames and pages"
                 except Exception as exc:  # a corrupt stream: this entry is skipped, the rest are read
                     reason = f"unreadable: {exc}"
                 else:
@@ -111,7 +137,9 @@ def _list_zip(path: Path, limits: Limits) -> Listing:
 def _check_directory(path: Path, limits: Limits) -> None:
     """Refuses a ZIP whose end record declares more entries, or a larger central directory,
     than the limits allow, before zipfile parses (and holds) the whole directory: zipfile
-    reads the directory by its size, so a record that understates the count is caught too."""
+    reads the directory by its size, so a record that understates the count is caught too.
+    Like zipfile, a ZIP64 record is read whenever its locator is there, whatever the classic
+    record says, and the larger of the two counts."""
     with open(path, "rb") as f:
         size = f.seek(0, 2)
         f.seek(max(0, size - (22 + 0xFFFF + 20)))  # end record, its longest comment, the ZIP64 locator
@@ -120,12 +148,13 @@ def _check_directory(path: Path, limits: Limits) -> None:
         if at < 0 or len(tail) - at < 22:
             return  # zipfile reports what is wrong with it
         count, directory = struct.unpack_from("<HI", tail, at + 10)
-        if (count == 0xFFFF or directory == 0xFFFFFFFF) and at >= 20 and tail[at - 20:at - 16] == b"PK\x06\x07":
+        if at >= 20 and tail[at - 20:at - 16] == b"PK\x06\x07":
             (record,) = struct.unpack_from("<Q", tail, at - 12)
             f.seek(record)
             zip64 = f.read(56)
             if zip64[:4] == b"PK\x06\x06" and len(zip64) == 56:
-                count, directory = struct.unpack_from("<QQ", zip64, 32)
+                count64, directory64 = struct.unpack_from("<QQ", zip64, 32)
+                count, directory = max(count, count64), max(directory, directory64)
     if count > limits.max_archive_entries:
         raise PageError(f"a ZIP of {count} entries is over the limit of {limits.max_archive_entries}")
     if directory > limits.max_archive_entries * DIRECTORY_BYTES_PER_ENTRY:
@@ -160,34 +189,41 @@ def _skip_reason(info: zipfile.ZipInfo, limits: Limits) -> str | None:
     return None
 
 
-def _page_count(f, name: str, limits: Limits) -> int:
+def _page_count(f, name: str, limits: Limits, budget: WalkBudget | None = None) -> int:
     suffix = PurePosixPath(name).suffix.lower()
     if suffix not in MULTI_PAGE:
         return 1
-    with _open_document(_bounded_read(f, limits.max_entry_bytes), name, limits) as document:
+    if budget is not None and budget.left <= 0:
+        raise BudgetSpent
+    with _open_document(_bounded_read(f, limits.max_entry_bytes), name, limits, budget) as document:
         return document.pages
 
 
 class _Document:
     """An open PDF or TIFF whose page count was checked against the limit when it was opened:
-    pdfium keeps the page tree, PIL a TIFF's frame offsets, so page n costs no walk from page 1."""
+    pdfium keeps the page tree, PIL a TIFF's frame offsets, so page n costs no walk from page 1.
+    With a budget (listing a batch), what it counts is taken from it, and no more than it has left."""
 
-    def __init__(self, source, name: str, limits: Limits):
+    def __init__(self, source, name: str, limits: Limits, budget: WalkBudget | None = None):
         self.name, self.limits = name, limits
         self.pdf = self.image = None
         suffix = PurePosixPath(name).suffix.lower()
+        cap = limits.max_file_pages if budget is None else min(limits.max_file_pages, budget.left)
         try:
             if suffix == ".pdf":
-                import pypdfium2
-
-                self.pdf = pypdfium2.PdfDocument(source)
-                self.pages = len(self.pdf)
+                self.pdf = pdf_pages.acquire()
+                self.pages = self.pdf.open(source, limits.max_pdf_seconds)
             else:
-                self.image = Image.open(source)
-                self.pages = _frame_count(self.image, limits.max_file_pages)
+                self.image = Image.open(source, formats=TIFF_FORMATS)
+                self.pages = _frame_count(self.image, cap)
         except Exception as exc:  # a corrupt PDF or TIFF: one sheet that fails with the reason
             self.close()
             raise PageError(f"unreadable {suffix[1:].upper()} {name}: {exc}") from None
+        if budget is not None:
+            budget.left -= min(self.pages, cap + 1)
+            if self.pages > cap and cap < limits.max_file_pages:
+                self.close()
+                raise BudgetSpent
         if self.pages > limits.max_file_pages:
             self.close()
             size = f"{self.pages} pages" if suffix == ".pdf" else f"more than {limits.max_file_pages} frames"
@@ -198,14 +234,18 @@ class _Document:
         if not 1 <= number <= self.pages:
             raise PageError(f"{self.name} has no page {number}")
         if self.pdf is not None:
-            return _render_pdf_page(self.pdf[number - 1], width, self.limits)
+            try:
+                return self.pdf.render(number - 1, width, self.limits.max_pixels, self.limits.max_pdf_seconds)
+            except pdf_pages.PdfError as exc:
+                raise PageError(f"{self.name}: {exc}") from None
         self.image.seek(number - 1)
         return _grey(self.image, self.name, width, self.limits)
 
     def close(self) -> None:
-        for held in (self.pdf, self.image):
-            if held is not None:
-                held.close()
+        if self.pdf is not None:
+            pdf_pages.release(self.pdf)
+        if self.image is not None:
+            self.image.close()
         self.pdf = self.image = None
 
     def __enter__(self) -> _Document:
@@ -215,8 +255,8 @@ class _Document:
         self.close()
 
 
-def _open_document(data: bytes, name: str, limits: Limits) -> _Document:
-    return _Document(data if name.lower().endswith(".pdf") else io.BytesIO(data), name, limits)
+def _open_document(data: bytes, name: str, limits: Limits, budget: WalkBudget | None = None) -> _Document:
+    return _Document(data if name.lower().endswith(".pdf") else io.BytesIO(data), name, limits, budget)
 
 
 def _frame_count(image: Image.Image, limit: int) -> int:
@@ -262,7 +302,7 @@ class PageReader:
         try:
             if PurePosixPath(source).suffix.lower() in MULTI_PAGE:
                 return self._document_of(source).page(page, width)
-            with Image.open(io.BytesIO(self._read(source))) as image:
+            with Image.open(io.BytesIO(self._read(source)), formats=SINGLE_FORMATS) as image:
                 return _grey(image, source, width, self.limits)
         except PageError:
             raise
@@ -312,26 +352,39 @@ def load_page(path: Path, source: str, page: int, width: int, limits: Limits = L
 
 
 def _grey(image: Image.Image, source: str, width: int, limits: Limits) -> np.ndarray:
-    """The current frame in grayscale, its size checked before it is decoded, and a scan more
-    than 3x the template's width reduced to twice it (a JPEG while it is decoded): nothing
-    downstream needs more, and memory stays bounded."""
+    """The current frame in grayscale, its pixels and decoded bytes checked before it is decoded,
+    and a scan more than 3x the template's width reduced to twice it (a JPEG while it is decoded,
+    others band by band as they are converted): nothing downstream needs more, and memory stays
+    bounded by max_decoded_bytes and a fraction of it."""
     if image.width * image.height > limits.max_pixels:
         raise PageError(f"image {source} of {image.width}x{image.height} pixels is over the limit of "
                         f"{limits.max_pixels} pixels")
     target = 2 * width
     if image.width > 3 * width and image.format == "JPEG":
         image.draft("L", (target, max(1, image.height * target // image.width)))
-    grey = image.convert("L")
-    factor = -(-grey.width // target) if grey.width > 3 * width else 1  # rounded up: at most `target` wide
-    if factor > 1:
-        grey = grey.reduce(factor)
-    return np.asarray(grey)
+    decoded = image.width * image.height * _bytes_per_pixel(image.mode)
+    if decoded > limits.max_decoded_bytes:
+        raise PageError(f"image {source} of {image.width}x{image.height} {image.mode} pixels takes {decoded} bytes "
+                        f"decoded, over the limit of {limits.max_decoded_bytes}")
+    factor = -(-image.width // target) if image.width > 3 * width else 1  # rounded up: at most `target` wide
+    return np.asarray(_reduced_grey(image, factor) if factor > 1 else image.convert("L"))
 
 
-def _render_pdf_page(pdf_page, width: int, limits: Limits) -> np.ndarray:
-    points = pdf_page.get_width()  # 1/72 inch
-    scale = max(width / points, 150 / 72)
-    if points * scale * pdf_page.get_height() * scale > limits.max_pixels:
-        raise PageError("PDF page too large to render")
-    bitmap = pdf_page.render(scale=scale, grayscale=True)
-    return np.array(bitmap.to_numpy())
+def _reduced_grey(image: Image.Image, factor: int) -> Image.Image:
+    """The image in grey, `factor` times smaller, converted and reduced a band of rows at a time:
+    beside the decoded image, only a band's grey copy is held, never a whole one. The bands
+    are whole multiples of `factor` rows, so the result is the same as at once."""
+    band = factor * BAND_BLOCKS
+    grey = Image.new("L", (-(-image.width // factor), -(-image.height // factor)))
+    for top in range(0, image.height, band):
+        rows = image.crop((0, top, image.width, min(image.height, top + band)))
+        grey.paste(rows.convert("L").reduce(factor), (0, top // factor))
+    return grey
+
+
+def _bytes_per_pixel(mode: str) -> int:
+    """As Pillow holds a decoded image: one byte a pixel for bilevel, grey and palette images,
+    two for 16-bit grey, four for everything else (RGB included)."""
+    if mode in ("1", "L", "P"):
+        return 1
+    return 2 if mode.startswith("I;16") else 4

@@ -28,12 +28,13 @@ MAX_ATTEMPTS = 3
 DEFAULT_PAGE_WIDTH = 1654  # A4 at 200 dpi: how wide a PDF page is rendered before its template is known
 TEMPLATE_CACHE_SECONDS = 30.0
 STUDENT_CHARS, VALUE_CHARS = 32, 64  # what sheets.student_id and answers.value hold
-READERS_KEPT = 2  # batch files kept open between claims: claims take batches in turn
+READERS_KEPT = 2  # batch files kept open between claims: a worker's turns rarely come back to one soon
 
 
 class Worker:
     def __init__(self, repo: Repo, settings: Settings, files: CompletedFiles, *, name: str | None = None,
-                 lease: float = 120.0, sheets_per_claim: int = 4, limits: Limits = Limits()):
+                 lease: float = 120.0, sheets_per_claim: int = 4, limits: Limits = Limits(),
+                 turn_seconds: float = 2.0):
         self.repo = repo
         self.settings = settings
         self.files = files
@@ -41,6 +42,11 @@ class Worker:
         self.lease = lease
         self.sheets_per_claim = sheets_per_claim
         self.limits = limits
+        # A turn: the worker keeps claiming the batch it is in for turn_seconds, so its file is
+        # opened once per turn rather than once per claim when many batches take turns; another
+        # user's batch waits one turn at most.
+        self.turn_seconds = turn_seconds
+        self._turn: tuple[str, float] | None = None  # (batch id, monotonic end)
         self._tasks: dict[str, tuple[float, TaskSpec | None]] = {}
         self._readers: dict[str, PageReader] = {}  # by upload id, least recently used first
 
@@ -71,8 +77,10 @@ class Worker:
         if batch is not None:
             await self._ingest(batch)
             done += 1
-        claimed = await self.repo.claim_sheets(self.name, self.sheets_per_claim, self.lease)
+        claimed = await self.repo.claim_sheets(self.name, self.sheets_per_claim, self.lease, self._turn_batch())
         batch = await self.repo.batch(claimed[0].batch_id) if claimed else None
+        if batch is not None and batch.id != self._turn_batch():
+            self._turn = (batch.id, time.monotonic() + self.turn_seconds)
         if batch is not None:  # (None: deleted since the claim)
             for sheet in claimed:
                 await self._process(batch, sheet)
@@ -80,6 +88,12 @@ class Worker:
         if not done:
             self.close_files()
         return done
+
+    def _turn_batch(self) -> str | None:
+        """The batch whose turn this worker is in, if the turn has not ended."""
+        if self._turn is not None and time.monotonic() < self._turn[1]:
+            return self._turn[0]
+        return None
 
     def close_files(self) -> None:
         while self._readers:

@@ -47,6 +47,8 @@ class User(Base):
     # Bumped on password change: tokens carry it, so older tokens stop working.
     token_version: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # When a worker last claimed sheets of theirs: batches take turns by it (repo.in_turn).
+    last_served_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class Upload(Base):

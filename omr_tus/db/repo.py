@@ -320,13 +320,17 @@ class Repo:
         return or_(table.c.lease_expires.is_(None), table.c.lease_expires < now)
 
     async def claim_batch(self, owner: str, lease: float) -> Row | None:
-        """A batch whose file is in durable storage and whose pages are not listed yet.
-        The conditional UPDATE makes the claim atomic on SQLite; on PostgreSQL SKIP LOCKED
-        also keeps competing workers from queueing behind each other."""
+        """A batch whose file is in durable storage and whose pages are not listed yet: of the
+        owner served longest ago (as `in_turn`), then the oldest, so that another user's batch
+        is not listed after a hundred small ones uploaded before it. The conditional UPDATE
+        makes the claim atomic on SQLite; on PostgreSQL SKIP LOCKED also keeps competing
+        workers from queueing behind each other."""
         now = utcnow()
-        query = select(batches.c.id).join(uploads, uploads.c.id == batches.c.upload_id).where(
+        query = select(batches.c.id).join(uploads, uploads.c.id == batches.c.upload_id).join(
+            users, users.c.id == batches.c.owner_id).where(
             batches.c.status == "uploaded", uploads.c.location == "durable",
-            self._claimable(batches, now)).order_by(batches.c.created_at).limit(1)
+            self._claimable(batches, now)).order_by(
+            users.c.last_served_at.asc().nulls_first(), batches.c.created_at).limit(1)
         async with self.engine.begin() as conn:
             if conn.dialect.name == "postgresql":
                 query = query.with_for_update(of=batches, skip_locked=True)
@@ -369,18 +373,22 @@ class Repo:
                 await _notify_work(conn)
         return True
 
-    async def claim_sheets(self, owner: str, count: int, lease: float) -> Sequence[Row]:
+    async def claim_sheets(self, owner: str, count: int, lease: float, prefer: str | None = None) -> Sequence[Row]:
         """Up to `count` pending sheets of one batch, in order, batches taking turns (see
-        `in_turn`): a 10-sheet batch never waits behind another's 50,000. Competing workers
+        `in_turn`): a 10-sheet batch never waits behind another's 50,000. Batch `prefer` (the
+        one whose turn this worker is in) goes first while it has sheets waiting. Competing workers
         take different sheets (SKIP LOCKED on PostgreSQL, the conditional UPDATE on SQLite)."""
         now = utcnow()
         pending = and_(sheets.c.status == "pending", self._claimable(sheets, now))
         async with self.engine.begin() as conn:
             waiting = (await conn.execute(select(batches.c.id, batches.c.owner_id, batches.c.claimed_at,
-                                                 batches.c.created_at).where(
+                                                 batches.c.created_at, users.c.last_served_at).join(
+                users, users.c.id == batches.c.owner_id).where(
                 batches.c.status == "processing",
                 select(sheets.c.id).where(sheets.c.batch_id == batches.c.id, pending).exists()))).all()
-            for batch_id in in_turn(waiting):
+            order = in_turn(waiting)
+            owners = {b.id: b.owner_id for b in waiting}
+            for batch_id in ([prefer] if prefer in order else []) + order:
                 query = select(sheets.c.id).where(sheets.c.batch_id == batch_id, pending).order_by(
                     sheets.c.id).limit(count)
                 if conn.dialect.name == "postgresql":
@@ -392,6 +400,7 @@ class Repo:
                     lease_owner=owner, lease_expires=now + dt.timedelta(seconds=lease),
                     attempts=sheets.c.attempts + 1))
                 await conn.execute(update(batches).where(batches.c.id == batch_id).values(claimed_at=now))
+                await conn.execute(update(users).where(users.c.id == owners[batch_id]).values(last_served_at=now))
                 return (await conn.execute(select(sheets).where(sheets.c.id.in_(ids), sheets.c.lease_owner == owner,
                                                                 sheets.c.status == "pending"))).all()
         return []
@@ -558,14 +567,16 @@ NEVER = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
 
 
 def in_turn(waiting: Sequence[Row]) -> list[str]:
-    """Batch ids (with owner_id, claimed_at, created_at) in the order they are served: first
-    the owner served longest ago, then that owner's batch served longest ago (never served:
-    the oldest first); so users share the workers evenly however many batches each has, and
-    each user's batches share that part."""
-    owner_served: dict[int, dt.datetime] = {}
-    for b in waiting:
-        owner_served[b.owner_id] = max(owner_served.get(b.owner_id, NEVER), b.claimed_at or NEVER)
-    order = sorted(waiting, key=lambda b: (owner_served[b.owner_id], b.claimed_at or NEVER, b.created_at, b.id))
+    """Batch ids (with owner_id, last_served_at, claimed_at, created_at) in the order they are
+    served: first the owner served longest ago, then that owner's batch served longest ago
+    (never served: the oldest first); so users share the workers evenly however many batches
+    each has, and each user's batches share that part. The owner's last service is kept on the
+    user (`users.last_served_at`, set by every claim), not taken from the waiting batches: a
+    small batch claimed whole leaves them at once, and its owner must not look never served."""
+    def turn(b):
+        return (b.last_served_at or NEVER, b.claimed_at or NEVER, b.created_at, b.id)
+
+    order = sorted(waiting, key=turn)
     return [b.id for b in order]
 
 

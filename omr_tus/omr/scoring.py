@@ -115,10 +115,10 @@ def _answer(value: Any, key: str) -> Any:
 
 
 def _markings(schemes: dict, key: dict[str, Any]) -> dict[str, Marking]:
-    default = _marking(schemes.get("DEFAULT", {"correct": 1, "incorrect": 0, "unmarked": 0}), "marking_schemes.DEFAULT")
-    markings = {q: default for q in key}
     if not isinstance(schemes, dict) or len(schemes) > MAX_SECTIONS:
         raise EvaluationError(f"marking_schemes: must be an object of at most {MAX_SECTIONS} sections")
+    default = _marking(schemes.get("DEFAULT", {"correct": 1, "incorrect": 0, "unmarked": 0}), "marking_schemes.DEFAULT")
+    markings = {q: default for q in key}
     for name, section in schemes.items():
         if name == "DEFAULT":
             continue
