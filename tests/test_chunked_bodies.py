@@ -538,6 +538,20 @@ async def test_chunk_ends_after_their_data_was_read_do_not_end_the_body():
     assert b"".join(got) == b"abbccc"
 
 
+async def test_a_body_read_again_after_its_end_ends_at_once():
+    """An ended body (aiohttp's EmptyStreamReader for a request without one) answers
+    (b"", True) to every later read: the reader must not take that for a chunk boundary
+    and wait for ever (a second read of a PATCH without a body once hung the server)."""
+    from aiohttp.streams import EmptyStreamReader
+    content = EmptyStreamReader()
+    for _ in range(2):
+        assert await asyncio.wait_for(_all(body.blocks(content)), 5) == []
+
+
+async def _all(blocks) -> list[bytes]:
+    return [b async for b in blocks]
+
+
 async def test_a_malformed_body_is_a_400_and_a_stalled_one_a_408():
     content = stream_reader()
     content.feed_data(b"kept")

@@ -35,3 +35,5 @@ async def blocks(content: StreamReader, idle: float | None = None) -> AsyncItera
             raise errors.BAD_REQUEST(f"The request body is malformed: {exc}") from None
         if block:
             yield block
+        elif content.at_eof():  # an ended body read again answers (b"", True) for ever
+            return
