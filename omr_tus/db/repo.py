@@ -17,7 +17,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .models import (Answer, Batch, Correction, LoginFailure, Sheet, Task, TaskAsset, Upload, UploadChunk,
+from .models import (Answer, Batch, Correction, LoginAddress, LoginFailure, Sheet, Task, TaskAsset, Upload, UploadChunk,
                      UploadPart, User, utcnow)
 
 if TYPE_CHECKING:
@@ -34,6 +34,7 @@ corrections = Correction.__table__
 sheets = Sheet.__table__
 answers = Answer.__table__
 login_failures = LoginFailure.__table__
+login_addresses = LoginAddress.__table__
 INSERT_UPLOAD = insert(uploads)
 
 
@@ -117,9 +118,11 @@ class Repo:
             await conn.execute(update(users).where(users.c.id == user_id).values(
                 password_hash=password_hash, token_version=users.c.token_version + 1))
 
-    async def rehash_password(self, user_id: int, password_hash: str) -> None:
-        """The same password hashed again with stronger parameters: tokens stay valid."""
-        await self._execute(update(users).where(users.c.id == user_id).values(password_hash=password_hash))
+    async def rehash_password(self, user_id: int, old_hash: str, password_hash: str) -> None:
+        """The same password hashed again with stronger parameters: tokens stay valid. Only
+        while the hash is still `old_hash`: a password changed meanwhile stays changed."""
+        await self._execute(update(users).where(users.c.id == user_id, users.c.password_hash == old_hash)
+                            .values(password_hash=password_hash))
 
     # -- uploads ------------------------------------------------------------
     async def insert_upload(self, **values: Any) -> None:
@@ -466,6 +469,19 @@ class Repo:
 
     async def forget_login_failures(self, before: dt.datetime) -> None:
         await self._execute(delete(login_failures).where(login_failures.c.last_failure < before))
+
+    async def known_login_address(self, user_key: str, address_key: str) -> bool:
+        return await self._one(select(login_addresses.c.last_login).where(
+            login_addresses.c.username == user_key, login_addresses.c.address == address_key)) is not None
+
+    async def remember_login_address(self, user_key: str, address_key: str, now: dt.datetime) -> None:
+        dialect_insert = {"postgresql": pg_insert, "sqlite": sqlite_insert}[self.engine.dialect.name]
+        stmt = dialect_insert(login_addresses).values(username=user_key, address=address_key, last_login=now)
+        await self._execute(stmt.on_conflict_do_update(
+            index_elements=[login_addresses.c.username, login_addresses.c.address], set_={"last_login": now}))
+
+    async def forget_login_addresses(self, before: dt.datetime) -> None:
+        await self._execute(delete(login_addresses).where(login_addresses.c.last_login < before))
 
     async def save_correction(self, sheet_id: int, column: str, value: str, user_id: int,
                               score: float | None) -> None:
