@@ -9,6 +9,7 @@ from .. import errors
 from ..http.keys import CHUNKED, REPO, principal
 from ..uploads.chunked import MAX_CHUNK, Chunk, ChunkReceipt, ChunkedUploads, too_large
 from ..uploads.model import UPLOAD_TYPES, TYPES_NEEDING_TASK
+from ..uploads.reservations import STEP
 from ..uploads.service import interrupted
 from ..uploads.validation import check_upload_type
 from ..http.files import clean_filename
@@ -138,23 +139,27 @@ def _receipt_json(receipt: ChunkReceipt) -> dict:
 
 
 async def upload_direct(request: web.Request) -> web.Response:
-    """One whole file in one request: streamed to the store, then the batch."""
+    """One whole file in one request: streamed to the store, then the batch. Its space is
+    claimed like a tus upload's: its Content-Length up front, or STEP bytes at a time (507)."""
     chunked: ChunkedUploads = request.app[CHUNKED]
     user = principal(request)
     fields = Fields()
     info = None
     try:
-        async for part in form_parts(request):
-            if part.name != "file":
-                await fields.add(part)
-                continue
-            if info is not None:
-                raise errors.BAD_REQUEST("Send one file per request")
-            # the type may follow the file in the form: it is checked, and set, once all fields are read
-            info = await chunked.start(user, _body(request, part), total_chunks=1,
-                                       filename=clean_filename(part.filename) or "upload",
-                                       upload_type="zip_with_qr", task_id=None,
-                                       room=chunked.service.settings.max_upload_size)
+        async with chunked.service.reservations.claim(user.id, request.content_length or STEP) as claim:
+            async for part in form_parts(request):
+                if part.name != "file":
+                    await fields.add(part)
+                    continue
+                if info is not None:
+                    raise errors.BAD_REQUEST("Send one file per request")
+                body = _body(request, part)
+                body.blocks = claim.metered(body.blocks)
+                # the type may follow the file in the form: it is checked, and set, once all fields are read
+                info = await chunked.start(user, body, total_chunks=1,
+                                           filename=clean_filename(part.filename) or "upload",
+                                           upload_type="zip_with_qr", task_id=None,
+                                           room=chunked.service.settings.max_upload_size)
         if info is None:
             raise errors.BAD_REQUEST("The file field file is required")
         info.upload_type, info.task_id = _kind(fields)

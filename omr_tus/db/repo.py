@@ -157,15 +157,18 @@ class Repo:
                 uploads.c.status == "complete", uploads.c.concat == "partial"))).limit(limit))
         return [row.id for row in result]
 
-    async def reserved_by_owner(self, since: dt.datetime) -> dict[int, int]:
-        """Bytes still owed to active uploads of declared length touched since `since`, per
-        owner (see uploads/reservations.py)."""
+    async def reserved_by_owner(self, since: dt.datetime) -> dict[int, tuple[int, int]]:
+        """Per owner of active uploads: (bytes still owed to those of declared length touched
+        since `since`, bytes they already hold on the store); see uploads/reservations.py. A
+        final upload's copy stays owed while it waits for its partials (it is not patched)."""
         # a legacy upload's length is known at completion; until then its chunks bound it
-        length = func.coalesce(uploads.c.length, uploads.c.total_chunks * uploads.c.chunk_size)
-        rows = await self._all(select(uploads.c.owner_id, func.sum(length - uploads.c.upload_offset))
-                               .where(uploads.c.status == "active", length.is_not(None),
-                                      uploads.c.updated_at >= since).group_by(uploads.c.owner_id))
-        return {owner: int(total) for owner, total in rows}
+        c = uploads.c
+        length = func.coalesce(c.length, c.total_chunks * c.chunk_size)
+        owed = case((and_(length.is_not(None), or_(c.updated_at >= since, c.concat == "final")),
+                     length - c.upload_offset), else_=0)
+        rows = await self._all(select(c.owner_id, func.sum(owed), func.sum(c.upload_offset))
+                               .where(c.status == "active").group_by(c.owner_id))
+        return {owner: (int(owed or 0), int(held or 0)) for owner, owed, held in rows}
 
     async def uploads_to_archive(self) -> Sequence[str]:
         """Completed uploads still on the in-progress store (e.g. the node stopped mid-move)."""
@@ -223,6 +226,23 @@ class Repo:
         rows = await self._all(select(parts.c.partial_id, parts.c.final_id).where(
             parts.c.partial_id.in_(list(partial_ids))))
         return {row.partial_id: row.final_id for row in rows}
+
+    async def settle_final_lengths(self, partial_id: str) -> None:
+        """Gives the finals waiting for this partial their length once every one of their
+        partials has one: the final's copy is then reserved like any declared length."""
+        p = uploads.alias("p")
+        part_lengths = select(func.sum(p.c.length)).select_from(parts.join(p, p.c.id == parts.c.partial_id)) \
+            .where(parts.c.final_id == uploads.c.id).scalar_subquery()
+        unknown = select(parts.c.final_id).select_from(parts.join(p, p.c.id == parts.c.partial_id)).where(
+            parts.c.final_id == uploads.c.id, p.c.length.is_(None)).exists()
+        waiting = select(parts.c.final_id).where(parts.c.partial_id == partial_id)
+        await self._execute(update(uploads).where(
+            uploads.c.id.in_(waiting), uploads.c.status == "active", uploads.c.length.is_(None), ~unknown)
+            .values(length=part_lengths, updated_at=utcnow()))
+
+    async def release_parts(self, final_id: str) -> None:
+        """A final gone before assembly lets its partials be part of another final."""
+        await self._execute(delete(parts).where(parts.c.final_id == final_id))
 
     async def finals_waiting_for(self, partial_id: str) -> Sequence[str]:
         rows = await self._all(select(parts.c.final_id).join(uploads, uploads.c.id == parts.c.final_id).where(

@@ -22,6 +22,8 @@ async def blocks(content: StreamReader, idle: float | None = None) -> AsyncItera
     (ConnectionError), the framing is malformed (400), a newer request took the upload over
     (the exception set on the stream), or, with `idle`, nothing arrived for that many seconds
     (408). The pieces already handed out are all the caller can keep."""
+    if content.at_eof():  # no body (aiohttp's shared empty reader answers readchunk only once)
+        return
     chunks = content.iter_chunks()
     while True:
         try:
