@@ -80,7 +80,7 @@ def _check_final_flag(fields: dict[str, str]) -> None:
         raise errors.BAD_REQUEST(f"is_final_chunk must be true or false, got {fields['is_final_chunk'][:40]!r}")
 
 
-async def _place(request: web.Request, fields: dict[str, str], chunk: Chunk) -> ChunkReceipt:
+async def _place(request: web.Request, fields: dict[str, str], chunk: Chunk, finish: bool) -> ChunkReceipt:
     _check_final_flag(fields)
     chunked: ChunkedUploads = request.app[CHUNKED]
     index = _int(fields, "chunk_index", 0)
@@ -93,10 +93,10 @@ async def _place(request: web.Request, fields: dict[str, str], chunk: Chunk) -> 
         if not filename:
             raise errors.BAD_REQUEST("filename is required")
         return await chunked.first(principal(request), chunk, total_chunks=total, filename=filename,
-                                   upload_type=upload_type, task_id=task_id)
+                                   upload_type=upload_type, task_id=task_id, finish=finish)
     if not fields.get("upload_id"):
         raise errors.BAD_REQUEST("upload_id is required when chunk_index > 0")
-    return await chunked.next(principal(request), fields["upload_id"], index, total, chunk)
+    return await chunked.next(principal(request), fields["upload_id"], index, total, chunk, finish=finish)
 
 
 async def upload_chunk(request: web.Request) -> web.Response:
@@ -112,18 +112,20 @@ async def upload_chunk(request: web.Request) -> web.Response:
                 await fields.add(part)
             elif receipt is not None or spooled is not None:
                 raise errors.BAD_REQUEST("Send one chunk per request")
-            elif _ready(fields):
-                receipt = await _place(request, fields, _body(request, part))
+            elif _ready(fields):  # stored now; the upload completes once every field is read and checked
+                receipt = await _place(request, fields, _body(request, part), finish=False)
             else:
                 spooled = await chunked.spool(_body(request, part).blocks)
         if receipt is None:
             if spooled is None:
                 raise errors.BAD_REQUEST("The file field chunk is required")
-            receipt = await _place(request, fields, spooled)
+            receipt = await _place(request, fields, spooled, finish=True)
+        else:
+            _check_final_flag(fields)  # when it came after the chunk: 400, and the upload stays incomplete
+            receipt = await chunked.received(receipt.info, receipt.chunk_index)
     finally:
         if spooled is not None and receipt is None:
             await chunked.discard(spooled)
-    _check_final_flag(fields)  # when it came after the chunk
     return web.json_response(_receipt_json(receipt))
 
 
