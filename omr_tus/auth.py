@@ -9,6 +9,7 @@ import datetime as dt
 import functools
 import hashlib
 import hmac
+import ipaddress
 import math
 import secrets
 import time
@@ -28,6 +29,7 @@ SCRYPT = dict(n=2**17, r=8, p=1, dklen=32)
 USER_CACHE_SECONDS = 5.0  # how long a verified user is trusted without asking the database again
 TOKEN_CACHE_SIZE = 10_000
 HASH_QUEUE = 64  # logins in progress beyond this get 503: the hashing queue stays bounded
+PER_ADDRESS = 4  # logins in progress from one address (group): nobody fills the queue alone
 
 
 def _maxmem(n: int, r: int, p: int) -> int:
@@ -78,12 +80,16 @@ class LoginThrottle:
     own passes it while the username has fewer than USER_HARD failures, so guessing another
     user's password can neither lock them out for long nor keep them out from where they log in.
     Behind a proxy, the address is the last one it adds to X-Forwarded-For (a client can
-    forge the first)."""
+    forge the first). An address that has logged in as a user before is never held back by
+    that user's count (login_addresses, forgotten KNOWN_FOR after its last login): guesses
+    from many addresses cannot keep the user out from where they work. IPv6 addresses count
+    by /64, the block one client usually holds."""
 
     ADDRESS = (20, 300.0)  # (free attempts, maximum wait in seconds)
     USER = (5, 30.0)
     USER_HARD = 50
     FORGET_AFTER = dt.timedelta(hours=1)
+    KNOWN_FOR = dt.timedelta(days=30)
 
     def __init__(self, repo: Repo, clock: Callable[[], dt.datetime] = utcnow) -> None:
         self.repo = repo
@@ -95,6 +101,8 @@ class LoginThrottle:
         count = await self._count(address_key, self.ADDRESS)
         if count is None:
             raise await self._too_many(address_key, self.ADDRESS, "from this address")
+        if await self.repo.known_login_address(user_key, address_key):
+            return
         if await self._count(user_key, self.USER, free=self.USER_HARD if count == 1 else None) is None:
             await self.repo.uncount_login_attempt(address_key)  # not checked: it costs the address nothing
             raise await self._too_many(user_key, self.USER, f"for {username!r}")
@@ -103,13 +111,15 @@ class LoginThrottle:
         address_key, user_key = self.keys(username, address)
         await self.repo.clear_login_failures(user_key)
         await self.repo.uncount_login_attempt(address_key)
+        await self.repo.remember_login_address(user_key, address_key, self.clock())
 
     async def forget_old(self) -> None:
         await self.repo.forget_login_failures(self.clock() - self.FORGET_AFTER)
+        await self.repo.forget_login_addresses(self.clock() - self.KNOWN_FOR)
 
     @staticmethod
     def keys(username: str, address: str) -> tuple[str, str]:
-        return f"address:{address}"[:255], f"user:{username.lower()}"[:255]
+        return f"address:{address_group(address)}"[:255], f"user:{username.lower()}"[:255]
 
     async def _count(self, key: str, rule: tuple[int, float], free: int | None = None) -> int | None:
         """Counts an attempt under `rule`; `free`: more attempts than the rule's pass at once."""
@@ -135,6 +145,20 @@ class LoginThrottle:
         return 0.0 if extra < 0 else min(2.0 ** extra, most)
 
 
+def address_group(address: str) -> str:
+    """One key per client: an IPv4 address (an IPv4-mapped IPv6 one too) as itself, IPv6 by
+    its /64 (a client usually holds a whole /64), anything else as given."""
+    try:
+        ip = ipaddress.ip_address(address.strip().strip("[]").split("%")[0])
+    except ValueError:
+        return address
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.version == 4:
+        return str(ip)
+    return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+
+
 class Authenticator:
     def __init__(self, repo: Repo, secret: str, ttl: int, hash_threads: int = 2):
         self.repo = repo
@@ -147,27 +171,34 @@ class Authenticator:
         # never makes a login wait, and a flood of logins never takes more than these threads.
         self._pool = ThreadPoolExecutor(max_workers=hash_threads, thread_name_prefix="password")
         self._queued = 0
+        self._per_address: dict[str, int] = {}  # logins in progress per address group
 
     async def login(self, username: str, password: str, address: str) -> dict:
         """A token for a correct password. Refused (503) before anything is counted when
-        HASH_QUEUE logins are already in progress."""
-        if self._queued >= HASH_QUEUE:
+        HASH_QUEUE logins are already in progress, or PER_ADDRESS from the same address."""
+        group = address_group(address)
+        if self._queued >= HASH_QUEUE or self._per_address.get(group, 0) >= PER_ADDRESS:
             raise errors.UNAVAILABLE("Too many logins at once; retry in a moment", headers={"Retry-After": "1"})
         self._queued += 1
+        self._per_address[group] = self._per_address.get(group, 0) + 1
         try:
             return await self._login(username, password, address)
         finally:
             self._queued -= 1
+            if self._per_address[group] == 1:
+                del self._per_address[group]
+            else:
+                self._per_address[group] -= 1
 
     async def _login(self, username: str, password: str, address: str) -> dict:
         await self.throttle.enter(username, address)
         user = await self.repo.user_by_name(username)
-        stored = user.password_hash if user else _dummy_hash(SCRYPT["n"], SCRYPT["r"], SCRYPT["p"])
+        stored = user.password_hash if user else await self._hashing(_dummy_hash, SCRYPT["n"], SCRYPT["r"], SCRYPT["p"])
         if not await self._hashing(verify_password, password, stored) or user is None:
             raise errors.UNAUTHORIZED("Incorrect username or password")
         await self.throttle.succeeded(username, address)
         if outdated(user.password_hash):
-            await self.repo.rehash_password(user.id, await self._hashing(hash_password, password))
+            await self.repo.rehash_password(user.id, user.password_hash, await self._hashing(hash_password, password))
         now = int(time.time())
         token = jwt.encode({"sub": str(user.id), "ver": user.token_version, "iat": now, "exp": now + self.ttl},
                            self.secret, algorithm="HS256")

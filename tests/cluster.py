@@ -76,6 +76,7 @@ class Cluster:
         base.update({f"OMR_TUS_{k.upper()}": v for k, v in store.items()})
         base.update(OMR_TUS_DATABASE_URL=database_url, OMR_TUS_SECRET_KEY="cluster-" + secrets.token_hex(24),
                     OMR_TUS_ADMIN_PASSWORD=ADMIN_PASSWORD, OMR_TUS_WORKERS="0", OMR_TUS_HOST="127.0.0.1",
+                    OMR_TUS_TRUST_PROXY_HEADERS="true",  # behind nginx, as deploy/nginx.conf says
                     **(extra_env or {}))
         def data_dir(name: str) -> dict[str, str]:  # a node's own, unless the store shares one
             return {} if "data_dir" in store else {"OMR_TUS_DATA_DIR": str(self.workdir / name)}

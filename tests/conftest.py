@@ -94,7 +94,7 @@ async def _truncate(url: str) -> None:
         async with engine.begin() as conn:
             exists = (await conn.execute(text("SELECT to_regclass('public.users')"))).scalar()
             if exists:
-                await conn.execute(text("TRUNCATE users, uploads, upload_chunks, upload_parts, batches, tasks, sheets, answers, login_failures RESTART IDENTITY CASCADE"))
+                await conn.execute(text("TRUNCATE users, uploads, upload_chunks, upload_parts, batches, tasks, sheets, answers, login_failures, login_addresses RESTART IDENTITY CASCADE"))
     finally:
         await engine.dispose()
 

@@ -5,6 +5,7 @@ import time
 import jwt
 import pytest
 
+from omr_tus import auth
 from omr_tus.auth import hash_password, verify_password
 from omr_tus.http.keys import AUTH, REPO
 
@@ -101,8 +102,10 @@ async def test_repeated_failed_logins_are_throttled(api):
     start = dt.datetime(2026, 11, 24, tzinfo=dt.timezone.utc)
     api.client.app[AUTH].throttle.clock = lambda: start + dt.timedelta(seconds=clock[0])
 
+    await auth.create_user(api.client.app[REPO], "carol", PASSWORD)  # never logged in from here
+
     async def login(password: str):
-        return await api.client.post("/api/auth/login", data={"username": "alice", "password": password})
+        return await api.client.post("/api/auth/login", data={"username": "carol", "password": password})
 
     for _ in range(5):
         assert (await login("wrong password")).status == 401
@@ -125,8 +128,9 @@ async def test_failed_logins_count_on_every_node(api, aiohttp_client, settings):
     from omr_tus.app import create_app
 
     other_node = await aiohttp_client(create_app(settings))
+    await auth.create_user(api.client.app[REPO], "carol", PASSWORD)  # never logged in from here
     for node in (api.client, other_node, api.client, other_node, api.client):
-        resp = await node.post("/api/auth/login", data={"username": "Alice", "password": "wrong password"})
+        resp = await node.post("/api/auth/login", data={"username": "Carol", "password": "wrong password"})
         assert resp.status == 401
-    resp = await other_node.post("/api/auth/login", data={"username": "alice", "password": "wrong password"})
+    resp = await other_node.post("/api/auth/login", data={"username": "carol", "password": "wrong password"})
     assert resp.status == 429 and "Retry-After" in resp.headers

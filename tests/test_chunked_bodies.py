@@ -750,3 +750,12 @@ async def test_a_legacy_body_that_never_ends_is_stopped_by_the_idle_timeout(quic
         writer.close()
     assert reply.status == 408, reply
     assert "nothing arrived for 0.5 s" in json.loads(reply.text)["detail"]
+
+
+async def test_empty_bodies_in_a_row_are_answered(api):
+    """aiohttp shares one empty-body reader between requests, and it reports the end of the
+    body only once: a second empty PATCH waited for ever (the event loop spinning)."""
+    path = await api.create(10)
+    for _ in range(3):
+        resp = await asyncio.wait_for(api.patch(path, 0, b""), 10)
+        assert resp.status == 204

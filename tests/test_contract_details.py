@@ -68,3 +68,28 @@ def test_a_store_directory_of_another_user_is_refused(tmp_path):
     link.symlink_to(tmp_path)
     with pytest.raises(RuntimeError, match="not a directory"):
         LocalStore(link)
+
+
+async def test_a_bad_is_final_chunk_after_the_last_chunk_completes_nothing(api):
+    """The flag may follow the chunk in the form: the chunk is stored, but the upload is not
+    completed (no batch) when the request answers 400; sent again, it completes."""
+    import aiohttp
+
+    def last_chunk(flag: str, upload_id: str) -> aiohttp.FormData:
+        data = aiohttp.FormData()
+        for k, v in dict(chunk_index=1, total_chunks=2, upload_id=upload_id).items():
+            data.add_field(k, str(v))
+        data.add_field("chunk", b"y" * 10, filename="blob", content_type="application/octet-stream")
+        data.add_field("is_final_chunk", flag)
+        return data
+
+    first = await send(api, b"x" * 10, chunk_index=0, total_chunks=2, filename="a.zip", upload_type="zip_with_qr")
+    resp = await api.client.post("/api/batches/upload-chunk", data=last_chunk("maybe", first["upload_id"]),
+                                 headers=api.auth("alice"))
+    assert resp.status == 400
+    assert (await api.get_json("/api/batches"))["batches"] == []
+    resp = await api.client.post("/api/batches/upload-chunk", data=last_chunk("true", first["upload_id"]),
+                                 headers=api.auth("alice"))
+    body = await resp.json()
+    assert resp.status == 200 and body["is_complete"], body
+    assert len((await api.get_json("/api/batches"))["batches"]) == 1

@@ -31,7 +31,7 @@ async def test_one_users_reservations_leave_room_for_the_others(api, monkeypatch
     free = int(23.5 * GIB)
     store_of(api, free, monkeypatch)
     resp = await post(api, int(free * 0.60), "alice")
-    assert resp.status == 507 and "one user may reserve" in await resp.text()
+    assert resp.status == 507 and "one user may take" in await resp.text()
     assert (await post(api, int(free * 0.39), "alice")).status == 201
     resp = await post(api, 500 * MIB, "bob")
     assert resp.status == 201, await resp.text()
@@ -132,3 +132,133 @@ async def test_a_legacy_upload_reserves_its_chunks_to_come(api_with, monkeypatch
         last = await send(api, b"c" * MIB, chunk_index=i, total_chunks=8, upload_id=first["upload_id"])
     assert last["is_complete"]
     assert (await post(api, 5 * MIB, "bob")).status == 201
+
+
+def store_of_capacity(api: Api, capacity: int, monkeypatch) -> None:
+    """The store holds `capacity` bytes: its free space drops as bytes land in it."""
+    store = api.client.app[STORE]
+
+    def free():
+        return capacity - sum(f.stat().st_size for f in store.directory.rglob("*") if f.is_file())
+    monkeypatch.setattr(store, "free_space", free)
+
+
+async def test_a_deferred_length_patch_claims_its_body(api_with, monkeypatch):
+    """A declared 8 MiB upload is 507 (over half of 10 MiB): the same bytes sent to an upload
+    of deferred length are too, before a byte is written; a body within the share passes."""
+    api = await api_with(reservation_user_share=0.5)
+    store_of(api, 10 * MIB, monkeypatch)
+    assert (await post(api, 8 * MIB, "alice")).status == 507
+    path = await api.create(None)
+    resp = await api.patch(path, 0, b"x" * 8 * MIB)
+    assert resp.status == 507, await resp.text()
+    assert (await api.head(path)).headers["Upload-Offset"] == "0"
+    assert (await api.patch(path, 0, b"x" * 4 * MIB)).status == 204
+
+
+async def test_a_chunked_deferred_length_body_is_stopped_at_the_share(api_with, monkeypatch):
+    """Without Content-Length the body claims STEP bytes at a time: it is stopped (507) once
+    the next step does not fit, and the bytes that did are kept."""
+    api = await api_with(reservation_user_share=0.5)
+    store_of(api, 40 * MIB, monkeypatch)
+    path = await api.create(None)
+
+    async def body():
+        for _ in range(30):
+            yield b"x" * MIB
+    resp = await api.client.patch(path, data=body(), headers=api.tus("alice", **{
+        "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"}))
+    assert resp.status == 507, await resp.text()
+    kept = int((await api.head(path)).headers["Upload-Offset"])
+    assert 0 < kept <= 20 * MIB
+
+
+async def test_a_direct_legacy_upload_claims_its_space(api_with, monkeypatch):
+    import aiohttp
+
+    api = await api_with(reservation_user_share=0.5)
+    store_of(api, 10 * MIB, monkeypatch)
+    data = aiohttp.FormData()
+    data.add_field("upload_type", "zip_with_qr")
+    data.add_field("file", b"x" * 6 * MIB, filename="a.zip", content_type="application/zip")
+    resp = await api.client.post("/api/batches/upload", data=data, headers=api.auth("alice"))
+    assert resp.status == 507, (resp.status, await resp.text())
+    assert (await api.get_json("/api/batches"))["batches"] == []
+
+
+async def test_bytes_held_count_against_the_share(api_with, monkeypatch):
+    """The review: 'reserve half of what is free, write all but one byte', repeated, held
+    the whole store. What an upload holds counts like what it is owed."""
+    api = await api_with(reservation_user_share=0.5)
+    store_of_capacity(api, 16 * MIB, monkeypatch)
+    refused = False
+    for _ in range(8):
+        size = api.client.app[STORE].free_space() // 2 - 4096
+        resp = await post(api, size, "alice")
+        if resp.status == 507:
+            refused = True
+            break
+        path = urlsplit(resp.headers["Location"]).path
+        assert (await api.patch(path, 0, b"x" * (size - 1))).status == 204
+        await asyncio.sleep(0.6)  # past the reservation snapshot
+    assert refused
+    assert (await post(api, MIB, "bob")).status == 201
+
+
+async def test_empty_patches_do_not_keep_a_reservation_alive(api_with, monkeypatch):
+    api = await api_with(reservation_user_share=1.0, reservation_idle_timeout=1.0)
+    store_of(api, 10 * MIB, monkeypatch)
+    path = await api.create(8 * MIB)
+    for _ in range(4):
+        await asyncio.sleep(0.5)
+        assert (await api.patch(path, 0, b"")).status == 204  # nothing written
+    resp = await post(api, 6 * MIB, "bob")
+    assert resp.status == 201, "alice's idle upload (0 bytes in 2 s) still holds its 8 MiB"
+
+
+async def test_a_slow_checksummed_patch_keeps_its_reservation_while_bytes_arrive(api_with, monkeypatch):
+    """With Upload-Checksum the body is all or nothing: its offset is not committed while it
+    arrives, but its activity is, so its reservation does not lapse."""
+    import base64
+    import hashlib
+
+    api = await api_with(reservation_user_share=1.0, reservation_idle_timeout=1.0)
+    store_of(api, 10 * MIB, monkeypatch)
+    path = await api.create(8 * MIB)
+    body = b"a" * 8 * MIB
+    digest = base64.b64encode(hashlib.sha1(body).digest()).decode()
+    reader, writer = await asyncio.open_connection(api.client.host, api.client.port)
+    writer.write((f"PATCH {path} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\n"
+                  f"Authorization: Bearer {api.tokens['alice']}\r\nUpload-Offset: 0\r\n"
+                  f"Upload-Checksum: sha1 {digest}\r\nContent-Type: application/offset+octet-stream\r\n"
+                  f"Content-Length: {len(body)}\r\n\r\n").encode())
+    try:
+        for i in range(0, 2 * MIB, 64 * 1024):  # a slow but live client: 2 MiB over 2 s and more
+            writer.write(body[i:i + 64 * 1024])
+            await writer.drain()
+            await asyncio.sleep(0.06)
+        resp = await post(api, 6 * MIB, "bob")
+        assert resp.status == 507, "bob was promised space that alice's live PATCH is still filling"
+    finally:
+        writer.close()
+
+
+async def test_the_copy_of_a_deferred_partial_stays_reserved(api_with, monkeypatch):
+    """Once every partial of a waiting final has a length, the final has one: its copy is
+    reserved in the database, not only for a moment in memory."""
+    api = await api_with(reservation_user_share=1.0)
+    store_of(api, 10 * MIB, monkeypatch)
+    deferred = await api.create(None, **{"Upload-Concat": "partial"})
+    await create_final(api, deferred, {"filename": "f.zip", "upload_type": "zip_with_qr"})
+    assert (await api.patch(deferred, 0, b"", **{"Upload-Length": str(4 * MIB)})).status == 204  # 4 + 4 copy
+    await asyncio.sleep(0.7)  # past the reservation snapshot
+    assert (await post(api, 5 * MIB, "bob")).status == 507
+
+
+async def test_a_terminated_final_frees_its_partials(api):
+    p = await partial(api, None, 10)  # not yet complete: the final waits
+    final = urlsplit((await create_final(api, p, {"filename": "f.zip", "upload_type": "zip_with_qr"}))
+                     .headers["Location"]).path
+    assert (await api.client.delete(final, headers=api.tus("alice"))).status == 204
+    resp = await api.client.post("/files/", headers=api.tus("alice", **{"Upload-Concat": f"final;{p}"}))
+    assert resp.status == 201, await resp.text()

@@ -90,7 +90,15 @@ async def test_creation_with_partial_upload(api):
     assert "Batch-Id" not in resp.headers
 
 
-async def test_location_honours_forwarded_headers(api):
+async def test_location_ignores_forwarded_headers_without_a_proxy(api):
+    """trust_proxy_headers is false by default: a client not behind a proxy names no host."""
+    resp = await api.client.post("/files/", headers=api.tus(**{
+        "Upload-Length": "1", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "uploads.example.org"}))
+    assert "uploads.example.org" not in resp.headers["Location"]
+
+
+async def test_location_honours_forwarded_headers(api_with):
+    api = await api_with(trust_proxy_headers=True)
     resp = await api.client.post("/files/", headers=api.tus(**{
         "Upload-Length": "1", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "uploads.example.org"}))
     assert resp.headers["Location"].startswith("https://uploads.example.org/files/")
@@ -99,7 +107,8 @@ async def test_location_honours_forwarded_headers(api):
     assert resp.headers["Location"].startswith("https://cdn.example.org:8443/files/")
 
 
-async def test_location_rejects_injected_host(api):
+async def test_location_rejects_injected_host(api_with):
+    api = await api_with(trust_proxy_headers=True)
     resp = await api.client.post("/files/", headers=api.tus(**{
         "Upload-Length": "1", "X-Forwarded-Host": "evil.org/<script>"}))
     assert resp.status == 201

@@ -10,6 +10,7 @@ from ..http.keys import CHUNKED, REPO, principal
 from ..uploads.chunked import MAX_CHUNK, Chunk, ChunkReceipt, ChunkedUploads, too_large
 from ..uploads.digests import checked_hex
 from ..uploads.model import UPLOAD_TYPES, TYPES_NEEDING_TASK
+from ..uploads.reservations import STEP
 from ..uploads.service import interrupted
 from ..uploads.validation import check_upload_type
 from ..http.files import clean_filename
@@ -86,7 +87,7 @@ def _check_final_flag(fields: dict[str, str]) -> None:
         raise errors.BAD_REQUEST(f"is_final_chunk must be true or false, got {fields['is_final_chunk'][:40]!r}")
 
 
-async def _place(request: web.Request, fields: dict[str, str], chunk: Chunk) -> ChunkReceipt:
+async def _place(request: web.Request, fields: dict[str, str], chunk: Chunk, finish: bool) -> ChunkReceipt:
     _check_final_flag(fields)
     chunked: ChunkedUploads = request.app[CHUNKED]
     index = _int(fields, "chunk_index", 0)
@@ -99,10 +100,11 @@ async def _place(request: web.Request, fields: dict[str, str], chunk: Chunk) -> 
         if not filename:
             raise errors.BAD_REQUEST("filename is required")
         return await chunked.first(principal(request), chunk, total_chunks=total, filename=filename,
-                                   upload_type=upload_type, task_id=task_id, sha256=_sha256(fields))
+                                   upload_type=upload_type, task_id=task_id, sha256=_sha256(fields),
+                                   finish=finish)
     if not fields.get("upload_id"):
         raise errors.BAD_REQUEST("upload_id is required when chunk_index > 0")
-    return await chunked.next(principal(request), fields["upload_id"], index, total, chunk)
+    return await chunked.next(principal(request), fields["upload_id"], index, total, chunk, finish=finish)
 
 
 async def upload_chunk(request: web.Request) -> web.Response:
@@ -118,20 +120,23 @@ async def upload_chunk(request: web.Request) -> web.Response:
                 await fields.add(part)
             elif receipt is not None or spooled is not None:
                 raise errors.BAD_REQUEST("Send one chunk per request")
-            elif _ready(fields):
-                receipt = await _place(request, fields, _body(request, part))
+            elif _ready(fields):  # stored now; the upload completes once every field is read and checked
+                receipt = await _place(request, fields, _body(request, part), finish=False)
             else:
                 spooled = await chunked.spool(_body(request, part).blocks)
         if receipt is None:
             if spooled is None:
                 raise errors.BAD_REQUEST("The file field chunk is required")
-            receipt = await _place(request, fields, spooled)
+            receipt = await _place(request, fields, spooled, finish=True)
+        else:
+            _check_final_flag(fields)  # when it came after the chunk: 400, and the upload stays incomplete
+            if receipt.chunk_index == 0 and (sha256 := _sha256(fields)):  # a field after the chunk
+                await chunked.service.declare(receipt.info.id, principal(request), {"sha256": sha256},
+                                              "The sha256 field")
+            receipt = await chunked.received(receipt.info, receipt.chunk_index)
     finally:
         if spooled is not None and receipt is None:
             await chunked.discard(spooled)
-    _check_final_flag(fields)  # when it came after the chunk
-    if receipt.chunk_index == 0 and (sha256 := _sha256(fields)):  # a field after the chunk
-        await chunked.service.declare(receipt.info.id, principal(request), {"sha256": sha256}, "The sha256 field")
     return web.json_response(_receipt_json(receipt))
 
 
@@ -147,23 +152,27 @@ def _receipt_json(receipt: ChunkReceipt) -> dict:
 
 
 async def upload_direct(request: web.Request) -> web.Response:
-    """One whole file in one request: streamed to the store, then the batch."""
+    """One whole file in one request: streamed to the store, then the batch. Its space is
+    claimed like a tus upload's: its Content-Length up front, or STEP bytes at a time (507)."""
     chunked: ChunkedUploads = request.app[CHUNKED]
     user = principal(request)
     fields = Fields()
     info = None
     try:
-        async for part in form_parts(request):
-            if part.name != "file":
-                await fields.add(part)
-                continue
-            if info is not None:
-                raise errors.BAD_REQUEST("Send one file per request")
-            # the type may follow the file in the form: it is checked, and set, once all fields are read
-            info = await chunked.start(user, _body(request, part), total_chunks=1,
-                                       filename=clean_filename(part.filename) or "upload",
-                                       upload_type="zip_with_qr", task_id=None,
-                                       room=chunked.service.settings.max_upload_size)
+        async with chunked.service.reservations.claim(user.id, request.content_length or STEP) as claim:
+            async for part in form_parts(request):
+                if part.name != "file":
+                    await fields.add(part)
+                    continue
+                if info is not None:
+                    raise errors.BAD_REQUEST("Send one file per request")
+                body = _body(request, part)
+                body.blocks = claim.metered(body.blocks)
+                # the type may follow the file in the form: it is checked, and set, once all fields are read
+                info = await chunked.start(user, body, total_chunks=1,
+                                           filename=clean_filename(part.filename) or "upload",
+                                           upload_type="zip_with_qr", task_id=None,
+                                           room=chunked.service.settings.max_upload_size)
         if info is None:
             raise errors.BAD_REQUEST("The file field file is required")
         info.upload_type, info.task_id = _kind(fields)

@@ -222,3 +222,15 @@ class LoginFailure(Base):
     username: Mapped[str] = mapped_column(String(255), primary_key=True)
     failures: Mapped[int] = mapped_column(Integer)
     last_failure: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class LoginAddress(Base):
+    """Where a user has logged in successfully (a user key and an address key as in
+    login_failures): guesses made elsewhere never hold that address back (OWASP's known
+    device), so nobody can keep a user out from where they work. Forgotten when unused."""
+
+    __tablename__ = "login_addresses"
+
+    username: Mapped[str] = mapped_column(String(255), primary_key=True)
+    address: Mapped[str] = mapped_column(String(255), primary_key=True)
+    last_login: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)

@@ -17,7 +17,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .models import (Answer, Batch, Correction, LoginFailure, Sheet, Task, TaskAsset, Upload, UploadChunk,
+from .models import (Answer, Batch, Correction, LoginAddress, LoginFailure, Sheet, Task, TaskAsset, Upload, UploadChunk,
                      UploadPart, User, utcnow)
 
 if TYPE_CHECKING:
@@ -34,6 +34,7 @@ corrections = Correction.__table__
 sheets = Sheet.__table__
 answers = Answer.__table__
 login_failures = LoginFailure.__table__
+login_addresses = LoginAddress.__table__
 INSERT_UPLOAD = insert(uploads)
 
 
@@ -117,9 +118,11 @@ class Repo:
             await conn.execute(update(users).where(users.c.id == user_id).values(
                 password_hash=password_hash, token_version=users.c.token_version + 1))
 
-    async def rehash_password(self, user_id: int, password_hash: str) -> None:
-        """The same password hashed again with stronger parameters: tokens stay valid."""
-        await self._execute(update(users).where(users.c.id == user_id).values(password_hash=password_hash))
+    async def rehash_password(self, user_id: int, old_hash: str, password_hash: str) -> None:
+        """The same password hashed again with stronger parameters: tokens stay valid. Only
+        while the hash is still `old_hash`: a password changed meanwhile stays changed."""
+        await self._execute(update(users).where(users.c.id == user_id, users.c.password_hash == old_hash)
+                            .values(password_hash=password_hash))
 
     # -- uploads ------------------------------------------------------------
     async def insert_upload(self, **values: Any) -> None:
@@ -173,15 +176,18 @@ class Repo:
                 uploads.c.status == "complete", uploads.c.concat == "partial"))).limit(limit))
         return [row.id for row in result]
 
-    async def reserved_by_owner(self, since: dt.datetime) -> dict[int, int]:
-        """Bytes still owed to active uploads of declared length touched since `since`, per
-        owner (see uploads/reservations.py)."""
+    async def reserved_by_owner(self, since: dt.datetime) -> dict[int, tuple[int, int]]:
+        """Per owner of active uploads: (bytes still owed to those of declared length touched
+        since `since`, bytes they already hold on the store); see uploads/reservations.py. A
+        final upload's copy stays owed while it waits for its partials (it is not patched)."""
         # a legacy upload's length is known at completion; until then its chunks bound it
-        length = func.coalesce(uploads.c.length, uploads.c.total_chunks * uploads.c.chunk_size)
-        rows = await self._all(select(uploads.c.owner_id, func.sum(length - uploads.c.upload_offset))
-                               .where(uploads.c.status == "active", length.is_not(None),
-                                      uploads.c.updated_at >= since).group_by(uploads.c.owner_id))
-        return {owner: int(total) for owner, total in rows}
+        c = uploads.c
+        length = func.coalesce(c.length, c.total_chunks * c.chunk_size)
+        owed = case((and_(length.is_not(None), or_(c.updated_at >= since, c.concat == "final")),
+                     length - c.upload_offset), else_=0)
+        rows = await self._all(select(c.owner_id, func.sum(owed), func.sum(c.upload_offset))
+                               .where(c.status == "active").group_by(c.owner_id))
+        return {owner: (int(owed or 0), int(held or 0)) for owner, owed, held in rows}
 
     async def uploads_to_archive(self) -> Sequence[str]:
         """Completed uploads (not partial ones: they wait on the store to be concatenated) still
@@ -254,6 +260,23 @@ class Repo:
         rows = await self._all(select(parts.c.partial_id, parts.c.final_id).where(
             parts.c.partial_id.in_(list(partial_ids))))
         return {row.partial_id: row.final_id for row in rows}
+
+    async def settle_final_lengths(self, partial_id: str) -> None:
+        """Gives the finals waiting for this partial their length once every one of their
+        partials has one: the final's copy is then reserved like any declared length."""
+        p = uploads.alias("p")
+        part_lengths = select(func.sum(p.c.length)).select_from(parts.join(p, p.c.id == parts.c.partial_id)) \
+            .where(parts.c.final_id == uploads.c.id).scalar_subquery()
+        unknown = select(parts.c.final_id).select_from(parts.join(p, p.c.id == parts.c.partial_id)).where(
+            parts.c.final_id == uploads.c.id, p.c.length.is_(None)).exists()
+        waiting = select(parts.c.final_id).where(parts.c.partial_id == partial_id)
+        await self._execute(update(uploads).where(
+            uploads.c.id.in_(waiting), uploads.c.status == "active", uploads.c.length.is_(None), ~unknown)
+            .values(length=part_lengths, updated_at=utcnow()))
+
+    async def release_parts(self, final_id: str) -> None:
+        """A final gone before assembly lets its partials be part of another final."""
+        await self._execute(delete(parts).where(parts.c.final_id == final_id))
 
     async def finals_waiting_for(self, partial_id: str) -> Sequence[str]:
         rows = await self._all(select(parts.c.final_id).join(uploads, uploads.c.id == parts.c.final_id).where(
@@ -509,6 +532,19 @@ class Repo:
 
     async def forget_login_failures(self, before: dt.datetime) -> None:
         await self._execute(delete(login_failures).where(login_failures.c.last_failure < before))
+
+    async def known_login_address(self, user_key: str, address_key: str) -> bool:
+        return await self._one(select(login_addresses.c.last_login).where(
+            login_addresses.c.username == user_key, login_addresses.c.address == address_key)) is not None
+
+    async def remember_login_address(self, user_key: str, address_key: str, now: dt.datetime) -> None:
+        dialect_insert = {"postgresql": pg_insert, "sqlite": sqlite_insert}[self.engine.dialect.name]
+        stmt = dialect_insert(login_addresses).values(username=user_key, address=address_key, last_login=now)
+        await self._execute(stmt.on_conflict_do_update(
+            index_elements=[login_addresses.c.username, login_addresses.c.address], set_={"last_login": now}))
+
+    async def forget_login_addresses(self, before: dt.datetime) -> None:
+        await self._execute(delete(login_addresses).where(login_addresses.c.last_login < before))
 
     async def save_correction(self, sheet_id: int, column: str, value: str, user_id: int,
                               score: float | None) -> None:

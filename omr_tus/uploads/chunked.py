@@ -80,10 +80,13 @@ class ChunkedUploads:
 
     # -- chunks -------------------------------------------------------------
     async def first(self, user: Principal, chunk: Chunk, *, total_chunks: int, filename: str | None,
-                    upload_type: str, task_id: str | None, sha256: str | None = None) -> ChunkReceipt:
+                    upload_type: str, task_id: str | None, sha256: str | None = None,
+                    finish: bool = True) -> ChunkReceipt:
+        """Chunk 0; `finish=False`: stored and counted, but the upload is completed only by a
+        later received() (the request's remaining fields are checked first)."""
         info = await self.start(user, chunk, total_chunks=total_chunks, filename=filename,
                                 upload_type=upload_type, task_id=task_id, sha256=sha256)
-        return await self.received(info, 0)
+        return await self.received(info, 0) if finish else ChunkReceipt(info, 0, 1)
 
     async def start(self, user: Principal, chunk: Chunk, *, total_chunks: int, filename: str | None,
                     upload_type: str, task_id: str | None, room: int | None = None,
@@ -125,7 +128,7 @@ class ChunkedUploads:
         await self.service.repo.update_upload(info.id, status="terminated")
 
     async def next(self, user: Principal, upload_id: str, index: int, total_chunks: int,
-                   chunk: Chunk) -> ChunkReceipt:
+                   chunk: Chunk, finish: bool = True) -> ChunkReceipt:
         info = await self.lookup(upload_id, user)
         if total_chunks != info.total_chunks:
             raise errors.BAD_REQUEST(f"total_chunks {total_chunks} does not match this upload's "
@@ -137,7 +140,7 @@ class ChunkedUploads:
             await self._drain(chunk)
             count, _ = await self.service.repo.chunk_totals(info.id)
             return ChunkReceipt(await self.lookup(upload_id, user), index, count)
-        return await self.received(info, index, stored[1:])
+        return await self.received(info, index, stored[1:]) if finish else ChunkReceipt(info, index, stored[1])
 
     async def lookup(self, upload_id: str, user: Principal) -> UploadInfo:
         try:

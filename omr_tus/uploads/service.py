@@ -23,7 +23,7 @@ from ..store import Finisher, PartWriter, Store, Truncater, WriteProgress
 from ..db.models import utcnow
 from .checksums import Checksum
 from .locks import Holder, UploadLocks
-from .reservations import Reservations, mb
+from .reservations import STEP, Reservations, mb
 from .shared_locks import SharedUploadLocks
 from .digests import declared, merged, mismatch
 from .model import LOST, Principal, UploadInfo
@@ -256,10 +256,14 @@ class UploadService:
             if content_length is not None and content_length > room:
                 raise errors.TOO_LARGE(f"The body ({content_length} bytes) would pass the end of the "
                                        f"upload at offset {info.offset + room}")
-            if info.length is not None and self.reservations.lapsed(info.active_at):
+            if info.length is not None and content_length != 0 and self.reservations.lapsed(info.active_at):
                 await self._reserve_again(info)
             holder.arm(interrupt, received)
-            await self._write(info, holder, blocks, room, checksum)
+            # a body of unknown final length claims its space as it comes (507 past the user's share)
+            need = 0 if info.length is not None else STEP if content_length is None else content_length
+            async with self.reservations.claim(info.owner_id, need) as claim:
+                await self._write(info, holder, blocks if info.length is not None else claim.metered(blocks),
+                                  room, checksum)
             if info.length is not None and info.offset == info.length:
                 await self.finish(info)
             return info
@@ -276,11 +280,12 @@ class UploadService:
         start = info.offset
 
         async def checkpoint(written: int) -> None:
-            await self.repo.update_upload(info.id, upload_offset=start + written)
+            """The bytes on the store, or with a checksum (all or nothing) only that the body is
+            live: either way its reservation does not lapse while it arrives."""
+            await self.repo.update_upload(info.id, **({} if checksum else {"upload_offset": start + written}))
 
         verifier = checksum.new() if checksum else None
-        failure = await self.stream(info.id, start, blocks, room, holder.progress, verifier,
-                                    checkpoint if checksum is None else None)
+        failure = await self.stream(info.id, start, blocks, room, holder.progress, verifier, checkpoint)
         written = holder.progress.written
         if checksum is not None and (failure is not None or verifier.digest() != checksum.expected):
             await self._rollback(info, start)
@@ -290,7 +295,8 @@ class UploadService:
                     f"were discarded, resend them")
             written = 0
         info.offset = start + written
-        await self._commit(info)
+        if written or info.offset == info.length:  # an empty body keeps nothing alive
+            await self._commit(info)
         if failure is not None:  # a failed write may have left bytes past the offset: check the store next time
             self._in_sync.pop(info.id, None)
         if written > 0:
@@ -351,6 +357,8 @@ class UploadService:
         async with self.reservations.claim(info.owner_id, length - info.offset + await self._copies(info, length)):
             info.active_at = utcnow()
             await self.repo.update_upload(info.id, length=length)
+            if info.concat == "partial":  # the copy stays reserved in the final's length
+                await self.repo.settle_final_lengths(info.id)
         info.length = length
         self._in_sync[info.id] = dataclasses.replace(info)  # the request may still fail before its write
 
@@ -514,6 +522,7 @@ class UploadService:
 
     async def _drop(self, upload_id: str, status: str) -> None:
         await self.repo.update_upload(upload_id, status=status, expires_at=None)
+        await self.repo.release_parts(upload_id)  # a final's partials may join another final
         self.counters.inc("uploads_total", event=status)
         await self.store.delete(upload_id)
         self.reservations.forget()
