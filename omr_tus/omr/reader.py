@@ -7,14 +7,17 @@ reason in `error`, and a page that cannot be read at all comes back `failed`.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 import cv2
 import numpy as np
 import zxingcpp
 
+from .crosscheck import mostly_blank_but_two_valued, read_twice
 from .errors import SheetError
+from .fit import Fit, fit_blocks
+from .paper import nearby_paper
 from .preprocess import page_outline
 from .template import Bubble, Field, Markers, Template
 
@@ -33,6 +36,7 @@ PIXEL_DARK = (0.12, 0.42)  # bounds of the per-sheet "dark pixel" threshold
 PRINT_MAX = 0.6          # at most this much of an unmarked bubble may be print
 PRINT_SPREAD = 0.25      # how much more print one kind of bubble may hold than the sheet's typical
 KIND_QUARTILE = 8        # bubbles of a kind needed before its lower quartile is trusted
+PAPER_NEAR = 0.9         # the ring is paper unless darker than this share of the nearby paper
 REVIEW_ALIGN = 0.12      # mean marker misfit above this share of the bubble size needs review
 MIN_SIDE = 64
 DETECT_SIDE = 40         # marker side (px) at which ArUco detection runs
@@ -106,7 +110,11 @@ def _read(gray: np.ndarray, template: Template) -> SheetResult:
     if template.qr and not qr:
         reasons.append("QR code unreadable" if payload is None
                        else f"QR payload {payload!r} is not OMR:<task>:<student>")
-    answers, flags, confidence = read_answers(aligned, template)
+    page = read_page(aligned, template)
+    if len(page.fit.unfit) == len(template.layout.names):
+        raise SheetError("the template lands on no printed bubbles: " + _unfit_reasons(page.fit))
+    answers, flags, confidence = page.answers, page.flags, page.confidence
+    reasons.extend(page.reasons)
     doubtful = [c for c, f in flags.items() if "ambiguous" in f]
     if doubtful:
         reasons.append("ambiguous: " + ", ".join(doubtful))
@@ -267,15 +275,18 @@ def _sample(page: np.ndarray, boxes: np.ndarray, r0: float, r1: float) -> np.nda
     return page[ys, xs]
 
 
-def measure_bubbles(page: np.ndarray, template: Template) -> list[Group]:
+def measure_bubbles(page: np.ndarray, template: Template, shifts: np.ndarray, near: np.ndarray) -> list[Group]:
     """Samples per bubble size; the paper is the ring just outside each bubble, so that uneven
-    light cancels, and the outline band's darkness tells whether the bubble sits on its print."""
-    boxes = np.array([(b.x, b.y, b.w, b.h) for f in template.fields for b in f.bubbles], np.int64)
+    light cancels, and the outline band's darkness tells whether the bubble sits on its print.
+    Where the print or a mark is larger than the template's box the ring is not paper: the
+    paper nearby (`near`, the lightest level around each bubble) stands in for it then."""
+    boxes = template.layout.boxes + np.hstack([shifts, np.zeros_like(shifts)])
     inner = INNER if template.markers else INNER_OMRCHECKER
     groups = []
     for size in {tuple(s) for s in boxes[:, 2:]}:
         idx = np.flatnonzero((boxes[:, 2:] == size).all(1))
-        paper = np.maximum(np.median(_sample(page, boxes[idx], *RING), axis=1), 1)
+        ring = np.median(_sample(page, boxes[idx], *RING), axis=1)
+        paper = np.maximum(np.maximum(ring, PAPER_NEAR * near[idx]), 1)
         outline = 1 - _sample(page, boxes[idx], *BAND).mean(1) / paper
         groups.append((idx, _sample(page, boxes[idx], 0, inner), paper, outline))
     return groups
@@ -355,37 +366,70 @@ def _confidence(fill: np.ndarray) -> np.ndarray:
     return np.clip(0.5 + margin / 0.3, 0, 1)
 
 
-def field_fills(page: np.ndarray, template: Template) -> list[tuple[Field, np.ndarray, np.ndarray]]:
-    """Per field: how filled each bubble is (net of print and of the field's own background)
-    and whether it is off its print."""
-    groups = measure_bubbles(page, template)
+@dataclass(frozen=True)
+class PageReading:
+    answers: dict[str, str]
+    flags: dict[str, list[str]]
+    confidence: dict[str, float]
+    reasons: list[str]
+    fit: Fit
+    bubbles: list[tuple[Bubble, str, str]]   # each bubble where it was read, its field, its state
+
+
+def read_page(page: np.ndarray, template: Template) -> PageReading:
+    """Answers, flags and confidence per output column from an aligned page, read twice: each
+    block moved onto its print first (a block that does not fit makes its fields doubtful), then
+    every field read by this reader and by OMRChecker's thresholds; where they disagree the field
+    is doubtful too."""
+    near = nearby_paper(page, template.layout.boxes)
+    fit = fit_blocks(page, template, near)
+    groups = measure_bubbles(page, template, fit.shifts, near)
     fill, off = bubble_fill(groups, _kinds(template)), off_print(groups)
-    out, start = [], 0
+    second = read_twice(page, template, fit.shifts, near)
+    fields, bubbles, differ, start = {}, [], [], 0
     for f in template.fields:
         span = slice(start, start + len(f.bubbles))
-        out.append((f, _field_relative(fill[span]), off[span]))
+        x, o = _field_relative(fill[span]), off[span] | (f.block in fit.unfit)
+        judged = _judge_field(f, x, o, np.where(o, 0.0, _confidence(x)))
+        if "ambiguous" not in judged[1] and not np.array_equal(x >= MARKED, second.marked[span]):
+            differ.append(f.label)
+            judged = (judged[0], [*judged[1], "ambiguous"], min(judged[2], 0.5))
+        fields[f.label] = judged
+        bubbles += [(replace(b, x=b.x + int(dx), y=b.y + int(dy)), f.label, _state(float(v), bool(w)))
+                    for b, v, w, (dx, dy) in zip(f.bubbles, x, o, fit.shifts[span])]
         start = span.stop
-    return out
+    columns = {c: _join_parts([fields[p] for p in template.custom_labels[c]])
+               if c in template.custom_labels else fields[c] for c in template.columns}
+    reasons = [f"field block {name} does not fit: {why}" for name, why in fit.unfit.items()]
+    if differ:
+        reasons.append("a second reading differs: " + ", ".join(differ))
+    blank = sum("blank" in v[1] for v in fields.values())
+    note = mostly_blank_but_two_valued(second, blank, len(fields), int((fill >= MARKED).sum()))
+    if note:
+        reasons.append(note)
+    return PageReading({c: v[0] for c, v in columns.items()}, {c: v[1] for c, v in columns.items()},
+                       {c: round(v[2], 3) for c, v in columns.items()}, reasons, fit, bubbles)
+
+
+def _unfit_reasons(fit: Fit) -> str:
+    return "; ".join(f"{name}: {why}" for name, why in fit.unfit.items())
+
+
+def _state(x: float, off: bool) -> str:
+    return "ambiguous" if off or BLANK <= x < MARKED else "marked" if x >= MARKED else "blank"
 
 
 def read_answers(page: np.ndarray, template: Template
                  ) -> tuple[dict[str, str], dict[str, list[str]], dict[str, float]]:
     """Answers, flags and confidence per output column, from an aligned page."""
-    fields = {f.label: _judge_field(f, fill, off, np.where(off, 0.0, _confidence(fill)))
-              for f, fill, off in field_fills(page, template)}
-    columns = {c: _join_parts([fields[p] for p in template.custom_labels[c]])
-               if c in template.custom_labels else fields[c] for c in template.columns}
-    return ({c: v[0] for c, v in columns.items()}, {c: v[1] for c, v in columns.items()},
-            {c: round(v[2], 3) for c, v in columns.items()})
+    r = read_page(page, template)
+    return r.answers, r.flags, r.confidence
 
 
 def bubble_states(page: np.ndarray, template: Template) -> list[tuple[Bubble, str, str]]:
-    """(bubble, its field's label, 'marked' | 'ambiguous' | 'blank') as read_answers judges it:
-    what a reviewer needs to see drawn over the page."""
-    def state(x: float, off: bool) -> str:
-        return "ambiguous" if off or BLANK <= x < MARKED else "marked" if x >= MARKED else "blank"
-    return [(b, f.label, state(float(x), bool(o)))
-            for f, fill, off in field_fills(page, template) for b, x, o in zip(f.bubbles, fill, off)]
+    """(bubble where it was read, its field's label, 'marked' | 'ambiguous' | 'blank') as
+    read_answers judges it: what a reviewer needs to see drawn over the page."""
+    return read_page(page, template).bubbles
 
 
 def _field_relative(fill: np.ndarray) -> np.ndarray:
