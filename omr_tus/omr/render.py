@@ -33,6 +33,7 @@ class Print:
     value_size: float = 1 / 60    # text scale per pixel of bubble height
     value_weight: int = 1
     heading: str | None = None    # printed across the top, inside a frame round the page
+    qr: bool = True               # False: a master copied for everyone, its qr box left blank
 
 
 OWN = Print()
@@ -47,7 +48,7 @@ def render_sheet(template: Template, task_id: str, student_id: str,
     page = np.full((h, w), PAPER, np.uint8)
     if template.markers:
         _draw_markers(page, template)
-    if template.qr:
+    if template.qr and style.qr:
         _draw_qr(page, template, f"OMR:{task_id}:{student_id}")
     if style.heading:
         _draw_heading(page, template, style.heading)

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from .reader import INNER
-from .render import SHIFT, fixed, render_sheet
+from .render import OWN, SHIFT, Print, fixed, render_sheet
 from .template import Bubble, Field, Template
 
 INK = (0.65, 0.85)         # darkness of a pencil fill
@@ -96,10 +96,10 @@ def random_answers(template: Template, rng: np.random.Generator, blank: float = 
 
 
 def simulate_sheet(template: Template, rng: np.random.Generator, level: Difficulty,
-                   task_id: str = "11600111", background: int | None = None) -> SimulatedSheet:
+                   task_id: str = "11600111", background: int | None = None, style: Print = OWN) -> SimulatedSheet:
     """Render, mark by hand, scan: one sheet with its truth."""
     student_id, answers = random_answers(template, rng, level.blank, level.multiple)
-    page = render_sheet(template, task_id, student_id)
+    page = render_sheet(template, task_id, student_id, style=style)
     doubtful = mark_sheet(page, template, answers, rng, level)
     image = scan(page, rng, level, background)
     return SimulatedSheet(image, task_id, student_id, answers, column_truth(template, answers, doubtful))
