@@ -41,6 +41,7 @@ REVIEW_ALIGN = 0.12      # mean marker misfit above this share of the bubble siz
 MIN_SIDE = 64
 DETECT_SIDE = 40         # marker side (px) at which ArUco detection runs
 QR_MARGIN = 0.25         # share of the qr box searched around it
+QR_PRINTED = 0.1         # share of the qr box that is dark once a code is printed there (a code is ~half)
 QR_PAYLOAD = re.compile(r"^OMR:([0-9A-Za-z-]{1,32}):([0-9A-Za-z-]{1,32})(?::([1-9][0-9]{0,5}))?$")
 FLAG_ORDER = ("blank", "multiple", "ambiguous")
 
@@ -71,10 +72,12 @@ def parse_qr(payload: str) -> tuple[str, str, int | None] | None:
     return m.group(1), m.group(2), int(m.group(3)) if m.group(3) else None
 
 
-def read_sheet(image: np.ndarray, template: Template) -> SheetResult:
-    """Reads one page (BGR or gray, any orientation or scale); never raises for a bad image."""
+def read_sheet(image: np.ndarray, template: Template, qr_expected: bool = True) -> SheetResult:
+    """Reads one page (BGR or gray, any orientation or scale); never raises for a bad image.
+    `qr_expected` False (uploads whose sheets need not carry a code): an empty qr box is no
+    review reason, while a code printed there that does not read still is."""
     try:
-        return _read(_to_gray(image), template)
+        return _read(_to_gray(image), template, qr_expected)
     except SheetError as e:
         return _failed(str(e))
     except (cv2.error, ValueError, RuntimeError, MemoryError) as e:
@@ -103,13 +106,15 @@ def _to_gray(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def _read(gray: np.ndarray, template: Template) -> SheetResult:
+def _read(gray: np.ndarray, template: Template, qr_expected: bool) -> SheetResult:
     aligned, misfit, reasons = _align(gray, template)
     payload = _read_qr(aligned, template) if template.qr else None
     qr = parse_qr(payload) if payload else None
     if template.qr and not qr:
-        reasons.append("QR code unreadable" if payload is None
-                       else f"QR payload {payload!r} is not OMR:<task>:<student>")
+        if payload is not None:
+            reasons.append(f"QR payload {payload!r} is not OMR:<task>:<student>")
+        elif qr_expected or qr_printed(aligned, template):
+            reasons.append("QR code unreadable")
     page = read_page(aligned, template)
     if len(page.fit.unfit) == len(template.layout.names):
         raise SheetError("the template lands on no printed bubbles: " + _unfit_reasons(page.fit))
@@ -242,6 +247,15 @@ def _read_qr(aligned: np.ndarray, template: Template) -> str | None:
     m = round(q.size * QR_MARGIN)
     region = aligned[max(0, q.y - m):q.y + q.size + m, max(0, q.x - m):q.x + q.size + m]
     return _decode(np.ascontiguousarray(region)) or _decode(aligned)
+
+
+def qr_printed(aligned: np.ndarray, template: Template) -> bool:
+    """Whether something is printed in the qr box (a code that may be damaged), rather than
+    the box being left blank: dark against the paper around the box."""
+    q = template.qr
+    box = aligned[q.y:q.y + q.size, q.x:q.x + q.size]
+    paper = max(float(np.percentile(box, 95)), 1.0)
+    return float((box < 0.5 * paper).mean()) >= QR_PRINTED
 
 
 def find_qr_payload(image: np.ndarray) -> str | None:

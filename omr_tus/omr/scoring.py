@@ -14,6 +14,9 @@ from typing import Any
 _RANGE = re.compile(r"^(.*?)(\d+)\.\.(\d+)$")
 
 
+CSV_SOURCES = ("csv", "image_and_csv")  # the second is how older OMRChecker samples name a CSV key
+
+
 class EvaluationError(ValueError):
     """A bad evaluation.json; the message names the key."""
 
@@ -55,7 +58,7 @@ class AnswerKey:
     def parse(cls, evaluation: dict, assets: dict[str, bytes] | None = None) -> "AnswerKey":
         options = evaluation.get("options") or {}
         source = evaluation.get("source_type", "custom")
-        if source == "csv":
+        if source in CSV_SOURCES:
             name = options.get("answer_key_csv_path")
             if not name or name not in (assets or {}):
                 raise EvaluationError(f"options.answer_key_csv_path: the file {name!r} was not sent with the task")
