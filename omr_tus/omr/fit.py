@@ -28,6 +28,9 @@ MAX_SHIFT_PITCH = 0.4  # ... and of its pitch, so it never locks onto the neighb
 WORK_SIDE = 10        # px of the smaller bubble side at which the search runs (the page is shrunk to it)
 INK = 0.06            # a window holds print where its darkness adds up to a twentieth of it this much darker
 STRUCTURE = 0.035     # darkness of the print common to a block's windows for it to be on print
+FIELD_MIN = 3         # bubbles a field needs to be moved on its own ...
+FIELD_SHIFT = 0.2     # ... by at most this share of the bubble size beyond its block's shift,
+FIELD_GAP = 0.5       # ... and this share of the paper between bubbles (none where they touch)
 SCATTER_MIN = 5       # bubbles (clearly printed ones) needed to move a block (to judge their scatter)
 SPREAD = 0.2          # bubbles' own centres may scatter this share of the bubble size (median)
 
@@ -67,10 +70,35 @@ def fit_blocks(page: np.ndarray, template: Template, paper: np.ndarray) -> Fit:
         elif reach.any() and (np.abs(shift[i]) >= limit[i] - 0.5 / factor).any():
             unfit[name] = f"lies {np.hypot(*limit[i]) * factor:.0f} px or more off where the template puts it"
             shift[i] = 0
-    shifts = np.rint(shift * factor).astype(np.int64)
-    for name in unfit:
-        shifts[lay.names.index(name)] = 0
-    return Fit(shifts[lay.block], unfit)
+    per_bubble = shift[lay.block]
+    field_reach = np.minimum(FIELD_SHIFT * lay.size, FIELD_GAP * np.maximum(lay.pitch - lay.size, 0)) / factor
+    for i, name in enumerate(lay.names):
+        mine = lay.block == i
+        if name in unfit:
+            per_bubble[mine] = 0
+        elif lay.fields[i] >= FIELD_MIN:
+            dy, dx = _grid(*half[i])
+            per_bubble[mine] = _refine(work, centres[mine], paper[mine].astype(np.float32), dy, dx,
+                                       shift[i], lay.fields[i], field_reach[i])
+    return Fit(np.rint(per_bubble * factor).astype(np.int64), unfit)
+
+
+def _refine(work: np.ndarray, centres: np.ndarray, paper: np.ndarray, dy: np.ndarray, dx: np.ndarray,
+            start: np.ndarray, size: int, reach: np.ndarray) -> np.ndarray:
+    """Each field of a block (its `size` bubbles in a row, in order) moved a little further on
+    its own, so a page that bends or a lens that curves does not leave the block's far rows off
+    their print; returns each bubble's offset."""
+    fields = len(centres) // size
+    offset = np.repeat(start[None, :], fields, axis=0)
+    for _ in range(ROUNDS):
+        pixels, snap = _windows(work, centres + np.repeat(offset, size, axis=0), dy, dx)
+        own = (_centroids(pixels, paper, dy, dx)[0] + snap).reshape(fields, size, 2)
+        new = np.clip(offset + np.median(own, axis=1), start - reach, start + reach)
+        done = np.abs(new - offset).max() < 0.25
+        offset = new
+        if done:
+            break
+    return np.repeat(offset, size, axis=0)
 
 
 def _centre(work: np.ndarray, centres: np.ndarray, paper: np.ndarray, hx: int, hy: int, limit: np.ndarray

@@ -27,6 +27,7 @@ MAX_COSINE = 0.35                # page corners must be roughly square
 MIN_MARKER_SPAN = 0.25           # CropOnMarkers: the markers frame at least this share of each side
 MAX_ASSET_SIDE = 10000
 FEATURE_MIN_INLIERS = 10         # fewer agreeing feature matches: the reference was not found
+FEATURE_RATIO = 0.8              # a feature's best match must be this much closer than its second
 FEATURE_REVIEW_ERROR = 3.0       # px (processing size) of mean feature misfit that needs review
 
 Matrix = np.ndarray               # 3x3 map from a step's input pixels to its output pixels
@@ -220,9 +221,7 @@ class FeatureBasedAlignment(Step):
         points, descriptors = self.orb.detectAndCompute(_normalize(image), None)
         if descriptors is None:
             raise SheetError("FeatureBasedAlignment: the sheet has no features to match")
-        matches = sorted(cv2.BFMatcher(cv2.NORM_HAMMING).match(descriptors, self.descriptors),
-                         key=lambda m: m.distance)
-        matches = matches[:max(int(len(matches) * self.keep), 4)]
+        matches = self._distinct(descriptors)
         src = np.float32([points[m.queryIdx].pt for m in matches])
         dst = np.float32([self.points[m.trainIdx].pt for m in matches])
         if self.affine:
@@ -237,6 +236,15 @@ class FeatureBasedAlignment(Step):
         misfit = float(np.linalg.norm(mapped - dst[keep], axis=1).mean())
         review = f"feature alignment misfit {misfit:.1f} px" if misfit > FEATURE_REVIEW_ERROR else None
         return Outcome(cv2.warpPerspective(image, matrix, self.size), matrix, review)
+
+    def _distinct(self, descriptors: np.ndarray) -> list:
+        """The best matches, as OMRChecker keeps them (its goodMatchPercent of all, by distance),
+        but only among features that match one place clearly better than any other: a form is
+        full of identical bubbles, whose features match every bubble alike and mislead the fit."""
+        pairs = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(descriptors, self.descriptors, k=2)
+        distinct = [p[0] for p in pairs if len(p) == 2 and p[0].distance < FEATURE_RATIO * p[1].distance]
+        ranked = sorted(distinct, key=lambda m: m.distance)
+        return ranked[:max(int(len(pairs) * self.keep), FEATURE_MIN_INLIERS * 3)]
 
 
 # --- parsing ---------------------------------------------------------------------------------

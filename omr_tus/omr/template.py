@@ -119,7 +119,9 @@ class Template:
         block = np.array([index[f.block] for f in self.fields for _ in f.bubbles])
         size = np.array([boxes[block == i, 2:].max(0) for i in range(len(names))], np.float64)
         pitch = np.array([[_pitch(boxes[block == i], axis) for axis in (0, 1)] for i in range(len(names))])
-        return Layout(boxes, block, names, size, np.where(np.isfinite(pitch), pitch, 4 * size))
+        per_field = [{len(f.bubbles) for f in self.fields if f.block == n} for n in names]
+        fields = np.array([min(s) if len(s) == 1 else 0 for s in per_field])
+        return Layout(boxes, block, names, size, np.where(np.isfinite(pitch), pitch, 4 * size), fields)
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,7 @@ class Layout:
     names: tuple[str, ...]        # block names, in template order
     size: np.ndarray              # (blocks, 2) largest bubble width, height
     pitch: np.ndarray             # (blocks, 2) distance between neighbouring bubble centres along x, y
+    fields: np.ndarray            # (blocks,) bubbles in each of the block's fields (0: they differ)
 
 
 def _pitch(boxes: np.ndarray, axis: int) -> float:
