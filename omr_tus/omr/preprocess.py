@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import cv2
 import numpy as np
@@ -23,6 +23,7 @@ from .errors import SheetError, TemplateError
 PROCESSING = (666, 820)          # OMRChecker's default processing width and height
 MIN_PAGE_AREA = 80000            # px at processing size: smaller edge outlines are not the page
 PAGE_MIN_SHARE = 0.1             # a light page region must cover this share of the image
+SAME_CORNER = 0.005              # page corners this close (share of the image side) are one guess
 MAX_COSINE = 0.35                # page corners must be roughly square
 MIN_MARKER_SPAN = 0.25           # CropOnMarkers: the markers frame at least this share of each side
 MAX_ASSET_SIDE = 10000
@@ -38,6 +39,7 @@ class Outcome:
     image: np.ndarray
     matrix: Matrix | None = None   # None: the step changed pixels, not geometry
     review: str | None = None      # a doubt about the alignment, shown to the reviewer
+    second: Outcome | None = None  # a second guess, tried when the template does not fit the first
 
 
 class Step:
@@ -145,13 +147,16 @@ class CropPage(Step):
         light = _normalize(cv2.threshold(_normalize(image), 200, 255, cv2.THRESH_TRUNC)[1])
         edges = cv2.Canny(cv2.morphologyEx(light, cv2.MORPH_CLOSE, self.kernel), 185, 55)
         contours, _ = cv2.findContours(edges, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
-        quad = _largest_quad(contours, MIN_PAGE_AREA)
+        quad, light = _largest_quad(contours, MIN_PAGE_AREA), page_outline(image, self.kernel)
         if quad is None:
-            quad = page_outline(image, self.kernel)
+            quad, light = light, None
         if quad is None:
             raise SheetError("CropPage: the page's outline was not found (the sheet should lie on a "
                              "darker background with its four corners in the picture)")
-        return four_point_warp(image, quad)
+        first = four_point_warp(image, quad)
+        if light is None or np.abs(light - quad).max() < SAME_CORNER * max(image.shape):
+            return first
+        return Outcome(first.image, first.matrix, first.review, four_point_warp(image, light))
 
 
 class CropOnMarkers(Step):
@@ -386,17 +391,27 @@ class Alignment:
 
     def align(self, gray: np.ndarray, page: tuple[int, int]) -> tuple[np.ndarray, list[str]]:
         """The page (pageDimensions) warped once from `gray`, and review reasons."""
+        return next(self.candidates(gray, page))
+
+    def candidates(self, gray: np.ndarray, page: tuple[int, int]) -> Iterator[tuple[np.ndarray, list[str]]]:
+        """The page as the steps find it; then, lazily, as each step's second guess finds it."""
         (pw, ph), (h, w) = self.processing, gray.shape
         work = cv2.resize(gray, (pw, ph), interpolation=cv2.INTER_AREA)
-        chain = _scale(w, h, pw, ph)
-        reasons = []
-        for step in self.steps:
-            out = step(work)
-            work = out.image
-            if out.matrix is not None:
-                chain = out.matrix @ chain
-            if out.review:
-                reasons.append(out.review)
+        yield from self._run(gray, page, work, _scale(w, h, pw, ph), 0, [])
+
+    def _run(self, gray: np.ndarray, page: tuple[int, int], work: np.ndarray, chain: Matrix, i: int,
+             reasons: list[str]) -> Iterator[tuple[np.ndarray, list[str]]]:
+        if i == len(self.steps):
+            yield self._warp(gray, page, work, chain), reasons
+            return
+        out: Outcome | None = self.steps[i](work)
+        while out is not None:
+            yield from self._run(gray, page, out.image, chain if out.matrix is None else out.matrix @ chain,
+                                 i + 1, reasons + [out.review] * bool(out.review))
+            out = out.second
+
+    def _warp(self, gray: np.ndarray, page: tuple[int, int], work: np.ndarray, chain: Matrix) -> np.ndarray:
+        h, w = gray.shape
         chain = _scale(work.shape[1], work.shape[0], *page) @ chain
         factor = int(min(w / page[0], h / page[1]))   # pre-shrink: warping then needs no anti-aliasing
         source = gray
@@ -407,7 +422,7 @@ class Alignment:
         for step in self.steps:
             if step.tone:
                 aligned = step(aligned).image
-        return aligned, reasons
+        return aligned
 
 
 def _scale(w: int, h: int, to_w: int, to_h: int) -> Matrix:

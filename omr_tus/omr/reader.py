@@ -107,7 +107,7 @@ def _to_gray(image: np.ndarray) -> np.ndarray:
 
 
 def _read(gray: np.ndarray, template: Template, qr_expected: bool) -> SheetResult:
-    aligned, misfit, reasons = _align(gray, template)
+    aligned, misfit, reasons, page = _best_fit(gray, template)
     payload = _read_qr(aligned, template) if template.qr else None
     qr = parse_qr(payload) if payload else None
     if template.qr and not qr:
@@ -115,7 +115,6 @@ def _read(gray: np.ndarray, template: Template, qr_expected: bool) -> SheetResul
             reasons.append(f"QR payload {payload!r} is not OMR:<task>:<student>")
         elif qr_expected or qr_printed(aligned, template):
             reasons.append("QR code unreadable")
-    page = read_page(aligned, template)
     if len(page.fit.unfit) == len(template.layout.names):
         raise SheetError("the template lands on no printed bubbles: " + _unfit_reasons(page.fit))
     answers, flags, confidence = page.answers, page.flags, page.confidence
@@ -142,11 +141,26 @@ def _student_id(qr: tuple[str, str, int | None] | None, answers: dict[str, str],
 
 # --- alignment -------------------------------------------------------------------------------
 
+def _best_fit(gray: np.ndarray, template: Template
+              ) -> tuple[np.ndarray, float | None, list[str], PageReading]:
+    """The aligned page, marker misfit, review reasons and reading of the alignment the template
+    fits best: the preprocessors' first guess, or a second guess where blocks do not fit it."""
+    if template.alignment is None:
+        aligned, misfit, reasons = _align(gray, template)
+        return aligned, misfit, reasons, read_page(aligned, template)
+    best = None
+    for aligned, reasons in template.alignment.candidates(gray, template.page):
+        page = read_page(aligned, template)
+        if best is None or len(page.fit.unfit) < len(best[3].fit.unfit):
+            best = aligned, None, reasons, page
+        if not page.fit.unfit:
+            break
+    return best
+
+
 def _align(gray: np.ndarray, template: Template) -> tuple[np.ndarray, float | None, list[str]]:
-    """The page warped onto the canonical page, the marker misfit (px) and review reasons."""
-    if template.alignment is not None:
-        aligned, reasons = template.alignment.align(gray, template.page)
-        return aligned, None, reasons
+    """The page warped onto the canonical page by our markers or the page outline, the marker
+    misfit (px) and review reasons."""
     work = _shrink(gray, int(max(gray.shape) / max(template.page)))
     if template.markers is None:
         return _align_by_page(work, template)
