@@ -34,13 +34,16 @@ class SecondReading:
 
 def box_means(page: np.ndarray, boxes: np.ndarray, paper: np.ndarray) -> np.ndarray:
     """Mean of each (x, y, w, h) box of `page` on a 0-255 scale where `paper`, the level
-    around it, is 255; from one integral image."""
-    total = cv2.integral(page, sdepth=cv2.CV_64F)
+    around it, is 255; from one integral image of the part of the page the boxes cover."""
     h, w = page.shape
     x0, y0 = np.clip(boxes[:, 0], 0, w), np.clip(boxes[:, 1], 0, h)
     x1, y1 = np.clip(boxes[:, 0] + boxes[:, 2], 0, w), np.clip(boxes[:, 1] + boxes[:, 3], 0, h)
+    left, top = int(x0.min()), int(y0.min())
+    total = cv2.integral(page[top:int(y1.max()), left:int(x1.max())], sdepth=cv2.CV_32S)
+    x0, x1, y0, y1 = x0 - left, x1 - left, y0 - top, y1 - top
+    corners = [total[y, x].astype(np.int64) for y, x in ((y1, x1), (y0, x1), (y1, x0), (y0, x0))]
     area = np.maximum((x1 - x0) * (y1 - y0), 1)
-    mean = (total[y1, x1] - total[y0, x1] - total[y1, x0] + total[y0, x0]) / area
+    mean = (corners[0] - corners[1] - corners[2] + corners[3]) / area
     return np.minimum(255 * mean / paper, 255)
 
 
