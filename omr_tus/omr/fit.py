@@ -32,6 +32,7 @@ FIELD_MIN = 3         # bubbles a field needs to be moved on its own ...
 FIELD_SHIFT = 0.2     # ... by at most this share of the bubble size beyond its block's shift,
 FIELD_GAP = 0.5       # ... and this share of the paper between bubbles (none where they touch)
 SCATTER_MIN = 5       # bubbles (clearly printed ones) needed to move a block (to judge their scatter)
+BLANK_PAPER = "its boxes lie on blank paper"
 SPREAD = 0.2          # bubbles' own centres may scatter this share of the bubble size (median)
 
 
@@ -39,6 +40,10 @@ SPREAD = 0.2          # bubbles' own centres may scatter this share of the bubbl
 class Fit:
     shifts: np.ndarray            # (bubbles, 2) whole-pixel (dx, dy) of each bubble's box on the page
     unfit: dict[str, str]         # block name -> why it does not land on print
+
+    def moved(self, template: Template) -> float:
+        """How far the bubbles had to move onto their print, in bubble sizes (mean)."""
+        return float(np.mean(np.hypot(*self.shifts.T) / template.layout.boxes[:, 2:].min(1)))
 
 
 @lru_cache(maxsize=64)
@@ -48,39 +53,77 @@ def _grid(hx: int, hy: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def fit_blocks(page: np.ndarray, template: Template, paper: np.ndarray) -> Fit:
-    """Each block's shift on `page` (the aligned canonical page) and the blocks that do not fit;
-    `paper` is the paper's level around each bubble."""
-    lay = template.layout
-    factor = max(1, int(lay.boxes[:, 2:].min() / WORK_SIDE))
-    work = page if factor == 1 else cv2.resize(page, None, fx=1 / factor, fy=1 / factor,
-                                               interpolation=cv2.INTER_AREA)
-    centres = (lay.boxes[:, :2] + lay.boxes[:, 2:] / 2) / factor - 0.5
-    half = np.maximum(np.rint(np.minimum(WINDOW * lay.size, REACH * lay.pitch) / factor), 1).astype(int)
-    limit = np.minimum(MAX_SHIFT * lay.size, MAX_SHIFT_PITCH * lay.pitch) / factor
-    shift = np.zeros((len(lay.names), 2))
-    unfit: dict[str, str] = {}
-    for i, name in enumerate(lay.names):
-        mine = lay.block == i
-        reach = limit[i] if mine.sum() >= SCATTER_MIN else np.zeros(2)   # too few bubbles to move on
-        shift[i], strength, spread = _centre(work, centres[mine], paper[mine].astype(np.float32), *half[i], reach)
+    """Each bubble's shift on `page` (the aligned canonical page) and the blocks that do not fit;
+    `paper` is the paper's level around each bubble. A block that does not fit where the
+    template puts it is looked for again where the blocks that fit say it should be (a page
+    cropped or matched a little wrong moves every block along one smooth map)."""
+    search = _Search(page, template, paper)
+    found = [search.block(i, np.zeros(2)) for i in range(len(search.names))]
+    fitted = [i for i, (_, why) in enumerate(found) if why is None]
+    if fitted and len(fitted) < len(found):
+        expected = search.predict(fitted, [found[i][0] for i in fitted])
+        for i, (_, why) in enumerate(found):
+            if why is not None and not why.startswith(BLANK_PAPER):
+                again = search.block(i, expected[i])
+                found[i] = again if again[1] is None else found[i]
+    shifts = np.zeros((len(template.layout.block), 2))
+    unfit = {}
+    for i, (offsets, why) in enumerate(found):
+        if why is None:
+            shifts[search.layout.block == i] = offsets
+        else:
+            unfit[search.names[i]] = why
+    return Fit(np.rint(shifts * search.factor).astype(np.int64), unfit)
+
+
+class _Search:
+    """One page shrunk for the search, and the template's geometry at that scale."""
+
+    def __init__(self, page: np.ndarray, template: Template, paper: np.ndarray):
+        lay = self.layout = template.layout
+        self.names = lay.names
+        self.factor = max(1, int(lay.boxes[:, 2:].min() / WORK_SIDE))
+        self.work = page if self.factor == 1 else cv2.resize(page, None, fx=1 / self.factor, fy=1 / self.factor,
+                                                             interpolation=cv2.INTER_AREA)
+        self.paper = paper.astype(np.float32)
+        self.centres = (lay.boxes[:, :2] + lay.boxes[:, 2:] / 2) / self.factor - 0.5
+        self.half = np.maximum(np.rint(np.minimum(WINDOW * lay.size, REACH * lay.pitch) / self.factor), 1).astype(int)
+        self.limit = np.minimum(MAX_SHIFT * lay.size, MAX_SHIFT_PITCH * lay.pitch) / self.factor
+        self.field_reach = np.minimum(FIELD_SHIFT * lay.size,
+                                      FIELD_GAP * np.maximum(lay.pitch - lay.size, 0)) / self.factor
+
+    def block(self, i: int, start: np.ndarray) -> tuple[np.ndarray, str | None]:
+        """Block i's bubble offsets (work pixels) searched from `start`, and why it does not fit."""
+        mine = self.layout.block == i
+        centres, paper = self.centres[mine], self.paper[mine]
+        dy, dx = _grid(*self.half[i])
+        movable = mine.sum() >= SCATTER_MIN          # too few bubbles to move on
+        reach = self.limit[i] if movable else np.zeros(2)
+        offset = _centre(self.work, centres, paper, dy, dx, start, reach)
+        per_bubble = np.repeat(offset[None, :], len(centres), axis=0)
+        if self.layout.fields[i] >= FIELD_MIN:
+            per_bubble = _refine(self.work, centres, paper, dy, dx, offset, self.layout.fields[i], self.field_reach[i])
+        strength, spread = _settled(self.work, centres + per_bubble, paper, dy, dx)
+        size = self.layout.size[i].min() / self.factor
         if strength < STRUCTURE:
-            unfit[name] = "its boxes lie on blank paper"
-        elif spread is not None and spread > SPREAD * lay.size[i].min() / factor:
-            unfit[name] = f"its boxes do not sit on printed bubbles (scatter {spread * factor:.1f} px)"
-        elif reach.any() and (np.abs(shift[i]) >= limit[i] - 0.5 / factor).any():
-            unfit[name] = f"lies {np.hypot(*limit[i]) * factor:.0f} px or more off where the template puts it"
-            shift[i] = 0
-    per_bubble = shift[lay.block]
-    field_reach = np.minimum(FIELD_SHIFT * lay.size, FIELD_GAP * np.maximum(lay.pitch - lay.size, 0)) / factor
-    for i, name in enumerate(lay.names):
-        mine = lay.block == i
-        if name in unfit:
-            per_bubble[mine] = 0
-        elif lay.fields[i] >= FIELD_MIN:
-            dy, dx = _grid(*half[i])
-            per_bubble[mine] = _refine(work, centres[mine], paper[mine].astype(np.float32), dy, dx,
-                                       shift[i], lay.fields[i], field_reach[i])
-    return Fit(np.rint(per_bubble * factor).astype(np.int64), unfit)
+            return per_bubble, BLANK_PAPER
+        if spread is not None and spread > SPREAD * size:
+            return per_bubble, f"its boxes do not sit on printed bubbles (scatter {spread * self.factor:.1f} px)"
+        if movable and (np.abs(offset - start) >= reach - 0.5 / self.factor).any():
+            far = np.hypot(*(np.abs(start) + reach)) * self.factor
+            return per_bubble, f"lies {far:.0f} px or more off where the template puts it"
+        return per_bubble, None
+
+    def predict(self, fitted: list[int], offsets: list[np.ndarray]) -> np.ndarray:
+        """Every block's offset as the affine map through the fitted blocks' offsets has it
+        (their mean where too few blocks fit to tell more)."""
+        where = np.array([self.centres[self.layout.block == i].mean(0) for i in range(len(self.names))])
+        mean = np.array([o.mean(0) for o in offsets])
+        if len(fitted) < 3:
+            return np.repeat(mean.mean(0)[None, :], len(self.names), axis=0)
+        design = np.hstack([where[fitted], np.ones((len(fitted), 1))])
+        coef, *_ = np.linalg.lstsq(design, mean, rcond=None)
+        return np.hstack([where, np.ones((len(where), 1))]) @ coef
 
 
 def _refine(work: np.ndarray, centres: np.ndarray, paper: np.ndarray, dy: np.ndarray, dx: np.ndarray,
@@ -101,30 +144,34 @@ def _refine(work: np.ndarray, centres: np.ndarray, paper: np.ndarray, dy: np.nda
     return np.repeat(offset, size, axis=0)
 
 
-def _centre(work: np.ndarray, centres: np.ndarray, paper: np.ndarray, hx: int, hy: int, limit: np.ndarray
-            ) -> tuple[np.ndarray, float, float | None]:
-    """(block offset, darkness of the print common to its windows, median scatter of the
-    bubbles' own centres, None where too few windows hold print clearly to tell). Averaging
-    the windows cancels paper grain and keeps the print they share, so even faint or blurred
-    print shows, and blank paper does not."""
-    dy, dx = _grid(hx, hy)
-    offset = np.zeros(2)
+def _centre(work: np.ndarray, centres: np.ndarray, paper: np.ndarray, dy: np.ndarray, dx: np.ndarray,
+            start: np.ndarray, reach: np.ndarray) -> np.ndarray:
+    """The block's offset within `reach` of `start` at which its bubbles' print is centred."""
+    offset = start.astype(np.float64)
     for _ in range(ROUNDS):
         pixels, snap = _windows(work, centres + offset, dy, dx)
         own = _centroids(pixels, paper, dy, dx)[0] + snap
-        new = np.clip(offset + np.median(own, axis=0), -limit, limit)
+        new = np.clip(offset + np.median(own, axis=0), start - reach, start + reach)
         done = np.abs(new - offset).max() < 0.25
         offset = new
         if done:
             break
-    pixels, snap = _windows(work, centres + offset, dy, dx)
+    return offset
+
+
+def _settled(work: np.ndarray, centres: np.ndarray, paper: np.ndarray, dy: np.ndarray, dx: np.ndarray
+             ) -> tuple[float, float | None]:
+    """(darkness of the print common to the windows, median distance of the bubbles' own print
+    centres from where they now sit, None where too few windows hold print clearly to tell).
+    Averaging the windows cancels paper grain and keeps the print they share, so even faint or
+    blurred print shows, and blank paper does not."""
+    pixels, snap = _windows(work, centres, dy, dx)
     strength = 1 - float(np.percentile((pixels / paper[:, None]).mean(0), 2))
     own, ink = _centroids(pixels, paper, dy, dx)
     printed = ink >= INK
     if printed.sum() < max(SCATTER_MIN, len(printed) // 2):
-        return offset, strength, None
-    own = (own + snap)[printed]
-    return offset, strength, float(np.median(np.hypot(*(own - np.median(own, axis=0)).T)))
+        return strength, None
+    return strength, float(np.median(np.hypot(*(own + snap)[printed].T)))
 
 
 def _windows(work: np.ndarray, centres: np.ndarray, dy: np.ndarray, dx: np.ndarray

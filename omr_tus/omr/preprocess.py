@@ -39,7 +39,8 @@ class Outcome:
     image: np.ndarray
     matrix: Matrix | None = None   # None: the step changed pixels, not geometry
     review: str | None = None      # a doubt about the alignment, shown to the reviewer
-    second: Outcome | None = None  # a second guess, tried when the template does not fit the first
+    second: Callable[[], Outcome | None] | None = None  # a second guess, made only when the template
+                                                        # does not fit the first
 
 
 class Step:
@@ -156,7 +157,7 @@ class CropPage(Step):
         first = four_point_warp(image, quad)
         if light is None or np.abs(light - quad).max() < SAME_CORNER * max(image.shape):
             return first
-        return Outcome(first.image, first.matrix, first.review, four_point_warp(image, light))
+        return Outcome(first.image, first.matrix, first.review, lambda: four_point_warp(image, light))
 
 
 class CropOnMarkers(Step):
@@ -408,7 +409,7 @@ class Alignment:
         while out is not None:
             yield from self._run(gray, page, out.image, chain if out.matrix is None else out.matrix @ chain,
                                  i + 1, reasons + [out.review] * bool(out.review))
-            out = out.second
+            out = out.second() if out.second else None
 
     def _warp(self, gray: np.ndarray, page: tuple[int, int], work: np.ndarray, chain: Matrix) -> np.ndarray:
         h, w = gray.shape

@@ -37,6 +37,7 @@ PRINT_MAX = 0.6          # at most this much of an unmarked bubble may be print
 PRINT_SPREAD = 0.25      # how much more print one kind of bubble may hold than the sheet's typical
 KIND_QUARTILE = 8        # bubbles of a kind needed before its lower quartile is trusted
 PAPER_NEAR = 0.9         # the ring is paper unless darker than this share of the nearby paper
+MOVED = 0.25             # blocks moved this share of their bubble size (mean) ask for a second guess
 REVIEW_ALIGN = 0.12      # mean marker misfit above this share of the bubble size needs review
 MIN_SIDE = 64
 DETECT_SIDE = 40         # marker side (px) at which ArUco detection runs
@@ -144,16 +145,18 @@ def _student_id(qr: tuple[str, str, int | None] | None, answers: dict[str, str],
 def _best_fit(gray: np.ndarray, template: Template
               ) -> tuple[np.ndarray, float | None, list[str], PageReading]:
     """The aligned page, marker misfit, review reasons and reading of the alignment the template
-    fits best: the preprocessors' first guess, or a second guess where blocks do not fit it."""
+    fits best: the preprocessors' first guess, or a second guess where blocks do not fit the
+    first or fit it only far from where the template puts them."""
     if template.alignment is None:
         aligned, misfit, reasons = _align(gray, template)
         return aligned, misfit, reasons, read_page(aligned, template)
-    best = None
+    best, best_score = None, None
     for aligned, reasons in template.alignment.candidates(gray, template.page):
         page = read_page(aligned, template)
-        if best is None or len(page.fit.unfit) < len(best[3].fit.unfit):
-            best = aligned, None, reasons, page
-        if not page.fit.unfit:
+        score = (len(page.fit.unfit), page.fit.moved(template))
+        if best_score is None or score < best_score:
+            best, best_score = (aligned, None, reasons, page), score
+        if score[0] == 0 and score[1] <= MOVED:
             break
     return best
 
