@@ -28,6 +28,7 @@ MAX_COSINE = 0.35                # page corners must be roughly square
 MIN_MARKER_SPAN = 0.25           # CropOnMarkers: the markers frame at least this share of each side
 MAX_ASSET_SIDE = 10000
 FEATURE_MIN_INLIERS = 10         # fewer agreeing feature matches: the reference was not found
+FEATURE_TRIES = 5000             # RANSAC draws: few of a form's matches agree, so look long for them
 FEATURE_RATIO = 0.8              # a feature's best match must be this much closer than its second
 FEATURE_REVIEW_ERROR = 3.0       # px (processing size) of mean feature misfit that needs review
 
@@ -231,10 +232,12 @@ class FeatureBasedAlignment(Step):
         src = np.float32([points[m.queryIdx].pt for m in matches])
         dst = np.float32([self.points[m.trainIdx].pt for m in matches])
         if self.affine:
-            affine, inliers = cv2.estimateAffine2D(src, dst)
+            affine, inliers = cv2.estimateAffine2D(src, dst, ransacReprojThreshold=3.0, maxIters=FEATURE_TRIES,
+                                                   confidence=0.999)
             matrix = None if affine is None else np.vstack([affine, [0, 0, 1]])
         else:
-            matrix, inliers = cv2.findHomography(src, dst, cv2.RANSAC, 5.0) if len(src) >= 4 else (None, None)
+            matrix, inliers = (cv2.findHomography(src, dst, cv2.RANSAC, 5.0, maxIters=FEATURE_TRIES, confidence=0.999)
+                               if len(src) >= 4 else (None, None))
         if matrix is None or inliers is None or int(inliers.sum()) < FEATURE_MIN_INLIERS:
             raise SheetError("FeatureBasedAlignment: the sheet does not match the reference image")
         keep = inliers.ravel().astype(bool)

@@ -27,13 +27,14 @@ RING = (1.2, 1.5)        # paper ring just outside the printed outline, same uni
 BAND = (0.8, 1.05)       # where the printed outline is, same units
 OUTLINE_SEEN = 0.1       # outlines this dark (typical band darkness) can check registration
 OUTLINE_LOST = 0.5       # a band lighter than this share of the typical one: bubble off its print
+NO_INK = 0.05            # darkness added over the print, in units of a mark, below which a disc is blank
 MARKED = 0.5             # share of the disc that is dark, net of print: marked from here
 BLANK = 0.15             # ... and blank below this; in between is ambiguous (tick, slash, erasure)
 INK_DEFAULT = 0.75       # darkness of a pencil mark when a sheet has none to learn from
 INK_MIN = 0.1            # a sheet's marks add at least this darkness to a bubble ...
 INK_CLEAR = 3.0          # ... and this many times what most unmarked bubbles show
 PIXEL_DARK = (0.12, 0.42)  # bounds of the per-sheet "dark pixel" threshold
-PRINT_MAX = 0.6          # at most this much of an unmarked bubble may be print
+PRINT_MAX = 0.85         # at most this much of an unmarked bubble may be print
 PRINT_SPREAD = 0.25      # how much more print one kind of bubble may hold than the sheet's typical
 KIND_QUARTILE = 8        # bubbles of a kind needed before its lower quartile is trusted
 PAPER_NEAR = 0.9         # the ring is paper unless darker than this share of the nearby paper
@@ -352,7 +353,9 @@ def bubble_fill(groups: list[Group], kinds: np.ndarray) -> np.ndarray:
     of its pixels half as dark as this sheet's own marks (so an erased ghost does not count and
     a tick covers only part of the disc), raised to its mean darkness in units of a typical
     mark once it is clearly not blank (so a mark that fills only part of a box drawn off its
-    print, or a soft photo, still reads)."""
+    print, or a soft photo, still reads). A disc that adds next to no darkness over its print
+    holds no mark, however many of its pixels cross the dark threshold: dark letters printed
+    inside bubbles vary a little from bubble to bubble, and that is all such a disc shows."""
     darkness = 1 - _gather([(idx, inner.mean(1) / paper) for idx, inner, paper, _ in groups], 1)
     ink, strength = _mark_darkness(darkness, kinds)
     threshold = float(np.clip(ink / 2, *PIXEL_DARK))
@@ -360,7 +363,9 @@ def bubble_fill(groups: list[Group], kinds: np.ndarray) -> np.ndarray:
                      for idx, inner, paper, _ in groups], 1)
     base = _print_base(share, kinds)
     share = np.clip((share - base) / (1 - base), 0, 1)
-    return np.where(share >= BLANK, np.maximum(share, np.clip(strength / ink, 0, 1)), share)
+    added = np.clip(strength / ink, 0, 1)
+    fill = np.where(share >= BLANK, np.maximum(share, added), share)
+    return np.where(added < NO_INK, np.minimum(share, added), fill)
 
 
 def _mark_darkness(darkness: np.ndarray, kinds: np.ndarray) -> tuple[float, np.ndarray]:
