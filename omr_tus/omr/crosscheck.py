@@ -20,6 +20,7 @@ from .template import Template, Thresholds
 PAGE_DEFAULT = 200.0   # OMRChecker's page threshold for a white page when it finds no jump
 LOCAL_DEFAULT = 255.0  # ... and a field's before it looks
 PAGE_LOOSENESS = 2     # neighbours either side when looking for the page's jump
+INK_SHARE = 0.005      # the darkest share of the page's pixels taken as its ink
 MOSTLY_BLANK = 0.9     # share of fields read blank that, with two clear kinds of bubble, needs a look
 DARK_MIN = 2           # bubbles clearly darker than the rest needed to call the page two-valued
 
@@ -34,7 +35,9 @@ class SecondReading:
 
 def box_means(page: np.ndarray, boxes: np.ndarray, paper: np.ndarray) -> np.ndarray:
     """Mean of each (x, y, w, h) box of `page` on a 0-255 scale where `paper`, the level
-    around it, is 255; from one integral image of the part of the page the boxes cover."""
+    around it, is 255 and the page's ink (its darkest pixels) is 0, as OMRChecker stretches the
+    page before it reads (so a faded copy's marks still jump); from one integral image of the
+    part of the page the boxes cover."""
     h, w = page.shape
     x0, y0 = np.clip(boxes[:, 0], 0, w), np.clip(boxes[:, 1], 0, h)
     x1, y1 = np.clip(boxes[:, 0] + boxes[:, 2], 0, w), np.clip(boxes[:, 1] + boxes[:, 3], 0, h)
@@ -44,7 +47,9 @@ def box_means(page: np.ndarray, boxes: np.ndarray, paper: np.ndarray) -> np.ndar
     corners = [total[y, x].astype(np.int64) for y, x in ((y1, x1), (y0, x1), (y1, x0), (y0, x0))]
     area = np.maximum((x1 - x0) * (y1 - y0), 1)
     mean = (corners[0] - corners[1] - corners[2] + corners[3]) / area
-    return np.minimum(255 * mean / paper, 255)
+    counts = np.cumsum(cv2.calcHist([page], [0], None, [256], [0, 256]).ravel())
+    ink = float(np.searchsorted(counts, INK_SHARE * counts[-1]))
+    return np.clip(255 * (mean - ink) / np.maximum(paper - ink, 1), 0, 255)
 
 
 def largest_jump(values: np.ndarray, loose: int, floor: float, default: float) -> tuple[float, float]:
