@@ -82,7 +82,7 @@ class _Search:
     def __init__(self, page: np.ndarray, template: Template, paper: np.ndarray):
         lay = self.layout = template.layout
         self.names = lay.names
-        self.factor = max(1, int(lay.boxes[:, 2:].min() / WORK_SIDE))
+        self.factor = max(1.0, float(lay.boxes[:, 2:].min()) / WORK_SIDE)
         self.work = page if self.factor == 1 else cv2.resize(page, None, fx=1 / self.factor, fy=1 / self.factor,
                                                              interpolation=cv2.INTER_AREA)
         self.paper = paper.astype(np.float32)

@@ -140,7 +140,9 @@ def _largest_quad(contours, min_area: float) -> np.ndarray | None:
 
 class CropPage(Step):
     """The page's outline: OMRChecker's edge contour first (so its templates land where they
-    did), then the outline of the light region, which survives blur, noise and small photos."""
+    did); the outline of the light region, which survives blur, noise, small photos and a shadow
+    edge, where there is none, and else as the second guess, made when the template does not
+    fit the first."""
 
     def __init__(self, kernel: tuple[int, int]):
         self.kernel = cv2.getStructuringElement(cv2.MORPH_RECT, kernel)
@@ -149,16 +151,23 @@ class CropPage(Step):
         light = _normalize(cv2.threshold(_normalize(image), 200, 255, cv2.THRESH_TRUNC)[1])
         edges = cv2.Canny(cv2.morphologyEx(light, cv2.MORPH_CLOSE, self.kernel), 185, 55)
         contours, _ = cv2.findContours(edges, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
-        quad, light = _largest_quad(contours, MIN_PAGE_AREA), page_outline(image, self.kernel)
+        quad = _largest_quad(contours, MIN_PAGE_AREA)
         if quad is None:
-            quad, light = light, None
-        if quad is None:
-            raise SheetError("CropPage: the page's outline was not found (the sheet should lie on a "
-                             "darker background with its four corners in the picture)")
+            return self._light_region(image, None) or _no_page()
         first = four_point_warp(image, quad)
-        if light is None or np.abs(light - quad).max() < SAME_CORNER * max(image.shape):
-            return first
-        return Outcome(first.image, first.matrix, first.review, lambda: four_point_warp(image, light))
+        return Outcome(first.image, first.matrix, first.review, lambda: self._light_region(image, quad))
+
+    def _light_region(self, image: np.ndarray, edges: np.ndarray | None) -> Outcome | None:
+        """The page as the outline of its light region, unless that is the edges' outline again."""
+        light = page_outline(image, self.kernel)
+        if light is None or (edges is not None and np.abs(light - edges).max() < SAME_CORNER * max(image.shape)):
+            return None
+        return four_point_warp(image, light)
+
+
+def _no_page() -> Outcome:
+    raise SheetError("CropPage: the page's outline was not found (the sheet should lie on a "
+                     "darker background with its four corners in the picture)")
 
 
 class CropOnMarkers(Step):
