@@ -5,9 +5,10 @@ stretch, a template measured by hand, a photo's lens). Each block is moved, as O
 per-block shifts do, to where its bubbles' print is centred in their boxes: every printed
 bubble style (outline, letter or digit inside, grey or solid disc, a mark) is symmetric about
 its centre, so the darkness-weighted centre of a window around each box points at the print
-whatever the box size is. A block fits when its windows hold print and their centres agree;
-a block whose boxes land on blank paper or on unrelated print does not, and its answers are
-not trusted.
+whatever the box size is; then each field moves a little further on its own. A block fits
+when its windows hold print and its bubbles sit on it; a block whose boxes land on blank paper
+or on unrelated print does not, and its answers are not trusted. A block that does not fit
+where the template puts it is looked for again where the blocks that fit say it lies.
 """
 
 from __future__ import annotations
@@ -99,8 +100,8 @@ class _Search:
         dy, dx = _grid(*self.half[i])
         movable = mine.sum() >= SCATTER_MIN          # too few bubbles to move on
         reach = self.limit[i] if movable else np.zeros(2)
-        offset = _centre(self.work, centres, paper, dy, dx, start, reach)
-        per_bubble = np.repeat(offset[None, :], len(centres), axis=0)
+        per_bubble = _refine(self.work, centres, paper, dy, dx, start, len(centres), reach)   # as one
+        offset = per_bubble[0]
         if self.layout.fields[i] >= FIELD_MIN:
             per_bubble = _refine(self.work, centres, paper, dy, dx, offset, self.layout.fields[i], self.field_reach[i])
         strength, spread = _settled(self.work, centres + per_bubble, paper, dy, dx)
@@ -128,9 +129,9 @@ class _Search:
 
 def _refine(work: np.ndarray, centres: np.ndarray, paper: np.ndarray, dy: np.ndarray, dx: np.ndarray,
             start: np.ndarray, size: int, reach: np.ndarray) -> np.ndarray:
-    """Each field of a block (its `size` bubbles in a row, in order) moved a little further on
-    its own, so a page that bends or a lens that curves does not leave the block's far rows off
-    their print; returns each bubble's offset."""
+    """Each run of `size` bubbles (a field, or the whole block) moved within `reach` of `start`
+    to where its bubbles' print is centred (their median), so a page that bends or a lens that
+    curves does not leave a block's far rows off their print; returns each bubble's offset."""
     fields = len(centres) // size
     offset = np.repeat(start[None, :], fields, axis=0)
     for _ in range(ROUNDS):
@@ -142,21 +143,6 @@ def _refine(work: np.ndarray, centres: np.ndarray, paper: np.ndarray, dy: np.nda
         if done:
             break
     return np.repeat(offset, size, axis=0)
-
-
-def _centre(work: np.ndarray, centres: np.ndarray, paper: np.ndarray, dy: np.ndarray, dx: np.ndarray,
-            start: np.ndarray, reach: np.ndarray) -> np.ndarray:
-    """The block's offset within `reach` of `start` at which its bubbles' print is centred."""
-    offset = start.astype(np.float64)
-    for _ in range(ROUNDS):
-        pixels, snap = _windows(work, centres + offset, dy, dx)
-        own = _centroids(pixels, paper, dy, dx)[0] + snap
-        new = np.clip(offset + np.median(own, axis=0), start - reach, start + reach)
-        done = np.abs(new - offset).max() < 0.25
-        offset = new
-        if done:
-            break
-    return offset
 
 
 def _settled(work: np.ndarray, centres: np.ndarray, paper: np.ndarray, dy: np.ndarray, dx: np.ndarray
