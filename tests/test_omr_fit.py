@@ -9,10 +9,13 @@ import pytest
 
 from omr_tus.omr import reader
 from omr_tus.omr.crosscheck import SecondReading, largest_jump, mostly_blank_but_two_valued, read_twice
+from omr_tus.omr.errors import TemplateError
 from omr_tus.omr.fit import fit_blocks
 from omr_tus.omr.paper import nearby_paper
 from omr_tus.omr.reader import read_sheet
 from omr_tus.omr.template import Template
+
+from .corpus import CLASSES
 
 # shaped like OMRChecker's community sample of a photographed 8 x 4 grid of ellipses with digits
 GRID = {"pageDimensions": [300, 400], "bubbleDimensions": [20, 20], "fieldBlocks": {"MCQBlock1": {
@@ -130,10 +133,17 @@ def test_a_page_read_blank_whose_bubbles_are_two_valued_needs_review():
 def test_dark_letters_printed_inside_bubbles_do_not_send_sheets_to_review(name):
     """Letters printed dark inside small bubbles vary from bubble to bubble; that variation is
     print, not a doubtful mark: such sheets read right and `ok`."""
-    from tests.corpus import CLASSES
     sheet_class = next(c for c in CLASSES if c.name == name)
     for sheet in sheet_class.sheets(3, 21):
         r = read_sheet(sheet.image, sheet_class.template)
         assert r.status == "ok", r.error
         assert {c: r.answers[c] for c, v in sheet.truth.items() if v is not None} == \
             {c: v for c, v in sheet.truth.items() if v is not None}
+
+
+def test_the_second_reading_takes_its_jumps_from_the_config():
+    template = Template.parse(GRID, {"threshold_params": {"MIN_JUMP": 30, "CONFIDENT_SURPLUS": 8}})
+    assert (template.thresholds.min_jump, template.thresholds.confident_surplus, template.thresholds.min_gap) == (30, 8, 30)
+    with pytest.raises(TemplateError) as bad:
+        Template.parse(GRID, {"threshold_params": {"MIN_JUMP": "large"}})
+    assert "config.threshold_params.MIN_JUMP" in str(bad.value)
