@@ -42,7 +42,8 @@ class SheetClass:
     pen: Pen
     level: Difficulty
     style: Print = DARK_VALUES
-    print_size: tuple[int, int] | None = None   # printed at another size than pageDimensions
+    print_size: tuple[int, int] | None = None   # the picture's size, other than pageDimensions
+    desk: int = 0          # px of desk round the paper in that picture (the template counts them)
     paper: tuple[int, int, int] | None = None   # BGR tint of coloured paper: a colour photo
 
     @cached_property
@@ -70,7 +71,7 @@ class SheetClass:
         """The bubbles where the printed form has them (the template parsed without its
         preprocessors, so that drawing needs no assets)."""
         bare = Template.parse({k: v for k, v in self.raw.items() if k != "preProcessors"})
-        return printed_at(bare, *self.print_size) if self.print_size else bare
+        return printed_at(bare, *self.print_size, self.desk) if self.print_size else bare
 
     @cached_property
     def template(self) -> Template:
@@ -94,6 +95,10 @@ class SheetClass:
         simulate.mark_sheet(page, self.printed, answers, rng, self.level, self.pen)
         if "CropOnMarkers" in {s["name"] for s in self.raw.get("preProcessors", [])}:
             page = framed_by_markers(page, MARKER, MARKER_MARGIN)
+        if self.desk:
+            tone = int(rng.integers(60, 140))
+            page = np.pad(page, ((self.desk,) * 2, (self.desk,) * 2) + ((0, 0),) * (page.ndim - 2),
+                          constant_values=tone)
         image = simulate.scan(page, rng, self.level)
         return SimulatedSheet(image, TASK, student, answers, simulate.column_truth(self.template, answers, set()))
 
@@ -103,10 +108,14 @@ def _png(image: np.ndarray) -> bytes:
 
 
 CLASSES = (
-    # a clean straight photo of a small grid: digits inside ellipses, solid fills, preProcessors
+    # a clean straight photo of a small ruled grid: digits inside ellipses, solid fills, preProcessors
     # [] and pageDimensions 300x400 while the photo is 738x913
     SheetClass("digits_in_ellipses_size_mismatch", "digits-ellipse.json", BALLPOINT, STRAIGHT_PHOTO,
-               print_size=(738, 913)),
+               style=dataclasses.replace(DARK_VALUES, grid=True), print_size=(738, 913)),
+    # the same photo taken with the desk round the paper: OMRChecker reads the whole image as
+    # the page, and the template was measured on it, desk included
+    SheetClass("digits_photo_with_desk_preprocessors_none", "digits-ellipse.json", BALLPOINT, STRAIGHT_PHOTO,
+               style=dataclasses.replace(DARK_VALUES, grid=True), print_size=(738, 913), desk=36),
     # a 200-question flatbed scan: ring corner markers (CropOnMarkers), letters inside bubbles,
     # solid ballpoint fills, a QTYPE_INT roll number
     SheetClass("ring_markers_letters_ballpoint", "ring-markers-200q.json", BALLPOINT, FLATBED),
@@ -137,6 +146,8 @@ class Tally:
     right: int = 0
     wrong_on_ok: int = 0
     seconds: float = 0.0       # spent reading (the bench times it)
+    examples: list[str] = dataclasses.field(default_factory=list)  # the first wrong readings
+
 
     def add(self, sheet: SimulatedSheet, result) -> None:
         self.sheets += 1
@@ -149,6 +160,9 @@ class Tally:
             got = result.answers.get(column) if result.status != "failed" else None
             self.right += got == truth
             self.wrong_on_ok += result.status == "ok" and got != truth
+            if got != truth and len(self.examples) < 5:
+                self.examples.append(f"sheet {self.sheets} {column}: {truth!r} read {got!r} ({result.status}: "
+                                     f"{(result.error or '')[:60]})")
 
     @property
     def right_share(self) -> float:

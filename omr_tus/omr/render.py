@@ -33,6 +33,7 @@ class Print:
     value_size: float = 1 / 60    # text scale per pixel of bubble height
     value_weight: int = 1
     heading: str | None = None    # printed across the top, inside a frame round the page
+    grid: bool = False            # a ruled table round the bubbles, a line between rows
     qr: bool = True               # False: a master copied for everyone, its qr box left blank
 
 
@@ -52,6 +53,8 @@ def render_sheet(template: Template, task_id: str, student_id: str,
         _draw_qr(page, template, f"OMR:{task_id}:{student_id}")
     if style.heading:
         _draw_heading(page, template, style.heading)
+    if style.grid:
+        _draw_grid(page, template)
     _draw_ids(page, template, task_id, student_id)
     chosen = _chosen(template, answers or {})
     for f in template.fields:
@@ -62,19 +65,20 @@ def render_sheet(template: Template, task_id: str, student_id: str,
     return page
 
 
-def printed_at(template: Template, width: int, height: int) -> Template:
-    """The template's bubbles where a form printed `width` x `height` pixels has them: what a
-    sheet photographed at another size than its pageDimensions holds (OMRChecker scales the
-    image to pageDimensions, so a template may describe any print size)."""
+def printed_at(template: Template, width: int, height: int, border: int = 0) -> Template:
+    """The template's bubbles on the paper of a `width` x `height` picture whose page the
+    template describes, the paper `border` px in from each side of the picture (OMRChecker
+    without preprocessors scales the whole image to pageDimensions, so a template may describe
+    any size, and a photo with the desk round the paper)."""
     if template.markers or template.qr:
         raise ValueError("only OMRChecker templates (no markers or qr) describe a print size")
     sx, sy = width / template.page[0], height / template.page[1]
 
     def scaled(b: Bubble) -> Bubble:
-        return Bubble(b.value, round(b.x * sx), round(b.y * sy), round(b.w * sx), round(b.h * sy))
+        return Bubble(b.value, round(b.x * sx) - border, round(b.y * sy) - border, round(b.w * sx), round(b.h * sy))
 
     fields = tuple(dataclasses.replace(f, bubbles=tuple(map(scaled, f.bubbles))) for f in template.fields)
-    return dataclasses.replace(template, page=(width, height), fields=fields)
+    return dataclasses.replace(template, page=(width - 2 * border, height - 2 * border), fields=fields)
 
 
 def ring_marker(diameter: int) -> np.ndarray:
@@ -151,6 +155,22 @@ def _draw_letter(page: np.ndarray, b: Bubble, style: Print) -> None:
     cx, cy = _center(b)
     _put_text(page, b.value, b.h * style.value_size, style.value, cx, cy, centred=True,
               weight=style.value_weight)
+
+
+def _draw_grid(page: np.ndarray, template: Template) -> None:
+    """A ruled table round all bubbles and their labels, a line between rows: the frame a
+    page-outline search may take for the page."""
+    bubbles = [b for f in template.fields for b in f.bubbles]
+    w, h = bubbles[0].w, bubbles[0].h
+    x0, x1 = min(b.x for b in bubbles) - 2 * w, max(b.x + b.w for b in bubbles) + w // 2
+    rows = sorted({b.y for b in bubbles})
+    pad = (rows[1] - rows[0] - h) // 2 if len(rows) > 1 else h // 2
+    y0, y1 = rows[0] - pad, rows[-1] + h + pad
+    weight = max(2, round(h / 10))
+    cv2.rectangle(page, (x0, y0), (x1, y1), 0, weight)
+    for top, below in zip(rows, rows[1:]):
+        y = (top + h + below) // 2
+        cv2.line(page, (x0, y), (x1, y), 0, max(1, weight // 2))
 
 
 def _draw_heading(page: np.ndarray, template: Template, title: str) -> None:
