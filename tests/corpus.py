@@ -122,8 +122,9 @@ CLASSES = (
     # roll-number columns (QTYPE_INT) on a document scan aligned by FeatureBasedAlignment
     SheetClass("int_columns_feature_alignment", "roll-feature.json", PENCIL, DOCUMENT,
                style=dataclasses.replace(DARK_VALUES, heading="ROLL NUMBER SHEET")),
-    # a 100-question form photographed at an angle: keystone, uneven light, shadow, cloth behind
-    SheetClass("angled_phone_photo", "form-100q.json", BALLPOINT, PHONE),
+    # a 100-question mock-exam form (booklet, subject code, roll) photographed at an angle:
+    # keystone, uneven light, shadow, cloth behind
+    SheetClass("angled_phone_photo", "mock-exam-100q.json", BALLPOINT, PHONE),
     SheetClass("pencil", "form-100q.json", PENCIL, DARK_DESK, style=OWN),
     SheetClass("felt_tip", "form-100q.json", FELT_TIP, DARK_DESK),
     SheetClass("blue_ink_colour", "form-100q.json", BLUE_INK, dataclasses.replace(PHONE, tilt=0.06),
