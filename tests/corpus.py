@@ -125,7 +125,8 @@ CLASSES = (
     # a 100-question mock-exam form (booklet, subject code, roll) photographed at an angle:
     # keystone, uneven light, shadow, cloth behind
     SheetClass("angled_phone_photo", "mock-exam-100q.json", BALLPOINT, PHONE),
-    SheetClass("pencil", "form-100q.json", PENCIL, DARK_DESK, style=OWN),
+    # grey, streaky pencil; up to two erased fills left as ghosts
+    SheetClass("pencil", "form-100q.json", PENCIL, dataclasses.replace(DARK_DESK, ghosts=2), style=OWN),
     SheetClass("felt_tip", "form-100q.json", FELT_TIP, DARK_DESK),
     SheetClass("blue_ink_colour", "form-100q.json", BLUE_INK, dataclasses.replace(PHONE, tilt=0.06),
                paper=(225, 245, 252)),

@@ -15,7 +15,7 @@ import dataclasses
 
 import numpy as np
 
-from .reader import read_sheet
+from .reader import SheetResult, read_sheet
 from .scoring import CSV_SOURCES, EvaluationError, expand
 from .template import Template
 
@@ -62,7 +62,7 @@ def key_from_image(evaluation: dict, template: Template, image: np.ndarray, name
                         "answers_in_order": [result.answers[q] for q in questions]}}
 
 
-def _read(image: np.ndarray, template: Template, name: str):
+def _read(image: np.ndarray, template: Template, name: str) -> SheetResult:
     result = read_sheet(image, template, qr_expected=False)
     if result.status == "failed":
         raise EvaluationError(f"{KEY}: the key image {name!r} could not be read: {result.error}")
@@ -74,4 +74,5 @@ def _only(template: Template, columns: list[str]) -> Template:
     parts = {p for c in columns for p in template.custom_labels.get(c, (c,))}
     return dataclasses.replace(template, fields=tuple(f for f in template.fields if f.label in parts),
                                columns=tuple(columns),
-                               custom_labels={c: template.custom_labels[c] for c in columns if c in template.custom_labels})
+                               custom_labels={c: template.custom_labels[c] for c in columns
+                                              if c in template.custom_labels})
