@@ -143,10 +143,11 @@ def _draw_bubble(page: np.ndarray, b: Bubble, filled: bool, style: Print = OWN) 
 
 
 def _put_text(page: np.ndarray, text: str, scale: float, color: int, x: float, cy: float,
-              centred: bool, weight: int = 1) -> None:
-    """Text vertically centred on `cy`: centred on `x`, or else ending at `x`."""
+              centred: bool, weight: int = 1, left: bool = False) -> None:
+    """Text vertically centred on `cy`: centred on `x`, starting at `x` (`left`), or else
+    ending at `x`."""
     (tw, th), _ = cv2.getTextSize(text, FONT, scale, weight)
-    left = x - tw / 2 if centred else x - tw
+    left = x if left else x - tw / 2 if centred else x - tw
     cv2.putText(page, text, (round(left), round(cy + th / 2)), FONT, scale, color, weight, cv2.LINE_AA)
 
 
@@ -174,28 +175,36 @@ def _draw_grid(page: np.ndarray, template: Template) -> None:
 
 
 def _draw_heading(page: np.ndarray, template: Template, title: str) -> None:
-    """A frame, a title and form furniture (boxes, instructions) above and below the bubbles:
-    fixed print with distinct corners, the same on every sheet."""
+    """A frame, a crest, a title and form furniture (labelled boxes, instructions) above and
+    below the bubbles: bold fixed print with distinct corners, the same on every sheet, large
+    enough to stay distinct at OMRChecker's processing size."""
     h, w = page.shape
     unit = w / 1654
-    weight = max(1, round(2 * unit))
-    cv2.rectangle(page, (round(20 * unit), round(20 * unit)), (w - round(20 * unit), h - round(20 * unit)),
-                  0, weight)
-    _put_text(page, title, 1.6 * unit, 0, w / 2, 80 * unit, centred=True, weight=max(1, round(3 * unit)))
+    weight, bold = max(1, round(3 * unit)), max(2, round(5 * unit))
+    margin = round(20 * unit)
+    cv2.rectangle(page, (margin, margin), (w - margin, h - margin), 0, bold)
+    crest = (round(w * 0.22), round(120 * unit))
+    cv2.circle(page, crest, round(70 * unit), 0, -1, cv2.LINE_AA)
+    star = np.array([(np.cos(a) * r, np.sin(a) * r) for i, a in enumerate(np.linspace(-np.pi / 2, 3.5 * np.pi, 10,
+                     endpoint=False)) for r in [(55 if i % 2 == 0 else 22) * unit]]) + crest
+    cv2.fillPoly(page, [star.round().astype(np.int32)], PAPER, cv2.LINE_AA)
+    _put_text(page, title, 2.0 * unit, 0, w * 0.58, 90 * unit, centred=True, weight=bold)
+    _put_text(page, "Board of Examinations - Answer Sheet", 1.1 * unit, 0, w * 0.58, 150 * unit, centred=True,
+              weight=weight)
     top = min(b.y for f in template.fields for b in f.bubbles)
     bottom = max(b.y + b.h for f in template.fields for b in f.bubbles)
-    rows = [(y, text) for y, text in ((150, "Candidate name"), (230, "Examination centre"),
-                                      (310, "Date of examination")) if y * unit < top - 30 * unit]
+    rows = [(y, text) for y, text in ((230, "Candidate name"), (310, "Centre"), (390, "Signature"))
+            if (y + 40) * unit < top]
     for y, text in rows:
-        _put_text(page, text, 0.9 * unit, 0, w * 0.35, y * unit, centred=False, weight=weight)
-        cv2.rectangle(page, (round(w * 0.37), round((y - 28) * unit)), (round(w * 0.9), round((y + 28) * unit)),
+        _put_text(page, text, 1.2 * unit, 0, w * 0.33, y * unit, centred=False, weight=weight)
+        cv2.rectangle(page, (round(w * 0.36), round((y - 32) * unit)), (round(w * 0.92), round((y + 32) * unit)),
                       0, weight)
-    notes = ("Use a dark pen. Fill the bubble completely.", "Do not fold or staple this sheet.",
-             "Erase cleanly any mark you wish to change.")
+    notes = ("INSTRUCTIONS", "1. Use a dark pen. Fill the bubble completely.", "2. Do not fold or staple.",
+             "3. Erase cleanly any mark you change.")
     for i, text in enumerate(notes):
-        y = bottom + (60 + 45 * i) * unit
-        if y < h - 40 * unit:
-            _put_text(page, text, 0.8 * unit, 0, w * 0.1 + len(text) * 12 * unit, y, centred=False, weight=weight)
+        y = bottom + (70 + 55 * i) * unit
+        if y < h - 50 * unit:
+            _put_text(page, text, 1.1 * unit, 0, w * 0.08, y, centred=False, weight=weight, left=True)
 
 
 def _draw_label(page: np.ndarray, label: str, b: Bubble) -> None:

@@ -113,12 +113,15 @@ def column_truth(template: Template, answers: dict[str, str], doubtful: set[str]
     def value(label: str) -> str | None:
         return None if label in doubtful else answers[label] or fields[label].empty_value
 
+    def marks(label: str) -> int:  # as mark_sheet draws them: a value may be several characters
+        return sum(b.value in answers[label] for b in fields[label].bubbles)
+
     truth = {}
     for column in template.columns:
         parts = template.custom_labels.get(column)
         if parts is None:
             truth[column] = value(column)
-        elif all(p not in doubtful and len(answers[p]) == 1 for p in parts):
+        elif all(p not in doubtful and marks(p) == 1 for p in parts):
             truth[column] = "".join(answers[p] for p in parts)
         else:
             truth[column] = None
