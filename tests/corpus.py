@@ -17,7 +17,8 @@ import cv2
 import numpy as np
 
 from omr_tus.omr import simulate
-from omr_tus.omr.render import DARK_VALUES, OWN, Print, framed_by_markers, printed_at, render_sheet, ring_marker
+from omr_tus.omr.render import (DARK_VALUES, OWN, Print, framed_by_markers, in_colour, printed_at, render_sheet,
+                                ring_marker)
 from omr_tus.omr.simulate import BALLPOINT, BLUE_INK, FELT_TIP, PENCIL, Difficulty, Pen, SimulatedSheet
 from omr_tus.omr.template import Template
 
@@ -44,7 +45,7 @@ class SheetClass:
     style: Print = DARK_VALUES
     print_size: tuple[int, int] | None = None   # the picture's size, other than pageDimensions
     desk: int = 0          # px of desk round the paper in that picture (the template counts them)
-    paper: tuple[int, int, int] | None = None   # BGR tint of coloured paper: a colour photo
+    colours: tuple[tuple[int, int, int], tuple[int, int, int]] | None = None  # BGR print and paper
 
     @cached_property
     def raw(self) -> dict:
@@ -90,9 +91,9 @@ class SheetClass:
         for parts in self.template.custom_labels.values():
             answers.update({p: str(rng.choice([b.value for b in fields[p].bubbles])) for p in parts})
         page = render_sheet(self.printed, TASK, student, style=self.style)
-        if self.paper:
-            page = (cv2.cvtColor(page, cv2.COLOR_GRAY2BGR) * (np.array(self.paper) / 255)).astype(np.uint8)
-        simulate.mark_sheet(page, self.printed, answers, rng, self.level, self.pen)
+        if self.colours:
+            page = in_colour(page, *self.colours)
+        doubtful = simulate.mark_sheet(page, self.printed, answers, rng, self.level, self.pen)
         if "CropOnMarkers" in {s["name"] for s in self.raw.get("preProcessors", [])}:
             page = framed_by_markers(page, MARKER, MARKER_MARGIN)
         if self.desk:
@@ -100,7 +101,7 @@ class SheetClass:
             page = np.pad(page, ((self.desk,) * 2, (self.desk,) * 2) + ((0, 0),) * (page.ndim - 2),
                           constant_values=tone)
         image = simulate.scan(page, rng, self.level)
-        return SimulatedSheet(image, TASK, student, answers, simulate.column_truth(self.template, answers, set()))
+        return SimulatedSheet(image, TASK, student, answers, simulate.column_truth(self.template, answers, doubtful))
 
 
 def _png(image: np.ndarray) -> bytes:
@@ -129,18 +130,21 @@ CLASSES = (
     SheetClass("pencil", "form-100q.json", PENCIL, dataclasses.replace(DARK_DESK, ghosts=2), style=OWN),
     SheetClass("felt_tip", "form-100q.json", FELT_TIP, DARK_DESK),
     SheetClass("blue_ink_colour", "form-100q.json", BLUE_INK, dataclasses.replace(PHONE, tilt=0.06),
-               paper=(225, 245, 252)),
+               colours=((20, 20, 20), (225, 245, 252))),
+    # a form printed in red drop-out ink, marked in black ballpoint, scanned in colour
+    SheetClass("red_dropout_form", "form-100q.json", BALLPOINT, DARK_DESK, colours=((70, 60, 215), (248, 250, 252))),
     SheetClass("low_contrast", "form-100q.json", PENCIL, FADED),
-    SheetClass("multiple_marks_and_blanks", "form-100q.json", BALLPOINT,
-               dataclasses.replace(DARK_DESK, blank=0.25, multiple=0.15)),
+    # 25 % blank, 15 % double marks, and on half the sheets a tick or slash the reader must flag
+    SheetClass("multiple_marks_ticks_and_blanks", "form-100q.json", BALLPOINT,
+               dataclasses.replace(DARK_DESK, blank=0.25, multiple=0.15, ticks=0.5)),
 )
 
 
 @dataclass
 class Tally:
     """One class's reading against its truth. An answer counts right only if read equal to the
-    truth; a failed sheet's answers count as not right. A column whose truth is None must be
-    flagged (it is neither counted right nor wrong)."""
+    truth; a failed sheet's answers count as not right. A column whose truth is None (a tick)
+    must be flagged: on a sheet called `ok` it counts as a wrong answer; it is not an answer."""
     sheets: int = 0
     review: int = 0
     failed: int = 0
@@ -157,6 +161,7 @@ class Tally:
         self.failed += result.status == "failed"
         for column, truth in sheet.truth.items():
             if truth is None:
+                self.wrong_on_ok += result.status == "ok"
                 continue
             self.answers += 1
             got = result.answers.get(column) if result.status != "failed" else None

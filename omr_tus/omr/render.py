@@ -81,6 +81,14 @@ def printed_at(template: Template, width: int, height: int, border: int = 0) -> 
     return dataclasses.replace(template, page=(width - 2 * border, height - 2 * border), fields=fields)
 
 
+def in_colour(page: np.ndarray, ink: tuple[int, int, int], paper: tuple[int, int, int]) -> np.ndarray:
+    """A grey page printed in colour: `ink` (BGR) where it is black, `paper` where it is white,
+    grey print in between (a form printed in red drop-out ink, cream paper)."""
+    dark = (1 - page.astype(np.float32) / PAPER)[:, :, None]
+    return np.clip(np.array(paper, np.float32) * (1 - dark) + np.array(ink, np.float32) * dark, 0, 255
+                   ).astype(np.uint8)
+
+
 def ring_marker(diameter: int) -> np.ndarray:
     """A concentric-circle corner marker (a ring round a dot), as OMRChecker's samples print."""
     image = np.full((diameter, diameter), PAPER, np.uint8)
