@@ -19,7 +19,7 @@ import numpy as np
 from omr_tus.omr import simulate
 from omr_tus.omr.render import (DARK_VALUES, OWN, Print, framed_by_markers, in_colour, printed_at, render_sheet,
                                 ring_marker)
-from omr_tus.omr.simulate import BALLPOINT, BLUE_INK, FELT_TIP, PENCIL, Difficulty, Pen, SimulatedSheet
+from omr_tus.omr.simulate import BALLPOINT, BLUE_INK, FELT_TIP, PENCIL, SCRIBBLE, Difficulty, Pen, SimulatedSheet
 from omr_tus.omr.template import Template
 
 FOLDER = Path(__file__).resolve().parent / "corpus"
@@ -129,6 +129,8 @@ CLASSES = (
     # grey, streaky pencil; up to two erased fills left as ghosts
     SheetClass("pencil", "form-100q.json", PENCIL, dataclasses.replace(DARK_DESK, ghosts=2), style=OWN),
     SheetClass("felt_tip", "form-100q.json", FELT_TIP, DARK_DESK),
+    # hurried back-and-forth ballpoint strokes, the paper showing between them
+    SheetClass("ballpoint_scribbles", "form-100q.json", SCRIBBLE, DARK_DESK),
     SheetClass("blue_ink_colour", "form-100q.json", BLUE_INK, dataclasses.replace(PHONE, tilt=0.06),
                colours=((20, 20, 20), (225, 245, 252))),
     # a form printed in red drop-out ink, marked in black ballpoint, scanned in colour

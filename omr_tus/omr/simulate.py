@@ -33,12 +33,14 @@ class Pen:
     cover: tuple[float, float]
     softness: float = 0.0
     colour: tuple[int, int, int] | None = None
+    scribble: int = 0          # strokes of a hasty back-and-forth fill (0: a solid fill)
 
 
 PENCIL = Pen((0.5, 0.78), 0.12, (0.78, 0.95))
 BALLPOINT = Pen((0.88, 0.97), 0.03, (0.9, 1.02))
 FELT_TIP = Pen((0.9, 0.98), 0.02, (1.02, 1.25), softness=0.06)
 BLUE_INK = Pen((0.8, 0.95), 0.04, (0.88, 1.02), colour=(165, 70, 25))
+SCRIBBLE = Pen((0.85, 0.95), 0.03, (0.85, 1.05), scribble=3)
 
 
 @dataclass(frozen=True)
@@ -185,6 +187,8 @@ def _pen_fill(page: np.ndarray, b: Bubble, rng: np.random.Generator, pen: Pen) -
     center = fixed(cx - 0.5 + rng.normal(0, 0.03 * b.w), cy - 0.5 + rng.normal(0, 0.03 * b.h))
     axes = fixed(b.w / 2 * rng.uniform(*pen.cover), b.h / 2 * rng.uniform(*pen.cover))
     cv2.ellipse(mask, center, axes, rng.uniform(-8, 8), 0, 360, 255, -1, cv2.LINE_AA, SHIFT)
+    if pen.scribble:
+        mask &= _zigzag(mask.shape, b, (cx, cy), pen.scribble, rng)
     alpha = mask.astype(np.float32) / 255
     if pen.softness:
         alpha = cv2.GaussianBlur(alpha, (0, 0), pen.softness * min(b.w, b.h))
@@ -196,6 +200,21 @@ def _pen_fill(page: np.ndarray, b: Bubble, rng: np.random.Generator, pen: Pen) -
         alpha = alpha[:, :, None]
     inked = region * (1 - alpha) + ink * alpha
     region[:] = np.minimum(region, np.clip(inked, 0, 255)).astype(np.uint8)
+
+
+def _zigzag(shape: tuple[int, int], b: Bubble, centre: tuple[float, float], strokes: int,
+            rng: np.random.Generator) -> np.ndarray:
+    """A back-and-forth line across the bubble, `strokes` passes a little apart, with the
+    paper showing between them: how a hurried ballpoint fills a bubble."""
+    cx, cy = centre
+    ys = np.linspace(cy - b.h * 0.55, cy + b.h * 0.55, strokes * 2)
+    xs = np.where(np.arange(len(ys)) % 2, cx + b.w * 0.6, cx - b.w * 0.6) + rng.normal(0, 0.05 * b.w, len(ys))
+    line = np.zeros(shape, np.uint8)
+    points = np.stack([xs, ys + rng.normal(0, 0.03 * b.h, len(ys))], 1)
+    thickness = max(1, round(0.1 * b.h))
+    cv2.polylines(line, [np.array(fixed(*points.ravel()), np.int32).reshape(-1, 1, 2)], False, 255, thickness,
+                  cv2.LINE_AA, SHIFT)
+    return line
 
 
 def _tick(page: np.ndarray, b: Bubble, rng: np.random.Generator) -> None:
