@@ -1,9 +1,9 @@
 """A scan simulator with known truth, for tests and benchmarks of the reader.
 
 Marks are drawn the way people make them (pencil fills, faint fills, erased ghosts, ticks; or
-with a given pen: solid ballpoint, felt-tip, blue ink) and the page then goes through what a
-scanner, a copier or a phone camera does to it. Everything is drawn from one numpy Generator, so
-a seed gives the same sheet every time.
+with a given pen: solid or scribbled ballpoint, felt-tip, blue ink) and the page then goes
+through what a scanner, a copier or a phone camera does to it. Everything is drawn from one
+numpy Generator, so a seed gives the same sheet every time.
 """
 
 from __future__ import annotations
