@@ -34,6 +34,8 @@ PHONE = Difficulty(8, 0.008, (0,), (0.8, 1.4), (3, 6), (70, 90), (150, 200), bac
                    texture=12, tilt=0.12, shadow=0.35)
 STRAIGHT_PHOTO = Difficulty(0.6, 0.0, (0,), (0.6, 1.0), (2, 4), (85, 92), (200,), backdrop=(240, 250), margin=0.0)
 FADED = dataclasses.replace(DARK_DESK, contrast=(0.35, 0.5))
+SCANNER_APP = Difficulty(0.0, 0.0005, (0,), (0.4, 0.7), (1, 3), (70, 85), (200,), backdrop=(245, 252), margin=0.0,
+                         enhance=True)
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,9 @@ CLASSES = (
     # a form printed in red drop-out ink, marked in black ballpoint, scanned in colour
     SheetClass("red_dropout_form", "form-100q.json", BALLPOINT, DARK_DESK, colours=((70, 60, 215), (248, 250, 252))),
     SheetClass("low_contrast", "form-100q.json", PENCIL, FADED),
+    # a phone's document-scanner app: the page cropped to its edges, whitened, sharpened; 15 px
+    # bubbles, a 7-digit booklet number whose empty value is "no", GaussianBlur only
+    SheetClass("scanner_app_small_bubbles", "booklet-200q.json", PENCIL, SCANNER_APP, style=OWN),
     # 25 % blank, 15 % double marks, and on half the sheets a tick or slash the reader must flag
     SheetClass("multiple_marks_ticks_and_blanks", "form-100q.json", BALLPOINT,
                dataclasses.replace(DARK_DESK, blank=0.25, multiple=0.15, ticks=0.5)),

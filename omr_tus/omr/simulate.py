@@ -63,6 +63,7 @@ class Difficulty:
     shadow: float = 0.0            # darkest share a soft shadow takes off part of the page
     contrast: tuple[float, float] = (1.0, 1.0)  # share of the tonal range kept (a faded copy)
     margin: float = 0.02           # backdrop round the page, share of its longer side
+    enhance: bool = False          # a document-scanner app's clean-up: paper white, ink deep, sharpened
 
 
 EASY = Difficulty(2, 0.0, (0,), (0.3, 0.7), (1, 3), (85, 90), (200, 300))
@@ -323,7 +324,16 @@ def _photometry(image: np.ndarray, rng: np.random.Generator, level: Difficulty) 
         out = top * (1 - keep) + out * (top / 255) * keep
     noise = np.frombuffer(rng.bytes(h * w), np.uint8).reshape(h, w).astype(np.float32)
     noise = (noise - 127.5) * (rng.uniform(*level.noise) * np.sqrt(12) / 256)
-    return np.clip(out + (noise if image.ndim == 2 else noise[:, :, None]), 0, 255).astype(np.uint8)
+    out = np.clip(out + (noise if image.ndim == 2 else noise[:, :, None]), 0, 255)
+    return (_enhanced(out) if level.enhance else out).astype(np.uint8)
+
+
+def _enhanced(image: np.ndarray) -> np.ndarray:
+    """What a phone's document-scanner app makes of a page: the paper stretched to white and
+    the ink to black (percentiles, so a few specks do not set the range), then sharpened."""
+    low, high = np.percentile(image, (1, 60))
+    stretched = np.clip((image - low) * (255 / max(high - low, 1)), 0, 255).astype(np.float32)
+    return np.clip(cv2.addWeighted(stretched, 1.6, cv2.GaussianBlur(stretched, (0, 0), 1.2), -0.6, 0), 0, 255)
 
 
 def _shadow(h: int, w: int, rng: np.random.Generator, depth: float) -> np.ndarray:
