@@ -119,6 +119,11 @@ CLASSES = (
     # the page, and the template was measured on it, desk included
     SheetClass("digits_photo_with_desk_preprocessors_none", "digits-ellipse.json", BALLPOINT, STRAIGHT_PHOTO,
                style=dataclasses.replace(DARK_VALUES, grid=True), print_size=(738, 913), desk=36),
+    # a landscape sheet of 100 questions in tiny 15x10 ellipses, no preProcessors key at all (to
+    # OMRChecker the same as []: the whole image is the page), a ruled frame round the bubbles,
+    # scanned at twice the template's size and cropped to the page
+    SheetClass("tiny_ellipses_no_preprocessors", "tiny-ellipses-100q.json", BALLPOINT, STRAIGHT_PHOTO,
+               style=dataclasses.replace(DARK_VALUES, grid=True), print_size=(1414, 968)),
     # a 200-question flatbed scan: ring corner markers (CropOnMarkers), letters inside bubbles,
     # solid ballpoint fills, a QTYPE_INT roll number
     SheetClass("ring_markers_letters_ballpoint", "ring-markers-200q.json", BALLPOINT, FLATBED),
