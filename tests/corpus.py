@@ -34,6 +34,7 @@ PHONE = Difficulty(8, 0.008, (0,), (0.8, 1.4), (3, 6), (70, 90), (150, 200), bac
                    texture=12, tilt=0.12, shadow=0.35)
 STRAIGHT_PHOTO = Difficulty(0.6, 0.0, (0,), (0.6, 1.0), (2, 4), (85, 92), (200,), backdrop=(240, 250), margin=0.0)
 FADED = dataclasses.replace(DARK_DESK, contrast=(0.35, 0.5))
+CROPPED_SCAN = Difficulty(0.3, 0.0, (0,), (0.4, 0.8), (2, 4), (80, 92), (200,), backdrop=(240, 250), margin=0.0)
 SCANNER_APP = Difficulty(0.0, 0.0005, (0,), (0.4, 0.7), (1, 3), (70, 85), (200,), backdrop=(245, 252), margin=0.0,
                          enhance=True)
 
@@ -121,8 +122,8 @@ CLASSES = (
                style=dataclasses.replace(DARK_VALUES, grid=True), print_size=(738, 913), desk=36),
     # a landscape sheet of 100 questions in tiny 15x10 ellipses, no preProcessors key at all (to
     # OMRChecker the same as []: the whole image is the page), a ruled frame round the bubbles,
-    # scanned at twice the template's size and cropped to the page
-    SheetClass("tiny_ellipses_no_preprocessors", "tiny-ellipses-100q.json", BALLPOINT, STRAIGHT_PHOTO,
+    # scanned at twice the template's size (within 0.3°) and cropped to the page
+    SheetClass("tiny_ellipses_no_preprocessors", "tiny-ellipses-100q.json", BALLPOINT, CROPPED_SCAN,
                style=dataclasses.replace(DARK_VALUES, grid=True), print_size=(1414, 968)),
     # a 200-question flatbed scan: ring corner markers (CropOnMarkers), letters inside bubbles,
     # solid ballpoint fills, a QTYPE_INT roll number
