@@ -7,7 +7,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from omr_tus.omr.key_image import key_from_image
+from omr_tus.omr.key_image import key_from_image, key_image_name
 from omr_tus.omr.render import render_sheet
 from omr_tus.omr.simulate import scan
 from tests.corpus import CLASSES, DARK_DESK, TASK
@@ -79,3 +79,10 @@ def test_without_questions_in_order_the_answered_questions_are_the_key():
     expected = sorted([*half, *ids])
     assert got["options"] == {"answer_key_image_path": "key.jpg", "questions_in_order": expected,
                               "answers_in_order": [{**half, **ids}[q] for q in expected]}
+
+
+def test_the_csv_wins_when_it_is_sent():
+    """As in OMRChecker: the image is read only when the CSV is not there."""
+    assert key_image_name(EVALUATION, {"answer_key.csv": b"q1,A\n", "answer_key.jpg": b"x"}) is None
+    assert key_image_name(EVALUATION, {"answer_key.jpg": b"x"}) == "answer_key.jpg"
+    assert key_image_name({"source_type": "custom", "options": {"answer_key_image_path": "k.jpg"}}, {}) is None
