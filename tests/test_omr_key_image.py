@@ -55,6 +55,17 @@ async def test_key_read_from_image_is_stored_and_scores_sheets(api):
         assert got["score"] == sum(sheet.truth[q] == KEY[q] for q in QUESTIONS)
 
 
+async def test_a_new_key_image_replaces_the_key(api):
+    assert (await register(api, key_sheet(KEY))).status == 201
+    changed = {**KEY, "q1": "D" if KEY["q1"] != "D" else "A"}
+    data = form(task_id=None, template=FORM.raw, config=None, evaluation=EVALUATION,
+                assets=[("answer_key.jpg", jpeg(key_sheet(changed, seed=5)))])
+    resp = await api.client.put(f"/api/tasks/{TASK}", data=data, headers=api.auth("root"))
+    assert resp.status == 200, await resp.text()
+    options = (await resp.json())["answer_key"]["options"]
+    assert dict(zip(options["questions_in_order"], options["answers_in_order"])) == changed
+
+
 async def test_key_image_that_does_not_read_confidently_is_refused(api):
     resp = await register(api, key_sheet({**KEY, "q5": "", "q9": "AC"}))
     assert resp.status == 400
