@@ -1,7 +1,7 @@
 """The classes of sheet the reader must read right or send to review (issue 13), each with
-known truth: an OMRChecker-style template (tests/corpus/*.json, shaped like the templates of
-OMRChecker's community samples), how its forms are printed, the pen that marks them and how
-they are captured (flatbed, copier, phone).
+known truth: an OMRChecker-style template (tests/corpus/*.json, our own, shaped like the
+templates of OMRChecker's community, sample6 and answer-key samples), how its forms are printed,
+the pen that marks them and how they are captured (flatbed, copier, phone, scanner app).
 """
 
 from __future__ import annotations
