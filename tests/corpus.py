@@ -134,6 +134,8 @@ CLASSES = (
     # a 100-question mock-exam form (booklet, subject code, roll) photographed at an angle:
     # keystone, uneven light, shadow, cloth behind
     SheetClass("angled_phone_photo", "mock-exam-100q.json", BALLPOINT, PHONE),
+    # the same form not lying flat: its rows bow by up to 0.6 % of the picture's height
+    SheetClass("curled_phone_photo", "mock-exam-100q.json", BALLPOINT, dataclasses.replace(PHONE, curl=0.006)),
     # grey, streaky pencil; up to two erased fills left as ghosts
     SheetClass("pencil", "form-100q.json", PENCIL, dataclasses.replace(DARK_DESK, ghosts=2), style=OWN),
     SheetClass("felt_tip", "form-100q.json", FELT_TIP, DARK_DESK),

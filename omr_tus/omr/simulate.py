@@ -64,6 +64,7 @@ class Difficulty:
     contrast: tuple[float, float] = (1.0, 1.0)  # share of the tonal range kept (a faded copy)
     margin: float = 0.02           # backdrop round the page, share of its longer side
     enhance: bool = False          # a document-scanner app's clean-up: paper white, ink deep, sharpened
+    curl: float = 0.0              # bow of a sheet not lying flat, share of the image height
 
 
 EASY = Difficulty(2, 0.0, (0,), (0.3, 0.7), (1, 3), (85, 90), (200, 300))
@@ -253,6 +254,8 @@ def scan(page: np.ndarray, rng: np.random.Generator, level: Difficulty,
     matrix, size = _scan_geometry(page.shape[:2], rng, level)
     bg = int(rng.uniform(*level.backdrop)) if background is None else background
     image = _place(page, matrix, size, bg, rng, level.texture)
+    if level.curl:
+        image = _curled(image, rng, level.curl)
     image = _photometry(image, rng, level)
     quality = int(rng.integers(level.jpeg[0], level.jpeg[1] + 1))
     _, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
@@ -275,6 +278,16 @@ def _place(page: np.ndarray, matrix: np.ndarray, size: tuple[int, int], bg: int,
         backdrop = cv2.cvtColor(backdrop, cv2.COLOR_GRAY2BGR)
     return cv2.warpPerspective(page, matrix, size, backdrop, flags=cv2.INTER_LINEAR,
                                borderMode=cv2.BORDER_TRANSPARENT)
+
+
+def _curled(image: np.ndarray, rng: np.random.Generator, curl: float) -> np.ndarray:
+    """The picture of a sheet that does not lie flat: rows bow (most at one end of the sheet),
+    which no homography undoes."""
+    h, w = image.shape[:2]
+    amplitude, phase = rng.uniform(0.5, 1) * curl * h, rng.uniform(0, np.pi)
+    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    bow = (amplitude * np.sin(np.pi * xs / w + phase)).astype(np.float32) * (ys / h)
+    return cv2.remap(image, xs, ys + bow, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def _scan_geometry(shape: tuple[int, int], rng: np.random.Generator, level: Difficulty
