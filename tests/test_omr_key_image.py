@@ -7,7 +7,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from omr_tus.omr.key_image import key_from_image
+from omr_tus.omr.key_image import key_from_image, key_image_name
 from omr_tus.omr.render import render_sheet
 from omr_tus.omr.simulate import scan
 from tests.corpus import CLASSES, DARK_DESK, TASK
@@ -17,7 +17,6 @@ from tests.test_tasks import form
 FORM = next(c for c in CLASSES if c.name == "pencil")   # tests/corpus/form-100q.json, CropPage
 QUESTIONS = [f"q{n}" for n in range(1, 101)]
 KEY = dict(zip(QUESTIONS, np.random.default_rng(3).choice(list("ABCD"), 100).tolist()))
-IDS = {"Roll": "0000000000", "bookletNo": "A"}    # filled on the key sheet too, so that it reads ok
 EVALUATION = {"source_type": "csv",
               "options": {"answer_key_csv_path": "answer_key.csv", "answer_key_image_path": "answer_key.jpg",
                           "questions_in_order": ["q1..100"]},
@@ -40,7 +39,7 @@ async def register(api, image: np.ndarray):
 
 
 async def test_key_read_from_image_is_stored_and_scores_sheets(api):
-    resp = await register(api, key_sheet({**KEY, **IDS}))
+    resp = await register(api, key_sheet(KEY))      # roll number and booklet left blank: not key questions
     assert resp.status == 201, await resp.text()
     stored = (await resp.json())["answer_key"]
     assert stored["source_type"] == "custom" and stored["marking_schemes"] == EVALUATION["marking_schemes"]
@@ -56,8 +55,19 @@ async def test_key_read_from_image_is_stored_and_scores_sheets(api):
         assert got["score"] == sum(sheet.truth[q] == KEY[q] for q in QUESTIONS)
 
 
+async def test_a_new_key_image_replaces_the_key(api):
+    assert (await register(api, key_sheet(KEY))).status == 201
+    changed = {**KEY, "q1": "D" if KEY["q1"] != "D" else "A"}
+    data = form(task_id=None, template=FORM.raw, config=None, evaluation=EVALUATION,
+                assets=[("answer_key.jpg", jpeg(key_sheet(changed, seed=5)))])
+    resp = await api.client.put(f"/api/tasks/{TASK}", data=data, headers=api.auth("root"))
+    assert resp.status == 200, await resp.text()
+    options = (await resp.json())["answer_key"]["options"]
+    assert dict(zip(options["questions_in_order"], options["answers_in_order"])) == changed
+
+
 async def test_key_image_that_does_not_read_confidently_is_refused(api):
-    resp = await register(api, key_sheet({**KEY, **IDS, "q5": "", "q9": "AC"}))
+    resp = await register(api, key_sheet({**KEY, "q5": "", "q9": "AC"}))
     assert resp.status == 400
     detail = (await resp.json())["detail"]
     assert "answer_key_image_path" in detail and "q5 blank" in detail and "q9 multiple ('AC')" in detail
@@ -75,7 +85,15 @@ def test_without_questions_in_order_the_answered_questions_are_the_key():
     half = {q: a for q, a in KEY.items() if int(q[1:]) <= 50}
     evaluation = {"source_type": "csv", "options": {"answer_key_csv_path": "absent.csv",
                                                     "answer_key_image_path": "key.jpg"}}
-    got = key_from_image(evaluation, FORM.template, key_sheet({**half, **IDS}, seed=2), "key.jpg")
-    expected = sorted([*half, *IDS])
+    ids = {"Roll": "0123456789", "bookletNo": "C"}
+    got = key_from_image(evaluation, FORM.template, key_sheet({**half, **ids}, seed=2), "key.jpg")
+    expected = sorted([*half, *ids])
     assert got["options"] == {"answer_key_image_path": "key.jpg", "questions_in_order": expected,
-                              "answers_in_order": [{**half, **IDS}[q] for q in expected]}
+                              "answers_in_order": [{**half, **ids}[q] for q in expected]}
+
+
+def test_the_csv_wins_when_it_is_sent():
+    """As in OMRChecker: the image is read only when the CSV is not there."""
+    assert key_image_name(EVALUATION, {"answer_key.csv": b"q1,A\n", "answer_key.jpg": b"x"}) is None
+    assert key_image_name(EVALUATION, {"answer_key.jpg": b"x"}) == "answer_key.jpg"
+    assert key_image_name({"source_type": "custom", "options": {"answer_key_image_path": "k.jpg"}}, {}) is None

@@ -4,6 +4,7 @@ not read (damaged) or names another task still sends the sheet to review."""
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from omr_tus.omr.reader import read_sheet
@@ -64,3 +65,13 @@ async def test_clean_zip_no_qr_batch_is_not_sent_to_review(api):
     broken, stray = results[f"scans/{broken.student_id}.jpg"], results[f"scans/{stray.student_id}.jpg"]
     assert (broken["status"], broken["error"]) == ("needs_review", "QR code unreadable")
     assert stray["status"] == "needs_review" and "names task 22200222" in stray["error"]
+
+
+async def test_an_images_upload_without_qr_code_reads_ok(api):
+    await register_task(api)
+    sheet = simulate_sheet(EXAM, np.random.default_rng(6), EASY, task_id=TASK, style=MASTER)
+    data = cv2.imencode(".png", sheet.image)[1].tobytes()
+    batch_id = await upload(api, data, upload_type="images", task_id=TASK, filename=f"{sheet.student_id}.png")
+    await process(api, batch_id, [worker(api)])
+    (got,) = (await api.get_json(f"/api/batches/{batch_id}/results"))["sheets"]
+    assert (got["status"], got["error"], got["answers"]) == ("ok", None, sheet.truth)

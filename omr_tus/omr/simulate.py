@@ -1,9 +1,9 @@
 """A scan simulator with known truth, for tests and benchmarks of the reader.
 
 Marks are drawn the way people make them (pencil fills, faint fills, erased ghosts, ticks; or
-with a given pen: solid ballpoint, felt-tip, blue ink) and the page then goes through what a
-scanner, a copier or a phone camera does to it. Everything is drawn from one numpy Generator, so
-a seed gives the same sheet every time.
+with a given pen: solid or scribbled ballpoint, felt-tip, blue ink) and the page then goes
+through what a scanner, a copier or a phone camera does to it. Everything is drawn from one
+numpy Generator, so a seed gives the same sheet every time.
 """
 
 from __future__ import annotations
@@ -33,12 +33,14 @@ class Pen:
     cover: tuple[float, float]
     softness: float = 0.0
     colour: tuple[int, int, int] | None = None
+    scribble: int = 0          # strokes of a hasty back-and-forth fill (0: a solid fill)
 
 
 PENCIL = Pen((0.5, 0.78), 0.12, (0.78, 0.95))
 BALLPOINT = Pen((0.88, 0.97), 0.03, (0.9, 1.02))
 FELT_TIP = Pen((0.9, 0.98), 0.02, (1.02, 1.25), softness=0.06)
 BLUE_INK = Pen((0.8, 0.95), 0.04, (0.88, 1.02), colour=(165, 70, 25))
+SCRIBBLE = Pen((0.85, 0.95), 0.03, (0.85, 1.05), scribble=3)
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,8 @@ class Difficulty:
     shadow: float = 0.0            # darkest share a soft shadow takes off part of the page
     contrast: tuple[float, float] = (1.0, 1.0)  # share of the tonal range kept (a faded copy)
     margin: float = 0.02           # backdrop round the page, share of its longer side
+    enhance: bool = False          # a document-scanner app's clean-up: paper white, ink deep, sharpened
+    curl: float = 0.0              # bow of a sheet not lying flat, share of the image height
 
 
 EASY = Difficulty(2, 0.0, (0,), (0.3, 0.7), (1, 3), (85, 90), (200, 300))
@@ -113,12 +117,15 @@ def column_truth(template: Template, answers: dict[str, str], doubtful: set[str]
     def value(label: str) -> str | None:
         return None if label in doubtful else answers[label] or fields[label].empty_value
 
+    def marks(label: str) -> int:  # as mark_sheet draws them: a value may be several characters
+        return sum(b.value in answers[label] for b in fields[label].bubbles)
+
     truth = {}
     for column in template.columns:
         parts = template.custom_labels.get(column)
         if parts is None:
             truth[column] = value(column)
-        elif all(p not in doubtful and len(answers[p]) == 1 for p in parts):
+        elif all(p not in doubtful and marks(p) == 1 for p in parts):
             truth[column] = "".join(answers[p] for p in parts)
         else:
             truth[column] = None
@@ -182,6 +189,8 @@ def _pen_fill(page: np.ndarray, b: Bubble, rng: np.random.Generator, pen: Pen) -
     center = fixed(cx - 0.5 + rng.normal(0, 0.03 * b.w), cy - 0.5 + rng.normal(0, 0.03 * b.h))
     axes = fixed(b.w / 2 * rng.uniform(*pen.cover), b.h / 2 * rng.uniform(*pen.cover))
     cv2.ellipse(mask, center, axes, rng.uniform(-8, 8), 0, 360, 255, -1, cv2.LINE_AA, SHIFT)
+    if pen.scribble:
+        mask &= _zigzag(mask.shape, b, (cx, cy), pen.scribble, rng)
     alpha = mask.astype(np.float32) / 255
     if pen.softness:
         alpha = cv2.GaussianBlur(alpha, (0, 0), pen.softness * min(b.w, b.h))
@@ -193,6 +202,21 @@ def _pen_fill(page: np.ndarray, b: Bubble, rng: np.random.Generator, pen: Pen) -
         alpha = alpha[:, :, None]
     inked = region * (1 - alpha) + ink * alpha
     region[:] = np.minimum(region, np.clip(inked, 0, 255)).astype(np.uint8)
+
+
+def _zigzag(shape: tuple[int, int], b: Bubble, centre: tuple[float, float], strokes: int,
+            rng: np.random.Generator) -> np.ndarray:
+    """A back-and-forth line across the bubble, `strokes` passes a little apart, with the
+    paper showing between them: how a hurried ballpoint fills a bubble."""
+    cx, cy = centre
+    ys = np.linspace(cy - b.h * 0.55, cy + b.h * 0.55, strokes * 2)
+    xs = np.where(np.arange(len(ys)) % 2, cx + b.w * 0.6, cx - b.w * 0.6) + rng.normal(0, 0.05 * b.w, len(ys))
+    line = np.zeros(shape, np.uint8)
+    points = np.stack([xs, ys + rng.normal(0, 0.03 * b.h, len(ys))], 1)
+    thickness = max(1, round(0.1 * b.h))
+    cv2.polylines(line, [np.array(fixed(*points.ravel()), np.int32).reshape(-1, 1, 2)], False, 255, thickness,
+                  cv2.LINE_AA, SHIFT)
+    return line
 
 
 def _tick(page: np.ndarray, b: Bubble, rng: np.random.Generator) -> None:
@@ -230,6 +254,8 @@ def scan(page: np.ndarray, rng: np.random.Generator, level: Difficulty,
     matrix, size = _scan_geometry(page.shape[:2], rng, level)
     bg = int(rng.uniform(*level.backdrop)) if background is None else background
     image = _place(page, matrix, size, bg, rng, level.texture)
+    if level.curl:
+        image = _curled(image, rng, level.curl)
     image = _photometry(image, rng, level)
     quality = int(rng.integers(level.jpeg[0], level.jpeg[1] + 1))
     _, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
@@ -252,6 +278,16 @@ def _place(page: np.ndarray, matrix: np.ndarray, size: tuple[int, int], bg: int,
         backdrop = cv2.cvtColor(backdrop, cv2.COLOR_GRAY2BGR)
     return cv2.warpPerspective(page, matrix, size, backdrop, flags=cv2.INTER_LINEAR,
                                borderMode=cv2.BORDER_TRANSPARENT)
+
+
+def _curled(image: np.ndarray, rng: np.random.Generator, curl: float) -> np.ndarray:
+    """The picture of a sheet that does not lie flat: rows bow (most at one end of the sheet),
+    which no homography undoes."""
+    h, w = image.shape[:2]
+    amplitude, phase = rng.uniform(0.5, 1) * curl * h, rng.uniform(0, np.pi)
+    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    bow = (amplitude * np.sin(np.pi * xs / w + phase)).astype(np.float32) * (ys / h)
+    return cv2.remap(image, xs, ys + bow, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def _scan_geometry(shape: tuple[int, int], rng: np.random.Generator, level: Difficulty
@@ -301,7 +337,16 @@ def _photometry(image: np.ndarray, rng: np.random.Generator, level: Difficulty) 
         out = top * (1 - keep) + out * (top / 255) * keep
     noise = np.frombuffer(rng.bytes(h * w), np.uint8).reshape(h, w).astype(np.float32)
     noise = (noise - 127.5) * (rng.uniform(*level.noise) * np.sqrt(12) / 256)
-    return np.clip(out + (noise if image.ndim == 2 else noise[:, :, None]), 0, 255).astype(np.uint8)
+    out = np.clip(out + (noise if image.ndim == 2 else noise[:, :, None]), 0, 255)
+    return (_enhanced(out) if level.enhance else out).astype(np.uint8)
+
+
+def _enhanced(image: np.ndarray) -> np.ndarray:
+    """What a phone's document-scanner app makes of a page: the paper stretched to white and
+    the ink to black (percentiles, so a few specks do not set the range), then sharpened."""
+    low, high = np.percentile(image, (1, 60))
+    stretched = np.clip((image - low) * (255 / max(high - low, 1)), 0, 255).astype(np.float32)
+    return np.clip(cv2.addWeighted(stretched, 1.6, cv2.GaussianBlur(stretched, (0, 0), 1.2), -0.6, 0), 0, 255)
 
 
 def _shadow(h: int, w: int, rng: np.random.Generator, depth: float) -> np.ndarray:
