@@ -4,8 +4,10 @@ As in OMRChecker, the steps run on the sheet resized to the config's processing 
 so a template tuned for OMRChecker lands its boxes where OMRChecker lands them. Unlike
 OMRChecker, each geometric step only reports the map it applied: the maps are chained and
 the original, full-resolution image is warped onto the page once, so bubbles are read from
-sharp pixels rather than from a small image scaled back up. Blurs only steer the steps;
-`Levels` (a tone curve) is applied to the page that is read as well.
+sharp pixels rather than from a small image scaled back up. Blurs and `Levels` only steer the
+steps: the bubbles are read from the scan's own grey levels, since the reader learns what dark
+is from each sheet's marks, and a hard tone curve (sample6's black point at 70 %) turns the
+letters and digits printed inside bubbles as black as a mark.
 """
 
 from __future__ import annotations
@@ -45,8 +47,7 @@ class Outcome:
 
 
 class Step:
-    """One preprocessor; `tone` steps also apply to the page the bubbles are read from."""
-    tone = False
+    """One preprocessor."""
 
     def __call__(self, image: np.ndarray) -> Outcome:
         raise NotImplementedError
@@ -55,8 +56,6 @@ class Step:
 # --- pixel filters ---------------------------------------------------------------------------
 
 class Levels(Step):
-    tone = True
-
     def __init__(self, low: float, high: float, gamma: float):
         x = np.arange(256, dtype=np.float64)
         lo, hi = int(255 * low), int(255 * high)
@@ -431,11 +430,7 @@ class Alignment:
         if factor >= 2:
             source = cv2.resize(gray, None, fx=1 / factor, fy=1 / factor, interpolation=cv2.INTER_AREA)
             chain = chain @ np.linalg.inv(_scale(w, h, source.shape[1], source.shape[0]))
-        aligned = cv2.warpPerspective(source, chain, page, flags=cv2.INTER_LINEAR, borderValue=255)
-        for step in self.steps:
-            if step.tone:
-                aligned = step(aligned).image
-        return aligned
+        return cv2.warpPerspective(source, chain, page, flags=cv2.INTER_LINEAR, borderValue=255)
 
 
 def _scale(w: int, h: int, to_w: int, to_h: int) -> Matrix:
