@@ -47,7 +47,8 @@ def _nearest(folder: Path, root: Path, name: str) -> Path | None:
 def _named_files(template: dict, evaluation: dict | None) -> list[str]:
     names = [step.get("options", {}).get(key) for step in template.get("preProcessors", [])
              for key in ("relativePath", "reference")]
-    names.append(((evaluation or {}).get("options") or {}).get("answer_key_csv_path"))
+    options = (evaluation or {}).get("options") or {}
+    names += [options.get("answer_key_csv_path"), options.get("answer_key_image_path")]
     return [n for n in names if n]
 
 
@@ -68,7 +69,8 @@ def sample_tasks(root: Path) -> list[SampleTask]:
                 expected[str((listing.parent / row["file"]).relative_to(folder))] = row
         tasks.append(SampleTask(folder, str(folder.relative_to(root)), template,
                                 json.loads(config_path.read_text()) if config_path else None, evaluation,
-                                {n: (folder / n).read_bytes() for n in _named_files(template, evaluation)}, expected))
+                                {n: (folder / n).read_bytes() for n in _named_files(template, evaluation)
+                                 if (folder / n).is_file()}, expected))
     return tasks
 
 

@@ -98,11 +98,14 @@ SCHEMAS = {
         "config": {"type": "string", "format": "binary", "description": "config.json"},
         "evaluation": {"type": "string", "format": "binary", "description": "evaluation.json"},
         "asset": {"type": "array", "items": {"type": "string", "format": "binary"}, "description":
-                  "each file the template or evaluation names (marker, reference image, answer CSV), "
+                  "each file the template or evaluation names (marker, reference image, answer CSV, "
+                  "answer key image), "
                   "with that name as its file name"}}},
     "Task": {"type": "object", "properties": {
         "task_id": {"type": "string"}, "name": {"type": "string"}, "template": {"type": "object"},
-        "answer_key": {"type": ["object", "null"]}, "config": {"type": ["object", "null"]},
+        "answer_key": {"type": ["object", "null"], "description": "as stored: a key sent as "
+                       "answer_key_image_path is stored read, as questions and answers in order"},
+        "config": {"type": ["object", "null"]},
         "assets": {"type": "array", "items": {"type": "object", "properties": {
             "name": {"type": "string"}, "size": {"type": "integer"}}}},
         "created_at": {"type": "string"}, "updated_at": {"type": "string"}}},

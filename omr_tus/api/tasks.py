@@ -12,6 +12,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from .. import errors
+from ..batches.ingest import PageError, decode_page
 from ..http.json_body import json_body, parse_json
 from ..http.keys import REPO, principal
 from ..http.multipart import FormPart, form_parts
@@ -104,16 +105,36 @@ async def _task_values(request: web.Request, task_id: str | None = None) -> tupl
     config = _object(body.get("config"), "config", "an OMRChecker config.json")
     known = {**await request.app[REPO].task_assets(task_id), **assets} if request.method == "PUT" else assets
     try:
-        await asyncio.to_thread(Template.parse, template, config, known)
+        parsed = await asyncio.to_thread(Template.parse, template, config, known)
     except TemplateError as exc:
         raise errors.BAD_REQUEST(f"Invalid template: {exc}") from None
     try:
         if answer_key is not None:
+            answer_key = await _with_image_key(answer_key, parsed, known)
             await asyncio.to_thread(AnswerKey.parse, answer_key, known)
     except EvaluationError as exc:
         raise errors.BAD_REQUEST(f"Invalid answer_key: {exc}") from None
     return dict(task_id=task_id, name=name, template=template, answer_key=answer_key, config=config,
                 created_by=principal(request).id), assets
+
+
+async def _with_image_key(answer_key: dict, template, assets: dict[str, bytes]) -> dict:
+    """The answer key as stored: read from its `answer_key_image_path` with the task's template
+    when that is where it comes from (image work, so in a thread), else as sent."""
+    from ..omr.key_image import key_from_image, key_image_name
+    from ..omr.scoring import EvaluationError
+
+    name = key_image_name(answer_key, assets)
+    if name is None:
+        return answer_key
+
+    def read() -> dict:
+        return key_from_image(answer_key, template, decode_page(assets[name], name, 1, template.page[0]), name)
+
+    try:
+        return await asyncio.to_thread(read)
+    except PageError as exc:
+        raise EvaluationError(f"options.answer_key_image_path: {exc}") from None
 
 
 async def _task_response(request: web.Request, task_id: str, status: int = 200) -> web.Response:

@@ -164,7 +164,8 @@ class Worker:
             return _failed("no QR code found, and the upload names no task_id")
         if spec is None:
             return _failed(f"task {task_id} has no registered template")
-        result = await asyncio.to_thread(read_sheet, image, spec.template)
+        # only zip_with_qr sheets must carry a code; elsewhere a blank qr box is expected
+        result = await asyncio.to_thread(read_sheet, image, spec.template, batch.upload_type == "zip_with_qr")
         student = (qr[1] if qr else None) or result.student_id or _student_from_name(sheet.source)
         if reason := _unstorable(student, result.answers):
             return _failed(reason)
@@ -173,9 +174,13 @@ class Worker:
             status = "needs_review" if status == "ok" else status  # the QR wins, a person looks
         if batch.upload_type == "zip_with_qr" and qr is None and status == "ok":
             status = "needs_review"
+        error = result.error
+        if result.task_id and result.task_id != task_id:  # a sheet of another task in this upload
+            status = "needs_review" if status == "ok" else status
+            error = "; ".join(filter(None, (error, f"its QR code names task {result.task_id}")))
         # corrections count in the score only; without an answer key there is none to compute
         fixes = {c.column: c.value for c in await self.repo.corrections_of([sheet.id])} if spec.key else {}
-        values = dict(status=status, task_id=task_id, student_id=student, error=result.error,
+        values = dict(status=status, task_id=task_id, student_id=student, error=error,
                       alignment_error=result.alignment_error, score=spec.score({**result.answers, **fixes}))
         rows = [dict(column=column, value=value, flags=",".join(result.flags.get(column, [])),
                      confidence=float(result.confidence.get(column, 0.0)), position=position)

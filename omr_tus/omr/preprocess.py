@@ -4,15 +4,17 @@ As in OMRChecker, the steps run on the sheet resized to the config's processing 
 so a template tuned for OMRChecker lands its boxes where OMRChecker lands them. Unlike
 OMRChecker, each geometric step only reports the map it applied: the maps are chained and
 the original, full-resolution image is warped onto the page once, so bubbles are read from
-sharp pixels rather than from a small image scaled back up. Blurs only steer the steps;
-`Levels` (a tone curve) is applied to the page that is read as well.
+sharp pixels rather than from a small image scaled back up. Blurs and `Levels` only steer the
+steps: the bubbles are read from the scan's own grey levels, since the reader learns what dark
+is from each sheet's marks, and a hard tone curve (sample6's black point at 70 %) turns the
+letters and digits printed inside bubbles as black as a mark.
 """
 
 from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import cv2
 import numpy as np
@@ -23,10 +25,13 @@ from .errors import SheetError, TemplateError
 PROCESSING = (666, 820)          # OMRChecker's default processing width and height
 MIN_PAGE_AREA = 80000            # px at processing size: smaller edge outlines are not the page
 PAGE_MIN_SHARE = 0.1             # a light page region must cover this share of the image
+SAME_CORNER = 0.005              # page corners this close (share of the image side) are one guess
 MAX_COSINE = 0.35                # page corners must be roughly square
 MIN_MARKER_SPAN = 0.25           # CropOnMarkers: the markers frame at least this share of each side
 MAX_ASSET_SIDE = 10000
 FEATURE_MIN_INLIERS = 10         # fewer agreeing feature matches: the reference was not found
+FEATURE_TRIES = 5000             # RANSAC draws: few of a form's matches agree, so look long for them
+FEATURE_RATIO = 0.8              # a feature's best match must be this much closer than its second
 FEATURE_REVIEW_ERROR = 3.0       # px (processing size) of mean feature misfit that needs review
 
 Matrix = np.ndarray               # 3x3 map from a step's input pixels to its output pixels
@@ -37,11 +42,12 @@ class Outcome:
     image: np.ndarray
     matrix: Matrix | None = None   # None: the step changed pixels, not geometry
     review: str | None = None      # a doubt about the alignment, shown to the reviewer
+    second: Callable[[], Outcome | None] | None = None  # a second guess, made only when the template
+                                                        # does not fit the first
 
 
 class Step:
-    """One preprocessor; `tone` steps also apply to the page the bubbles are read from."""
-    tone = False
+    """One preprocessor."""
 
     def __call__(self, image: np.ndarray) -> Outcome:
         raise NotImplementedError
@@ -50,8 +56,6 @@ class Step:
 # --- pixel filters ---------------------------------------------------------------------------
 
 class Levels(Step):
-    tone = True
-
     def __init__(self, low: float, high: float, gamma: float):
         x = np.arange(256, dtype=np.float64)
         lo, hi = int(255 * low), int(255 * high)
@@ -135,7 +139,9 @@ def _largest_quad(contours, min_area: float) -> np.ndarray | None:
 
 class CropPage(Step):
     """The page's outline: OMRChecker's edge contour first (so its templates land where they
-    did), then the outline of the light region, which survives blur, noise and small photos."""
+    did); the outline of the light region, which survives blur, noise, small photos and a shadow
+    edge, where there is none, and else as the second guess, made when the template does not
+    fit the first."""
 
     def __init__(self, kernel: tuple[int, int]):
         self.kernel = cv2.getStructuringElement(cv2.MORPH_RECT, kernel)
@@ -146,11 +152,21 @@ class CropPage(Step):
         contours, _ = cv2.findContours(edges, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
         quad = _largest_quad(contours, MIN_PAGE_AREA)
         if quad is None:
-            quad = page_outline(image, self.kernel)
-        if quad is None:
-            raise SheetError("CropPage: the page's outline was not found (the sheet should lie on a "
-                             "darker background with its four corners in the picture)")
-        return four_point_warp(image, quad)
+            return self._light_region(image, None) or _no_page()
+        first = four_point_warp(image, quad)
+        return Outcome(first.image, first.matrix, first.review, lambda: self._light_region(image, quad))
+
+    def _light_region(self, image: np.ndarray, edges: np.ndarray | None) -> Outcome | None:
+        """The page as the outline of its light region, unless that is the edges' outline again."""
+        light = page_outline(image, self.kernel)
+        if light is None or (edges is not None and np.abs(light - edges).max() < SAME_CORNER * max(image.shape)):
+            return None
+        return four_point_warp(image, light)
+
+
+def _no_page() -> Outcome:
+    raise SheetError("CropPage: the page's outline was not found (the sheet should lie on a "
+                     "darker background with its four corners in the picture)")
 
 
 class CropOnMarkers(Step):
@@ -220,16 +236,16 @@ class FeatureBasedAlignment(Step):
         points, descriptors = self.orb.detectAndCompute(_normalize(image), None)
         if descriptors is None:
             raise SheetError("FeatureBasedAlignment: the sheet has no features to match")
-        matches = sorted(cv2.BFMatcher(cv2.NORM_HAMMING).match(descriptors, self.descriptors),
-                         key=lambda m: m.distance)
-        matches = matches[:max(int(len(matches) * self.keep), 4)]
+        matches = self._distinct(descriptors)
         src = np.float32([points[m.queryIdx].pt for m in matches])
         dst = np.float32([self.points[m.trainIdx].pt for m in matches])
         if self.affine:
-            affine, inliers = cv2.estimateAffine2D(src, dst)
+            affine, inliers = cv2.estimateAffine2D(src, dst, ransacReprojThreshold=3.0, maxIters=FEATURE_TRIES,
+                                                   confidence=0.999)
             matrix = None if affine is None else np.vstack([affine, [0, 0, 1]])
         else:
-            matrix, inliers = cv2.findHomography(src, dst, cv2.RANSAC, 5.0) if len(src) >= 4 else (None, None)
+            matrix, inliers = (cv2.findHomography(src, dst, cv2.RANSAC, 5.0, maxIters=FEATURE_TRIES, confidence=0.999)
+                               if len(src) >= 4 else (None, None))
         if matrix is None or inliers is None or int(inliers.sum()) < FEATURE_MIN_INLIERS:
             raise SheetError("FeatureBasedAlignment: the sheet does not match the reference image")
         keep = inliers.ravel().astype(bool)
@@ -237,6 +253,15 @@ class FeatureBasedAlignment(Step):
         misfit = float(np.linalg.norm(mapped - dst[keep], axis=1).mean())
         review = f"feature alignment misfit {misfit:.1f} px" if misfit > FEATURE_REVIEW_ERROR else None
         return Outcome(cv2.warpPerspective(image, matrix, self.size), matrix, review)
+
+    def _distinct(self, descriptors: np.ndarray) -> list:
+        """The best matches, as OMRChecker keeps them (its goodMatchPercent of all, by distance),
+        but only among features that match one place clearly better than any other: a form is
+        full of identical bubbles, whose features match every bubble alike and mislead the fit."""
+        pairs = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(descriptors, self.descriptors, k=2)
+        distinct = [p[0] for p in pairs if len(p) == 2 and p[0].distance < FEATURE_RATIO * p[1].distance]
+        ranked = sorted(distinct, key=lambda m: m.distance)
+        return ranked[:max(int(len(pairs) * self.keep), FEATURE_MIN_INLIERS * 3)]
 
 
 # --- parsing ---------------------------------------------------------------------------------
@@ -378,28 +403,34 @@ class Alignment:
 
     def align(self, gray: np.ndarray, page: tuple[int, int]) -> tuple[np.ndarray, list[str]]:
         """The page (pageDimensions) warped once from `gray`, and review reasons."""
+        return next(self.candidates(gray, page))
+
+    def candidates(self, gray: np.ndarray, page: tuple[int, int]) -> Iterator[tuple[np.ndarray, list[str]]]:
+        """The page as the steps find it; then, lazily, as each step's second guess finds it."""
         (pw, ph), (h, w) = self.processing, gray.shape
         work = cv2.resize(gray, (pw, ph), interpolation=cv2.INTER_AREA)
-        chain = _scale(w, h, pw, ph)
-        reasons = []
-        for step in self.steps:
-            out = step(work)
-            work = out.image
-            if out.matrix is not None:
-                chain = out.matrix @ chain
-            if out.review:
-                reasons.append(out.review)
+        yield from self._run(gray, page, work, _scale(w, h, pw, ph), 0, [])
+
+    def _run(self, gray: np.ndarray, page: tuple[int, int], work: np.ndarray, chain: Matrix, i: int,
+             reasons: list[str]) -> Iterator[tuple[np.ndarray, list[str]]]:
+        if i == len(self.steps):
+            yield self._warp(gray, page, work, chain), reasons
+            return
+        out: Outcome | None = self.steps[i](work)
+        while out is not None:
+            yield from self._run(gray, page, out.image, chain if out.matrix is None else out.matrix @ chain,
+                                 i + 1, reasons + [out.review] * bool(out.review))
+            out = out.second() if out.second else None
+
+    def _warp(self, gray: np.ndarray, page: tuple[int, int], work: np.ndarray, chain: Matrix) -> np.ndarray:
+        h, w = gray.shape
         chain = _scale(work.shape[1], work.shape[0], *page) @ chain
         factor = int(min(w / page[0], h / page[1]))   # pre-shrink: warping then needs no anti-aliasing
         source = gray
         if factor >= 2:
             source = cv2.resize(gray, None, fx=1 / factor, fy=1 / factor, interpolation=cv2.INTER_AREA)
             chain = chain @ np.linalg.inv(_scale(w, h, source.shape[1], source.shape[0]))
-        aligned = cv2.warpPerspective(source, chain, page, flags=cv2.INTER_LINEAR, borderValue=255)
-        for step in self.steps:
-            if step.tone:
-                aligned = step(aligned).image
-        return aligned, reasons
+        return cv2.warpPerspective(source, chain, page, flags=cv2.INTER_LINEAR, borderValue=255)
 
 
 def _scale(w: int, h: int, to_w: int, to_h: int) -> Matrix:

@@ -7,14 +7,17 @@ reason in `error`, and a page that cannot be read at all comes back `failed`.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 import cv2
 import numpy as np
 import zxingcpp
 
+from .crosscheck import mostly_blank_but_two_valued, read_twice
 from .errors import SheetError
+from .fit import Fit, fit_blocks
+from .paper import nearby_paper
 from .preprocess import page_outline
 from .template import Bubble, Field, Markers, Template
 
@@ -24,19 +27,23 @@ RING = (1.2, 1.5)        # paper ring just outside the printed outline, same uni
 BAND = (0.8, 1.05)       # where the printed outline is, same units
 OUTLINE_SEEN = 0.1       # outlines this dark (typical band darkness) can check registration
 OUTLINE_LOST = 0.5       # a band lighter than this share of the typical one: bubble off its print
+NO_INK = 0.05            # darkness added over the print, in units of a mark, below which a disc is blank
 MARKED = 0.5             # share of the disc that is dark, net of print: marked from here
 BLANK = 0.15             # ... and blank below this; in between is ambiguous (tick, slash, erasure)
 INK_DEFAULT = 0.75       # darkness of a pencil mark when a sheet has none to learn from
 INK_MIN = 0.1            # a sheet's marks add at least this darkness to a bubble ...
 INK_CLEAR = 3.0          # ... and this many times what most unmarked bubbles show
 PIXEL_DARK = (0.12, 0.42)  # bounds of the per-sheet "dark pixel" threshold
-PRINT_MAX = 0.6          # at most this much of an unmarked bubble may be print
+PRINT_MAX = 0.85         # at most this much of an unmarked bubble may be print
 PRINT_SPREAD = 0.25      # how much more print one kind of bubble may hold than the sheet's typical
 KIND_QUARTILE = 8        # bubbles of a kind needed before its lower quartile is trusted
+PAPER_NEAR = 0.9         # the ring is paper unless darker than this share of the nearby paper
+MOVED = 0.25             # blocks moved this share of their bubble size (mean) ask for a second guess
 REVIEW_ALIGN = 0.12      # mean marker misfit above this share of the bubble size needs review
 MIN_SIDE = 64
 DETECT_SIDE = 40         # marker side (px) at which ArUco detection runs
 QR_MARGIN = 0.25         # share of the qr box searched around it
+QR_PRINTED = 0.1         # share of the qr box that is dark once a code is printed there (a code is ~half)
 QR_PAYLOAD = re.compile(r"^OMR:([0-9A-Za-z-]{1,32}):([0-9A-Za-z-]{1,32})(?::([1-9][0-9]{0,5}))?$")
 FLAG_ORDER = ("blank", "multiple", "ambiguous")
 
@@ -67,10 +74,12 @@ def parse_qr(payload: str) -> tuple[str, str, int | None] | None:
     return m.group(1), m.group(2), int(m.group(3)) if m.group(3) else None
 
 
-def read_sheet(image: np.ndarray, template: Template) -> SheetResult:
-    """Reads one page (BGR or gray, any orientation or scale); never raises for a bad image."""
+def read_sheet(image: np.ndarray, template: Template, qr_expected: bool = True) -> SheetResult:
+    """Reads one page (BGR or gray, any orientation or scale); never raises for a bad image.
+    `qr_expected` False (uploads whose sheets need not carry a code): an empty qr box is no
+    review reason, while a code printed there that does not read still is."""
     try:
-        return _read(_to_gray(image), template)
+        return _read(_to_gray(image), template, qr_expected)
     except SheetError as e:
         return _failed(str(e))
     except (cv2.error, ValueError, RuntimeError, MemoryError) as e:
@@ -99,14 +108,19 @@ def _to_gray(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def _read(gray: np.ndarray, template: Template) -> SheetResult:
-    aligned, misfit, reasons = _align(gray, template)
+def _read(gray: np.ndarray, template: Template, qr_expected: bool) -> SheetResult:
+    aligned, misfit, reasons, page = _best_fit(gray, template)
     payload = _read_qr(aligned, template) if template.qr else None
     qr = parse_qr(payload) if payload else None
     if template.qr and not qr:
-        reasons.append("QR code unreadable" if payload is None
-                       else f"QR payload {payload!r} is not OMR:<task>:<student>")
-    answers, flags, confidence = read_answers(aligned, template)
+        if payload is not None:
+            reasons.append(f"QR payload {payload!r} is not OMR:<task>:<student>")
+        elif qr_expected or qr_printed(aligned, template):
+            reasons.append("QR code unreadable")
+    if len(page.fit.unfit) == len(template.layout.names):
+        raise SheetError("the template lands on no printed bubbles: " + _unfit_reasons(page.fit))
+    answers, flags, confidence = page.answers, page.flags, page.confidence
+    reasons.extend(page.reasons)
     doubtful = [c for c, f in flags.items() if "ambiguous" in f]
     if doubtful:
         reasons.append("ambiguous: " + ", ".join(doubtful))
@@ -129,11 +143,28 @@ def _student_id(qr: tuple[str, str, int | None] | None, answers: dict[str, str],
 
 # --- alignment -------------------------------------------------------------------------------
 
+def _best_fit(gray: np.ndarray, template: Template
+              ) -> tuple[np.ndarray, float | None, list[str], PageReading]:
+    """The aligned page, marker misfit, review reasons and reading of the alignment the template
+    fits best: the preprocessors' first guess, or a second guess where blocks do not fit the
+    first or fit it only far from where the template puts them."""
+    if template.alignment is None:
+        aligned, misfit, reasons = _align(gray, template)
+        return aligned, misfit, reasons, read_page(aligned, template)
+    best, best_score = None, None
+    for aligned, reasons in template.alignment.candidates(gray, template.page):
+        page = read_page(aligned, template)
+        score = (len(page.fit.unfit), page.fit.moved(template))
+        if best_score is None or score < best_score:
+            best, best_score = (aligned, None, reasons, page), score
+        if score[0] == 0 and score[1] <= MOVED:
+            break
+    return best
+
+
 def _align(gray: np.ndarray, template: Template) -> tuple[np.ndarray, float | None, list[str]]:
-    """The page warped onto the canonical page, the marker misfit (px) and review reasons."""
-    if template.alignment is not None:
-        aligned, reasons = template.alignment.align(gray, template.page)
-        return aligned, None, reasons
+    """The page warped onto the canonical page by our markers or the page outline, the marker
+    misfit (px) and review reasons."""
     work = _shrink(gray, int(max(gray.shape) / max(template.page)))
     if template.markers is None:
         return _align_by_page(work, template)
@@ -236,6 +267,15 @@ def _read_qr(aligned: np.ndarray, template: Template) -> str | None:
     return _decode(np.ascontiguousarray(region)) or _decode(aligned)
 
 
+def qr_printed(aligned: np.ndarray, template: Template) -> bool:
+    """Whether something is printed in the qr box (a code that may be damaged), rather than
+    the box being left blank: dark against the paper around the box."""
+    q = template.qr
+    box = aligned[q.y:q.y + q.size, q.x:q.x + q.size]
+    paper = max(float(np.percentile(box, 95)), 1.0)
+    return float((box < 0.5 * paper).mean()) >= QR_PRINTED
+
+
 def find_qr_payload(image: np.ndarray) -> str | None:
     """A QR payload anywhere in an unaligned image: picks the template before reading the sheet."""
     try:
@@ -267,15 +307,18 @@ def _sample(page: np.ndarray, boxes: np.ndarray, r0: float, r1: float) -> np.nda
     return page[ys, xs]
 
 
-def measure_bubbles(page: np.ndarray, template: Template) -> list[Group]:
+def measure_bubbles(page: np.ndarray, template: Template, shifts: np.ndarray, near: np.ndarray) -> list[Group]:
     """Samples per bubble size; the paper is the ring just outside each bubble, so that uneven
-    light cancels, and the outline band's darkness tells whether the bubble sits on its print."""
-    boxes = np.array([(b.x, b.y, b.w, b.h) for f in template.fields for b in f.bubbles], np.int64)
+    light cancels, and the outline band's darkness tells whether the bubble sits on its print.
+    Where the print or a mark is larger than the template's box the ring is not paper: the
+    paper nearby (`near`, the lightest level around each bubble) stands in for it then."""
+    boxes = template.layout.boxes + np.hstack([shifts, np.zeros_like(shifts)])
     inner = INNER if template.markers else INNER_OMRCHECKER
     groups = []
     for size in {tuple(s) for s in boxes[:, 2:]}:
         idx = np.flatnonzero((boxes[:, 2:] == size).all(1))
-        paper = np.maximum(np.median(_sample(page, boxes[idx], *RING), axis=1), 1)
+        ring = np.median(_sample(page, boxes[idx], *RING), axis=1)
+        paper = np.maximum(np.maximum(ring, PAPER_NEAR * near[idx]), 1)
         outline = 1 - _sample(page, boxes[idx], *BAND).mean(1) / paper
         groups.append((idx, _sample(page, boxes[idx], 0, inner), paper, outline))
     return groups
@@ -310,7 +353,9 @@ def bubble_fill(groups: list[Group], kinds: np.ndarray) -> np.ndarray:
     of its pixels half as dark as this sheet's own marks (so an erased ghost does not count and
     a tick covers only part of the disc), raised to its mean darkness in units of a typical
     mark once it is clearly not blank (so a mark that fills only part of a box drawn off its
-    print, or a soft photo, still reads)."""
+    print, or a soft photo, still reads). A disc that adds next to no darkness over its print
+    holds no mark, however many of its pixels cross the dark threshold: dark letters printed
+    inside bubbles vary a little from bubble to bubble, and that is all such a disc shows."""
     darkness = 1 - _gather([(idx, inner.mean(1) / paper) for idx, inner, paper, _ in groups], 1)
     ink, strength = _mark_darkness(darkness, kinds)
     threshold = float(np.clip(ink / 2, *PIXEL_DARK))
@@ -318,7 +363,9 @@ def bubble_fill(groups: list[Group], kinds: np.ndarray) -> np.ndarray:
                      for idx, inner, paper, _ in groups], 1)
     base = _print_base(share, kinds)
     share = np.clip((share - base) / (1 - base), 0, 1)
-    return np.where(share >= BLANK, np.maximum(share, np.clip(strength / ink, 0, 1)), share)
+    added = np.clip(strength / ink, 0, 1)
+    fill = np.where(share >= BLANK, np.maximum(share, added), share)
+    return np.where(added < NO_INK, np.minimum(share, added), fill)
 
 
 def _mark_darkness(darkness: np.ndarray, kinds: np.ndarray) -> tuple[float, np.ndarray]:
@@ -355,37 +402,70 @@ def _confidence(fill: np.ndarray) -> np.ndarray:
     return np.clip(0.5 + margin / 0.3, 0, 1)
 
 
-def field_fills(page: np.ndarray, template: Template) -> list[tuple[Field, np.ndarray, np.ndarray]]:
-    """Per field: how filled each bubble is (net of print and of the field's own background)
-    and whether it is off its print."""
-    groups = measure_bubbles(page, template)
+@dataclass(frozen=True)
+class PageReading:
+    answers: dict[str, str]
+    flags: dict[str, list[str]]
+    confidence: dict[str, float]
+    reasons: list[str]
+    fit: Fit
+    bubbles: list[tuple[Bubble, str, str]]   # each bubble where it was read, its field, its state
+
+
+def read_page(page: np.ndarray, template: Template) -> PageReading:
+    """Answers, flags and confidence per output column from an aligned page, read twice: each
+    block moved onto its print first (a block that does not fit makes its fields doubtful), then
+    every field read by this reader and by OMRChecker's thresholds; where they disagree the field
+    is doubtful too."""
+    near = nearby_paper(page, template.layout.boxes)
+    fit = fit_blocks(page, template, near)
+    groups = measure_bubbles(page, template, fit.shifts, near)
     fill, off = bubble_fill(groups, _kinds(template)), off_print(groups)
-    out, start = [], 0
+    second = read_twice(page, template, fit.shifts, near)
+    fields, bubbles, differ, start = {}, [], [], 0
     for f in template.fields:
         span = slice(start, start + len(f.bubbles))
-        out.append((f, _field_relative(fill[span]), off[span]))
+        x, o = _field_relative(fill[span]), off[span] | (f.block in fit.unfit)
+        judged = _judge_field(f, x, o, np.where(o, 0.0, _confidence(x)))
+        if "ambiguous" not in judged[1] and not np.array_equal(x >= MARKED, second.marked[span]):
+            differ.append(f.label)
+            judged = (judged[0], [*judged[1], "ambiguous"], min(judged[2], 0.5))
+        fields[f.label] = judged
+        bubbles += [(replace(b, x=b.x + int(dx), y=b.y + int(dy)), f.label, _state(float(v), bool(w)))
+                    for b, v, w, (dx, dy) in zip(f.bubbles, x, o, fit.shifts[span])]
         start = span.stop
-    return out
+    columns = {c: _join_parts([fields[p] for p in template.custom_labels[c]])
+               if c in template.custom_labels else fields[c] for c in template.columns}
+    reasons = [f"field block {name} does not fit: {why}" for name, why in fit.unfit.items()]
+    if differ:
+        reasons.append("a second reading differs: " + ", ".join(differ))
+    blank = sum("blank" in v[1] for v in fields.values())
+    note = mostly_blank_but_two_valued(second, blank, len(fields), int((fill >= MARKED).sum()))
+    if note:
+        reasons.append(note)
+    return PageReading({c: v[0] for c, v in columns.items()}, {c: v[1] for c, v in columns.items()},
+                       {c: round(v[2], 3) for c, v in columns.items()}, reasons, fit, bubbles)
+
+
+def _unfit_reasons(fit: Fit) -> str:
+    return "; ".join(f"{name}: {why}" for name, why in fit.unfit.items())
+
+
+def _state(x: float, off: bool) -> str:
+    return "ambiguous" if off or BLANK <= x < MARKED else "marked" if x >= MARKED else "blank"
 
 
 def read_answers(page: np.ndarray, template: Template
                  ) -> tuple[dict[str, str], dict[str, list[str]], dict[str, float]]:
     """Answers, flags and confidence per output column, from an aligned page."""
-    fields = {f.label: _judge_field(f, fill, off, np.where(off, 0.0, _confidence(fill)))
-              for f, fill, off in field_fills(page, template)}
-    columns = {c: _join_parts([fields[p] for p in template.custom_labels[c]])
-               if c in template.custom_labels else fields[c] for c in template.columns}
-    return ({c: v[0] for c, v in columns.items()}, {c: v[1] for c, v in columns.items()},
-            {c: round(v[2], 3) for c, v in columns.items()})
+    r = read_page(page, template)
+    return r.answers, r.flags, r.confidence
 
 
 def bubble_states(page: np.ndarray, template: Template) -> list[tuple[Bubble, str, str]]:
-    """(bubble, its field's label, 'marked' | 'ambiguous' | 'blank') as read_answers judges it:
-    what a reviewer needs to see drawn over the page."""
-    def state(x: float, off: bool) -> str:
-        return "ambiguous" if off or BLANK <= x < MARKED else "marked" if x >= MARKED else "blank"
-    return [(b, f.label, state(float(x), bool(o)))
-            for f, fill, off in field_fills(page, template) for b, x, o in zip(f.bubbles, fill, off)]
+    """(bubble where it was read, its field's label, 'marked' | 'ambiguous' | 'blank') as
+    read_answers judges it: what a reviewer needs to see drawn over the page."""
+    return read_page(page, template).bubbles
 
 
 def _field_relative(fill: np.ndarray) -> np.ndarray:

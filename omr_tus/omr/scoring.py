@@ -15,6 +15,9 @@ from .labels import expand_ranges
 MAX_SECTIONS = 100  # marking_schemes sections, each a list of questions
 
 
+CSV_SOURCES = ("csv", "image_and_csv")  # the second is how older OMRChecker samples name a CSV key
+
+
 class EvaluationError(ValueError):
     """A bad evaluation.json; the message names the key."""
 
@@ -54,7 +57,7 @@ class AnswerKey:
         if not isinstance(options, dict):
             raise EvaluationError("options: must be an object")
         source = evaluation.get("source_type", "custom")
-        if source == "csv":
+        if source in CSV_SOURCES:
             name = options.get("answer_key_csv_path")
             if not name or name not in (assets or {}):
                 raise EvaluationError(f"options.answer_key_csv_path: the file {name!r} was not sent with the task")

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import cv2
+import numpy as np
 
 from .errors import TemplateError
 from .labels import expand_ranges
@@ -47,6 +49,7 @@ class Field:
     label: str
     bubbles: tuple[Bubble, ...]
     empty_value: str
+    block: str = ""   # the fieldBlocks name: bubbles printed together, so they move together
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,14 @@ class QrBox:
 
 
 @dataclass(frozen=True)
+class Thresholds:
+    """OMRChecker's config `threshold_params` that its bubble thresholds use."""
+    min_jump: float = 25.0
+    confident_surplus: float = 5.0
+    min_gap: float = 30.0
+
+
+@dataclass(frozen=True)
 class Template:
     page: tuple[int, int]
     fields: tuple[Field, ...]
@@ -74,6 +85,7 @@ class Template:
     qr: QrBox | None
     alignment: Alignment | None = None
     extras: dict[str, Any] = field(default_factory=dict)  # OMRChecker keys we accept and ignore
+    thresholds: Thresholds = Thresholds()
 
     @classmethod
     def parse(cls, data: dict, config: dict | None = None, assets: dict[str, bytes] | None = None) -> Template:
@@ -94,10 +106,47 @@ class Template:
             qr=_parse_qr(data["qr"], page) if "qr" in data else None,
             alignment=_parse_alignment(data, config, assets),
             extras={k: v for k, v in data.items() if k not in KNOWN_KEYS},
+            thresholds=_parse_thresholds(config),
         )
 
     def field_map(self) -> dict[str, Field]:
         return {f.label: f for f in self.fields}
+
+    @cached_property
+    def layout(self) -> Layout:
+        """Every bubble's box as arrays, in template order, with its block and the block's pitch."""
+        boxes = np.array([(b.x, b.y, b.w, b.h) for f in self.fields for b in f.bubbles], np.int64)
+        names = tuple(dict.fromkeys(f.block for f in self.fields))
+        index = {n: i for i, n in enumerate(names)}
+        block = np.array([index[f.block] for f in self.fields for _ in f.bubbles])
+        size = np.array([boxes[block == i, 2:].max(0) for i in range(len(names))], np.float64)
+        pitch = np.array([[_pitch(boxes[block == i], axis) for axis in (0, 1)] for i in range(len(names))])
+        per_field = [{len(f.bubbles) for f in self.fields if f.block == n} for n in names]
+        fields = np.array([min(s) if len(s) == 1 else 0 for s in per_field])
+        return Layout(boxes, block, names, size, np.where(np.isfinite(pitch), pitch, 4 * size), fields)
+
+
+@dataclass(frozen=True)
+class Layout:
+    boxes: np.ndarray             # (bubbles, 4) x, y, w, h
+    block: np.ndarray             # (bubbles,) index into names
+    names: tuple[str, ...]        # block names, in template order
+    size: np.ndarray              # (blocks, 2) largest bubble width, height
+    pitch: np.ndarray             # (blocks, 2) distance between neighbouring bubble centres along x, y
+    fields: np.ndarray            # (blocks,) bubbles in each of the block's fields (0: they differ)
+
+
+def _pitch(boxes: np.ndarray, axis: int) -> float:
+    """The least distance between centres of bubbles in line along `axis` (inf for a lone one)."""
+    centres = boxes[:, axis] + boxes[:, 2 + axis] / 2
+    across = boxes[:, 1 - axis] + boxes[:, 3 - axis] / 2
+    tolerance = boxes[:, 3 - axis].max() / 2
+    best = np.inf
+    for value in np.unique(across):
+        gaps = np.diff(np.unique(centres[np.abs(across - value) < tolerance]))
+        if gaps.size:
+            best = min(best, float(gaps.min()))
+    return best
 
 
 def _require(ok: bool, key: str, message: str) -> None:
@@ -157,7 +206,7 @@ def _parse_blocks(data: dict, page: tuple[int, int], empty: str) -> list[Field]:
     seen: set[str] = set()
     bubbles = 0
     for name, block in blocks.items():
-        block_fields = _parse_block(data, f"fieldBlocks.{name}", block, page, empty)
+        block_fields = _parse_block(data, name, block, page, empty)
         bubbles += sum(len(f.bubbles) for f in block_fields)
         _require(bubbles <= MAX_BUBBLES, f"fieldBlocks.{name}", f"brings the template past {MAX_BUBBLES} bubbles")
         for f in block_fields:
@@ -185,8 +234,9 @@ def _block_values(block: dict, path: str) -> tuple[tuple[str, ...], str]:
     return values, direction
 
 
-def _parse_block(data: dict, path: str, block: Any, page: tuple[int, int], empty: str) -> list[Field]:
+def _parse_block(data: dict, name: str, block: Any, page: tuple[int, int], empty: str) -> list[Field]:
     """One block's fields; 'horizontal' puts a field's bubbles along x and steps fields along y."""
+    path = f"fieldBlocks.{name}"
     _require(isinstance(block, dict), path, "must be an object")
     values, direction = _block_values(block, path)
     bubble_dims = block.get("bubbleDimensions", data.get("bubbleDimensions"))
@@ -206,7 +256,7 @@ def _parse_block(data: dict, path: str, block: Any, page: tuple[int, int], empty
                    round(ox + j * bubble_gap * along[0] + i * label_gap * across[0]),
                    round(oy + j * bubble_gap * along[1] + i * label_gap * across[1]), bw, bh)
             for j, value in enumerate(values))
-        fields.append(Field(label, bubbles, block_empty))
+        fields.append(Field(label, bubbles, block_empty, name))
     last = fields[-1].bubbles[-1]
     _require(last.x + bw <= page[0] and last.y + bh <= page[1], path, "bubbles overflow the page")
     return fields
@@ -283,11 +333,24 @@ def _parse_qr(raw: Any, page: tuple[int, int]) -> QrBox:
     return QrBox(x, y, size)
 
 
+def _parse_thresholds(config: dict | None) -> Thresholds:
+    params = (config or {}).get("threshold_params") or {}
+    _require(isinstance(params, dict), "config.threshold_params", "must be an object")
+    values = {}
+    for key, name in (("MIN_JUMP", "min_jump"), ("CONFIDENT_SURPLUS", "confident_surplus"), ("MIN_GAP", "min_gap")):
+        v = params.get(key, getattr(Thresholds, name))
+        _require(_is_number(v) and 0 <= v <= 255, f"config.threshold_params.{key}", "must be a number from 0 to 255")
+        values[name] = float(v)
+    return Thresholds(**values)
+
+
 def _parse_alignment(data: dict, config: dict | None, assets: dict[str, bytes] | None) -> Alignment | None:
-    """OMRChecker preprocessors, run instead of our ArUco alignment."""
+    """OMRChecker preprocessors, run instead of our ArUco alignment. As in OMRChecker, an empty
+    list means the whole image, resized, is the page; only a template that has neither
+    preProcessors nor markers has its page outline looked for."""
     _require(config is None or isinstance(config, dict), "config", "must be a JSON object")
     steps = parse_steps(data.get("preProcessors"), config, assets)
-    if not steps:
+    if not steps and ("markers" in data or "preProcessors" not in data):
         return None
     _require("markers" not in data, "preProcessors",
              "a template with ArUco markers is aligned and read on its own: drop preProcessors or markers")
