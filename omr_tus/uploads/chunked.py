@@ -133,10 +133,9 @@ class ChunkedUploads:
         if not 0 <= index < info.total_chunks:
             raise errors.BAD_REQUEST(f"Invalid chunk_index {index} (total: {info.total_chunks})")
         stored = None if info.is_complete else await self._put(info, index, chunk, room=info.chunk_size)
-        if stored is None:  # a retry of a stored chunk: stored once, counted once
-            await self._drain(chunk)
-            count, _ = await self.service.repo.chunk_totals(info.id)
-            return ChunkReceipt(await self.lookup(upload_id, user), index, count)
+        if stored is None:  # a retry of a stored chunk: stored once, counted once; it completes
+            await self._drain(chunk)  # the upload if the request that stored it could not
+            return await self.received(info, index)
         return await self.received(info, index, stored[1:])
 
     async def lookup(self, upload_id: str, user: Principal) -> UploadInfo:
