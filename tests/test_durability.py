@@ -21,6 +21,7 @@ from .conftest import missing_part
 DATA = os.urandom(100_000)
 SHA256 = hashlib.sha256(DATA).hexdigest()
 META = {"upload_type": "zip_with_qr", "filename": "scan.zip"}
+TMP = ".0123456789abcdef.part"  # a durable copy's temporary name is <id>.<16 hex>.part
 
 
 async def _upload(api) -> tuple[str, str]:
@@ -86,12 +87,12 @@ async def test_the_sweeper_removes_orphans_only(api, tmp_path):
     await api.client.delete(terminated, headers=api.tus())
     terminated_id = terminated.rsplit("/", 1)[-1]
     scratch.mkdir(exist_ok=True)
-    orphans = [store / done_id, store / terminated_id, store / ("a" * 32), files / ("b" * 32 + ".part"),
-               files / (done_id + ".part"), scratch / ("c" * 32)]
-    kept = [store / active_id, store / ("d" * 32), files / done_id, files / ("e" * 32 + ".part")]
+    orphans = [store / done_id, store / terminated_id, store / ("a" * 32), files / ("b" * 32 + TMP),
+               files / (done_id + TMP), scratch / ("c" * 32)]
+    kept = [store / active_id, store / ("d" * 32), files / done_id, files / ("e" * 32 + TMP)]
     for path in orphans + kept[1:]:
         path.write_bytes(b"x")
-    for path in (store / ("a" * 32), files / ("b" * 32 + ".part"), scratch / ("c" * 32)):
+    for path in (store / ("a" * 32), files / ("b" * 32 + TMP), scratch / ("c" * 32)):
         _age(path, 3600)  # no upload row and untouched for an hour: a dead request's
     assert await api.client.app[SWEEPER].sweep() == len(orphans)
     assert [p for p in orphans if p.exists()] == []

@@ -1,6 +1,6 @@
 """Files a crash leaves behind, removed by the janitor (and once at start): RAM-disk files no
 upload needs any more (already durable, failed, terminated, or with no row at all), durable
-copies cut short under their temporary `.part` name, and spooled legacy chunks of requests
+copies cut short under their temporary name (`<id>.<16 hex>.part`, uploads/archive.py), and spooled legacy chunks of requests
 that died. Only local files are swept: in a bucket, `<id>.part` is the live tail of an upload."""
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from pathlib import Path
 
 from ..db.repo import Repo
 from ..store import LocalStore, Store
+from .archive import TEMPORARY
 
 log = logging.getLogger("omr_tus.sweeper")
-_ID = re.compile(r"^[0-9a-f]{32}$")
+_ID = re.compile(r"^([0-9a-f]{32})$")
 LOOKUP_BATCH = 500
 
 
@@ -65,8 +66,8 @@ class Sweeper:
     async def sweep(self) -> int:
         removed = 0
         if self.incoming is not None:
-            removed += await self._orphans(self.incoming.directory, "")
-        removed += await self._orphans(self.durable.directory, ".part")
+            removed += await self._orphans(self.incoming.directory, _ID)
+        removed += await self._orphans(self.durable.directory, TEMPORARY)
         for name, age in await asyncio.to_thread(_listing, self.scratch.directory):
             if age > self.stale_after:
                 removed += await asyncio.to_thread(_unlink, self.scratch.directory / name)
@@ -74,11 +75,12 @@ class Sweeper:
             log.info("sweeper: %d orphaned files removed", removed)
         return removed
 
-    async def _orphans(self, directory: Path, suffix: str) -> int:
-        """Files named <upload id><suffix> that their upload no longer needs; with no upload
-        row, once stale (a chunk spooled on the RAM disk has a random name of the same form)."""
-        files = [(name, name[:len(name) - len(suffix)], age) for name, age in await asyncio.to_thread(
-            _listing, directory) if name.endswith(suffix) and _ID.match(name[:len(name) - len(suffix)])]
+    async def _orphans(self, directory: Path, pattern: re.Pattern) -> int:
+        """Files whose name `pattern` matches (group 1: an upload id) that their upload no longer
+        needs; with no upload row, once stale (a chunk spooled on the RAM disk has a random name
+        of the same form)."""
+        files = [(name, match.group(1), age) for name, age in await asyncio.to_thread(_listing, directory)
+                 if (match := pattern.match(name))]
         removed = 0
         for start in range(0, len(files), LOOKUP_BATCH):
             batch = files[start:start + LOOKUP_BATCH]
