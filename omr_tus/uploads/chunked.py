@@ -19,7 +19,7 @@ from .. import errors
 from ..store import LocalStore, PartWriter, RangeCopier, WriteProgress
 from ..store.files import read_chunks
 from .model import Principal, UploadInfo
-from .service import UploadService, mb, raise_failure
+from .service import UploadService, mb, raise_failure, recovering
 
 log = logging.getLogger("omr_tus.uploads")
 MAX_CHUNK = 100 * 1024 * 1024
@@ -207,6 +207,16 @@ class ChunkedUploads:
             await service.finish(info)
             log.info("Upload %s: Cleaned up temp directory", info.id)
         return ChunkReceipt(info, index, count)
+
+    async def complete_unfinished(self) -> None:
+        """At start: uploads whose last chunk was stored but not completed (the process died
+        in between, or the completion failed and the client gave up) complete now."""
+        for upload_id in await self.service.repo.legacy_uploads_with_all_chunks():
+            with recovering(upload_id):
+                row = await self.service.repo.upload(upload_id)
+                if row is not None:
+                    info = UploadInfo.from_row(row)
+                    await self.received(info, info.total_chunks - 1)
 
     async def _drain(self, chunk: Chunk) -> None:
         if chunk.blocks is not None:

@@ -13,7 +13,7 @@ import os
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, AsyncIterable, AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
 
 from .. import crashpoints, errors
 from ..config import Settings
@@ -449,7 +449,7 @@ class UploadService:
         """Uploads that hold all their bytes but whose completion a stopped node never
         recorded: completed now (or, if bytes are missing, moved back to what is held)."""
         for upload_id in await self.repo.uploads_at_length():
-            try:
+            with recovering(upload_id):
                 async with self.locks.hold(upload_id):
                     row = await self.repo.upload(upload_id)
                     if row is None or row.status != "active" or row.upload_offset != row.length:
@@ -457,10 +457,6 @@ class UploadService:
                     info = await self._reconciled(UploadInfo.from_row(row))
                     if info.offset == info.length:
                         await self.finish(info)
-            except errors.ServiceError as exc:
-                log.warning("Upload %s: not completed on recovery: %s", upload_id, exc.message)
-            except Exception:
-                log.exception("Upload %s: not completed on recovery", upload_id)
 
     async def _after_finish(self, info: UploadInfo) -> None:
         for hook in self.finish_hooks:
@@ -537,6 +533,17 @@ async def _metered(blocks: AsyncIterable[bytes], room: int, progress: WriteProgr
         if checkpoint is not None and time.monotonic() - last >= COMMIT_EVERY:
             last = time.monotonic()
             await checkpoint(progress.written)
+
+
+@contextlib.contextmanager
+def recovering(upload_id: str) -> Iterator[None]:
+    """Completing one upload at start: its failure is logged, and the next one is tried."""
+    try:
+        yield
+    except errors.ServiceError as exc:
+        log.warning("Upload %s: not completed on recovery: %s", upload_id, exc.message)
+    except Exception:
+        log.exception("Upload %s: not completed on recovery", upload_id)
 
 
 def raise_failure(failure: BaseException):
