@@ -7,7 +7,7 @@ from aiohttp import web
 
 from .. import errors
 from ..http.keys import CHUNKED, REPO, principal
-from ..uploads.chunked import MAX_CHUNK, Chunk, ChunkReceipt, ChunkedUploads, too_large
+from ..uploads.chunked import MAX_CHUNK, Chunk, ChunkReceipt, ChunkedUploads, Stored, too_large
 from ..uploads.digests import checked_hex
 from ..uploads.model import UPLOAD_TYPES, TYPES_NEEDING_TASK
 from ..uploads.service import interrupted
@@ -86,8 +86,7 @@ def _check_final_flag(fields: dict[str, str]) -> None:
         raise errors.BAD_REQUEST(f"is_final_chunk must be true or false, got {fields['is_final_chunk'][:40]!r}")
 
 
-async def _place(request: web.Request, fields: dict[str, str], chunk: Chunk) -> ChunkReceipt:
-    _check_final_flag(fields)
+async def _place(request: web.Request, fields: dict[str, str], chunk: Chunk) -> Stored:
     chunked: ChunkedUploads = request.app[CHUNKED]
     index = _int(fields, "chunk_index", 0)
     total = _int(fields, "total_chunks", 1)
@@ -98,8 +97,8 @@ async def _place(request: web.Request, fields: dict[str, str], chunk: Chunk) -> 
         filename = clean_filename(fields.get("filename"))
         if not filename:
             raise errors.BAD_REQUEST("filename is required")
-        return await chunked.first(principal(request), chunk, total_chunks=total, filename=filename,
-                                   upload_type=upload_type, task_id=task_id, sha256=_sha256(fields))
+        return Stored(await chunked.start(principal(request), chunk, total_chunks=total, filename=filename,
+                                          upload_type=upload_type, task_id=task_id, sha256=_sha256(fields)), 0)
     if not fields.get("upload_id"):
         raise errors.BAD_REQUEST("upload_id is required when chunk_index > 0")
     return await chunked.next(principal(request), fields["upload_id"], index, total, chunk)
@@ -110,7 +109,7 @@ async def upload_chunk(request: web.Request) -> web.Response:
         raise too_large(request.content_length)  # decided before reading a byte of the body
     chunked: ChunkedUploads = request.app[CHUNKED]
     fields = Fields()
-    receipt: ChunkReceipt | None = None
+    receipt: Stored | None = None
     spooled: Chunk | None = None
     try:
         async for part in form_parts(request):
@@ -129,10 +128,12 @@ async def upload_chunk(request: web.Request) -> web.Response:
     finally:
         if spooled is not None and receipt is None:
             await chunked.discard(spooled)
-    _check_final_flag(fields)  # when it came after the chunk
-    if receipt.chunk_index == 0 and (sha256 := _sha256(fields)):  # a field after the chunk
+    # Every field is read: only now may the chunk complete the upload (a sha256 or an invalid
+    # is_final_chunk after the chunk is seen before any batch exists). The chunk stays stored.
+    _check_final_flag(fields)
+    if sha256 := _sha256(fields):  # on any chunk, the last one included
         await chunked.service.declare(receipt.info.id, principal(request), {"sha256": sha256}, "The sha256 field")
-    return web.json_response(_receipt_json(receipt))
+    return web.json_response(_receipt_json(await chunked.received(receipt.info, receipt.index, receipt.counts)))
 
 
 def _receipt_json(receipt: ChunkReceipt) -> dict:

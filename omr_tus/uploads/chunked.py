@@ -51,6 +51,16 @@ def too_large(size: int, limit: int = MAX_CHUNK) -> errors.ServiceError:
     return errors.TOO_LARGE(f"Chunk size {size} exceeds maximum {limit}")
 
 
+@dataclasses.dataclass
+class Stored:
+    """A chunk on the store and recorded; the upload completes only once the request's other
+    form fields are read and valid (a sha256 or is_final_chunk after the chunk): `received()`."""
+
+    info: UploadInfo
+    index: int
+    counts: tuple[int, int] | None = None
+
+
 class ChunkedUploads:
     def __init__(self, service: UploadService, scratch: LocalStore, max_chunk: int = MAX_CHUNK):
         self.service = service
@@ -79,12 +89,6 @@ class ChunkedUploads:
             await self.spool_store.delete(chunk.spool_id)
 
     # -- chunks -------------------------------------------------------------
-    async def first(self, user: Principal, chunk: Chunk, *, total_chunks: int, filename: str | None,
-                    upload_type: str, task_id: str | None, sha256: str | None = None) -> ChunkReceipt:
-        info = await self.start(user, chunk, total_chunks=total_chunks, filename=filename,
-                                upload_type=upload_type, task_id=task_id, sha256=sha256)
-        return await self.received(info, 0)
-
     async def start(self, user: Principal, chunk: Chunk, *, total_chunks: int, filename: str | None,
                     upload_type: str, task_id: str | None, room: int | None = None,
                     sha256: str | None = None) -> UploadInfo:
@@ -125,7 +129,7 @@ class ChunkedUploads:
         await self.service.repo.update_upload(info.id, status="terminated")
 
     async def next(self, user: Principal, upload_id: str, index: int, total_chunks: int,
-                   chunk: Chunk) -> ChunkReceipt:
+                   chunk: Chunk) -> Stored:
         info = await self.lookup(upload_id, user)
         if total_chunks != info.total_chunks:
             raise errors.BAD_REQUEST(f"total_chunks {total_chunks} does not match this upload's "
@@ -135,8 +139,8 @@ class ChunkedUploads:
         stored = None if info.is_complete else await self._put(info, index, chunk, room=info.chunk_size)
         if stored is None:  # a retry of a stored chunk: stored once, counted once; it completes
             await self._drain(chunk)  # the upload if the request that stored it could not
-            return await self.received(info, index)
-        return await self.received(info, index, stored[1:])
+            return Stored(info, index)
+        return Stored(info, index, stored[1:])
 
     async def lookup(self, upload_id: str, user: Principal) -> UploadInfo:
         try:
@@ -196,17 +200,17 @@ class ChunkedUploads:
         if count < info.total_chunks:
             return ChunkReceipt(info, index, count)
         async with service.locks.hold(info.id):  # exactly one request completes the upload
-            current = await service.reload(info.id)
+            current = await service.reload(info.id)  # with what was declared since (a sha256 field)
             if current.is_complete:
                 return ChunkReceipt(current, index, count)
             log.info("Upload %s: All %d chunks received, reassembling...", info.id, info.total_chunks)
-            info.length = info.offset = total
+            current.length = current.offset = total
             await service.repo.update_upload(info.id, length=total)
             log.info("Upload %s: Reassembly complete - %s total", info.id, mb(total))
             log.info("Upload %s: All chunks received, triggering batch processing", info.id)
-            await service.finish(info)
+            await service.finish(current)
             log.info("Upload %s: Cleaned up temp directory", info.id)
-        return ChunkReceipt(info, index, count)
+        return ChunkReceipt(current, index, count)
 
     async def complete_unfinished(self) -> None:
         """At start: uploads whose last chunk was stored but not completed (the process died
