@@ -88,11 +88,12 @@ async def test_the_sweeper_removes_orphans_only(api, tmp_path):
     terminated_id = terminated.rsplit("/", 1)[-1]
     scratch.mkdir(exist_ok=True)
     orphans = [store / done_id, store / terminated_id, store / ("a" * 32), files / ("b" * 32 + TMP),
-               files / (done_id + TMP), scratch / ("c" * 32)]
-    kept = [store / active_id, store / ("d" * 32), files / done_id, files / ("e" * 32 + TMP)]
+               files / (done_id + TMP), scratch / ("c" * 32), store / ("spool-" + "f" * 32)]
+    kept = [store / active_id, store / ("d" * 32), files / done_id, files / ("e" * 32 + TMP),
+            store / ("spool-" + "9" * 32)]  # a live request's spool
     for path in orphans + kept[1:]:
         path.write_bytes(b"x")
-    for path in (store / ("a" * 32), files / ("b" * 32 + TMP), scratch / ("c" * 32)):
+    for path in (store / ("a" * 32), files / ("b" * 32 + TMP), scratch / ("c" * 32), store / ("spool-" + "f" * 32)):
         _age(path, 3600)  # no upload row and untouched for an hour: a dead request's
     assert await api.client.app[SWEEPER].sweep() == len(orphans)
     assert [p for p in orphans if p.exists()] == []

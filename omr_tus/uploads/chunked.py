@@ -23,6 +23,8 @@ from .service import UploadService, mb, raise_failure, recovering
 
 log = logging.getLogger("omr_tus.uploads")
 MAX_CHUNK = 100 * 1024 * 1024
+# A spooled chunk's name: never an upload id, so the sweeper ages spools apart from uploads.
+SPOOL_PREFIX = "spool-"
 
 
 @dataclasses.dataclass
@@ -73,7 +75,7 @@ class ChunkedUploads:
     async def spool(self, blocks: AsyncIterable[bytes]) -> Chunk:
         """Stores a chunk whose destination is not known yet (its form fields come later)."""
         store = self.spool_store
-        spool_id = secrets.token_hex(16)
+        spool_id = SPOOL_PREFIX + secrets.token_hex(16)
         await store.create(spool_id)
         progress = WriteProgress()
         failure = await self.service.stream(spool_id, 0, blocks, self.max_chunk, progress, store=store)
@@ -177,6 +179,10 @@ class ChunkedUploads:
                     if isinstance(failure, errors.ServiceError) and failure.spec is errors.TOO_LARGE:
                         raise self._oversize(index, size + 1, room) from None
                     raise_failure(failure)
+            if chunk.spool_id and size != chunk.spool_size:  # the spool is gone (swept?) or cut short
+                log.warning("Upload %s: chunk %d's spool held %d of its %d bytes", info.id, index, size,
+                            chunk.spool_size)
+                raise errors.STORE_UNAVAILABLE(headers={"Retry-After": "1"})
             if index and index < info.total_chunks - 1 and size != info.chunk_size:
                 raise errors.BAD_REQUEST(f"Chunk {index} has {size} bytes; every chunk but the last must have "
                                          f"{info.chunk_size} bytes, like chunk 0")
