@@ -161,3 +161,20 @@ async def test_a_full_durable_storage_with_durable_before_ack_answers_507_and_ke
     resp = await api.patch(path, len(big), b"")  # space freed: the retried completion succeeds
     assert resp.status == 204
     assert (await api.get_json(f"/api/batches/{resp.headers['Batch-Id']}"))["sha256"] == hashlib.sha256(big).hexdigest()
+
+
+async def test_a_bucket_error_during_a_durable_first_completion_is_a_503(api_with):
+    """Any store error (here a bucket's, as the S3 store raises it) while the completion waits
+    for the durable copy is a 503 with Retry-After, not a 500; the upload keeps its bytes."""
+    from botocore.exceptions import EndpointConnectionError
+    api = await api_with(durable_before_ack=True)
+    archiver = api.client.app[SERVICE].archiver
+
+    async def bucket_away(info, algorithms=()):
+        raise EndpointConnectionError(endpoint_url="http://127.0.0.1:1")
+
+    archiver.preserve = bucket_away
+    path = await api.create(len(DATA), meta=META)
+    resp = await api.patch(path, 0, DATA)
+    assert resp.status == 503 and "Retry-After" in resp.headers, (resp.status, await resp.text())
+    assert (await api.head(path)).headers["Upload-Offset"] == str(len(DATA))

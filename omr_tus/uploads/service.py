@@ -425,8 +425,8 @@ class UploadService:
         """The durable copy, checked against the declared digests; its sha256."""
         try:
             digests = await self.archiver.preserve(info, wanted)
-        except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        except Exception as exc:  # a disk's OSError, a bucket's error: 503 with Retry-After, bytes kept
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise errors.INSUFFICIENT_STORAGE(
                     "Durable storage is full: the upload keeps all its bytes but is not complete yet. Send the "
                     "completing request again later.", headers={"Retry-After": "60"}) from exc
