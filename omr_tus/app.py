@@ -80,12 +80,21 @@ async def _uploads(app: web.Application):
         app[SWEEPER] = Sweeper(app[REPO], stores.incoming, stores.durable, stores.scratch,
                                stale_after=max(600.0, 10 * settings.idle_timeout))
         await archiver.recover()  # completed uploads first: their RAM-disk files are still needed
-        service.spawn(service.complete_unfinished())
+        service.spawn(_complete_unfinished(app))
         await app[SWEEPER].sweep()
         log.info("store %s, durable storage %s, %s locks", _describe(settings), settings.durable_dir,
                  "PostgreSQL" if not locks.local_only else "in-process")
         yield
         await service.drain()
+
+
+async def _complete_unfinished(app: web.Application) -> None:
+    """Uploads that hold all their bytes but that a stopped node never completed: tus and IETF
+    uploads at their length, legacy uploads with every chunk stored, finals whose partial
+    uploads are complete. Each completes under its lock: nothing is done twice."""
+    await app[SERVICE].complete_unfinished()
+    await app[CHUNKED].complete_unfinished()
+    await app[CONCAT].complete_unfinished()
 
 
 def _describe(settings: Settings) -> str:

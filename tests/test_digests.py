@@ -160,8 +160,30 @@ async def test_legacy_sha256_field_after_the_chunk(api):
 
     resp = await api.client.post("/api/batches/upload-chunk", headers=api.auth(), data=_form(
         DATA, chunk_index=0, total_chunks=1, filename="a.zip", upload_type="zip_with_qr", sha256=WRONG))
-    assert resp.status == 400  # it came after the file had completed the upload: said, not ignored
-    assert "not checked" in (await resp.json())["detail"]
+    assert resp.status == 400  # checked although it came after the chunk that completes the upload
+    assert "was declared" in (await resp.json())["detail"]
+    assert (await api.get_json("/api/batches"))["batches"] == []  # and no batch of the unchecked file
+
+
+async def test_legacy_sha256_field_on_the_last_chunk_is_checked(api):
+    half = len(DATA) // 2
+    first = await send(api, DATA[:half], chunk_index=0, total_chunks=2, filename="a.zip", upload_type="zip_with_qr")
+    resp = await api.client.post("/api/batches/upload-chunk", headers=api.auth(), data=_form(
+        DATA[half:], chunk_index=1, total_chunks=2, filename="a.zip", upload_type="zip_with_qr",
+        upload_id=first["upload_id"], sha256=WRONG))
+    assert resp.status == 400 and "was declared" in (await resp.json())["detail"]
+    assert (await api.get_json("/api/batches"))["batches"] == []
+
+
+async def test_legacy_invalid_final_flag_after_the_chunk_makes_no_batch(api):
+    form = aiohttp.FormData()
+    for key, value in dict(chunk_index=0, total_chunks=1, filename="a.zip", upload_type="zip_with_qr").items():
+        form.add_field(key, str(value))
+    form.add_field("chunk", DATA, filename="blob", content_type="application/octet-stream")
+    form.add_field("is_final_chunk", "maybe")
+    resp = await api.client.post("/api/batches/upload-chunk", headers=api.auth(), data=form)
+    assert resp.status == 400
+    assert (await api.get_json("/api/batches"))["batches"] == []
 
 
 def _form(chunk: bytes, **fields):

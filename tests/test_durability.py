@@ -21,6 +21,7 @@ from .conftest import missing_part
 DATA = os.urandom(100_000)
 SHA256 = hashlib.sha256(DATA).hexdigest()
 META = {"upload_type": "zip_with_qr", "filename": "scan.zip"}
+TMP = ".0123456789abcdef.part"  # a durable copy's temporary name is <id>.<16 hex>.part
 
 
 async def _upload(api) -> tuple[str, str]:
@@ -86,12 +87,13 @@ async def test_the_sweeper_removes_orphans_only(api, tmp_path):
     await api.client.delete(terminated, headers=api.tus())
     terminated_id = terminated.rsplit("/", 1)[-1]
     scratch.mkdir(exist_ok=True)
-    orphans = [store / done_id, store / terminated_id, store / ("a" * 32), files / ("b" * 32 + ".part"),
-               files / (done_id + ".part"), scratch / ("c" * 32)]
-    kept = [store / active_id, store / ("d" * 32), files / done_id, files / ("e" * 32 + ".part")]
+    orphans = [store / done_id, store / terminated_id, store / ("a" * 32), files / ("b" * 32 + TMP),
+               files / (done_id + TMP), scratch / ("c" * 32), store / ("spool-" + "f" * 32)]
+    kept = [store / active_id, store / ("d" * 32), files / done_id, files / ("e" * 32 + TMP),
+            store / ("spool-" + "9" * 32)]  # a live request's spool
     for path in orphans + kept[1:]:
         path.write_bytes(b"x")
-    for path in (store / ("a" * 32), files / ("b" * 32 + ".part"), scratch / ("c" * 32)):
+    for path in (store / ("a" * 32), files / ("b" * 32 + TMP), scratch / ("c" * 32), store / ("spool-" + "f" * 32)):
         _age(path, 3600)  # no upload row and untouched for an hour: a dead request's
     assert await api.client.app[SWEEPER].sweep() == len(orphans)
     assert [p for p in orphans if p.exists()] == []
@@ -159,3 +161,20 @@ async def test_a_full_durable_storage_with_durable_before_ack_answers_507_and_ke
     resp = await api.patch(path, len(big), b"")  # space freed: the retried completion succeeds
     assert resp.status == 204
     assert (await api.get_json(f"/api/batches/{resp.headers['Batch-Id']}"))["sha256"] == hashlib.sha256(big).hexdigest()
+
+
+async def test_a_bucket_error_during_a_durable_first_completion_is_a_503(api_with):
+    """Any store error (here a bucket's, as the S3 store raises it) while the completion waits
+    for the durable copy is a 503 with Retry-After, not a 500; the upload keeps its bytes."""
+    from botocore.exceptions import EndpointConnectionError
+    api = await api_with(durable_before_ack=True)
+    archiver = api.client.app[SERVICE].archiver
+
+    async def bucket_away(info, algorithms=()):
+        raise EndpointConnectionError(endpoint_url="http://127.0.0.1:1")
+
+    archiver.preserve = bucket_away
+    path = await api.create(len(DATA), meta=META)
+    resp = await api.patch(path, 0, DATA)
+    assert resp.status == 503 and "Retry-After" in resp.headers, (resp.status, await resp.text())
+    assert (await api.head(path)).headers["Upload-Offset"] == str(len(DATA))

@@ -247,3 +247,32 @@ async def test_chunk_that_fails_midway_is_retried(api):
                       upload_type="zip_with_qr", upload_id=first["upload_id"], is_final_chunk="true")
     assert last["is_complete"] and last["chunks_received"] == 4
     assert (await api.batch(last["batch_id"]))["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+async def test_a_spooled_chunk_gone_before_it_is_placed_completes_nothing(api):
+    """The sweeper (or anything) removed a chunk spooled before its form fields: the request
+    fails with 503 rather than recording a chunk of 0 bytes that completes a short file."""
+    from omr_tus.http.keys import CHUNKED
+    chunked = api.client.app[CHUNKED]
+    real_spool = chunked.spool
+
+    async def spool_then_swept(blocks):
+        chunk = await real_spool(blocks)
+        await chunked.spool_store.delete(chunk.spool_id)
+        return chunk
+
+    data = os.urandom(200_000)
+    half = len(data) // 2
+    first = await send(api, data[:half], chunk_index=0, total_chunks=2, filename="a.zip", upload_type="zip_with_qr")
+    chunked.spool = spool_then_swept
+    form = aiohttp.FormData()
+    form.add_field("chunk", data[half:], filename="blob", content_type="application/octet-stream")
+    for key, value in dict(chunk_index=1, total_chunks=2, filename="a.zip", upload_type="zip_with_qr",
+                           upload_id=first["upload_id"]).items():
+        form.add_field(key, str(value))
+    resp = await api.client.post("/api/batches/upload-chunk", headers=api.auth(), data=form)
+    assert resp.status == 503, await resp.text()
+    chunked.spool = real_spool
+    retry = await send(api, data[half:], chunk_index=1, total_chunks=2, filename="a.zip",
+                       upload_type="zip_with_qr", upload_id=first["upload_id"])
+    assert retry["is_complete"]

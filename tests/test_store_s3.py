@@ -248,3 +248,12 @@ async def test_a_failing_bucket_answers_503_and_the_upload_resumes(s3_api, monke
     resp = await api.patch(path, offset, data[offset:])
     assert resp.status == 204
     assert (await api.batch(resp.headers["Batch-Id"]))["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+async def test_reading_a_missing_object_is_file_not_found(open_store):
+    """The store contract (as a local file's): a completed upload whose object is gone reads as
+    FileNotFoundError, so the archiver records it lost instead of retrying for ever."""
+    store = await open_store()
+    with pytest.raises(FileNotFoundError):
+        async with store.read("never-stored"):
+            pass

@@ -7,7 +7,7 @@ from aiohttp import web
 
 from .. import errors
 from ..http.keys import CHUNKED, REPO, principal
-from ..uploads.chunked import MAX_CHUNK, Chunk, ChunkReceipt, ChunkedUploads, too_large
+from ..uploads.chunked import MAX_CHUNK, Chunk, ChunkReceipt, ChunkedUploads, Stored, too_large
 from ..uploads.digests import checked_hex
 from ..uploads.model import UPLOAD_TYPES, TYPES_NEEDING_TASK
 from ..uploads.reservations import STEP
@@ -87,8 +87,7 @@ def _check_final_flag(fields: dict[str, str]) -> None:
         raise errors.BAD_REQUEST(f"is_final_chunk must be true or false, got {fields['is_final_chunk'][:40]!r}")
 
 
-async def _place(request: web.Request, fields: dict[str, str], chunk: Chunk, finish: bool) -> ChunkReceipt:
-    _check_final_flag(fields)
+async def _place(request: web.Request, fields: dict[str, str], chunk: Chunk) -> Stored:
     chunked: ChunkedUploads = request.app[CHUNKED]
     index = _int(fields, "chunk_index", 0)
     total = _int(fields, "total_chunks", 1)
@@ -99,12 +98,11 @@ async def _place(request: web.Request, fields: dict[str, str], chunk: Chunk, fin
         filename = clean_filename(fields.get("filename"))
         if not filename:
             raise errors.BAD_REQUEST("filename is required")
-        return await chunked.first(principal(request), chunk, total_chunks=total, filename=filename,
-                                   upload_type=upload_type, task_id=task_id, sha256=_sha256(fields),
-                                   finish=finish)
+        return Stored(await chunked.start(principal(request), chunk, total_chunks=total, filename=filename,
+                                          upload_type=upload_type, task_id=task_id, sha256=_sha256(fields)), 0)
     if not fields.get("upload_id"):
         raise errors.BAD_REQUEST("upload_id is required when chunk_index > 0")
-    return await chunked.next(principal(request), fields["upload_id"], index, total, chunk, finish=finish)
+    return await chunked.next(principal(request), fields["upload_id"], index, total, chunk)
 
 
 async def upload_chunk(request: web.Request) -> web.Response:
@@ -112,7 +110,7 @@ async def upload_chunk(request: web.Request) -> web.Response:
         raise too_large(request.content_length)  # decided before reading a byte of the body
     chunked: ChunkedUploads = request.app[CHUNKED]
     fields = Fields()
-    receipt: ChunkReceipt | None = None
+    receipt: Stored | None = None
     spooled: Chunk | None = None
     try:
         async for part in form_parts(request):
@@ -120,24 +118,23 @@ async def upload_chunk(request: web.Request) -> web.Response:
                 await fields.add(part)
             elif receipt is not None or spooled is not None:
                 raise errors.BAD_REQUEST("Send one chunk per request")
-            elif _ready(fields):  # stored now; the upload completes once every field is read and checked
-                receipt = await _place(request, fields, _body(request, part), finish=False)
+            elif _ready(fields):
+                receipt = await _place(request, fields, _body(request, part))
             else:
                 spooled = await chunked.spool(_body(request, part).blocks)
         if receipt is None:
             if spooled is None:
                 raise errors.BAD_REQUEST("The file field chunk is required")
-            receipt = await _place(request, fields, spooled, finish=True)
-        else:
-            _check_final_flag(fields)  # when it came after the chunk: 400, and the upload stays incomplete
-            if receipt.chunk_index == 0 and (sha256 := _sha256(fields)):  # a field after the chunk
-                await chunked.service.declare(receipt.info.id, principal(request), {"sha256": sha256},
-                                              "The sha256 field")
-            receipt = await chunked.received(receipt.info, receipt.chunk_index)
+            receipt = await _place(request, fields, spooled)
     finally:
         if spooled is not None and receipt is None:
             await chunked.discard(spooled)
-    return web.json_response(_receipt_json(receipt))
+    # Every field is read: only now may the chunk complete the upload (a sha256 or an invalid
+    # is_final_chunk after the chunk is seen before any batch exists). The chunk stays stored.
+    _check_final_flag(fields)
+    if sha256 := _sha256(fields):  # on any chunk, the last one included
+        await chunked.service.declare(receipt.info.id, principal(request), {"sha256": sha256}, "The sha256 field")
+    return web.json_response(_receipt_json(await chunked.received(receipt.info, receipt.index, receipt.counts)))
 
 
 def _receipt_json(receipt: ChunkReceipt) -> dict:

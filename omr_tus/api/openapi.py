@@ -49,7 +49,7 @@ CHUNK_FORM = {
                     "description": "Required for zip_no_qr and images"},
         "is_final_chunk": {"type": "string", "enum": ["true", "false"]},
         "sha256": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$",
-                   "description": "With chunk 0: the whole file's sha256 (optional), checked at completion; a "
+                   "description": "With any chunk: the whole file's sha256 (optional), checked at completion; a "
                                   "mismatch answers 400 on the completing chunk and makes no batch"},
     },
 }

@@ -204,6 +204,21 @@ class Repo:
             or_(uploads.c.concat.is_(None), uploads.c.concat != "final")))
         return [row.id for row in rows]
 
+    async def legacy_uploads_with_all_chunks(self) -> Sequence[str]:
+        """Active legacy uploads whose every chunk is stored: a node stopped (or its database or
+        durable copy failed) before the request that stored the last one completed them."""
+        stored = select(func.count()).where(chunks.c.upload_id == uploads.c.id).scalar_subquery()
+        rows = await self._all(select(uploads.c.id).where(
+            uploads.c.status == "active", uploads.c.protocol == "legacy", uploads.c.chunk_size.is_not(None),
+            uploads.c.total_chunks == stored))
+        return [row.id for row in rows]
+
+    async def active_finals(self) -> Sequence[str]:
+        """Final uploads (tus concatenation) not complete yet: a node may have stopped while
+        assembling one whose partial uploads were all complete."""
+        rows = await self._all(select(uploads.c.id).where(uploads.c.status == "active", uploads.c.concat == "final"))
+        return [row.id for row in rows]
+
     async def upload_states(self, upload_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
         """(status, location) of the uploads that exist among these ids."""
         rows = await self._all(select(uploads.c.id, uploads.c.status, uploads.c.location).where(

@@ -326,7 +326,10 @@ class S3Store:
     # -- completed files ----------------------------------------------------------
     @contextlib.asynccontextmanager
     async def _reading(self, upload_id: str, suffix: str = "") -> AsyncIterator[tuple[int, AsyncIterator[bytes]]]:
-        got = await self.client.get_object(**self._args(upload_id, suffix))
+        try:
+            got = await self.client.get_object(**self._args(upload_id, suffix))
+        except self.client.exceptions.NoSuchKey:  # the store's contract: a missing file is FileNotFoundError
+            raise FileNotFoundError(f"{upload_id}{suffix} is not in the bucket") from None
         body = got["Body"]
         try:
             yield got["ContentLength"], body.iter_chunks(READ_BLOCK)

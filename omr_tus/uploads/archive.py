@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
+import secrets
 from pathlib import Path
 from typing import Iterable
 
@@ -29,6 +31,7 @@ from .service import UploadService
 log = logging.getLogger("omr_tus.archive")
 READ_BLOCK = 1024 * 1024
 PARALLEL_MOVES = 2  # uploads that finish together move one or two at a time: bounded memory and disk load
+TEMPORARY = re.compile(r"^([0-9a-f]{32})\.[0-9a-f]{16}\.part$")  # temporary_name(); group 1: the upload id
 RETRY_FIRST, RETRY_MAX = 1.0, 60.0  # seconds between attempts of a failed move (a full disk), doubling
 
 
@@ -59,25 +62,32 @@ def hash_file(path: Path, algorithms: Iterable[str] = ()) -> dict[str, str]:
     return {alg: h.hexdigest() for alg, h in hashers.items()}
 
 
+def temporary_name(dst: Path) -> Path:
+    """A name of its own for one copy in progress (created with O_EXCL): two copiers of the same
+    upload (two nodes, or a restarted node's recover() and a live archiver) never write into
+    each other's file. The sweeper knows the pattern (TEMPORARY)."""
+    return dst.with_name(f"{dst.name}.{secrets.token_hex(8)}.part")
+
+
 def copy_and_hash(src: Path, dst: Path, algorithms: Iterable[str] = ()) -> dict[str, str]:
     """One pass over src: its digests, and a durable copy at dst (mode 0600), written under a
     temporary name, fsynced, renamed into place and its directory fsynced."""
     hashers = _hashers(algorithms)
     buffer = bytearray(READ_BLOCK)
     view = memoryview(buffer)
-    tmp = dst.with_name(dst.name + ".part")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with open(src, "rb", buffering=0) as fin, open(fd, "wb", buffering=0) as fout:
-            while n := fin.readinto(buffer):
-                _update(hashers, view[:n])
-                done = 0
-                while done < n:
-                    done += fout.write(view[done:n])
-            os.fsync(fout.fileno())
-    except BaseException:  # a full disk: what was copied would only hold the space the next try needs
-        tmp.unlink(missing_ok=True)
-        raise
+    with open(src, "rb", buffering=0) as fin:  # before the temporary file: a missing source leaves nothing
+        tmp = temporary_name(dst)
+        try:
+            with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb", buffering=0) as fout:
+                while n := fin.readinto(buffer):
+                    _update(hashers, view[:n])
+                    done = 0
+                    while done < n:
+                        done += fout.write(view[done:n])
+                os.fsync(fout.fileno())
+        except BaseException:  # a full disk: what was copied would only hold the space the next try needs
+            tmp.unlink(missing_ok=True)
+            raise
     crashpoints.reach("copied")
     os.replace(tmp, dst)
     _fsync_dir(dst.parent)
@@ -178,6 +188,17 @@ class Archiver:
             delay = min(delay * 2, RETRY_MAX)
 
     async def _archive(self, info: UploadInfo) -> None:
+        """Under the upload's lock (across nodes with PostgreSQL's advisory locks), and only if the
+        upload still waits for it: another node, or this one before a restart, may have done it."""
+        async with self.service.locks.hold(info.id):
+            row = await self.service.repo.upload(info.id)
+            if row is None or row.status != "complete" or not (
+                    row.location == "store" or (row.location == "durable" and not row.sha256)):
+                return
+            info.location, info.offset = row.location, row.upload_offset
+            await self._make_durable(info)
+
+    async def _make_durable(self, info: UploadInfo) -> None:
         digests = await self.preserve(info)
         if digests is None:
             await self.service.repo.record_lost(info.id, LOST)

@@ -19,10 +19,12 @@ from .. import errors
 from ..store import LocalStore, PartWriter, RangeCopier, WriteProgress
 from ..store.files import read_chunks
 from .model import Principal, UploadInfo
-from .service import UploadService, mb, raise_failure
+from .service import UploadService, mb, raise_failure, recovering
 
 log = logging.getLogger("omr_tus.uploads")
 MAX_CHUNK = 100 * 1024 * 1024
+# A spooled chunk's name: never an upload id, so the sweeper ages spools apart from uploads.
+SPOOL_PREFIX = "spool-"
 
 
 @dataclasses.dataclass
@@ -51,6 +53,16 @@ def too_large(size: int, limit: int = MAX_CHUNK) -> errors.ServiceError:
     return errors.TOO_LARGE(f"Chunk size {size} exceeds maximum {limit}")
 
 
+@dataclasses.dataclass
+class Stored:
+    """A chunk on the store and recorded; the upload completes only once the request's other
+    form fields are read and valid (a sha256 or is_final_chunk after the chunk): `received()`."""
+
+    info: UploadInfo
+    index: int
+    counts: tuple[int, int] | None = None
+
+
 class ChunkedUploads:
     def __init__(self, service: UploadService, scratch: LocalStore, max_chunk: int = MAX_CHUNK):
         self.service = service
@@ -63,7 +75,7 @@ class ChunkedUploads:
     async def spool(self, blocks: AsyncIterable[bytes]) -> Chunk:
         """Stores a chunk whose destination is not known yet (its form fields come later)."""
         store = self.spool_store
-        spool_id = secrets.token_hex(16)
+        spool_id = SPOOL_PREFIX + secrets.token_hex(16)
         await store.create(spool_id)
         progress = WriteProgress()
         failure = await self.service.stream(spool_id, 0, blocks, self.max_chunk, progress, store=store)
@@ -79,15 +91,6 @@ class ChunkedUploads:
             await self.spool_store.delete(chunk.spool_id)
 
     # -- chunks -------------------------------------------------------------
-    async def first(self, user: Principal, chunk: Chunk, *, total_chunks: int, filename: str | None,
-                    upload_type: str, task_id: str | None, sha256: str | None = None,
-                    finish: bool = True) -> ChunkReceipt:
-        """Chunk 0; `finish=False`: stored and counted, but the upload is completed only by a
-        later received() (the request's remaining fields are checked first)."""
-        info = await self.start(user, chunk, total_chunks=total_chunks, filename=filename,
-                                upload_type=upload_type, task_id=task_id, sha256=sha256)
-        return await self.received(info, 0) if finish else ChunkReceipt(info, 0, 1)
-
     async def start(self, user: Principal, chunk: Chunk, *, total_chunks: int, filename: str | None,
                     upload_type: str, task_id: str | None, room: int | None = None,
                     sha256: str | None = None) -> UploadInfo:
@@ -128,7 +131,7 @@ class ChunkedUploads:
         await self.service.repo.update_upload(info.id, status="terminated")
 
     async def next(self, user: Principal, upload_id: str, index: int, total_chunks: int,
-                   chunk: Chunk, finish: bool = True) -> ChunkReceipt:
+                   chunk: Chunk) -> Stored:
         info = await self.lookup(upload_id, user)
         if total_chunks != info.total_chunks:
             raise errors.BAD_REQUEST(f"total_chunks {total_chunks} does not match this upload's "
@@ -136,11 +139,10 @@ class ChunkedUploads:
         if not 0 <= index < info.total_chunks:
             raise errors.BAD_REQUEST(f"Invalid chunk_index {index} (total: {info.total_chunks})")
         stored = None if info.is_complete else await self._put(info, index, chunk, room=info.chunk_size)
-        if stored is None:  # a retry of a stored chunk: stored once, counted once
-            await self._drain(chunk)
-            count, _ = await self.service.repo.chunk_totals(info.id)
-            return ChunkReceipt(await self.lookup(upload_id, user), index, count)
-        return await self.received(info, index, stored[1:]) if finish else ChunkReceipt(info, index, stored[1])
+        if stored is None:  # a retry of a stored chunk: stored once, counted once; it completes
+            await self._drain(chunk)  # the upload if the request that stored it could not
+            return Stored(info, index)
+        return Stored(info, index, stored[1:])
 
     async def lookup(self, upload_id: str, user: Principal) -> UploadInfo:
         try:
@@ -177,6 +179,10 @@ class ChunkedUploads:
                     if isinstance(failure, errors.ServiceError) and failure.spec is errors.TOO_LARGE:
                         raise self._oversize(index, size + 1, room) from None
                     raise_failure(failure)
+            if chunk.spool_id and size != chunk.spool_size:  # the spool is gone (swept?) or cut short
+                log.warning("Upload %s: chunk %d's spool held %d of its %d bytes", info.id, index, size,
+                            chunk.spool_size)
+                raise errors.STORE_UNAVAILABLE(headers={"Retry-After": "1"})
             if index and index < info.total_chunks - 1 and size != info.chunk_size:
                 raise errors.BAD_REQUEST(f"Chunk {index} has {size} bytes; every chunk but the last must have "
                                          f"{info.chunk_size} bytes, like chunk 0")
@@ -200,17 +206,27 @@ class ChunkedUploads:
         if count < info.total_chunks:
             return ChunkReceipt(info, index, count)
         async with service.locks.hold(info.id):  # exactly one request completes the upload
-            current = await service.reload(info.id)
+            current = await service.reload(info.id)  # with what was declared since (a sha256 field)
             if current.is_complete:
                 return ChunkReceipt(current, index, count)
             log.info("Upload %s: All %d chunks received, reassembling...", info.id, info.total_chunks)
-            info.length = info.offset = total
+            current.length = current.offset = total
             await service.repo.update_upload(info.id, length=total)
             log.info("Upload %s: Reassembly complete - %s total", info.id, mb(total))
             log.info("Upload %s: All chunks received, triggering batch processing", info.id)
-            await service.finish(info)
+            await service.finish(current)
             log.info("Upload %s: Cleaned up temp directory", info.id)
-        return ChunkReceipt(info, index, count)
+        return ChunkReceipt(current, index, count)
+
+    async def complete_unfinished(self) -> None:
+        """At start: uploads whose last chunk was stored but not completed (the process died
+        in between, or the completion failed and the client gave up) complete now."""
+        for upload_id in await self.service.repo.legacy_uploads_with_all_chunks():
+            with recovering(upload_id):
+                row = await self.service.repo.upload(upload_id)
+                if row is not None:
+                    info = UploadInfo.from_row(row)
+                    await self.received(info, info.total_chunks - 1)
 
     async def _drain(self, chunk: Chunk) -> None:
         if chunk.blocks is not None:

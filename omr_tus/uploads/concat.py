@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from .. import errors
 from .model import Principal, UploadInfo
-from .service import UploadService, mb
+from .service import UploadService, mb, recovering
 
 log = logging.getLogger("omr_tus.uploads")
 
@@ -59,6 +59,13 @@ class Concatenation:
     async def partial_done(self, partial: UploadInfo) -> None:
         for final_id in await self.service.repo.finals_waiting_for(partial.id):
             self.service.spawn(self.assemble_if_ready(final_id))
+
+    async def complete_unfinished(self) -> None:
+        """At start: finals whose partial uploads were complete when a node stopped mid-assembly
+        (copied, perhaps recorded, never finished) are assembled again."""
+        for final_id in await self.service.repo.active_finals():
+            with recovering(final_id):
+                await self.assemble_if_ready(final_id)
 
     async def assemble_if_ready(self, final_id: str) -> UploadInfo | None:
         service = self.service

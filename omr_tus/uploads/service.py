@@ -13,7 +13,7 @@ import os
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, AsyncIterable, AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
 
 from .. import crashpoints, errors
 from ..config import Settings
@@ -433,8 +433,8 @@ class UploadService:
         """The durable copy, checked against the declared digests; its sha256."""
         try:
             digests = await self.archiver.preserve(info, wanted)
-        except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        except Exception as exc:  # a disk's OSError, a bucket's error: 503 with Retry-After, bytes kept
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise errors.INSUFFICIENT_STORAGE(
                     "Durable storage is full: the upload keeps all its bytes but is not complete yet. Send the "
                     "completing request again later.", headers={"Retry-After": "60"}) from exc
@@ -457,7 +457,7 @@ class UploadService:
         """Uploads that hold all their bytes but whose completion a stopped node never
         recorded: completed now (or, if bytes are missing, moved back to what is held)."""
         for upload_id in await self.repo.uploads_at_length():
-            try:
+            with recovering(upload_id):
                 async with self.locks.hold(upload_id):
                     row = await self.repo.upload(upload_id)
                     if row is None or row.status != "active" or row.upload_offset != row.length:
@@ -465,10 +465,6 @@ class UploadService:
                     info = await self._reconciled(UploadInfo.from_row(row))
                     if info.offset == info.length:
                         await self.finish(info)
-            except errors.ServiceError as exc:
-                log.warning("Upload %s: not completed on recovery: %s", upload_id, exc.message)
-            except Exception:
-                log.exception("Upload %s: not completed on recovery", upload_id)
 
     async def _after_finish(self, info: UploadInfo) -> None:
         for hook in self.finish_hooks:
@@ -546,6 +542,17 @@ async def _metered(blocks: AsyncIterable[bytes], room: int, progress: WriteProgr
         if checkpoint is not None and time.monotonic() - last >= COMMIT_EVERY:
             last = time.monotonic()
             await checkpoint(progress.written)
+
+
+@contextlib.contextmanager
+def recovering(upload_id: str) -> Iterator[None]:
+    """Completing one upload at start: its failure is logged, and the next one is tried."""
+    try:
+        yield
+    except errors.ServiceError as exc:
+        log.warning("Upload %s: not completed on recovery: %s", upload_id, exc.message)
+    except Exception:
+        log.exception("Upload %s: not completed on recovery", upload_id)
 
 
 def raise_failure(failure: BaseException):

@@ -1,6 +1,6 @@
 """Files a crash leaves behind, removed by the janitor (and once at start): RAM-disk files no
 upload needs any more (already durable, failed, terminated, or with no row at all), durable
-copies cut short under their temporary `.part` name, and spooled legacy chunks of requests
+copies cut short under their temporary name (`<id>.<16 hex>.part`, uploads/archive.py), and spooled legacy chunks of requests
 that died. Only local files are swept: in a bucket, `<id>.part` is the live tail of an upload."""
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ from pathlib import Path
 
 from ..db.repo import Repo
 from ..store import LocalStore, Store
+from .archive import TEMPORARY
+from .chunked import SPOOL_PREFIX
 
 log = logging.getLogger("omr_tus.sweeper")
-_ID = re.compile(r"^[0-9a-f]{32}$")
+_ID = re.compile(r"^([0-9a-f]{32})$")
 LOOKUP_BATCH = 500
 
 
@@ -56,29 +58,39 @@ class Sweeper:
         self.repo = repo
         self.incoming = incoming if isinstance(incoming, LocalStore) and (
             incoming.directory.resolve() != durable.directory.resolve()) else None
+        self.spools = incoming.directory if isinstance(incoming, LocalStore) else None
         self.durable = durable
         self.scratch = scratch
         # A file of a live request is written at least every idle_timeout; one untouched this
-        # long belongs to no live request (a chunk spooled on the RAM disk has no upload row).
+        # long belongs to no live request.
         self.stale_after = stale_after
 
     async def sweep(self) -> int:
         removed = 0
         if self.incoming is not None:
-            removed += await self._orphans(self.incoming.directory, "")
-        removed += await self._orphans(self.durable.directory, ".part")
-        for name, age in await asyncio.to_thread(_listing, self.scratch.directory):
-            if age > self.stale_after:
-                removed += await asyncio.to_thread(_unlink, self.scratch.directory / name)
+            removed += await self._orphans(self.incoming.directory, _ID)
+        if self.spools is not None:
+            removed += await self._stale(self.spools, SPOOL_PREFIX)
+        removed += await self._orphans(self.durable.directory, TEMPORARY)
+        removed += await self._stale(self.scratch.directory, "")
         if removed:
             log.info("sweeper: %d orphaned files removed", removed)
         return removed
 
-    async def _orphans(self, directory: Path, suffix: str) -> int:
-        """Files named <upload id><suffix> that their upload no longer needs; with no upload
-        row, once stale (a chunk spooled on the RAM disk has a random name of the same form)."""
-        files = [(name, name[:len(name) - len(suffix)], age) for name, age in await asyncio.to_thread(
-            _listing, directory) if name.endswith(suffix) and _ID.match(name[:len(name) - len(suffix)])]
+    async def _stale(self, directory: Path, prefix: str) -> int:
+        """Files whose name starts with `prefix`, untouched for stale_after: spooled chunks of dead requests (a
+        live request writes its spool at least every idle_timeout, and places it at once)."""
+        removed = 0
+        for name, age in await asyncio.to_thread(_listing, directory):
+            if name.startswith(prefix) and age > self.stale_after:
+                removed += await asyncio.to_thread(_unlink, directory / name)
+        return removed
+
+    async def _orphans(self, directory: Path, pattern: re.Pattern) -> int:
+        """Files whose name `pattern` matches (group 1: an upload id) that their upload no longer
+        needs; with no upload row, once stale (a creation that has not committed its row yet)."""
+        files = [(name, match.group(1), age) for name, age in await asyncio.to_thread(_listing, directory)
+                 if (match := pattern.match(name))]
         removed = 0
         for start in range(0, len(files), LOOKUP_BATCH):
             batch = files[start:start + LOOKUP_BATCH]
