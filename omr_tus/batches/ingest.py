@@ -3,6 +3,7 @@ each page loaded on demand as an image. Runs in worker threads, never on the eve
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import posixpath
@@ -10,6 +11,7 @@ import stat
 import struct
 import zipfile
 from pathlib import Path, PurePosixPath
+from typing import Iterator
 
 import numpy as np
 from PIL import Image
@@ -299,17 +301,11 @@ class PageReader:
     def load(self, source: str, page: int, width: int) -> np.ndarray:
         """The page as a grayscale image; PDF pages are rendered as wide as `width` pixels (the
         template's canonical page), at least 150 dpi; larger scans are reduced on decode."""
-        try:
+        with _page_errors(source, self.limits):
             if PurePosixPath(source).suffix.lower() in MULTI_PAGE:
                 return self._document_of(source).page(page, width)
             with Image.open(io.BytesIO(self._read(source)), formats=SINGLE_FORMATS) as image:
                 return _grey(image, source, width, self.limits)
-        except PageError:
-            raise
-        except Image.DecompressionBombError as exc:
-            raise PageError(f"image {source} is over the limit of {self.limits.max_pixels} pixels ({exc})") from None
-        except Exception as exc:  # any file that cannot be decoded fails its sheet, never retried
-            raise PageError(f"unreadable image {source}: {exc}") from None
 
     def _read(self, source: str) -> bytes:
         try:
@@ -343,6 +339,30 @@ class PageReader:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+@contextlib.contextmanager
+def _page_errors(source: str, limits: Limits) -> Iterator[None]:
+    """Any file that cannot be decoded fails its sheet with the reason, never retried."""
+    try:
+        yield
+    except PageError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise PageError(f"image {source} is over the limit of {limits.max_pixels} pixels ({exc})") from None
+    except Exception as exc:
+        raise PageError(f"unreadable image {source}: {exc}") from None
+
+
+def decode_page(data: bytes, source: str, page: int, width: int, limits: Limits = Limits()) -> np.ndarray:
+    """One page of a file held in memory (an answer-key image sent with its task), under the
+    same limits as a batch's pages."""
+    with _page_errors(source, limits):
+        if PurePosixPath(source).suffix.lower() in MULTI_PAGE:
+            with _open_document(data, source, limits) as document:
+                return document.page(page, width)
+        with Image.open(io.BytesIO(data), formats=SINGLE_FORMATS) as image:
+            return _grey(image, source, width, limits)
 
 
 def load_page(path: Path, source: str, page: int, width: int, limits: Limits = Limits()) -> np.ndarray:
