@@ -42,20 +42,20 @@ def _light_pencil(rng):
     return h.sheet(FORM, rng, darkness=(0.2, 0.35))
 
 
-def _very_light_some(rng):
+def _very_light_some(rng, darkness=(0.22, 0.3), raw=FORM, style=h.DARK_VALUES):
     # most marks dark, a few very light (but full) marks: read as marks or flagged, never blank-ok
     def extra(page, template, answers, rng):
         free = [f for f in template.fields if f.label in answers and not answers[f.label]]
         out = set()
         for f in free[:3]:
             b = f.bubbles[int(rng.integers(len(f.bubbles)))]
-            h.solid(page, b, rng, (0.22, 0.3))
+            h.solid(page, b, rng, darkness)
             answers[f.label] = b.value
         return out
-    return h.sheet(FORM, rng, extra)
+    return h.sheet(raw, rng, extra, style=style)
 
 
-def _bleed(rng):
+def _bleed(rng, strength=(0.2, 0.35)):
     """Marks of the back side showing through, mirrored and faint: must read as blank."""
     template = Template.parse(FORM)
     answers = h.answers_for(template, rng)
@@ -63,7 +63,7 @@ def _bleed(rng):
     back = np.full_like(page, 255)
     h.fill_all(back, template, h.answers_for(template, rng), rng)
     back = cv2.GaussianBlur(np.fliplr(back), (0, 0), 2.5)
-    ghost = 1 - (255 - back.astype(np.float32)) / 255 * rng.uniform(0.2, 0.35)
+    ghost = 1 - (255 - back.astype(np.float32)) / 255 * rng.uniform(*strength)
     page = (page * ghost).astype(np.uint8)
     h.fill_all(page, template, answers, rng)
     image = h.simulate.scan(page, rng, h.SCANNER)
@@ -231,6 +231,10 @@ def _handwriting(rng):
 IDEAS = {
     "custom_template": _custom, "partial_fill": _partial, "x_mark": _x, "circled": _circled,
     "light_pencil_all": _light_pencil, "very_light_some": _very_light_some, "bleed_through": _bleed,
+    "light_some_030_040": lambda rng: _very_light_some(rng, (0.3, 0.4)),
+    "light_some_015_022": lambda rng: _very_light_some(rng, (0.15, 0.22)),
+    "light_some_own": lambda rng: _very_light_some(rng, (0.2, 0.3), OWN_T, h.OWN),
+    "bleed_heavy": lambda rng: _bleed(rng, (0.4, 0.55)),
     "stray_marks": _stray, "coffee_stain": _stain, "fold_lines": _fold, "punch_holes": _holes,
     "rot90": _turn(1), "rot180": _turn(2), "mirrored": _mirror, "scaled": _scale, "cropped_edge": _cropped,
     "wrong_task": _wrong_task, "wrong_task2": _wrong_task_own, "blank_page": _blank_page, "non_sheet": _non_sheet,
