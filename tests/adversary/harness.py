@@ -24,7 +24,7 @@ OWN_TEMPLATE = json.loads((ROOT / "config/templates/exam-60-mcq4.json").read_tex
 SCANNER = Difficulty(1.0, 0.002, (0,), (0.4, 0.8), (2, 4), (80, 92), (200,), backdrop=(60, 120))
 
 
-def custom_template() -> dict:
+def custom_template(gap: int = 500) -> dict:
     """Our own OMRChecker template: MCQ5, INT_FROM_1, bubbleValues both ways, customLabels,
     blocks close together and near the page edges."""
     return {
@@ -36,7 +36,7 @@ def custom_template() -> dict:
                      "fieldLabels": ["c1..3"]},
             "mcq5a": {"fieldType": "QTYPE_MCQ5", "origin": [300, 60], "bubblesGap": 36, "labelsGap": 40,
                       "fieldLabels": ["q1..20"]},
-            "mcq5b": {"fieldType": "QTYPE_MCQ5", "origin": [500, 60], "bubblesGap": 36, "labelsGap": 40,
+            "mcq5b": {"fieldType": "QTYPE_MCQ5", "origin": [gap, 60], "bubblesGap": 36, "labelsGap": 40,
                       "fieldLabels": ["q21..40"]},
             "vert": {"bubbleValues": ["P", "Q", "R"], "direction": "vertical", "origin": [760, 60],
                      "bubblesGap": 34, "labelsGap": 36, "fieldLabels": ["v1..5"]},

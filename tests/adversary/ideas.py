@@ -229,7 +229,8 @@ def _handwriting(rng):
 
 
 IDEAS = {
-    "custom_template": _custom, "partial_fill": _partial, "x_mark": _x, "circled": _circled,
+    "custom_template": _custom,
+    "custom_spaced": lambda rng: h.sheet(h.custom_template(560), rng), "partial_fill": _partial, "x_mark": _x, "circled": _circled,
     "light_pencil_all": _light_pencil, "very_light_some": _very_light_some, "bleed_through": _bleed,
     "light_some_030_040": lambda rng: _very_light_some(rng, (0.3, 0.4)),
     "light_some_015_022": lambda rng: _very_light_some(rng, (0.15, 0.22)),
