@@ -11,7 +11,7 @@ from omr_tus.omr.reader import read_sheet
 from tests.adversary.harness import wrong_on_ok
 from tests.adversary.ideas import IDEAS
 
-SHEETS = 2
+SHEETS = 1
 # Reproduced confidently-wrong readings of the reader at the time of writing (see
 # /work/wt/notes/omr.md): kept as expected failures until the reader sends them to review.
 KNOWN = {
@@ -35,3 +35,19 @@ def test_never_ok_and_wrong(idea, run):
         image, template, truth = IDEAS[idea](rng)
         result = read_sheet(image, template, qr_expected=False)
         assert not wrong_on_ok(result, truth), (result.status, result.error)
+
+
+def test_file_formats_never_ok_and_wrong():
+    """16-bit PNG/TIFF, palette PNG, CMYK JPEG, transparent PNG, grey+alpha through decode_page."""
+    from omr_tus.batches.ingest import PageError, decode_page
+    from tests.adversary import harness
+    from tests.adversary.formats import encodings
+
+    image, template, truth = harness.sheet(harness.FORM, np.random.default_rng(7))
+    for name, (source, data) in encodings(image).items():
+        try:
+            page = decode_page(data, source, 1, template.page[0])
+        except PageError:
+            continue
+        result = read_sheet(page, template, qr_expected=False)
+        assert not wrong_on_ok(result, truth), (name, result.status, result.error)
