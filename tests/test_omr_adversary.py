@@ -17,6 +17,8 @@ SHEETS = 1
 KNOWN = {
     "very_light_some": (7, 1, "light but full pencil fills read blank on an ok sheet"),
     "light_some_015_022": (7, 3, "light but full pencil fills read blank on an ok sheet"),
+    "light_some_own": (7, 3, "light but full pencil fills read blank on an ok sheet of our own template"),
+    "circled_own": (7, 1, "a ring round an empty bubble read as a blank question on an ok sheet"),
     "circled": (7, 1, "a ring round an empty bubble read as a blank question on an ok sheet"),
 }
 

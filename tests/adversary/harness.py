@@ -112,8 +112,10 @@ def solid(page, b, rng, darkness=(0.88, 0.97)):
     ink(page, _disc(page.shape, b, cx, cy, 0.95), rng.uniform(*darkness))
 
 
-def render(template: Template, style=DARK_VALUES) -> np.ndarray:
-    return render_sheet(template, "11600111", "s", style=style)
+def render(template: Template, style=DARK_VALUES, answers: dict[str, str] | None = None) -> np.ndarray:
+    """The printed form; its QR carries the student id the answers bubble (else "s")."""
+    student = "".join((answers or {}).get(p, "") for p in template.custom_labels.get("student_id", ()))
+    return render_sheet(template, "11600111", student or "s", style=style)
 
 
 def answers_for(template: Template, rng, blank=0.05) -> dict[str, str]:
@@ -137,7 +139,7 @@ def sheet(template_raw: dict, rng, extra: Callable | None = None, level: Difficu
     """Render, fill, apply `extra(page, template, answers, rng) -> doubtful columns`, scan."""
     template = Template.parse(template_raw)
     answers = answers_for(template, rng)
-    page = render(template, style)
+    page = render(template, style, answers)
     fill_all(page, template, answers, rng, darkness)
     doubtful = extra(page, template, answers, rng) if extra else set()
     image = simulate.scan(page, rng, level)

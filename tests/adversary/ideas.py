@@ -25,7 +25,7 @@ def _x(rng):
     return h.sheet(FORM, rng, h.mark_some(h.x_mark, 3))
 
 
-def _circled(rng):
+def _circled(rng, raw=FORM, style=h.DARK_VALUES):
     """A ring drawn round an empty bubble of a blank question (the student circling an answer):
     the question must be flagged, not read `ok` as blank."""
     def extra(page, template, answers, rng):
@@ -35,7 +35,7 @@ def _circled(rng):
             h.circled(page, f.bubbles[int(rng.integers(len(f.bubbles)))], rng)
             out.add(f.label)
         return out
-    return h.sheet(FORM, rng, extra)
+    return h.sheet(raw, rng, extra, style=style)
 
 
 def _light_pencil(rng):
@@ -235,6 +235,9 @@ IDEAS = {
     "light_some_030_040": lambda rng: _very_light_some(rng, (0.3, 0.4)),
     "light_some_015_022": lambda rng: _very_light_some(rng, (0.15, 0.22)),
     "light_some_own": lambda rng: _very_light_some(rng, (0.2, 0.3), OWN_T, h.OWN),
+    "bleed_very_heavy": lambda rng: _bleed(rng, (0.55, 0.7)),
+    "rot90_own": lambda rng: h.sheet(OWN_T, rng, style=h.OWN, post=lambda img, r: np.ascontiguousarray(np.rot90(img))),
+    "circled_own": lambda rng: _circled(rng, OWN_T, h.OWN),
     "bleed_heavy": lambda rng: _bleed(rng, (0.4, 0.55)),
     "stray_marks": _stray, "coffee_stain": _stain, "fold_lines": _fold, "punch_holes": _holes,
     "rot90": _turn(1), "rot180": _turn(2), "mirrored": _mirror, "scaled": _scale, "cropped_edge": _cropped,
