@@ -112,6 +112,28 @@ async def test_readyz_checks_durable_storage(api, tmp_path):
     assert (await resp.json())["checks"]["durable_store"].startswith("not writable")
 
 
+async def test_readyz_on_a_hung_durable_mount_answers_not_ready_and_blocks_nothing(api, monkeypatch):
+    """A shared durable directory that stops answering (a hung network mount): /readyz says so
+    after its probe time, and the event loop keeps serving other requests meanwhile."""
+    from omr_tus.api import health
+    monkeypatch.setattr(health, "PROBE_SECONDS", 0.5)
+    real_free = health.LocalStore.free_space
+
+    def hung(self):
+        if self.directory.name == "files":
+            time.sleep(3)  # blocks its thread like a statvfs on a dead mount
+        return real_free(self)
+    monkeypatch.setattr(health.LocalStore, "free_space", hung)
+    ready = asyncio.ensure_future(api.client.get("/readyz"))
+    await asyncio.sleep(0.1)
+    started = time.monotonic()
+    assert (await api.client.get("/healthz")).status == 200
+    assert time.monotonic() - started < 1  # not stuck behind the hung probe
+    resp = await ready
+    assert resp.status == 503
+    assert (await resp.json())["checks"]["durable_free_space"] == "unknown: TimeoutError"
+
+
 async def test_with_durable_before_ack_a_failed_copy_leaves_the_upload_to_complete_again(api_with, tmp_path):
     api = await api_with(durable_before_ack=True)
     files = tmp_path / "data" / "files"

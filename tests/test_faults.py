@@ -6,6 +6,7 @@ database is back; a full store answers 507 and harms no other upload."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import shutil
@@ -108,13 +109,26 @@ async def test_a_full_store_answers_507_and_harms_no_other_upload(api_with, smal
     assert (await api.patch(other_path, 0, other[:2 * MiB])).status == 204
 
     greedy = await api.create(None, {"filename": "g.zip", "upload_type": "zip_with_qr"})  # length unknown
-    resp = await api.patch(greedy, 0, os.urandom(12 * MiB))
-    assert resp.status == 507 and "full" in await resp.text()
-    kept = int((await api.head(greedy)).headers["Upload-Offset"])
-    assert 0 < kept < 12 * MiB
+    resp = await api.patch(greedy, 0, os.urandom(12 * MiB))  # its Content-Length is claimed before any byte
+    assert resp.status == 507 and "free" in await resp.text()
+    assert int((await api.head(greedy)).headers["Upload-Offset"]) == 0
 
-    assert (await api.client.delete(greedy, headers=api.tus())).status == 204  # space comes back
+    assert (await api.client.delete(greedy, headers=api.tus())).status == 204
+
+    junk = small_store / "junk"  # something else fills the disk: the write itself runs out of room
+    with open(junk, "wb") as f:
+        with contextlib.suppress(OSError):
+            while True:
+                f.write(b"\0" * MiB)
+                f.flush()
+    os.truncate(junk, max(0, junk.stat().st_size - MiB))
     resp = await api.patch(other_path, 2 * MiB, other[2 * MiB:])
+    assert resp.status == 507 and "full" in await resp.text()
+    kept = int((await api.head(other_path)).headers["Upload-Offset"])
+    assert 2 * MiB <= kept < 4 * MiB
+
+    junk.unlink()  # space comes back
+    resp = await api.patch(other_path, kept, other[kept:])
     assert resp.status == 204
     assert (await api.batch(resp.headers["Batch-Id"]))["sha256"] == hashlib.sha256(other).hexdigest()
     assert (await api.get_json(f"/api/batches/{finished['batch_id']}"))["sha256"] == finished["sha256"]

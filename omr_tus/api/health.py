@@ -15,6 +15,7 @@ from ..metrics import render
 from ..store import LocalStore
 
 MIN_FREE = 64 * 1024 * 1024
+PROBE_SECONDS = 5
 
 
 @public
@@ -29,6 +30,22 @@ def _probe_write(directory) -> None:
     os.unlink(path)
 
 
+async def _off_loop(fn, *args):
+    """Disk calls in a thread, given up after PROBE_SECONDS: a hung mount (a shared durable
+    directory) makes the node not ready instead of stopping its event loop."""
+    return await asyncio.wait_for(asyncio.to_thread(fn, *args), PROBE_SECONDS)
+
+
+async def _free(checks: dict[str, str], name: str, free_space) -> int:
+    try:
+        free = await _off_loop(free_space)
+    except (OSError, TimeoutError) as exc:
+        checks[name] = f"unknown: {type(exc).__name__}"
+        return 0
+    checks[name] = "ok" if free >= MIN_FREE else f"low: {free} bytes"
+    return free
+
+
 @public
 async def readyz(request: web.Request) -> web.Response:
     checks: dict[str, str] = {}
@@ -41,25 +58,27 @@ async def readyz(request: web.Request) -> web.Response:
     store = request.app[STORE]
     try:
         if isinstance(store, LocalStore):
-            await asyncio.to_thread(_probe_write, store.directory)
+            await _off_loop(_probe_write, store.directory)
         else:
-            await asyncio.wait_for(store.ready(), 5)
+            await asyncio.wait_for(store.ready(), PROBE_SECONDS)
         checks["store"] = "ok"
     except OSError as exc:
         checks["store"] = f"not writable: {exc.strerror}"
+    except TimeoutError:
+        checks["store"] = f"no answer in {PROBE_SECONDS} s"
     except Exception as exc:  # a bucket that cannot be reached
         checks["store"] = f"unreachable: {type(exc).__name__}"
-    free = store.free_space()
-    checks["free_space"] = "ok" if free >= MIN_FREE else f"low: {free} bytes"
+    free = await _free(checks, "free_space", store.free_space)
     # Completed files go to durable storage: when it cannot take them they pile up on the RAM disk.
     durable = request.app[FILES].durable
     try:
-        await asyncio.to_thread(_probe_write, durable.directory)
+        await _off_loop(_probe_write, durable.directory)
         checks["durable_store"] = "ok"
     except OSError as exc:
         checks["durable_store"] = f"not writable: {exc.strerror}"
-    durable_free = durable.free_space()
-    checks["durable_free_space"] = "ok" if durable_free >= MIN_FREE else f"low: {durable_free} bytes"
+    except TimeoutError:
+        checks["durable_store"] = f"no answer in {PROBE_SECONDS} s"
+    durable_free = await _free(checks, "durable_free_space", durable.free_space)
     ready = all(v == "ok" for v in checks.values())
     return web.json_response({"status": "ready" if ready else "not ready", "checks": checks,
                               "free_bytes": free, "durable_free_bytes": durable_free}, status=200 if ready else 503)

@@ -42,7 +42,7 @@ def key_from_image(evaluation: dict, template: Template, image: np.ndarray, name
     EvaluationError naming every question that does not read confidently."""
     options = evaluation.get("options") or {}
     if "questions_in_order" in options:
-        questions = expand(options["questions_in_order"])
+        questions = expand(options["questions_in_order"], "options.questions_in_order")
     else:
         first = _read(image, template, name)
         questions = sorted(c for c in first.answers if "blank" not in first.flags.get(c, ()))
