@@ -299,7 +299,7 @@ async def test_a_reading_longer_than_its_column_fails_the_sheet(api, monkeypatch
     from omr_tus.omr import reader
     from omr_tus.omr.reader import SheetResult
 
-    monkeypatch.setattr(reader, "read_sheet", lambda image, template: SheetResult(
+    monkeypatch.setattr(reader, "read_sheet", lambda image, template, qr_expected=True: SheetResult(
         "ok", None, student, None, None, {"q1": value}, {"q1": []}, {"q1": 1.0}, None, 0.5))
     await register_task(api)
     batch_id = await upload(api, "alice", zipped({"s.png": small_png()}), "s.zip")
