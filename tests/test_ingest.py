@@ -148,3 +148,18 @@ def test_a_pdf_of_10000_pages_is_refused_with_a_reason(tmp_path):
     assert sorted(listing.pages) == [("big.pdf", 1), ("ok.png", 1)]
     with pytest.raises(PageError, match="10000 pages is over the limit"):
         load_page(zipped, "big.pdf", 1, 1654)
+
+
+@pytest.mark.parametrize("fmt,reduced", [("PNG", False), ("TIFF", False), ("PNG", True)])
+def test_16_bit_grey_scans_keep_their_grey_levels(tmp_path, fmt, reduced):
+    """A 16-bit grey scan reads as the same page as its 8-bit version (Pillow's convert("L")
+    clipped every 16-bit value to white: the page read as blank paper), also when a large
+    scan is reduced band by band."""
+    grey = np.tile(np.arange(0, 256, 4, dtype=np.uint8), (48, 1))  # 48 x 64, dark to light
+    path = tmp_path / f"s.{fmt.lower()}"
+    Image.fromarray(grey.astype(np.uint16) * 257).save(path, fmt)
+    width = 10 if reduced else 1654  # a page more than 3x the template's width is reduced
+    page = load_page(path, path.name, 1, width)
+    expected = np.asarray(Image.fromarray(grey).reduce(-(-64 // 20))) if reduced else grey
+    assert page.shape == expected.shape
+    assert np.abs(page.astype(int) - expected.astype(int)).max() <= 1

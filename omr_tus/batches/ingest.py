@@ -387,7 +387,15 @@ def _grey(image: Image.Image, source: str, width: int, limits: Limits) -> np.nda
         raise PageError(f"image {source} of {image.width}x{image.height} {image.mode} pixels takes {decoded} bytes "
                         f"decoded, over the limit of {limits.max_decoded_bytes}")
     factor = -(-image.width // target) if image.width > 3 * width else 1  # rounded up: at most `target` wide
-    return np.asarray(_reduced_grey(image, factor) if factor > 1 else image.convert("L"))
+    return np.asarray(_reduced_grey(image, factor) if factor > 1 else _to_grey(image))
+
+
+def _to_grey(image: Image.Image) -> Image.Image:
+    """8-bit grey. 16-bit grey scans (modes I;16 and I) are scaled down: Pillow's convert("L")
+    clips every value above 255 to white, which made a whole 16-bit page blank paper."""
+    if image.mode.startswith("I"):
+        return Image.fromarray((np.asarray(image, dtype=np.uint32) // 257).clip(0, 255).astype(np.uint8))
+    return image.convert("L")
 
 
 def _reduced_grey(image: Image.Image, factor: int) -> Image.Image:
@@ -398,7 +406,7 @@ def _reduced_grey(image: Image.Image, factor: int) -> Image.Image:
     grey = Image.new("L", (-(-image.width // factor), -(-image.height // factor)))
     for top in range(0, image.height, band):
         rows = image.crop((0, top, image.width, min(image.height, top + band)))
-        grey.paste(rows.convert("L").reduce(factor), (0, top // factor))
+        grey.paste(_to_grey(rows).reduce(factor), (0, top // factor))
     return grey
 
 
