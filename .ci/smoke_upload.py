@@ -45,27 +45,50 @@ def eventually(what: str, check, timeout: float = 60.0):
 
 def main(base: str, username: str, password: str, page_status: int) -> None:
     eventually("/readyz answering ready", lambda: call("GET", base + "/readyz")[0] == 200)
-    status, _, body = call("POST", base + "/api/auth/login",
-                           urllib.parse.urlencode({"username": username, "password": password}).encode())
+    status, _, body = call(
+        "POST",
+        base + "/api/auth/login",
+        urllib.parse.urlencode({"username": username, "password": password}).encode(),
+    )
     assert status == 200, (status, body)
     auth = {"Authorization": "Bearer " + json.loads(body)["access_token"]}
 
     data = os.urandom(3 * 2**20 + 17)
-    meta = "filename " + base64.b64encode(b"smoke.zip").decode() + ",upload_type " + base64.b64encode(b"zip_with_qr").decode()
-    status, headers, body = call("POST", base + "/files/", b"", {**TUS, **auth, "Upload-Length": str(len(data)),
-                                                                  "Upload-Metadata": meta})
+    meta = (
+        "filename "
+        + base64.b64encode(b"smoke.zip").decode()
+        + ",upload_type "
+        + base64.b64encode(b"zip_with_qr").decode()
+    )
+    status, headers, body = call(
+        "POST",
+        base + "/files/",
+        b"",
+        {**TUS, **auth, "Upload-Length": str(len(data)), "Upload-Metadata": meta},
+    )
     assert status == 201, (status, body)
     url = urllib.parse.urljoin(base + "/files/", headers["Location"])
-    status, headers, body = call("PATCH", url, data, {**TUS, **auth, "Upload-Offset": "0",
-                                                      "Content-Type": "application/offset+octet-stream"})
+    status, headers, body = call(
+        "PATCH",
+        url,
+        data,
+        {**TUS, **auth, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"},
+    )
     assert status == 204 and headers["Upload-Offset"] == str(len(data)), (status, dict(headers), body)
     batch_url = f"{base}/api/batches/{headers['Batch-Id']}"
-    batch = eventually("the batch's end in a worker", lambda: (b := json.loads(call("GET", batch_url, None, auth)[2]))
-                       ["status"] in ("completed", "failed") and b)
+    batch = eventually(
+        "the batch's end in a worker",
+        lambda: (
+            (b := json.loads(call("GET", batch_url, None, auth)[2]))["status"] in ("completed", "failed")
+            and b
+        ),
+    )
     assert batch["sha256"] == hashlib.sha256(data).hexdigest() and batch["status"] == "failed", batch
     status, _, body = call("GET", base + "/")
     assert status == page_status, (status, body[:200])
-    print(f"smoke: uploaded {len(data)} bytes as batch {batch['batch_id']} (sha256 matches, a worker failed it: {batch['error']}); / answered {status}")
+    print(
+        f"smoke: uploaded {len(data)} bytes as batch {batch['batch_id']} (sha256 matches, a worker failed it: {batch['error']}); / answered {status}"
+    )
 
 
 if __name__ == "__main__":

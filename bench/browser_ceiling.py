@@ -15,7 +15,6 @@ from pathlib import Path
 
 from aiohttp import web
 from playwright.async_api import async_playwright
-
 from servers import machine
 
 MiB = 1024 * 1024
@@ -67,20 +66,25 @@ async def main() -> None:
             file.write(os.urandom(MiB))
         file.flush()
         async with async_playwright() as playwright:
-            browser = await playwright.chromium.launch(executable_path="/usr/bin/chromium",
-                                                       args=["--no-sandbox", "--disable-gpu"])
+            browser = await playwright.chromium.launch(
+                executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu"]
+            )
             page = await browser.new_page()
             await page.goto(f"http://127.0.0.1:{port}/")
             await page.set_input_files("#f", Path(file.name))
             info = machine()
-            print(f"Browser ceiling, {info['nproc']} CPUs ({info['cpu']}), a {args.size_mib} MiB file, "
-                  f"Chromium {browser.version}\n")
+            print(
+                f"Browser ceiling, {info['nproc']} CPUs ({info['cpu']}), a {args.size_mib} MiB file, "
+                f"Chromium {browser.version}\n"
+            )
             print("| requests at a time | slice | body | MB/s |")
             print("|---:|---:|---|---:|")
             for lanes, chunk, in_memory in CASES:
                 rate = await page.evaluate(f"upload({lanes}, {chunk * MiB}, {str(in_memory).lower()})")
-                print(f"| {lanes} | {chunk} MiB | {'ArrayBuffer' if in_memory else 'file Blob'} | {rate:.0f} |",
-                      flush=True)
+                print(
+                    f"| {lanes} | {chunk} MiB | {'ArrayBuffer' if in_memory else 'file Blob'} | {rate:.0f} |",
+                    flush=True,
+                )
             await browser.close()
     await runner.cleanup()
 

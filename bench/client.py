@@ -25,14 +25,16 @@ TIMEOUT = aiohttp.ClientTimeout(total=600, sock_connect=10)
 class Data:
     def __init__(self, max_chunk: int = 50 * MiB):
         buf = os.urandom(PERIOD)
-        self.view = memoryview((buf * (2 + max_chunk // PERIOD))[:PERIOD + max_chunk])  # any slice is contiguous
+        self.view = memoryview(
+            (buf * (2 + max_chunk // PERIOD))[: PERIOD + max_chunk]
+        )  # any slice is contiguous
         self.max_chunk = max_chunk
         self._hashes: dict[int, str] = {}
 
     def slice(self, offset: int, n: int) -> memoryview:
         assert n <= self.max_chunk
         start = offset % PERIOD
-        return self.view[start:start + n]
+        return self.view[start : start + n]
 
     def sha256(self, total: int) -> str:
         """sha256 of the first `total` bytes of the stream (computed once per size)."""
@@ -52,8 +54,10 @@ async def _body(parts, marks: dict):
     for part in parts:
         view = memoryview(part)
         for i in range(0, len(view), PIECE):
-            yield view[i:i + PIECE]
-    marks["last_byte"] = time.perf_counter()  # the transport took the last piece (<= 64 KiB left in user space)
+            yield view[i : i + PIECE]
+    marks["last_byte"] = (
+        time.perf_counter()
+    )  # the transport took the last piece (<= 64 KiB left in user space)
 
 
 def _payload(parts, marks: dict):
@@ -64,8 +68,9 @@ def _payload(parts, marks: dict):
 
 
 def session(limit: int) -> aiohttp.ClientSession:
-    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit, force_close=False),
-                                 timeout=TIMEOUT, auto_decompress=False)
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=limit, force_close=False), timeout=TIMEOUT, auto_decompress=False
+    )
 
 
 async def create(sess: aiohttp.ClientSession, base: str, headers: dict, length: int) -> str:
@@ -76,11 +81,21 @@ async def create(sess: aiohttp.ClientSession, base: str, headers: dict, length: 
         return urljoin(base + "/files/", resp.headers["Location"])
 
 
-async def patch(sess: aiohttp.ClientSession, url: str, headers: dict, offset: int, body: memoryview,
-                marks: dict | None = None) -> int:
+async def patch(
+    sess: aiohttp.ClientSession,
+    url: str,
+    headers: dict,
+    offset: int,
+    body: memoryview,
+    marks: dict | None = None,
+) -> int:
     marks = {} if marks is None else marks
-    hdrs = {**headers, "Upload-Offset": str(offset), "Content-Type": "application/offset+octet-stream",
-            "Content-Length": str(len(body))}
+    hdrs = {
+        **headers,
+        "Upload-Offset": str(offset),
+        "Content-Type": "application/offset+octet-stream",
+        "Content-Length": str(len(body)),
+    }
     async with sess.patch(url, headers=hdrs, data=_payload((body,), marks)) as resp:
         marks["response"] = time.perf_counter()
         if resp.status != 204:
@@ -92,8 +107,15 @@ async def patch(sess: aiohttp.ClientSession, url: str, headers: dict, offset: in
     return new_offset
 
 
-async def upload(sess: aiohttp.ClientSession, base: str, headers: dict, data: Data, total: int,
-                 chunk: int, stop_at: int | None = None) -> dict:
+async def upload(
+    sess: aiohttp.ClientSession,
+    base: str,
+    headers: dict,
+    data: Data,
+    total: int,
+    chunk: int,
+    stop_at: int | None = None,
+) -> dict:
     """Create an upload of `total` bytes and send it in `chunk`-sized PATCHes (up to stop_at)."""
     url = await create(sess, base, headers, total)
     offset, marks = 0, {}
@@ -136,33 +158,56 @@ def _form(fields: dict[str, str], size: int, filename: str) -> tuple[bytes, byte
     """Framing of a form whose last part is the file field `chunk` of `size` bytes: (preamble,
     closing boundary, headers with the exact Content-Length). The chunk itself is sent between
     them as a slice of the data buffer, never copied into one body."""
-    head = "".join(f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'
-                   for k, v in fields.items())
-    head += (f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="chunk"; filename="{filename}"\r\n'
-             f"Content-Type: application/octet-stream\r\n\r\n")
+    head = "".join(
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'
+        for k, v in fields.items()
+    )
+    head += (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="chunk"; filename="{filename}"\r\n'
+        f"Content-Type: application/octet-stream\r\n\r\n"
+    )
     preamble, closing = head.encode(), f"\r\n--{BOUNDARY}--\r\n".encode()
-    return preamble, closing, {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}",
-                               "Content-Length": str(len(preamble) + size + len(closing))}
+    return (
+        preamble,
+        closing,
+        {
+            "Content-Type": f"multipart/form-data; boundary={BOUNDARY}",
+            "Content-Length": str(len(preamble) + size + len(closing)),
+        },
+    )
 
 
 def _chunk_fields(index: int, total_chunks: int, filename: str, upload_id: str | None, final: bool) -> dict:
-    fields = {"chunk_index": str(index), "total_chunks": str(total_chunks), "filename": filename,
-              "upload_type": "zip_with_qr"}
+    fields = {
+        "chunk_index": str(index),
+        "total_chunks": str(total_chunks),
+        "filename": filename,
+        "upload_type": "zip_with_qr",
+    }
     if upload_id is not None:
         fields["upload_id"] = upload_id
     fields["is_final_chunk"] = "true" if final else "false"
     return fields
 
 
-async def legacy_chunk(sess: aiohttp.ClientSession, base: str, headers: dict, index: int, total_chunks: int,
-                       body: memoryview, upload_id: str | None = None, filename: str = "bench.zip",
-                       marks: dict | None = None) -> dict:
+async def legacy_chunk(
+    sess: aiohttp.ClientSession,
+    base: str,
+    headers: dict,
+    index: int,
+    total_chunks: int,
+    body: memoryview,
+    upload_id: str | None = None,
+    filename: str = "bench.zip",
+    marks: dict | None = None,
+) -> dict:
     """Sends one chunk; returns the JSON answer (checked)."""
     marks = {} if marks is None else marks
     fields = _chunk_fields(index, total_chunks, filename, upload_id, index == total_chunks - 1)
     preamble, closing, hdrs = _form(fields, len(body), filename)
-    async with sess.post(base + LEGACY_URL, headers={**headers, **hdrs},
-                         data=_payload((preamble, body, closing), marks)) as resp:
+    async with sess.post(
+        base + LEGACY_URL, headers={**headers, **hdrs}, data=_payload((preamble, body, closing), marks)
+    ) as resp:
         marks["response"] = time.perf_counter()
         if resp.status != 200:
             raise RuntimeError(f"chunk {index}/{total_chunks} -> {resp.status}: {(await resp.text())[:300]}")
@@ -172,8 +217,15 @@ async def legacy_chunk(sess: aiohttp.ClientSession, base: str, headers: dict, in
     return answer
 
 
-async def legacy_upload(sess: aiohttp.ClientSession, base: str, headers: dict, data: Data, total: int,
-                        chunk: int, stop_before_last: bool = False) -> dict:
+async def legacy_upload(
+    sess: aiohttp.ClientSession,
+    base: str,
+    headers: dict,
+    data: Data,
+    total: int,
+    chunk: int,
+    stop_before_last: bool = False,
+) -> dict:
     """Sends a `total`-byte file in `chunk`-sized chunks, in order (all but the last one if
     stop_before_last). Returns the upload id, the last answer and the last chunk's marks."""
     total_chunks = -(-total // chunk)
@@ -181,16 +233,25 @@ async def legacy_upload(sess: aiohttp.ClientSession, base: str, headers: dict, d
     for index in range(total_chunks - 1 if stop_before_last else total_chunks):
         offset = index * chunk
         marks = {}
-        answer = await legacy_chunk(sess, base, headers, index, total_chunks,
-                                    data.slice(offset, min(chunk, total - offset)), upload_id, marks=marks)
+        answer = await legacy_chunk(
+            sess,
+            base,
+            headers,
+            index,
+            total_chunks,
+            data.slice(offset, min(chunk, total - offset)),
+            upload_id,
+            marks=marks,
+        )
         upload_id = answer["upload_id"]
     if not stop_before_last and not answer.get("batch_id"):
         raise RuntimeError(f"legacy upload of {total_chunks} chunks not complete: {answer}")
     return {"id": upload_id, "total_chunks": total_chunks, "answer": answer, "last_marks": marks}
 
 
-async def refused_chunk(sess: aiohttp.ClientSession, base: str, headers: dict, data: Data, size: int,
-                        limit: int) -> dict:
+async def refused_chunk(
+    sess: aiohttp.ClientSession, base: str, headers: dict, data: Data, size: int, limit: int
+) -> dict:
     """Announces a `size`-byte chunk (exact Content-Length) and streams it until the server answers
     or closes the connection (at most `limit` bytes). Returns the status (None if the connection
     was closed without an answer) and the bytes handed to the transport before that."""

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 import client
-from client import MiB, Data
+from client import Data, MiB
 from servers import VENV_BIN, Server, machine, wait_quiet
 
 CHUNK = 50 * MiB
@@ -57,6 +57,7 @@ def run_tus(srv: Server, data: Data, size: int, path: Path) -> tuple[float, str]
             t0 = time.perf_counter()
             r = await client.upload(sess, srv.base, srv.headers(), data, size, CHUNK)
             return time.perf_counter() - t0, r["id"]
+
     elapsed, upload_id = asyncio.run(go())
     return elapsed, srv.batch_sha256(upload_id=upload_id, timeout=120) or "?"
 
@@ -67,11 +68,22 @@ def run_cli(srv: Server, data: Data, size: int, path: Path) -> tuple[float, str]
     with tempfile.TemporaryDirectory() as config:
         env = {**os.environ, "XDG_CONFIG_HOME": config}
         omr = str(VENV_BIN / "omr-tus")
-        subprocess.run([omr, "login", "--server", srv.base, "--username", "admin"], input=srv.password.encode(),
-                       env=env, check=True, capture_output=True, timeout=60)
+        subprocess.run(
+            [omr, "login", "--server", srv.base, "--username", "admin"],
+            input=srv.password.encode(),
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
         t0 = time.perf_counter()
-        done = subprocess.run([omr, "upload", str(path), "--type", "zip_with_qr", "--chunk-size", "50"],
-                              env=env, check=True, capture_output=True, timeout=600)
+        done = subprocess.run(
+            [omr, "upload", str(path), "--type", "zip_with_qr", "--chunk-size", "50"],
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
         elapsed = time.perf_counter() - t0
     batch_id = done.stdout.decode().strip().splitlines()[-1]
     rate = float(RATE.findall(done.stderr.decode())[-1]) * 1e6
@@ -106,7 +118,7 @@ def main() -> None:
     seconds: dict[str, list[float]] = {c: [] for c in clients}
     try:
         for round_ in range(args.repeat):
-            order = clients[round_ % len(clients):] + clients[:round_ % len(clients)]
+            order = clients[round_ % len(clients) :] + clients[: round_ % len(clients)]
             for name in order:
                 wait_quiet()
                 elapsed, sha = RUNNERS[name](srv, data, size, path)
@@ -118,10 +130,12 @@ def main() -> None:
     finally:
         srv.stop()
         path.unlink(missing_ok=True)
-    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     m = machine()
-    print(f"Clients benchmark, {now}, {m['nproc']} CPUs ({m['cpu']}), {args.size_mib} MiB, "
-          f"{args.repeat} rounds, 50 MiB chunks, sha256 checked every time\n")
+    print(
+        f"Clients benchmark, {now}, {m['nproc']} CPUs ({m['cpu']}), {args.size_mib} MiB, "
+        f"{args.repeat} rounds, 50 MiB chunks, sha256 checked every time\n"
+    )
     print("| client | MB/s (median) | each round | median vs the tus client's | per round vs tus (median) |")
     print("|---|---:|---|---:|---:|")
     base = size / statistics.median(seconds["tus"]) / 1e6
@@ -129,12 +143,16 @@ def main() -> None:
         rates = [size / s / 1e6 for s in seconds[name]]
         median = size / statistics.median(seconds[name]) / 1e6
         paired = statistics.median(t / s for t, s in zip(seconds["tus"], seconds[name]))
-        print(f"| {name} | {median:.0f} | {', '.join(f'{r:.0f}' for r in rates)} | {100 * median / base:.0f} % "
-              f"| {100 * paired:.0f} % |")
+        print(
+            f"| {name} | {median:.0f} | {', '.join(f'{r:.0f}' for r in rates)} | {100 * median / base:.0f} % "
+            f"| {100 * paired:.0f} % |"
+        )
     if WHOLE_COMMAND:
         whole = size / statistics.median(WHOLE_COMMAND) / 1e6
-        print(f"\nThe whole `omr-tus upload` command, Python's start-up included: {whole:.0f} MB/s "
-              f"({100 * whole / base:.0f} % of the tus client).")
+        print(
+            f"\nThe whole `omr-tus upload` command, Python's start-up included: {whole:.0f} MB/s "
+            f"({100 * whole / base:.0f} % of the tus client)."
+        )
 
 
 if __name__ == "__main__":

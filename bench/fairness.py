@@ -51,8 +51,10 @@ def alice_zip(path: Path, sheets: int) -> None:
     with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
         for first in range(0, sheets, FRAMES_PER_TIFF):
             frames = min(FRAMES_PER_TIFF, sheets - first)
-            z.writestr(f"alice/part{first // FRAMES_PER_TIFF:02d}.tif",
-                       tiff_frames([(width, height)] * frames, page.tobytes()))
+            z.writestr(
+                f"alice/part{first // FRAMES_PER_TIFF:02d}.tif",
+                tiff_frames([(width, height)] * frames, page.tobytes()),
+            )
 
 
 def small_batches(sheets: int, batches: int) -> list[bytes]:
@@ -67,36 +69,50 @@ def bob_zip(sheets: int, seed: int = 100) -> bytes:
     from omr_tus.omr.template import Template
 
     template = Template.parse(TEMPLATE)
-    return zipped([simulate_sheet(template, np.random.default_rng(seed + i), EASY, task_id=TASK)
-                   for i in range(sheets)])
+    return zipped(
+        [simulate_sheet(template, np.random.default_rng(seed + i), EASY, task_id=TASK) for i in range(sheets)]
+    )
 
 
 def login(server: Server, user: str) -> tuple[str, float]:
     started = time.perf_counter()
     body = urllib.parse.urlencode({"username": user, "password": PASSWORD}).encode()
-    status, _, data = _http("POST", server.base + "/api/auth/login", body,
-                            {"Content-Type": "application/x-www-form-urlencoded"})
+    status, _, data = _http(
+        "POST", server.base + "/api/auth/login", body, {"Content-Type": "application/x-www-form-urlencoded"}
+    )
     assert status == 200, data
     return json.loads(data)["access_token"], time.perf_counter() - started
 
 
 def upload(server: Server, token: str, path_or_bytes, filename: str, **meta: str) -> str:
     data = path_or_bytes.read_bytes() if isinstance(path_or_bytes, Path) else path_or_bytes
-    meta = ",".join(f"{k} {base64.b64encode(v.encode()).decode()}"
-                    for k, v in {"filename": filename, "upload_type": "zip_with_qr", **meta}.items())
+    meta = ",".join(
+        f"{k} {base64.b64encode(v.encode()).decode()}"
+        for k, v in {"filename": filename, "upload_type": "zip_with_qr", **meta}.items()
+    )
     headers = {"Tus-Resumable": "1.0.0", "Authorization": f"Bearer {token}"}
-    status, hdrs, body = _http("POST", server.base + "/files/", b"", {
-        **headers, "Upload-Length": str(len(data)), "Upload-Metadata": meta})
+    status, hdrs, body = _http(
+        "POST",
+        server.base + "/files/",
+        b"",
+        {**headers, "Upload-Length": str(len(data)), "Upload-Metadata": meta},
+    )
     assert status == 201, body
-    status, hdrs, body = _http("PATCH", hdrs["Location"], data, {
-        **headers, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"}, timeout=300)
+    status, hdrs, body = _http(
+        "PATCH",
+        hdrs["Location"],
+        data,
+        {**headers, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"},
+        timeout=300,
+    )
     assert status == 204, body
     return hdrs["Batch-Id"]
 
 
 def progress(server: Server, token: str, batch_id: str) -> dict:
-    status, _, data = _http("GET", f"{server.base}/api/batches/{batch_id}/progress",
-                            headers={"Authorization": f"Bearer {token}"})
+    status, _, data = _http(
+        "GET", f"{server.base}/api/batches/{batch_id}/progress", headers={"Authorization": f"Bearer {token}"}
+    )
     assert status == 200, data
     return json.loads(data)
 
@@ -112,11 +128,21 @@ def prepare(server: Server) -> dict[str, str]:
     """Users alice and bob, the task registered; returns the server's environment."""
     _, env = server.command()
     for user in ("alice", "bob"):
-        subprocess.run([str(VENV_BIN / "omr-tus"), "users", "create", user], input=PASSWORD + "\n", text=True,
-                       env=env, check=True, capture_output=True, timeout=60)
-    status, _, body = _http("POST", server.base + "/api/tasks", json.dumps(
-        {"task_id": TASK, "name": "bench", "template": TEMPLATE}).encode(),
-        {**server.auth_headers(), "Content-Type": "application/json"})
+        subprocess.run(
+            [str(VENV_BIN / "omr-tus"), "users", "create", user],
+            input=PASSWORD + "\n",
+            text=True,
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+    status, _, body = _http(
+        "POST",
+        server.base + "/api/tasks",
+        json.dumps({"task_id": TASK, "name": "bench", "template": TEMPLATE}).encode(),
+        {**server.auth_headers(), "Content-Type": "application/json"},
+    )
     assert status == 201, body
     return env
 
@@ -131,14 +157,19 @@ def run(server: Server, args, tmp: Path) -> dict:
         alice_files = [tmp / "alice.zip"]
         alice_zip(alice_files[0], args.big)
     small = bob_zip(args.small)
-    workers = subprocess.Popen([str(VENV_BIN / "omr-tus"), "worker", "--processes", str(args.workers)], env=env,
-                               stdout=open(tmp / "workers.log", "wb"), stderr=subprocess.STDOUT,
-                               start_new_session=True)
+    workers = subprocess.Popen(
+        [str(VENV_BIN / "omr-tus"), "worker", "--processes", str(args.workers)],
+        env=env,
+        stdout=open(tmp / "workers.log", "wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         alice = [upload(server, alice_token, data, f"alice{i}.zip") for i, data in enumerate(alice_files)]
         deadline = time.monotonic() + args.timeout
-        while (p := alice_progress(server, alice_token, alice))["processed_sheets"] + p["failed_sheets"] \
-                < 2 * args.workers:
+        while (p := alice_progress(server, alice_token, alice))["processed_sheets"] + p[
+            "failed_sheets"
+        ] < 2 * args.workers:
             assert time.monotonic() < deadline, f"alice's batch never started: {p}"
             time.sleep(0.2)
         alice_before = p
@@ -160,8 +191,14 @@ def run(server: Server, args, tmp: Path) -> dict:
     finally:
         workers.terminate()
         workers.wait(60)
-    return {"bob_seconds": seconds, "bob": bob_now, "alice_before": alice_before, "alice_after": alice_after,
-            "health": health, "logins": logins}
+    return {
+        "bob_seconds": seconds,
+        "bob": bob_now,
+        "alice_before": alice_before,
+        "alice_after": alice_after,
+        "health": health,
+        "logins": logins,
+    }
 
 
 def main() -> None:
@@ -183,18 +220,29 @@ def main() -> None:
         finally:
             server.stop()
             drop_pg_database(database)
-    done = lambda p: p["processed_sheets"] + p["failed_sheets"]
+
+    def done(p):
+        return p["processed_sheets"] + p["failed_sheets"]
+
     bob = result["bob"]
-    print(f"\n## Fairness ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {machine()['nproc']} CPUs "
-          f"{machine()['cpu']}, source {args.source or 'this checkout'}, {args.workers} worker processes)\n")
-    print(f"- Bob's {args.small}-sheet batch: {bob['status']} after {result['bob_seconds']:.1f} s "
-          f"({done(bob)} of {bob['total_sheets']} sheets read)")
-    print(f"- Alice's {args.big} sheets in {args.alice_batches} batch(es) meanwhile: {done(result['alice_before'])} -> "
-          f"{done(result['alice_after'])} sheets read, {result['alice_after']['status']}")
+    print(
+        f"\n## Fairness ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {machine()['nproc']} CPUs "
+        f"{machine()['cpu']}, source {args.source or 'this checkout'}, {args.workers} worker processes)\n"
+    )
+    print(
+        f"- Bob's {args.small}-sheet batch: {bob['status']} after {result['bob_seconds']:.1f} s "
+        f"({done(bob)} of {bob['total_sheets']} sheets read)"
+    )
+    print(
+        f"- Alice's {args.big} sheets in {args.alice_batches} batch(es) meanwhile: {done(result['alice_before'])} -> "
+        f"{done(result['alice_after'])} sheets read, {result['alice_after']['status']}"
+    )
     for name in ("health", "logins"):
         values = result[name]
-        print(f"- {name}: {len(values)} requests, median {statistics.median(values) * 1000:.0f} ms, "
-              f"max {max(values) * 1000:.0f} ms")
+        print(
+            f"- {name}: {len(values)} requests, median {statistics.median(values) * 1000:.0f} ms, "
+            f"max {max(values) * 1000:.0f} ms"
+        )
 
 
 if __name__ == "__main__":

@@ -37,8 +37,8 @@ class Tally:
     answers: int = 0
     right: int = 0
     wrong: int = 0
-    wrong_unflagged: int = 0   # a wrong answer on a sheet the reader called ok: the one thing never allowed
-    flagged_as_due: int = 0    # ticks and broken ids the reader had to flag, and did
+    wrong_unflagged: int = 0  # a wrong answer on a sheet the reader called ok: the one thing never allowed
+    flagged_as_due: int = 0  # ticks and broken ids the reader had to flag, and did
     missed_flags: int = 0
     qr: int = 0
 
@@ -117,19 +117,26 @@ def main() -> None:
     started = time.time()
     tallies = accuracy(args.per_level, args.seed)
     one, two = speed(args.speed_sheets, args.seed + 1)
-    print(f"OMR benchmark, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} CPUs, "
-          f"{platform.processor() or platform.machine()}, seed {args.seed}, {args.per_level} sheets per level, "
-          f"template exam-60-mcq4 (60 MCQ4 + 8-digit student id), {time.time() - started:.0f} s\n")
-    print("| level | sheets | ok / needs_review / failed | answers right | wrong | wrong on ok sheets "
-          "| ticks flagged / missed | QR read |")
+    print(
+        f"OMR benchmark, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} CPUs, "
+        f"{platform.processor() or platform.machine()}, seed {args.seed}, {args.per_level} sheets per level, "
+        f"template exam-60-mcq4 (60 MCQ4 + 8-digit student id), {time.time() - started:.0f} s\n"
+    )
+    print(
+        "| level | sheets | ok / needs_review / failed | answers right | wrong | wrong on ok sheets "
+        "| ticks flagged / missed | QR read |"
+    )
     print("|---|---:|---|---:|---:|---:|---|---:|")
     for name, t in tallies.items():
         pct = 100.0 * t.right / t.answers if t.answers else 0.0
-        print(f"| {name} | {t.sheets} | {t.ok} / {t.review} / {t.failed} | {t.right}/{t.answers} ({pct:.3f} %) "
-              f"| {t.wrong} | {t.wrong_unflagged} | {t.flagged_as_due} / {t.missed_flags} "
-              f"| {100.0 * t.qr / t.sheets:.1f} % |")
-    print(f"\nspeed at 200 dpi: {one:.1f} sheets/s in one process; {two:.1f} sheets/s in two "
-          f"({two / one:.2f}x)")
+        print(
+            f"| {name} | {t.sheets} | {t.ok} / {t.review} / {t.failed} | {t.right}/{t.answers} ({pct:.3f} %) "
+            f"| {t.wrong} | {t.wrong_unflagged} | {t.flagged_as_due} / {t.missed_flags} "
+            f"| {100.0 * t.qr / t.sheets:.1f} % |"
+        )
+    print(
+        f"\nspeed at 200 dpi: {one:.1f} sheets/s in one process; {two:.1f} sheets/s in two ({two / one:.2f}x)"
+    )
 
 
 if __name__ == "__main__":

@@ -40,18 +40,23 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=2026)
     args = parser.parse_args()
     cv2.setNumThreads(1)  # as in `omr-tus worker`
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip()
-    print(f"OMR corpus, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, commit {commit}, "
-          f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, seed {args.seed}, "
-          f"{args.sheets} sheets per class\n")
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    print(
+        f"OMR corpus, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, commit {commit}, "
+        f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, seed {args.seed}, "
+        f"{args.sheets} sheets per class\n"
+    )
     print("| class | sheets | answers right | wrong on ok sheets | review rate | failed | sheets/s |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for sheet_class in CLASSES:
         t = measure(sheet_class, args.sheets, args.seed)
-        print(f"| {sheet_class.name} | {t.sheets} | {t.right}/{t.answers} ({100 * t.right_share:.2f} %) "
-              f"| {t.wrong_on_ok} | {100 * t.review_share:.0f} % | {t.failed} | {t.sheets / t.seconds:.1f} |",
-              flush=True)
+        print(
+            f"| {sheet_class.name} | {t.sheets} | {t.right}/{t.answers} ({100 * t.right_share:.2f} %) "
+            f"| {t.wrong_on_ok} | {100 * t.review_share:.0f} % | {t.failed} | {t.sheets / t.seconds:.1f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

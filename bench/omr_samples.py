@@ -49,8 +49,10 @@ def main() -> None:
             disagreements += differ
             ours = key.score(result.answers, template.empty_value) if key else 0.0
             flagged = ", ".join(c for c, f in result.flags.items() if "ambiguous" in f) or "–"
-            print(f"| {task.name}/{file} | {result.status} | {count - len(differ)}/{count} | "
-                  f"{ours:g} / {float(row['score']):g} | {flagged} | {ms:.0f} |")
+            print(
+                f"| {task.name}/{file} | {result.status} | {count - len(differ)}/{count} | "
+                f"{ours:g} / {float(row['score']):g} | {flagged} | {ms:.0f} |"
+            )
     print(f"\n**{agree}/{total} answers agree ({100 * agree / total:.2f} %).**")
     for d in disagreements:
         print(f"| {d.file} | {d.column} | ? | {d.ours!r} | {d.theirs!r} |")

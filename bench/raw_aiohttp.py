@@ -33,8 +33,15 @@ def make_app(directory: str, read_bufsize: int) -> web.Application:
         state = uploads.get(request.match_info["id"])
         if state is None:
             raise web.HTTPNotFound()
-        return web.Response(status=200, headers={**TUS, "Upload-Offset": str(state[0]),
-                                                 "Upload-Length": str(state[1]), "Cache-Control": "no-store"})
+        return web.Response(
+            status=200,
+            headers={
+                **TUS,
+                "Upload-Offset": str(state[0]),
+                "Upload-Length": str(state[1]),
+                "Cache-Control": "no-store",
+            },
+        )
 
     async def patch(request: web.Request) -> web.Response:
         upload_id = request.match_info["id"]
@@ -65,11 +72,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8081)
     parser.add_argument("--dir", default="/dev/shm/raw-aiohttp-bench")
-    parser.add_argument("--read-bufsize", type=int, default=256 * 1024,
-                        help="aiohttp read buffer per request (omr-tus uses 256 KiB)")
+    parser.add_argument(
+        "--read-bufsize",
+        type=int,
+        default=256 * 1024,
+        help="aiohttp read buffer per request (omr-tus uses 256 KiB)",
+    )
     args = parser.parse_args()
-    web.run_app(make_app(args.dir, args.read_bufsize), host="127.0.0.1", port=args.port,
-                access_log=None, print=lambda msg: print(msg, flush=True))
+    web.run_app(
+        make_app(args.dir, args.read_bufsize),
+        host="127.0.0.1",
+        port=args.port,
+        access_log=None,
+        print=lambda msg: print(msg, flush=True),
+    )
 
 
 if __name__ == "__main__":

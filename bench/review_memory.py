@@ -21,7 +21,7 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from fairness import PASSWORD, login, prepare, progress, upload
+from fairness import login, prepare, progress, upload
 from servers import VENV_BIN, RssSampler, Server, _http, machine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -48,8 +48,13 @@ def main() -> None:
             with zipfile.ZipFile(archive, "w") as z:
                 z.writestr("huge.png", huge_png(mode=args.mode))
             batch = upload(server, token, archive, "huge.zip", upload_type="zip_no_qr", task_id=TASK)
-            worker = subprocess.Popen([str(VENV_BIN / "omr-tus"), "worker"], env=env, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL, start_new_session=True)
+            worker = subprocess.Popen(
+                [str(VENV_BIN / "omr-tus"), "worker"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
             try:
                 deadline = time.monotonic() + 120
                 while progress(server, token, batch)["total_sheets"] < 1:
@@ -58,8 +63,11 @@ def main() -> None:
             finally:
                 worker.terminate()
                 worker.wait(60)
-            status, _, body = _http("GET", f"{server.base}/api/batches/{batch}/results",
-                                    headers={"Authorization": f"Bearer {token}"})
+            status, _, body = _http(
+                "GET",
+                f"{server.base}/api/batches/{batch}/results",
+                headers={"Authorization": f"Bearer {token}"},
+            )
             sheet = __import__("json").loads(body)["sheets"][0]["sheet_id"]
             sampler = RssSampler(server.pid)
             idle = sampler.idle()
@@ -73,22 +81,38 @@ def main() -> None:
             with sampler, ThreadPoolExecutor(args.requests + 1) as pool:
                 pool.submit(keep_logging_in)
                 started = time.monotonic()
-                answers = list(pool.map(lambda _: _http("GET", f"{server.base}/api/sheets/{sheet}/review.png",
-                                                        headers={"Authorization": f"Bearer {token}"}, timeout=300)[0],
-                                        range(args.requests)))
+                answers = list(
+                    pool.map(
+                        lambda _: _http(
+                            "GET",
+                            f"{server.base}/api/sheets/{sheet}/review.png",
+                            headers={"Authorization": f"Bearer {token}"},
+                            timeout=300,
+                        )[0],
+                        range(args.requests),
+                    )
+                )
                 seconds = time.monotonic() - started
                 done.set()
             after = sampler.rss()
         finally:
             server.stop()
-    print(f"\n## Review pictures ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {machine()['nproc']} CPUs "
-          f"{machine()['cpu']}, source {args.source or 'this checkout'})\n")
-    print(f"- {args.requests} review.png at once of a 10,900 x 10,900 {args.mode} PNG: "
-          f"statuses {sorted(answers)}, {seconds:.1f} s")
-    print(f"- API process RSS: idle {idle / MiB:.0f} MiB, peak {sampler.peak / MiB:.0f} MiB "
-          f"(+{(sampler.peak - idle) / MiB:.0f} MiB), after {after / MiB:.0f} MiB")
-    print(f"- logins meanwhile: {len(logins)}, median {statistics.median(logins) * 1000:.0f} ms, "
-          f"max {max(logins) * 1000:.0f} ms")
+    print(
+        f"\n## Review pictures ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {machine()['nproc']} CPUs "
+        f"{machine()['cpu']}, source {args.source or 'this checkout'})\n"
+    )
+    print(
+        f"- {args.requests} review.png at once of a 10,900 x 10,900 {args.mode} PNG: "
+        f"statuses {sorted(answers)}, {seconds:.1f} s"
+    )
+    print(
+        f"- API process RSS: idle {idle / MiB:.0f} MiB, peak {sampler.peak / MiB:.0f} MiB "
+        f"(+{(sampler.peak - idle) / MiB:.0f} MiB), after {after / MiB:.0f} MiB"
+    )
+    print(
+        f"- logins meanwhile: {len(logins)}, median {statistics.median(logins) * 1000:.0f} ms, "
+        f"max {max(logins) * 1000:.0f} ms"
+    )
 
 
 if __name__ == "__main__":

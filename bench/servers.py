@@ -33,8 +33,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _http(method: str, url: str, data: bytes | None = None, headers: dict | None = None,
-          timeout: float = 10.0) -> tuple[int, dict, bytes]:
+def _http(
+    method: str, url: str, data: bytes | None = None, headers: dict | None = None, timeout: float = 10.0
+) -> tuple[int, dict, bytes]:
     req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
@@ -49,8 +50,15 @@ class Server:
     # One admin password per run: a database reused by a later server start keeps its admin.
     password = secrets.token_urlsafe(16)
 
-    def __init__(self, kind: str, label: str, workdir: Path, db_url: str | None = None,
-                 log_level: str | None = None, settings: dict[str, str] | None = None):
+    def __init__(
+        self,
+        kind: str,
+        label: str,
+        workdir: Path,
+        db_url: str | None = None,
+        log_level: str | None = None,
+        settings: dict[str, str] | None = None,
+    ):
         self.kind, self.label, self.db_url, self.log_level = kind, label, db_url, log_level
         self.settings = settings or {}  # ours: more OMR_TUS_* variables
         self.workdir = workdir
@@ -65,9 +73,14 @@ class Server:
         env = dict(os.environ)
         if self.kind == "ours":
             data_dir = self.workdir / "ours-data"
-            env.update(OMR_TUS_HOST="127.0.0.1", OMR_TUS_PORT=str(self.port), OMR_TUS_DATA_DIR=str(data_dir),
-                       OMR_TUS_STORE_DIR=str(self.store_dir), OMR_TUS_ADMIN_PASSWORD=self.password,
-                       OMR_TUS_WORKERS="0")  # the upload server alone; bench/omr.py measures the OMR workers
+            env.update(
+                OMR_TUS_HOST="127.0.0.1",
+                OMR_TUS_PORT=str(self.port),
+                OMR_TUS_DATA_DIR=str(data_dir),
+                OMR_TUS_STORE_DIR=str(self.store_dir),
+                OMR_TUS_ADMIN_PASSWORD=self.password,
+                OMR_TUS_WORKERS="0",
+            )  # the upload server alone; bench/omr.py measures the OMR workers
             if self.db_url:
                 env["OMR_TUS_DATABASE_URL"] = self.db_url
             if self.log_level:
@@ -75,28 +88,37 @@ class Server:
             env.update(self.settings)
             return [str(VENV_BIN / "omr-tus"), "serve"], env
         if self.kind == "raw":
-            return [sys.executable, str(BENCH / "raw_aiohttp.py"), "--port", str(self.port),
-                    "--dir", str(self.store_dir)], env
+            return [
+                sys.executable,
+                str(BENCH / "raw_aiohttp.py"),
+                "--port",
+                str(self.port),
+                "--dir",
+                str(self.store_dir),
+            ], env
         if self.kind == "node":
             return ["node", str(NODE_DIR / "server.mjs"), str(self.port), str(self.store_dir)], env
         raise ValueError(self.kind)
 
-    def start(self) -> "Server":
+    def start(self) -> Server:
         cmd, env = self.command()
         self.store_dir.mkdir(parents=True, exist_ok=True)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.workdir / f"{self.label}-{self.port}.log"
         log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True
+        )
         log.close()
         deadline = time.monotonic() + READY_TIMEOUT
         probe = "/healthz" if self.kind == "ours" else ("/" if self.kind == "raw" else "/files")
         method = "OPTIONS" if self.kind == "node" else "GET"
         while True:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.label} exited at start; see {self.log_path}:\n"
-                                   + self.log_path.read_text()[-3000:])
+                raise RuntimeError(
+                    f"{self.label} exited at start; see {self.log_path}:\n"
+                    + self.log_path.read_text()[-3000:]
+                )
             try:
                 status, _, _ = _http(method, self.base + probe, timeout=2)
                 if status < 500:
@@ -113,8 +135,12 @@ class Server:
     def _login(self) -> str:
         body = urllib.parse.urlencode({"username": "admin", "password": self.password}).encode()
         for _ in range(50):
-            status, _, data = _http("POST", self.base + "/api/auth/login", body,
-                                    {"Content-Type": "application/x-www-form-urlencoded"})
+            status, _, data = _http(
+                "POST",
+                self.base + "/api/auth/login",
+                body,
+                {"Content-Type": "application/x-www-form-urlencoded"},
+            )
             if status == 200:
                 return json.loads(data)["access_token"]
             time.sleep(0.1)  # the admin is created in on_startup, right before serving
@@ -161,8 +187,9 @@ class Server:
                     return path
         return self.store_dir / upload_id
 
-    def batch_sha256(self, upload_id: str | None = None, batch_id: str | None = None,
-                     timeout: float = 30.0) -> str | None:
+    def batch_sha256(
+        self, upload_id: str | None = None, batch_id: str | None = None, timeout: float = 30.0
+    ) -> str | None:
         """Ours: the sha256 the server recorded for a batch, found by its id (GET /api/batches/{id})
         or by its upload's id. It is filled in by the archive pass a moment after completion: poll."""
         path = f"/api/batches/{batch_id}" if batch_id else f"/api/batches?upload_id={upload_id}"
@@ -220,7 +247,7 @@ class RssSampler:
                 return
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> "RssSampler":
+    def __enter__(self) -> RssSampler:
         self.peak = self.rss()
         self._thread.start()
         return self
@@ -243,28 +270,64 @@ class RssSampler:
 
 def create_pg_database() -> tuple[str, str]:
     name = f"bench_{secrets.token_hex(4)}"
-    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "root", "-d", "test", "-v", "ON_ERROR_STOP=1", "-q",
-                    "-c", f"CREATE DATABASE {name}"], check=True, timeout=60)
+    subprocess.run(
+        [
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "root",
+            "-d",
+            "test",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-q",
+            "-c",
+            f"CREATE DATABASE {name}",
+        ],
+        check=True,
+        timeout=60,
+    )
     return name, f"postgresql+asyncpg://root@127.0.0.1:5432/{name}"
 
 
 def drop_pg_database(name: str) -> None:
-    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "root", "-d", "test", "-q",
-                    "-c", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], timeout=60)
+    subprocess.run(
+        [
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "root",
+            "-d",
+            "test",
+            "-q",
+            "-c",
+            f"DROP DATABASE IF EXISTS {name} WITH (FORCE)",
+        ],
+        timeout=60,
+    )
 
 
 def versions() -> dict[str, str]:
     out: dict[str, str] = {}
     import aiohttp
+
     out["python"] = sys.version.split()[0]
     out["aiohttp"] = aiohttp.__version__
     try:
-        out["omr-tus"] = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"],
-                                        capture_output=True, text=True, timeout=10).stdout.strip()
+        out["omr-tus"] = subprocess.run(
+            ["git", "-C", str(REPO), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     except OSError:
         out["omr-tus"] = "?"
     try:
-        out["node"] = subprocess.run(["node", "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
+        out["node"] = subprocess.run(
+            ["node", "--version"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
     except OSError:
         out["node"] = "missing"
     for pkg in ("server", "file-store"):
@@ -273,10 +336,14 @@ def versions() -> dict[str, str]:
     try:
         out["postgresql"] = subprocess.run(
             ["psql", "-h", "127.0.0.1", "-U", "root", "-d", "test", "-Atc", "SHOW server_version"],
-            capture_output=True, text=True, timeout=10).stdout.strip()
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     except OSError:
         out["postgresql"] = "?"
     import sqlite3
+
     out["sqlite"] = sqlite3.sqlite_version
     out["kernel"] = os.uname().release
     return out
@@ -291,8 +358,11 @@ def machine() -> dict[str, str]:
                 break
     except OSError:
         pass
-    return {"nproc": str(os.cpu_count()), "cpu": model,
-            "ram": f"{psutil.virtual_memory().total / 2**30:.1f} GiB"}
+    return {
+        "nproc": str(os.cpu_count()),
+        "cpu": model,
+        "ram": f"{psutil.virtual_memory().total / 2**30:.1f} GiB",
+    }
 
 
 class BusyMeter:

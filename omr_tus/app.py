@@ -8,7 +8,9 @@ import logging
 
 from aiohttp import web
 
-from .api import auth as auth_api, batches as batches_api, health, legacy, openapi, results, sheets, tasks, webpage
+from .api import auth as auth_api
+from .api import batches as batches_api
+from .api import health, legacy, openapi, results, sheets, tasks, webpage
 from .auth import Authenticator
 from .config import Settings
 from .db.engine import count_round_trips, make_engine
@@ -23,8 +25,8 @@ from .tus import handlers as tus
 from .uploads.archive import Archiver
 from .uploads.chunked import ChunkedUploads
 from .uploads.concat import Concatenation
-from .uploads.shared_locks import open_locks
 from .uploads.service import UploadService
+from .uploads.shared_locks import open_locks
 from .uploads.sweeper import Sweeper
 
 log = logging.getLogger("omr_tus.app")
@@ -61,10 +63,13 @@ def _database(run_migrations: bool):
             await migrate(engine)
         app[ENGINE] = engine
         app[REPO] = Repo(engine)
-        app[AUTH] = Authenticator(app[REPO], settings.secret_key, settings.token_ttl, settings.password_hash_threads)
+        app[AUTH] = Authenticator(
+            app[REPO], settings.secret_key, settings.token_ttl, settings.password_hash_threads
+        )
         yield
         await asyncio.to_thread(app[AUTH].close)
         await engine.dispose()
+
     return ctx
 
 
@@ -77,13 +82,22 @@ async def _uploads(app: web.Application):
         app[STORE], app[SERVICE], app[FILES] = stores.incoming, service, stores.files
         app[CHUNKED] = ChunkedUploads(service, stores.scratch)
         app[CONCAT] = Concatenation(service)
-        app[SWEEPER] = Sweeper(app[REPO], stores.incoming, stores.durable, stores.scratch,
-                               stale_after=max(600.0, 10 * settings.idle_timeout))
+        app[SWEEPER] = Sweeper(
+            app[REPO],
+            stores.incoming,
+            stores.durable,
+            stores.scratch,
+            stale_after=max(600.0, 10 * settings.idle_timeout),
+        )
         await archiver.recover()  # completed uploads first: their RAM-disk files are still needed
         service.spawn(_complete_unfinished(app))
         await app[SWEEPER].sweep()
-        log.info("store %s, durable storage %s, %s locks", _describe(settings), settings.durable_dir,
-                 "PostgreSQL" if not locks.local_only else "in-process")
+        log.info(
+            "store %s, durable storage %s, %s locks",
+            _describe(settings),
+            settings.durable_dir,
+            "PostgreSQL" if not locks.local_only else "in-process",
+        )
         yield
         await service.drain()
 

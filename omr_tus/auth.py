@@ -38,9 +38,16 @@ def _maxmem(n: int, r: int, p: int) -> int:
 
 def hash_password(password: str) -> str:
     salt = secrets.token_bytes(16)
-    key = hashlib.scrypt(password.encode(), salt=salt, maxmem=_maxmem(SCRYPT["n"], SCRYPT["r"], SCRYPT["p"]), **SCRYPT)
-    return "scrypt$%d$%d$%d$%s$%s" % (SCRYPT["n"], SCRYPT["r"], SCRYPT["p"],
-                                       base64.b64encode(salt).decode(), base64.b64encode(key).decode())
+    key = hashlib.scrypt(
+        password.encode(), salt=salt, maxmem=_maxmem(SCRYPT["n"], SCRYPT["r"], SCRYPT["p"]), **SCRYPT
+    )
+    return "scrypt$%d$%d$%d$%s$%s" % (
+        SCRYPT["n"],
+        SCRYPT["r"],
+        SCRYPT["p"],
+        base64.b64encode(salt).decode(),
+        base64.b64encode(key).decode(),
+    )
 
 
 def verify_password(password: str, stored: str) -> bool:
@@ -49,8 +56,15 @@ def verify_password(password: str, stored: str) -> bool:
         if scheme != "scrypt":
             return False
         expected = base64.b64decode(key)
-        actual = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p),
-                                dklen=len(expected), maxmem=_maxmem(int(n), int(r), int(p)))
+        actual = hashlib.scrypt(
+            password.encode(),
+            salt=base64.b64decode(salt),
+            n=int(n),
+            r=int(r),
+            p=int(p),
+            dklen=len(expected),
+            maxmem=_maxmem(int(n), int(r), int(p)),
+        )
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(actual, expected)
@@ -126,8 +140,10 @@ class LoginThrottle:
         start, most = rule
         free = start if free is None else free
         now = self.clock()
-        waits = [now - dt.timedelta(seconds=self._delay(n, start, most))
-                 for n in range(free, max(free, start + math.ceil(math.log2(most))) + 1)]
+        waits = [
+            now - dt.timedelta(seconds=self._delay(n, start, most))
+            for n in range(free, max(free, start + math.ceil(math.log2(most))) + 1)
+        ]
         return await self.repo.count_login_attempt(key, now, now - self.FORGET_AFTER, free, waits)
 
     async def _too_many(self, key: str, rule: tuple[int, float], what: str) -> errors.ServiceError:
@@ -136,13 +152,14 @@ class LoginThrottle:
         if row is not None:
             wait = self._delay(row.failures, *rule) - (self.clock() - row.last_failure).total_seconds()
         seconds = str(max(1, math.ceil(wait)))
-        return errors.TOO_MANY_REQUESTS(f"Too many failed logins {what}: try again in {seconds} s",
-                                        headers={"Retry-After": seconds})
+        return errors.TOO_MANY_REQUESTS(
+            f"Too many failed logins {what}: try again in {seconds} s", headers={"Retry-After": seconds}
+        )
 
     @staticmethod
     def _delay(failures: int, free: int, most: float) -> float:
         extra = failures - free
-        return 0.0 if extra < 0 else min(2.0 ** extra, most)
+        return 0.0 if extra < 0 else min(2.0**extra, most)
 
 
 def address_group(address: str) -> str:
@@ -178,7 +195,9 @@ class Authenticator:
         HASH_QUEUE logins are already in progress, or PER_ADDRESS from the same address."""
         group = address_group(address)
         if self._queued >= HASH_QUEUE or self._per_address.get(group, 0) >= PER_ADDRESS:
-            raise errors.UNAVAILABLE("Too many logins at once; retry in a moment", headers={"Retry-After": "1"})
+            raise errors.UNAVAILABLE(
+                "Too many logins at once; retry in a moment", headers={"Retry-After": "1"}
+            )
         self._queued += 1
         self._per_address[group] = self._per_address.get(group, 0) + 1
         try:
@@ -193,15 +212,24 @@ class Authenticator:
     async def _login(self, username: str, password: str, address: str) -> dict:
         await self.throttle.enter(username, address)
         user = await self.repo.user_by_name(username)
-        stored = user.password_hash if user else await self._hashing(_dummy_hash, SCRYPT["n"], SCRYPT["r"], SCRYPT["p"])
+        stored = (
+            user.password_hash
+            if user
+            else await self._hashing(_dummy_hash, SCRYPT["n"], SCRYPT["r"], SCRYPT["p"])
+        )
         if not await self._hashing(verify_password, password, stored) or user is None:
             raise errors.UNAUTHORIZED("Incorrect username or password")
         await self.throttle.succeeded(username, address)
         if outdated(user.password_hash):
-            await self.repo.rehash_password(user.id, user.password_hash, await self._hashing(hash_password, password))
+            await self.repo.rehash_password(
+                user.id, user.password_hash, await self._hashing(hash_password, password)
+            )
         now = int(time.time())
-        token = jwt.encode({"sub": str(user.id), "ver": user.token_version, "iat": now, "exp": now + self.ttl},
-                           self.secret, algorithm="HS256")
+        token = jwt.encode(
+            {"sub": str(user.id), "ver": user.token_version, "iat": now, "exp": now + self.ttl},
+            self.secret,
+            algorithm="HS256",
+        )
         return {"access_token": token, "token_type": "bearer", "expires_in": self.ttl}
 
     async def _hashing(self, fn, *args):

@@ -29,17 +29,23 @@ def main(argv: list[str] | None = None) -> int:
     serve = sub.add_parser("serve", help="run the server (applies pending migrations first)")
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8000)")
-    serve.add_argument("--dev", action="store_true",
-                       help="development mode: if there is no user yet, create 'admin' with a generated "
-                            "password and print it")
+    serve.add_argument(
+        "--dev",
+        action="store_true",
+        help="development mode: if there is no user yet, create 'admin' with a generated "
+        "password and print it",
+    )
     sub.add_parser("migrate", help="apply the database migrations")
     worker = sub.add_parser("worker", help="run OMR worker processes (on this or another machine)")
     worker.add_argument("--processes", type=int, default=1, help="how many worker processes (default 1)")
-    sheets = sub.add_parser("sheets", help="printable answer sheets").add_subparsers(dest="sheets_command",
-                                                                                     required=True)
+    sheets = sub.add_parser("sheets", help="printable answer sheets").add_subparsers(
+        dest="sheets_command", required=True
+    )
     render = sheets.add_parser("render", help="one sheet per student, from the task's registered template")
     render.add_argument("--task", required=True, help="the 8-digit task id")
-    render.add_argument("--students", required=True, type=Path, help="CSV whose first column is the student id")
+    render.add_argument(
+        "--students", required=True, type=Path, help="CSV whose first column is the student id"
+    )
     render.add_argument("--out", required=True, type=Path, help="sheets.pdf, or sheet.png for PNG files")
     users = sub.add_parser("users", help="manage users").add_subparsers(dest="users_command", required=True)
     create = users.add_parser("create", help="create a user; the password is read from stdin or a prompt")
@@ -149,11 +155,14 @@ async def bootstrap_admin(repo, dev: bool) -> None:
     elif dev:
         password = secrets.token_urlsafe(12)
         await create_user(repo, username, password, admin=True)
-        print(f"\n  development mode: created admin user {username!r} with password {password!r}\n",
-              flush=True)
+        print(
+            f"\n  development mode: created admin user {username!r} with password {password!r}\n", flush=True
+        )
     else:
-        log.warning("no users yet: create one with 'omr-tus users create NAME --admin' "
-                    "or start with OMR_TUS_ADMIN_PASSWORD set")
+        log.warning(
+            "no users yet: create one with 'omr-tus users create NAME --admin' "
+            "or start with OMR_TUS_ADMIN_PASSWORD set"
+        )
 
 
 def _serve(settings: Settings, dev: bool) -> int:
@@ -199,10 +208,13 @@ async def _run_until_signalled(app: web.Application, settings: Settings) -> None
         await stop.wait()
         await site.stop()
         counters = app[METRICS]
-        log.info("stopping: %d requests in flight get up to %.0f s to finish", counters.in_flight,
-                 settings.shutdown_timeout)
+        log.info(
+            "stopping: %d requests in flight get up to %.0f s to finish",
+            counters.in_flight,
+            settings.shutdown_timeout,
+        )
         deadline = time.monotonic() + settings.shutdown_timeout
-        while counters.in_flight and time.monotonic() < deadline:
+        while counters.in_flight and time.monotonic() < deadline:  # noqa: ASYNC110 -- a counter, not an event
             await asyncio.sleep(0.05)
     finally:
         await runner.cleanup()

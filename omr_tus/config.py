@@ -55,7 +55,7 @@ class Settings:
         return self.data_dir / "files"
 
     @classmethod
-    def load(cls, env: dict[str, str] | None = None, **overrides) -> "Settings":
+    def load(cls, env: dict[str, str] | None = None, **overrides) -> Settings:
         env = dict(os.environ if env is None else env)
         raw = tomllib.loads(DEFAULTS_FILE.read_text(encoding="utf-8"))
         for key in raw:
@@ -65,7 +65,7 @@ class Settings:
         return cls._resolve(raw, env)
 
     @classmethod
-    def _resolve(cls, raw: dict, env: dict[str, str]) -> "Settings":
+    def _resolve(cls, raw: dict, env: dict[str, str]) -> Settings:
         data_dir = Path(raw["data_dir"] or _xdg_data_home(env) / "omr-tus").expanduser()
         database_url = raw["database_url"] or f"sqlite+aiosqlite:///{data_dir / 'omr-tus.db'}"
         store_dir = Path(raw["store_dir"]).expanduser() if raw["store_dir"] else _default_store_dir(data_dir)
@@ -114,10 +114,13 @@ def _default_store_dir(data_dir: Path) -> Path:
 
 def async_url(url: str) -> str:
     """Accept plain postgresql:// and sqlite:// URLs and pick the async driver for them."""
-    for plain, driver in (("postgresql://", "postgresql+asyncpg://"), ("postgres://", "postgresql+asyncpg://"),
-                          ("sqlite://", "sqlite+aiosqlite://")):
+    for plain, driver in (
+        ("postgresql://", "postgresql+asyncpg://"),
+        ("postgres://", "postgresql+asyncpg://"),
+        ("sqlite://", "sqlite+aiosqlite://"),
+    ):
         if url.startswith(plain):
-            return driver + url[len(plain):]
+            return driver + url[len(plain) :]
     return url
 
 

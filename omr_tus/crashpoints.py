@@ -10,9 +10,9 @@ import signal
 
 POINTS = (
     "completed",  # the upload is marked complete (and its batch made); nothing after it has run
-    "copied",     # the durable copy's bytes are written and fsynced under a temporary name
-    "renamed",    # the durable copy has its final name, directory fsynced; the database not told yet
-    "recorded",   # the database says durable, with the sha256; the RAM-disk copy is not deleted yet
+    "copied",  # the durable copy's bytes are written and fsynced under a temporary name
+    "renamed",  # the durable copy has its final name, directory fsynced; the database not told yet
+    "recorded",  # the database says durable, with the sha256; the RAM-disk copy is not deleted yet
 )
 ENV = "OMR_TUS_CRASH_AT"
 _AT = os.environ.get(ENV) or None

@@ -15,8 +15,11 @@ HELP = {
     "received_bytes_total": ("counter", "Upload bytes written to the store (tus and legacy chunks)"),
     "uploads_total": ("counter", "Upload events: created, finished, terminated, expired"),
     "lock_waits_total": ("counter", "Upload lock acquisitions that had to wait for another request"),
-    "db_round_trips_total": ("counter", "Round trips to the database by kind: statement, begin, commit, "
-                             "rollback, and lock (advisory locks across nodes)"),
+    "db_round_trips_total": (
+        "counter",
+        "Round trips to the database by kind: statement, begin, commit, "
+        "rollback, and lock (advisory locks across nodes)",
+    ),
     "requests_in_flight": ("gauge", "Requests being handled by this process"),
     "active_uploads": ("gauge", "Incomplete uploads (all nodes)"),
     "sheets": ("gauge", "Sheets by status (all workers)"),

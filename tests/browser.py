@@ -23,8 +23,16 @@ from .conftest import missing_part
 REPO = Path(__file__).resolve().parents[1]
 WEB = REPO / "web"
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 VIEWPORT = {"width": 1400, "height": 950}
 
 
@@ -37,7 +45,9 @@ def screenshots_dir() -> Path:
 
 def need_browser() -> None:
     if not os.access(CHROMIUM, os.X_OK):
-        missing_part(f"{CHROMIUM} is missing: the browser tests need Debian's chromium (./dev test installs it as root)")
+        missing_part(
+            f"{CHROMIUM} is missing: the browser tests need Debian's chromium (./dev test installs it as root)"
+        )
     try:
         import playwright.async_api  # noqa: F401
     except ImportError:
@@ -53,7 +63,9 @@ def _build_web() -> None:
         missing_part("Node.js (node, npm) is missing: the web page cannot be built for the browser tests")
     if not (WEB / "node_modules" / "esbuild").is_dir():
         missing_part("web/node_modules is missing: run `npm ci --prefix web` (./dev test does)")
-    proc = subprocess.run([npm, "run", "--silent", "build"], cwd=WEB, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [npm, "run", "--silent", "build"], cwd=WEB, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, f"npm run build failed:\n{proc.stdout}\n{proc.stderr}"
 
 
@@ -67,8 +79,9 @@ class Pages:
         self.contexts: list = []
 
     async def new_page(self, **options):
-        context = await self.browser.new_context(base_url=self.base_url, viewport=VIEWPORT, accept_downloads=True,
-                                                 **options)
+        context = await self.browser.new_context(
+            base_url=self.base_url, viewport=VIEWPORT, accept_downloads=True, **options
+        )
         context.set_default_timeout(20_000)
         self.contexts.append(context)
         page = await context.new_page()
@@ -81,7 +94,9 @@ async def open_browser(base_url: str):
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        browser = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
         pages = Pages(browser, base_url)
         try:
             yield pages
@@ -136,9 +151,11 @@ async def upload_file(page, path: Path, timeout: float = 600.0, ready=None) -> t
 
 def upload_through_page(base_url: str, username: str, password: str, path: Path) -> tuple[float, str]:
     """bench/clients.py: one upload through the web page in a fresh headless chromium."""
+
     async def run():
         async with open_browser(base_url) as browser:
             page = await browser.new_page()
             await login(page, username, password)
             return await upload_file(page, path)
+
     return asyncio.run(run())

@@ -23,7 +23,9 @@ ADMIN_PASSWORD = "cluster admin password"
 class Process:
     """One omr-tus process with its own data dir and log."""
 
-    def __init__(self, name: str, args: list[str], env: dict[str, str], workdir: Path, port: int | None = None):
+    def __init__(
+        self, name: str, args: list[str], env: dict[str, str], workdir: Path, port: int | None = None
+    ):
         self.name, self.args, self.env, self.port = name, args, env, port
         self.log = workdir / f"{name}.log"
         self.proc: subprocess.Popen | None = None
@@ -34,8 +36,13 @@ class Process:
 
     def start(self) -> None:
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "omr_tus", *self.args], env=self.env, stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "omr_tus", *self.args],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -68,30 +75,58 @@ class Process:
 
 
 class Cluster:
-    def __init__(self, workdir: Path, database_url: str, store: dict[str, str], nodes: int = 2, workers: int = 2,
-                 extra_env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        workdir: Path,
+        database_url: str,
+        store: dict[str, str],
+        nodes: int = 2,
+        workers: int = 2,
+        extra_env: dict[str, str] | None = None,
+    ):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         base = {k: v for k, v in os.environ.items() if not k.startswith("OMR_TUS_")}
         base.update({f"OMR_TUS_{k.upper()}": v for k, v in store.items()})
-        base.update(OMR_TUS_DATABASE_URL=database_url, OMR_TUS_SECRET_KEY="cluster-" + secrets.token_hex(24),
-                    OMR_TUS_ADMIN_PASSWORD=ADMIN_PASSWORD, OMR_TUS_WORKERS="0", OMR_TUS_HOST="127.0.0.1",
-                    OMR_TUS_TRUST_PROXY_HEADERS="true",  # behind nginx, as deploy/nginx.conf says
-                    **(extra_env or {}))
+        base.update(
+            OMR_TUS_DATABASE_URL=database_url,
+            OMR_TUS_SECRET_KEY="cluster-" + secrets.token_hex(24),
+            OMR_TUS_ADMIN_PASSWORD=ADMIN_PASSWORD,
+            OMR_TUS_WORKERS="0",
+            OMR_TUS_HOST="127.0.0.1",
+            OMR_TUS_TRUST_PROXY_HEADERS="true",  # behind nginx, as deploy/nginx.conf says
+            **(extra_env or {}),
+        )
+
         def data_dir(name: str) -> dict[str, str]:  # a node's own, unless the store shares one
             return {} if "data_dir" in store else {"OMR_TUS_DATA_DIR": str(self.workdir / name)}
 
-        self.nodes = [Process(f"node{i}", ["serve"], dict(base, OMR_TUS_PORT=str(port), **data_dir(f"node{i}")),
-                              self.workdir, port) for i, port in enumerate(free_ports(nodes))]
-        self.workers = [Process(f"worker{i}", ["worker"], dict(base, OMR_TUS_LOG_LEVEL="DEBUG", **data_dir(f"worker{i}")),
-                                self.workdir) for i in range(workers)]
+        self.nodes = [
+            Process(
+                f"node{i}",
+                ["serve"],
+                dict(base, OMR_TUS_PORT=str(port), **data_dir(f"node{i}")),
+                self.workdir,
+                port,
+            )
+            for i, port in enumerate(free_ports(nodes))
+        ]
+        self.workers = [
+            Process(
+                f"worker{i}",
+                ["worker"],
+                dict(base, OMR_TUS_LOG_LEVEL="DEBUG", **data_dir(f"worker{i}")),
+                self.workdir,
+            )
+            for i in range(workers)
+        ]
         self.nginx = Nginx(self.workdir / "nginx", [f"127.0.0.1:{n.port}" for n in self.nodes])
 
     @property
     def url(self) -> str:
         return self.nginx.url
 
-    def start(self) -> "Cluster":
+    def start(self) -> Cluster:
         try:
             self.nodes[0].start()  # alone first: it runs the migrations and creates the admin
             self.nodes[0].wait_ready()

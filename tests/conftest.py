@@ -30,8 +30,11 @@ PASSWORD = "correct horse battery"
 
 def omr_samples() -> Path | None:
     """OMRChecker's public samples (shared/omr-samples beside the checkout, or OMR_TUS_SAMPLES)."""
-    candidates = [os.environ.get("OMR_TUS_SAMPLES"), Path(__file__).resolve().parents[2] / "shared" / "omr-samples",
-                  "/work/shared/omr-samples"]
+    candidates = [
+        os.environ.get("OMR_TUS_SAMPLES"),
+        Path(__file__).resolve().parents[2] / "shared" / "omr-samples",
+        "/work/shared/omr-samples",
+    ]
     return next((Path(c) for c in candidates if c and Path(c).is_dir()), None)
 
 
@@ -94,14 +97,25 @@ async def _truncate(url: str) -> None:
         async with engine.begin() as conn:
             exists = (await conn.execute(text("SELECT to_regclass('public.users')"))).scalar()
             if exists:
-                await conn.execute(text("TRUNCATE users, uploads, upload_chunks, upload_parts, batches, tasks, sheets, answers, login_failures, login_addresses RESTART IDENTITY CASCADE"))
+                await conn.execute(
+                    text(
+                        "TRUNCATE users, uploads, upload_chunks, upload_parts, batches, tasks, sheets, answers, login_failures, login_addresses RESTART IDENTITY CASCADE"
+                    )
+                )
     finally:
         await engine.dispose()
 
 
 def make_settings(tmp_path, database_url, **overrides) -> Settings:
-    values = dict(data_dir=str(tmp_path / "data"), store_dir=str(tmp_path / "store"), database_url=database_url,
-                  janitor_interval=3600, secret_key="test-secret-" + "x" * 32, cors_origins="*", workers=0)
+    values = dict(
+        data_dir=str(tmp_path / "data"),
+        store_dir=str(tmp_path / "store"),
+        database_url=database_url,
+        janitor_interval=3600,
+        secret_key="test-secret-" + "x" * 32,
+        cors_origins="*",
+        workers=0,
+    )
     values.update(overrides)
     return Settings.load(env={}, **values)
 
@@ -134,9 +148,11 @@ async def api(client):
 @pytest.fixture
 def api_with(aiohttp_client, tmp_path, database_url):
     """An `api` on a server with other settings: `await api_with(idle_timeout=0.3)`."""
+
     async def make(**overrides) -> Api:
         client = await aiohttp_client(create_app(make_settings(tmp_path, database_url, **overrides)))
         return await users_and_tokens(client)
+
     return make
 
 

@@ -33,8 +33,9 @@ class Api:
     def tus(self, user: str = "alice", **extra: str) -> dict[str, str]:
         return {**TUS, **self.auth(user), **extra}
 
-    async def create(self, length: int | None = None, meta: dict[str, str] | None = None, user: str = "alice",
-                     **extra: str) -> str:
+    async def create(
+        self, length: int | None = None, meta: dict[str, str] | None = None, user: str = "alice", **extra: str
+    ) -> str:
         """Creates an upload and returns its path (/files/<id>)."""
         headers = self.tus(user, **extra)
         if length is None:

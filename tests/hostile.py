@@ -25,8 +25,17 @@ def tiff_frames(sizes: list[tuple[int, int]], pixels: bytes = b"\x00") -> bytes:
     for i, (w, h) in enumerate(sizes):
         following = first + (i + 1) * ifd_size if i + 1 < len(sizes) else 0
         out += struct.pack("<H", 9)
-        for tag, kind, value in ((256, 4, w), (257, 4, h), (258, 3, 8), (259, 3, 1), (262, 3, 1), (273, 4, 8),
-                                 (277, 3, 1), (278, 4, h), (279, 4, w * h)):
+        for tag, kind, value in (
+            (256, 4, w),
+            (257, 4, h),
+            (258, 3, 8),
+            (259, 3, 1),
+            (262, 3, 1),
+            (273, 4, 8),
+            (277, 3, 1),
+            (278, 4, h),
+            (279, 4, w * h),
+        ):
             out += struct.pack("<HHII" if kind == 4 else "<HHIHxx", tag, kind, 1, value)
         out += struct.pack("<I", following)
     return bytes(out)
@@ -51,8 +60,9 @@ def many_entries_zip(count: int) -> bytes:
     return out.getvalue()
 
 
-def zip_with(entries: dict[str, bytes], *, flag: dict[str, int] | None = None,
-             method: dict[str, int] | None = None) -> bytes:
+def zip_with(
+    entries: dict[str, bytes], *, flag: dict[str, int] | None = None, method: dict[str, int] | None = None
+) -> bytes:
     """A stored ZIP whose named entries get general-purpose flag bits set (1: encrypted) or
     another compression method (9: deflate64), in both the local and the central header:
     what `zip -e` or Windows' deflate64 write, without needing either."""
@@ -66,7 +76,7 @@ def zip_with(entries: dict[str, bytes], *, flag: dict[str, int] | None = None,
         at = data.find(signature)
         while at >= 0:
             (length,) = struct.unpack_from("<H", data, at + name_len_at)
-            name = bytes(data[at + fixed:at + fixed + length]).decode()
+            name = bytes(data[at + fixed : at + fixed + length]).decode()
             if name in flag:
                 (bits,) = struct.unpack_from("<H", data, at + flags_at)
                 struct.pack_into("<H", data, at + flags_at, bits | flag[name])
@@ -85,14 +95,22 @@ def small_png(value: int = 200) -> bytes:
 def nested_forms_pdf(levels: int = 8, fan: int = 20) -> bytes:
     """A one-page PDF of about 4 KB whose page draws a form XObject that draws the one below it
     `fan` times, `levels` deep: fan ** levels rectangles, hours of rendering for pdfium."""
-    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-               b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources << /XObject << /X %d 0 R >> >>"
-               b" /Contents 4 0 R >>" % (4 + levels), _stream(b"", b"q /X Do Q")]
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources << /XObject << /X %d 0 R >> >>"
+        b" /Contents 4 0 R >>" % (4 + levels),
+        _stream(b"", b"q /X Do Q"),
+    ]
     for level in range(levels):
         draws = b" ".join(b"q 1 0 0 1 %d %d cm /X Do Q" % (i % 7, i // 7) for i in range(fan))
         resources = b"/Resources << /XObject << /X %d 0 R >> >>" % (4 + level) if level else b""
-        objects.append(_stream(b"/Type /XObject /Subtype /Form /BBox [0 0 600 850] " + resources,
-                               draws if level else b"0 0 1 1 re f"))
+        objects.append(
+            _stream(
+                b"/Type /XObject /Subtype /Form /BBox [0 0 600 850] " + resources,
+                draws if level else b"0 0 1 1 re f",
+            )
+        )
     out, offsets = bytearray(b"%PDF-1.4\n"), []
     for number, body in enumerate(objects, 1):
         offsets.append(len(out))

@@ -33,6 +33,7 @@ TUS = {"Tus-Resumable": "1.0.0"}
 class Patch:
     """One PATCH as the server saw it: the offset asked for, the body length declared,
     the status and offset answered."""
+
     upload_id: str
     offset: int | None
     length: int | None
@@ -56,7 +57,9 @@ class Live:
 
     async def head_offset(self, url: str) -> int:
         async with aiohttp.ClientSession() as s:
-            async with s.head(url, headers={**TUS, **self.headers}, timeout=aiohttp.ClientTimeout(total=10)) as r:
+            async with s.head(
+                url, headers={**TUS, **self.headers}, timeout=aiohttp.ClientTimeout(total=10)
+            ) as r:
                 assert r.status == 200, r.status
                 return int(r.headers["Upload-Offset"])
 
@@ -66,8 +69,12 @@ class Live:
         deadline = loop.time() + timeout
         async with aiohttp.ClientSession() as s:
             while True:
-                async with s.get(self.server.make_url("/api/batches"), params={"upload_id": upload_id},
-                                 headers=self.headers, timeout=aiohttp.ClientTimeout(total=10)) as r:
+                async with s.get(
+                    self.server.make_url("/api/batches"),
+                    params={"upload_id": upload_id},
+                    headers=self.headers,
+                    timeout=aiohttp.ClientTimeout(total=10),
+                ) as r:
                     assert r.status == 200, (r.status, await r.text())
                     batches = (await r.json())["batches"]
                 assert len(batches) <= 1, batches
@@ -94,8 +101,13 @@ def _recorder(live_box: list[Live]):
     async def record_patches(request: web.Request, handler):
         if request.method != "PATCH":
             return await handler(request)
-        patch = Patch(upload_id_of(request.path), _int(request.headers.get("Upload-Offset")),
-                      request.content_length, None, None)
+        patch = Patch(
+            upload_id_of(request.path),
+            _int(request.headers.get("Upload-Offset")),
+            request.content_length,
+            None,
+            None,
+        )
         live_box[0].patches.append(patch)
         try:
             response = await handler(request)
@@ -105,6 +117,7 @@ def _recorder(live_box: list[Live]):
         patch.status = response.status
         patch.new_offset = _int(response.headers.get("Upload-Offset"))
         return response
+
     return record_patches
 
 
@@ -123,8 +136,11 @@ async def live(aiohttp_server, settings) -> Live:
     server = await aiohttp_server(app)
     await auth.create_user(server.app[REPO], "alice", PASSWORD)
     async with aiohttp.ClientSession() as s:
-        async with s.post(server.make_url("/api/auth/login"), data={"username": "alice", "password": PASSWORD},
-                          timeout=aiohttp.ClientTimeout(total=10)) as r:
+        async with s.post(
+            server.make_url("/api/auth/login"),
+            data={"username": "alice", "password": PASSWORD},
+            timeout=aiohttp.ClientTimeout(total=10),
+        ) as r:
             assert r.status == 200, await r.text()
             token = (await r.json())["access_token"]
     box.append(Live(server, token))

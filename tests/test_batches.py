@@ -15,13 +15,28 @@ async def complete(api, data: bytes, user="alice", **meta) -> tuple[str, str]:
 async def test_batch_fields_and_progress(api):
     upload_id, batch_id = await complete(api, b"abcdef", upload_type="zip_no_qr", task_id="11600111")
     batch = await api.batch(batch_id)
-    assert batch == {**batch, "batch_id": batch_id, "upload_id": upload_id, "filename": "f.zip", "size": 6,
-                     "sha256": hashlib.sha256(b"abcdef").hexdigest(), "upload_type": "zip_no_qr",
-                     "task_id": "11600111", "status": "uploaded", "total_sheets": 0}
+    assert batch == {
+        **batch,
+        "batch_id": batch_id,
+        "upload_id": upload_id,
+        "filename": "f.zip",
+        "size": 6,
+        "sha256": hashlib.sha256(b"abcdef").hexdigest(),
+        "upload_type": "zip_no_qr",
+        "task_id": "11600111",
+        "status": "uploaded",
+        "total_sheets": 0,
+    }
     assert batch["created_at"].endswith("+00:00")
     progress = await api.get_json(f"/api/batches/{batch_id}/progress")
-    assert progress == {"batch_id": batch_id, "status": "uploaded", "total_sheets": 0, "processed_sheets": 0,
-                        "failed_sheets": 0, "progress_percentage": 0.0}
+    assert progress == {
+        "batch_id": batch_id,
+        "status": "uploaded",
+        "total_sheets": 0,
+        "processed_sheets": 0,
+        "failed_sheets": 0,
+        "progress_percentage": 0.0,
+    }
 
 
 async def test_owner_isolation_and_admin(api):
@@ -38,7 +53,9 @@ async def test_owner_isolation_and_admin(api):
 
 async def test_filters_and_pagination(api):
     ids = {}
-    for i, (kind, task) in enumerate([("zip_with_qr", None), ("zip_no_qr", "11600111"), ("images", "22200222")]):
+    for i, (kind, task) in enumerate(
+        [("zip_with_qr", None), ("zip_no_qr", "11600111"), ("images", "22200222")]
+    ):
         meta = {"upload_type": kind, **({"task_id": task} if task else {})}
         ids[kind] = await complete(api, bytes([i]) * 3, **meta)
     by_type = await api.get_json("/api/batches?upload_type=images")
@@ -54,14 +71,17 @@ async def test_filters_and_pagination(api):
     assert {b["batch_id"] for b in page1["batches"] + page2["batches"]} == {v[1] for v in ids.values()}
 
 
-@pytest.mark.parametrize("query,detail", [
-    ("status=done", "status must be one of"),
-    ("upload_type=pdf", "upload_type must be one of"),
-    ("limit=0", "limit must be between 1 and 500"),
-    ("limit=abc", "limit must be an integer"),
-    ("offset=-5", "offset must be between"),
-    ("task_id=1%002", "NUL character"),
-])
+@pytest.mark.parametrize(
+    "query,detail",
+    [
+        ("status=done", "status must be one of"),
+        ("upload_type=pdf", "upload_type must be one of"),
+        ("limit=0", "limit must be between 1 and 500"),
+        ("limit=abc", "limit must be an integer"),
+        ("offset=-5", "offset must be between"),
+        ("task_id=1%002", "NUL character"),
+    ],
+)
 async def test_bad_query_is_400_with_detail(api, query, detail):
     body = await api.get_json(f"/api/batches?{query}", status=400)
     assert detail in body["detail"]

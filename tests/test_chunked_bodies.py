@@ -29,7 +29,7 @@ import json
 import random
 import subprocess
 import sys
-from typing import Callable
+from collections.abc import Callable
 from unittest import mock
 
 import aiohttp
@@ -59,6 +59,7 @@ COMPLETE = {3: ("Upload-Incomplete", "?0"), **{v: ("Upload-Complete", "?1") for 
 
 
 # -- the server, a re-segmenting relay and a CPU burner ------------------------------------------
+
 
 @dataclasses.dataclass
 class Target:
@@ -92,13 +93,15 @@ async def start_target(settings) -> tuple[Target, Callable]:
         if request.body_exists and request.path != "/api/auth/login":
             bodies.append(request.headers.get("Transfer-Encoding"))
         return await handler(request)
+
     app.middlewares.insert(0, record)
     server = ServeLikeServer(app, host="127.0.0.1")
     await server.start_server()
     await auth.create_user(server.app[REPO], "alice", PASSWORD)
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=RUN_TIMEOUT))
-    async with session.post(f"http://127.0.0.1:{server.port}/api/auth/login",
-                            data={"username": "alice", "password": PASSWORD}) as resp:
+    async with session.post(
+        f"http://127.0.0.1:{server.port}/api/auth/login", data={"username": "alice", "password": PASSWORD}
+    ) as resp:
         assert resp.status == 200, await resp.text()
         token = (await resp.json())["access_token"]
     relay = await asyncio.start_server(lambda r, w: _relay(r, w, server.port), "127.0.0.1", 0)
@@ -107,6 +110,7 @@ async def start_target(settings) -> tuple[Target, Callable]:
         relay.close()
         await session.close()
         await server.close()
+
     return Target(server, token, session, relay.sockets[0].getsockname()[1], bodies), close
 
 
@@ -161,8 +165,13 @@ def cpu_burner(on: bool, seconds: float = 30):
     if not on:
         yield
         return
-    proc = subprocess.Popen([sys.executable, "-c", "import time\nend = time.monotonic() + %f\n"
-                             "while time.monotonic() < end: pass" % seconds])
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time\nend = time.monotonic() + %f\nwhile time.monotonic() < end: pass" % seconds,
+        ]
+    )
     try:
         yield
     finally:
@@ -171,6 +180,7 @@ def cpu_burner(on: bool, seconds: float = 30):
 
 
 # -- bodies and the clients that send them -------------------------------------------------------
+
 
 @dataclasses.dataclass
 class Reply:
@@ -183,33 +193,57 @@ def pieces(data: bytes, sizes: list[int]) -> list[bytes]:
     """`data` cut into pieces of the given sizes, cycled."""
     out, at, i = [], 0, 0
     while at < len(data):
-        out.append(data[at:at + sizes[i % len(sizes)]])
+        out.append(data[at : at + sizes[i % len(sizes)]])
         at += sizes[i % len(sizes)]
         i += 1
     return out
 
 
-async def send_aiohttp(target: Target, method: str, path: str, headers: dict[str, str], chunks: list[bytes],
-                       relayed: bool) -> Reply:
+async def send_aiohttp(
+    target: Target, method: str, path: str, headers: dict[str, str], chunks: list[bytes], relayed: bool
+) -> Reply:
     async def gen():
         for chunk in chunks:
             yield chunk
-    async with target.session.request(method, target.url(path, relayed), data=gen(),
-                                      headers={**target.auth, **headers}) as resp:
+
+    async with target.session.request(
+        method, target.url(path, relayed), data=gen(), headers={**target.auth, **headers}
+    ) as resp:
         return Reply(resp.status, {k.lower(): v for k, v in resp.headers.items()}, await resp.text())
 
 
-async def send_curl(target: Target, method: str, path: str, headers: dict[str, str], chunks: list[bytes],
-                    relayed: bool) -> Reply:
+async def send_curl(
+    target: Target, method: str, path: str, headers: dict[str, str], chunks: list[bytes], relayed: bool
+) -> Reply:
     """`curl -T -` with the body fed through its stdin, a write per piece. curl makes a chunk of
     what the pipe holds when it reads, so the first 16 pieces and every piece of 4 KiB or more
     are given a moment alone (the first chunks are as small as the pieces: 1 byte and up)."""
-    args = ["curl", "-sS", "--http1.1", "-X", method, "-T", "-", "-D", "-", "-o", "/dev/stderr",
-            "-H", "Expect:", "-m", str(RUN_TIMEOUT)]
+    args = [
+        "curl",
+        "-sS",
+        "--http1.1",
+        "-X",
+        method,
+        "-T",
+        "-",
+        "-D",
+        "-",
+        "-o",
+        "/dev/stderr",
+        "-H",
+        "Expect:",
+        "-m",
+        str(RUN_TIMEOUT),
+    ]
     for name, value in {**target.auth, **headers}.items():
         args += ["-H", f"{name}: {value}"]
-    proc = await asyncio.create_subprocess_exec(*args, target.url(path, relayed), stdin=asyncio.subprocess.PIPE,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    proc = await asyncio.create_subprocess_exec(
+        *args,
+        target.url(path, relayed),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
 
     async def feed():
         for n, chunk in enumerate(chunks):
@@ -218,6 +252,7 @@ async def send_curl(target: Target, method: str, path: str, headers: dict[str, s
             if n < 16 or len(chunk) >= 4 * KiB:
                 await asyncio.sleep(0.002)
         proc.stdin.close()
+
     _, (out, err) = await asyncio.gather(feed(), proc.communicate())
     assert proc.returncode == 0, err.decode(errors="replace")[-2000:]
     status, hdrs = _last_head(out.decode("latin-1"))
@@ -232,12 +267,14 @@ def _last_head(raw: str) -> tuple[int, dict[str, str]]:
 
 def _head(raw: str) -> tuple[int, dict[str, str]]:
     lines = raw.strip().split("\r\n")
-    return int(lines[0].split(" ")[1]), {k.strip().lower(): v.strip() for k, _, v in
-                                         (line.partition(":") for line in lines[1:] if line)}
+    return int(lines[0].split(" ")[1]), {
+        k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)
+    }
 
 
-async def send_raw(target: Target, method: str, path: str, headers: dict[str, str], chunks: list[bytes],
-                   relayed: bool) -> Reply:
+async def send_raw(
+    target: Target, method: str, path: str, headers: dict[str, str], chunks: list[bytes], relayed: bool
+) -> Reply:
     """A raw socket that writes each chunk's size line in two pieces (sometimes with a chunk
     extension), its data and its closing CRLF separately, each given time to arrive alone,
     and ends with a trailer field now and then."""
@@ -259,13 +296,17 @@ async def send_raw(target: Target, method: str, path: str, headers: dict[str, st
         writer.close()
 
 
-async def open_chunked(target: Target, method: str, path: str, headers: dict[str, str],
-                       port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def open_chunked(
+    target: Target, method: str, path: str, headers: dict[str, str], port: int
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """A connection with a request head sent that announces a chunked body."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     head = {"Host": "omr.test", "Transfer-Encoding": "chunked", **target.auth, **headers}
-    writer.write(f"{method} {path} HTTP/1.1\r\n".encode() +
-                 "".join(f"{k}: {v}\r\n" for k, v in head.items()).encode() + b"\r\n")
+    writer.write(
+        f"{method} {path} HTTP/1.1\r\n".encode()
+        + "".join(f"{k}: {v}\r\n" for k, v in head.items()).encode()
+        + b"\r\n"
+    )
     return reader, writer
 
 
@@ -284,6 +325,7 @@ SENDERS = {"aiohttp": send_aiohttp, "curl": send_curl, "raw": send_raw}
 
 # -- the protocols ---------------------------------------------------------------------------------
 
+
 async def stored_sha256(target: Target, upload_id: str) -> str:
     """The sha256 of the completed upload as the server hands it back."""
     resp = await target.request("GET", f"/files/{upload_id}")
@@ -294,10 +336,16 @@ async def stored_sha256(target: Target, upload_id: str) -> str:
     return digest.hexdigest()
 
 
-async def tus_upload(target: Target, send, data: bytes, sizes: list[int], relayed: bool, run: int) -> tuple[str, str]:
+async def tus_upload(
+    target: Target, send, data: bytes, sizes: list[int], relayed: bool, run: int
+) -> tuple[str, str]:
     """One tus PATCH with a chunked body, or (every third run) creation-with-upload."""
     octet = {"Tus-Resumable": "1.0.0", "Content-Type": "application/offset+octet-stream"}
-    create = {"Tus-Resumable": "1.0.0", "Upload-Length": str(len(data)), "Upload-Metadata": encode_metadata(META)}
+    create = {
+        "Tus-Resumable": "1.0.0",
+        "Upload-Length": str(len(data)),
+        "Upload-Metadata": encode_metadata(META),
+    }
     if run % 3 == 0:
         reply = await send(target, "POST", "/files/", {**create, **octet}, pieces(data, sizes), relayed)
         assert reply.status == 201, (reply.status, reply.text)
@@ -306,35 +354,57 @@ async def tus_upload(target: Target, send, data: bytes, sizes: list[int], relaye
         resp = await target.request("POST", "/files/", headers=create)
         assert resp.status == 201, await resp.text()
         upload_id = upload_id_of(resp.headers["Location"])
-        reply = await send(target, "PATCH", f"/files/{upload_id}", {**octet, "Upload-Offset": "0"},
-                           pieces(data, sizes), relayed)
+        reply = await send(
+            target,
+            "PATCH",
+            f"/files/{upload_id}",
+            {**octet, "Upload-Offset": "0"},
+            pieces(data, sizes),
+            relayed,
+        )
         assert reply.status == 204, (reply.status, reply.text)
     assert reply.headers["upload-offset"] == str(len(data)), "the body was cut short and acknowledged"
     return upload_id, reply.headers["batch-id"]
 
 
-async def ietf_upload(target: Target, send, data: bytes, sizes: list[int], relayed: bool, run: int) -> tuple[str, str]:
+async def ietf_upload(
+    target: Target, send, data: bytes, sizes: list[int], relayed: bool, run: int
+) -> tuple[str, str]:
     """The whole file in one request that says it is complete (Upload-Complete: ?1): the
     creation itself, or (each version in turn) a PATCH after an empty creation."""
     v = IETF_VERSIONS[run % len(IETF_VERSIONS)]
     field, complete = COMPLETE[v]
     hdrs = {"Upload-Draft-Interop-Version": str(v), field: complete}
     if (run // len(IETF_VERSIONS)) % 2 == 0:
-        reply = await send(target, "POST", "/files/", {**hdrs, "Upload-Metadata": encode_metadata(META),
-                                                       "Content-Type": "application/octet-stream"},
-                           pieces(data, sizes), relayed)
+        reply = await send(
+            target,
+            "POST",
+            "/files/",
+            {**hdrs, "Upload-Metadata": encode_metadata(META), "Content-Type": "application/octet-stream"},
+            pieces(data, sizes),
+            relayed,
+        )
         assert reply.status == 201, (v, reply.status, reply.text)
         upload_id = upload_id_of(reply.headers["location"])
     else:
         incomplete = {field: "?1" if v == 3 else "?0"}
-        resp = await target.request("POST", "/files/", headers={**hdrs, **incomplete,
-                                                                "Upload-Metadata": encode_metadata(META)})
+        resp = await target.request(
+            "POST", "/files/", headers={**hdrs, **incomplete, "Upload-Metadata": encode_metadata(META)}
+        )
         assert resp.status == 201, (v, resp.status, await resp.text())
         upload_id = upload_id_of(resp.headers["Location"])
-        reply = await send(target, "PATCH", f"/files/{upload_id}", {
-            **hdrs, "Upload-Offset": "0", "Content-Type": "application/partial-upload"}, pieces(data, sizes), relayed)
+        reply = await send(
+            target,
+            "PATCH",
+            f"/files/{upload_id}",
+            {**hdrs, "Upload-Offset": "0", "Content-Type": "application/partial-upload"},
+            pieces(data, sizes),
+            relayed,
+        )
         assert reply.status == (201 if v < 7 else 204), (v, reply.status, reply.text)
-    assert reply.headers["upload-offset"] == str(len(data)), f"interop {v}: a short file was accepted as complete"
+    assert reply.headers["upload-offset"] == str(len(data)), (
+        f"interop {v}: a short file was accepted as complete"
+    )
     return upload_id, reply.headers["batch-id"]
 
 
@@ -346,13 +416,19 @@ def form(fields: dict[str, str], chunk: bytes, chunk_first: bool) -> tuple[str, 
     out = b""
     for name, value, filename in parts:
         disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
-        out += (f"--{boundary}\r\nContent-Disposition: {disposition}\r\n".encode() +
-                (b"Content-Type: application/octet-stream\r\n" if filename else b"") + b"\r\n" + value + b"\r\n")
+        out += (
+            f"--{boundary}\r\nContent-Disposition: {disposition}\r\n".encode()
+            + (b"Content-Type: application/octet-stream\r\n" if filename else b"")
+            + b"\r\n"
+            + value
+            + b"\r\n"
+        )
     return f"multipart/form-data; boundary={boundary}", out + f"--{boundary}--\r\n".encode()
 
 
-async def legacy_upload(target: Target, send, data: bytes, sizes: list[int], relayed: bool,
-                        run: int) -> tuple[str, str]:
+async def legacy_upload(
+    target: Target, send, data: bytes, sizes: list[int], relayed: bool, run: int
+) -> tuple[str, str]:
     """The legacy chunk API: the file in 1 to 3 chunks, each a multipart form sent chunked;
     every other run puts the file part before the fields (it is spooled, then placed)."""
     count = 1 + run % 3 if len(data) >= 3 else 1
@@ -364,9 +440,17 @@ async def legacy_upload(target: Target, send, data: bytes, sizes: list[int], rel
             fields.update(upload_type="zip_with_qr", filename="scan.zip")
         else:
             fields["upload_id"] = upload_id
-        content_type, payload = form(fields, data[index * size:(index + 1) * size], chunk_first=run % 2 == 1)
-        reply = await send(target, "POST", "/api/batches/upload-chunk", {"Content-Type": content_type},
-                           pieces(payload, sizes), relayed)
+        content_type, payload = form(
+            fields, data[index * size : (index + 1) * size], chunk_first=run % 2 == 1
+        )
+        reply = await send(
+            target,
+            "POST",
+            "/api/batches/upload-chunk",
+            {"Content-Type": content_type},
+            pieces(payload, sizes),
+            relayed,
+        )
         assert reply.status == 200, (reply.status, reply.text)
         receipt = json.loads(reply.text)
         upload_id = receipt["upload_id"]
@@ -380,9 +464,20 @@ PROTOCOLS = {"tus": tus_upload, "ietf": ietf_upload, "legacy": legacy_upload}
 # -- the matrix ------------------------------------------------------------------------------------
 
 # (piece sizes, body length): from 1-byte chunks on small bodies to 4 MiB chunks on 9 MiB ones.
-SMALL = [([1], 900), ([2], 1500), ([5], 3000), ([1, 7, 3], 2500), ([16], 12 * KiB), ([255], 40 * KiB),
-         ([1000], 90 * KiB), ([4096], 150 * KiB), ([65535], 300 * KiB), ([65536], 330 * KiB),
-         ([65537], 350 * KiB), ([1, 65536, 17, 300 * KiB, 2], 700 * KiB)]
+SMALL = [
+    ([1], 900),
+    ([2], 1500),
+    ([5], 3000),
+    ([1, 7, 3], 2500),
+    ([16], 12 * KiB),
+    ([255], 40 * KiB),
+    ([1000], 90 * KiB),
+    ([4096], 150 * KiB),
+    ([65535], 300 * KiB),
+    ([65536], 330 * KiB),
+    ([65537], 350 * KiB),
+    ([1, 65536, 17, 300 * KiB, 2], 700 * KiB),
+]
 LARGE = [([MiB], 2 * MiB + 12345), ([4 * MiB], 9 * MiB + 7)]
 
 
@@ -396,8 +491,10 @@ class Run:
     number: int
 
     def __str__(self) -> str:
-        return (f"run {self.number}: {self.protocol}, pieces {self.sizes[:5]}, {self.length} bytes"
-                f"{', relayed' if self.relayed else ''}{', CPU load' if self.loaded else ''}")
+        return (
+            f"run {self.number}: {self.protocol}, pieces {self.sizes[:5]}, {self.length} bytes"
+            f"{', relayed' if self.relayed else ''}{', CPU load' if self.loaded else ''}"
+        )
 
 
 def matrix(protocols: list[str], large: dict[str, list[int]]) -> list[Run]:
@@ -406,8 +503,10 @@ def matrix(protocols: list[str], large: dict[str, list[int]]) -> list[Run]:
     cases = [(p, sizes, length) for p in protocols for sizes, length in SMALL]
     cases += [(p, *LARGE[i]) for p, picks in large.items() for i in picks]
     third = len(cases) / 3
-    return [Run(p, sizes, length, relayed=n % 2 == 1, loaded=third <= n < 2 * third, number=n)
-            for n, (p, sizes, length) in enumerate(cases)]
+    return [
+        Run(p, sizes, length, relayed=n % 2 == 1, loaded=third <= n < 2 * third, number=n)
+        for n, (p, sizes, length) in enumerate(cases)
+    ]
 
 
 async def run_matrix(target: Target, send, runs: list[Run]) -> int:
@@ -421,7 +520,9 @@ async def run_matrix(target: Target, send, runs: list[Run]) -> int:
                 expected = hashlib.sha256(data).hexdigest()
                 try:
                     upload_id, batch_id = await asyncio.wait_for(
-                        PROTOCOLS[run.protocol](target, send, data, run.sizes, run.relayed, run.number), RUN_TIMEOUT)
+                        PROTOCOLS[run.protocol](target, send, data, run.sizes, run.relayed, run.number),
+                        RUN_TIMEOUT,
+                    )
                     assert await stored_sha256(target, upload_id) == expected, "the stored file differs"
                     assert target.bodies and set(target.bodies) == {"chunked"}, target.bodies
                     target.bodies.clear()
@@ -464,7 +565,11 @@ async def test_chunked_bodies_through_nginx(target, tmp_path):
     nginx = await asyncio.to_thread(Nginx(tmp_path / "nginx", [f"127.0.0.1:{target.server.port}"]).start)
     try:
         behind = dataclasses.replace(target, relay_port=nginx.port)
-        runs = [dataclasses.replace(run, relayed=True) for run in matrix(["tus", "legacy"], {}) if run.number % 2 == 0]
+        runs = [
+            dataclasses.replace(run, relayed=True)
+            for run in matrix(["tus", "legacy"], {})
+            if run.number % 2 == 0
+        ]
         for client in ("aiohttp", "raw"):
             assert await run_matrix(behind, SENDERS[client], runs) == 12
     finally:
@@ -474,10 +579,17 @@ async def test_chunked_bodies_through_nginx(target, tmp_path):
 # -- tus-js-client -----------------------------------------------------------------------------------
 
 # (piece sizes, file length, tus-js-client chunkSize (bytes per PATCH), protocol)
-TUSJS = [([1], 1200, MiB, "tus"), ([3, 1, 8], 5000, 2000, "tus"), ([100], 60 * KiB, 50 * KiB, "tus"),
-         ([4096], 200 * KiB, MiB, "tus"), ([65536, 7], 600 * KiB, 256 * KiB, "tus"), ([65537], 300 * KiB, MiB, "tus"),
-         ([4 * MiB], 5 * MiB + 3, 8 * MiB, "tus"), ([1000], 80 * KiB, 64 * KiB, "ietf-draft-05"),
-         ([2, 50000], 150 * KiB, MiB, "ietf-draft-03")]
+TUSJS = [
+    ([1], 1200, MiB, "tus"),
+    ([3, 1, 8], 5000, 2000, "tus"),
+    ([100], 60 * KiB, 50 * KiB, "tus"),
+    ([4096], 200 * KiB, MiB, "tus"),
+    ([65536, 7], 600 * KiB, 256 * KiB, "tus"),
+    ([65537], 300 * KiB, MiB, "tus"),
+    ([4 * MiB], 5 * MiB + 3, 8 * MiB, "tus"),
+    ([1000], 80 * KiB, 64 * KiB, "ietf-draft-05"),
+    ([2, 50000], 150 * KiB, MiB, "ietf-draft-03"),
+]
 
 
 async def test_tus_js_client_stream_source(target, node, tmp_path):
@@ -489,18 +601,32 @@ async def test_tus_js_client_stream_source(target, node, tmp_path):
         data = rng.randbytes(length)
         path = tmp_path / f"scan{n}.zip"
         path.write_bytes(data)
-        options = {"source": "stream", "chunkSize": chunk_size, "bodyPieces": sizes, "metadata": META,
-                   "tusOptions": {} if protocol == "tus" else {"protocol": protocol}, "timeoutMs": RUN_TIMEOUT * 1000}
+        options = {
+            "source": "stream",
+            "chunkSize": chunk_size,
+            "bodyPieces": sizes,
+            "metadata": META,
+            "tusOptions": {} if protocol == "tus" else {"protocol": protocol},
+            "timeoutMs": RUN_TIMEOUT * 1000,
+        }
         with cpu_burner(n >= 2 * len(TUSJS) / 3):
             proc = await asyncio.create_subprocess_exec(
-                node, str(JS / "upload.mjs"), target.url("/files/", relayed=n % 2 == 1), target.token, str(path),
-                json.dumps(options), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+                node,
+                str(JS / "upload.mjs"),
+                target.url("/files/", relayed=n % 2 == 1),
+                target.token,
+                str(path),
+                json.dumps(options),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
             out, err = await asyncio.wait_for(proc.communicate(), RUN_TIMEOUT + 10)
         result = json.loads(out.decode().strip().splitlines()[-1])
         assert proc.returncode == 0 and result["ok"], (n, result.get("error"), err.decode()[-2000:])
         # each PATCH took its whole body: nothing was acknowledged short and sent again
-        assert [p["newOffset"] - p["offset"] for p in result["patches"]] == \
-            [min(chunk_size, length - offset) for offset in range(0, length, chunk_size)], (n, result["patches"])
+        assert [p["newOffset"] - p["offset"] for p in result["patches"]] == [
+            min(chunk_size, length - offset) for offset in range(0, length, chunk_size)
+        ], (n, result["patches"])
         upload_id = upload_id_of(result["url"])
         assert await stored_sha256(target, upload_id) == hashlib.sha256(data).hexdigest(), n
         assert target.bodies and set(target.bodies) == {"chunked"}, (n, target.bodies)
@@ -510,6 +636,7 @@ async def test_tus_js_client_stream_source(target, node, tmp_path):
 
 
 # -- the reader itself, on a real aiohttp StreamReader ------------------------------------------------
+
 
 def stream_reader() -> StreamReader:
     protocol = mock.Mock(connected=True)
@@ -526,6 +653,7 @@ async def test_chunk_ends_after_their_data_was_read_do_not_end_the_body():
     async def read():
         async for block in body.blocks(content):
             got.append(bytes(block))
+
     reader = asyncio.get_running_loop().create_task(read())
     for piece in (b"a", b"bb", b"", b"ccc"):
         if piece:
@@ -543,6 +671,7 @@ async def test_a_body_read_again_after_its_end_ends_at_once():
     (b"", True) to every later read: the reader must not take that for a chunk boundary
     and wait for ever (a second read of a PATCH without a body once hung the server)."""
     from aiohttp.streams import EmptyStreamReader
+
     content = EmptyStreamReader()
     for _ in range(2):
         assert await asyncio.wait_for(_all(body.blocks(content)), 5) == []
@@ -566,6 +695,7 @@ async def test_a_malformed_body_is_a_400_and_a_stalled_one_a_408():
 
 # -- broken bodies -------------------------------------------------------------------------------------
 
+
 @pytest.fixture
 async def quick_target(tmp_path, database_url):
     """A server that stops a silent writer, or a form silent for, 0.5 s (the idle timeout)."""
@@ -580,8 +710,15 @@ class Broken:
     reply: Reply | None  # the final reply, if one came
 
 
-async def send_broken(target: Target, method: str, path: str, headers: dict[str, str], data: bytes,
-                      breakage: str, upload_id: str | None = None) -> Broken:
+async def send_broken(
+    target: Target,
+    method: str,
+    path: str,
+    headers: dict[str, str],
+    data: bytes,
+    breakage: str,
+    upload_id: str | None = None,
+) -> Broken:
     """Sends `data` up to 5000 in 1000-byte chunks, waits until the server stored them (when the
     upload is known: given, or from an IETF creation's 104), then breaks the body: the client goes
     away 400 bytes into the next chunk, or sends a chunk size that is not hex, or sends nothing
@@ -593,7 +730,9 @@ async def send_broken(target: Target, method: str, path: str, headers: dict[str,
         await writer.drain()
         interim = None
         if "Upload-Draft-Interop-Version" in headers:
-            status, interim = _head((await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)).decode("latin-1"))
+            status, interim = _head(
+                (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)).decode("latin-1")
+            )
             assert status == 104, status
             upload_id = upload_id_of(interim["location"])
         await (stored_at_least(target, upload_id, 5000) if upload_id else asyncio.sleep(0.3))
@@ -640,16 +779,36 @@ async def test_a_broken_chunked_body_fails_and_keeps_what_was_stored(quick_targe
     target = quick_target
     data = random.Random(3).randbytes(20_000)
     if protocol == "tus":
-        resp = await target.request("POST", "/files/", headers={"Tus-Resumable": "1.0.0",
-                                                                "Upload-Length": str(len(data))})
+        resp = await target.request(
+            "POST", "/files/", headers={"Tus-Resumable": "1.0.0", "Upload-Length": str(len(data))}
+        )
         upload_id = upload_id_of(resp.headers["Location"])
-        broken = await send_broken(target, "PATCH", f"/files/{upload_id}", {
-            "Tus-Resumable": "1.0.0", "Content-Type": "application/offset+octet-stream", "Upload-Offset": "0"},
-            data, breakage, upload_id)
+        broken = await send_broken(
+            target,
+            "PATCH",
+            f"/files/{upload_id}",
+            {
+                "Tus-Resumable": "1.0.0",
+                "Content-Type": "application/offset+octet-stream",
+                "Upload-Offset": "0",
+            },
+            data,
+            breakage,
+            upload_id,
+        )
     else:
-        broken = await send_broken(target, "POST", "/files/", {
-            "Upload-Draft-Interop-Version": "8", "Upload-Complete": "?1", "Upload-Metadata": encode_metadata(META)},
-            data, breakage)
+        broken = await send_broken(
+            target,
+            "POST",
+            "/files/",
+            {
+                "Upload-Draft-Interop-Version": "8",
+                "Upload-Complete": "?1",
+                "Upload-Metadata": encode_metadata(META),
+            },
+            data,
+            breakage,
+        )
         upload_id = upload_id_of(broken.interim["location"])
     reply = broken.reply
     assert reply is None or 400 <= reply.status < 500, reply
@@ -657,12 +816,28 @@ async def test_a_broken_chunked_body_fails_and_keeps_what_was_stored(quick_targe
     offset = await stored_offset(target, upload_id, data)
     assert 5000 <= offset <= (5400 if breakage == "disconnect" else 5000)
     if protocol == "tus":
-        resp = await target.request("PATCH", f"/files/{upload_id}", data=data[offset:], headers={
-            "Tus-Resumable": "1.0.0", "Content-Type": "application/offset+octet-stream", "Upload-Offset": str(offset)})
+        resp = await target.request(
+            "PATCH",
+            f"/files/{upload_id}",
+            data=data[offset:],
+            headers={
+                "Tus-Resumable": "1.0.0",
+                "Content-Type": "application/offset+octet-stream",
+                "Upload-Offset": str(offset),
+            },
+        )
     else:
-        resp = await target.request("PATCH", f"/files/{upload_id}", data=data[offset:], headers={
-            "Upload-Draft-Interop-Version": "8", "Upload-Complete": "?1", "Upload-Offset": str(offset),
-            "Content-Type": "application/partial-upload"})
+        resp = await target.request(
+            "PATCH",
+            f"/files/{upload_id}",
+            data=data[offset:],
+            headers={
+                "Upload-Draft-Interop-Version": "8",
+                "Upload-Complete": "?1",
+                "Upload-Offset": str(offset),
+                "Content-Type": "application/partial-upload",
+            },
+        )
     assert resp.status == 204, await resp.text()
     assert await stored_sha256(target, upload_id) == hashlib.sha256(data).hexdigest()
 
@@ -673,44 +848,65 @@ async def test_a_broken_legacy_chunk_fails_and_its_retry_completes(quick_target,
     sending it again completes the exact file."""
     target = quick_target
     data = random.Random(4).randbytes(30_000)
-    content_type, first = form({"chunk_index": "0", "total_chunks": "2", "upload_type": "zip_with_qr",
-                                "filename": "scan.zip"}, data[:15_000], chunk_first=False)
-    reply = await send_aiohttp(target, "POST", "/api/batches/upload-chunk", {"Content-Type": content_type},
-                               [first], relayed=False)
+    content_type, first = form(
+        {"chunk_index": "0", "total_chunks": "2", "upload_type": "zip_with_qr", "filename": "scan.zip"},
+        data[:15_000],
+        chunk_first=False,
+    )
+    reply = await send_aiohttp(
+        target, "POST", "/api/batches/upload-chunk", {"Content-Type": content_type}, [first], relayed=False
+    )
     upload_id = json.loads(reply.text)["upload_id"]
-    content_type, second = form({"chunk_index": "1", "total_chunks": "2", "upload_id": upload_id},
-                                data[15_000:], chunk_first=False)
-    assert second.index(data[15_000:15_100]) < 1000  # so the break (after 5,000 bytes) is inside the chunk's data
-    broken = await send_broken(target, "POST", "/api/batches/upload-chunk", {"Content-Type": content_type},
-                               second, breakage)
+    content_type, second = form(
+        {"chunk_index": "1", "total_chunks": "2", "upload_id": upload_id}, data[15_000:], chunk_first=False
+    )
+    assert (
+        second.index(data[15_000:15_100]) < 1000
+    )  # so the break (after 5,000 bytes) is inside the chunk's data
+    broken = await send_broken(
+        target, "POST", "/api/batches/upload-chunk", {"Content-Type": content_type}, second, breakage
+    )
     assert broken.reply is None or 400 <= broken.reply.status < 500, broken.reply
-    assert broken.reply is not None or breakage == "disconnect", "a malformed or stalled body must be answered"
-    reply = await send_aiohttp(target, "POST", "/api/batches/upload-chunk", {"Content-Type": content_type},
-                               [second], relayed=False)
+    assert broken.reply is not None or breakage == "disconnect", (
+        "a malformed or stalled body must be answered"
+    )
+    reply = await send_aiohttp(
+        target, "POST", "/api/batches/upload-chunk", {"Content-Type": content_type}, [second], relayed=False
+    )
     receipt = json.loads(reply.text)
     assert receipt["is_complete"] and receipt["chunks_received"] == 2, receipt
     assert await stored_sha256(target, upload_id) == hashlib.sha256(data).hexdigest()
     await check_batches(target, {receipt["batch_id"]: hashlib.sha256(data).hexdigest()})
 
 
-def legacy_form(fields: int, field_size: int = 10, preamble: bytes = b"", end: bool = True) -> tuple[str, bytes]:
+def legacy_form(
+    fields: int, field_size: int = 10, preamble: bytes = b"", end: bool = True
+) -> tuple[str, bytes]:
     """A legacy chunk-0 form with `fields` extra fields of `field_size` bytes, its file part
     last; without `end` it stops after the fields (a body that never ends)."""
-    named = {"chunk_index": "0", "total_chunks": "1", "upload_type": "zip_with_qr", "filename": "scan.zip",
-             **{f"extra{i}": "v" * field_size for i in range(fields)}}
+    named = {
+        "chunk_index": "0",
+        "total_chunks": "1",
+        "upload_type": "zip_with_qr",
+        "filename": "scan.zip",
+        **{f"extra{i}": "v" * field_size for i in range(fields)},
+    }
     content_type, payload = form(named, b"PK\x03\x04 file", chunk_first=False)
     if not end:
-        payload = payload[:payload.index(b'name="chunk"')]
+        payload = payload[: payload.index(b'name="chunk"')]
     return content_type, preamble + payload
 
 
 @pytest.mark.parametrize("chunked", [True, False], ids=["chunked", "content-length"])
-@pytest.mark.parametrize("case,status,message", [
-    ("fields", 400, "Too many form fields: send at most 32"),
-    ("field bytes", 413, "The form fields hold more than 65536 bytes"),
-    ("preamble", 400, "more than 65536 bytes before the first boundary"),
-    ("accepted", 200, None),
-])
+@pytest.mark.parametrize(
+    "case,status,message",
+    [
+        ("fields", 400, "Too many form fields: send at most 32"),
+        ("field bytes", 413, "The form fields hold more than 65536 bytes"),
+        ("preamble", 400, "more than 65536 bytes before the first boundary"),
+        ("accepted", 200, None),
+    ],
+)
 async def test_legacy_form_fields_are_bounded(target, chunked, case, status, message):
     content_type, payload = {
         "fields": lambda: legacy_form(fields=30),  # 34 with the four the chunk needs
@@ -719,11 +915,20 @@ async def test_legacy_form_fields_are_bounded(target, chunked, case, status, mes
         "accepted": lambda: legacy_form(fields=26, field_size=2000),  # 30 fields, 52 kB
     }[case]()
     if chunked:
-        reply = await send_aiohttp(target, "POST", "/api/batches/upload-chunk", {"Content-Type": content_type},
-                                   pieces(payload, [4096]), relayed=False)
+        reply = await send_aiohttp(
+            target,
+            "POST",
+            "/api/batches/upload-chunk",
+            {"Content-Type": content_type},
+            pieces(payload, [4096]),
+            relayed=False,
+        )
     else:
-        async with target.session.post(target.url("/api/batches/upload-chunk"), data=payload,
-                                       headers={**target.auth, "Content-Type": content_type}) as resp:
+        async with target.session.post(
+            target.url("/api/batches/upload-chunk"),
+            data=payload,
+            headers={**target.auth, "Content-Type": content_type},
+        ) as resp:
             reply = Reply(resp.status, {}, await resp.text())
     assert reply.status == status, reply
     if message:
@@ -739,9 +944,10 @@ async def test_a_legacy_body_that_never_ends_is_stopped_by_the_idle_timeout(quic
         content_type, payload = legacy_form(fields=2, end=False)
     else:
         content_type, payload = form({"chunk_index": "0"}, b"x" * 10_000, chunk_first=True)
-        payload = payload[:payload.index(b"x" * 10_000) + 5000]
-    reader, writer = await open_chunked(target, "POST", "/api/batches/upload-chunk",
-                                        {"Content-Type": content_type}, target.server.port)
+        payload = payload[: payload.index(b"x" * 10_000) + 5000]
+    reader, writer = await open_chunked(
+        target, "POST", "/api/batches/upload-chunk", {"Content-Type": content_type}, target.server.port
+    )
     try:
         writer.write(f"{len(payload):x}\r\n".encode() + payload + b"\r\n")
         await writer.drain()

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
-
-from alembic.script import ScriptDirectory
 
 from omr_tus.config import Settings
 from omr_tus.db.migrate import alembic_config
@@ -19,13 +18,24 @@ CLI = [sys.executable, "-m", "omr_tus"]
 
 
 def env_for(tmp_path, database_url, **extra):
-    return {**os.environ, "OMR_TUS_DATA_DIR": str(tmp_path / "data"), "OMR_TUS_STORE_DIR": str(tmp_path / "store"),
-            "OMR_TUS_DATABASE_URL": database_url, **extra}
+    return {
+        **os.environ,
+        "OMR_TUS_DATA_DIR": str(tmp_path / "data"),
+        "OMR_TUS_STORE_DIR": str(tmp_path / "store"),
+        "OMR_TUS_DATABASE_URL": database_url,
+        **extra,
+    }
 
 
 async def run(args, env, stdin: bytes | None = None, timeout: float = 60):
-    proc = await asyncio.create_subprocess_exec(*CLI, *args, env=env, stdin=asyncio.subprocess.PIPE,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    proc = await asyncio.create_subprocess_exec(
+        *CLI,
+        *args,
+        env=env,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
     return proc.returncode, out.decode(), err.decode()
 
@@ -50,8 +60,15 @@ async def test_concurrent_migrations_and_user_creation(tmp_path, database_url):
 
 async def test_serve_starts_with_admin_from_environment(tmp_path, database_url, unused_tcp_port):
     env = env_for(tmp_path, database_url, OMR_TUS_ADMIN_PASSWORD="bootstrap password")
-    proc = await asyncio.create_subprocess_exec(*CLI, "serve", "--port", str(unused_tcp_port), env=env,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    proc = await asyncio.create_subprocess_exec(
+        *CLI,
+        "serve",
+        "--port",
+        str(unused_tcp_port),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{unused_tcp_port}"
     try:
         async with aiohttp.ClientSession() as session:
@@ -62,8 +79,9 @@ async def test_serve_starts_with_admin_from_environment(tmp_path, database_url, 
                             break
                 except aiohttp.ClientConnectionError:
                     await asyncio.sleep(0.05)
-            async with session.post(base + "/api/auth/login",
-                                    data={"username": "admin", "password": "bootstrap password"}) as resp:
+            async with session.post(
+                base + "/api/auth/login", data={"username": "admin", "password": "bootstrap password"}
+            ) as resp:
                 assert resp.status == 200
                 assert (await resp.json())["token_type"] == "bearer"
     finally:
@@ -73,9 +91,16 @@ async def test_serve_starts_with_admin_from_environment(tmp_path, database_url, 
 
 
 def test_settings_from_environment(tmp_path):
-    s = Settings.load(env={"OMR_TUS_DATA_DIR": str(tmp_path), "OMR_TUS_MAX_UPLOAD_SIZE": "1024",
-                           "OMR_TUS_CORS_ORIGINS": "https://a.org, https://b.org", "OMR_TUS_TOKEN_TTL": "60",
-                           "OMR_TUS_DATABASE_URL": "postgresql://u@h/db", "OMR_TUS_TRUST_PROXY_HEADERS": "false"})
+    s = Settings.load(
+        env={
+            "OMR_TUS_DATA_DIR": str(tmp_path),
+            "OMR_TUS_MAX_UPLOAD_SIZE": "1024",
+            "OMR_TUS_CORS_ORIGINS": "https://a.org, https://b.org",
+            "OMR_TUS_TOKEN_TTL": "60",
+            "OMR_TUS_DATABASE_URL": "postgresql://u@h/db",
+            "OMR_TUS_TRUST_PROXY_HEADERS": "false",
+        }
+    )
     assert s.max_upload_size == 1024
     assert s.cors_origins == ("https://a.org", "https://b.org")
     assert s.token_ttl == 60
@@ -107,17 +132,34 @@ async def test_sheets_render_reads_back(tmp_path, database_url):
     from omr_tus.omr.template import Template
 
     env = env_for(tmp_path, database_url)
-    template = json.loads((Path(__file__).resolve().parents[1] / "config/templates/quiz-20-mcq5.json").read_text())
+    template = json.loads(
+        (Path(__file__).resolve().parents[1] / "config/templates/quiz-20-mcq5.json").read_text()
+    )
     await run(["migrate"], env)
     engine = create_async_engine(Settings.load(env={"OMR_TUS_DATABASE_URL": database_url}).database_url)
     async with engine.begin() as conn:
-        await conn.execute(text("INSERT INTO tasks (task_id, name, template, created_at, updated_at) VALUES "
-                                "('12345678', 'Quiz', :t, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"),
-                           {"t": json.dumps(template)})
+        await conn.execute(
+            text(
+                "INSERT INTO tasks (task_id, name, template, created_at, updated_at) VALUES "
+                "('12345678', 'Quiz', :t, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            ),
+            {"t": json.dumps(template)},
+        )
     await engine.dispose()
     (tmp_path / "students.csv").write_text("student_id\n2025-0042\n007\n")
-    code, out, err = await run(["sheets", "render", "--task", "12345678", "--students",
-                                str(tmp_path / "students.csv"), "--out", str(tmp_path / "sheets.pdf")], env)
+    code, out, err = await run(
+        [
+            "sheets",
+            "render",
+            "--task",
+            "12345678",
+            "--students",
+            str(tmp_path / "students.csv"),
+            "--out",
+            str(tmp_path / "sheets.pdf"),
+        ],
+        env,
+    )
     assert code == 0, err
     assert "rendered 2/2 sheets" in out
     pdf = pypdfium2.PdfDocument(str(tmp_path / "sheets.pdf"))
@@ -125,8 +167,21 @@ async def test_sheets_render_reads_back(tmp_path, database_url):
     page = pdf[1].render(scale=200 / 72, grayscale=True).to_numpy()
     result = read_sheet(page, Template.parse(template))
     assert result.qr_payload == "OMR:12345678:007" and result.status != "failed"
-    assert all(value == "" or "blank" in result.flags.get(column, []) for column, value in result.answers.items())
+    assert all(
+        value == "" or "blank" in result.flags.get(column, []) for column, value in result.answers.items()
+    )
     pdf.close()
-    code, _, err = await run(["sheets", "render", "--task", "87654321", "--students",
-                              str(tmp_path / "students.csv"), "--out", str(tmp_path / "x.pdf")], env)
+    code, _, err = await run(
+        [
+            "sheets",
+            "render",
+            "--task",
+            "87654321",
+            "--students",
+            str(tmp_path / "students.csv"),
+            "--out",
+            str(tmp_path / "x.pdf"),
+        ],
+        env,
+    )
     assert code == 2 and "not registered" in err

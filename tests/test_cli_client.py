@@ -31,7 +31,9 @@ from .live import MiB, live, random_file, upload_id_of  # noqa: F401  (live is a
 
 CLI = [sys.executable, "-m", "omr_tus"]
 TIMEOUT = 60  # seconds for any one command; a hang fails instead of stalling the suite
-TEMPLATE = json.loads((Path(__file__).resolve().parents[1] / "config" / "templates" / "exam-60-mcq4.json").read_text())
+TEMPLATE = json.loads(
+    (Path(__file__).resolve().parents[1] / "config" / "templates" / "exam-60-mcq4.json").read_text()
+)
 TASK = "11600111"
 
 
@@ -63,8 +65,14 @@ class Cli:
     async def start(self, *args: str, stdin: bytes = b"") -> asyncio.subprocess.Process:
         # umask 0: whatever the command creates has only the mode it asks for
         proc = await asyncio.create_subprocess_exec(
-            *CLI, *args, env=self.env, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, preexec_fn=lambda: os.umask(0))
+            *CLI,
+            *args,
+            env=self.env,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            preexec_fn=lambda: os.umask(0),
+        )
         proc.stdin.write(stdin)
         proc.stdin.close()
         return proc
@@ -80,7 +88,9 @@ class Cli:
         return await self.finish(await self.start(*args, stdin=stdin))
 
     async def login(self) -> None:
-        result = await self("login", "--server", self.server, "--username", "alice", stdin=PASSWORD.encode() + b"\n")
+        result = await self(
+            "login", "--server", self.server, "--username", "alice", stdin=PASSWORD.encode() + b"\n"
+        )
         assert result.code == 0, result
 
     def saved_uploads(self) -> list[Path]:
@@ -96,7 +106,9 @@ async def cli(live, tmp_path) -> Cli:
 
 async def get_json(live, path: str, token: str | None = None) -> dict:
     async with aiohttp.ClientSession() as s:
-        async with s.get(live.server.make_url(path), headers={"Authorization": f"Bearer {token or live.token}"}) as r:
+        async with s.get(
+            live.server.make_url(path), headers={"Authorization": f"Bearer {token or live.token}"}
+        ) as r:
             assert r.status == 200, (r.status, await r.text())
             return await r.json()
 
@@ -142,11 +154,16 @@ async def test_upload_streams_chunks_and_the_batch_has_the_file_sha256(cli, tmp_
     assert result.code == 0, result
     batch_id = result.out.strip()
     patches = cli.live.patches
-    assert [(p.offset, p.length, p.status) for p in patches] == \
-        [(i * 8 * MiB, min(8 * MiB, size - i * 8 * MiB), 204) for i in range(6)]
+    assert [(p.offset, p.length, p.status) for p in patches] == [
+        (i * 8 * MiB, min(8 * MiB, size - i * 8 * MiB), 204) for i in range(6)
+    ]
     batch = await cli.live.batch(patches[0].upload_id)
-    assert (batch["batch_id"], batch["sha256"], batch["size"], batch["filename"]) == \
-        (batch_id, digest, size, "exam.zip")
+    assert (batch["batch_id"], batch["sha256"], batch["size"], batch["filename"]) == (
+        batch_id,
+        digest,
+        size,
+        "exam.zip",
+    )
     assert "MB/s" in result.err and "100.0%" in result.err and "\r" not in result.err  # stderr is not a TTY
     assert cli.saved_uploads() == []  # nothing left to resume
 
@@ -180,8 +197,11 @@ class GatedProxy:
     async def _relay(self, client_in, client_out):
         server_in, server_out = await asyncio.open_connection("127.0.0.1", self.port)
         self.writers += [client_out, server_out]
-        await asyncio.gather(self._pump(client_in, server_out, upstream=True),
-                             self._pump(server_in, client_out, upstream=False), return_exceptions=True)
+        await asyncio.gather(
+            self._pump(client_in, server_out, upstream=True),
+            self._pump(server_in, client_out, upstream=False),
+            return_exceptions=True,
+        )
 
     async def _pump(self, reader, writer, upstream: bool):
         with contextlib.closing(writer):
@@ -260,14 +280,19 @@ async def test_legacy_upload_in_chunks(cli, tmp_path):
     path = tmp_path / "scans.zip"
     digest = random_file(path, size, seed=7)
 
-    result = await cli("upload", str(path), "--type", "zip_no_qr", "--task-id", TASK, "--legacy",
-                       "--chunk-size", "8")
+    result = await cli(
+        "upload", str(path), "--type", "zip_no_qr", "--task-id", TASK, "--legacy", "--chunk-size", "8"
+    )
 
     assert result.code == 0, result
     assert cli.live.patches == []  # not one tus request
     batch = await batch_with_sha256(cli.live, result.out.strip())
-    assert (batch["sha256"], batch["size"], batch["upload_type"], batch["task_id"]) == \
-        (digest, size, "zip_no_qr", TASK)
+    assert (batch["sha256"], batch["size"], batch["upload_type"], batch["task_id"]) == (
+        digest,
+        size,
+        "zip_no_qr",
+        TASK,
+    )
 
 
 async def test_a_refused_upload_shows_the_server_message(cli, tmp_path):
@@ -296,8 +321,11 @@ async def register_task(live) -> None:
     async with aiohttp.ClientSession() as s:
         async with s.post(live.server.make_url("/api/auth/login"), data=login) as r:
             token = (await r.json())["access_token"]
-        async with s.post(live.server.make_url("/api/tasks"), headers={"Authorization": f"Bearer {token}"},
-                          json={"task_id": TASK, "name": "Physics", "template": TEMPLATE}) as r:
+        async with s.post(
+            live.server.make_url("/api/tasks"),
+            headers={"Authorization": f"Bearer {token}"},
+            json={"task_id": TASK, "name": "Physics", "template": TEMPLATE},
+        ) as r:
             assert r.status == 201, await r.text()
 
 
@@ -305,7 +333,11 @@ async def register_task(live) -> None:
 async def worker(live):
     """An OMR worker beside the server, as `omr-tus serve` would start."""
     stop = asyncio.Event()
-    task = asyncio.create_task(Worker(live.server.app[REPO], live.server.app[SETTINGS], live.server.app[FILES], name="w").run(stop, idle=0.05))
+    task = asyncio.create_task(
+        Worker(live.server.app[REPO], live.server.app[SETTINGS], live.server.app[FILES], name="w").run(
+            stop, idle=0.05
+        )
+    )
     try:
         yield
     finally:
@@ -328,7 +360,17 @@ async def test_wait_and_the_batches_commands(cli, tmp_path):
     listed = await cli("batches", "list")
     assert listed.code == 0, listed
     header, *rows = listed.out.splitlines()
-    assert header.split() == ["BATCH", "STATUS", "TYPE", "TASK", "SHEETS", "FAILED", "SIZE", "CREATED", "FILENAME"]
+    assert header.split() == [
+        "BATCH",
+        "STATUS",
+        "TYPE",
+        "TASK",
+        "SHEETS",
+        "FAILED",
+        "SIZE",
+        "CREATED",
+        "FILENAME",
+    ]
     row = next(r.split() for r in rows if r.startswith(batch_id))
     assert row[1:6] + row[-1:] == ["completed", "zip_with_qr", "-", "1/1", "0", "exam.zip"]
     assert (await cli("batches", "list", "--status", "uploaded")).out == "no batches\n"
@@ -337,8 +379,12 @@ async def test_wait_and_the_batches_commands(cli, tmp_path):
     shown = await cli("batches", "show", batch_id)
     assert shown.code == 0, shown
     fields = dict(line.split(None, 1) for line in shown.out.splitlines() if not line.startswith("skipped"))
-    assert (fields["sha256:"], fields["status:"], fields["total_sheets:"], fields["task_id:"]) == \
-        (batch["sha256"], "completed", "1", "-")
+    assert (fields["sha256:"], fields["status:"], fields["total_sheets:"], fields["task_id:"]) == (
+        batch["sha256"],
+        "completed",
+        "1",
+        "-",
+    )
     assert "skipped: notes.txt: " in shown.out
 
     results = await cli("batches", "results", batch_id)
@@ -347,8 +393,9 @@ async def test_wait_and_the_batches_commands(cli, tmp_path):
     assert len(api_results["sheets"]) == 1 and api_results["sheets"][0]["answers"]
     as_csv = await cli("batches", "results", batch_id, "--csv")
     async with aiohttp.ClientSession() as s:
-        async with s.get(cli.live.server.make_url(f"/api/batches/{batch_id}/results.csv"),
-                         headers=cli.live.headers) as r:
+        async with s.get(
+            cli.live.server.make_url(f"/api/batches/{batch_id}/results.csv"), headers=cli.live.headers
+        ) as r:
             assert as_csv.code == 0 and as_csv.out == await r.text()
     assert as_csv.out.startswith("source,page,task_id,student_id,status,score,")
 

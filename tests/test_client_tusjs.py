@@ -33,8 +33,15 @@ def node() -> str:
 async def run_upload(node: str, live, path: Path, **options) -> dict:
     options.setdefault("timeoutMs", (TIMEOUT - 10) * 1000)
     proc = await asyncio.create_subprocess_exec(
-        node, str(JS / "upload.mjs"), live.endpoint, live.token, str(path), json.dumps(options),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        node,
+        str(JS / "upload.mjs"),
+        live.endpoint,
+        live.token,
+        str(path),
+        json.dumps(options),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         stdout, stderr = await asyncio.wait_for(proc.communicate(), TIMEOUT)
     except TimeoutError:
@@ -45,7 +52,11 @@ async def run_upload(node: str, live, path: Path, **options) -> dict:
     assert lines, f"upload.mjs printed nothing (exit {proc.returncode}): {stderr.decode()[-2000:]}"
     result = json.loads(lines[-1])
     print("upload.mjs:", json.dumps(result))  # shown when the test fails
-    assert proc.returncode == 0 and result["ok"], (proc.returncode, result.get("error"), stderr.decode()[-2000:])
+    assert proc.returncode == 0 and result["ok"], (
+        proc.returncode,
+        result.get("error"),
+        stderr.decode()[-2000:],
+    )
     return result
 
 
@@ -58,32 +69,45 @@ async def test_plain_upload(node, live, tmp_path):
 
     upload_id = upload_id_of(result["url"])
     assert [(p["offset"], p["status"]) for p in result["patches"]] == [(i * MiB, 204) for i in range(6)]
-    assert [(p.offset, p.length) for p in live.patches_for(upload_id)] == \
-        [(i * MiB, min(MiB, size - i * MiB)) for i in range(6)]
+    assert [(p.offset, p.length) for p in live.patches_for(upload_id)] == [
+        (i * MiB, min(MiB, size - i * MiB)) for i in range(6)
+    ]
     assert result["bytesAccepted"] == size
-    assert result["batchIds"] == [result["batchId"]] and result["batchId"], "want one Batch-Id, on the last PATCH"
+    assert result["batchIds"] == [result["batchId"]] and result["batchId"], (
+        "want one Batch-Id, on the last PATCH"
+    )
     batch = await live.batch(upload_id)
     assert batch["batch_id"] == result["batchId"]
     assert (batch["sha256"], batch["size"], batch["filename"]) == (digest, size, "scan.zip")
 
 
-@pytest.mark.parametrize("tus_options,source", [
-    pytest.param({"uploadDataDuringCreation": True}, "file", id="creation-with-upload"),
-    # tus-js-client 4 cannot defer the length of an fs.ReadStream: its FileSource never reports
-    # the last slice as done, so it never sends Upload-Length and declares a full chunk's
-    # Content-Length for the short last one. A Buffer source works.
-    pytest.param({"uploadLengthDeferred": True}, "buffer", id="defer-length"),
-    pytest.param({"overridePatchMethod": True}, "file", id="method-override"),
-    pytest.param({"parallelUploads": 4}, "file", id="parallel-concatenation"),
-])
+@pytest.mark.parametrize(
+    "tus_options,source",
+    [
+        pytest.param({"uploadDataDuringCreation": True}, "file", id="creation-with-upload"),
+        # tus-js-client 4 cannot defer the length of an fs.ReadStream: its FileSource never reports
+        # the last slice as done, so it never sends Upload-Length and declares a full chunk's
+        # Content-Length for the short last one. A Buffer source works.
+        pytest.param({"uploadLengthDeferred": True}, "buffer", id="defer-length"),
+        pytest.param({"overridePatchMethod": True}, "file", id="method-override"),
+        pytest.param({"parallelUploads": 4}, "file", id="parallel-concatenation"),
+    ],
+)
 async def test_client_options(node, live, tmp_path, tus_options, source):
     """The protocol extensions tus-js-client can be asked to use, each end to end."""
     size = 3 * MiB + 999
     path = tmp_path / "scan.zip"
     digest = random_file(path, size, seed=14)
 
-    result = await run_upload(node, live, path, chunkSize=MiB, metadata={"filename": "scan.zip"},
-                              source=source, tusOptions=tus_options)
+    result = await run_upload(
+        node,
+        live,
+        path,
+        chunkSize=MiB,
+        metadata={"filename": "scan.zip"},
+        source=source,
+        tusOptions=tus_options,
+    )
 
     upload_id = upload_id_of(result["url"])
     assert len(result["batchIds"]) == 1, result["batchIds"]
@@ -105,15 +129,21 @@ async def test_abort_after_two_chunks_then_resume(node, live, tmp_path, source, 
     path = tmp_path / "scan.zip"
     digest = random_file(path, size, seed=12)
 
-    result = await run_upload(node, live, path, chunkSize=MiB, source=source, abortAfterBytes=2 * MiB,
-                              resumeWith=resume_with)
+    result = await run_upload(
+        node, live, path, chunkSize=MiB, source=source, abortAfterBytes=2 * MiB, resumeWith=resume_with
+    )
 
     url = result["url"]
     upload_id = upload_id_of(url)
     assert result["uploadUrls"] == [url, url], "the second Upload created a new upload instead of resuming"
     assert result["resume"] == {"offset": 2 * MiB}
-    assert [(p["upload"], p["offset"]) for p in result["patches"]] == \
-        [(1, 0), (1, MiB), (2, 2 * MiB), (2, 3 * MiB), (2, 4 * MiB)]
+    assert [(p["upload"], p["offset"]) for p in result["patches"]] == [
+        (1, 0),
+        (1, MiB),
+        (2, 2 * MiB),
+        (2, 3 * MiB),
+        (2, 4 * MiB),
+    ]
     server_saw = live.patches_for(upload_id)
     assert [p.offset for p in server_saw] == [0, MiB, 2 * MiB, 3 * MiB, 4 * MiB]
     assert sum(p.length for p in server_saw) == size == result["bytesAccepted"]  # every byte sent once
@@ -129,8 +159,15 @@ async def test_abort_mid_chunk_then_resume(node, live, tmp_path):
     path = tmp_path / "scan.zip"
     digest = random_file(path, size, seed=13)
 
-    result = await run_upload(node, live, path, chunkSize=2 * MiB, abortMidChunkAt=3 * MiB,
-                              resumeWith="previous", retryDelays=[100, 300, 1000])
+    result = await run_upload(
+        node,
+        live,
+        path,
+        chunkSize=2 * MiB,
+        abortMidChunkAt=3 * MiB,
+        resumeWith="previous",
+        retryDelays=[100, 300, 1000],
+    )
 
     url = result["url"]
     upload_id = upload_id_of(url)
@@ -146,6 +183,8 @@ async def test_abort_mid_chunk_then_resume(node, live, tmp_path):
     assert accepted[-1]["newOffset"] == size
     continued_from = accepted[0]["offset"]
     assert continued_from >= resumed_at
-    assert result["bytesAccepted"] == 2 * MiB + (size - continued_from)  # nothing the server kept was sent again
+    assert result["bytesAccepted"] == 2 * MiB + (
+        size - continued_from
+    )  # nothing the server kept was sent again
     batch = await live.batch(upload_id)
     assert (batch["sha256"], batch["size"]) == (digest, size)

@@ -28,8 +28,12 @@ async def test_upload_in_chunks_sha256_matches(live, tmp_path):
     size = 5 * MiB + 12345  # the last chunk is a short one
     path = tmp_path / "scan.zip"
     digest = random_file(path, size)
-    uploader = tus(live).uploader(file_path=str(path), chunk_size=MiB, upload_checksum=True,
-                                  metadata={"filename": "scan.zip", "filetype": "application/zip"})
+    uploader = tus(live).uploader(
+        file_path=str(path),
+        chunk_size=MiB,
+        upload_checksum=True,
+        metadata={"filename": "scan.zip", "filetype": "application/zip"},
+    )
 
     await in_thread(uploader.upload)
 
@@ -37,8 +41,9 @@ async def test_upload_in_chunks_sha256_matches(live, tmp_path):
     upload_id = upload_id_of(uploader.url)
     batch_id = uploader.request.response_headers.get("batch-id")
     assert batch_id, uploader.request.response_headers
-    assert [(p.offset, p.length, p.status) for p in live.patches_for(upload_id)] == \
-        [(i * MiB, min(MiB, size - i * MiB), 204) for i in range(6)]
+    assert [(p.offset, p.length, p.status) for p in live.patches_for(upload_id)] == [
+        (i * MiB, min(MiB, size - i * MiB), 204) for i in range(6)
+    ]
     batch = await live.batch(upload_id)
     assert batch["batch_id"] == batch_id
     assert (batch["sha256"], batch["size"], batch["filename"]) == (digest, size, "scan.zip")
@@ -49,8 +54,13 @@ async def test_resume_with_a_new_uploader(live, tmp_path):
     path = tmp_path / "scan.zip"
     digest = random_file(path, size, seed=2)
     storage = FileStorage(str(tmp_path / "tus-urls.json"))
-    options = dict(file_path=str(path), chunk_size=MiB, store_url=True, url_storage=storage,
-                   metadata={"filename": "scan.zip"})
+    options = dict(
+        file_path=str(path),
+        chunk_size=MiB,
+        store_url=True,
+        url_storage=storage,
+        metadata={"filename": "scan.zip"},
+    )
     try:
         first = tus(live).uploader(**options)
         for _ in range(2):  # two chunks, then the "client crashes"

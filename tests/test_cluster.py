@@ -36,9 +36,13 @@ def cluster(request, tmp_path_factory):
         missing_part(f"PostgreSQL not reachable ({type(exc).__name__})")
     workdir = tmp_path_factory.mktemp("cluster")
     if request.param == "s3":
-        store = dict(request.getfixturevalue("seaweedfs").settings(prefix="cluster/"), s3_part_size=str(5 * MiB))
+        store = dict(
+            request.getfixturevalue("seaweedfs").settings(prefix="cluster/"), s3_part_size=str(5 * MiB)
+        )
     else:
-        store = dict(store="local", store_dir=str(workdir / "shared" / "incoming"), data_dir=str(workdir / "shared"))
+        store = dict(
+            store="local", store_dir=str(workdir / "shared" / "incoming"), data_dir=str(workdir / "shared")
+        )
     cluster = Cluster(workdir, url, store, extra_env={"OMR_TUS_WORKER_LEASE": "4"})
     cluster.start()
     cluster.database_url, cluster.store_kind = url, request.param
@@ -49,24 +53,38 @@ def cluster(request, tmp_path_factory):
 
 async def login(base: str) -> dict[str, str]:
     async with aiohttp.ClientSession() as s:
-        async with s.post(base + "/api/auth/login", data={"username": "admin", "password": ADMIN_PASSWORD}) as r:
+        async with s.post(
+            base + "/api/auth/login", data={"username": "admin", "password": ADMIN_PASSWORD}
+        ) as r:
             assert r.status == 200, await r.text()
             return {"Authorization": f"Bearer {(await r.json())['access_token']}"}
 
 
-async def create(base: str, headers: dict, length: int, meta: str = "upload_type aW1hZ2Vz,task_id MTE2MDAxMTE=") -> str:
+async def create(
+    base: str, headers: dict, length: int, meta: str = "upload_type aW1hZ2Vz,task_id MTE2MDAxMTE="
+) -> str:
     async with aiohttp.ClientSession() as s:
-        async with s.post(base + "/files/", headers={**TUS, **headers, "Upload-Length": str(length),
-                                                     "Upload-Metadata": meta}) as r:
+        async with s.post(
+            base + "/files/",
+            headers={**TUS, **headers, "Upload-Length": str(length), "Upload-Metadata": meta},
+        ) as r:
             assert r.status == 201, await r.text()
             return urllib.parse.urlsplit(r.headers["Location"]).path
 
 
 async def patch(base: str, headers: dict, path: str, offset: int, body) -> tuple[int, dict, str]:
     async with aiohttp.ClientSession() as s:
-        async with s.patch(base + path, data=body, headers={
-                **TUS, **headers, "Upload-Offset": str(offset), "Content-Type": "application/offset+octet-stream"},
-                timeout=aiohttp.ClientTimeout(total=60)) as r:
+        async with s.patch(
+            base + path,
+            data=body,
+            headers={
+                **TUS,
+                **headers,
+                "Upload-Offset": str(offset),
+                "Content-Type": "application/offset+octet-stream",
+            },
+            timeout=aiohttp.ClientTimeout(total=60),
+        ) as r:
             return r.status, dict(r.headers), await r.text()
 
 
@@ -95,7 +113,7 @@ def saved_by(node, upload_id: str) -> int:
 
 async def slow_body(data: bytes, block: int = 64 * 1024, pause: float = 0.03):
     for i in range(0, len(data), block):
-        yield data[i:i + block]
+        yield data[i : i + block]
         await asyncio.sleep(pause)
 
 
@@ -107,12 +125,19 @@ async def exam_batch(cluster, headers: dict, seeds: range) -> str:
     from omr_tus.omr.template import Template
 
     async with aiohttp.ClientSession() as s:
-        async with s.post(cluster.url + "/api/tasks", headers=headers, json={
-                "task_id": TASK, "name": "Physics", "template": TEMPLATE, "answer_key": KEY}) as r:
+        async with s.post(
+            cluster.url + "/api/tasks",
+            headers=headers,
+            json={"task_id": TASK, "name": "Physics", "template": TEMPLATE, "answer_key": KEY},
+        ) as r:
             assert r.status in (201, 409), await r.text()
     template = Template.parse(TEMPLATE)
-    data = zipped([simulate_sheet(template, np.random.default_rng(seed), EASY, task_id=TASK) for seed in seeds])
-    path = await create(cluster.url, headers, len(data), meta="upload_type emlwX3dpdGhfcXI=,filename ZXhhbS56aXA=")
+    data = zipped(
+        [simulate_sheet(template, np.random.default_rng(seed), EASY, task_id=TASK) for seed in seeds]
+    )
+    path = await create(
+        cluster.url, headers, len(data), meta="upload_type emlwX3dpdGhfcXI=,filename ZXhhbS56aXA="
+    )
     status, hdrs, body = await patch(cluster.url, headers, path, 0, data)
     assert status == 204, body
     return hdrs["Batch-Id"]
@@ -123,9 +148,15 @@ async def answers_per_sheet(cluster, batch_id: str) -> list[tuple[int, int]]:
     engine = create_async_engine(cluster.database_url)
     try:
         async with engine.connect() as conn:
-            return (await conn.execute(text(
-                "SELECT s.id, count(a.sheet_id) FROM sheets s LEFT JOIN answers a ON a.sheet_id = s.id "
-                "WHERE s.batch_id = :b GROUP BY s.id"), {"b": batch_id})).all()
+            return (
+                await conn.execute(
+                    text(
+                        "SELECT s.id, count(a.sheet_id) FROM sheets s LEFT JOIN answers a ON a.sheet_id = s.id "
+                        "WHERE s.batch_id = :b GROUP BY s.id"
+                    ),
+                    {"b": batch_id},
+                )
+            ).all()
     finally:
         await engine.dispose()
 
@@ -142,8 +173,11 @@ async def test_patches_alternating_between_nodes_make_the_right_file(cluster, tm
     path = tmp_path / "exam.bin"
     path.write_bytes(data)
     client = tus_client.TusClient(cluster.url + "/files/", headers=headers)
-    uploader = client.uploader(file_path=str(path), chunk_size=3 * MiB,
-                               metadata={"filename": "exam.bin", "upload_type": "images", "task_id": TASK})
+    uploader = client.uploader(
+        file_path=str(path),
+        chunk_size=3 * MiB,
+        metadata={"filename": "exam.bin", "upload_type": "images", "task_id": TASK},
+    )
     await asyncio.wait_for(asyncio.to_thread(uploader.upload), 120)
     upload_id = uploader.url.rstrip("/").rsplit("/", 1)[1]
     counts = [saved_by(node, upload_id) for node in cluster.nodes]
@@ -157,8 +191,10 @@ async def test_the_same_chunk_sent_to_both_nodes_is_applied_once(cluster):
     data = os.urandom(2 * MiB)
     path = await create(cluster.url, headers, len(data))
     first, second = cluster.nodes
-    results = await asyncio.gather(patch(first.url, headers, path, 0, slow_body(data)),
-                                   patch(second.url, headers, path, 0, slow_body(data)))
+    results = await asyncio.gather(
+        patch(first.url, headers, path, 0, slow_body(data)),
+        patch(second.url, headers, path, 0, slow_body(data)),
+    )
     statuses = sorted(r[0] for r in results)
     assert statuses[0] == 204 and statuses[1] in (409, 423), results
     loser = next(r for r in results if r[0] != 204)
@@ -188,7 +224,9 @@ async def test_a_node_killed_mid_upload_and_the_client_resumes_through_the_other
     data = os.urandom(16 * MiB)
     path = await create(cluster.url, headers, len(data))
     doomed, survivor = cluster.nodes
-    sending = asyncio.ensure_future(patch(doomed.url, headers, path, 0, slow_body(data[:14 * MiB], pause=0.01)))
+    sending = asyncio.ensure_future(
+        patch(doomed.url, headers, path, 0, slow_body(data[: 14 * MiB], pause=0.01))
+    )
     for _ in range(300):  # until at least one 5 MiB part reached the bucket
         if await head_offset(survivor.url, headers, path) >= 5 * MiB:
             break
@@ -220,7 +258,9 @@ async def test_memory_stays_flat_during_8_concurrent_uploads(cluster):
     async def one_upload() -> str:
         path = await create(node.url, headers, len(data))
         for offset in range(0, len(data), 16 * MiB):
-            status, hdrs, body = await patch(node.url, headers, path, offset, data[offset:offset + 16 * MiB])
+            status, hdrs, body = await patch(
+                node.url, headers, path, offset, data[offset : offset + 16 * MiB]
+            )
             assert status == 204, body
         return hdrs["Batch-Id"]
 
@@ -235,7 +275,9 @@ async def test_memory_stays_flat_during_8_concurrent_uploads(cluster):
     batch_ids = await uploads
     assert len(set(batch_ids)) == 8
     grown = (peak - idle) / MiB
-    print(f"\n[{cluster.store_kind}] idle RSS {idle / MiB:.0f} MiB, peak {peak / MiB:.0f} MiB (+{grown:.1f} MiB)")
+    print(
+        f"\n[{cluster.store_kind}] idle RSS {idle / MiB:.0f} MiB, peak {peak / MiB:.0f} MiB (+{grown:.1f} MiB)"
+    )
     assert grown < 64, f"RSS grew by {grown:.1f} MiB during 8 concurrent uploads"
 
 
@@ -248,9 +290,17 @@ async def test_a_silent_writer_on_one_node_lets_go_when_another_node_asks(cluste
     first, second = cluster.nodes
     # By hand on a socket: the body's first MiB is handed to the kernel, then nothing more.
     reader, writer = await asyncio.open_connection("127.0.0.1", first.port)
-    head = "".join(f"{k}: {v}\r\n" for k, v in {
-        **TUS, **headers, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream",
-        "Content-Length": str(8 * MiB), "Host": f"127.0.0.1:{first.port}"}.items())
+    head = "".join(
+        f"{k}: {v}\r\n"
+        for k, v in {
+            **TUS,
+            **headers,
+            "Upload-Offset": "0",
+            "Content-Type": "application/offset+octet-stream",
+            "Content-Length": str(8 * MiB),
+            "Host": f"127.0.0.1:{first.port}",
+        }.items()
+    )
     writer.write(f"PATCH {path} HTTP/1.1\r\n{head}\r\n".encode() + os.urandom(MiB))
     await writer.drain()
     try:
@@ -293,8 +343,11 @@ async def test_a_worker_killed_mid_batch_leaves_no_sheet_unread_or_read_twice(cl
     engine = create_async_engine(cluster.database_url)
     try:
         async with engine.connect() as conn:
-            claimed_again = (await conn.execute(text("SELECT count(*) FROM sheets WHERE batch_id = :b AND attempts > 1"),
-                                                {"b": batch_id})).scalar()
+            claimed_again = (
+                await conn.execute(
+                    text("SELECT count(*) FROM sheets WHERE batch_id = :b AND attempts > 1"), {"b": batch_id}
+                )
+            ).scalar()
     finally:
         await engine.dispose()
     assert claimed_again >= 1  # the dead worker's claims were taken over when their lease ended

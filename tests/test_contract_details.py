@@ -17,16 +17,30 @@ from .test_legacy_chunks import send
 @pytest.mark.parametrize("chunk_first", [True, False])
 @pytest.mark.parametrize("flag", ["yes", "True", "1", ""])
 async def test_is_final_chunk_other_than_true_or_false_is_400(api, flag, chunk_first):
-    body = await send(api, b"x" * 10, status=400, chunk_first=chunk_first, chunk_index=0, total_chunks=1,
-                      filename="a.zip", upload_type="zip_with_qr", is_final_chunk=flag)
+    body = await send(
+        api,
+        b"x" * 10,
+        status=400,
+        chunk_first=chunk_first,
+        chunk_index=0,
+        total_chunks=1,
+        filename="a.zip",
+        upload_type="zip_with_qr",
+        is_final_chunk=flag,
+    )
     assert "is_final_chunk must be true or false" in body["detail"]
 
 
 async def test_metadata_that_is_not_utf8_is_kept_byte_for_byte(api):
     blob = bytes([0xFF, 0xFE, 0x00, 0x80, 0xC3])  # not UTF-8, with a NUL
-    raw = ",".join([f"filename {base64.b64encode(b'a.zip').decode()}",
-                    f"upload_type {base64.b64encode(b'zip_with_qr').decode()}",
-                    f"blob {base64.b64encode(blob).decode()}", "flag"])
+    raw = ",".join(
+        [
+            f"filename {base64.b64encode(b'a.zip').decode()}",
+            f"upload_type {base64.b64encode(b'zip_with_qr').decode()}",
+            f"blob {base64.b64encode(blob).decode()}",
+            "flag",
+        ]
+    )
     resp = await api.client.post("/files/", headers=api.tus(**{"Upload-Length": "3", "Upload-Metadata": raw}))
     assert resp.status == 201, await resp.text()
     path = urlsplit(resp.headers["Location"]).path
@@ -83,13 +97,17 @@ async def test_a_bad_is_final_chunk_after_the_last_chunk_completes_nothing(api):
         data.add_field("is_final_chunk", flag)
         return data
 
-    first = await send(api, b"x" * 10, chunk_index=0, total_chunks=2, filename="a.zip", upload_type="zip_with_qr")
-    resp = await api.client.post("/api/batches/upload-chunk", data=last_chunk("maybe", first["upload_id"]),
-                                 headers=api.auth("alice"))
+    first = await send(
+        api, b"x" * 10, chunk_index=0, total_chunks=2, filename="a.zip", upload_type="zip_with_qr"
+    )
+    resp = await api.client.post(
+        "/api/batches/upload-chunk", data=last_chunk("maybe", first["upload_id"]), headers=api.auth("alice")
+    )
     assert resp.status == 400
     assert (await api.get_json("/api/batches"))["batches"] == []
-    resp = await api.client.post("/api/batches/upload-chunk", data=last_chunk("true", first["upload_id"]),
-                                 headers=api.auth("alice"))
+    resp = await api.client.post(
+        "/api/batches/upload-chunk", data=last_chunk("true", first["upload_id"]), headers=api.auth("alice")
+    )
     body = await resp.json()
     assert resp.status == 200 and body["is_complete"], body
     assert len((await api.get_json("/api/batches"))["batches"]) == 1

@@ -9,18 +9,38 @@ from .conftest import make_settings
 ORIGIN = "https://exams.example.org"
 
 
-@pytest.mark.parametrize("path,method", [("/files/", "POST"), ("/files/" + "a" * 32, "PATCH"),
-                                         ("/api/batches", "GET"), ("/api/auth/login", "POST")])
+@pytest.mark.parametrize(
+    "path,method",
+    [
+        ("/files/", "POST"),
+        ("/files/" + "a" * 32, "PATCH"),
+        ("/api/batches", "GET"),
+        ("/api/auth/login", "POST"),
+    ],
+)
 async def test_preflight(client, path, method):
-    resp = await client.options(path, headers={
-        "Origin": ORIGIN, "Access-Control-Request-Method": method,
-        "Access-Control-Request-Headers": "authorization,tus-resumable,upload-offset,content-type"})
+    resp = await client.options(
+        path,
+        headers={
+            "Origin": ORIGIN,
+            "Access-Control-Request-Method": method,
+            "Access-Control-Request-Headers": "authorization,tus-resumable,upload-offset,content-type",
+        },
+    )
     assert resp.status == 200
     assert resp.headers["Access-Control-Allow-Origin"] == ORIGIN
     assert method in resp.headers["Access-Control-Allow-Methods"]
     allowed = resp.headers["Access-Control-Allow-Headers"].lower()
-    for header in ("authorization", "tus-resumable", "upload-offset", "upload-length", "upload-metadata",
-                   "upload-checksum", "x-http-method-override", "content-type"):
+    for header in (
+        "authorization",
+        "tus-resumable",
+        "upload-offset",
+        "upload-length",
+        "upload-metadata",
+        "upload-checksum",
+        "x-http-method-override",
+        "content-type",
+    ):
         assert header in allowed
 
 
@@ -42,8 +62,9 @@ async def test_origin_allow_list(aiohttp_client, tmp_path, database_url):
     client = await aiohttp_client(create_app(make_settings(tmp_path, database_url, cors_origins=ORIGIN)))
     ok = await client.options("/files/", headers={"Origin": ORIGIN, "Access-Control-Request-Method": "POST"})
     assert ok.status == 200
-    bad = await client.options("/files/", headers={"Origin": "https://evil.example",
-                                                   "Access-Control-Request-Method": "POST"})
+    bad = await client.options(
+        "/files/", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}
+    )
     assert bad.status == 403
     assert "Access-Control-Allow-Origin" not in bad.headers
     assert "OMR_TUS_CORS_ORIGINS" in (await bad.json())["detail"]

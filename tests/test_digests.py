@@ -51,27 +51,41 @@ async def test_tus_sha256_mismatch_fails_the_upload_without_a_batch(api, tmp_pat
     assert f"the file's sha256 is {SHA256}, but {WRONG} was declared" in text and "no batch" in text
     await _no_batch_and_gone(api, path)
     upload_id = path.rsplit("/", 1)[-1]
-    assert not (tmp_path / "data" / "files" / upload_id).exists() and not (tmp_path / "store" / upload_id).exists()
+    assert (
+        not (tmp_path / "data" / "files" / upload_id).exists()
+        and not (tmp_path / "store" / upload_id).exists()
+    )
 
 
 @pytest.mark.parametrize("value", ["abc", "g" * 64, SHA256 + "00", ""])
 async def test_tus_malformed_sha256_is_refused_at_creation(api, value):
-    headers = api.tus(**{"Upload-Length": "10", "Upload-Metadata": f"sha256 {base64.b64encode(value.encode()).decode()}"
-                         if value else "sha256"})
+    headers = api.tus(
+        **{
+            "Upload-Length": "10",
+            "Upload-Metadata": f"sha256 {base64.b64encode(value.encode()).decode()}" if value else "sha256",
+        }
+    )
     resp = await api.client.post("/files/", headers=headers)
     assert resp.status == 400
     assert "sha256" in await resp.text()
 
 
 def _ietf(api, **extra) -> dict[str, str]:
-    return {**api.auth(), "Upload-Draft-Interop-Version": "8", "Upload-Complete": "?1",
-            "Upload-Metadata": "upload_type " + base64.b64encode(b"zip_with_qr").decode(), **extra}
+    return {
+        **api.auth(),
+        "Upload-Draft-Interop-Version": "8",
+        "Upload-Complete": "?1",
+        "Upload-Metadata": "upload_type " + base64.b64encode(b"zip_with_qr").decode(),
+        **extra,
+    }
 
 
 @pytest.mark.parametrize("algorithm,hasher", [("sha-256", hashlib.sha256), ("sha-512", hashlib.sha512)])
 async def test_ietf_repr_digest_is_checked(api, algorithm, hasher):
     good = _sf(algorithm, hasher(DATA).digest())
-    resp = await api.client.post("/files/", data=DATA, headers=_ietf(api, **{"Repr-Digest": f"md5=:AAAA:, {good}"}))
+    resp = await api.client.post(
+        "/files/", data=DATA, headers=_ietf(api, **{"Repr-Digest": f"md5=:AAAA:, {good}"})
+    )
     assert resp.status == 201, await resp.text()
     batch = await api.get_json(f"/api/batches/{resp.headers['Batch-Id']}")
     assert batch["sha256"] == SHA256
@@ -83,8 +97,9 @@ async def test_ietf_repr_digest_is_checked(api, algorithm, hasher):
     await _no_batch_and_gone(api, urlsplit(resp.headers["Location"]).path)
 
 
-@pytest.mark.parametrize("value", ["sha-256=abc", "sha-256=:" + base64.b64encode(b"short").decode() + ":",
-                                   "sha-512=:!!:"])
+@pytest.mark.parametrize(
+    "value", ["sha-256=abc", "sha-256=:" + base64.b64encode(b"short").decode() + ":", "sha-512=:!!:"]
+)
 async def test_ietf_malformed_repr_digest_is_refused_at_creation(api, value):
     resp = await api.client.post("/files/", data=DATA, headers=_ietf(api, **{"Repr-Digest": value}))
     assert resp.status == 400 and "Repr-Digest" in await resp.text()
@@ -93,21 +108,58 @@ async def test_ietf_malformed_repr_digest_is_refused_at_creation(api, value):
 
 async def test_legacy_sha256_field(api):
     half = len(DATA) // 2
-    first = await send(api, DATA[:half], chunk_index=0, total_chunks=2, filename="a.zip", upload_type="zip_with_qr",
-                       sha256=SHA256)
-    last = await send(api, DATA[half:], chunk_index=1, total_chunks=2, filename="a.zip", upload_type="zip_with_qr",
-                      upload_id=first["upload_id"])
+    first = await send(
+        api,
+        DATA[:half],
+        chunk_index=0,
+        total_chunks=2,
+        filename="a.zip",
+        upload_type="zip_with_qr",
+        sha256=SHA256,
+    )
+    last = await send(
+        api,
+        DATA[half:],
+        chunk_index=1,
+        total_chunks=2,
+        filename="a.zip",
+        upload_type="zip_with_qr",
+        upload_id=first["upload_id"],
+    )
     assert (await api.get_json(f"/api/batches/{last['batch_id']}"))["sha256"] == SHA256
 
-    first = await send(api, DATA[:half], chunk_index=0, total_chunks=2, filename="a.zip", upload_type="zip_with_qr",
-                       sha256=WRONG)
-    body = await send(api, DATA[half:], status=400, chunk_index=1, total_chunks=2, filename="a.zip",
-                      upload_type="zip_with_qr", upload_id=first["upload_id"])
+    first = await send(
+        api,
+        DATA[:half],
+        chunk_index=0,
+        total_chunks=2,
+        filename="a.zip",
+        upload_type="zip_with_qr",
+        sha256=WRONG,
+    )
+    body = await send(
+        api,
+        DATA[half:],
+        status=400,
+        chunk_index=1,
+        total_chunks=2,
+        filename="a.zip",
+        upload_type="zip_with_qr",
+        upload_id=first["upload_id"],
+    )
     assert "was declared" in body["detail"]
     assert await _batches(api, first["upload_id"]) == []
 
-    body = await send(api, DATA, status=400, chunk_index=0, total_chunks=1, filename="a.zip",
-                      upload_type="zip_with_qr", sha256="not hex")
+    body = await send(
+        api,
+        DATA,
+        status=400,
+        chunk_index=0,
+        total_chunks=1,
+        filename="a.zip",
+        upload_type="zip_with_qr",
+        sha256="not hex",
+    )
     assert "sha256" in body["detail"]
 
 
@@ -140,9 +192,14 @@ async def test_ietf_repr_digest_on_an_append_is_checked_too(api):
     resp = await api.client.post("/files/", data=DATA[:1000], headers=headers)
     assert resp.status == 201, await resp.text()
     path = urlsplit(resp.headers["Location"]).path
-    patch = {**api.auth(), "Upload-Draft-Interop-Version": "8", "Upload-Complete": "?1", "Upload-Offset": "1000",
-             "Content-Type": "application/partial-upload",
-             "Repr-Digest": _sf("sha-256", hashlib.sha256(b"other").digest())}
+    patch = {
+        **api.auth(),
+        "Upload-Draft-Interop-Version": "8",
+        "Upload-Complete": "?1",
+        "Upload-Offset": "1000",
+        "Content-Type": "application/partial-upload",
+        "Repr-Digest": _sf("sha-256", hashlib.sha256(b"other").digest()),
+    }
     resp = await api.client.patch(path, data=DATA[1000:], headers=patch)
     assert resp.status == 400 and "was declared" in await resp.text()
     await _no_batch_and_gone(api, path)
@@ -150,16 +207,39 @@ async def test_ietf_repr_digest_on_an_append_is_checked_too(api):
 
 async def test_legacy_sha256_field_after_the_chunk(api):
     half = len(DATA) // 2
-    resp = await api.client.post("/api/batches/upload-chunk", headers=api.auth(), data=_form(
-        DATA[:half], chunk_index=0, total_chunks=2, filename="a.zip", upload_type="zip_with_qr", sha256=WRONG))
+    resp = await api.client.post(
+        "/api/batches/upload-chunk",
+        headers=api.auth(),
+        data=_form(
+            DATA[:half],
+            chunk_index=0,
+            total_chunks=2,
+            filename="a.zip",
+            upload_type="zip_with_qr",
+            sha256=WRONG,
+        ),
+    )
     first = await resp.json()
     assert resp.status == 200, first
-    body = await send(api, DATA[half:], status=400, chunk_index=1, total_chunks=2, filename="a.zip",
-                      upload_type="zip_with_qr", upload_id=first["upload_id"])
+    body = await send(
+        api,
+        DATA[half:],
+        status=400,
+        chunk_index=1,
+        total_chunks=2,
+        filename="a.zip",
+        upload_type="zip_with_qr",
+        upload_id=first["upload_id"],
+    )
     assert "was declared" in body["detail"]
 
-    resp = await api.client.post("/api/batches/upload-chunk", headers=api.auth(), data=_form(
-        DATA, chunk_index=0, total_chunks=1, filename="a.zip", upload_type="zip_with_qr", sha256=WRONG))
+    resp = await api.client.post(
+        "/api/batches/upload-chunk",
+        headers=api.auth(),
+        data=_form(
+            DATA, chunk_index=0, total_chunks=1, filename="a.zip", upload_type="zip_with_qr", sha256=WRONG
+        ),
+    )
     assert resp.status == 400  # checked although it came after the chunk that completes the upload
     assert "was declared" in (await resp.json())["detail"]
     assert (await api.get_json("/api/batches"))["batches"] == []  # and no batch of the unchecked file
@@ -167,17 +247,31 @@ async def test_legacy_sha256_field_after_the_chunk(api):
 
 async def test_legacy_sha256_field_on_the_last_chunk_is_checked(api):
     half = len(DATA) // 2
-    first = await send(api, DATA[:half], chunk_index=0, total_chunks=2, filename="a.zip", upload_type="zip_with_qr")
-    resp = await api.client.post("/api/batches/upload-chunk", headers=api.auth(), data=_form(
-        DATA[half:], chunk_index=1, total_chunks=2, filename="a.zip", upload_type="zip_with_qr",
-        upload_id=first["upload_id"], sha256=WRONG))
+    first = await send(
+        api, DATA[:half], chunk_index=0, total_chunks=2, filename="a.zip", upload_type="zip_with_qr"
+    )
+    resp = await api.client.post(
+        "/api/batches/upload-chunk",
+        headers=api.auth(),
+        data=_form(
+            DATA[half:],
+            chunk_index=1,
+            total_chunks=2,
+            filename="a.zip",
+            upload_type="zip_with_qr",
+            upload_id=first["upload_id"],
+            sha256=WRONG,
+        ),
+    )
     assert resp.status == 400 and "was declared" in (await resp.json())["detail"]
     assert (await api.get_json("/api/batches"))["batches"] == []
 
 
 async def test_legacy_invalid_final_flag_after_the_chunk_makes_no_batch(api):
     form = aiohttp.FormData()
-    for key, value in dict(chunk_index=0, total_chunks=1, filename="a.zip", upload_type="zip_with_qr").items():
+    for key, value in dict(
+        chunk_index=0, total_chunks=1, filename="a.zip", upload_type="zip_with_qr"
+    ).items():
         form.add_field(key, str(value))
     form.add_field("chunk", DATA, filename="blob", content_type="application/octet-stream")
     form.add_field("is_final_chunk", "maybe")

@@ -34,7 +34,9 @@ async def _upload(api) -> tuple[str, str]:
 async def test_a_durable_upload_without_its_sha256_gets_it_on_recovery(api):
     upload_id, batch_id = await _upload(api)
     assert (await api.batch(batch_id))["sha256"] == SHA256
-    async with api.client.app[ENGINE].begin() as conn:  # a crash between "durable" and "sha256" (older versions)
+    async with api.client.app[
+        ENGINE
+    ].begin() as conn:  # a crash between "durable" and "sha256" (older versions)
         await conn.execute(text("UPDATE uploads SET sha256 = NULL WHERE id = :id"), {"id": upload_id})
         await conn.execute(text("UPDATE batches SET sha256 = NULL WHERE id = :id"), {"id": batch_id})
     await api.client.app[SERVICE].archiver.recover()
@@ -87,13 +89,30 @@ async def test_the_sweeper_removes_orphans_only(api, tmp_path):
     await api.client.delete(terminated, headers=api.tus())
     terminated_id = terminated.rsplit("/", 1)[-1]
     scratch.mkdir(exist_ok=True)
-    orphans = [store / done_id, store / terminated_id, store / ("a" * 32), files / ("b" * 32 + TMP),
-               files / (done_id + TMP), scratch / ("c" * 32), store / ("spool-" + "f" * 32)]
-    kept = [store / active_id, store / ("d" * 32), files / done_id, files / ("e" * 32 + TMP),
-            store / ("spool-" + "9" * 32)]  # a live request's spool
+    orphans = [
+        store / done_id,
+        store / terminated_id,
+        store / ("a" * 32),
+        files / ("b" * 32 + TMP),
+        files / (done_id + TMP),
+        scratch / ("c" * 32),
+        store / ("spool-" + "f" * 32),
+    ]
+    kept = [
+        store / active_id,
+        store / ("d" * 32),
+        files / done_id,
+        files / ("e" * 32 + TMP),
+        store / ("spool-" + "9" * 32),
+    ]  # a live request's spool
     for path in orphans + kept[1:]:
         path.write_bytes(b"x")
-    for path in (store / ("a" * 32), files / ("b" * 32 + TMP), scratch / ("c" * 32), store / ("spool-" + "f" * 32)):
+    for path in (
+        store / ("a" * 32),
+        files / ("b" * 32 + TMP),
+        scratch / ("c" * 32),
+        store / ("spool-" + "f" * 32),
+    ):
         _age(path, 3600)  # no upload row and untouched for an hour: a dead request's
     assert await api.client.app[SWEEPER].sweep() == len(orphans)
     assert [p for p in orphans if p.exists()] == []
@@ -116,6 +135,7 @@ async def test_readyz_on_a_hung_durable_mount_answers_not_ready_and_blocks_nothi
     """A shared durable directory that stops answering (a hung network mount): /readyz says so
     after its probe time, and the event loop keeps serving other requests meanwhile."""
     from omr_tus.api import health
+
     monkeypatch.setattr(health, "PROBE_SECONDS", 0.5)
     real_free = health.LocalStore.free_space
 
@@ -123,6 +143,7 @@ async def test_readyz_on_a_hung_durable_mount_answers_not_ready_and_blocks_nothi
         if self.directory.name == "files":
             time.sleep(3)  # blocks its thread like a statvfs on a dead mount
         return real_free(self)
+
     monkeypatch.setattr(health.LocalStore, "free_space", hung)
     ready = asyncio.ensure_future(api.client.get("/readyz"))
     await asyncio.sleep(0.1)
@@ -163,10 +184,14 @@ async def test_without_a_ram_disk_the_completion_only_fsyncs_and_hashes(api_with
     assert sorted(p.name for p in files.iterdir()) == [path.rsplit("/", 1)[-1]]  # no copy, no .part
 
 
-async def test_a_full_durable_storage_with_durable_before_ack_answers_507_and_keeps_the_bytes(api_with, tmp_path):
+async def test_a_full_durable_storage_with_durable_before_ack_answers_507_and_keeps_the_bytes(
+    api_with, tmp_path
+):
     files = tmp_path / "data" / "files"
     files.mkdir(parents=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(files)], capture_output=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(files)], capture_output=True
+    )
     if mounted.returncode != 0:
         missing_part(f"cannot mount a small tmpfs (needs root): {mounted.stderr.decode().strip()}")
     try:
@@ -182,13 +207,16 @@ async def test_a_full_durable_storage_with_durable_before_ack_answers_507_and_ke
         subprocess.run(["umount", "-l", str(files)], check=False)
     resp = await api.patch(path, len(big), b"")  # space freed: the retried completion succeeds
     assert resp.status == 204
-    assert (await api.get_json(f"/api/batches/{resp.headers['Batch-Id']}"))["sha256"] == hashlib.sha256(big).hexdigest()
+    assert (await api.get_json(f"/api/batches/{resp.headers['Batch-Id']}"))["sha256"] == hashlib.sha256(
+        big
+    ).hexdigest()
 
 
 async def test_a_bucket_error_during_a_durable_first_completion_is_a_503(api_with):
     """Any store error (here a bucket's, as the S3 store raises it) while the completion waits
     for the durable copy is a 503 with Retry-After, not a 500; the upload keeps its bytes."""
     from botocore.exceptions import EndpointConnectionError
+
     api = await api_with(durable_before_ack=True)
     archiver = api.client.app[SERVICE].archiver
 

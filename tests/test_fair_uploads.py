@@ -12,8 +12,8 @@ from .helpers import Api
 from .test_tus_concat import batch_of, create_final, partial
 from .test_tus_resilience import raw_patch
 
-GIB = 1024 ** 3
-MIB = 1024 ** 2
+GIB = 1024**3
+MIB = 1024**2
 
 
 def store_of(api: Api, free: int, monkeypatch) -> None:
@@ -41,7 +41,9 @@ async def test_reservations_survive_a_restart(api_with, aiohttp_client, tmp_path
     api = await api_with(reservation_user_share=1.0)
     store_of(api, 10 * GIB, monkeypatch)
     assert (await post(api, 9 * GIB, "alice")).status == 201
-    again = Api(await aiohttp_client(create_app(make_settings(tmp_path, database_url, reservation_user_share=1.0))))
+    again = Api(
+        await aiohttp_client(create_app(make_settings(tmp_path, database_url, reservation_user_share=1.0)))
+    )
     await again.login("bob", PASSWORD)
     store_of(again, 10 * GIB, monkeypatch)
     resp = await post(again, 2 * GIB, "bob")
@@ -73,7 +75,9 @@ async def test_a_stranger_neither_interrupts_nor_waits_on_the_owners_paused_patc
     try:
         await asyncio.sleep(0.8)  # paused longer than stall_timeout: a lock waiter would stop it
         for method in ("HEAD", "PATCH", "DELETE"):
-            headers = api.tus("bob", **{"Upload-Offset": "300", "Content-Type": "application/offset+octet-stream"})
+            headers = api.tus(
+                "bob", **{"Upload-Offset": "300", "Content-Type": "application/offset+octet-stream"}
+            )
             resp = await asyncio.wait_for(api.client.request(method, path, headers=headers, data=b"x"), 0.5)
             assert resp.status == 404, (method, resp.status)
         writer.write(b"b" * 700)
@@ -123,10 +127,19 @@ async def test_a_legacy_upload_reserves_its_chunks_to_come(api_with, monkeypatch
 
     api = await api_with(reservation_user_share=1.0)
     store_of(api, 10 * MIB, monkeypatch)
-    first = await send(api, b"c" * MIB, chunk_index=0, total_chunks=8, filename="a.zip", upload_type="zip_with_qr")
+    first = await send(
+        api, b"c" * MIB, chunk_index=0, total_chunks=8, filename="a.zip", upload_type="zip_with_qr"
+    )
     assert (await post(api, 5 * MIB, "bob")).status == 507  # 7 MiB are promised to alice's chunks
-    body = await send(api, b"c" * MIB, status=507, chunk_index=0, total_chunks=12, filename="b.zip",
-                      upload_type="zip_with_qr")
+    body = await send(
+        api,
+        b"c" * MIB,
+        status=507,
+        chunk_index=0,
+        total_chunks=12,
+        filename="b.zip",
+        upload_type="zip_with_qr",
+    )
     assert "free" in body["detail"]
     for i in range(1, 8):
         last = await send(api, b"c" * MIB, chunk_index=i, total_chunks=8, upload_id=first["upload_id"])
@@ -140,6 +153,7 @@ def store_of_capacity(api: Api, capacity: int, monkeypatch) -> None:
 
     def free():
         return capacity - sum(f.stat().st_size for f in store.directory.rglob("*") if f.is_file())
+
     monkeypatch.setattr(store, "free_space", free)
 
 
@@ -166,8 +180,12 @@ async def test_a_chunked_deferred_length_body_is_stopped_at_the_share(api_with, 
     async def body():
         for _ in range(30):
             yield b"x" * MIB
-    resp = await api.client.patch(path, data=body(), headers=api.tus("alice", **{
-        "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"}))
+
+    resp = await api.client.patch(
+        path,
+        data=body(),
+        headers=api.tus("alice", **{"Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"}),
+    )
     assert resp.status == 507, await resp.text()
     kept = int((await api.head(path)).headers["Upload-Offset"])
     assert 0 < kept <= 20 * MIB
@@ -228,13 +246,17 @@ async def test_a_slow_checksummed_patch_keeps_its_reservation_while_bytes_arrive
     body = b"a" * 8 * MIB
     digest = base64.b64encode(hashlib.sha1(body).digest()).decode()
     reader, writer = await asyncio.open_connection(api.client.host, api.client.port)
-    writer.write((f"PATCH {path} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\n"
-                  f"Authorization: Bearer {api.tokens['alice']}\r\nUpload-Offset: 0\r\n"
-                  f"Upload-Checksum: sha1 {digest}\r\nContent-Type: application/offset+octet-stream\r\n"
-                  f"Content-Length: {len(body)}\r\n\r\n").encode())
+    writer.write(
+        (
+            f"PATCH {path} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\n"
+            f"Authorization: Bearer {api.tokens['alice']}\r\nUpload-Offset: 0\r\n"
+            f"Upload-Checksum: sha1 {digest}\r\nContent-Type: application/offset+octet-stream\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
+    )
     try:
         for i in range(0, 2 * MIB, 64 * 1024):  # a slow but live client: 2 MiB over 2 s and more
-            writer.write(body[i:i + 64 * 1024])
+            writer.write(body[i : i + 64 * 1024])
             await writer.drain()
             await asyncio.sleep(0.06)
         resp = await post(api, 6 * MIB, "bob")
@@ -257,8 +279,9 @@ async def test_the_copy_of_a_deferred_partial_stays_reserved(api_with, monkeypat
 
 async def test_a_terminated_final_frees_its_partials(api):
     p = await partial(api, None, 10)  # not yet complete: the final waits
-    final = urlsplit((await create_final(api, p, {"filename": "f.zip", "upload_type": "zip_with_qr"}))
-                     .headers["Location"]).path
+    final = urlsplit(
+        (await create_final(api, p, {"filename": "f.zip", "upload_type": "zip_with_qr"})).headers["Location"]
+    ).path
     assert (await api.client.delete(final, headers=api.tus("alice"))).status == 204
     resp = await api.client.post("/files/", headers=api.tus("alice", **{"Upload-Concat": f"final;{p}"}))
     assert resp.status == 201, await resp.text()

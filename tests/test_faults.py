@@ -59,8 +59,11 @@ async def test_database_outage_mid_upload_answers_503_and_the_upload_completes_a
     assert (await api.patch(path, 0, data[:MiB])).status == 204
 
     await proxy.cut()
-    for request in (lambda: api.patch(path, MiB, data[MiB:2 * MiB]), lambda: api.head(path),
-                    lambda: api.client.get("/api/batches", headers=api.auth())):
+    for request in (
+        lambda: api.patch(path, MiB, data[MiB : 2 * MiB]),
+        lambda: api.head(path),
+        lambda: api.client.get("/api/batches", headers=api.auth()),
+    ):
         resp = await request()
         assert resp.status == 503, (resp.status, await resp.text())
         assert resp.headers["Retry-After"] == "2"
@@ -86,7 +89,9 @@ def small_store(tmp_path):
 
     path = tmp_path / "small-store"
     path.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=10m", "tmpfs", str(path)], capture_output=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=10m", "tmpfs", str(path)], capture_output=True
+    )
     if mounted.returncode != 0:
         missing_part(f"cannot mount a small tmpfs (needs root): {mounted.stderr.decode().strip()}")
     yield path
@@ -100,13 +105,17 @@ async def test_a_full_store_answers_507_and_harms_no_other_upload(api_with, smal
     finished = await api.batch((await api.patch(path, 0, done)).headers["Batch-Id"])
     assert finished["sha256"] == hashlib.sha256(done).hexdigest()
 
-    resp = await api.client.post("/files/", headers=api.tus(**{"Upload-Length": str(64 * MiB),
-                                                              "Upload-Metadata": "upload_type emlwX3dpdGhfcXI="}))
+    resp = await api.client.post(
+        "/files/",
+        headers=api.tus(
+            **{"Upload-Length": str(64 * MiB), "Upload-Metadata": "upload_type emlwX3dpdGhfcXI="}
+        ),
+    )
     assert resp.status == 507 and "free" in await resp.text()  # known not to fit: refused at once
 
     other = os.urandom(4 * MiB)
     other_path = await api.create(len(other), {"filename": "o.zip", "upload_type": "zip_with_qr"})
-    assert (await api.patch(other_path, 0, other[:2 * MiB])).status == 204
+    assert (await api.patch(other_path, 0, other[: 2 * MiB])).status == 204
 
     greedy = await api.create(None, {"filename": "g.zip", "upload_type": "zip_with_qr"})  # length unknown
     resp = await api.patch(greedy, 0, os.urandom(12 * MiB))  # its Content-Length is claimed before any byte
@@ -122,7 +131,7 @@ async def test_a_full_store_answers_507_and_harms_no_other_upload(api_with, smal
                 f.write(b"\0" * MiB)
                 f.flush()
     os.truncate(junk, max(0, junk.stat().st_size - MiB))
-    resp = await api.patch(other_path, 2 * MiB, other[2 * MiB:])
+    resp = await api.patch(other_path, 2 * MiB, other[2 * MiB :])
     assert resp.status == 507 and "full" in await resp.text()
     kept = int((await api.head(other_path)).headers["Upload-Offset"])
     assert 2 * MiB <= kept < 4 * MiB
@@ -146,13 +155,24 @@ def local_postgres():
     version = sorted(os.listdir("/etc/postgresql"))[-1]
 
     def ctl(action: str) -> None:
-        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action,
-                        *(["-m", "fast"] if action == "stop" else [])], capture_output=True, timeout=60)
+        subprocess.run(
+            [
+                "pg_ctlcluster",
+                "--skip-systemctl-redirect",
+                version,
+                "main",
+                action,
+                *(["-m", "fast"] if action == "stop" else []),
+            ],
+            capture_output=True,
+            timeout=60,
+        )
         if action == "start":
             for _ in range(100):
                 if subprocess.run(["pg_isready", "-h", "127.0.0.1", "-q"]).returncode == 0:
                     return
                 time.sleep(0.1)
+
     yield ctl
     ctl("start")
 
@@ -165,8 +185,11 @@ async def test_postgresql_stopped_and_started_mid_upload(aiohttp_client, tmp_pat
 
     await asyncio.to_thread(local_postgres, "stop")
     try:
-        for request in (lambda: api.patch(path, MiB, data[MiB:2 * MiB]), lambda: api.head(path),
-                        lambda: api.client.get("/api/batches", headers=api.auth())):
+        for request in (
+            lambda: api.patch(path, MiB, data[MiB : 2 * MiB]),
+            lambda: api.head(path),
+            lambda: api.client.get("/api/batches", headers=api.auth()),
+        ):
             resp = await request()
             assert resp.status == 503 and resp.headers["Retry-After"] == "2", (resp.status, await resp.text())
     finally:
@@ -190,9 +213,14 @@ async def test_a_full_database_disk_answers_507(api, monkeypatch):
     from omr_tus.http.keys import REPO
 
     async def full(*_args, **_kwargs):
-        raise OperationalError("INSERT INTO uploads ...", {}, sqlite3.OperationalError("database or disk is full"))
+        raise OperationalError(
+            "INSERT INTO uploads ...", {}, sqlite3.OperationalError("database or disk is full")
+        )
+
     monkeypatch.setattr(api.client.app[REPO], "insert_upload", full)
-    resp = await api.client.post("/files/", headers=api.tus(**{"Upload-Length": "10",
-                                                              "Upload-Metadata": "upload_type emlwX3dpdGhfcXI="}))
+    resp = await api.client.post(
+        "/files/",
+        headers=api.tus(**{"Upload-Length": "10", "Upload-Metadata": "upload_type emlwX3dpdGhfcXI="}),
+    )
     assert resp.status == 507 and resp.headers["Retry-After"] == "60"
     assert "out of disk space" in await resp.text()

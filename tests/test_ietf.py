@@ -31,8 +31,18 @@ META = {"upload_type": "zip_with_qr", "filename": "scan.zip"}
 # patch_type: the required PATCH Content-Type; length: Upload-Length exists; age: the lifetime
 # key of Upload-Limit (None: no Upload-Limit); typed: problem types exist; inconsistent: the
 # inconsistent-upload-length type exists; append: the status of a successful PATCH.
-V3 = {"field": "Upload-Incomplete", "done": "?0", "more": "?1", "absent": True, "patch_type": None, "length": False,
-      "age": None, "typed": False, "inconsistent": False, "append": 201}
+V3 = {
+    "field": "Upload-Incomplete",
+    "done": "?0",
+    "more": "?1",
+    "absent": True,
+    "patch_type": None,
+    "length": False,
+    "age": None,
+    "typed": False,
+    "inconsistent": False,
+    "append": 201,
+}
 V4 = dict(V3, field="Upload-Complete", done="?1", more="?0", absent=False)
 V6 = dict(V4, patch_type=PARTIAL, length=True, age="expires", typed=True)
 V7 = dict(V6, age="max-age", inconsistent=True, append=204)
@@ -81,7 +91,7 @@ def check_limits(v: int, headers, upload_open: bool = True) -> None:
         assert "Upload-Limit" not in headers
         return
     members = dict(m.strip().split("=") for m in headers["Upload-Limit"].split(","))
-    assert members["max-size"] == str(64 * 1024 ** 3) and members["min-size"] == "0"
+    assert members["max-size"] == str(64 * 1024**3) and members["min-size"] == "0"
     assert (age in members) == upload_open, members
     if upload_open:
         assert 86000 < int(members[age]) <= 86400
@@ -109,8 +119,11 @@ async def test_creation_with_the_whole_body_completes(api, v):
     assert resp.headers["Upload-Offset"] == str(len(data))
     assert resp.headers[WIRE[v]["field"]] == WIRE[v]["done"]
     batch = await api.batch(resp.headers["Batch-Id"])
-    assert (batch["sha256"], batch["size"], batch["filename"]) == (hashlib.sha256(data).hexdigest(), len(data),
-                                                                  "scan.zip")
+    assert (batch["sha256"], batch["size"], batch["filename"]) == (
+        hashlib.sha256(data).hexdigest(),
+        len(data),
+        "scan.zip",
+    )
     listed = await api.get_json(f"/api/batches?upload_id={upload_id_of(resp.headers['Location'])}")
     assert [b["batch_id"] for b in listed["batches"]] == [resp.headers["Batch-Id"]]
 
@@ -161,8 +174,11 @@ async def test_offset_mismatch_is_a_409_problem(api, v):
 @pytest.mark.parametrize("v", VERSIONS)
 async def test_patch_content_type(api, v):
     path = await created(api, v)
-    resp = await api.client.patch(path, data=b"hello", headers=patch_headers(
-        api, v, 0, False, **{"Content-Type": "application/offset+octet-stream"}))
+    resp = await api.client.patch(
+        path,
+        data=b"hello",
+        headers=patch_headers(api, v, 0, False, **{"Content-Type": "application/offset+octet-stream"}),
+    )
     if WIRE[v]["patch_type"]:
         assert resp.status == 415
         assert PARTIAL in await resp.text()
@@ -235,7 +251,7 @@ async def test_completion_without_a_known_length_takes_the_bytes_received(api, v
 
     async def chunks():
         for i in range(0, len(data), 7000):
-            yield data[i:i + 7000]
+            yield data[i : i + 7000]
 
     path = await created(api, v, data[:10])
     resp = await api.client.patch(path, data=chunks(), headers=patch_headers(api, v, 10, True))
@@ -292,7 +308,9 @@ async def test_version_dispatch(api):
         resp = await api.client.post("/files/", headers=ietf(api, 8, **{"Upload-Draft-Interop-Version": bad}))
         assert resp.status == 400
         assert "interop versions 3 to 8" in await resp.text()
-    both = await api.client.post("/files/", headers=ietf(api, 8, **{"Tus-Resumable": "1.0.0", "Upload-Length": "5"}))
+    both = await api.client.post(
+        "/files/", headers=ietf(api, 8, **{"Tus-Resumable": "1.0.0", "Upload-Length": "5"})
+    )
     assert both.status == 201 and both.headers["Tus-Resumable"] == "1.0.0"
     untagged = await api.client.post("/files/", headers={**api.auth(), "Upload-Complete": "?1"})
     assert untagged.status == 412  # neither protocol: tus' answer
@@ -301,9 +319,14 @@ async def test_version_dispatch(api):
 
 
 async def test_cors_lets_a_browser_speak_ietf(api):
-    resp = await api.client.options("/files/", headers={
-        "Origin": "https://exams.example", "Access-Control-Request-Method": "PATCH",
-        "Access-Control-Request-Headers": "upload-draft-interop-version, upload-complete"})
+    resp = await api.client.options(
+        "/files/",
+        headers={
+            "Origin": "https://exams.example",
+            "Access-Control-Request-Method": "PATCH",
+            "Access-Control-Request-Headers": "upload-draft-interop-version, upload-complete",
+        },
+    )
     allowed = resp.headers["Access-Control-Allow-Headers"]
     assert "Upload-Draft-Interop-Version" in allowed and "Upload-Complete" in allowed
     resp = await create(api, 8, Origin="https://exams.example")
@@ -312,20 +335,31 @@ async def test_cors_lets_a_browser_speak_ietf(api):
 
 # -- 104 Upload Resumption Supported, seen on a raw socket ---------------------------------
 
+
 async def read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
     raw = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
     lines = raw.decode("latin-1").split("\r\n")
     status = int(lines[0].split(" ")[1])
-    return status, {k.lower(): val.strip() for k, _, val in (line.partition(":") for line in lines[1:] if line)}
+    return status, {
+        k.lower(): val.strip() for k, _, val in (line.partition(":") for line in lines[1:] if line)
+    }
 
 
 async def start_raw_creation(api, v: int, data: bytes, sent: int, http: str = "1.1"):
     """A creation request whose body is sent only up to `sent` bytes."""
     reader, writer = await asyncio.open_connection(api.client.server.host, api.client.server.port)
-    hdrs = {**ietf(api, v, **state(v, True)), "Upload-Metadata": encode_metadata(META),
-            "Content-Length": str(len(data)), "Host": "omr.test"}
-    writer.write(f"POST /files/ HTTP/{http}\r\n".encode() +
-                 "".join(f"{k}: {val}\r\n" for k, val in hdrs.items()).encode() + b"\r\n" + data[:sent])
+    hdrs = {
+        **ietf(api, v, **state(v, True)),
+        "Upload-Metadata": encode_metadata(META),
+        "Content-Length": str(len(data)),
+        "Host": "omr.test",
+    }
+    writer.write(
+        f"POST /files/ HTTP/{http}\r\n".encode()
+        + "".join(f"{k}: {val}\r\n" for k, val in hdrs.items()).encode()
+        + b"\r\n"
+        + data[:sent]
+    )
     await writer.drain()
     return reader, writer
 
@@ -392,20 +426,31 @@ async def test_no_104_for_http_1_0(api):
 
 # -- tus-js-client's IETF protocols, in Node against a live server ---------------------------
 
+
 @pytest.mark.parametrize("protocol,v", [("ietf-draft-03", 5), ("ietf-draft-05", 6)])
 async def test_tusjs_ietf_upload_with_resume(node, live, tmp_path, protocol, v):  # noqa: F811
     size = 5 * MiB + 77
     path = tmp_path / "scan.zip"
     digest = random_file(path, size, seed=21)
 
-    result = await run_upload(node, live, path, chunkSize=MiB, abortAfterBytes=2 * MiB, resumeWith="previous",
-                              metadata=META, tusOptions={"protocol": protocol})
+    result = await run_upload(
+        node,
+        live,
+        path,
+        chunkSize=MiB,
+        abortAfterBytes=2 * MiB,
+        resumeWith="previous",
+        metadata=META,
+        tusOptions={"protocol": protocol},
+    )
 
     url = result["url"]
     assert result["uploadUrls"] == [url, url], "the second Upload created a new upload instead of resuming"
     assert result["resume"] == {"offset": 2 * MiB}
-    assert [(p["upload"], p["offset"], p["status"]) for p in result["patches"]] == \
-        [(1, 0, 201), (1, MiB, 201)] + [(2, i * MiB, 201) for i in range(2, 6)]
+    assert [(p["upload"], p["offset"], p["status"]) for p in result["patches"]] == [
+        (1, 0, 201),
+        (1, MiB, 201),
+    ] + [(2, i * MiB, 201) for i in range(2, 6)]
     assert result["bytesAccepted"] == size  # every byte sent once
     assert result["requests"]["interop"] == [str(v)], result["requests"]
     assert result["requests"]["tusResumable"] is False

@@ -44,16 +44,38 @@ def make_zip(path, entries: dict, symlinks=()):
 
 
 def test_listing_is_safe_and_complete(tmp_path):
-    path = make_zip(tmp_path / "b.zip", {
-        "class A/s1.JPG": png(), "class A/deep/s2.png": png(), "scan.tiff": tiff(3), "doc.pdf": pdf(2),
-        "__MACOSX/class A/._s1.JPG": b"x", ".hidden.png": png(), "class A/.DS_Store": b"x", "Thumbs.db": b"x",
-        "desktop.ini": b"x", "notes.txt": b"hello", "../../x.png": png(), "/abs.png": png(),
-        "bomb.png": b"\0" * (20 * 1024 * 1024),
-    }, symlinks=["link.png"])
+    path = make_zip(
+        tmp_path / "b.zip",
+        {
+            "class A/s1.JPG": png(),
+            "class A/deep/s2.png": png(),
+            "scan.tiff": tiff(3),
+            "doc.pdf": pdf(2),
+            "__MACOSX/class A/._s1.JPG": b"x",
+            ".hidden.png": png(),
+            "class A/.DS_Store": b"x",
+            "Thumbs.db": b"x",
+            "desktop.ini": b"x",
+            "notes.txt": b"hello",
+            "../../x.png": png(),
+            "/abs.png": png(),
+            "bomb.png": b"\0" * (20 * 1024 * 1024),
+        },
+        symlinks=["link.png"],
+    )
     listing = list_pages(path, "b.zip")
     assert listing.error is None
-    assert sorted(listing.pages) == sorted([("class A/s1.JPG", 1), ("class A/deep/s2.png", 1), ("scan.tiff", 1),
-                                            ("scan.tiff", 2), ("scan.tiff", 3), ("doc.pdf", 1), ("doc.pdf", 2)])
+    assert sorted(listing.pages) == sorted(
+        [
+            ("class A/s1.JPG", 1),
+            ("class A/deep/s2.png", 1),
+            ("scan.tiff", 1),
+            ("scan.tiff", 2),
+            ("scan.tiff", 3),
+            ("doc.pdf", 1),
+            ("doc.pdf", 2),
+        ]
+    )
     reasons = {s["entry"]: s["reason"] for s in listing.skipped}
     assert set(reasons) == {"notes.txt", "../../x.png", "/abs.png", "bomb.png", "link.png"}
     assert "not a sheet image" in reasons["notes.txt"]
@@ -70,8 +92,9 @@ def test_a_repeated_entry_name_is_read_once(tmp_path):
         z.writestr("s1.png", png())
     listing = list_pages(path, "dup.zip")
     assert listing.pages == [("s1.png", 1)]
-    assert listing.skipped == [{"entry": "s1.png", "reason": "a second entry of the same name (only the first "
-                                                             "is read)"}]
+    assert listing.skipped == [
+        {"entry": "s1.png", "reason": "a second entry of the same name (only the first is read)"}
+    ]
 
 
 def test_limits_on_count_and_size(tmp_path):
@@ -81,10 +104,13 @@ def test_limits_on_count_and_size(tmp_path):
     assert "more than 3 pages" in listing.skipped[0]["reason"]
 
 
-@pytest.mark.parametrize("content,expect", [
-    (b"PK\x03\x04 this is not really a zip", "neither a ZIP"),
-    (b"garbage", "neither a ZIP"),
-])
+@pytest.mark.parametrize(
+    "content,expect",
+    [
+        (b"PK\x03\x04 this is not really a zip", "neither a ZIP"),
+        (b"garbage", "neither a ZIP"),
+    ],
+)
 def test_unreadable_file(tmp_path, content, expect):
     path = tmp_path / "upload.zip"
     path.write_bytes(content)
@@ -106,11 +132,14 @@ def test_load_pages(tmp_path):
     assert page.shape[1] == 1654  # as wide as the template's canonical page
 
 
-@pytest.mark.parametrize("name,data,reason", [
-    ("trunc.jpg", b"\xff\xd8\xff\xe0" + b"\0" * 100, "unreadable image"),
-    ("huge.png", None, "over the limit"),
-    ("broken.pdf", b"%PDF-1.4 nothing", "unreadable"),
-])
+@pytest.mark.parametrize(
+    "name,data,reason",
+    [
+        ("trunc.jpg", b"\xff\xd8\xff\xe0" + b"\0" * 100, "unreadable image"),
+        ("huge.png", None, "over the limit"),
+        ("broken.pdf", b"%PDF-1.4 nothing", "unreadable"),
+    ],
+)
 def test_bad_pages_fail_with_a_reason(tmp_path, name, data, reason):
     if data is None:  # a 30000 x 30000 PNG: small on disk, 900 megapixels decoded
         out = io.BytesIO()

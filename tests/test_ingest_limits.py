@@ -11,8 +11,15 @@ from PIL import Image
 from omr_tus.batches import ingest
 from omr_tus.batches.ingest import Limits, PageError, PageReader, list_pages, load_page
 
-from .hostile import (huge_png, many_entries_zip, nested_forms_pdf, small_png, tiff_frames, tiny_frames_tiff,
-                      zip_with)
+from .hostile import (
+    huge_png,
+    many_entries_zip,
+    nested_forms_pdf,
+    small_png,
+    tiff_frames,
+    tiny_frames_tiff,
+    zip_with,
+)
 from .test_ingest import make_zip, pdf
 
 
@@ -54,7 +61,9 @@ def test_a_zip_declaring_too_many_entries_fails_before_its_directory_is_parsed(t
     path = tmp_path / "many.zip"
     path.write_bytes(many_entries_zip(1_500))
     parsed = []
-    monkeypatch.setattr(ingest.zipfile, "ZipFile", lambda *a, **k: parsed.append(a) or zipfile.ZipFile(*a, **k))
+    monkeypatch.setattr(
+        ingest.zipfile, "ZipFile", lambda *a, **k: parsed.append(a) or zipfile.ZipFile(*a, **k)
+    )
     listing = list_pages(path, "many.zip", Limits(max_archive_entries=1_000))
     assert listing.pages == [] and "ZIP of 1500 entries is over the limit of 1000" in listing.error
     assert parsed == []
@@ -68,11 +77,16 @@ def test_skipped_entries_are_named_up_to_a_limit_and_all_counted(tmp_path):
     assert len(listing.skipped) == 1_000 and listing.skipped_count == 1_200
 
 
-@pytest.mark.parametrize("flag,method,reason", [
-    (1, None, "encrypted"),
-    (None, 9, "compressed with method 9"),
-])
-def test_encrypted_or_unreadable_compression_entries_are_skipped_with_the_reason(tmp_path, flag, method, reason):
+@pytest.mark.parametrize(
+    "flag,method,reason",
+    [
+        (1, None, "encrypted"),
+        (None, 9, "compressed with method 9"),
+    ],
+)
+def test_encrypted_or_unreadable_compression_entries_are_skipped_with_the_reason(
+    tmp_path, flag, method, reason
+):
     entries = {"locked.tif": tiny_frames_tiff(2), "locked.png": small_png(), "ok.png": small_png()}
     locked = {"locked.tif": flag or method, "locked.png": flag or method}
     path = tmp_path / "b.zip"
@@ -99,7 +113,9 @@ def test_a_huge_png_is_reduced_as_it_is_decoded(tmp_path):
 
 
 def test_the_reader_opens_a_zip_once_for_all_its_sheets(tmp_path, monkeypatch):
-    path = make_zip(tmp_path / "b.zip", {"t.tif": tiny_frames_tiff(50), **{f"{i}.png": small_png() for i in range(5)}})
+    path = make_zip(
+        tmp_path / "b.zip", {"t.tif": tiny_frames_tiff(50), **{f"{i}.png": small_png() for i in range(5)}}
+    )
     opened = []
     real = ingest.zipfile.ZipFile
     monkeypatch.setattr(ingest.zipfile, "ZipFile", lambda *a, **k: opened.append(a) or real(*a, **k))
@@ -123,7 +139,11 @@ def test_a_zip_that_understates_its_entry_count_is_refused_by_its_directory_size
     path = tmp_path / "liar.zip"
     path.write_bytes(bytes(data))
     listing = list_pages(path, "liar.zip", Limits(max_archive_entries=10))
-    assert listing.pages == [] and "a ZIP directory of" in listing.error and "over the limit of 2560" in listing.error
+    assert (
+        listing.pages == []
+        and "a ZIP directory of" in listing.error
+        and "over the limit of 2560" in listing.error
+    )
 
 
 def test_a_large_jpeg_is_reduced_while_it_is_decoded(tmp_path):
@@ -190,10 +210,17 @@ def test_a_gif_named_tif_is_not_walked_frame_by_frame(tmp_path):
     assert load_page(path, "anim.png", 1, 1654).shape == (8, 8)  # a single image: its first frame only
 
 
-@pytest.mark.parametrize("mode,side,refused", [
-    ("L", 600, False), ("I;16", 600, False), ("RGBA", 400, False),
-    ("I;16", 800, True), ("RGBA", 600, True), ("RGB", 600, True),
-])
+@pytest.mark.parametrize(
+    "mode,side,refused",
+    [
+        ("L", 600, False),
+        ("I;16", 600, False),
+        ("RGBA", 400, False),
+        ("I;16", 800, True),
+        ("RGBA", 600, True),
+        ("RGB", 600, True),
+    ],
+)
 def test_a_page_is_refused_by_its_decoded_bytes_before_it_is_decoded(tmp_path, mode, side, refused):
     """Bytes, not only pixels: a 10,900-pixel-square RGBA PNG is 475 MB decoded (four bytes a
     pixel), a 16-bit one 237 MB, where a bilevel one of the same pixels is 119 MB."""
@@ -202,7 +229,9 @@ def test_a_page_is_refused_by_its_decoded_bytes_before_it_is_decoded(tmp_path, m
     path = make_zip(tmp_path / "b.zip", {"p.png": out.getvalue()})
     limits = Limits(max_decoded_bytes=1_000_000)
     if refused:
-        with pytest.raises(PageError, match=f"{side}x{side} {mode} pixels takes .* over the limit of 1000000"):
+        with pytest.raises(
+            PageError, match=f"{side}x{side} {mode} pixels takes .* over the limit of 1000000"
+        ):
             load_page(path, "p.png", 1, 100, limits)
     else:
         assert load_page(path, "p.png", 1, 100, limits).shape == (200, 200)  # reduced to twice the width

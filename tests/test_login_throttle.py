@@ -15,7 +15,6 @@ from omr_tus.http.keys import AUTH, REPO
 
 from .conftest import PASSWORD, make_settings
 
-
 _FRESH = itertools.count(1)
 
 
@@ -26,8 +25,11 @@ def settings(tmp_path, database_url):
 
 
 async def login(api, username: str, password: str, address: str = "10.0.0.1"):
-    return await api.client.post("/api/auth/login", data={"username": username, "password": password},
-                                 headers={"X-Forwarded-For": f"203.0.113.9, {address}"})
+    return await api.client.post(
+        "/api/auth/login",
+        data={"username": username, "password": password},
+        headers={"X-Forwarded-For": f"203.0.113.9, {address}"},
+    )
 
 
 async def test_concurrent_wrong_passwords_are_counted_before_any_is_checked(api, monkeypatch):
@@ -82,7 +84,7 @@ async def test_an_older_hash_is_redone_at_login_and_tokens_stay_valid(api, monke
 
 def test_scrypt_runs_at_owasp_parameters(monkeypatch):
     monkeypatch.undo()  # the suite's cheap parameters off
-    assert auth.SCRYPT["n"] >= 2 ** 17 and auth.SCRYPT["r"] >= 8 and auth.SCRYPT["p"] >= 1
+    assert auth.SCRYPT["n"] >= 2**17 and auth.SCRYPT["r"] >= 8 and auth.SCRYPT["p"] >= 1
 
 
 async def test_logins_do_not_wait_behind_other_thread_work(api):
@@ -103,7 +105,9 @@ async def test_logins_beyond_the_hashing_queue_get_503(api, monkeypatch):
     monkeypatch.setattr(auth, "HASH_QUEUE", 0)
     resp = await login(api, "alice", PASSWORD)
     assert resp.status == 503 and resp.headers["Retry-After"] == "1"
-    assert await api.client.app[REPO].login_failures("address:10.0.0.1") is None  # the refusal counted nothing
+    assert (
+        await api.client.app[REPO].login_failures("address:10.0.0.1") is None
+    )  # the refusal counted nothing
     monkeypatch.setattr(auth, "HASH_QUEUE", 64)
     assert (await login(api, "alice", PASSWORD)).status == 200
 
@@ -114,14 +118,17 @@ async def test_counts_an_hour_old_are_forgotten(api):
     import datetime as dt
 
     throttle, repo = api.client.app[AUTH].throttle, api.client.app[REPO]
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     throttle.clock = lambda: now - dt.timedelta(minutes=61)
     assert (await login(api, "alice", "wrong password", address="10.9.9.9")).status == 401
     throttle.clock = lambda: now - dt.timedelta(minutes=30)
     assert (await login(api, "bob", "wrong password", address="10.9.9.8")).status == 401
     throttle.clock = lambda: now
     await throttle.forget_old()
-    assert await repo.login_failures("address:10.9.9.9") is None and await repo.login_failures("user:alice") is None
+    assert (
+        await repo.login_failures("address:10.9.9.9") is None
+        and await repo.login_failures("user:alice") is None
+    )
     assert (await repo.login_failures("address:10.9.9.8")).failures == 1
 
 
@@ -130,15 +137,19 @@ async def test_a_client_without_a_proxy_cannot_pick_its_address(api_with):
     behind a proxy names no address, so rotating it does not escape the address rule."""
     api = await api_with()
     free = auth.LoginThrottle.ADDRESS[0]
-    statuses = [(await login(api, f"user{i}", "wrong password", address=f"198.51.100.{i}")).status
-                for i in range(free + 3)]
+    statuses = [
+        (await login(api, f"user{i}", "wrong password", address=f"198.51.100.{i}")).status
+        for i in range(free + 3)
+    ]
     assert statuses[free:] == [429] * 3, statuses
 
 
 async def test_ipv6_addresses_count_by_64(api):
     free = auth.LoginThrottle.ADDRESS[0]
-    statuses = [(await login(api, f"user{i}", "wrong password", address=f"2001:db8:0:7::{i + 1:x}")).status
-                for i in range(free + 3)]
+    statuses = [
+        (await login(api, f"user{i}", "wrong password", address=f"2001:db8:0:7::{i + 1:x}")).status
+        for i in range(free + 3)
+    ]
     assert statuses[free:] == [429] * 3, statuses
     assert (await login(api, "bob", PASSWORD, address="2001:db8:0:8::1")).status == 200  # another /64
     assert auth.address_group("::ffff:192.0.2.1") == "192.0.2.1"
@@ -165,6 +176,7 @@ async def test_one_address_cannot_fill_the_hashing_queue(api, monkeypatch):
         entered.release()
         gate.wait(5)
         return real(password, stored)
+
     monkeypatch.setattr(auth, "verify_password", held)
     flood = [asyncio.ensure_future(login(api, "alice", PASSWORD, address="10.0.0.66")) for _ in range(10)]
     await asyncio.to_thread(entered.acquire, True, 5)
@@ -188,6 +200,7 @@ async def test_a_rehash_never_undoes_a_password_change(api, monkeypatch):
         started.set()
         changed.wait(5)
         return real(password)
+
     monkeypatch.setattr(auth, "hash_password", slow_hash)
     pending = asyncio.ensure_future(login(api, "alice", PASSWORD, address="10.0.0.5"))
     await asyncio.to_thread(started.wait, 5)
@@ -208,6 +221,7 @@ async def test_the_unknown_user_hash_is_made_off_the_event_loop(api, monkeypatch
     def recorded(password):
         threads.append(threading.current_thread().name)
         return real(password)
+
     monkeypatch.setattr(auth, "hash_password", recorded)
     assert (await login(api, "nobody", "wrong password")).status == 401
     assert threads and threads[0].startswith("password"), threads

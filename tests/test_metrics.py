@@ -42,8 +42,12 @@ async def test_metrics_count_uploads_bytes_and_requests(api):
     assert grew('omr_tus_http_requests_total{method="PATCH",route="/files/{upload_id}",status="204"}') == 1
     assert grew('omr_tus_http_requests_total{method="GET",route="/api/batches/{batch_id}",status="404"}') == 1
     assert after["omr_tus_active_uploads"] == before.get("omr_tus_active_uploads", 0)
-    assert after.get('omr_tus_batches{status="uploaded"}', 0) + after.get('omr_tus_batches{status="processing"}', 0) \
-        + after.get('omr_tus_batches{status="completed"}', 0) >= 1
+    assert (
+        after.get('omr_tus_batches{status="uploaded"}', 0)
+        + after.get('omr_tus_batches{status="processing"}', 0)
+        + after.get('omr_tus_batches{status="completed"}', 0)
+        >= 1
+    )
     assert "omr_tus_lock_waits_total" in after and "omr_tus_batch_duration_seconds_count" in after
     assert grew('omr_tus_db_round_trips_total{kind="statement"}') >= 4  # 2 creations, a PATCH, a DELETE
     assert grew('omr_tus_db_round_trips_total{kind="commit"}') >= 2  # the creations (others autocommit)

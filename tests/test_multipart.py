@@ -23,8 +23,14 @@ def body(fields: list[tuple[str, bytes, str | None]], preamble=b"", padding=b"")
     out = preamble
     for name, value, filename in fields:
         disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
-        out += (f"--{BOUNDARY}".encode() + padding + b"\r\n" +
-                f"Content-Disposition: {disposition}\r\n\r\n".encode() + value + b"\r\n")
+        out += (
+            f"--{BOUNDARY}".encode()
+            + padding
+            + b"\r\n"
+            + f"Content-Disposition: {disposition}\r\n\r\n".encode()
+            + value
+            + b"\r\n"
+        )
     return out + f"--{BOUNDARY}--\r\n".encode()
 
 
@@ -53,16 +59,22 @@ async def test_every_cut_around_the_delimiters():
         assert await parse(data, [cut]) == FIELDS
 
 
-@pytest.mark.parametrize("data,message", [
-    (body(FIELDS)[:-40], "the body ended"),
-    (body(FIELDS)[:2000], "ended inside a part"),
-    (f"--{BOUNDARY}\r\nX-Other: 1\r\n\r\nvalue\r\n--{BOUNDARY}--".encode(), "no Content-Disposition"),
-    (f"--{BOUNDARY}\r\nContent-Disposition: form-data\r\n\r\nvalue\r\n--{BOUNDARY}--".encode(), "needs a name"),
-    (f"--{BOUNDARY}\r\n".encode() + b"X: " + b"y" * 20000, "part headers longer"),
-    (f"--{BOUNDARY}junk\r\n".encode(), "unexpected bytes after a boundary"),
-    (b"no boundary at all", "ended inside a part"),
-    (b"p" * (64 * 1024 + 1) + body(FIELDS), "before the first boundary"),
-])
+@pytest.mark.parametrize(
+    "data,message",
+    [
+        (body(FIELDS)[:-40], "the body ended"),
+        (body(FIELDS)[:2000], "ended inside a part"),
+        (f"--{BOUNDARY}\r\nX-Other: 1\r\n\r\nvalue\r\n--{BOUNDARY}--".encode(), "no Content-Disposition"),
+        (
+            f"--{BOUNDARY}\r\nContent-Disposition: form-data\r\n\r\nvalue\r\n--{BOUNDARY}--".encode(),
+            "needs a name",
+        ),
+        (f"--{BOUNDARY}\r\n".encode() + b"X: " + b"y" * 20000, "part headers longer"),
+        (f"--{BOUNDARY}junk\r\n".encode(), "unexpected bytes after a boundary"),
+        (b"no boundary at all", "ended inside a part"),
+        (b"p" * (64 * 1024 + 1) + body(FIELDS), "before the first boundary"),
+    ],
+)
 async def test_malformed_bodies(data, message):
     with pytest.raises(ServiceError, match=message) as info:
         await parse(data, [5, 50, 500])

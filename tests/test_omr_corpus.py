@@ -19,9 +19,13 @@ def test_corpus_class(sheet_class, record_property):
     for sheet in sheet_class.sheets(SHEETS, SEED):
         tally.add(sheet, read_sheet(sheet.image, sheet_class.template))
     record_property("review_rate", tally.review_share)
-    print(f"{sheet_class.name}: {tally.right}/{tally.answers} right, {tally.wrong_on_ok} wrong on ok, "
-          f"review {tally.review_share:.0%}")
-    summary = f"{tally.right}/{tally.answers} right, review {tally.review_share:.0%}; " + "; ".join(tally.examples)
+    print(
+        f"{sheet_class.name}: {tally.right}/{tally.answers} right, {tally.wrong_on_ok} wrong on ok, "
+        f"review {tally.review_share:.0%}"
+    )
+    summary = f"{tally.right}/{tally.answers} right, review {tally.review_share:.0%}; " + "; ".join(
+        tally.examples
+    )
     assert tally.wrong_on_ok == 0, summary
     assert tally.right_share >= 0.9995, summary
 

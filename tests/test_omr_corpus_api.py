@@ -9,7 +9,6 @@ import io
 import zipfile
 
 import cv2
-import numpy as np
 
 from omr_tus.batches.ingest import decode_page
 from omr_tus.omr.reader import read_sheet
@@ -22,13 +21,18 @@ async def test_every_class_reads_the_same_through_the_api(api):
     pages, expected = {}, {}
     for n, sheet_class in enumerate(CLASSES):
         task_id = f"{13000000 + n}"
-        data = form(task_id=task_id, template=sheet_class.raw, config=None, evaluation=None,
-                    assets=list(sheet_class.assets.items()))
+        data = form(
+            task_id=task_id,
+            template=sheet_class.raw,
+            config=None,
+            evaluation=None,
+            assets=list(sheet_class.assets.items()),
+        )
         resp = await api.client.post("/api/tasks", data=data, headers=api.auth("root"))
         assert resp.status == 201, (sheet_class.name, await resp.text())
         sheet = next(sheet_class.sheets(1, 99))
         png = cv2.imencode(".png", sheet.image)[1].tobytes()
-        page = decode_page(png, "x.png", 1, sheet_class.template.page[0])   # as the worker loads it
+        page = decode_page(png, "x.png", 1, sheet_class.template.page[0])  # as the worker loads it
         expected[task_id] = read_sheet(page, sheet_class.template, qr_expected=False)
         pages[task_id] = png
     for task_id, png in pages.items():
@@ -40,4 +44,8 @@ async def test_every_class_reads_the_same_through_the_api(api):
         (got,) = (await api.get_json(f"/api/batches/{batch_id}/results"))["sheets"]
         want = expected[task_id]
         assert (got["status"], got["error"], got["answers"], got["flags"]) == (
-            want.status, want.error, want.answers, want.flags), task_id
+            want.status,
+            want.error,
+            want.answers,
+            want.flags,
+        ), task_id

@@ -18,9 +18,20 @@ from omr_tus.omr.template import Template
 from .corpus import CLASSES
 
 # shaped like OMRChecker's community sample of a photographed 8 x 4 grid of ellipses with digits
-GRID = {"pageDimensions": [300, 400], "bubbleDimensions": [20, 20], "fieldBlocks": {"MCQBlock1": {
-    "fieldType": "QTYPE_MCQ4", "origin": [78, 41], "fieldLabels": ["q21..28"], "bubblesGap": 56,
-    "labelsGap": 46}}, "preProcessors": []}
+GRID = {
+    "pageDimensions": [300, 400],
+    "bubbleDimensions": [20, 20],
+    "fieldBlocks": {
+        "MCQBlock1": {
+            "fieldType": "QTYPE_MCQ4",
+            "origin": [78, 41],
+            "fieldLabels": ["q21..28"],
+            "bubblesGap": 56,
+            "labelsGap": 46,
+        }
+    },
+    "preProcessors": [],
+}
 ANSWERS = "ABCDDCBA"
 PHOTO = (738, 913)
 
@@ -35,8 +46,16 @@ def grid_photo(answers: str = ANSWERS, offset: tuple[float, float] = (0, 0), row
             centre = (round((88 + j * 56 + offset[0]) * sx), round((51 + i * 46 + offset[1]) * sy))
             axes = (round(15 * sx), round(11 * sy))
             cv2.ellipse(image, centre, axes, 0, 0, 360, 60, 2, cv2.LINE_AA)
-            cv2.putText(image, str(j + 1), (centre[0] - 7, centre[1] + 8), cv2.FONT_HERSHEY_SIMPLEX, 0.7, 90, 2,
-                        cv2.LINE_AA)
+            cv2.putText(
+                image,
+                str(j + 1),
+                (centre[0] - 7, centre[1] + 8),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.7,
+                90,
+                2,
+                cv2.LINE_AA,
+            )
             if answer == "ABCD"[j]:
                 cv2.ellipse(image, centre, axes, 0, 0, 360, 20, -1, cv2.LINE_AA)
     return image
@@ -63,10 +82,22 @@ def test_a_template_that_lands_on_blank_paper_fails():
 
 
 def test_a_block_on_blank_paper_sends_the_sheet_to_review_by_name():
-    template = Template.parse({**GRID, "fieldBlocks": {**GRID["fieldBlocks"], "Extra": {
-        "fieldType": "QTYPE_MCQ4", "origin": [78, 41 + 6 * 46], "fieldLabels": ["q29", "q30"],
-        "bubblesGap": 56, "labelsGap": 46}}})
-    r = read_sheet(grid_photo(rows=6), template)   # rows 7 and 8 were never printed
+    template = Template.parse(
+        {
+            **GRID,
+            "fieldBlocks": {
+                **GRID["fieldBlocks"],
+                "Extra": {
+                    "fieldType": "QTYPE_MCQ4",
+                    "origin": [78, 41 + 6 * 46],
+                    "fieldLabels": ["q29", "q30"],
+                    "bubblesGap": 56,
+                    "labelsGap": 46,
+                },
+            },
+        }
+    )
+    r = read_sheet(grid_photo(rows=6), template)  # rows 7 and 8 were never printed
     assert r.status == "needs_review"
     assert "field block Extra does not fit" in r.error and "field block MCQBlock1" not in r.error
     assert {c: r.answers[c] for c in expected(ANSWERS[:6])} == expected(ANSWERS[:6])
@@ -91,13 +122,15 @@ def test_the_page_threshold_sits_in_the_first_large_jump():
     values = np.array([231, 229, 60, 232, 228, 58, 230, 61, 227, 233], float)
     threshold, jump = largest_jump(values, 2, 25, 200)
     assert 61 < threshold < 227 and jump > 150
-    assert largest_jump(np.array([230, 228, 226, 231, 229.0]), 2, 25, 200) == (200, 25)   # no jump: default
+    assert largest_jump(np.array([230, 228, 226, 231, 229.0]), 2, 25, 200) == (200, 25)  # no jump: default
 
 
 def test_the_second_reading_reads_the_marks():
     template = Template.parse(GRID)
     page = cv2.resize(grid_photo(), template.page, interpolation=cv2.INTER_AREA)
-    second = read_twice(page, template, np.zeros((32, 2), np.int64), nearby_paper(page, template.layout.boxes))
+    second = read_twice(
+        page, template, np.zeros((32, 2), np.int64), nearby_paper(page, template.layout.boxes)
+    )
     marked = ["".join("ABCD"[j] for j in range(4) if second.marked[4 * i + j]) for i in range(8)]
     assert marked == list(ANSWERS)
     assert second.two_valued and second.dark == 8
@@ -110,7 +143,7 @@ def test_where_the_two_readings_differ_the_answer_is_flagged(monkeypatch):
     def disagreeing(*args):
         second = real(*args)
         marked = second.marked.copy()
-        marked[4:8] = [False, False, True, False]   # q22: C instead of B
+        marked[4:8] = [False, False, True, False]  # q22: C instead of B
         return SecondReading(marked, second.page_threshold, second.two_valued, second.dark)
 
     monkeypatch.setattr(reader, "read_twice", disagreeing)
@@ -123,10 +156,10 @@ def test_where_the_two_readings_differ_the_answer_is_flagged(monkeypatch):
 def test_a_page_read_blank_whose_bubbles_are_two_valued_needs_review():
     two_valued = SecondReading(np.zeros(40, bool), 150.0, True, 9)
     assert "9 bubbles are clearly darker" in mostly_blank_but_two_valued(two_valued, 10, 10, 0)
-    assert mostly_blank_but_two_valued(two_valued, 10, 10, 9) is None       # we read those marks
-    assert mostly_blank_but_two_valued(two_valued, 5, 10, 0) is None        # most fields read
+    assert mostly_blank_but_two_valued(two_valued, 10, 10, 9) is None  # we read those marks
+    assert mostly_blank_but_two_valued(two_valued, 5, 10, 0) is None  # most fields read
     flat = SecondReading(np.zeros(40, bool), 200.0, False, 0)
-    assert mostly_blank_but_two_valued(flat, 10, 10, 0) is None             # a truly blank sheet
+    assert mostly_blank_but_two_valued(flat, 10, 10, 0) is None  # a truly blank sheet
 
 
 @pytest.mark.parametrize("name", ["ring_markers_letters_ballpoint", "int_columns_feature_alignment"])
@@ -137,13 +170,18 @@ def test_dark_letters_printed_inside_bubbles_do_not_send_sheets_to_review(name):
     for sheet in sheet_class.sheets(3, 21):
         r = read_sheet(sheet.image, sheet_class.template)
         assert r.status == "ok", r.error
-        assert {c: r.answers[c] for c, v in sheet.truth.items() if v is not None} == \
-            {c: v for c, v in sheet.truth.items() if v is not None}
+        assert {c: r.answers[c] for c, v in sheet.truth.items() if v is not None} == {
+            c: v for c, v in sheet.truth.items() if v is not None
+        }
 
 
 def test_the_second_reading_takes_its_jumps_from_the_config():
     template = Template.parse(GRID, {"threshold_params": {"MIN_JUMP": 30, "CONFIDENT_SURPLUS": 8}})
-    assert (template.thresholds.min_jump, template.thresholds.confident_surplus, template.thresholds.min_gap) == (30, 8, 30)
+    assert (
+        template.thresholds.min_jump,
+        template.thresholds.confident_surplus,
+        template.thresholds.min_gap,
+    ) == (30, 8, 30)
     with pytest.raises(TemplateError) as bad:
         Template.parse(GRID, {"threshold_params": {"MIN_JUMP": "large"}})
     assert "config.threshold_params.MIN_JUMP" in str(bad.value)

@@ -17,15 +17,22 @@ from omr_tus.http.keys import FILES, REPO, SETTINGS
 from omr_tus.omr.simulate import EASY, HARD, MEDIUM, simulate_sheet
 from omr_tus.omr.template import Template
 
-TEMPLATE = json.loads((Path(__file__).resolve().parents[1] / "config" / "templates" / "exam-60-mcq4.json").read_text())
+TEMPLATE = json.loads(
+    (Path(__file__).resolve().parents[1] / "config" / "templates" / "exam-60-mcq4.json").read_text()
+)
 TASK = "11600111"
-KEY = {"options": {"questions_in_order": ["q1..60"], "answers_in_order": ["A"] * 60},
-       "marking_schemes": {"DEFAULT": {"correct": "1", "incorrect": "0", "unmarked": "0"}}}
+KEY = {
+    "options": {"questions_in_order": ["q1..60"], "answers_in_order": ["A"] * 60},
+    "marking_schemes": {"DEFAULT": {"correct": "1", "incorrect": "0", "unmarked": "0"}},
+}
 
 
 async def register_task(api, task_id=TASK, template=TEMPLATE, answer_key=KEY):
-    resp = await api.client.post("/api/tasks", json={"task_id": task_id, "name": "Physics", "template": template,
-                                                    "answer_key": answer_key}, headers=api.auth("root"))
+    resp = await api.client.post(
+        "/api/tasks",
+        json={"task_id": task_id, "name": "Physics", "template": template, "answer_key": answer_key},
+        headers=api.auth("root"),
+    )
     assert resp.status == 201, await resp.text()
 
 
@@ -58,18 +65,31 @@ async def process(api, batch_id: str, workers: list[Worker], rounds: int = 400) 
 
 
 def worker(api, name="w1", lease=120.0) -> Worker:
-    return Worker(api.client.app[REPO], api.client.app[SETTINGS], api.client.app[FILES], name=name, lease=lease)
+    return Worker(
+        api.client.app[REPO], api.client.app[SETTINGS], api.client.app[FILES], name=name, lease=lease
+    )
 
 
 async def test_zip_with_qr_end_to_end(api):
     await register_task(api)
     template = Template.parse(TEMPLATE)
     rng = np.random.default_rng(7)
-    sheets = [simulate_sheet(template, rng, level, task_id=TASK) for level in (EASY, EASY, MEDIUM, MEDIUM, HARD, HARD)]
-    batch_id = await upload(api, zipped(sheets, {"__MACOSX/x": b"", "notes.txt": b"hi"}), upload_type="zip_with_qr")
+    sheets = [
+        simulate_sheet(template, rng, level, task_id=TASK)
+        for level in (EASY, EASY, MEDIUM, MEDIUM, HARD, HARD)
+    ]
+    batch_id = await upload(
+        api, zipped(sheets, {"__MACOSX/x": b"", "notes.txt": b"hi"}), upload_type="zip_with_qr"
+    )
     progress = await process(api, batch_id, [worker(api, "w1"), worker(api, "w2")])
-    assert progress == {"batch_id": batch_id, "status": "completed", "total_sheets": 6, "processed_sheets": 6,
-                        "failed_sheets": 0, "progress_percentage": 100.0}
+    assert progress == {
+        "batch_id": batch_id,
+        "status": "completed",
+        "total_sheets": 6,
+        "processed_sheets": 6,
+        "failed_sheets": 0,
+        "progress_percentage": 100.0,
+    }
     results = await api.get_json(f"/api/batches/{batch_id}/results")
     by_student = {s["student_id"]: s for s in results["sheets"]}
     for sheet in sheets:
@@ -83,7 +103,9 @@ async def test_zip_with_qr_end_to_end(api):
             assert got["score"] == expected
     assert sum(s["status"] == "ok" for s in results["sheets"]) >= 4
     batch = await api.get_json(f"/api/batches/{batch_id}")
-    assert batch["skipped"] == [{"entry": "notes.txt", "reason": "not a sheet image (JPEG, PNG, TIFF or PDF)"}]
+    assert batch["skipped"] == [
+        {"entry": "notes.txt", "reason": "not a sheet image (JPEG, PNG, TIFF or PDF)"}
+    ]
 
     resp = await api.client.get(f"/api/batches/{batch_id}/results.csv", headers=api.auth())
     rows = list(csv.reader(io.StringIO(await resp.text())))
@@ -111,12 +133,21 @@ async def test_bad_sheets_fail_with_reasons_and_the_batch_completes(api):
     _, blank_png = cv2.imencode(".png", blank)
     huge = io.BytesIO()
     Image.new("1", (30000, 30000)).save(huge, "PNG")  # 900 megapixels once decoded
-    data = zipped([good], {"broken.jpg": b"\xff\xd8\xff\xe0" + b"\0" * 50, "white.png": blank_png.tobytes(),
-                           "../../escape.png": blank_png.tobytes(), "huge.png": huge.getvalue(),
-                           "bomb.png": b"\0" * (64 * 1024 * 1024)})
+    data = zipped(
+        [good],
+        {
+            "broken.jpg": b"\xff\xd8\xff\xe0" + b"\0" * 50,
+            "white.png": blank_png.tobytes(),
+            "../../escape.png": blank_png.tobytes(),
+            "huge.png": huge.getvalue(),
+            "bomb.png": b"\0" * (64 * 1024 * 1024),
+        },
+    )
     batch_id = await upload(api, data, upload_type="zip_with_qr")
     progress = await process(api, batch_id, [worker(api)])
-    assert progress["status"] == "completed" and progress["total_sheets"] == 4 and progress["failed_sheets"] == 3
+    assert (
+        progress["status"] == "completed" and progress["total_sheets"] == 4 and progress["failed_sheets"] == 3
+    )
     failed = (await api.get_json(f"/api/batches/{batch_id}/results?status=failed"))["sheets"]
     assert {s["source"] for s in failed} == {"broken.jpg", "white.png", "huge.png"}
     assert all(s["error"] for s in failed)
@@ -138,8 +169,11 @@ async def test_worker_killed_mid_batch(api):
     await register_task(api)
     template = Template.parse(TEMPLATE)
     rng = np.random.default_rng(9)
-    batch_id = await upload(api, zipped([simulate_sheet(template, rng, EASY, task_id=TASK) for _ in range(3)]),
-                            upload_type="zip_with_qr")
+    batch_id = await upload(
+        api,
+        zipped([simulate_sheet(template, rng, EASY, task_id=TASK) for _ in range(3)]),
+        upload_type="zip_with_qr",
+    )
     repo = api.client.app[REPO]
     await api.batch(batch_id)  # in durable storage: ready to be listed
     dying = worker(api, "dying", lease=0.3)
@@ -186,8 +220,10 @@ async def test_multi_page_tiff_sources(api):
     template = Template.parse(TEMPLATE)
     rng = np.random.default_rng(31)
     sheets = [simulate_sheet(template, rng, EASY, task_id=TASK) for _ in range(2)]
-    frames = [Image.fromarray(s.image if s.image.ndim == 2 else cv2.cvtColor(s.image, cv2.COLOR_BGR2GRAY))
-              for s in sheets]
+    frames = [
+        Image.fromarray(s.image if s.image.ndim == 2 else cv2.cvtColor(s.image, cv2.COLOR_BGR2GRAY))
+        for s in sheets
+    ]
     out = io.BytesIO()
     frames[0].save(out, "TIFF", save_all=True, append_images=frames[1:], compression="tiff_deflate")
     batch_id = await upload(api, out.getvalue(), upload_type="images", task_id=TASK, filename="scans.tif")

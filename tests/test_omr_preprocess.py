@@ -17,9 +17,17 @@ from omr_tus.omr.template import Template, TemplateError
 
 PAGE = (600, 800)
 SHEET = {
-    "pageDimensions": list(PAGE), "bubbleDimensions": [30, 30],
-    "fieldBlocks": {"Mcq": {"fieldType": "QTYPE_MCQ5", "fieldLabels": ["q1..8"], "origin": [150, 160],
-                            "bubblesGap": 60, "labelsGap": 70}},
+    "pageDimensions": list(PAGE),
+    "bubbleDimensions": [30, 30],
+    "fieldBlocks": {
+        "Mcq": {
+            "fieldType": "QTYPE_MCQ5",
+            "fieldLabels": ["q1..8"],
+            "origin": [150, 160],
+            "bubblesGap": 60,
+            "labelsGap": 70,
+        }
+    },
 }
 ANSWERS = {"q1": "B", "q2": "", "q3": "AE", "q4": "D", "q5": "C", "q6": "A", "q7": "E", "q8": "B"}
 
@@ -68,8 +76,12 @@ def assert_reads(image: np.ndarray, template: Template) -> None:
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_crop_page_finds_the_sheet_on_a_dark_table(seed):
-    template = Template.parse(with_steps({"name": "GaussianBlur", "options": {"kSize": [3, 3]}},
-                                         {"name": "CropPage", "options": {"morphKernel": [10, 10]}}))
+    template = Template.parse(
+        with_steps(
+            {"name": "GaussianBlur", "options": {"kSize": [3, 3]}},
+            {"name": "CropPage", "options": {"morphKernel": [10, 10]}},
+        )
+    )
     assert_reads(photo(rendered(), seed), template)
 
 
@@ -79,13 +91,17 @@ def test_crop_on_markers_maps_marker_centres_to_the_page_corners(seed):
     side, margin = 60, 80
     content = rendered()
     sheet = np.full((PAGE[1] + 2 * margin, PAGE[0] + 2 * margin), 255, np.uint8)
-    sheet[margin:margin + PAGE[1], margin:margin + PAGE[0]] = content
+    sheet[margin : margin + PAGE[1], margin : margin + PAGE[0]] = content
     for x in (margin, margin + PAGE[0]):
         for y in (margin, margin + PAGE[1]):
-            sheet[y - side // 2:y + side // 2, x - side // 2:x + side // 2] = marker_image(side)
+            sheet[y - side // 2 : y + side // 2, x - side // 2 : x + side // 2] = marker_image(side)
     ratio = round(sheet.shape[1] * 1.4 / side)  # the photo's width in markers: the sheet fills ~70 %
-    data = with_steps({"name": "CropOnMarkers", "options": {"relativePath": "marks/omr_marker.jpg",
-                                                            "sheetToMarkerWidthRatio": ratio}})
+    data = with_steps(
+        {
+            "name": "CropOnMarkers",
+            "options": {"relativePath": "marks/omr_marker.jpg", "sheetToMarkerWidthRatio": ratio},
+        }
+    )
     template = Template.parse(data, None, {"marks/omr_marker.jpg": encoded(marker_image(side), ".jpg")})
     assert_reads(photo(sheet, seed, background=200, tilt=0.03), template)
 
@@ -105,8 +121,12 @@ def test_feature_based_alignment_matches_the_reference(affine):
     cv2.putText(blank, "OMR-TUS ANSWER SHEET", (90, 80), cv2.FONT_HERSHEY_SIMPLEX, 1.2, 0, 3)
     filled = rendered()
     cv2.putText(filled, "OMR-TUS ANSWER SHEET", (90, 80), cv2.FONT_HERSHEY_SIMPLEX, 1.2, 0, 3)
-    data = with_steps({"name": "FeatureBasedAlignment",
-                       "options": {"reference": "ref.png", "maxFeatures": 1000, "2d": affine}})
+    data = with_steps(
+        {
+            "name": "FeatureBasedAlignment",
+            "options": {"reference": "ref.png", "maxFeatures": 1000, "2d": affine},
+        }
+    )
     config = {"dimensions": {"processing_width": PAGE[0], "processing_height": PAGE[1]}}
     template = Template.parse(data, config, {"ref.png": encoded(blank)})
     if affine:
@@ -123,8 +143,11 @@ def test_feature_based_alignment_matches_the_reference(affine):
 def test_feature_based_alignment_fails_on_another_sheet():
     reference = np.full((800, 600), 255, np.uint8)
     cv2.putText(reference, "REFERENCE", (60, 400), cv2.FONT_HERSHEY_SIMPLEX, 2.5, 0, 6)
-    template = Template.parse(with_steps({"name": "FeatureBasedAlignment", "options": {"reference": "r.png"}}),
-                              None, {"r.png": encoded(reference)})
+    template = Template.parse(
+        with_steps({"name": "FeatureBasedAlignment", "options": {"reference": "r.png"}}),
+        None,
+        {"r.png": encoded(reference)},
+    )
     r = read_sheet(np.random.default_rng(0).integers(0, 255, (800, 600), dtype=np.uint8), template)
     assert r.status == "failed" and "FeatureBasedAlignment" in r.error
 
@@ -137,9 +160,13 @@ def test_levels_is_a_tone_curve():
 
 
 def test_levels_and_median_blur_keep_a_sheet_readable():
-    template = Template.parse(with_steps({"name": "Levels", "options": {"low": 0.1, "high": 0.9, "gamma": 1.2}},
-                                         {"name": "MedianBlur", "options": {"kSize": 3}},
-                                         {"name": "CropPage", "options": {}}))
+    template = Template.parse(
+        with_steps(
+            {"name": "Levels", "options": {"low": 0.1, "high": 0.9, "gamma": 1.2}},
+            {"name": "MedianBlur", "options": {"kSize": 3}},
+            {"name": "CropPage", "options": {}},
+        )
+    )
     assert_reads(photo(rendered(), 7), template)
 
 
@@ -148,27 +175,85 @@ BAD = [
     (with_steps({"name": "Rotate"}), None, {}, "preProcessors[0].name"),
     ({**SHEET, "preProcessors": {"name": "CropPage"}}, None, {}, "preProcessors"),
     (with_steps({"name": "CropPage", "options": []}), None, {}, "preProcessors[0].options"),
-    (with_steps({"name": "GaussianBlur", "options": {"kSize": [4, 4]}}), None, {}, "preProcessors[0].options.kSize"),
+    (
+        with_steps({"name": "GaussianBlur", "options": {"kSize": [4, 4]}}),
+        None,
+        {},
+        "preProcessors[0].options.kSize",
+    ),
     (with_steps({"name": "MedianBlur", "options": {"kSize": 4}}), None, {}, "preProcessors[0].options.kSize"),
-    (with_steps({"name": "Levels", "options": {"low": 0.8, "high": 0.2}}), None, {}, "preProcessors[0].options.high"),
-    (with_steps({"name": "Levels", "options": {"gamma": "bright"}}), None, {}, "preProcessors[0].options.gamma"),
-    (with_steps({"name": "CropPage", "options": {"morphKernel": [0, 10]}}), None, {},
-     "preProcessors[0].options.morphKernel"),
-    (with_steps({"name": "CropPage"}, {"name": "CropOnMarkers", "options": {"relativePath": "m.png"}}), None, {},
-     "preProcessors[1].options.relativePath"),
-    (with_steps({"name": "CropOnMarkers", "options": {"relativePath": "m.png"}}), None, {"m.png": b"not an image"},
-     "preProcessors[0].options.relativePath"),
-    (with_steps({"name": "CropOnMarkers", "options": {"relativePath": "m.png", "marker_rescale_range": [90, 40]}}),
-     None, MARKER, "preProcessors[0].options.marker_rescale_range"),
-    (with_steps({"name": "CropOnMarkers", "options": {"relativePath": "m.png", "marker_rescale_range": 50}}),
-     None, MARKER, "preProcessors[0].options.marker_rescale_range"),
-    (with_steps({"name": "CropOnMarkers", "options": {"relativePath": "m.png", "minMatchingThreshold": "high"}}),
-     None, MARKER, "preProcessors[0].options.minMatchingThreshold"),
-    (with_steps({"name": "FeatureBasedAlignment", "options": {}}), None, {}, "preProcessors[0].options.reference"),
-    (with_steps({"name": "FeatureBasedAlignment", "options": {"reference": "blank.png"}}), None,
-     {"blank.png": encoded(np.full((100, 100), 255, np.uint8))}, "preProcessors[0].options.reference"),
-    (with_steps({"name": "CropPage"}), {"dimensions": {"processing_width": 10}}, {},
-     "config.dimensions.processing_width"),
+    (
+        with_steps({"name": "Levels", "options": {"low": 0.8, "high": 0.2}}),
+        None,
+        {},
+        "preProcessors[0].options.high",
+    ),
+    (
+        with_steps({"name": "Levels", "options": {"gamma": "bright"}}),
+        None,
+        {},
+        "preProcessors[0].options.gamma",
+    ),
+    (
+        with_steps({"name": "CropPage", "options": {"morphKernel": [0, 10]}}),
+        None,
+        {},
+        "preProcessors[0].options.morphKernel",
+    ),
+    (
+        with_steps({"name": "CropPage"}, {"name": "CropOnMarkers", "options": {"relativePath": "m.png"}}),
+        None,
+        {},
+        "preProcessors[1].options.relativePath",
+    ),
+    (
+        with_steps({"name": "CropOnMarkers", "options": {"relativePath": "m.png"}}),
+        None,
+        {"m.png": b"not an image"},
+        "preProcessors[0].options.relativePath",
+    ),
+    (
+        with_steps(
+            {"name": "CropOnMarkers", "options": {"relativePath": "m.png", "marker_rescale_range": [90, 40]}}
+        ),
+        None,
+        MARKER,
+        "preProcessors[0].options.marker_rescale_range",
+    ),
+    (
+        with_steps(
+            {"name": "CropOnMarkers", "options": {"relativePath": "m.png", "marker_rescale_range": 50}}
+        ),
+        None,
+        MARKER,
+        "preProcessors[0].options.marker_rescale_range",
+    ),
+    (
+        with_steps(
+            {"name": "CropOnMarkers", "options": {"relativePath": "m.png", "minMatchingThreshold": "high"}}
+        ),
+        None,
+        MARKER,
+        "preProcessors[0].options.minMatchingThreshold",
+    ),
+    (
+        with_steps({"name": "FeatureBasedAlignment", "options": {}}),
+        None,
+        {},
+        "preProcessors[0].options.reference",
+    ),
+    (
+        with_steps({"name": "FeatureBasedAlignment", "options": {"reference": "blank.png"}}),
+        None,
+        {"blank.png": encoded(np.full((100, 100), 255, np.uint8))},
+        "preProcessors[0].options.reference",
+    ),
+    (
+        with_steps({"name": "CropPage"}),
+        {"dimensions": {"processing_width": 10}},
+        {},
+        "config.dimensions.processing_width",
+    ),
     (with_steps({"name": "CropPage"}), ["not", "an", "object"], {}, "config"),
 ]
 
@@ -191,8 +276,14 @@ def test_a_huge_asset_image_is_refused_from_its_header():
 
     side = 20000
     rows = zlib.compress(b"\0" * (side + 1) * 64)  # a few rows are enough for the header check
-    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
-           + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
+    png = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
+        + chunk(b"IDAT", rows)
+        + chunk(b"IEND", b"")
+    )
     assert io.BytesIO(png).getbuffer().nbytes < 100_000
     with pytest.raises(TemplateError, match="must be 8 to 10000 pixels a side"):
-        Template.parse(with_steps({"name": "CropOnMarkers", "options": {"relativePath": "m.png"}}), None, {"m.png": png})
+        Template.parse(
+            with_steps({"name": "CropOnMarkers", "options": {"relativePath": "m.png"}}), None, {"m.png": png}
+        )

@@ -14,7 +14,7 @@ from omr_tus.omr.template import Template
 from tests.test_omr_pipeline import TASK, TEMPLATE, process, register_task, upload, worker, zipped
 
 EXAM = Template.parse(TEMPLATE)
-MASTER = Print(qr=False)   # one master copied for every student: its qr box stays blank
+MASTER = Print(qr=False)  # one master copied for every student: its qr box stays blank
 SHEETS = 30
 
 
@@ -26,7 +26,7 @@ def damaged(sheet: SimulatedSheet) -> SimulatedSheet:
     rng = np.random.default_rng(1)
     blocks = rng.integers(0, 2, (8, 8)).astype(np.uint8) * 255
     scribble = np.kron(blocks, np.ones((size // 8 + 1, size // 8 + 1), np.uint8))[:size, :size]
-    target = image[y0:y0 + size, x0:x0 + size]
+    target = image[y0 : y0 + size, x0 : x0 + size]
     target[:] = scribble if target.ndim == 2 else scribble[:, :, None]
     return SimulatedSheet(image, sheet.task_id, sheet.student_id + "-damaged", sheet.answers, sheet.truth)
 

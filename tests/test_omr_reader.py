@@ -44,8 +44,17 @@ def test_parse_qr_good(qr):
 
 def test_parse_qr_page_and_bad():
     assert parse_qr("OMR:11600111:20250042:2") == ("11600111", "20250042", 2)
-    for bad in ["", "OMR:1:", "omr:1:2", "OMR:1:2:0", "OMR:1:2:x", "OMR:a b:2", "OMR:1:" + "9" * 33,
-                "http://x", None]:
+    for bad in [
+        "",
+        "OMR:1:",
+        "omr:1:2",
+        "OMR:1:2:0",
+        "OMR:1:2:x",
+        "OMR:a b:2",
+        "OMR:1:" + "9" * 33,
+        "http://x",
+        None,
+    ]:
         assert parse_qr(bad) is None, bad
 
 
@@ -74,7 +83,7 @@ def test_quarter_turns_and_colour(turn):
 def test_three_markers_are_enough():
     page, _, truth = clean_sheet(QUIZ, 4)
     x, y = QUIZ.markers.positions[12]
-    page[y:y + QUIZ.markers.size, x:x + QUIZ.markers.size] = 255
+    page[y : y + QUIZ.markers.size, x : x + QUIZ.markers.size] = 255
     r = read_sheet(cv2.resize(page, None, fx=0.8, fy=0.8, interpolation=cv2.INTER_AREA), QUIZ)
     assert r.status == "ok" and r.answers == truth
 
@@ -84,9 +93,9 @@ def test_misplaced_marker_is_never_a_clean_read():
     small; the bubbles near it leave their printed outlines and are flagged instead of misread."""
     page, _, truth = clean_sheet(EXAM, 12)
     x, y = EXAM.markers.positions[3]
-    marker = page[y:y + 80, x:x + 80].copy()
-    page[y:y + 80, x:x + 80] = 255
-    page[y - 30:y + 50, x - 30:x + 50] = marker
+    marker = page[y : y + 80, x : x + 80].copy()
+    page[y : y + 80, x : x + 80] = 255
+    page[y - 30 : y + 50, x - 30 : x + 50] = marker
     r = read_sheet(page, EXAM)
     assert r.status == "needs_review"
     for column, value in truth.items():
@@ -97,7 +106,7 @@ def test_two_markers_fail():
     page, _, _ = clean_sheet(EXAM, 5)
     for marker_id in (0, 3):
         x, y = EXAM.markers.positions[marker_id]
-        page[y:y + 80, x:x + 80] = 255
+        page[y : y + 80, x : x + 80] = 255
     r = read_sheet(page, EXAM)
     assert r.status == "failed" and "markers" in r.error and r.answers == {}
 
@@ -112,7 +121,7 @@ def test_qr_and_bubbled_student_id_disagree():
 def test_unreadable_qr_needs_review():
     page, student, truth = clean_sheet(QUIZ, 6)
     q = QUIZ.qr
-    page[q.y + q.size // 3:q.y + q.size * 2 // 3, q.x:q.x + q.size] = 0
+    page[q.y + q.size // 3 : q.y + q.size * 2 // 3, q.x : q.x + q.size] = 0
     r = read_sheet(page, QUIZ)
     assert r.status == "needs_review" and "QR" in r.error
     assert r.task_id is None and r.student_id == student  # bubbled id, clean and unflagged
@@ -122,7 +131,7 @@ def test_unreadable_qr_needs_review():
 def test_blank_student_digit_makes_the_column_ambiguous():
     page = render_sheet(EXAM, TASK, "20250042", {"student_id": "20250042"})
     sid = EXAM.field_map()["sid3"].bubbles[2]
-    page[sid.y:sid.y + sid.h, sid.x:sid.x + sid.w] = 255  # rub out the third digit's "2"
+    page[sid.y : sid.y + sid.h, sid.x : sid.x + sid.w] = 255  # rub out the third digit's "2"
     r = read_sheet(page, EXAM)
     assert r.status == "needs_review" and r.flags["student_id"] == ["ambiguous"]
     assert r.student_id == "20250042" and r.confidence["student_id"] <= 0.5
@@ -133,11 +142,19 @@ def test_blank_page_fails_with_reason():
     assert r.status == "failed" and "found 0 of the template's 4 markers" in r.error
 
 
-@pytest.mark.parametrize("image", [
-    np.zeros((100,), np.uint8), np.zeros((10, 10), np.uint8), np.zeros((200, 200, 5), np.uint8),
-    np.zeros((300, 300), np.float64), "not an array", np.zeros((0, 300), np.uint8),
-    np.random.default_rng(0).integers(0, 256, (600, 400, 3), dtype=np.uint8),
-], ids=["1d", "tiny", "5-channel", "float", "str", "empty", "noise"])
+@pytest.mark.parametrize(
+    "image",
+    [
+        np.zeros((100,), np.uint8),
+        np.zeros((10, 10), np.uint8),
+        np.zeros((200, 200, 5), np.uint8),
+        np.zeros((300, 300), np.float64),
+        "not an array",
+        np.zeros((0, 300), np.uint8),
+        np.random.default_rng(0).integers(0, 256, (600, 400, 3), dtype=np.uint8),
+    ],
+    ids=["1d", "tiny", "5-channel", "float", "str", "empty", "noise"],
+)
 def test_garbage_fails_cleanly(image):
     r = read_sheet(image, EXAM)
     assert r.status == "failed" and r.error and r.answers == {}
@@ -147,7 +164,7 @@ def test_truncated_scan_fails(monkeypatch):
     page, _, _ = clean_sheet(EXAM, 7)
     data = cv2.imencode(".jpg", page)[1].tobytes()
     monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
-    image = np.array(Image.open(io.BytesIO(data[:len(data) // 2])))  # lower part left grey
+    image = np.array(Image.open(io.BytesIO(data[: len(data) // 2])))  # lower part left grey
     assert image.shape == page.shape
     r = read_sheet(image, EXAM)
     assert r.status == "failed" and "markers" in r.error
@@ -162,10 +179,21 @@ def test_find_qr_payload_on_an_unaligned_scan():
 
 
 def test_template_without_markers_uses_the_page_outline():
-    template = Template.parse({
-        "pageDimensions": [300, 400], "bubbleDimensions": [25, 25], "fieldBlocks": {"B": {
-            "fieldType": "QTYPE_MCQ5", "origin": [65, 60], "fieldLabels": ["q1..5"],
-            "labelsGap": 52, "bubblesGap": 41}}})
+    template = Template.parse(
+        {
+            "pageDimensions": [300, 400],
+            "bubbleDimensions": [25, 25],
+            "fieldBlocks": {
+                "B": {
+                    "fieldType": "QTYPE_MCQ5",
+                    "origin": [65, 60],
+                    "fieldLabels": ["q1..5"],
+                    "labelsGap": 52,
+                    "bubblesGap": 41,
+                }
+            },
+        }
+    )
     page = render_sheet(template, TASK, "1", {"q1": "B", "q2": "", "q3": "AE", "q4": "D", "q5": "C"})
     big = cv2.resize(page, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
     level = simulate.Difficulty(4, 0.01, (0,), (0.5, 0.8), (1, 3), (85, 90), (200,))
@@ -203,9 +231,9 @@ def tally(name: str, sheets: int, seed: int) -> tuple[Counter, list]:
 def test_simulated_scans_never_wrong_unless_flagged(level, sheets, seed):
     counts, results = tally(level, sheets, seed)
     assert counts["failed"] == 0
-    assert counts["wrong_ok"] == 0                    # nothing wrong passes as a clean sheet
+    assert counts["wrong_ok"] == 0  # nothing wrong passes as a clean sheet
     for sheet, r in results:
-        for column, truth in sheet.truth.items():     # what must be flagged is flagged
+        for column, truth in sheet.truth.items():  # what must be flagged is flagged
             if truth is None:
                 assert r.status == "needs_review" and "ambiguous" in r.flags[column]
     assert counts["ok"] >= sheets // 2

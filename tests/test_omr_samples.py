@@ -29,10 +29,15 @@ def task_form(task, task_id: str) -> aiohttp.FormData:
     form = aiohttp.FormData()
     form.add_field("task_id", task_id)
     form.add_field("name", task.name)
-    for field, value in (("template", task.template), ("config", task.config), ("evaluation", task.evaluation)):
+    for field, value in (
+        ("template", task.template),
+        ("config", task.config),
+        ("evaluation", task.evaluation),
+    ):
         if value is not None:
-            form.add_field(field, json.dumps(value).encode(), filename=f"{field}.json",
-                           content_type="application/json")
+            form.add_field(
+                field, json.dumps(value).encode(), filename=f"{field}.json", content_type="application/json"
+            )
     for name, content in task.assets.items():
         form.add_field("asset", content, filename=name, content_type="application/octet-stream")
     return form
@@ -69,8 +74,8 @@ async def test_every_sample_folder_reads_like_omrchecker(api):
             assert list(sheet["answers"]) == columns
             assert sheet["task_id"] == task_id and sheet["status"] != "failed", (file, sheet["error"])
             if task.evaluation and not any(d.file.endswith(file) for d in wrong):
-                assert sheet["score"] == float(row["score"]), file      # same answers, same score
-            for d in wrong:                                             # never confidently wrong
+                assert sheet["score"] == float(row["score"]), file  # same answers, same score
+            for d in wrong:  # never confidently wrong
                 if d.file.endswith(file):
                     assert sheet["status"] == "needs_review" and "ambiguous" in d.flags, d
     print(f"\n{compared - len(differ)}/{compared} answers agree with OMRChecker")
@@ -92,8 +97,9 @@ def _degraded(image: np.ndarray, how: str) -> np.ndarray:
     if how == "shadowed":
         return np.clip(image * np.linspace(0.6, 1.1, w)[None, :, None], 0, 255).astype(np.uint8)
     if how == "turned":
-        return cv2.warpAffine(image, cv2.getRotationMatrix2D((w / 2, h / 2), 3, 1.0), (w, h),
-                              borderValue=(30, 30, 30))
+        return cv2.warpAffine(
+            image, cv2.getRotationMatrix2D((w / 2, h / 2), 3, 1.0), (w, h), borderValue=(30, 30, 30)
+        )
     noise = np.random.default_rng(1).normal(0, 8, image.shape)
     return np.clip(image + noise, 0, 255).astype(np.uint8)
 

@@ -22,17 +22,37 @@ EXAMPLES = sorted((ROOT / "config" / "templates").glob("*.json"))
 BASE = {
     "pageDimensions": [1000, 1400],
     "bubbleDimensions": [30, 30],
-    "markers": {"dictionary": "DICT_4X4_50", "size": 60,
-                "positions": {"0": [20, 20], "1": [920, 20], "2": [20, 1320], "3": [920, 1320]}},
+    "markers": {
+        "dictionary": "DICT_4X4_50",
+        "size": 60,
+        "positions": {"0": [20, 20], "1": [920, 20], "2": [20, 1320], "3": [920, 1320]},
+    },
     "qr": {"origin": [700, 100], "size": 200},
     "fieldBlocks": {
-        "Id": {"fieldType": "QTYPE_INT", "fieldLabels": ["id1..3"], "origin": [100, 100],
-               "bubblesGap": 40, "labelsGap": 45},
-        "Mcq": {"fieldType": "QTYPE_MCQ4", "fieldLabels": ["q1..10"], "origin": [100, 600],
-                "bubblesGap": 50, "labelsGap": 60, "emptyValue": "-"},
-        "Custom": {"bubbleValues": ["Y", "N"], "direction": "vertical", "fieldLabels": ["q5_1..2"],
-                   "origin": [500, 600], "bubblesGap": 40, "labelsGap": 45,
-                   "bubbleDimensions": [20, 24]},
+        "Id": {
+            "fieldType": "QTYPE_INT",
+            "fieldLabels": ["id1..3"],
+            "origin": [100, 100],
+            "bubblesGap": 40,
+            "labelsGap": 45,
+        },
+        "Mcq": {
+            "fieldType": "QTYPE_MCQ4",
+            "fieldLabels": ["q1..10"],
+            "origin": [100, 600],
+            "bubblesGap": 50,
+            "labelsGap": 60,
+            "emptyValue": "-",
+        },
+        "Custom": {
+            "bubbleValues": ["Y", "N"],
+            "direction": "vertical",
+            "fieldLabels": ["q5_1..2"],
+            "origin": [500, 600],
+            "bubblesGap": 40,
+            "labelsGap": 45,
+            "bubbleDimensions": [20, 24],
+        },
     },
     "customLabels": {"student_id": ["id1..3"]},
 }
@@ -63,26 +83,64 @@ def test_columns_custom_labels_and_extras():
     t = parse()
     assert t.custom_labels == {"student_id": ("id1", "id2", "id3")}
     # no outputColumns: OMRChecker's natural order, custom labels replacing their parts
-    assert t.columns == ("q1", "q2", "q3", "q4", "q5", "q5_1", "q5_2", "q6", "q7", "q8", "q9", "q10",
-                         "student_id")
+    assert t.columns == (
+        "q1",
+        "q2",
+        "q3",
+        "q4",
+        "q5",
+        "q5_1",
+        "q5_2",
+        "q6",
+        "q7",
+        "q8",
+        "q9",
+        "q10",
+        "student_id",
+    )
     assert t.extras == {} and t.alignment is None
     assert t.markers.positions[3] == (920, 1320) and t.qr.size == 200
     assert parse(outputColumns=["student_id", "q1..3"]).columns == ("student_id", "q1", "q2", "q3")
 
 
 def test_int_from_1_and_float_gaps_round():
-    t = parse(fieldBlocks={"B": {"fieldType": "QTYPE_INT_FROM_1", "fieldLabels": ["d1"],
-                                 "origin": [10.4, 20], "bubblesGap": 10.5, "labelsGap": 0}},
-              customLabels={})
+    t = parse(
+        fieldBlocks={
+            "B": {
+                "fieldType": "QTYPE_INT_FROM_1",
+                "fieldLabels": ["d1"],
+                "origin": [10.4, 20],
+                "bubblesGap": 10.5,
+                "labelsGap": 0,
+            }
+        },
+        customLabels={},
+    )
     bubbles = t.fields[0].bubbles
     assert [b.value for b in bubbles] == list("1234567890")
     assert (bubbles[0].x, bubbles[1].y, bubbles[2].y) == (10, 30, 41)
 
 
 def test_right_to_left_types_print_a_rightmost():
-    t = parse(fieldBlocks={"R": {"fieldType": "QTYPE_MCQ5_RTL", "fieldLabels": ["q1"], "origin": [10, 20],
-                                 "bubblesGap": 40, "labelsGap": 0}}, customLabels={})
-    assert [(b.value, b.x) for b in t.fields[0].bubbles] == [("E", 10), ("D", 50), ("C", 90), ("B", 130), ("A", 170)]
+    t = parse(
+        fieldBlocks={
+            "R": {
+                "fieldType": "QTYPE_MCQ5_RTL",
+                "fieldLabels": ["q1"],
+                "origin": [10, 20],
+                "bubblesGap": 40,
+                "labelsGap": 0,
+            }
+        },
+        customLabels={},
+    )
+    assert [(b.value, b.x) for b in t.fields[0].bubbles] == [
+        ("E", 10),
+        ("D", 50),
+        ("C", 90),
+        ("B", 130),
+        ("A", 170),
+    ]
     rendered = render_sheet(t, "11600111", "1", {"q1": "AC"})
     result = read_answers(rendered, t)
     assert result[0] == {"q1": "CA"}  # as OMRChecker writes it: in bubble order
@@ -117,8 +175,10 @@ BAD = [
     (block(emptyValue=None), "fieldBlocks.Mcq.emptyValue"),
     (block(bubbleDimensions=[0, 30]), "fieldBlocks.Mcq.bubbleDimensions"),
     (block(origin=[900, 600]), "fieldBlocks.Mcq"),
-    (dict(fieldBlocks={"Mcq": BASE["fieldBlocks"]["Mcq"], "Again": BASE["fieldBlocks"]["Mcq"]}),
-     "fieldBlocks.Again.fieldLabels"),
+    (
+        dict(fieldBlocks={"Mcq": BASE["fieldBlocks"]["Mcq"], "Again": BASE["fieldBlocks"]["Mcq"]}),
+        "fieldBlocks.Again.fieldLabels",
+    ),
     (dict(customLabels={"student_id": ["id1..4"]}), "customLabels.student_id"),
     (dict(customLabels={"a": ["id1"], "b": ["id1"]}), "customLabels.b"),
     (dict(customLabels={"q1": ["id1"]}), "customLabels.q1"),
@@ -130,14 +190,22 @@ BAD = [
     (dict(markers={**BASE["markers"], "dictionary": "getPredefinedDictionary"}), "markers.dictionary"),
     (dict(markers={**BASE["markers"], "size": 8}), "markers.size"),
     (dict(markers={**BASE["markers"], "positions": {"0": [0, 0], "1": [100, 0]}}), "markers.positions"),
-    (dict(markers={**BASE["markers"], "positions": {"0": [0, 0], "1": [100, 0], "x": [0, 100]}}),
-     "markers.positions.x"),
-    (dict(markers={**BASE["markers"], "positions": {"0": [0, 0], "1": [100, 0], "50": [0, 100]}}),
-     "markers.positions.50"),
-    (dict(markers={**BASE["markers"], "positions": {"0": [0, 0], "00": [100, 0], "2": [0, 100]}}),
-     "markers.positions.00"),
-    (dict(markers={**BASE["markers"], "positions": {"0": [0, 0], "1": [100, 0], "2": [980, 100]}}),
-     "markers.positions.2"),
+    (
+        dict(markers={**BASE["markers"], "positions": {"0": [0, 0], "1": [100, 0], "x": [0, 100]}}),
+        "markers.positions.x",
+    ),
+    (
+        dict(markers={**BASE["markers"], "positions": {"0": [0, 0], "1": [100, 0], "50": [0, 100]}}),
+        "markers.positions.50",
+    ),
+    (
+        dict(markers={**BASE["markers"], "positions": {"0": [0, 0], "00": [100, 0], "2": [0, 100]}}),
+        "markers.positions.00",
+    ),
+    (
+        dict(markers={**BASE["markers"], "positions": {"0": [0, 0], "1": [100, 0], "2": [980, 100]}}),
+        "markers.positions.2",
+    ),
     (dict(qr={"origin": [900, 100], "size": 200}), "qr"),
     (dict(qr={"origin": [100], "size": 200}), "qr.origin"),
     (dict(qr={"origin": [100, 100], "size": 12.5}), "qr.size"),

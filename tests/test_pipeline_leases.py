@@ -17,7 +17,9 @@ async def uploaded_batch(api, entries: dict) -> str:
         for name, data in entries.items():
             z.writestr(name, data)
     data = out.getvalue()
-    path = await api.create(len(data), {"filename": "b.zip", "upload_type": "zip_no_qr", "task_id": "11600111"})
+    path = await api.create(
+        len(data), {"filename": "b.zip", "upload_type": "zip_no_qr", "task_id": "11600111"}
+    )
     resp = await api.patch(path, 0, data)
     batch_id = resp.headers["Batch-Id"]
     await api.batch(batch_id)  # archived: in durable storage, ready to be ingested
@@ -35,7 +37,8 @@ async def test_leases(api):
     progress = await api.get_json(f"/api/batches/{batch_id}/progress")
     assert (progress["status"], progress["total_sheets"]) == ("processing", 3)
     assert (await api.get_json(f"/api/batches/{batch_id}"))["skipped"] == [
-        {"entry": "readme.md", "reason": "not a sheet image (JPEG, PNG, TIFF or PDF)"}]
+        {"entry": "readme.md", "reason": "not a sheet image (JPEG, PNG, TIFF or PDF)"}
+    ]
 
     first = await repo.claim_sheets("w1", 2, lease=0.2)
     assert len(first) == 2
@@ -51,8 +54,14 @@ async def test_leases(api):
         assert not await repo.save_sheet(sheet.id, "w2", dict(status="ok"), answer)  # stored once
         await repo.update_progress(batch_id)
     progress = await api.get_json(f"/api/batches/{batch_id}/progress")
-    assert progress == {"batch_id": batch_id, "status": "completed", "total_sheets": 3, "processed_sheets": 3,
-                        "failed_sheets": 0, "progress_percentage": 100.0}
+    assert progress == {
+        "batch_id": batch_id,
+        "status": "completed",
+        "total_sheets": 3,
+        "processed_sheets": 3,
+        "failed_sheets": 0,
+        "progress_percentage": 100.0,
+    }
     results = await api.get_json(f"/api/batches/{batch_id}/results")
     assert [s["answers"] for s in results["sheets"]] == [{"q1": "B"}] * 3
 
@@ -97,7 +106,9 @@ async def test_a_long_listing_keeps_its_lease(api, monkeypatch):
     monkeypatch.setattr(worker_module, "list_pages", slow_listing)
     repo = api.client.app[REPO]
     batch_id = await uploaded_batch(api, {"s.png": png()})
-    w1 = Worker(repo, api.client.app[SETTINGS], api.client.app[FILES], name="w1", lease=0.3, sheets_per_claim=0)
+    w1 = Worker(
+        repo, api.client.app[SETTINGS], api.client.app[FILES], name="w1", lease=0.3, sheets_per_claim=0
+    )
     listing = asyncio.get_running_loop().create_task(w1.run_once())
     for _ in range(8):
         await asyncio.sleep(0.15)

@@ -27,8 +27,11 @@ def _form(chunk: bytes, **fields) -> aiohttp.FormData:
 
 
 async def _last_chunk(api, upload_id: str):
-    return await api.client.post("/api/batches/upload-chunk", headers=api.auth(),
-                                 data=_form(DATA[HALF:], chunk_index=1, upload_id=upload_id, **FIELDS))
+    return await api.client.post(
+        "/api/batches/upload-chunk",
+        headers=api.auth(),
+        data=_form(DATA[HALF:], chunk_index=1, upload_id=upload_id, **FIELDS),
+    )
 
 
 async def test_a_retried_last_chunk_completes_after_a_database_blip(api):
@@ -78,8 +81,13 @@ async def test_a_final_upload_assembled_before_a_crash_completes_at_start(api):
     """The parts were copied and recorded, finish() never ran (the process died)."""
     parts = []
     for piece in (DATA[:HALF], DATA[HALF:]):
-        headers = api.tus(**{"Upload-Length": str(len(piece)), "Upload-Concat": "partial",
-                             "Upload-Metadata": "upload_type emlwX3dpdGhfcXI="})
+        headers = api.tus(
+            **{
+                "Upload-Length": str(len(piece)),
+                "Upload-Concat": "partial",
+                "Upload-Metadata": "upload_type emlwX3dpdGhfcXI=",
+            }
+        )
         resp = await api.client.post("/files/", headers=headers)
         assert resp.status == 201, await resp.text()
         path = "/" + resp.headers["Location"].split("://", 1)[-1].split("/", 1)[-1]
@@ -92,8 +100,9 @@ async def test_a_final_upload_assembled_before_a_crash_completes_at_start(api):
         raise asyncio.CancelledError()
 
     service.finish = crash
-    headers = api.tus(**{"Upload-Concat": "final;" + " ".join(parts),
-                         "Upload-Metadata": "upload_type emlwX3dpdGhfcXI="})
+    headers = api.tus(
+        **{"Upload-Concat": "final;" + " ".join(parts), "Upload-Metadata": "upload_type emlwX3dpdGhfcXI="}
+    )
     try:
         await api.client.post("/files/", headers=headers)
     except Exception:  # noqa: BLE001

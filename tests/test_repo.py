@@ -11,9 +11,25 @@ from omr_tus.http.keys import REPO
 
 def row(upload_id: str, owner_id: int) -> dict:
     now = utcnow()
-    return dict(id=upload_id, owner_id=owner_id, protocol="tus", length=1, upload_offset=0, upload_metadata={},
-                raw_metadata=None, filename=None, upload_type="zip_with_qr", task_id=None, status="active",
-                location="store", created_at=now, updated_at=now, expires_at=now, total_chunks=None, concat=None)
+    return dict(
+        id=upload_id,
+        owner_id=owner_id,
+        protocol="tus",
+        length=1,
+        upload_offset=0,
+        upload_metadata={},
+        raw_metadata=None,
+        filename=None,
+        upload_type="zip_with_qr",
+        task_id=None,
+        status="active",
+        location="store",
+        created_at=now,
+        updated_at=now,
+        expires_at=now,
+        total_chunks=None,
+        concat=None,
+    )
 
 
 async def test_group_insert_isolates_a_bad_row(api):
@@ -25,7 +41,8 @@ async def test_group_insert_isolates_a_bad_row(api):
         *(repo.insert_upload(**row(i, alice)) for i in ids[:20]),
         repo.insert_upload(**row("a" * 32, alice)),  # a duplicate id in the middle of the burst
         *(repo.insert_upload(**row(i, alice)) for i in ids[20:]),
-        return_exceptions=True)
+        return_exceptions=True,
+    )
     failures = [r for r in results if isinstance(r, Exception)]
     assert len(failures) == 1 and isinstance(failures[0], IntegrityError)
     for upload_id in ids:

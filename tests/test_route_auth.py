@@ -7,10 +7,22 @@ import re
 
 import pytest
 
-PUBLIC = {("POST", "/api/auth/login"), ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/openapi.json"),
-          ("GET", "/"), ("GET", "/assets/{name}"), ("GET", "/lib/chunked-upload.js"),
-          ("GET", "/lib/chunked-upload.js.map")}
-TUS_METHODS = ("HEAD", "PATCH", "DELETE", "GET")  # the * route of /files/{upload_id} (OPTIONS is CORS/tus discovery)
+PUBLIC = {
+    ("POST", "/api/auth/login"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/openapi.json"),
+    ("GET", "/"),
+    ("GET", "/assets/{name}"),
+    ("GET", "/lib/chunked-upload.js"),
+    ("GET", "/lib/chunked-upload.js.map"),
+}
+TUS_METHODS = (
+    "HEAD",
+    "PATCH",
+    "DELETE",
+    "GET",
+)  # the * route of /files/{upload_id} (OPTIONS is CORS/tus discovery)
 
 
 def concrete(path: str) -> str:
@@ -22,7 +34,7 @@ def routes(app) -> list[tuple[str, str]]:
     found = []
     for route in app.router.routes():
         path = route.resource.canonical
-        for method in (TUS_METHODS if route.method == "*" else [route.method]):
+        for method in TUS_METHODS if route.method == "*" else [route.method]:
             if method not in ("HEAD", "OPTIONS") or route.method == "*":
                 found.append((method, path))
     return sorted(set(found))

@@ -29,13 +29,18 @@ async def test_metadata_cannot_inject_headers_and_names_are_sanitized(api):
     assert resp.headers["Content-Type"].startswith("application/octet-stream")  # not the odd filetype
     disposition = resp.headers["Content-Disposition"]
     assert "\r" not in disposition and "\n" not in disposition and "/" not in disposition.split(";")[1]
-    batch = (await api.get_json(f"/api/batches?upload_id={path.rstrip('/').rsplit('/', 1)[-1]}"))["batches"][0]
+    batch = (await api.get_json(f"/api/batches?upload_id={path.rstrip('/').rsplit('/', 1)[-1]}"))["batches"][
+        0
+    ]
     assert "/" not in batch["filename"] and "\n" not in batch["filename"]
     settings = api.client.app[SETTINGS]
     for folder in (settings.store_dir, settings.durable_dir):  # on disk, files are named by id only
         if folder.exists():  # (a durable copy being made has a temporary name made of the id too)
-            assert all(re.fullmatch(r"[0-9a-f]{32}(\.[0-9a-f]{16}\.part)?", p.name)
-                       for p in folder.iterdir() if p.is_file()), folder
+            assert all(
+                re.fullmatch(r"[0-9a-f]{32}(\.[0-9a-f]{16}\.part)?", p.name)
+                for p in folder.iterdir()
+                if p.is_file()
+            ), folder
 
 
 async def test_no_token_or_password_in_logs(api, caplog):

@@ -62,8 +62,9 @@ async def test_corrections_are_recorded_scored_and_survive_reprocessing(api):
     for bad, status in (({"value": 3}, 400), ("nope", 400)):
         resp = await api.client.put(url, json=bad, headers=api.auth("root"))
         assert resp.status == status
-    resp = await api.client.put(f"/api/sheets/{sheet['sheet_id']}/answers/q999", json={"value": "A"},
-                                headers=api.auth("root"))
+    resp = await api.client.put(
+        f"/api/sheets/{sheet['sheet_id']}/answers/q999", json={"value": "A"}, headers=api.auth("root")
+    )
     assert resp.status == 404 and "q999" in (await resp.json())["detail"]
 
     resp = await api.client.put(url, json={"value": "A"}, headers=api.auth("root"))

@@ -31,16 +31,24 @@ class ServerProcess:
     def __init__(self, tmp: Path):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "OMR_TUS_PORT": str(self.port), "OMR_TUS_HOST": "127.0.0.1",
-                    "OMR_TUS_DATA_DIR": str(tmp / "data"), "OMR_TUS_STORE_DIR": str(tmp / "store"),
-                    "OMR_TUS_WORKERS": "0", "OMR_TUS_SHUTDOWN_TIMEOUT": "2",
-                    "OMR_TUS_ADMIN_PASSWORD": PASSWORD, "OMR_TUS_DATABASE_URL": ""}
+        self.env = {
+            **os.environ,
+            "OMR_TUS_PORT": str(self.port),
+            "OMR_TUS_HOST": "127.0.0.1",
+            "OMR_TUS_DATA_DIR": str(tmp / "data"),
+            "OMR_TUS_STORE_DIR": str(tmp / "store"),
+            "OMR_TUS_WORKERS": "0",
+            "OMR_TUS_SHUTDOWN_TIMEOUT": "2",
+            "OMR_TUS_ADMIN_PASSWORD": PASSWORD,
+            "OMR_TUS_DATABASE_URL": "",
+        }
         self.log = tmp / "server.log"
 
     async def start(self) -> None:
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "omr_tus", "serve"], env=self.env, stdout=log,
-                                         stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "omr_tus", "serve"], env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
         async with aiohttp.ClientSession() as s:
             for _ in range(300):
                 try:
@@ -51,10 +59,12 @@ class ServerProcess:
                     pass
                 assert self.proc.poll() is None, self.log.read_text()[-2000:]
                 await asyncio.sleep(0.05)
-            async with s.post(self.base + "/api/auth/login", data={"username": "admin", "password": PASSWORD}) as r:
+            async with s.post(
+                self.base + "/api/auth/login", data={"username": "admin", "password": PASSWORD}
+            ) as r:
                 self.headers = {**TUS, "Authorization": f"Bearer {(await r.json())['access_token']}"}
 
-    async def restarted(self) -> "ServerProcess":
+    async def restarted(self) -> ServerProcess:
         """A new process on the same port, with the same settings and data (a supervisor's restart)."""
         again = ServerProcess.__new__(ServerProcess)
         again.__dict__.update(self.__dict__)
@@ -64,14 +74,23 @@ class ServerProcess:
     async def resume(self, url: str, offset: int, body: bytes) -> str:
         """The client's resumed PATCH from `offset`, to the end; its Batch-Id."""
         async with aiohttp.ClientSession() as s:
-            async with s.patch(url, data=body, headers={**self.headers, "Upload-Offset": str(offset),
-                                                        "Content-Type": "application/offset+octet-stream"}) as r:
+            async with s.patch(
+                url,
+                data=body,
+                headers={
+                    **self.headers,
+                    "Upload-Offset": str(offset),
+                    "Content-Type": "application/offset+octet-stream",
+                },
+            ) as r:
                 assert r.status == 204, await r.text()
                 return r.headers["Batch-Id"]
 
     async def create(self, length: int) -> str:
         async with aiohttp.ClientSession() as s:
-            async with s.post(self.base + "/files/", headers={**self.headers, "Upload-Length": str(length)}) as r:
+            async with s.post(
+                self.base + "/files/", headers={**self.headers, "Upload-Length": str(length)}
+            ) as r:
                 assert r.status == 201
                 return urllib.parse.urljoin(self.base + "/files/", r.headers["Location"])
 
@@ -96,9 +115,16 @@ async def start_patch(server: ServerProcess, url: str, length: int, first: bytes
     """A PATCH whose body is sent by hand: `first` now, the rest when the test says."""
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     path = urllib.parse.urlsplit(url).path
-    head = "".join(f"{k}: {v}\r\n" for k, v in {
-        **server.headers, "Host": f"127.0.0.1:{server.port}", "Upload-Offset": "0",
-        "Content-Type": "application/offset+octet-stream", "Content-Length": str(length)}.items())
+    head = "".join(
+        f"{k}: {v}\r\n"
+        for k, v in {
+            **server.headers,
+            "Host": f"127.0.0.1:{server.port}",
+            "Upload-Offset": "0",
+            "Content-Type": "application/offset+octet-stream",
+            "Content-Length": str(length),
+        }.items()
+    )
     writer.write(f"PATCH {path} HTTP/1.1\r\n{head}\r\n".encode() + first)
     await writer.drain()
     return reader, writer
@@ -134,8 +160,10 @@ async def test_sigterm_lets_patches_finish_and_keeps_the_bytes_of_the_others(tmp
             async with s.get(restarted.base + "/api/batches", headers=restarted.headers) as r:
                 batches = {b["size"]: b for b in (await r.json())["batches"]}
         assert set(batches) == {4 * MiB, 10 * MiB}
-        expected = {4 * MiB: hashlib.sha256(b"b" * 4 * MiB).hexdigest(),
-                    10 * MiB: hashlib.sha256(b"a" * 10 * MiB).hexdigest()}
+        expected = {
+            4 * MiB: hashlib.sha256(b"b" * 4 * MiB).hexdigest(),
+            10 * MiB: hashlib.sha256(b"a" * 10 * MiB).hexdigest(),
+        }
         for size, batch in batches.items():
             assert await restarted.sha256(batch["batch_id"]) == expected[size]
         log = (tmp_path / "server.log").read_text()
@@ -152,13 +180,15 @@ async def test_sigkill_mid_patch_then_restart_and_the_client_resumes(request, tm
     server = ServerProcess(tmp_path)
     if store == "s3":
         overrides = request.getfixturevalue("seaweedfs").settings(prefix=f"kill{os.getpid()}/")
-        server.env.update({f"OMR_TUS_{k.upper()}": v for k, v in overrides.items()}, OMR_TUS_S3_PART_SIZE=str(5 * MiB))
+        server.env.update(
+            {f"OMR_TUS_{k.upper()}": v for k, v in overrides.items()}, OMR_TUS_S3_PART_SIZE=str(5 * MiB)
+        )
     await server.start()
     data = os.urandom(12 * MiB)
     url = await server.create(len(data))
-    reader, writer = await start_patch(server, url, len(data), data[:6 * MiB])
+    reader, writer = await start_patch(server, url, len(data), data[: 6 * MiB])
     for i in range(30):  # the client keeps sending, slowly; the offset is saved about once a second
-        writer.write(data[6 * MiB + i * 32768:6 * MiB + (i + 1) * 32768])
+        writer.write(data[6 * MiB + i * 32768 : 6 * MiB + (i + 1) * 32768])
         await writer.drain()
         await asyncio.sleep(0.05)
     server.proc.kill()

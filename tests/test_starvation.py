@@ -9,6 +9,7 @@ import csv
 import io
 import time
 import zipfile
+from datetime import UTC
 
 import pytest
 
@@ -21,8 +22,8 @@ from .conftest import PASSWORD
 from .hostile import huge_png, many_entries_zip, nested_forms_pdf, small_png, tiny_frames_tiff, zip_with
 from .test_omr_pipeline import TASK, TEMPLATE, register_task, worker
 
-SERVED_WITHIN = 30.0   # seconds: generous, for a shared 2-core CI machine
-RESPONSIVE = 0.5       # seconds for /healthz and a login
+SERVED_WITHIN = 30.0  # seconds: generous, for a shared 2-core CI machine
+RESPONSIVE = 0.5  # seconds for /healthz and a login
 
 
 def zipped(entries: dict[str, bytes]) -> bytes:
@@ -34,7 +35,9 @@ def zipped(entries: dict[str, bytes]) -> bytes:
 
 
 async def upload(api, user: str, data: bytes, filename: str, upload_type: str = "zip_no_qr") -> str:
-    path = await api.create(len(data), {"filename": filename, "upload_type": upload_type, "task_id": TASK}, user=user)
+    path = await api.create(
+        len(data), {"filename": filename, "upload_type": upload_type, "task_id": TASK}, user=user
+    )
     resp = await api.patch(path, 0, data, user=user)
     assert resp.status == 204, await resp.text()
     return resp.headers["Batch-Id"]
@@ -47,8 +50,9 @@ async def timed(request) -> float:
     return time.monotonic() - started
 
 
-async def served_despite(api, hostile: bytes, filename: str, upload_type: str = "zip_no_qr",
-                         alongside=None) -> tuple[dict, dict, float]:
+async def served_despite(
+    api, hostile: bytes, filename: str, upload_type: str = "zip_no_qr", alongside=None
+) -> tuple[dict, dict, float]:
     """Alice uploads `hostile`, then Bob two small sheets; returns alice's batch, bob's
     progress once completed, and the 90th percentile of health and login answers meanwhile. `alongside`
     (alice's batch id -> coroutine) runs beside the polling, e.g. review requests."""
@@ -61,8 +65,12 @@ async def served_despite(api, hostile: bytes, filename: str, upload_type: str = 
         extra = asyncio.get_running_loop().create_task(alongside(alice)) if alongside else None
         started, times = time.monotonic(), []
         while True:
-            times += [await timed(api.client.get("/healthz")), await timed(api.client.post(
-                "/api/auth/login", data={"username": "bob", "password": PASSWORD}))]
+            times += [
+                await timed(api.client.get("/healthz")),
+                await timed(
+                    api.client.post("/api/auth/login", data={"username": "bob", "password": PASSWORD})
+                ),
+            ]
             progress = await api.get_json(f"/api/batches/{bob}/progress", user="bob")
             if progress["status"] == "completed":
                 break
@@ -87,7 +95,9 @@ async def test_a_tiff_of_60000_tiny_frames(api):
 
 async def test_a_zip_of_100001_entries(api):
     alice, bob, p90 = await served_despite(api, many_entries_zip(100_001), "many.zip")
-    assert alice["status"] == "failed" and "ZIP of 100001 entries is over the limit of 100000" in alice["error"]
+    assert (
+        alice["status"] == "failed" and "ZIP of 100001 entries is over the limit of 100000" in alice["error"]
+    )
     assert bob["total_sheets"] == 2 and p90 < RESPONSIVE
 
 
@@ -95,7 +105,9 @@ async def test_encrypted_and_unreadable_compression_entries(api):
     locked = {"locked.tif": tiny_frames_tiff(3), "locked.png": small_png(), "ok.png": small_png()}
     hostile = zip_with(locked, flag={"locked.tif": 1}, method={"locked.png": 9})
     alice, bob, p90 = await served_despite(api, hostile, "locked.zip")
-    assert alice["status"] == "completed" and alice["total_sheets"] == 1  # ok.png, read (and failed: no markers)
+    assert (
+        alice["status"] == "completed" and alice["total_sheets"] == 1
+    )  # ok.png, read (and failed: no markers)
     reasons = {s["entry"]: s["reason"] for s in alice["skipped"]}
     assert "encrypted" in reasons["locked.tif"] and "method 9" in reasons["locked.png"]
     assert bob["total_sheets"] == 2 and p90 < RESPONSIVE
@@ -125,8 +137,9 @@ async def test_review_images_of_a_huge_png(api):
         answers = await asyncio.gather(*(api.client.get(url, headers=api.auth()) for _ in range(6)))
         statuses.extend(r.status for r in answers)
 
-    alice, bob, p90 = await served_despite(api, zipped({"huge.png": huge_png()}), "huge.zip",
-                                               alongside=six_reviews)
+    alice, bob, p90 = await served_despite(
+        api, zipped({"huge.png": huge_png()}), "huge.zip", alongside=six_reviews
+    )
     assert alice["status"] == "completed" and alice["failed_sheets"] == 1  # a blank page: no markers
     assert statuses == [404] * 6  # "could not be aligned", never a 500
     assert bob["total_sheets"] == 2 and p90 < RESPONSIVE
@@ -138,8 +151,9 @@ async def claims_in_order(api, batches: list[tuple[str, str]], sheets: int, clai
     repo = api.client.app[REPO]
     names = {}
     for user, name in batches:
-        batch_id = await upload(api, user, zipped({f"{name}-{i}.png": small_png() for i in range(sheets)}),
-                                f"{name}.zip")
+        batch_id = await upload(
+            api, user, zipped({f"{name}-{i}.png": small_png() for i in range(sheets)}), f"{name}.zip"
+        )
         await api.batch(batch_id, user)
         batch = await repo.claim_batch("w", 60)
         await repo.add_sheets(batch.id, "w", Listing([(f"{name}-{i}.png", 1) for i in range(sheets)], []))
@@ -155,29 +169,41 @@ async def test_claims_take_batches_and_users_in_turn(api):
 
 
 def test_turns_order_owners_by_their_last_service():
-    from datetime import datetime, timezone
+    from datetime import datetime
     from types import SimpleNamespace as Row
 
-    t = lambda s: datetime(2026, 1, 1, 0, 0, s, tzinfo=timezone.utc)
-    waiting = [Row(id="a1", owner_id=1, last_served_at=t(5), claimed_at=t(1), created_at=t(0)),
-               Row(id="a2", owner_id=1, last_served_at=t(5), claimed_at=t(5), created_at=t(0)),
-               Row(id="b1", owner_id=2, last_served_at=t(3), claimed_at=t(3), created_at=t(0)),
-               Row(id="c2", owner_id=3, last_served_at=None, claimed_at=None, created_at=t(2)),
-               Row(id="c1", owner_id=3, last_served_at=None, claimed_at=None, created_at=t(4))]
+    t = lambda s: datetime(2026, 1, 1, 0, 0, s, tzinfo=UTC)
+    waiting = [
+        Row(id="a1", owner_id=1, last_served_at=t(5), claimed_at=t(1), created_at=t(0)),
+        Row(id="a2", owner_id=1, last_served_at=t(5), claimed_at=t(5), created_at=t(0)),
+        Row(id="b1", owner_id=2, last_served_at=t(3), claimed_at=t(3), created_at=t(0)),
+        Row(id="c2", owner_id=3, last_served_at=None, claimed_at=None, created_at=t(2)),
+        Row(id="c1", owner_id=3, last_served_at=None, claimed_at=None, created_at=t(4)),
+    ]
     assert in_turn(waiting) == ["c2", "c1", "b1", "a1", "a2"]
 
 
 def test_an_owner_served_by_batches_no_longer_waiting_waits_for_the_others():
     """Alice's last service counts even when the batches it went to are no longer waiting (a
     small batch is claimed whole at once): Bob's batch goes before Alice's hundredth."""
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
     from types import SimpleNamespace as Row
 
-    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
     served = t0 + timedelta(seconds=600)
-    alice = [Row(id=f"a{i}", owner_id=1, last_served_at=served, claimed_at=None, created_at=t0 + timedelta(seconds=i))
-             for i in range(100)]
-    bob = Row(id="b1", owner_id=2, last_served_at=None, claimed_at=None, created_at=t0 + timedelta(seconds=500))
+    alice = [
+        Row(
+            id=f"a{i}",
+            owner_id=1,
+            last_served_at=served,
+            claimed_at=None,
+            created_at=t0 + timedelta(seconds=i),
+        )
+        for i in range(100)
+    ]
+    bob = Row(
+        id="b1", owner_id=2, last_served_at=None, claimed_at=None, created_at=t0 + timedelta(seconds=500)
+    )
     assert in_turn([*alice, bob])[0] == "b1"
 
 
@@ -189,17 +215,34 @@ async def test_many_small_batches_of_one_user_take_turns_with_another(api):
 
 
 async def test_a_269_byte_template_naming_4500000_labels_is_a_quick_400(api):
-    template = {**TEMPLATE, "fieldBlocks": {"MCQ": {"fieldType": "QTYPE_MCQ4", "origin": [100, 100],
-                                                    "bubblesGap": 1, "labelsGap": 1, "fieldLabels": ["q1..4500000"]}}}
+    template = {
+        **TEMPLATE,
+        "fieldBlocks": {
+            "MCQ": {
+                "fieldType": "QTYPE_MCQ4",
+                "origin": [100, 100],
+                "bubblesGap": 1,
+                "labelsGap": 1,
+                "fieldLabels": ["q1..4500000"],
+            }
+        },
+    }
     template.pop("outputColumns", None)
     started = time.monotonic()
-    resp = await api.client.post("/api/tasks", json={"task_id": "11600112", "template": template},
-                                 headers=api.auth("root"))
-    assert resp.status == 400 and "fieldBlocks.MCQ.fieldLabels: names more than 10000 labels" in await resp.text()
+    resp = await api.client.post(
+        "/api/tasks", json={"task_id": "11600112", "template": template}, headers=api.auth("root")
+    )
+    assert (
+        resp.status == 400
+        and "fieldBlocks.MCQ.fieldLabels: names more than 10000 labels" in await resp.text()
+    )
     assert time.monotonic() - started < 5
     evaluation = {"options": {"questions_in_order": ["q1..4500000"], "answers_in_order": ["A"]}}
-    resp = await api.client.post("/api/tasks", json={"task_id": "11600112", "template": TEMPLATE,
-                                                     "answer_key": evaluation}, headers=api.auth("root"))
+    resp = await api.client.post(
+        "/api/tasks",
+        json={"task_id": "11600112", "template": TEMPLATE, "answer_key": evaluation},
+        headers=api.auth("root"),
+    )
     assert resp.status == 400 and "options.questions_in_order: names more than 10000" in await resp.text()
 
 
@@ -214,8 +257,11 @@ async def test_json_nested_50000_deep_is_a_400(api, multipart):
         form.add_field("template", deep.encode(), filename="template.json")
         resp = await api.client.post("/api/tasks", data=form, headers=api.auth("root"))
     else:
-        resp = await api.client.post("/api/tasks", data=f'{{"template": {deep}}}',
-                                     headers={**api.auth("root"), "Content-Type": "application/json"})
+        resp = await api.client.post(
+            "/api/tasks",
+            data=f'{{"template": {deep}}}',
+            headers={**api.auth("root"), "Content-Type": "application/json"},
+        )
     assert resp.status == 400 and "nested deeper than 64 levels" in await resp.text()
 
 
@@ -228,9 +274,38 @@ async def test_a_filetype_with_a_newline_downloads_as_octet_stream(api):
 
 
 def test_spreadsheet_formulas_are_escaped_and_numbers_kept():
-    assert [spreadsheet_safe(v) for v in ("=HYPERLINK(1)", "+A1", "-2+3", "@SUM(A1)", "\tx", "B", "-1.5", "+3",
-                                          "-7", "", 2.5, -1.0, "AC")] == [
-        "'=HYPERLINK(1)", "'+A1", "'-2+3", "'@SUM(A1)", "'\tx", "B", "-1.5", "+3", "-7", "", 2.5, -1.0, "AC"]
+    assert [
+        spreadsheet_safe(v)
+        for v in (
+            "=HYPERLINK(1)",
+            "+A1",
+            "-2+3",
+            "@SUM(A1)",
+            "\tx",
+            "B",
+            "-1.5",
+            "+3",
+            "-7",
+            "",
+            2.5,
+            -1.0,
+            "AC",
+        )
+    ] == [
+        "'=HYPERLINK(1)",
+        "'+A1",
+        "'-2+3",
+        "'@SUM(A1)",
+        "'\tx",
+        "B",
+        "-1.5",
+        "+3",
+        "-7",
+        "",
+        2.5,
+        -1.0,
+        "AC",
+    ]
 
 
 async def test_results_csv_escapes_a_hostile_file_name(api):
@@ -256,7 +331,9 @@ async def test_names_longer_than_the_database_holds(api):
     than its column is cut: never an insert that fails (on PostgreSQL) and so a batch claimed
     again every lease."""
     long = "x" * 1_996 + ".png"
-    alice, bob, p90 = await served_despite(api, zipped({long: small_png(), "ok.png": small_png()}), "long.zip")
+    alice, bob, p90 = await served_despite(
+        api, zipped({long: small_png(), "ok.png": small_png()}), "long.zip"
+    )
     assert alice["status"] == "completed" and alice["total_sheets"] == 1
     assert alice["skipped"] == [{"entry": long[:1024], "reason": "a name longer than 1024 characters"}]
     assert bob["total_sheets"] == 2 and p90 < RESPONSIVE
@@ -290,10 +367,13 @@ async def test_the_review_pool_answers_503_when_full():
         pool.shutdown()
 
 
-@pytest.mark.parametrize("student,value,reason", [
-    ("1" * 40, "B", "student id 11111111111111111111111111111111... is longer than 32 characters"),
-    (None, "0123456789" * 8, "column q1 was read as 80 characters, more than the 64 stored"),
-])
+@pytest.mark.parametrize(
+    "student,value,reason",
+    [
+        ("1" * 40, "B", "student id 11111111111111111111111111111111... is longer than 32 characters"),
+        (None, "0123456789" * 8, "column q1 was read as 80 characters, more than the 64 stored"),
+    ],
+)
 async def test_a_reading_longer_than_its_column_fails_the_sheet(api, monkeypatch, student, value, reason):
     """A bubbled student id of 40 digits, or an answer of 80 characters (many bubbles marked at
     once): the sheet fails with the reason, instead of a save that fails on PostgreSQL and a
@@ -301,8 +381,13 @@ async def test_a_reading_longer_than_its_column_fails_the_sheet(api, monkeypatch
     from omr_tus.omr import reader
     from omr_tus.omr.reader import SheetResult
 
-    monkeypatch.setattr(reader, "read_sheet", lambda image, template, qr_expected=True: SheetResult(
-        "ok", None, student, None, None, {"q1": value}, {"q1": []}, {"q1": 1.0}, None, 0.5))
+    monkeypatch.setattr(
+        reader,
+        "read_sheet",
+        lambda image, template, qr_expected=True: SheetResult(
+            "ok", None, student, None, None, {"q1": value}, {"q1": []}, {"q1": 1.0}, None, 0.5
+        ),
+    )
     await register_task(api)
     batch_id = await upload(api, "alice", zipped({"s.png": small_png()}), "s.zip")
     w = worker(api)
@@ -354,8 +439,12 @@ async def test_batches_taking_turns_open_their_files_once_a_turn(api, monkeypatc
     real = worker_module.PageReader
     monkeypatch.setattr(worker_module, "PageReader", lambda *a, **k: opened.append(a) or real(*a, **k))
     for user, name in (("alice", "a1"), ("alice", "a2"), ("bob", "b1"), ("bob", "b2")):
-        await api.batch(await upload(api, user, zipped({f"{name}-{i}.png": small_png() for i in range(12)}),
-                                     f"{name}.zip"), user)
+        await api.batch(
+            await upload(
+                api, user, zipped({f"{name}-{i}.png": small_png() for i in range(12)}), f"{name}.zip"
+            ),
+            user,
+        )
     app = api.client.app
     w = Worker(app[REPO], app[SETTINGS], app[FILES], name="w1", turn_seconds=600)
     while await w.run_once():

@@ -7,8 +7,7 @@ import time
 
 import pytest
 
-from omr_tus.store import LocalStore, WriteProgress
-from omr_tus.store import local
+from omr_tus.store import LocalStore, WriteProgress, local
 
 
 async def test_a_broken_body_keeps_the_blocks_gathered_behind_a_slow_write(tmp_path, monkeypatch):
@@ -17,6 +16,7 @@ async def test_a_broken_body_keeps_the_blocks_gathered_behind_a_slow_write(tmp_p
     def slow(fd, blocks, position):  # a slow disk: later blocks gather behind this write
         time.sleep(0.05)
         return real(fd, blocks, position)
+
     monkeypatch.setattr(local, "write_all", slow)
     store = LocalStore(tmp_path)
     blocks = [os.urandom(64 * 1024) for _ in range(12)]

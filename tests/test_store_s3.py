@@ -20,9 +20,14 @@ MiB = 1024 * 1024
 
 
 def s3_settings(overrides: dict, part_size: int = MIN_PART) -> S3Settings:
-    return S3Settings(bucket=overrides["s3_bucket"], prefix=overrides["s3_prefix"], endpoint=overrides["s3_endpoint"],
-                      access_key=overrides["s3_access_key"], secret_key=overrides["s3_secret_key"],
-                      part_size=part_size)
+    return S3Settings(
+        bucket=overrides["s3_bucket"],
+        prefix=overrides["s3_prefix"],
+        endpoint=overrides["s3_endpoint"],
+        access_key=overrides["s3_access_key"],
+        secret_key=overrides["s3_secret_key"],
+        part_size=part_size,
+    )
 
 
 @pytest.fixture
@@ -34,6 +39,7 @@ async def open_store(s3_overrides, tmp_path):
         store = await S3Store(s3_settings(s3_overrides, part_size), tmp_path / f"spool{len(stores)}").open()
         stores.append(store)
         return store
+
     yield make
     for store in stores:
         await store.close()
@@ -43,7 +49,7 @@ async def blocks_of(data: bytes, size: int = 64 * 1024, fail_after: int | None =
     for i in range(0, len(data), size):
         if fail_after is not None and i >= fail_after:
             raise ConnectionResetError("client went away")
-        yield data[i:i + size]
+        yield data[i : i + size]
 
 
 async def read_all(store: S3Store, upload_id: str) -> bytes:
@@ -56,7 +62,9 @@ async def read_all(store: S3Store, upload_id: str) -> bytes:
 
 
 async def multipart_uploads(store: S3Store, upload_id: str) -> list:
-    listed = await store.client.list_multipart_uploads(Bucket=store.config.bucket, Prefix=store.key(upload_id))
+    listed = await store.client.list_multipart_uploads(
+        Bucket=store.config.bucket, Prefix=store.key(upload_id)
+    )
     return listed.get("Uploads", [])
 
 
@@ -80,7 +88,7 @@ async def test_layout_follows_tusd(open_store, part_size, requests, parts, tail)
     offset = 0
     for size in requests:
         progress = WriteProgress()
-        assert await store.write("layout", offset, blocks_of(data[offset:offset + size]), progress) == size
+        assert await store.write("layout", offset, blocks_of(data[offset : offset + size]), progress) == size
         offset += size
     other_node = await open_store(part_size)
     assert await other_node.size("layout") == len(data)
@@ -97,10 +105,10 @@ async def test_another_node_continues_where_the_first_stopped(open_store):
     first, second = await open_store(), await open_store()
     data = os.urandom(9 * MiB + 7)
     await first.create("relay")
-    await first.write("relay", 0, blocks_of(data[:4 * MiB]), WriteProgress())
-    await second.write("relay", 4 * MiB, blocks_of(data[4 * MiB:8 * MiB]), WriteProgress())
+    await first.write("relay", 0, blocks_of(data[: 4 * MiB]), WriteProgress())
+    await second.write("relay", 4 * MiB, blocks_of(data[4 * MiB : 8 * MiB]), WriteProgress())
     # the first node's memory of the upload is stale: it must ask the bucket
-    await first.write("relay", 8 * MiB, blocks_of(data[8 * MiB:]), WriteProgress())
+    await first.write("relay", 8 * MiB, blocks_of(data[8 * MiB :]), WriteProgress())
     with pytest.raises(ValueError, match="holds"):
         await second.write("relay", 4 * MiB, blocks_of(b"x"), WriteProgress())
     await second.finish("relay")
@@ -115,7 +123,7 @@ async def test_a_broken_body_keeps_what_arrived(open_store):
     with pytest.raises(ConnectionResetError):
         await store.write("broken", 0, blocks_of(data, fail_after=7 * MiB), progress)
     assert progress.written == 7 * MiB == await store.size("broken")
-    await store.write("broken", 7 * MiB, blocks_of(data[7 * MiB:]), WriteProgress())
+    await store.write("broken", 7 * MiB, blocks_of(data[7 * MiB :]), WriteProgress())
     await store.finish("broken")
     assert await read_all(store, "broken") == data
 
@@ -164,7 +172,7 @@ async def test_tus_upload_on_s3_resumes_and_downloads(s3_api):
     path = await api.create(len(data), {"filename": "big.bin", "upload_type": "images", "task_id": TASK})
     offset = 0
     for size in (2 * MiB, 6 * MiB, 1, 5 * MiB + 4):
-        resp = await api.patch(path, offset, data[offset:offset + size])
+        resp = await api.patch(path, offset, data[offset : offset + size])
         assert resp.status == 204, await resp.text()
         offset += size
         head = await api.head(path)
@@ -192,16 +200,19 @@ async def test_terminated_upload_leaves_nothing_in_the_bucket(s3_api):
 
 
 async def test_a_batch_on_s3_is_read_by_a_worker(s3_api):
+    import numpy as np
+
     from omr_tus.omr.simulate import EASY, simulate_sheet
     from omr_tus.omr.template import Template
-    import numpy as np
 
     from .test_omr_pipeline import TEMPLATE
 
     api = s3_api
     await register_task(api)
-    sheets = [simulate_sheet(Template.parse(TEMPLATE), np.random.default_rng(seed), EASY, task_id=TASK)
-              for seed in (3, 4)]
+    sheets = [
+        simulate_sheet(Template.parse(TEMPLATE), np.random.default_rng(seed), EASY, task_id=TASK)
+        for seed in (3, 4)
+    ]
     data = zipped(sheets)
     path = await api.create(len(data), {"filename": "exam.zip", "upload_type": "zip_with_qr"})
     resp = await api.patch(path, 0, data)
@@ -220,8 +231,15 @@ async def test_legacy_chunks_on_s3_are_parts_in_any_order(s3_api):
     assert last["is_complete"]
     batch = await api.batch(last["batch_id"])
     assert batch["sha256"] == hashlib.sha256(data).hexdigest()
-    body = await send(api, os.urandom(1000), status=400, chunk_index=0, total_chunks=3, filename="x.zip",
-                      upload_type="zip_with_qr")
+    body = await send(
+        api,
+        os.urandom(1000),
+        status=400,
+        chunk_index=0,
+        total_chunks=3,
+        filename="x.zip",
+        upload_type="zip_with_qr",
+    )
     assert "at least 5242880 bytes" in body["detail"]
     direct = await upload_in_chunks(api, b"one small file", 100)  # a single chunk may be any size
     assert (await api.batch(direct["batch_id"]))["sha256"] == hashlib.sha256(b"one small file").hexdigest()
@@ -234,12 +252,13 @@ async def test_a_failing_bucket_answers_503_and_the_upload_resumes(s3_api, monke
     store = api.client.app[STORE]
     data = os.urandom(12 * MiB)
     path = await api.create(len(data), {"filename": "x.zip", "upload_type": "zip_with_qr"})
-    assert (await api.patch(path, 0, data[:6 * MiB])).status == 204  # a 5 MiB part and a 1 MiB tail
+    assert (await api.patch(path, 0, data[: 6 * MiB])).status == 204  # a 5 MiB part and a 1 MiB tail
 
     async def refuse(**_kwargs):
         raise ClientError({"Error": {"Code": "InternalError", "Message": "disk on fire"}}, "UploadPart")
+
     monkeypatch.setattr(store.client, "upload_part", refuse)
-    resp = await api.patch(path, 6 * MiB, data[6 * MiB:])
+    resp = await api.patch(path, 6 * MiB, data[6 * MiB :])
     assert resp.status == 503 and resp.headers["Retry-After"] == "5"
     assert "HEAD" in await resp.text()
     monkeypatch.undo()

@@ -42,15 +42,22 @@ async def test_final_of_complete_partials(api, absolute):
     head = await api.head(paths[0])
     assert head.headers["Upload-Concat"] == "partial"
     base = str(api.client.make_url("")).rstrip("/") if absolute else ""
-    resp = await create_final(api, " ".join(base + p for p in paths),
-                              meta={"filename": "whole.zip", "upload_type": "zip_no_qr", "task_id": "11600111"})
+    resp = await create_final(
+        api,
+        " ".join(base + p for p in paths),
+        meta={"filename": "whole.zip", "upload_type": "zip_no_qr", "task_id": "11600111"},
+    )
     assert "Batch-Id" in resp.headers
     final = resp.headers["Location"].split("://", 1)[1].split("/", 1)[1]
     final = "/" + final
     batch = await batch_of(api, final)
     data = b"".join(parts)
     assert batch["sha256"] == hashlib.sha256(data).hexdigest() and batch["size"] == len(data)
-    assert (batch["filename"], batch["upload_type"], batch["task_id"]) == ("whole.zip", "zip_no_qr", "11600111")
+    assert (batch["filename"], batch["upload_type"], batch["task_id"]) == (
+        "whole.zip",
+        "zip_no_qr",
+        "11600111",
+    )
     head = await api.head(final)
     assert head.headers["Upload-Offset"] == head.headers["Upload-Length"] == str(len(data))
     assert head.headers["Upload-Concat"].startswith("final;http")
@@ -87,14 +94,17 @@ async def test_partials_of_unknown_length(api):
     assert batch["size"] == 3
 
 
-@pytest.mark.parametrize("make,status,text", [
-    (lambda p, q: f"final;{p}", 201, ""),
-    (lambda p, q: "final;", 400, "at least one partial"),
-    (lambda p, q: f"final;{q}", 400, "was not created with Upload-Concat: partial"),
-    (lambda p, q: "final;/files/" + "0" * 32, 400, "not found"),
-    (lambda p, q: "final;/elsewhere/abc", 400, "not an upload of this server"),
-    (lambda p, q: "something", 400, "must be 'partial' or 'final;"),
-])
+@pytest.mark.parametrize(
+    "make,status,text",
+    [
+        (lambda p, q: f"final;{p}", 201, ""),
+        (lambda p, q: "final;", 400, "at least one partial"),
+        (lambda p, q: f"final;{q}", 400, "was not created with Upload-Concat: partial"),
+        (lambda p, q: "final;/files/" + "0" * 32, 400, "not found"),
+        (lambda p, q: "final;/elsewhere/abc", 400, "not an upload of this server"),
+        (lambda p, q: "something", 400, "must be 'partial' or 'final;"),
+    ],
+)
 async def test_final_refusals(api, make, status, text):
     p = await partial(api, b"ab", 2)
     q = await api.create(2)
@@ -131,6 +141,8 @@ async def test_a_partial_whose_bytes_are_gone_is_never_assembled(api, tmp_path):
     (tmp_path / "store" / b.rsplit("/", 1)[1]).unlink()
     final = (await create_final(api, f"{a} {b}", meta={"upload_type": "zip_with_qr"})).headers["Location"]
     final_id = final.rsplit("/", 1)[1]
-    assert (await api.get_json(f"/api/batches?upload_id={final_id}"))["batches"] == []  # no batch of 1000 bytes
+    assert (await api.get_json(f"/api/batches?upload_id={final_id}"))[
+        "batches"
+    ] == []  # no batch of 1000 bytes
     head = await api.head(b)
     assert head.headers["Upload-Offset"] == "0"  # what is really held

@@ -14,8 +14,11 @@ async def test_terminate_removes_bytes_and_answers_410_after(api):
     assert resp.status == 204
     assert resp.headers["Tus-Resumable"] == "1.0.0"
     assert not api.client.app[STORE].path(upload_id).exists()
-    for resp in (await api.patch(path, 3, b"d"), await api.head(path),
-                 await api.client.delete(path, headers=api.tus())):
+    for resp in (
+        await api.patch(path, 3, b"d"),
+        await api.head(path),
+        await api.client.delete(path, headers=api.tus()),
+    ):
         assert resp.status == 410
 
 

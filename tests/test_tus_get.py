@@ -3,7 +3,6 @@
 import asyncio
 
 
-
 async def test_download_completed_upload(api):
     path = await api.create(5, {"filename": "Prüfung 1.zip", "filetype": "application/zip"})
     await api.patch(path, 0, b"12345")

@@ -19,12 +19,15 @@ async def test_head_reports_state(api):
     assert resp.headers["Tus-Resumable"] == "1.0.0"
 
 
-@pytest.mark.parametrize("headers,status", [
-    ({}, 412),
-    ({"Tus-Resumable": "1.0.0"}, 401),
-    ({"Tus-Resumable": "1.0.0", "Authorization": "Bearer nonsense"}, 401),
-    ({"Tus-Resumable": "1.0.0", "Authorization": "Basic YTpi"}, 401),
-])
+@pytest.mark.parametrize(
+    "headers,status",
+    [
+        ({}, 412),
+        ({"Tus-Resumable": "1.0.0"}, 401),
+        ({"Tus-Resumable": "1.0.0", "Authorization": "Bearer nonsense"}, 401),
+        ({"Tus-Resumable": "1.0.0", "Authorization": "Basic YTpi"}, 401),
+    ],
+)
 async def test_head_refusals(api, headers, status):
     path = await api.create(1)
     resp = await api.client.head(path, headers=headers)

@@ -10,7 +10,9 @@ from .helpers import OCTET
 
 
 def digest(algorithm: str, data: bytes) -> str:
-    raw = zlib.crc32(data).to_bytes(4, "big") if algorithm == "crc32" else hashlib.new(algorithm, data).digest()
+    raw = (
+        zlib.crc32(data).to_bytes(4, "big") if algorithm == "crc32" else hashlib.new(algorithm, data).digest()
+    )
     return f"{algorithm} {base64.b64encode(raw).decode()}"
 
 
@@ -29,7 +31,14 @@ PATCH_CASES = [
     ("0", {"Upload-Checksum": digest("sha256", b"hello")}, b"hello", 204, 5, ""),
     ("0", {"Upload-Checksum": digest("crc32", b"hello")}, b"hello", 204, 5, ""),
     ("0", {"Upload-Checksum": digest("sha1", b"other")}, b"hello", 460, 0, "discarded"),
-    ("0", {"Upload-Checksum": "sha1 " + base64.b64encode(b"short").decode()}, b"hello", 460, 0, "does not match"),
+    (
+        "0",
+        {"Upload-Checksum": "sha1 " + base64.b64encode(b"short").decode()},
+        b"hello",
+        460,
+        0,
+        "does not match",
+    ),
     ("0", {"Upload-Checksum": "whirlpool AAAA"}, b"hello", 400, 0, "not supported"),
     ("0", {"Upload-Checksum": "sha1 !!notbase64"}, b"hello", 400, 0, "base64"),
 ]
@@ -54,7 +63,7 @@ async def test_chunks_in_order_complete_with_sha256(api):
     data = bytes(range(256)) * 4096  # 1 MiB
     path = await api.create(len(data), {"filename": "exam.zip"})
     for offset in range(0, len(data), 300_000):
-        resp = await api.patch(path, offset, data[offset:offset + 300_000])
+        resp = await api.patch(path, offset, data[offset : offset + 300_000])
         assert resp.status == 204
         assert resp.headers["Upload-Offset"] == str(min(offset + 300_000, len(data)))
     assert resp.headers["Batch-Id"]
@@ -118,8 +127,11 @@ async def test_empty_patch_on_complete_upload_is_idempotent(api):
 
 async def test_method_override(api):
     path = await api.create(3)
-    resp = await api.client.post(path, data=b"abc", headers={
-        **api.tus(), **OCTET, "Upload-Offset": "0", "X-HTTP-Method-Override": "PATCH"})
+    resp = await api.client.post(
+        path,
+        data=b"abc",
+        headers={**api.tus(), **OCTET, "Upload-Offset": "0", "X-HTTP-Method-Override": "PATCH"},
+    )
     assert resp.status == 204
     assert resp.headers["Upload-Offset"] == "3"
 

@@ -28,10 +28,19 @@ CASES = [
     ({"Upload-Length": "10", "Upload-Metadata": f"a {b64('x')} extra"}, 400, "is not 'key base64value'"),
     ({"Upload-Length": "10", "Upload-Metadata": f"upload_type {b64('pdf')}"}, 400, "Invalid upload_type"),
     ({"Upload-Length": "10", "Upload-Metadata": f"upload_type {b64('images')}"}, 400, "task_id is required"),
-    ({"Upload-Length": "10", "Upload-Metadata": f"upload_type {b64('zip_no_qr')},task_id {b64('1234')}"},
-     400, "exactly 8 digits"),
-    ({"Upload-Length": "10", "Upload-Metadata": f"upload_type {b64('zip_no_qr')},task_id {b64('11600111')}"},
-     201, ""),
+    (
+        {"Upload-Length": "10", "Upload-Metadata": f"upload_type {b64('zip_no_qr')},task_id {b64('1234')}"},
+        400,
+        "exactly 8 digits",
+    ),
+    (
+        {
+            "Upload-Length": "10",
+            "Upload-Metadata": f"upload_type {b64('zip_no_qr')},task_id {b64('11600111')}",
+        },
+        201,
+        "",
+    ),
     ({"Upload-Length": "10", "Tus-Resumable": "0.2.2"}, 412, "1.0.0"),
     ({"Upload-Length": "10", "Upload-Metadata": "filename " + b64("a\x00b")}, 400, "without NUL"),
 ]
@@ -71,8 +80,9 @@ async def test_ids_are_128_bit_random(api):
 
 async def test_creation_with_upload_completes_in_one_request(api):
     data = b"x" * 1000
-    headers = api.tus(**OCTET, **{"Upload-Length": "1000",
-                                  "Upload-Metadata": encode_metadata({"filename": "s.zip"})})
+    headers = api.tus(
+        **OCTET, **{"Upload-Length": "1000", "Upload-Metadata": encode_metadata({"filename": "s.zip"})}
+    )
     resp = await api.client.post("/files/", data=data, headers=headers)
     assert resp.status == 201
     assert resp.headers["Upload-Offset"] == "1000"
@@ -92,25 +102,38 @@ async def test_creation_with_partial_upload(api):
 
 async def test_location_ignores_forwarded_headers_without_a_proxy(api):
     """trust_proxy_headers is false by default: a client not behind a proxy names no host."""
-    resp = await api.client.post("/files/", headers=api.tus(**{
-        "Upload-Length": "1", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "uploads.example.org"}))
+    resp = await api.client.post(
+        "/files/",
+        headers=api.tus(
+            **{"Upload-Length": "1", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "uploads.example.org"}
+        ),
+    )
     assert "uploads.example.org" not in resp.headers["Location"]
 
 
 async def test_location_honours_forwarded_headers(api_with):
     api = await api_with(trust_proxy_headers=True)
-    resp = await api.client.post("/files/", headers=api.tus(**{
-        "Upload-Length": "1", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "uploads.example.org"}))
+    resp = await api.client.post(
+        "/files/",
+        headers=api.tus(
+            **{"Upload-Length": "1", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "uploads.example.org"}
+        ),
+    )
     assert resp.headers["Location"].startswith("https://uploads.example.org/files/")
-    resp = await api.client.post("/files/", headers=api.tus(**{
-        "Upload-Length": "1", "Forwarded": 'for=1.2.3.4;proto=https;host="cdn.example.org:8443"'}))
+    resp = await api.client.post(
+        "/files/",
+        headers=api.tus(
+            **{"Upload-Length": "1", "Forwarded": 'for=1.2.3.4;proto=https;host="cdn.example.org:8443"'}
+        ),
+    )
     assert resp.headers["Location"].startswith("https://cdn.example.org:8443/files/")
 
 
 async def test_location_rejects_injected_host(api_with):
     api = await api_with(trust_proxy_headers=True)
-    resp = await api.client.post("/files/", headers=api.tus(**{
-        "Upload-Length": "1", "X-Forwarded-Host": "evil.org/<script>"}))
+    resp = await api.client.post(
+        "/files/", headers=api.tus(**{"Upload-Length": "1", "X-Forwarded-Host": "evil.org/<script>"})
+    )
     assert resp.status == 201
     assert "evil" not in resp.headers["Location"]
 

@@ -14,9 +14,11 @@ from .helpers import Api
 async def raw_patch(api: Api, path: str, offset: int, total: int, first: bytes):
     """Starts a PATCH on a raw socket announcing `total` bytes and sends only `first`."""
     reader, writer = await asyncio.open_connection(api.client.host, api.client.port)
-    head = (f"PATCH {path} HTTP/1.1\r\nHost: {api.client.host}\r\nTus-Resumable: 1.0.0\r\n"
-            f"Authorization: Bearer {api.tokens['alice']}\r\nUpload-Offset: {offset}\r\n"
-            f"Content-Type: application/offset+octet-stream\r\nContent-Length: {total}\r\n\r\n")
+    head = (
+        f"PATCH {path} HTTP/1.1\r\nHost: {api.client.host}\r\nTus-Resumable: 1.0.0\r\n"
+        f"Authorization: Bearer {api.tokens['alice']}\r\nUpload-Offset: {offset}\r\n"
+        f"Content-Type: application/offset+octet-stream\r\nContent-Length: {total}\r\n\r\n"
+    )
     writer.write(head.encode() + first)
     await writer.drain()
     return reader, writer
@@ -83,7 +85,7 @@ async def test_racing_patches_apply_once(api):
 
     async def body():
         for i in range(0, len(data), 64 * 1024):
-            yield data[i:i + 64 * 1024]
+            yield data[i : i + 64 * 1024]
             await asyncio.sleep(0.02)  # a live, steady client: never silent long enough to be interrupted
 
     results = await asyncio.gather(api.patch(path, 0, body()), api.patch(path, 0, body()))

@@ -27,7 +27,7 @@ import io
 import random
 import struct
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import aiohttp
 import numpy as np
@@ -67,7 +67,7 @@ class DropConnection:
     def __init__(self):
         self.matches: Callable[[web.Request], bool] = lambda request: False
         self.drops: Callable[[int], bool] = lambda n: False
-        self.seen = 0      # requests that matched
+        self.seen = 0  # requests that matched
         self.dropped = 0
 
     def arm(self, matches: Callable[[web.Request], bool], drops: Callable[[int], bool]) -> None:
@@ -106,8 +106,11 @@ async def site(aiohttp_server, settings):
         for user in ("alice", "root"):
             async with http.post("/api/auth/login", data={"username": user, "password": PASSWORD}) as r:
                 tokens[user] = (await r.json())["access_token"]
-        async with http.post("/api/tasks", headers={"Authorization": f"Bearer {tokens['root']}"},
-                             json={"task_id": TASK, "name": "Physics", "template": TEMPLATE, "answer_key": KEY}) as r:
+        async with http.post(
+            "/api/tasks",
+            headers={"Authorization": f"Bearer {tokens['root']}"},
+            json={"task_id": TASK, "name": "Physics", "template": TEMPLATE, "answer_key": KEY},
+        ) as r:
             assert r.status == 201, await r.text()
     live = Live(server, tokens["alice"])
     box.append(live)
@@ -117,8 +120,15 @@ async def site(aiohttp_server, settings):
     workers: list[asyncio.Task] = []
 
     def start_workers(count: int = 2) -> None:
-        workers.extend(asyncio.create_task(Worker(repo, settings, server.app[FILES], name=f"web-w{i}", lease=60, sheets_per_claim=1)
-                                           .run(stop, idle=0.1)) for i in range(count))
+        workers.extend(
+            asyncio.create_task(
+                Worker(repo, settings, server.app[FILES], name=f"web-w{i}", lease=60, sheets_per_claim=1).run(
+                    stop, idle=0.1
+                )
+            )
+            for i in range(count)
+        )
+
     live.start_workers = start_workers
     try:
         yield live
@@ -129,7 +139,9 @@ async def site(aiohttp_server, settings):
 
 async def api_get(site, path: str, token: str | None = None) -> dict:
     async with aiohttp.ClientSession() as http:
-        async with http.get(site.base_url + path, headers={"Authorization": f"Bearer {token or site.token}"}) as r:
+        async with http.get(
+            site.base_url + path, headers={"Authorization": f"Bearer {token or site.token}"}
+        ) as r:
             assert r.status == 200, (path, r.status, await r.text())
             return await r.json()
 
@@ -166,7 +178,11 @@ async def test_upload_batch_review_and_correct(browser_ready, site, tmp_path):
         _, batch_id = await upload_file(page, path, ready=lambda p: screenshot(p, "upload-dashboard"))
         link = page.locator(".recent-item a.batch-link")
         batch = await batch_with_sha(site, batch_id)
-        assert batch["filename"] == "exam.zip" and batch["upload_type"] == "zip_with_qr" and batch["size"] == len(data)
+        assert (
+            batch["filename"] == "exam.zip"
+            and batch["upload_type"] == "zip_with_qr"
+            and batch["size"] == len(data)
+        )
         assert batch["sha256"] == hashlib.sha256(data).hexdigest()
 
         # the batches list, while no worker runs yet; then its bar follows the workers live
@@ -181,7 +197,9 @@ async def test_upload_batch_review_and_correct(browser_ready, site, tmp_path):
 
         # the upload page followed the batch's processing too
         await page.click("a.nav-link[href='#/upload']")
-        await page.wait_for_selector(f".recent-item[data-batch-id='{batch_id}'] .badge[data-status=completed]")
+        await page.wait_for_selector(
+            f".recent-item[data-batch-id='{batch_id}'] .badge[data-status=completed]"
+        )
         await screenshot(page, "upload-completed")
 
         await link.click()
@@ -194,10 +212,18 @@ async def test_upload_batch_review_and_correct(browser_ready, site, tmp_path):
 
         # filters ask the server for ?status=...
         results = await api_get(site, f"/api/batches/{batch_id}/results")
-        by_status = {s: sum(x["status"] == s for x in results["sheets"]) for s in ("ok", "needs_review", "failed")}
-        for name, count in (("needs_review", by_status["needs_review"]), ("failed", by_status["failed"]), ("all", 3)):
+        by_status = {
+            s: sum(x["status"] == s for x in results["sheets"]) for s in ("ok", "needs_review", "failed")
+        }
+        for name, count in (
+            ("needs_review", by_status["needs_review"]),
+            ("failed", by_status["failed"]),
+            ("all", 3),
+        ):
             await page.click(f".segment[data-filter={name}]")
-            await expect(page.locator(f".segment[data-filter={name}]")).to_have_attribute("aria-pressed", "true")
+            await expect(page.locator(f".segment[data-filter={name}]")).to_have_attribute(
+                "aria-pressed", "true"
+            )
             await expect(rows).to_have_count(count)
             if count == 0:
                 await page.locator(".table-card .empty").wait_for()
@@ -207,11 +233,14 @@ async def test_upload_batch_review_and_correct(browser_ready, site, tmp_path):
         download = await download_info.value
         assert download.suggested_filename == "exam.zip-results.csv"
         table = list(csv.reader(io.StringIO((await download.path()).read_text())))
-        assert table[0][:6] == ["source", "page", "task_id", "student_id", "status", "score"] and len(table) == 4
+        assert (
+            table[0][:6] == ["source", "page", "task_id", "student_id", "status", "score"] and len(table) == 4
+        )
 
         # a sheet's review page (the most doubtful one): the drawn scan and the answers; alice may not correct
         def doubts(s: dict) -> list[str]:
             return [c for c, flags in s["flags"].items() if set(flags) & {"ambiguous", "multiple"}]
+
         sheet = max((s for s in results["sheets"] if s["status"] != "failed"), key=lambda s: len(doubts(s)))
         sheet_id = sheet["sheet_id"]
         column = (doubts(sheet) + ["q1"])[0]
@@ -246,7 +275,10 @@ async def test_upload_batch_review_and_correct(browser_ready, site, tmp_path):
 
     corrected = await api_get(site, f"/api/sheets/{sheet_id}")
     assert corrected["answers"][column] == after
-    assert corrected["corrections"][column]["by"] == "root" and corrected["corrections"][column]["original"] == before
+    assert (
+        corrected["corrections"][column]["by"] == "root"
+        and corrected["corrections"][column]["original"] == before
+    )
 
 
 async def test_refused_upload_shows_the_servers_message(browser_ready, site, tmp_path):
@@ -257,7 +289,8 @@ async def test_refused_upload_shows_the_servers_message(browser_ready, site, tmp
         await page.check("#type-zip_no_qr")
         dashboard_input = page.locator(".uppy-Dashboard-input").first
         await dashboard_input.set_input_files(
-            {"name": "scans.zip", "mimeType": "application/zip", "buffer": exam_zip_small()})
+            {"name": "scans.zip", "mimeType": "application/zip", "buffer": exam_zip_small()}
+        )
         await page.click(".uppy-StatusBar-actionBtn--upload")
         # no task id: the form says so before anything is sent
         await page.wait_for_selector("#upload-messages .banner-error:has-text('A task id is required')")
@@ -354,7 +387,9 @@ async def test_legacy_client_module_chunks_retries_and_direct(browser_ready, sit
     block = random.Random(11).randbytes(MiB)
     blocks = 120
     small_size = 700 * 1024
-    expected_big = hashlib.sha256(b"".join(struct.pack("<I", i) + block[4:] for i in range(blocks))).hexdigest()
+    expected_big = hashlib.sha256(
+        b"".join(struct.pack("<I", i) + block[4:] for i in range(blocks))
+    ).hexdigest()
     expected_small = hashlib.sha256(block[:small_size]).hexdigest()
     site.start_workers(1)
     # the second chunk fails once on its way
@@ -365,7 +400,9 @@ async def test_legacy_client_module_chunks_retries_and_direct(browser_ready, sit
         await page.goto("/")
         response = await page.request.get("/lib/chunked-upload.js")
         assert response.headers["content-type"].startswith("text/javascript")
-        result = await page.evaluate(LEGACY_JS, [base64.b64encode(block).decode(), blocks, small_size, site.token])
+        result = await page.evaluate(
+            LEGACY_JS, [base64.b64encode(block).decode(), blocks, small_size, site.token]
+        )
         assert browser.errors == []
 
     assert (site.drop.seen, site.drop.dropped) == (4, 1)  # 3 chunks, the second one twice
@@ -374,24 +411,34 @@ async def test_legacy_client_module_chunks_retries_and_direct(browser_ready, sit
     assert [p["currentChunk"] for p in progress][0] == 1 and progress[-1]["currentChunk"] == 3
     assert progress[-1]["percentage"] == 100 and progress[-1]["bytesUploaded"] == blocks * MiB
     assert [p["percentage"] for p in progress] == sorted(p["percentage"] for p in progress)
-    assert {p["chunksTotal"] for p in result["smallProgress"]} == {1} and result["smallProgress"][-1]["percentage"] == 100
+    assert {p["chunksTotal"] for p in result["smallProgress"]} == {1} and result["smallProgress"][-1][
+        "percentage"
+    ] == 100
 
     big = await batch_with_sha(site, result["bigId"])
     assert big["sha256"] == expected_big and big["size"] == blocks * MiB and big["filename"] == "big-exam.zip"
     small = await batch_with_sha(site, result["smallId"])
     assert small["sha256"] == expected_small and small["filename"] == "small-exam.zip"
     # random bytes are no ZIP: the workers fail the batch, and the poll ends there
-    assert result["final"]["status"] in ("completed", "failed") and result["final"]["batch_id"] == result["smallId"]
+    assert (
+        result["final"]["status"] in ("completed", "failed")
+        and result["final"]["batch_id"] == result["smallId"]
+    )
     assert result["polled"][-1] == result["final"]["status"]
-    assert result["refused"] == {"name": "UploadError", "status": 400,
-                                 "message": "Invalid task_id '12': it must be exactly 8 digits"}
+    assert result["refused"] == {
+        "name": "UploadError",
+        "status": 400,
+        "message": "Invalid task_id '12': it must be exactly 8 digits",
+    }
 
 
 async def test_page_and_assets_are_served_public_with_cache_headers(aiohttp_client, settings, tmp_path):
     dist = tmp_path / "dist"
     (dist / "assets").mkdir(parents=True)
     (dist / "lib").mkdir()
-    (dist / "index.html").write_text('<!doctype html><script type="module" src="/assets/app-ABC.js"></script>')
+    (dist / "index.html").write_text(
+        '<!doctype html><script type="module" src="/assets/app-ABC.js"></script>'
+    )
     (dist / "assets" / "app-ABC.js").write_text("console.log(1)")
     (dist / "assets" / "app-ABC.css").write_text("body{}")
     (dist / "lib" / "chunked-upload.js").write_text("export const x = 1")
@@ -401,7 +448,10 @@ async def test_page_and_assets_are_served_public_with_cache_headers(aiohttp_clie
 
     resp = await client.get("/")
     assert resp.status == 200 and resp.headers["Content-Type"] == "text/html; charset=utf-8"
-    assert resp.headers["Cache-Control"] == "no-cache" and "default-src 'self'" in resp.headers["Content-Security-Policy"]
+    assert (
+        resp.headers["Cache-Control"] == "no-cache"
+        and "default-src 'self'" in resp.headers["Content-Security-Policy"]
+    )
     again = await client.get("/", headers={"If-None-Match": resp.headers["ETag"]})
     assert again.status == 304
     resp = await client.get("/assets/app-ABC.js")
@@ -421,6 +471,7 @@ async def test_page_and_assets_are_served_public_with_cache_headers(aiohttp_clie
 
     # documented in /openapi.json as public routes, and the document stays valid
     from openapi_spec_validator import validate
+
     spec = await (await client.get("/openapi.json")).json()
     validate(spec)
     for path in ("/", "/assets/{name}", "/lib/chunked-upload.js", "/lib/chunked-upload.js.map"):

@@ -13,14 +13,18 @@ from ..http.urls import client_address
 @public
 async def login(request: web.Request) -> web.Response:
     if request.content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        raise errors.BAD_REQUEST("Send username and password as form fields "
-                                 "(application/x-www-form-urlencoded or multipart/form-data)")
+        raise errors.BAD_REQUEST(
+            "Send username and password as form fields "
+            "(application/x-www-form-urlencoded or multipart/form-data)"
+        )
     if request.content_length is not None and request.content_length > 16384:
         raise errors.BAD_REQUEST("The login form is too large")
     try:
         form = await request.post()
     except ValueError as exc:  # e.g. multipart/form-data without a boundary
-        raise errors.BAD_REQUEST(f"Malformed login form ({exc}); send username and password as form fields") from None
+        raise errors.BAD_REQUEST(
+            f"Malformed login form ({exc}); send username and password as form fields"
+        ) from None
     username, password = form.get("username"), form.get("password")
     if not isinstance(username, str) or not isinstance(password, str) or not username or not password:
         raise errors.BAD_REQUEST("Both form fields username and password are required")

@@ -19,12 +19,23 @@ def iso(value) -> str | None:
 
 def batch_json(row: Row) -> dict:
     return {
-        "batch_id": row.id, "upload_id": row.upload_id, "filename": row.filename, "size": row.size,
-        "sha256": row.sha256, "upload_type": row.upload_type, "task_id": row.task_id, "status": row.status,
-        "total_sheets": row.total_sheets, "processed_sheets": row.processed_sheets,
-        "failed_sheets": row.failed_sheets, "created_at": iso(row.created_at),
-        "updated_at": iso(row.updated_at), "completed_at": iso(row.completed_at),
-        "skipped": row.skipped or [], "skipped_count": row.skipped_count, "error": row.error,
+        "batch_id": row.id,
+        "upload_id": row.upload_id,
+        "filename": row.filename,
+        "size": row.size,
+        "sha256": row.sha256,
+        "upload_type": row.upload_type,
+        "task_id": row.task_id,
+        "status": row.status,
+        "total_sheets": row.total_sheets,
+        "processed_sheets": row.processed_sheets,
+        "failed_sheets": row.failed_sheets,
+        "created_at": iso(row.created_at),
+        "updated_at": iso(row.updated_at),
+        "completed_at": iso(row.completed_at),
+        "skipped": row.skipped or [],
+        "skipped_count": row.skipped_count,
+        "error": row.error,
     }
 
 
@@ -40,17 +51,24 @@ async def visible_batch(request: web.Request) -> Row:
 async def list_batches(request: web.Request) -> web.Response:
     q = request.query
     user = principal(request)
-    filters = {k: v for k, v in {
-        "status": params.choice(q, "status", STATUSES),
-        "upload_type": params.choice(q, "upload_type", UPLOAD_TYPES),
-        "task_id": q.get("task_id") or None,
-        "upload_id": q.get("upload_id") or None,
-    }.items() if v is not None}
+    filters = {
+        k: v
+        for k, v in {
+            "status": params.choice(q, "status", STATUSES),
+            "upload_type": params.choice(q, "upload_type", UPLOAD_TYPES),
+            "task_id": q.get("task_id") or None,
+            "upload_id": q.get("upload_id") or None,
+        }.items()
+        if v is not None
+    }
     limit = params.integer(q, "limit", 50, 1, 500)
     offset = params.integer(q, "offset", 0, 0, 10**9)
-    rows, total = await request.app[REPO].list_batches(None if user.is_admin else user.id, filters, limit, offset)
-    return web.json_response({"batches": [batch_json(r) for r in rows], "total": total,
-                              "limit": limit, "offset": offset})
+    rows, total = await request.app[REPO].list_batches(
+        None if user.is_admin else user.id, filters, limit, offset
+    )
+    return web.json_response(
+        {"batches": [batch_json(r) for r in rows], "total": total, "limit": limit, "offset": offset}
+    )
 
 
 async def get_batch(request: web.Request) -> web.Response:
@@ -64,9 +82,16 @@ async def progress(request: web.Request) -> web.Response:
         pct = round(100.0 * done / row.total_sheets, 2)
     else:
         pct = 100.0 if row.status in ("completed", "failed") else 0.0
-    return web.json_response({"batch_id": row.id, "status": row.status, "total_sheets": row.total_sheets,
-                              "processed_sheets": row.processed_sheets, "failed_sheets": row.failed_sheets,
-                              "progress_percentage": pct})
+    return web.json_response(
+        {
+            "batch_id": row.id,
+            "status": row.status,
+            "total_sheets": row.total_sheets,
+            "processed_sheets": row.processed_sheets,
+            "failed_sheets": row.failed_sheets,
+            "progress_percentage": pct,
+        }
+    )
 
 
 async def reprocess(request: web.Request) -> web.Response:
@@ -76,8 +101,10 @@ async def reprocess(request: web.Request) -> web.Response:
         raise errors.FORBIDDEN("Only an admin can process a batch again")
     batch = await visible_batch(request)
     if batch.status != "completed" or not batch.total_sheets:
-        raise errors.CONFLICT(f"Batch {batch.id} is {batch.status} with {batch.total_sheets or 0} sheets; only a "
-                              "completed batch with sheets can be processed again")
+        raise errors.CONFLICT(
+            f"Batch {batch.id} is {batch.status} with {batch.total_sheets or 0} sheets; only a "
+            "completed batch with sheets can be processed again"
+        )
     await request.app[REPO].reprocess_batch(batch.id)
     return web.json_response(batch_json(await request.app[REPO].batch(batch.id)), status=202)
 

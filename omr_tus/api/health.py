@@ -80,8 +80,15 @@ async def readyz(request: web.Request) -> web.Response:
         checks["durable_store"] = f"no answer in {PROBE_SECONDS} s"
     durable_free = await _free(checks, "durable_free_space", durable.free_space)
     ready = all(v == "ok" for v in checks.values())
-    return web.json_response({"status": "ready" if ready else "not ready", "checks": checks,
-                              "free_bytes": free, "durable_free_bytes": durable_free}, status=200 if ready else 503)
+    return web.json_response(
+        {
+            "status": "ready" if ready else "not ready",
+            "checks": checks,
+            "free_bytes": free,
+            "durable_free_bytes": durable_free,
+        },
+        status=200 if ready else 503,
+    )
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -95,8 +102,10 @@ async def metrics(request: web.Request) -> web.Response:
         samples.setdefault("db_round_trips_total", {})[(("kind", "lock"),)] = float(locks.queries)
     samples["requests_in_flight"] = {(): float(request.app[METRICS].in_flight - 1)}  # not this one
     samples.update(await request.app[REPO].operations_figures())
-    return web.Response(body=render(samples).encode(), headers={
-        "Content-Type": "text/plain; version=0.0.4; charset=utf-8", "Cache-Control": "no-store"})
+    return web.Response(
+        body=render(samples).encode(),
+        headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8", "Cache-Control": "no-store"},
+    )
 
 
 def setup(app: web.Application) -> None:

@@ -6,15 +6,15 @@ from __future__ import annotations
 from aiohttp import web
 
 from .. import errors
+from ..http.files import clean_filename
 from ..http.keys import CHUNKED, REPO, principal
-from ..uploads.chunked import MAX_CHUNK, Chunk, ChunkReceipt, ChunkedUploads, Stored, too_large
+from ..http.multipart import FormPart, form_parts
+from ..uploads.chunked import MAX_CHUNK, Chunk, ChunkedUploads, ChunkReceipt, Stored, too_large
 from ..uploads.digests import checked_hex
-from ..uploads.model import UPLOAD_TYPES, TYPES_NEEDING_TASK
+from ..uploads.model import TYPES_NEEDING_TASK, UPLOAD_TYPES
 from ..uploads.reservations import STEP
 from ..uploads.service import interrupted
 from ..uploads.validation import check_upload_type
-from ..http.files import clean_filename
-from ..http.multipart import FormPart, form_parts
 from .batches import batch_json
 
 FIELD_LIMIT = 4096
@@ -42,8 +42,11 @@ class Fields(dict[str, str]):
 
 
 def _body(request: web.Request, part: FormPart) -> Chunk:
-    return Chunk(blocks=part.blocks(), interrupt=lambda: request.content.set_exception(interrupted()),
-                 received=lambda: request.content.total_bytes)
+    return Chunk(
+        blocks=part.blocks(),
+        interrupt=lambda: request.content.set_exception(interrupted()),
+        received=lambda: request.content.total_bytes,
+    )
 
 
 def _int(fields: dict[str, str], name: str, low: int) -> int:
@@ -84,7 +87,9 @@ def _ready(fields: dict[str, str]) -> bool:
 def _check_final_flag(fields: dict[str, str]) -> None:
     """is_final_chunk, when sent, is `true` or `false` (the client's own view; the server counts)."""
     if fields.get("is_final_chunk", "true") not in ("true", "false"):
-        raise errors.BAD_REQUEST(f"is_final_chunk must be true or false, got {fields['is_final_chunk'][:40]!r}")
+        raise errors.BAD_REQUEST(
+            f"is_final_chunk must be true or false, got {fields['is_final_chunk'][:40]!r}"
+        )
 
 
 async def _place(request: web.Request, fields: dict[str, str], chunk: Chunk) -> Stored:
@@ -98,8 +103,18 @@ async def _place(request: web.Request, fields: dict[str, str], chunk: Chunk) -> 
         filename = clean_filename(fields.get("filename"))
         if not filename:
             raise errors.BAD_REQUEST("filename is required")
-        return Stored(await chunked.start(principal(request), chunk, total_chunks=total, filename=filename,
-                                          upload_type=upload_type, task_id=task_id, sha256=_sha256(fields)), 0)
+        return Stored(
+            await chunked.start(
+                principal(request),
+                chunk,
+                total_chunks=total,
+                filename=filename,
+                upload_type=upload_type,
+                task_id=task_id,
+                sha256=_sha256(fields),
+            ),
+            0,
+        )
     if not fields.get("upload_id"):
         raise errors.BAD_REQUEST("upload_id is required when chunk_index > 0")
     return await chunked.next(principal(request), fields["upload_id"], index, total, chunk)
@@ -133,14 +148,23 @@ async def upload_chunk(request: web.Request) -> web.Response:
     # is_final_chunk after the chunk is seen before any batch exists). The chunk stays stored.
     _check_final_flag(fields)
     if sha256 := _sha256(fields):  # on any chunk, the last one included
-        await chunked.service.declare(receipt.info.id, principal(request), {"sha256": sha256}, "The sha256 field")
-    return web.json_response(_receipt_json(await chunked.received(receipt.info, receipt.index, receipt.counts)))
+        await chunked.service.declare(
+            receipt.info.id, principal(request), {"sha256": sha256}, "The sha256 field"
+        )
+    return web.json_response(
+        _receipt_json(await chunked.received(receipt.info, receipt.index, receipt.counts))
+    )
 
 
 def _receipt_json(receipt: ChunkReceipt) -> dict:
     info = receipt.info
-    body = {"upload_id": info.id, "chunk_index": receipt.chunk_index, "chunks_received": receipt.chunks_received,
-            "total_chunks": info.total_chunks, "is_complete": receipt.complete}
+    body = {
+        "upload_id": info.id,
+        "chunk_index": receipt.chunk_index,
+        "chunks_received": receipt.chunks_received,
+        "total_chunks": info.total_chunks,
+        "is_complete": receipt.complete,
+    }
     if receipt.complete:
         body.update(batch_id=info.batch_id, status="uploaded", message="Batch uploaded successfully")
     else:
@@ -166,10 +190,15 @@ async def upload_direct(request: web.Request) -> web.Response:
                 body = _body(request, part)
                 body.blocks = claim.metered(body.blocks)
                 # the type may follow the file in the form: it is checked, and set, once all fields are read
-                info = await chunked.start(user, body, total_chunks=1,
-                                           filename=clean_filename(part.filename) or "upload",
-                                           upload_type="zip_with_qr", task_id=None,
-                                           room=chunked.service.settings.max_upload_size)
+                info = await chunked.start(
+                    user,
+                    body,
+                    total_chunks=1,
+                    filename=clean_filename(part.filename) or "upload",
+                    upload_type="zip_with_qr",
+                    task_id=None,
+                    room=chunked.service.settings.max_upload_size,
+                )
         if info is None:
             raise errors.BAD_REQUEST("The file field file is required")
         info.upload_type, info.task_id = _kind(fields)

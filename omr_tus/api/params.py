@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from .. import errors
 
@@ -14,7 +14,9 @@ def integer(params: Mapping[str, str], name: str, default: int, low: int, high: 
     try:
         value = int(raw)
     except ValueError:
-        raise errors.BAD_REQUEST(f"{name} must be an integer between {low} and {high}, got {raw[:40]!r}") from None
+        raise errors.BAD_REQUEST(
+            f"{name} must be an integer between {low} and {high}, got {raw[:40]!r}"
+        ) from None
     if not low <= value <= high:
         raise errors.BAD_REQUEST(f"{name} must be between {low} and {high}, got {value}")
     return value

@@ -6,7 +6,7 @@ import csv
 import io
 import re
 from collections import defaultdict
-from typing import Sequence
+from collections.abc import Sequence
 
 from aiohttp import web
 from sqlalchemy import Row
@@ -37,22 +37,37 @@ async def sheet_entries(request: web.Request, rows: Sequence[Row]) -> list[dict]
     entries = []
     for s in rows:
         answers = {a.column: a.value for a in by_sheet[s.id]}
-        entries.append({
-            "sheet_id": s.id, "batch_id": s.batch_id,
-            "source": s.source if s.page == 1 else f"{s.source}#p{s.page}", "page": s.page,
-            "task_id": s.task_id, "student_id": s.student_id, "status": s.status, "score": s.score,
-            "answers": {**answers, **{c: f.value for c, f in fixes[s.id].items()}},
-            "flags": {a.column: a.flags.split(",") if a.flags else [] for a in by_sheet[s.id]},
-            "confidence": {a.column: round(a.confidence, 4) for a in by_sheet[s.id]},
-            "corrections": {c: {"value": f.value, "original": answers.get(c), "by": f.username,
-                                "at": iso(f.corrected_at)} for c, f in fixes[s.id].items()},
-            "error": s.error,
-        })
+        entries.append(
+            {
+                "sheet_id": s.id,
+                "batch_id": s.batch_id,
+                "source": s.source if s.page == 1 else f"{s.source}#p{s.page}",
+                "page": s.page,
+                "task_id": s.task_id,
+                "student_id": s.student_id,
+                "status": s.status,
+                "score": s.score,
+                "answers": {**answers, **{c: f.value for c, f in fixes[s.id].items()}},
+                "flags": {a.column: a.flags.split(",") if a.flags else [] for a in by_sheet[s.id]},
+                "confidence": {a.column: round(a.confidence, 4) for a in by_sheet[s.id]},
+                "corrections": {
+                    c: {
+                        "value": f.value,
+                        "original": answers.get(c),
+                        "by": f.username,
+                        "at": iso(f.corrected_at),
+                    }
+                    for c, f in fixes[s.id].items()
+                },
+                "error": s.error,
+            }
+        )
     return entries
 
 
-async def _sheets_with_answers(request: web.Request, batch_id: str, status: str | None, limit: int | None,
-                               offset: int) -> list[dict]:
+async def _sheets_with_answers(
+    request: web.Request, batch_id: str, status: str | None, limit: int | None, offset: int
+) -> list[dict]:
     return await sheet_entries(request, await request.app[REPO].sheets_of(batch_id, status, limit, offset))
 
 
@@ -62,8 +77,9 @@ async def results(request: web.Request) -> web.Response:
     status = params.choice(q, "status", SHEET_STATUSES)
     limit = params.integer(q, "limit", 0, 0, 10_000) or None
     offset = params.integer(q, "offset", 0, 0, 10**9)
-    return web.json_response({"batch_id": batch.id,
-                              "sheets": await _sheets_with_answers(request, batch.id, status, limit, offset)})
+    return web.json_response(
+        {"batch_id": batch.id, "sheets": await _sheets_with_answers(request, batch.id, status, limit, offset)}
+    )
 
 
 async def results_csv(request: web.Request) -> web.StreamResponse:
@@ -71,9 +87,14 @@ async def results_csv(request: web.Request) -> web.StreamResponse:
     answer columns are every column of the batch's sheets, in template order."""
     batch = await visible_batch(request)
     status = params.choice(request.query, "status", SHEET_STATUSES)
-    response = web.StreamResponse(headers={
-        "Content-Type": "text/csv; charset=utf-8",
-        "Content-Disposition": content_disposition(f"{batch.filename or batch.id}-results.csv", "results.csv")})
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/csv; charset=utf-8",
+            "Content-Disposition": content_disposition(
+                f"{batch.filename or batch.id}-results.csv", "results.csv"
+            ),
+        }
+    )
     await response.prepare(request)
     columns = await request.app[REPO].answer_columns(batch.id)
     await response.write(_csv_line(FIXED_COLUMNS + columns))
@@ -81,8 +102,9 @@ async def results_csv(request: web.Request) -> web.StreamResponse:
     while True:
         page = await _sheets_with_answers(request, batch.id, status, CSV_PAGE, offset)
         for sheet in page:
-            await response.write(_csv_line([sheet[c] for c in FIXED_COLUMNS] +
-                                           [sheet["answers"].get(c, "") for c in columns]))
+            await response.write(
+                _csv_line([sheet[c] for c in FIXED_COLUMNS] + [sheet["answers"].get(c, "") for c in columns])
+            )
         if len(page) < CSV_PAGE:
             break
         offset += CSV_PAGE
@@ -92,7 +114,9 @@ async def results_csv(request: web.Request) -> web.StreamResponse:
 
 def _csv_line(values: list) -> bytes:
     out = io.StringIO()
-    csv.writer(out, quoting=csv.QUOTE_MINIMAL).writerow(["" if v is None else spreadsheet_safe(v) for v in values])
+    csv.writer(out, quoting=csv.QUOTE_MINIMAL).writerow(
+        ["" if v is None else spreadsheet_safe(v) for v in values]
+    )
     return out.getvalue().encode()
 
 

@@ -81,15 +81,19 @@ async def correct_answer(request: web.Request) -> web.Response:
     repo = request.app[REPO]
     answers = {a.column: a.value for a in await repo.answers_of([sheet.id])}
     if column not in answers:
-        raise errors.NOT_FOUND(f"Sheet {sheet.id} has no column {column!r}; its columns: {', '.join(answers)}")
+        raise errors.NOT_FOUND(
+            f"Sheet {sheet.id} has no column {column!r}; its columns: {', '.join(answers)}"
+        )
     try:
         body = await json_body(request)
     except ValueError:
         body = None
     value = body.get("value") if isinstance(body, dict) else None
     if not isinstance(value, str) or len(value) > VALUE_LIMIT or "\x00" in value:
-        raise errors.BAD_REQUEST(f'Send JSON {{"value": "B"}}: the answer as the results write it ("" for '
-                                 f"blank), at most {VALUE_LIMIT} characters")
+        raise errors.BAD_REQUEST(
+            f'Send JSON {{"value": "B"}}: the answer as the results write it ("" for '
+            f"blank), at most {VALUE_LIMIT} characters"
+        )
     fixes = {c.column: c.value for c in await repo.corrections_of([sheet.id])}
     spec = await load_task(repo, sheet.task_id) if sheet.task_id else None
     score = spec.score({**answers, **fixes, column: value}) if spec is not None else sheet.score

@@ -19,8 +19,8 @@ from ..http.multipart import FormPart, form_parts
 from ..uploads.validation import TASK_ID
 from .batches import iso
 
-JSON_FILE_LIMIT = 1024 * 1024      # template.json, config.json, evaluation.json
-ASSET_LIMIT = 8 * 1024 * 1024      # one marker or reference image, or an answer CSV
+JSON_FILE_LIMIT = 1024 * 1024  # template.json, config.json, evaluation.json
+ASSET_LIMIT = 8 * 1024 * 1024  # one marker or reference image, or an answer CSV
 MAX_ASSETS = 16
 FIELD_LIMIT = 1024
 JSON_FILES = {"template": "template", "config": "config", "evaluation": "answer_key"}
@@ -41,8 +41,10 @@ async def _json_body(request: web.Request) -> tuple[dict, dict[str, bytes]]:
     try:
         body = await json_body(request)
     except ValueError as exc:
-        raise errors.BAD_REQUEST('Send JSON: {"task_id", "name", "template": {...}, "answer_key": {...}} '
-                                 f'or the OMRChecker files as multipart/form-data ({exc})') from None
+        raise errors.BAD_REQUEST(
+            'Send JSON: {"task_id", "name", "template": {...}, "answer_key": {...}} '
+            f"or the OMRChecker files as multipart/form-data ({exc})"
+        ) from None
     if not isinstance(body, dict):
         raise errors.BAD_REQUEST("The body must be a JSON object")
     return body, {}
@@ -54,8 +56,10 @@ def _asset_name(part: FormPart) -> str:
     name = unquote(part.filename or "").replace("\\", "/")
     clean = posixpath.normpath(name) if name else ""
     if not clean or clean.startswith(("/", "../")) or clean == ".." or len(clean) > 255 or "\x00" in clean:
-        raise errors.BAD_REQUEST("Each 'asset' file needs a file name: the relative path the template "
-                                 "or evaluation uses for it (e.g. omr_marker.jpg)")
+        raise errors.BAD_REQUEST(
+            "Each 'asset' file needs a file name: the relative path the template "
+            "or evaluation uses for it (e.g. omr_marker.jpg)"
+        )
     return clean
 
 
@@ -68,18 +72,23 @@ async def _multipart_body(request: web.Request) -> tuple[dict, dict[str, bytes]]
             body[part.name] = await part.text(FIELD_LIMIT)
         elif part.name in JSON_FILES:
             try:
-                body[JSON_FILES[part.name]] = await asyncio.to_thread(parse_json, await part.read(JSON_FILE_LIMIT))
+                body[JSON_FILES[part.name]] = await asyncio.to_thread(
+                    parse_json, await part.read(JSON_FILE_LIMIT)
+                )
             except (ValueError, UnicodeDecodeError) as exc:
                 raise errors.BAD_REQUEST(f"The {part.name} file is not valid JSON: {exc}") from None
         elif part.name == "asset":
             name = _asset_name(part)
             if name in assets or len(assets) >= MAX_ASSETS:
-                raise errors.BAD_REQUEST(f"Send at most {MAX_ASSETS} asset files, each name once ({name!r} "
-                                         "is one too many)")
+                raise errors.BAD_REQUEST(
+                    f"Send at most {MAX_ASSETS} asset files, each name once ({name!r} is one too many)"
+                )
             assets[name] = await part.read(ASSET_LIMIT)
         else:
-            raise errors.BAD_REQUEST(f"Unknown form field {part.name!r}: send task_id, name, template, "
-                                     "config, evaluation and asset")
+            raise errors.BAD_REQUEST(
+                f"Unknown form field {part.name!r}: send task_id, name, template, "
+                "config, evaluation and asset"
+            )
     if "template" not in body:
         raise errors.BAD_REQUEST("Send the template.json as the file field 'template'")
     return body, assets
@@ -114,8 +123,14 @@ async def _task_values(request: web.Request, task_id: str | None = None) -> tupl
             await asyncio.to_thread(AnswerKey.parse, answer_key, known)
     except EvaluationError as exc:
         raise errors.BAD_REQUEST(f"Invalid answer_key: {exc}") from None
-    return dict(task_id=task_id, name=name, template=template, answer_key=answer_key, config=config,
-                created_by=principal(request).id), assets
+    return dict(
+        task_id=task_id,
+        name=name,
+        template=template,
+        answer_key=answer_key,
+        config=config,
+        created_by=principal(request).id,
+    ), assets
 
 
 async def _with_image_key(answer_key: dict, template, assets: dict[str, bytes]) -> dict:
@@ -129,7 +144,9 @@ async def _with_image_key(answer_key: dict, template, assets: dict[str, bytes]) 
         return answer_key
 
     def read() -> dict:
-        return key_from_image(answer_key, template, decode_page(assets[name], name, 1, template.page[0]), name)
+        return key_from_image(
+            answer_key, template, decode_page(assets[name], name, 1, template.page[0]), name
+        )
 
     try:
         return await asyncio.to_thread(read)
@@ -142,18 +159,28 @@ async def _task_response(request: web.Request, task_id: str, status: int = 200) 
     row = await repo.task(task_id)
     if row is None:
         raise errors.NOT_FOUND(f"Task {task_id} not found")
-    return web.json_response({
-        "task_id": row.task_id, "name": row.name, "template": row.template, "answer_key": row.answer_key,
-        "config": row.config, "assets": [{"name": n, "size": s} for n, s in (await repo.asset_sizes(task_id)).items()],
-        "created_at": iso(row.created_at), "updated_at": iso(row.updated_at)}, status=status)
+    return web.json_response(
+        {
+            "task_id": row.task_id,
+            "name": row.name,
+            "template": row.template,
+            "answer_key": row.answer_key,
+            "config": row.config,
+            "assets": [{"name": n, "size": s} for n, s in (await repo.asset_sizes(task_id)).items()],
+            "created_at": iso(row.created_at),
+            "updated_at": iso(row.updated_at),
+        },
+        status=status,
+    )
 
 
 async def create_task(request: web.Request) -> web.Response:
     _require_admin(request)
     values, assets = await _task_values(request)
     if not await request.app[REPO].save_task(values, assets, replace=False):
-        raise errors.CONFLICT(f"Task {values['task_id']} already exists; replace it with PUT /api/tasks/"
-                              f"{values['task_id']}")
+        raise errors.CONFLICT(
+            f"Task {values['task_id']} already exists; replace it with PUT /api/tasks/{values['task_id']}"
+        )
     return await _task_response(request, values["task_id"], 201)
 
 

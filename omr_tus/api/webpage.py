@@ -21,11 +21,15 @@ from aiohttp import web
 
 from ..http.keys import public
 
-DIST = Path(str(resources.files("omr_tus") / "web_dist"))  # a wheel installs as files, which FileResponse sends
+DIST = Path(
+    str(resources.files("omr_tus") / "web_dist")
+)  # a wheel installs as files, which FileResponse sends
 DIST_KEY = web.AppKey("web_dist", Path)
 
-NOT_BUILT = ("The web page is not built: run ./dev serve (it builds web/ with npm), or `npm ci && npm run build` in web/"
-             " before `pip install .`.\n")
+NOT_BUILT = (
+    "The web page is not built: run ./dev serve (it builds web/ with npm), or `npm ci && npm run build` in web/"
+    " before `pip install .`.\n"
+)
 ASSET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -43,9 +47,11 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 REVALIDATE = "no-cache"
 # The page loads only its own script and stylesheet; images are its own blob: URLs (review
 # images fetched with the bearer token) and Uppy's thumbnails.
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' blob: data:; "
-       "connect-src 'self'; font-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; "
-       "frame-ancestors 'none'")
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' blob: data:; "
+    "connect-src 'self'; font-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
 
 
 def _dist(request: web.Request) -> Path:
@@ -55,8 +61,12 @@ def _dist(request: web.Request) -> Path:
 def _file(path: Path, cache: str, extra: dict[str, str] | None = None) -> web.FileResponse:
     if not path.is_file():
         raise web.HTTPNotFound(text=f"{path.name} is not part of the web build")
-    headers = {"Content-Type": CONTENT_TYPES.get(path.suffix, "application/octet-stream"), "Cache-Control": cache,
-               "X-Content-Type-Options": "nosniff", **(extra or {})}
+    headers = {
+        "Content-Type": CONTENT_TYPES.get(path.suffix, "application/octet-stream"),
+        "Cache-Control": cache,
+        "X-Content-Type-Options": "nosniff",
+        **(extra or {}),
+    }
     return web.FileResponse(path, headers=headers)
 
 
@@ -64,9 +74,14 @@ def _file(path: Path, cache: str, extra: dict[str, str] | None = None) -> web.Fi
 async def index(request: web.Request) -> web.StreamResponse:
     page = _dist(request) / "index.html"
     if not page.is_file():
-        return web.Response(status=503, text=NOT_BUILT, headers={"Cache-Control": "no-store", "Retry-After": "30"})
-    return _file(page, REVALIDATE, {"Content-Security-Policy": CSP, "X-Frame-Options": "DENY",
-                                    "Referrer-Policy": "same-origin"})
+        return web.Response(
+            status=503, text=NOT_BUILT, headers={"Cache-Control": "no-store", "Retry-After": "30"}
+        )
+    return _file(
+        page,
+        REVALIDATE,
+        {"Content-Security-Policy": CSP, "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin"},
+    )
 
 
 @public
@@ -95,25 +110,47 @@ def _js(description: str) -> dict:
     return {"description": description, "content": {"text/javascript": {"schema": {"type": "string"}}}}
 
 
-NOT_FOUND = {"description": "Not part of the build", "content": {"application/json": {"schema": {
-    "$ref": "#/components/schemas/Error"}}}}
+NOT_FOUND = {
+    "description": "Not part of the build",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+}
 
 OPENAPI_PATHS = {  # merged into /openapi.json by api/openapi.py
-    "/": {"get": {"summary": "The web page (upload, batches, review)", "security": [],
-                  "responses": {"200": _html("index.html"),
-                                "503": {"description": "The page is not built (run ./dev serve)",
-                                        "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
-    "/assets/{name}": {"get": {
-        "summary": "A bundled script or stylesheet of the page (content-hashed name, cached for a year)",
-        "security": [],
-        "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
-        "responses": {"200": {"description": "The file"}, "404": NOT_FOUND}}},
-    "/lib/chunked-upload.js": {"get": {
-        "summary": "ES module for the existing frontend: uploadFileInChunks, pollBatchProgress, setAuthToken",
-        "security": [], "responses": {"200": _js("The module"), "404": NOT_FOUND}}},
-    "/lib/chunked-upload.js.map": {"get": {
-        "summary": "Source map of /lib/chunked-upload.js", "security": [],
-        "responses": {"200": {"description": "The source map"}, "404": NOT_FOUND}}},
+    "/": {
+        "get": {
+            "summary": "The web page (upload, batches, review)",
+            "security": [],
+            "responses": {
+                "200": _html("index.html"),
+                "503": {
+                    "description": "The page is not built (run ./dev serve)",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                },
+            },
+        }
+    },
+    "/assets/{name}": {
+        "get": {
+            "summary": "A bundled script or stylesheet of the page (content-hashed name, cached for a year)",
+            "security": [],
+            "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {"200": {"description": "The file"}, "404": NOT_FOUND},
+        }
+    },
+    "/lib/chunked-upload.js": {
+        "get": {
+            "summary": "ES module for the existing frontend: uploadFileInChunks, pollBatchProgress, setAuthToken",
+            "security": [],
+            "responses": {"200": _js("The module"), "404": NOT_FOUND},
+        }
+    },
+    "/lib/chunked-upload.js.map": {
+        "get": {
+            "summary": "Source map of /lib/chunked-upload.js",
+            "security": [],
+            "responses": {"200": {"description": "The source map"}, "404": NOT_FOUND},
+        }
+    },
 }
 
 

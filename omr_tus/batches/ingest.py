@@ -10,8 +10,8 @@ import posixpath
 import stat
 import struct
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
-from typing import Iterator
 
 import numpy as np
 from PIL import Image
@@ -30,23 +30,29 @@ IGNORED_NAMES = {"thumbs.db", "desktop.ini"}
 READABLE_COMPRESSIONS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
 ENCRYPTED_FLAG = 0x1  # general purpose bit 0 of a ZIP entry
 MAX_NAME = 1024  # characters of a sheet's source (the column's size): a longer entry name is skipped
-DIRECTORY_BYTES_PER_ENTRY = 256  # room for paths of ~200 characters; bounds a directory that understates its count
+DIRECTORY_BYTES_PER_ENTRY = (
+    256  # room for paths of ~200 characters; bounds a directory that understates its count
+)
 
 
 @dataclasses.dataclass(frozen=True)
 class Limits:
-    max_entries: int = 50_000           # sheets (pages) in one batch
-    max_archive_entries: int = 100_000  # entries in a ZIP's directory, sheets or not, checked before parsing it
+    max_entries: int = 50_000  # sheets (pages) in one batch
+    max_archive_entries: int = (
+        100_000  # entries in a ZIP's directory, sheets or not, checked before parsing it
+    )
     max_entry_bytes: int = 512 * 1024 * 1024
     max_total_bytes: int = 64 * 1024**3
-    max_ratio: float = 200.0            # uncompressed / compressed, per entry
-    max_pixels: int = 120_000_000       # any one decoded page (every TIFF frame): more is a decompression bomb
+    max_ratio: float = 200.0  # uncompressed / compressed, per entry
+    max_pixels: int = 120_000_000  # any one decoded page (every TIFF frame): more is a decompression bomb
     max_decoded_bytes: int = 160 * 1024**2  # one page as decoded (an A4 600-dpi colour scan: 133 MiB)
-    max_file_pages: int = 2_000         # pages of one PDF, frames of one TIFF
-    max_skipped_listed: int = 1_000     # skipped entries named in the batch; the rest are only counted
-    max_pdf_seconds: float = 10.0       # to open a PDF or render one page (in a child process, killed after);
-                                        # a claim's 4 sheets, each opened and rendered, stay within a 120 s lease
-    max_frames_walked: int = 100_000    # TIFF frames and PDF pages counted while listing one batch, over all files
+    max_file_pages: int = 2_000  # pages of one PDF, frames of one TIFF
+    max_skipped_listed: int = 1_000  # skipped entries named in the batch; the rest are only counted
+    max_pdf_seconds: float = 10.0  # to open a PDF or render one page (in a child process, killed after);
+    # a claim's 4 sheets, each opened and rendered, stay within a 120 s lease
+    max_frames_walked: int = (
+        100_000  # TIFF frames and PDF pages counted while listing one batch, over all files
+    )
 
 
 class PageError(Exception):
@@ -61,15 +67,16 @@ class BudgetSpent(Exception):
 class WalkBudget:
     """Frames and pages a batch's listing may still count: 200 TIFFs of 2,001 frames each are
     each over the per-file limit, yet counting them all cost 54 s."""
+
     left: int
 
 
 @dataclasses.dataclass
 class Listing:
-    pages: list[tuple[str, int]]           # (source, page number from 1)
-    skipped: list[dict[str, str]]          # {"entry", "reason"}, the first max_skipped_listed of them
-    error: str | None = None               # the whole file is unreadable
-    skipped_count: int = 0                 # every skipped entry, named or not
+    pages: list[tuple[str, int]]  # (source, page number from 1)
+    skipped: list[dict[str, str]]  # {"entry", "reason"}, the first max_skipped_listed of them
+    error: str | None = None  # the whole file is unreadable
+    skipped_count: int = 0  # every skipped entry, named or not
     skip_limit: int = Limits.max_skipped_listed
 
     def skip(self, entry: str, reason: str) -> None:
@@ -150,7 +157,7 @@ def _check_directory(path: Path, limits: Limits) -> None:
         if at < 0 or len(tail) - at < 22:
             return  # zipfile reports what is wrong with it
         count, directory = struct.unpack_from("<HI", tail, at + 10)
-        if at >= 20 and tail[at - 20:at - 16] == b"PK\x06\x07":
+        if at >= 20 and tail[at - 20 : at - 16] == b"PK\x06\x07":
             (record,) = struct.unpack_from("<Q", tail, at - 12)
             f.seek(record)
             zip64 = f.read(56)
@@ -160,8 +167,10 @@ def _check_directory(path: Path, limits: Limits) -> None:
     if count > limits.max_archive_entries:
         raise PageError(f"a ZIP of {count} entries is over the limit of {limits.max_archive_entries}")
     if directory > limits.max_archive_entries * DIRECTORY_BYTES_PER_ENTRY:
-        raise PageError(f"a ZIP directory of {directory} bytes is over the limit of "
-                        f"{limits.max_archive_entries * DIRECTORY_BYTES_PER_ENTRY}")
+        raise PageError(
+            f"a ZIP directory of {directory} bytes is over the limit of "
+            f"{limits.max_archive_entries * DIRECTORY_BYTES_PER_ENTRY}"
+        )
 
 
 def _skip_reason(info: zipfile.ZipInfo, limits: Limits) -> str | None:
@@ -173,8 +182,12 @@ def _skip_reason(info: zipfile.ZipInfo, limits: Limits) -> str | None:
         return f"a name longer than {MAX_NAME} characters"
     if name.startswith("/") or "\\" in name or ".." in parts or posixpath.normpath(name).startswith(".."):
         return "unsafe path: outside the archive's folder"
-    if parts and parts[0] == "__MACOSX" or any(p.startswith(".") for p in parts) \
-            or parts[-1].lower() in IGNORED_NAMES:
+    if (
+        parts
+        and parts[0] == "__MACOSX"
+        or any(p.startswith(".") for p in parts)
+        or parts[-1].lower() in IGNORED_NAMES
+    ):
         return "ignored"
     if stat.S_ISLNK(info.external_attr >> 16):
         return "symbolic link"
@@ -186,8 +199,14 @@ def _skip_reason(info: zipfile.ZipInfo, limits: Limits) -> str | None:
         return f"compressed with method {info.compress_type}, which cannot be read (use deflate or none)"
     if info.file_size > limits.max_entry_bytes:
         return f"larger than {limits.max_entry_bytes} bytes"
-    if info.compress_size and info.file_size > 1024 * 1024 and info.file_size / info.compress_size > limits.max_ratio:
-        return f"compression ratio {info.file_size / info.compress_size:.0f}:1 is above {limits.max_ratio:.0f}:1"
+    if (
+        info.compress_size
+        and info.file_size > 1024 * 1024
+        and info.file_size / info.compress_size > limits.max_ratio
+    ):
+        return (
+            f"compression ratio {info.file_size / info.compress_size:.0f}:1 is above {limits.max_ratio:.0f}:1"
+        )
     return None
 
 
@@ -377,15 +396,19 @@ def _grey(image: Image.Image, source: str, width: int, limits: Limits) -> np.nda
     others band by band as they are converted): nothing downstream needs more, and memory stays
     bounded by max_decoded_bytes and a fraction of it."""
     if image.width * image.height > limits.max_pixels:
-        raise PageError(f"image {source} of {image.width}x{image.height} pixels is over the limit of "
-                        f"{limits.max_pixels} pixels")
+        raise PageError(
+            f"image {source} of {image.width}x{image.height} pixels is over the limit of "
+            f"{limits.max_pixels} pixels"
+        )
     target = 2 * width
     if image.width > 3 * width and image.format == "JPEG":
         image.draft("L", (target, max(1, image.height * target // image.width)))
     decoded = image.width * image.height * _bytes_per_pixel(image.mode)
     if decoded > limits.max_decoded_bytes:
-        raise PageError(f"image {source} of {image.width}x{image.height} {image.mode} pixels takes {decoded} bytes "
-                        f"decoded, over the limit of {limits.max_decoded_bytes}")
+        raise PageError(
+            f"image {source} of {image.width}x{image.height} {image.mode} pixels takes {decoded} bytes "
+            f"decoded, over the limit of {limits.max_decoded_bytes}"
+        )
     factor = -(-image.width // target) if image.width > 3 * width else 1  # rounded up: at most `target` wide
     return np.asarray(_reduced_grey(image, factor) if factor > 1 else _to_grey(image))
 

@@ -38,8 +38,9 @@ class PdfProcess:
     """One child process holding at most one open PDF. One thread at a time."""
 
     def __init__(self) -> None:
-        self.process = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
         self.killed = False
         for pipe in (self.process.stdin, self.process.stdout):  # a page in a few switches, not 64 KiB each
             with contextlib.suppress(OSError, AttributeError):  # (Linux only; the default works too)
@@ -52,8 +53,9 @@ class PdfProcess:
 
     def render(self, index: int, width: int, max_pixels: int, seconds: float) -> np.ndarray:
         """Page `index` (from 0) in grey, as wide as `width` pixels and at least 150 dpi."""
-        answer = self._call(RENDER, PAGE_REQUEST.pack(index, width, max_pixels), seconds,
-                            f"rendering page {index + 1}")
+        answer = self._call(
+            RENDER, PAGE_REQUEST.pack(index, width, max_pixels), seconds, f"rendering page {index + 1}"
+        )
         height, columns = PAGE_SHAPE.unpack_from(answer)
         return np.frombuffer(answer, np.uint8, offset=PAGE_SHAPE.size).reshape(height, columns)
 

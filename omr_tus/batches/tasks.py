@@ -12,8 +12,8 @@ from ..db.repo import Repo
 
 @dataclass(frozen=True)
 class TaskSpec:
-    template: Any     # omr.template.Template (imported lazily: OpenCV loads only where sheets are read)
-    key: Any | None   # omr.scoring.AnswerKey
+    template: Any  # omr.template.Template (imported lazily: OpenCV loads only where sheets are read)
+    key: Any | None  # omr.scoring.AnswerKey
 
     def score(self, answers: dict[str, str]) -> float | None:
         return self.key.score(answers, self.template.empty_value) if self.key is not None else None

@@ -23,7 +23,7 @@ class Wakeup:
         self._conn: AsyncConnection | None = None
         self._driver = None
 
-    async def __aenter__(self) -> "Wakeup":
+    async def __aenter__(self) -> Wakeup:
         if self.engine.dialect.name != "postgresql":
             return self
         try:

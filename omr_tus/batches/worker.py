@@ -11,8 +11,8 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Awaitable
 from pathlib import PurePosixPath
-from typing import Awaitable
 
 from sqlalchemy import Row
 
@@ -32,9 +32,18 @@ READERS_KEPT = 2  # batch files kept open between claims: a worker's turns rarel
 
 
 class Worker:
-    def __init__(self, repo: Repo, settings: Settings, files: CompletedFiles, *, name: str | None = None,
-                 lease: float = 120.0, sheets_per_claim: int = 4, limits: Limits = Limits(),
-                 turn_seconds: float = 2.0):
+    def __init__(
+        self,
+        repo: Repo,
+        settings: Settings,
+        files: CompletedFiles,
+        *,
+        name: str | None = None,
+        lease: float = 120.0,
+        sheets_per_claim: int = 4,
+        limits: Limits = Limits(),
+        turn_seconds: float = 2.0,
+    ):
         self.repo = repo
         self.settings = settings
         self.files = files
@@ -77,7 +86,9 @@ class Worker:
         if batch is not None:
             await self._ingest(batch)
             done += 1
-        claimed = await self.repo.claim_sheets(self.name, self.sheets_per_claim, self.lease, self._turn_batch())
+        claimed = await self.repo.claim_sheets(
+            self.name, self.sheets_per_claim, self.lease, self._turn_batch()
+        )
         batch = await self.repo.batch(claimed[0].batch_id) if claimed else None
         if batch is not None and batch.id != self._turn_batch():
             self._turn = (batch.id, time.monotonic() + self.turn_seconds)
@@ -101,12 +112,19 @@ class Worker:
 
     async def _ingest(self, batch: Row) -> None:
         path = await self.files.local_path(batch.upload_id)
-        listing = await self._holding(batch.id, asyncio.to_thread(list_pages, path, batch.filename or "", self.limits))
+        listing = await self._holding(
+            batch.id, asyncio.to_thread(list_pages, path, batch.filename or "", self.limits)
+        )
         if not await self.repo.add_sheets(batch.id, self.name, listing):
             log.warning("Batch %s: listed, but its lease was lost; another worker lists it", batch.id)
             return
-        log.info("Batch %s: %d sheets, %d entries skipped%s", batch.id, len(listing.pages), listing.skipped_count,
-                 f", failed: {listing.error}" if listing.error else "")
+        log.info(
+            "Batch %s: %d sheets, %d entries skipped%s",
+            batch.id,
+            len(listing.pages),
+            listing.skipped_count,
+            f", failed: {listing.error}" if listing.error else "",
+        )
 
     async def _holding(self, batch_id: str, work: Awaitable[Listing]) -> Listing:
         """Awaits `work`, renewing the batch's lease every third of it: listing a large file may
@@ -132,7 +150,9 @@ class Worker:
     async def _process(self, batch: Row, sheet: Row) -> None:
         started = time.monotonic()
         if sheet.attempts > MAX_ATTEMPTS:
-            values, rows = _failed(f"not read after {MAX_ATTEMPTS} attempts (a worker stopped while reading it)")
+            values, rows = _failed(
+                f"not read after {MAX_ATTEMPTS} attempts (a worker stopped while reading it)"
+            )
         else:
             try:
                 values, rows = await self._read(batch, sheet)
@@ -143,8 +163,13 @@ class Worker:
                 values, rows = _failed(f"internal error while reading the sheet: {type(exc).__name__}")
         if await self.repo.save_sheet(sheet.id, self.name, values, rows):
             await self.repo.update_progress(batch.id)
-            log.debug("Sheet %s#%d: %s in %.0f ms", sheet.source, sheet.page, values["status"],
-                      1000 * (time.monotonic() - started))
+            log.debug(
+                "Sheet %s#%d: %s in %.0f ms",
+                sheet.source,
+                sheet.page,
+                values["status"],
+                1000 * (time.monotonic() - started),
+            )
 
     async def _read(self, batch: Row, sheet: Row) -> tuple[dict, list[dict]]:
         from ..omr.reader import read_sheet
@@ -180,11 +205,24 @@ class Worker:
             error = "; ".join(filter(None, (error, f"its QR code names task {result.task_id}")))
         # corrections count in the score only; without an answer key there is none to compute
         fixes = {c.column: c.value for c in await self.repo.corrections_of([sheet.id])} if spec.key else {}
-        values = dict(status=status, task_id=task_id, student_id=student, error=error,
-                      alignment_error=result.alignment_error, score=spec.score({**result.answers, **fixes}))
-        rows = [dict(column=column, value=value, flags=",".join(result.flags.get(column, [])),
-                     confidence=float(result.confidence.get(column, 0.0)), position=position)
-                for position, (column, value) in enumerate(result.answers.items())]
+        values = dict(
+            status=status,
+            task_id=task_id,
+            student_id=student,
+            error=error,
+            alignment_error=result.alignment_error,
+            score=spec.score({**result.answers, **fixes}),
+        )
+        rows = [
+            dict(
+                column=column,
+                value=value,
+                flags=",".join(result.flags.get(column, [])),
+                confidence=float(result.confidence.get(column, 0.0)),
+                position=position,
+            )
+            for position, (column, value) in enumerate(result.answers.items())
+        ]
         return values, rows
 
     async def _task(self, task_id: str) -> TaskSpec | None:

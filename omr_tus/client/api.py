@@ -16,7 +16,9 @@ RESULTS_BLOCK = 64 * 1024
 async def login(server: str, username: str, password: str) -> str:
     """A bearer token for the user (POST /api/auth/login, form fields)."""
     async with session() as http:
-        async with http.post(server + "/api/auth/login", data={"username": username, "password": password}) as r:
+        async with http.post(
+            server + "/api/auth/login", data={"username": username, "password": password}
+        ) as r:
             token = (await (await check(r)).json()).get("access_token")
     if not token:
         raise ClientError("the server answered the login without an access_token")

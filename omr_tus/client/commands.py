@@ -33,22 +33,34 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     server = argparse.ArgumentParser(add_help=False)
     server.add_argument("--server", help="the server's URL (default: the one you logged in to)")
 
-    login_ = sub.add_parser("login", parents=[server], help="log in to a server; the token is stored for "
-                                                            "the other client commands")
+    login_ = sub.add_parser(
+        "login",
+        parents=[server],
+        help="log in to a server; the token is stored for the other client commands",
+    )
     login_.add_argument("--username", help="asked for if not given")
 
-    upload_ = sub.add_parser("upload", parents=[server], help="upload a file of scans; an interrupted upload "
-                                                              "continues when the command is run again")
+    upload_ = sub.add_parser(
+        "upload",
+        parents=[server],
+        help="upload a file of scans; an interrupted upload continues when the command is run again",
+    )
     upload_.add_argument("file", type=Path)
     upload_.add_argument("--type", dest="upload_type", required=True, choices=UPLOAD_TYPES)
     upload_.add_argument("--task-id", help="the 8-digit task id (required for zip_no_qr and images)")
-    upload_.add_argument("--chunk-size", type=chunk_size, default=50 * MiB, metavar="MiB",
-                         help=f"bytes per request, in MiB (default 50, less than {REQUEST_LIMIT_MIB})")
+    upload_.add_argument(
+        "--chunk-size",
+        type=chunk_size,
+        default=50 * MiB,
+        metavar="MiB",
+        help=f"bytes per request, in MiB (default 50, less than {REQUEST_LIMIT_MIB})",
+    )
     upload_.add_argument("--legacy", action="store_true", help="use the legacy chunk API instead of tus")
     upload_.add_argument("--wait", action="store_true", help="then follow the batch until it is read")
 
     batches_ = sub.add_parser("batches", help="your batches and their results").add_subparsers(
-        dest="batches_command", required=True)
+        dest="batches_command", required=True
+    )
     list_ = batches_.add_parser("list", parents=[server], help="a table of your batches, newest first")
     list_.add_argument("--status", choices=BATCH_STATUSES)
     list_.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
@@ -65,8 +77,9 @@ def chunk_size(text: str) -> int:
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of MiB: {text!r}") from None
     if not 0 < mib < REQUEST_LIMIT_MIB:
-        raise argparse.ArgumentTypeError(f"must be more than 0 and less than {REQUEST_LIMIT_MIB} MiB, "
-                                         "the CDN's limit per request")
+        raise argparse.ArgumentTypeError(
+            f"must be more than 0 and less than {REQUEST_LIMIT_MIB} MiB, the CDN's limit per request"
+        )
     return int(mib * MiB)
 
 
@@ -76,7 +89,9 @@ def run(args: argparse.Namespace) -> int:
     except ClientError as exc:
         expired = isinstance(exc, ServerError) and exc.status == 401 and args.command != "login"
         print(f"omr-tus: {exc}{' (run omr-tus login for a new token)' if expired else ''}", file=sys.stderr)
-    except aiohttp.ClientError as exc:  # a call that is not retried (login, batches) could not reach the server
+    except (
+        aiohttp.ClientError
+    ) as exc:  # a call that is not retried (login, batches) could not reach the server
         print(f"omr-tus: cannot reach the server: {exc}", file=sys.stderr)
     except KeyboardInterrupt:
         resume = " (run the same command again to continue the upload)" if args.command == "upload" else ""
@@ -112,8 +127,14 @@ async def upload(args: argparse.Namespace) -> int:
     server, token = credentials(args.server)
     kind = LegacyUpload if args.legacy else TusUpload
     async with session(token) as http:
-        batch_id = await kind(http, server, args.file, upload_type=args.upload_type, task_id=args.task_id,
-                              chunk_size=args.chunk_size).run()
+        batch_id = await kind(
+            http,
+            server,
+            args.file,
+            upload_type=args.upload_type,
+            task_id=args.task_id,
+            chunk_size=args.chunk_size,
+        ).run()
         print(batch_id, flush=True)  # stdout holds only the id: BATCH=$(omr-tus upload ...)
         if not args.wait:
             return 0

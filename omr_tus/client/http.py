@@ -84,8 +84,11 @@ class Backoff:
             raise ClientError(f"{self.what} failed {self.failures} times, giving up: {reason}") from exc
         delay = 2.0 ** (self.failures - 1)
         newline = "\n" if sys.stderr.isatty() else ""  # off the progress bar's line
-        print(f"{newline}{self.what} failed ({reason}); retry {self.failures}/{self.retries} in {delay:g}s",
-              file=sys.stderr, flush=True)
+        print(
+            f"{newline}{self.what} failed ({reason}); retry {self.failures}/{self.retries} in {delay:g}s",
+            file=sys.stderr,
+            flush=True,
+        )
         await asyncio.sleep(delay)
 
     async def run(self, attempt: Callable[[], Awaitable[T]]) -> T:

@@ -43,14 +43,24 @@ class LegacyUpload(FileUpload):
         start = index * self.chunk_size
         self.bar.update(start)  # a retry sends the chunk again from its first byte
         form = aiohttp.FormData()
-        fields = {"chunk_index": index, "total_chunks": self.total, "filename": self.path.name,
-                  "upload_type": self.upload_type, "task_id": self.task_id, "upload_id": upload_id,
-                  "is_final_chunk": "true" if index == self.total - 1 else "false"}
+        fields = {
+            "chunk_index": index,
+            "total_chunks": self.total,
+            "filename": self.path.name,
+            "upload_type": self.upload_type,
+            "task_id": self.task_id,
+            "upload_id": upload_id,
+            "is_final_chunk": "true" if index == self.total - 1 else "false",
+        }
         for name, value in fields.items():
             if value is not None:
                 form.add_field(name, str(value))
         length = min(self.chunk_size, self.size - start)
-        form.add_field("chunk", FileSlice(self.path, start, length, self.bar.advance), filename=self.path.name,
-                       content_type="application/octet-stream")
+        form.add_field(
+            "chunk",
+            FileSlice(self.path, start, length, self.bar.advance),
+            filename=self.path.name,
+            content_type="application/octet-stream",
+        )
         async with self.http.post(self.url, data=form) as response:
             return await (await check(response)).json()

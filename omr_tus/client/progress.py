@@ -81,8 +81,10 @@ class BytesBar(Bar):
         elapsed = time.monotonic() - self._started_at
         rate = (self.done - self._start) / elapsed if elapsed > 0 else 0.0
         eta = (self.total - self.done) / rate if rate > 0 else None
-        return (f"{self.label} {self.bar()} {self.done / MB:,.1f}/{self.total / MB:,.1f} MB "
-                f"{rate / MB:6.1f} MB/s ETA {clock(eta)}")
+        return (
+            f"{self.label} {self.bar()} {self.done / MB:,.1f}/{self.total / MB:,.1f} MB "
+            f"{rate / MB:6.1f} MB/s ETA {clock(eta)}"
+        )
 
 
 class SheetsBar(Bar):

@@ -73,7 +73,7 @@ class FileSlice(payload.Payload):
                 view = memoryview(block)
                 for start in range(0, len(view), PIECE):  # socket-sized writes keep the pipe full
                     async with asyncio.timeout(STALL):
-                        await writer.write(view[start:start + PIECE])
+                        await writer.write(view[start : start + PIECE])
                 self._sent(len(block))
         finally:
             if not pending.done():  # the request failed mid-body: let the read end before the file closes
@@ -87,8 +87,16 @@ class FileUpload:
     """What every way of uploading a file knows: the file, its type and task, the chunk size,
     and the progress bar; subclasses say how the bytes travel."""
 
-    def __init__(self, http: aiohttp.ClientSession, server: str, path: Path, *, upload_type: str,
-                 task_id: str | None, chunk_size: int):
+    def __init__(
+        self,
+        http: aiohttp.ClientSession,
+        server: str,
+        path: Path,
+        *,
+        upload_type: str,
+        task_id: str | None,
+        chunk_size: int,
+    ):
         self.http = http
         self.server = server
         self.path = path

@@ -4,9 +4,23 @@ from __future__ import annotations
 
 MB = 1000 * 1000
 LIST_COLUMNS = ("BATCH", "STATUS", "TYPE", "TASK", "SHEETS", "FAILED", "SIZE", "CREATED", "FILENAME")
-SHOW_FIELDS = ("batch_id", "filename", "size", "sha256", "upload_type", "task_id", "status", "total_sheets",
-               "processed_sheets", "failed_sheets", "upload_id", "created_at", "updated_at", "completed_at",
-               "error")
+SHOW_FIELDS = (
+    "batch_id",
+    "filename",
+    "size",
+    "sha256",
+    "upload_type",
+    "task_id",
+    "status",
+    "total_sheets",
+    "processed_sheets",
+    "failed_sheets",
+    "upload_id",
+    "created_at",
+    "updated_at",
+    "completed_at",
+    "error",
+)
 
 
 def size(value: int | None) -> str:
@@ -28,9 +42,17 @@ def when(iso: str | None) -> str:
 
 
 def list_row(b: dict) -> tuple[str, ...]:
-    return (b["batch_id"], b["status"], b["upload_type"], cell(b["task_id"]),
-            f"{b['processed_sheets'] + b['failed_sheets']}/{b['total_sheets']}", str(b["failed_sheets"]),
-            size(b["size"]), when(b["created_at"]), cell(b["filename"]))
+    return (
+        b["batch_id"],
+        b["status"],
+        b["upload_type"],
+        cell(b["task_id"]),
+        f"{b['processed_sheets'] + b['failed_sheets']}/{b['total_sheets']}",
+        str(b["failed_sheets"]),
+        size(b["size"]),
+        when(b["created_at"]),
+        cell(b["filename"]),
+    )
 
 
 def batch_list(batches: list[dict]) -> str:

@@ -26,21 +26,25 @@ GONE = (403, 404, 410)  # a saved upload that expired, was removed or is not our
 
 class Status(NamedTuple):
     """What the server says about an upload: its offset and, once complete, its batch."""
+
     offset: int
     batch_id: str | None
 
 
 def metadata(values: dict[str, str | None]) -> str:
-    return ",".join(f"{key} {base64.b64encode(value.encode()).decode()}"
-                    for key, value in values.items() if value)
+    return ",".join(
+        f"{key} {base64.b64encode(value.encode()).decode()}" for key, value in values.items() if value
+    )
 
 
 def status_of(response: aiohttp.ClientResponse) -> Status:
     try:
         offset = int(response.headers["Upload-Offset"])
     except (KeyError, ValueError):
-        raise ClientError(f"the server's answer has no valid Upload-Offset "
-                          f"({response.status} {response.method} {response.url})") from None
+        raise ClientError(
+            f"the server's answer has no valid Upload-Offset "
+            f"({response.status} {response.method} {response.url})"
+        ) from None
     return Status(offset, response.headers.get("Batch-Id"))
 
 
@@ -74,8 +78,14 @@ class TusUpload(FileUpload):
             raise
 
     async def _create(self) -> tuple[str, Status]:
-        meta = metadata({"filename": self.path.name, "filetype": mimetypes.guess_type(self.path.name)[0],
-                         "upload_type": self.upload_type, "task_id": self.task_id})
+        meta = metadata(
+            {
+                "filename": self.path.name,
+                "filetype": mimetypes.guess_type(self.path.name)[0],
+                "upload_type": self.upload_type,
+                "task_id": self.task_id,
+            }
+        )
         headers = {**TUS, "Upload-Length": str(self.size), "Upload-Metadata": meta}
         # Retried like the rest: an upload whose answer was lost is never used again and expires.
         async with self.http.post(self.endpoint, headers=headers) as response:
@@ -112,7 +122,9 @@ class TusUpload(FileUpload):
         body = FileSlice(self.path, offset, length, self.bar.advance)
         async with self.http.patch(url, data=body, headers=headers) as response:
             if response.status == 409 and response.headers.get("Upload-Offset", str(offset)) != str(offset):
-                status = status_of(response)  # the server has more (or less) than we thought: go on from there
+                status = status_of(
+                    response
+                )  # the server has more (or less) than we thought: go on from there
             else:
                 status = status_of(await check(response))
         self.bar.update(status.offset)

@@ -52,11 +52,11 @@ def count_round_trips(engine: AsyncEngine, counters) -> None:
         def counted(conn) -> None:
             if conn.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
                 counters.inc(ROUND_TRIPS, kind=kind)
+
         return counted
 
     for kind in ("begin", "commit", "rollback"):
         event.listen(sync, kind, transaction(kind))
-
 
 
 def is_disk_full(exc: BaseException) -> bool:

@@ -5,13 +5,24 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import (JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String,
-                        TypeDecorator, UniqueConstraint)
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    TypeDecorator,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 class UTCDateTime(TypeDecorator):
@@ -22,14 +33,14 @@ class UTCDateTime(TypeDecorator):
 
     def process_bind_param(self, value, dialect):
         if value is not None and value.tzinfo is not None:
-            value = value.astimezone(dt.timezone.utc)
+            value = value.astimezone(dt.UTC)
             if dialect.name == "sqlite":
                 value = value.replace(tzinfo=None)
         return value
 
     def process_result_value(self, value, dialect):
         if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=dt.timezone.utc)
+            value = value.replace(tzinfo=dt.UTC)
         return value
 
 
@@ -101,7 +112,9 @@ class UploadPart(Base):
     final_id: Mapped[str] = mapped_column(ForeignKey("uploads.id", ondelete="CASCADE"), primary_key=True)
     part_index: Mapped[int] = mapped_column(Integer, primary_key=True)
     # unique: a partial upload is part of one final upload, once
-    partial_id: Mapped[str] = mapped_column(ForeignKey("uploads.id", ondelete="CASCADE"), index=True, unique=True)
+    partial_id: Mapped[str] = mapped_column(
+        ForeignKey("uploads.id", ondelete="CASCADE"), index=True, unique=True
+    )
 
 
 class Batch(Base):
@@ -145,7 +158,7 @@ class Task(Base):
     name: Mapped[str] = mapped_column(String(256))
     template: Mapped[dict[str, Any]] = mapped_column(JSON)
     answer_key: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # evaluation.json
-    config: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)      # OMRChecker config.json
+    config: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # OMRChecker config.json
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -166,8 +179,10 @@ class Sheet(Base):
 
     __tablename__ = "sheets"
     # (batch_id, status): a batch's pending sheets are found without walking its finished ones
-    __table_args__ = (UniqueConstraint("batch_id", "source", "page"),
-                      Index("ix_sheets_batch_status", "batch_id", "status"))
+    __table_args__ = (
+        UniqueConstraint("batch_id", "source", "page"),
+        Index("ix_sheets_batch_status", "batch_id", "status"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"), index=True)
@@ -208,7 +223,9 @@ class Correction(Base):
     sheet_id: Mapped[int] = mapped_column(ForeignKey("sheets.id", ondelete="CASCADE"), primary_key=True)
     column: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(String(64))
-    corrected_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
+    corrected_by: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
     corrected_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

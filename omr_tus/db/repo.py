@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Row, and_, case, delete, func, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -17,8 +18,21 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .models import (Answer, Batch, Correction, LoginAddress, LoginFailure, Sheet, Task, TaskAsset, Upload, UploadChunk,
-                     UploadPart, User, utcnow)
+from .models import (
+    Answer,
+    Batch,
+    Correction,
+    LoginAddress,
+    LoginFailure,
+    Sheet,
+    Task,
+    TaskAsset,
+    Upload,
+    UploadChunk,
+    UploadPart,
+    User,
+    utcnow,
+)
 
 if TYPE_CHECKING:
     from ..batches.ingest import Listing
@@ -99,9 +113,17 @@ class Repo:
     # -- users --------------------------------------------------------------
     async def create_user(self, username: str, password_hash: str, role: str) -> int:
         async with self.engine.begin() as conn:
-            result = await conn.execute(insert(users).values(
-                username=username, password_hash=password_hash, role=role,
-                token_version=0, created_at=utcnow()).returning(users.c.id))
+            result = await conn.execute(
+                insert(users)
+                .values(
+                    username=username,
+                    password_hash=password_hash,
+                    role=role,
+                    token_version=0,
+                    created_at=utcnow(),
+                )
+                .returning(users.c.id)
+            )
             return result.scalar_one()
 
     async def user_by_name(self, username: str) -> Row | None:
@@ -115,14 +137,20 @@ class Repo:
 
     async def set_password(self, user_id: int, password_hash: str) -> None:
         async with self.engine.begin() as conn:
-            await conn.execute(update(users).where(users.c.id == user_id).values(
-                password_hash=password_hash, token_version=users.c.token_version + 1))
+            await conn.execute(
+                update(users)
+                .where(users.c.id == user_id)
+                .values(password_hash=password_hash, token_version=users.c.token_version + 1)
+            )
 
     async def rehash_password(self, user_id: int, old_hash: str, password_hash: str) -> None:
         """The same password hashed again with stronger parameters: tokens stay valid. Only
         while the hash is still `old_hash`: a password changed meanwhile stays changed."""
-        await self._execute(update(users).where(users.c.id == user_id, users.c.password_hash == old_hash)
-                            .values(password_hash=password_hash))
+        await self._execute(
+            update(users)
+            .where(users.c.id == user_id, users.c.password_hash == old_hash)
+            .values(password_hash=password_hash)
+        )
 
     # -- uploads ------------------------------------------------------------
     async def insert_upload(self, **values: Any) -> None:
@@ -132,21 +160,42 @@ class Repo:
         return await self._one(select(uploads).where(uploads.c.id == upload_id))
 
     async def update_upload(self, upload_id: str, **values: Any) -> None:
-        await self._execute(update(uploads).where(uploads.c.id == upload_id).values(updated_at=utcnow(), **values))
+        await self._execute(
+            update(uploads).where(uploads.c.id == upload_id).values(updated_at=utcnow(), **values)
+        )
 
-    async def complete_upload(self, upload_id: str, offset: int, batch: dict[str, Any],
-                              sha256: str | None = None) -> None:
+    async def complete_upload(
+        self, upload_id: str, offset: int, batch: dict[str, Any], sha256: str | None = None
+    ) -> None:
         """Mark the upload complete and create its batch in one transaction. With `sha256`,
         the file is already in durable storage: the batch can be ingested at once."""
         now = utcnow()
         durable = dict(location="durable", sha256=sha256) if sha256 else {}
         async with self.engine.begin() as conn:
-            await conn.execute(update(uploads).where(uploads.c.id == upload_id).values(
-                upload_offset=offset, status="complete", completed_at=now, updated_at=now, expires_at=None,
-                **durable))
-            await conn.execute(insert(batches).values(
-                created_at=now, updated_at=now, status="uploaded", total_sheets=0,
-                processed_sheets=0, failed_sheets=0, sha256=sha256, **batch))
+            await conn.execute(
+                update(uploads)
+                .where(uploads.c.id == upload_id)
+                .values(
+                    upload_offset=offset,
+                    status="complete",
+                    completed_at=now,
+                    updated_at=now,
+                    expires_at=None,
+                    **durable,
+                )
+            )
+            await conn.execute(
+                insert(batches).values(
+                    created_at=now,
+                    updated_at=now,
+                    status="uploaded",
+                    total_sheets=0,
+                    processed_sheets=0,
+                    failed_sheets=0,
+                    sha256=sha256,
+                    **batch,
+                )
+            )
             if sha256:
                 await _notify_work(conn)
 
@@ -154,26 +203,54 @@ class Repo:
         """The file is in durable storage, with this sha256: one transaction, so no crash
         leaves a durable upload without its hash."""
         async with self.engine.begin() as conn:
-            await conn.execute(update(uploads).where(uploads.c.id == upload_id).values(
-                location="durable", sha256=sha256, updated_at=utcnow()))
-            await conn.execute(update(batches).where(batches.c.upload_id == upload_id).values(
-                sha256=sha256, updated_at=utcnow()))
+            await conn.execute(
+                update(uploads)
+                .where(uploads.c.id == upload_id)
+                .values(location="durable", sha256=sha256, updated_at=utcnow())
+            )
+            await conn.execute(
+                update(batches)
+                .where(batches.c.upload_id == upload_id)
+                .values(sha256=sha256, updated_at=utcnow())
+            )
             await _notify_work(conn)  # the batch's file is in durable storage: its pages can be listed
 
     async def record_lost(self, upload_id: str, error: str) -> None:
         """A completed upload whose bytes are gone: it holds nothing, and its batch failed."""
         now = utcnow()
         async with self.engine.begin() as conn:
-            await conn.execute(update(uploads).where(uploads.c.id == upload_id).values(
-                location="lost", upload_offset=0, sha256=None, updated_at=now))
-            await conn.execute(update(batches).where(batches.c.upload_id == upload_id).values(
-                status="failed", error=error, size=0, sha256=None, lease_owner=None, lease_expires=None,
-                updated_at=now, completed_at=now))
+            await conn.execute(
+                update(uploads)
+                .where(uploads.c.id == upload_id)
+                .values(location="lost", upload_offset=0, sha256=None, updated_at=now)
+            )
+            await conn.execute(
+                update(batches)
+                .where(batches.c.upload_id == upload_id)
+                .values(
+                    status="failed",
+                    error=error,
+                    size=0,
+                    sha256=None,
+                    lease_owner=None,
+                    lease_expires=None,
+                    updated_at=now,
+                    completed_at=now,
+                )
+            )
 
     async def expired_uploads(self, now: dt.datetime, limit: int = 500) -> Sequence[str]:
-        result = await self._all(select(uploads.c.id).where(
-            uploads.c.expires_at <= now, or_(uploads.c.status == "active", and_(
-                uploads.c.status == "complete", uploads.c.concat == "partial"))).limit(limit))
+        result = await self._all(
+            select(uploads.c.id)
+            .where(
+                uploads.c.expires_at <= now,
+                or_(
+                    uploads.c.status == "active",
+                    and_(uploads.c.status == "complete", uploads.c.concat == "partial"),
+                ),
+            )
+            .limit(limit)
+        )
         return [row.id for row in result]
 
     async def reserved_by_owner(self, since: dt.datetime) -> dict[int, tuple[int, int]]:
@@ -183,50 +260,81 @@ class Repo:
         # a legacy upload's length is known at completion; until then its chunks bound it
         c = uploads.c
         length = func.coalesce(c.length, c.total_chunks * c.chunk_size)
-        owed = case((and_(length.is_not(None), or_(c.updated_at >= since, c.concat == "final")),
-                     length - c.upload_offset), else_=0)
-        rows = await self._all(select(c.owner_id, func.sum(owed), func.sum(c.upload_offset))
-                               .where(c.status == "active").group_by(c.owner_id))
+        owed = case(
+            (
+                and_(length.is_not(None), or_(c.updated_at >= since, c.concat == "final")),
+                length - c.upload_offset,
+            ),
+            else_=0,
+        )
+        rows = await self._all(
+            select(c.owner_id, func.sum(owed), func.sum(c.upload_offset))
+            .where(c.status == "active")
+            .group_by(c.owner_id)
+        )
         return {owner: (int(owed or 0), int(held or 0)) for owner, owed, held in rows}
 
     async def uploads_to_archive(self) -> Sequence[str]:
         """Completed uploads (not partial ones: they wait on the store to be concatenated) still
         on the in-progress store, or durable without their sha256 (a node stopped mid-move)."""
-        rows = await self._all(select(uploads.c.id).where(
-            uploads.c.status == "complete", or_(uploads.c.concat.is_(None), uploads.c.concat != "partial"),
-            or_(uploads.c.location == "store", and_(uploads.c.location == "durable", uploads.c.sha256.is_(None)))))
+        rows = await self._all(
+            select(uploads.c.id).where(
+                uploads.c.status == "complete",
+                or_(uploads.c.concat.is_(None), uploads.c.concat != "partial"),
+                or_(
+                    uploads.c.location == "store",
+                    and_(uploads.c.location == "durable", uploads.c.sha256.is_(None)),
+                ),
+            )
+        )
         return [row.id for row in rows]
 
     async def uploads_at_length(self) -> Sequence[str]:
         """Active uploads that hold all their bytes: a node stopped before it completed them."""
-        rows = await self._all(select(uploads.c.id).where(
-            uploads.c.status == "active", uploads.c.length.is_not(None), uploads.c.upload_offset == uploads.c.length,
-            or_(uploads.c.concat.is_(None), uploads.c.concat != "final")))
+        rows = await self._all(
+            select(uploads.c.id).where(
+                uploads.c.status == "active",
+                uploads.c.length.is_not(None),
+                uploads.c.upload_offset == uploads.c.length,
+                or_(uploads.c.concat.is_(None), uploads.c.concat != "final"),
+            )
+        )
         return [row.id for row in rows]
 
     async def legacy_uploads_with_all_chunks(self) -> Sequence[str]:
         """Active legacy uploads whose every chunk is stored: a node stopped (or its database or
         durable copy failed) before the request that stored the last one completed them."""
         stored = select(func.count()).where(chunks.c.upload_id == uploads.c.id).scalar_subquery()
-        rows = await self._all(select(uploads.c.id).where(
-            uploads.c.status == "active", uploads.c.protocol == "legacy", uploads.c.chunk_size.is_not(None),
-            uploads.c.total_chunks == stored))
+        rows = await self._all(
+            select(uploads.c.id).where(
+                uploads.c.status == "active",
+                uploads.c.protocol == "legacy",
+                uploads.c.chunk_size.is_not(None),
+                uploads.c.total_chunks == stored,
+            )
+        )
         return [row.id for row in rows]
 
     async def active_finals(self) -> Sequence[str]:
         """Final uploads (tus concatenation) not complete yet: a node may have stopped while
         assembling one whose partial uploads were all complete."""
-        rows = await self._all(select(uploads.c.id).where(uploads.c.status == "active", uploads.c.concat == "final"))
+        rows = await self._all(
+            select(uploads.c.id).where(uploads.c.status == "active", uploads.c.concat == "final")
+        )
         return [row.id for row in rows]
 
     async def upload_states(self, upload_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
         """(status, location) of the uploads that exist among these ids."""
-        rows = await self._all(select(uploads.c.id, uploads.c.status, uploads.c.location).where(
-            uploads.c.id.in_(list(upload_ids))))
+        rows = await self._all(
+            select(uploads.c.id, uploads.c.status, uploads.c.location).where(
+                uploads.c.id.in_(list(upload_ids))
+            )
+        )
         return {row.id: (row.status, row.location) for row in rows}
 
-    async def record_chunk(self, upload_id: str, index: int, size: int,
-                           expires_at: dt.datetime | None = None) -> tuple[int, int]:
+    async def record_chunk(
+        self, upload_id: str, index: int, size: int, expires_at: dt.datetime | None = None
+    ) -> tuple[int, int]:
         """Notes a chunk as stored (once, however often it is retried), and returns the number
         of distinct chunks and their total size, which becomes the upload's offset: one round
         trip for all of it."""
@@ -239,8 +347,13 @@ class Repo:
                 async with conn.begin_nested():
                     with contextlib.suppress(IntegrityError):
                         await conn.execute(insert(chunks).values(**values))
-            count, total = (await conn.execute(select(func.count(), func.coalesce(func.sum(chunks.c.size), 0))
-                                               .where(chunks.c.upload_id == upload_id))).one()
+            count, total = (
+                await conn.execute(
+                    select(func.count(), func.coalesce(func.sum(chunks.c.size), 0)).where(
+                        chunks.c.upload_id == upload_id
+                    )
+                )
+            ).one()
             update_values = dict(upload_offset=int(total), updated_at=utcnow())
             if expires_at is not None:
                 update_values["expires_at"] = expires_at
@@ -250,52 +363,83 @@ class Repo:
     async def chunk_totals(self, upload_id: str) -> tuple[int, int]:
         """How many distinct chunks are stored, and their total size."""
         async with self.autocommit.connect() as conn:
-            row = (await conn.execute(select(func.count(), func.coalesce(func.sum(chunks.c.size), 0)).where(
-                chunks.c.upload_id == upload_id))).one()
+            row = (
+                await conn.execute(
+                    select(func.count(), func.coalesce(func.sum(chunks.c.size), 0)).where(
+                        chunks.c.upload_id == upload_id
+                    )
+                )
+            ).one()
         return int(row[0]), int(row[1])
 
     async def has_chunk(self, upload_id: str, index: int) -> bool:
-        return await self._one(select(chunks.c.size).where(
-            chunks.c.upload_id == upload_id, chunks.c.chunk_index == index)) is not None
+        return (
+            await self._one(
+                select(chunks.c.size).where(chunks.c.upload_id == upload_id, chunks.c.chunk_index == index)
+            )
+            is not None
+        )
 
     # -- concatenation ------------------------------------------------------
     async def insert_final(self, values: dict[str, Any], partial_ids: Sequence[str]) -> None:
         async with self.engine.begin() as conn:
             await conn.execute(insert(uploads).values(**values))
-            await conn.execute(insert(parts), [dict(final_id=values["id"], part_index=i, partial_id=p)
-                                               for i, p in enumerate(partial_ids)])
+            await conn.execute(
+                insert(parts),
+                [dict(final_id=values["id"], part_index=i, partial_id=p) for i, p in enumerate(partial_ids)],
+            )
 
     async def parts_of(self, final_id: str) -> Sequence[Row]:
         """The partial uploads of a final one, in order."""
-        return await self._all(select(uploads).join(parts, parts.c.partial_id == uploads.c.id).where(
-            parts.c.final_id == final_id).order_by(parts.c.part_index))
+        return await self._all(
+            select(uploads)
+            .join(parts, parts.c.partial_id == uploads.c.id)
+            .where(parts.c.final_id == final_id)
+            .order_by(parts.c.part_index)
+        )
 
     async def finals_using(self, partial_ids: Sequence[str]) -> dict[str, str]:
         """partial id -> the final upload it is already part of, whatever that final's state."""
-        rows = await self._all(select(parts.c.partial_id, parts.c.final_id).where(
-            parts.c.partial_id.in_(list(partial_ids))))
+        rows = await self._all(
+            select(parts.c.partial_id, parts.c.final_id).where(parts.c.partial_id.in_(list(partial_ids)))
+        )
         return {row.partial_id: row.final_id for row in rows}
 
     async def settle_final_lengths(self, partial_id: str) -> None:
         """Gives the finals waiting for this partial their length once every one of their
         partials has one: the final's copy is then reserved like any declared length."""
         p = uploads.alias("p")
-        part_lengths = select(func.sum(p.c.length)).select_from(parts.join(p, p.c.id == parts.c.partial_id)) \
-            .where(parts.c.final_id == uploads.c.id).scalar_subquery()
-        unknown = select(parts.c.final_id).select_from(parts.join(p, p.c.id == parts.c.partial_id)).where(
-            parts.c.final_id == uploads.c.id, p.c.length.is_(None)).exists()
+        part_lengths = (
+            select(func.sum(p.c.length))
+            .select_from(parts.join(p, p.c.id == parts.c.partial_id))
+            .where(parts.c.final_id == uploads.c.id)
+            .scalar_subquery()
+        )
+        unknown = (
+            select(parts.c.final_id)
+            .select_from(parts.join(p, p.c.id == parts.c.partial_id))
+            .where(parts.c.final_id == uploads.c.id, p.c.length.is_(None))
+            .exists()
+        )
         waiting = select(parts.c.final_id).where(parts.c.partial_id == partial_id)
-        await self._execute(update(uploads).where(
-            uploads.c.id.in_(waiting), uploads.c.status == "active", uploads.c.length.is_(None), ~unknown)
-            .values(length=part_lengths, updated_at=utcnow()))
+        await self._execute(
+            update(uploads)
+            .where(
+                uploads.c.id.in_(waiting), uploads.c.status == "active", uploads.c.length.is_(None), ~unknown
+            )
+            .values(length=part_lengths, updated_at=utcnow())
+        )
 
     async def release_parts(self, final_id: str) -> None:
         """A final gone before assembly lets its partials be part of another final."""
         await self._execute(delete(parts).where(parts.c.final_id == final_id))
 
     async def finals_waiting_for(self, partial_id: str) -> Sequence[str]:
-        rows = await self._all(select(parts.c.final_id).join(uploads, uploads.c.id == parts.c.final_id).where(
-            parts.c.partial_id == partial_id, uploads.c.status == "active"))
+        rows = await self._all(
+            select(parts.c.final_id)
+            .join(uploads, uploads.c.id == parts.c.final_id)
+            .where(parts.c.partial_id == partial_id, uploads.c.status == "active")
+        )
         return [row.final_id for row in rows]
 
     # -- batches ------------------------------------------------------------
@@ -305,13 +449,19 @@ class Repo:
     async def batch_for_upload(self, upload_id: str) -> Row | None:
         return await self._one(select(batches).where(batches.c.upload_id == upload_id))
 
-    async def list_batches(self, owner_id: int | None, filters: dict[str, str], limit: int,
-                           offset: int) -> tuple[Sequence[Row], int]:
+    async def list_batches(
+        self, owner_id: int | None, filters: dict[str, str], limit: int, offset: int
+    ) -> tuple[Sequence[Row], int]:
         where = [getattr(batches.c, key) == value for key, value in filters.items()]
         if owner_id is not None:
             where.append(batches.c.owner_id == owner_id)
-        rows = await self._all(select(batches).where(*where).order_by(
-            batches.c.created_at.desc(), batches.c.id).limit(limit).offset(offset))
+        rows = await self._all(
+            select(batches)
+            .where(*where)
+            .order_by(batches.c.created_at.desc(), batches.c.id)
+            .limit(limit)
+            .offset(offset)
+        )
         total = await self._scalar(select(func.count()).select_from(batches).where(*where))
         return rows, total
 
@@ -320,13 +470,17 @@ class Repo:
         return await self._one(select(tasks).where(tasks.c.task_id == task_id))
 
     async def task_assets(self, task_id: str) -> dict[str, bytes]:
-        rows = await self._all(select(task_assets.c.name, task_assets.c.content)
-                               .where(task_assets.c.task_id == task_id))
+        rows = await self._all(
+            select(task_assets.c.name, task_assets.c.content).where(task_assets.c.task_id == task_id)
+        )
         return {r.name: bytes(r.content) for r in rows}
 
     async def asset_sizes(self, task_id: str) -> dict[str, int]:
-        rows = await self._all(select(task_assets.c.name, func.length(task_assets.c.content).label("size"))
-                               .where(task_assets.c.task_id == task_id).order_by(task_assets.c.name))
+        rows = await self._all(
+            select(task_assets.c.name, func.length(task_assets.c.content).label("size"))
+            .where(task_assets.c.task_id == task_id)
+            .order_by(task_assets.c.name)
+        )
         return {r.name: r.size for r in rows}
 
     async def save_task(self, values: dict[str, Any], assets: dict[str, bytes], replace: bool) -> bool:
@@ -335,13 +489,19 @@ class Repo:
         now = utcnow()
         async with self.engine.begin() as conn:
             if replace:
-                result = await conn.execute(update(tasks).where(tasks.c.task_id == values["task_id"]).values(
-                    updated_at=now, **{k: v for k, v in values.items() if k != "created_by"}))
+                result = await conn.execute(
+                    update(tasks)
+                    .where(tasks.c.task_id == values["task_id"])
+                    .values(updated_at=now, **{k: v for k, v in values.items() if k != "created_by"})
+                )
                 if result.rowcount != 1:
                     return False
                 if assets:
-                    await conn.execute(delete(task_assets).where(task_assets.c.task_id == values["task_id"],
-                                                                 task_assets.c.name.in_(list(assets))))
+                    await conn.execute(
+                        delete(task_assets).where(
+                            task_assets.c.task_id == values["task_id"], task_assets.c.name.in_(list(assets))
+                        )
+                    )
             else:
                 try:
                     async with conn.begin_nested():
@@ -349,8 +509,13 @@ class Repo:
                 except IntegrityError:
                     return False
             if assets:
-                await conn.execute(insert(task_assets), [
-                    {"task_id": values["task_id"], "name": name, "content": content} for name, content in assets.items()])
+                await conn.execute(
+                    insert(task_assets),
+                    [
+                        {"task_id": values["task_id"], "name": name, "content": content}
+                        for name, content in assets.items()
+                    ],
+                )
         return True
 
     # -- the batch pipeline ---------------------------------------------------
@@ -364,20 +529,27 @@ class Repo:
         makes the claim atomic on SQLite; on PostgreSQL SKIP LOCKED also keeps competing
         workers from queueing behind each other."""
         now = utcnow()
-        query = select(batches.c.id).join(uploads, uploads.c.id == batches.c.upload_id).join(
-            users, users.c.id == batches.c.owner_id).where(
-            batches.c.status == "uploaded", uploads.c.location == "durable",
-            self._claimable(batches, now)).order_by(
-            users.c.last_served_at.asc().nulls_first(), batches.c.created_at).limit(1)
+        query = (
+            select(batches.c.id)
+            .join(uploads, uploads.c.id == batches.c.upload_id)
+            .join(users, users.c.id == batches.c.owner_id)
+            .where(
+                batches.c.status == "uploaded", uploads.c.location == "durable", self._claimable(batches, now)
+            )
+            .order_by(users.c.last_served_at.asc().nulls_first(), batches.c.created_at)
+            .limit(1)
+        )
         async with self.engine.begin() as conn:
             if conn.dialect.name == "postgresql":
                 query = query.with_for_update(of=batches, skip_locked=True)
             row = (await conn.execute(query)).first()
             if row is None:
                 return None
-            claimed = await conn.execute(update(batches).where(
-                batches.c.id == row.id, batches.c.status == "uploaded", self._claimable(batches, now)).values(
-                lease_owner=owner, lease_expires=now + dt.timedelta(seconds=lease)))
+            claimed = await conn.execute(
+                update(batches)
+                .where(batches.c.id == row.id, batches.c.status == "uploaded", self._claimable(batches, now))
+                .values(lease_owner=owner, lease_expires=now + dt.timedelta(seconds=lease))
+            )
             if claimed.rowcount != 1:
                 return None
             return (await conn.execute(select(batches).where(batches.c.id == row.id))).first()
@@ -385,9 +557,13 @@ class Repo:
     async def renew_batch_lease(self, batch_id: str, owner: str, lease: float) -> bool:
         """Keeps a batch being listed from being claimed by another worker; False if it was."""
         async with self.engine.begin() as conn:
-            renewed = await conn.execute(update(batches).where(
-                batches.c.id == batch_id, batches.c.lease_owner == owner, batches.c.status == "uploaded").values(
-                lease_expires=utcnow() + dt.timedelta(seconds=lease)))
+            renewed = await conn.execute(
+                update(batches)
+                .where(
+                    batches.c.id == batch_id, batches.c.lease_owner == owner, batches.c.status == "uploaded"
+                )
+                .values(lease_expires=utcnow() + dt.timedelta(seconds=lease))
+            )
         return renewed.rowcount == 1
 
     async def add_sheets(self, batch_id: str, owner: str, listing: Listing) -> bool:
@@ -397,21 +573,39 @@ class Repo:
         pages, error = listing.pages, listing.error
         status = "failed" if error else ("processing" if pages else "completed")
         async with self.engine.begin() as conn:
-            held = await conn.execute(update(batches).where(
-                batches.c.id == batch_id, batches.c.lease_owner == owner, batches.c.status == "uploaded").values(
-                status=status, total_sheets=len(pages), skipped=listing.skipped, skipped_count=listing.skipped_count,
-                error=error[:1024] if error else None, lease_owner=None, lease_expires=None, updated_at=now,
-                completed_at=None if pages and not error else now))
+            held = await conn.execute(
+                update(batches)
+                .where(
+                    batches.c.id == batch_id, batches.c.lease_owner == owner, batches.c.status == "uploaded"
+                )
+                .values(
+                    status=status,
+                    total_sheets=len(pages),
+                    skipped=listing.skipped,
+                    skipped_count=listing.skipped_count,
+                    error=error[:1024] if error else None,
+                    lease_owner=None,
+                    lease_expires=None,
+                    updated_at=now,
+                    completed_at=None if pages and not error else now,
+                )
+            )
             if held.rowcount != 1:
                 return False
             if pages:
-                await conn.execute(insert(sheets), [dict(batch_id=batch_id, source=source, page=page,
-                                                         status="pending", attempts=0)
-                                                    for source, page in pages])
+                await conn.execute(
+                    insert(sheets),
+                    [
+                        dict(batch_id=batch_id, source=source, page=page, status="pending", attempts=0)
+                        for source, page in pages
+                    ],
+                )
                 await _notify_work(conn)
         return True
 
-    async def claim_sheets(self, owner: str, count: int, lease: float, prefer: str | None = None) -> Sequence[Row]:
+    async def claim_sheets(
+        self, owner: str, count: int, lease: float, prefer: str | None = None
+    ) -> Sequence[Row]:
         """Up to `count` pending sheets of one batch, in order, batches taking turns (see
         `in_turn`): a 10-sheet batch never waits behind another's 50,000. Batch `prefer` (the
         one whose turn this worker is in) goes first while it has sheets waiting. Competing workers
@@ -419,38 +613,69 @@ class Repo:
         now = utcnow()
         pending = and_(sheets.c.status == "pending", self._claimable(sheets, now))
         async with self.engine.begin() as conn:
-            waiting = (await conn.execute(select(batches.c.id, batches.c.owner_id, batches.c.claimed_at,
-                                                 batches.c.created_at, users.c.last_served_at).join(
-                users, users.c.id == batches.c.owner_id).where(
-                batches.c.status == "processing",
-                select(sheets.c.id).where(sheets.c.batch_id == batches.c.id, pending).exists()))).all()
+            waiting = (
+                await conn.execute(
+                    select(
+                        batches.c.id,
+                        batches.c.owner_id,
+                        batches.c.claimed_at,
+                        batches.c.created_at,
+                        users.c.last_served_at,
+                    )
+                    .join(users, users.c.id == batches.c.owner_id)
+                    .where(
+                        batches.c.status == "processing",
+                        select(sheets.c.id).where(sheets.c.batch_id == batches.c.id, pending).exists(),
+                    )
+                )
+            ).all()
             order = in_turn(waiting)
             owners = {b.id: b.owner_id for b in waiting}
             for batch_id in ([prefer] if prefer in order else []) + order:
-                query = select(sheets.c.id).where(sheets.c.batch_id == batch_id, pending).order_by(
-                    sheets.c.id).limit(count)
+                query = (
+                    select(sheets.c.id)
+                    .where(sheets.c.batch_id == batch_id, pending)
+                    .order_by(sheets.c.id)
+                    .limit(count)
+                )
                 if conn.dialect.name == "postgresql":
                     query = query.with_for_update(skip_locked=True)
                 ids = [row.id for row in (await conn.execute(query)).all()]
                 if not ids:
                     continue  # taken by another worker meanwhile
-                await conn.execute(update(sheets).where(sheets.c.id.in_(ids), pending).values(
-                    lease_owner=owner, lease_expires=now + dt.timedelta(seconds=lease),
-                    attempts=sheets.c.attempts + 1))
+                await conn.execute(
+                    update(sheets)
+                    .where(sheets.c.id.in_(ids), pending)
+                    .values(
+                        lease_owner=owner,
+                        lease_expires=now + dt.timedelta(seconds=lease),
+                        attempts=sheets.c.attempts + 1,
+                    )
+                )
                 await conn.execute(update(batches).where(batches.c.id == batch_id).values(claimed_at=now))
-                await conn.execute(update(users).where(users.c.id == owners[batch_id]).values(last_served_at=now))
-                return (await conn.execute(select(sheets).where(sheets.c.id.in_(ids), sheets.c.lease_owner == owner,
-                                                                sheets.c.status == "pending"))).all()
+                await conn.execute(
+                    update(users).where(users.c.id == owners[batch_id]).values(last_served_at=now)
+                )
+                return (
+                    await conn.execute(
+                        select(sheets).where(
+                            sheets.c.id.in_(ids), sheets.c.lease_owner == owner, sheets.c.status == "pending"
+                        )
+                    )
+                ).all()
         return []
 
-    async def save_sheet(self, sheet_id: int, owner: str, values: dict[str, Any],
-                         rows: list[dict[str, Any]]) -> bool:
+    async def save_sheet(
+        self, sheet_id: int, owner: str, values: dict[str, Any], rows: list[dict[str, Any]]
+    ) -> bool:
         """Stores a sheet's result and answers if this worker still holds its lease; the
         answers replace any earlier ones, so a sheet read twice never has duplicates."""
         async with self.engine.begin() as conn:
-            done = await conn.execute(update(sheets).where(
-                sheets.c.id == sheet_id, sheets.c.lease_owner == owner, sheets.c.status == "pending").values(
-                lease_owner=None, lease_expires=None, processed_at=utcnow(), **values))
+            done = await conn.execute(
+                update(sheets)
+                .where(sheets.c.id == sheet_id, sheets.c.lease_owner == owner, sheets.c.status == "pending")
+                .values(lease_owner=None, lease_expires=None, processed_at=utcnow(), **values)
+            )
             if done.rowcount != 1:
                 return False
             await conn.execute(answers.delete().where(answers.c.sheet_id == sheet_id))
@@ -462,18 +687,32 @@ class Repo:
         """Counters from the sheets themselves (never incremented, so never double-counted);
         the batch completes when no sheet is pending."""
         async with self.engine.begin() as conn:
-            counts = dict((await conn.execute(select(sheets.c.status, func.count()).where(
-                sheets.c.batch_id == batch_id).group_by(sheets.c.status))).all())
+            counts = dict(
+                (
+                    await conn.execute(
+                        select(sheets.c.status, func.count())
+                        .where(sheets.c.batch_id == batch_id)
+                        .group_by(sheets.c.status)
+                    )
+                ).all()
+            )
             now = utcnow()
-            values = dict(processed_sheets=counts.get("ok", 0) + counts.get("needs_review", 0),
-                          failed_sheets=counts.get("failed", 0), updated_at=now)
+            values = dict(
+                processed_sheets=counts.get("ok", 0) + counts.get("needs_review", 0),
+                failed_sheets=counts.get("failed", 0),
+                updated_at=now,
+            )
             if not counts.get("pending"):
                 values.update(status="completed", completed_at=now)
-            await conn.execute(update(batches).where(batches.c.id == batch_id, batches.c.status == "processing")
-                               .values(**values))
+            await conn.execute(
+                update(batches)
+                .where(batches.c.id == batch_id, batches.c.status == "processing")
+                .values(**values)
+            )
 
-    async def sheets_of(self, batch_id: str, status: str | None, limit: int | None,
-                        offset: int) -> Sequence[Row]:
+    async def sheets_of(
+        self, batch_id: str, status: str | None, limit: int | None, offset: int
+    ) -> Sequence[Row]:
         query = select(sheets).where(sheets.c.batch_id == batch_id)
         if status:
             query = query.where(sheets.c.status == status)
@@ -486,20 +725,35 @@ class Repo:
         """Cluster-wide figures for /metrics: incomplete uploads, sheets and batches by status,
         and the seconds completed batches took from upload to their last sheet."""
         async with self.engine.connect() as conn:
-            active = await conn.scalar(select(func.count()).select_from(uploads).where(uploads.c.status == "active"))
-            sheet_counts = (await conn.execute(select(sheets.c.status, func.count()).group_by(sheets.c.status))).all()
-            batch_counts = (await conn.execute(select(batches.c.status, func.count()).group_by(batches.c.status))).all()
+            active = await conn.scalar(
+                select(func.count()).select_from(uploads).where(uploads.c.status == "active")
+            )
+            sheet_counts = (
+                await conn.execute(select(sheets.c.status, func.count()).group_by(sheets.c.status))
+            ).all()
+            batch_counts = (
+                await conn.execute(select(batches.c.status, func.count()).group_by(batches.c.status))
+            ).all()
             if conn.dialect.name == "postgresql":
                 seconds = func.extract("epoch", batches.c.completed_at - batches.c.created_at)
             else:
-                seconds = (func.julianday(batches.c.completed_at) - func.julianday(batches.c.created_at)) * 86400
-            total, count = (await conn.execute(select(func.coalesce(func.sum(seconds), 0), func.count()).where(
-                batches.c.status == "completed", batches.c.completed_at.is_not(None)))).one()
-        return {"active_uploads": {(): float(active)},
-                "sheets": {(("status", s),): float(n) for s, n in sheet_counts},
-                "batches": {(("status", s),): float(n) for s, n in batch_counts},
-                "batch_duration_seconds_sum": {(): float(total)},
-                "batch_duration_seconds_count": {(): float(count)}}
+                seconds = (
+                    func.julianday(batches.c.completed_at) - func.julianday(batches.c.created_at)
+                ) * 86400
+            total, count = (
+                await conn.execute(
+                    select(func.coalesce(func.sum(seconds), 0), func.count()).where(
+                        batches.c.status == "completed", batches.c.completed_at.is_not(None)
+                    )
+                )
+            ).one()
+        return {
+            "active_uploads": {(): float(active)},
+            "sheets": {(("status", s),): float(n) for s, n in sheet_counts},
+            "batches": {(("status", s),): float(n) for s, n in batch_counts},
+            "batch_duration_seconds_sum": {(): float(total)},
+            "batch_duration_seconds_count": {(): float(count)},
+        }
 
     async def sheet(self, sheet_id: int) -> Row | None:
         return await self._one(select(sheets).where(sheets.c.id == sheet_id))
@@ -507,15 +761,19 @@ class Repo:
     async def corrections_of(self, sheet_ids: Sequence[int]) -> Sequence[Row]:
         if not sheet_ids:
             return []
-        return await self._all(select(corrections, users.c.username).outerjoin(
-            users, users.c.id == corrections.c.corrected_by).where(corrections.c.sheet_id.in_(list(sheet_ids))))
+        return await self._all(
+            select(corrections, users.c.username)
+            .outerjoin(users, users.c.id == corrections.c.corrected_by)
+            .where(corrections.c.sheet_id.in_(list(sheet_ids)))
+        )
 
     # -- failed logins ------------------------------------------------------
     async def login_failures(self, key: str) -> Row | None:
         return await self._one(select(login_failures).where(login_failures.c.username == key))
 
-    async def count_login_attempt(self, key: str, now: dt.datetime, forget_before: dt.datetime, free: int,
-                                  waits: Sequence[dt.datetime]) -> int | None:
+    async def count_login_attempt(
+        self, key: str, now: dt.datetime, forget_before: dt.datetime, free: int, waits: Sequence[dt.datetime]
+    ) -> int | None:
         """Counts one more login attempt for `key` if its throttle lets it through, in one
         statement (so concurrent attempts cannot all pass a count read before any of them is
         recorded), and returns the new count; None when the attempt must wait. The first
@@ -530,17 +788,21 @@ class Repo:
         dialect_insert = {"postgresql": pg_insert, "sqlite": sqlite_insert}[self.engine.dialect.name]
         stmt = dialect_insert(login_failures).values(username=key, failures=1, last_failure=now)
         stmt = stmt.on_conflict_do_update(
-            index_elements=[c.username], where=or_(stale, c.failures < free, *waited),
-            set_={"failures": case((stale, 1), else_=c.failures + 1), "last_failure": now}).returning(c.failures)
+            index_elements=[c.username],
+            where=or_(stale, c.failures < free, *waited),
+            set_={"failures": case((stale, 1), else_=c.failures + 1), "last_failure": now},
+        ).returning(c.failures)
         async with self.engine.begin() as conn:
             row = (await conn.execute(stmt)).first()
         return None if row is None else int(row[0])
 
     async def uncount_login_attempt(self, key: str) -> None:
         """An attempt counted but proven good (or never checked) does not count."""
-        await self._execute(update(login_failures).where(login_failures.c.username == key,
-                                                         login_failures.c.failures > 0)
-                            .values(failures=login_failures.c.failures - 1))
+        await self._execute(
+            update(login_failures)
+            .where(login_failures.c.username == key, login_failures.c.failures > 0)
+            .values(failures=login_failures.c.failures - 1)
+        )
 
     async def clear_login_failures(self, key: str) -> None:
         await self._execute(delete(login_failures).where(login_failures.c.username == key))
@@ -549,51 +811,84 @@ class Repo:
         await self._execute(delete(login_failures).where(login_failures.c.last_failure < before))
 
     async def known_login_address(self, user_key: str, address_key: str) -> bool:
-        return await self._one(select(login_addresses.c.last_login).where(
-            login_addresses.c.username == user_key, login_addresses.c.address == address_key)) is not None
+        return (
+            await self._one(
+                select(login_addresses.c.last_login).where(
+                    login_addresses.c.username == user_key, login_addresses.c.address == address_key
+                )
+            )
+            is not None
+        )
 
     async def remember_login_address(self, user_key: str, address_key: str, now: dt.datetime) -> None:
         dialect_insert = {"postgresql": pg_insert, "sqlite": sqlite_insert}[self.engine.dialect.name]
         stmt = dialect_insert(login_addresses).values(username=user_key, address=address_key, last_login=now)
-        await self._execute(stmt.on_conflict_do_update(
-            index_elements=[login_addresses.c.username, login_addresses.c.address], set_={"last_login": now}))
+        await self._execute(
+            stmt.on_conflict_do_update(
+                index_elements=[login_addresses.c.username, login_addresses.c.address],
+                set_={"last_login": now},
+            )
+        )
 
     async def forget_login_addresses(self, before: dt.datetime) -> None:
         await self._execute(delete(login_addresses).where(login_addresses.c.last_login < before))
 
-    async def save_correction(self, sheet_id: int, column: str, value: str, user_id: int,
-                              score: float | None) -> None:
+    async def save_correction(
+        self, sheet_id: int, column: str, value: str, user_id: int, score: float | None
+    ) -> None:
         """Records (or replaces) an admin's answer, and the sheet's score with it, at once."""
         async with self.engine.begin() as conn:
-            await conn.execute(corrections.delete().where(corrections.c.sheet_id == sheet_id,
-                                                          corrections.c.column == column))
-            await conn.execute(insert(corrections).values(sheet_id=sheet_id, column=column, value=value,
-                                                          corrected_by=user_id, corrected_at=utcnow()))
+            await conn.execute(
+                corrections.delete().where(corrections.c.sheet_id == sheet_id, corrections.c.column == column)
+            )
+            await conn.execute(
+                insert(corrections).values(
+                    sheet_id=sheet_id, column=column, value=value, corrected_by=user_id, corrected_at=utcnow()
+                )
+            )
             await conn.execute(update(sheets).where(sheets.c.id == sheet_id).values(score=score))
 
     async def reprocess_batch(self, batch_id: str) -> None:
         """Every sheet of the batch is read again by the workers; corrections stay."""
         async with self.engine.begin() as conn:
-            await conn.execute(update(sheets).where(sheets.c.batch_id == batch_id).values(
-                status="pending", attempts=0, lease_owner=None, lease_expires=None))
-            await conn.execute(update(batches).where(batches.c.id == batch_id).values(
-                status="processing", processed_sheets=0, failed_sheets=0, completed_at=None,
-                updated_at=utcnow()))
+            await conn.execute(
+                update(sheets)
+                .where(sheets.c.batch_id == batch_id)
+                .values(status="pending", attempts=0, lease_owner=None, lease_expires=None)
+            )
+            await conn.execute(
+                update(batches)
+                .where(batches.c.id == batch_id)
+                .values(
+                    status="processing",
+                    processed_sheets=0,
+                    failed_sheets=0,
+                    completed_at=None,
+                    updated_at=utcnow(),
+                )
+            )
             await _notify_work(conn)
 
     async def answer_columns(self, batch_id: str) -> list[str]:
         """Every output column of a batch's sheets, in template order (a batch may mix tasks)."""
         place = func.min(answers.c.position)
-        rows = await self._all(select(answers.c.column, place).join(sheets, sheets.c.id == answers.c.sheet_id)
-                               .where(sheets.c.batch_id == batch_id).group_by(answers.c.column)
-                               .order_by(place, answers.c.column))
+        rows = await self._all(
+            select(answers.c.column, place)
+            .join(sheets, sheets.c.id == answers.c.sheet_id)
+            .where(sheets.c.batch_id == batch_id)
+            .group_by(answers.c.column)
+            .order_by(place, answers.c.column)
+        )
         return [r[0] for r in rows]
 
     async def answers_of(self, sheet_ids: Sequence[int]) -> Sequence[Row]:
         if not sheet_ids:
             return []
-        return await self._all(select(answers).where(answers.c.sheet_id.in_(list(sheet_ids)))
-                               .order_by(answers.c.sheet_id, answers.c.position))
+        return await self._all(
+            select(answers)
+            .where(answers.c.sheet_id.in_(list(sheet_ids)))
+            .order_by(answers.c.sheet_id, answers.c.position)
+        )
 
     # -- helpers ------------------------------------------------------------
     async def _execute(self, stmt) -> None:
@@ -614,7 +909,7 @@ class Repo:
 
 
 WORK_CHANNEL = "omr_tus_work"
-NEVER = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+NEVER = dt.datetime.min.replace(tzinfo=dt.UTC)
 
 
 def in_turn(waiting: Sequence[Row]) -> list[str]:
@@ -624,6 +919,7 @@ def in_turn(waiting: Sequence[Row]) -> list[str]:
     each has, and each user's batches share that part. The owner's last service is kept on the
     user (`users.last_served_at`, set by every claim), not taken from the waiting batches: a
     small batch claimed whole leaves them at once, and its owner must not look never served."""
+
     def turn(b):
         return (b.last_served_at or NEVER, b.claimed_at or NEVER, b.created_at, b.id)
 

@@ -9,7 +9,7 @@ and its closing CRLF reached the server apart."""
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from aiohttp import StreamReader, web
 

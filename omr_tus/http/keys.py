@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncEngine
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..auth import Authenticator
 from ..config import Settings
@@ -11,12 +11,12 @@ from ..db.repo import Repo
 from ..metrics import Counters
 from ..store import Store
 from ..store.files import CompletedFiles
-from ..uploads.model import Principal
 from ..uploads.chunked import ChunkedUploads
 from ..uploads.concat import Concatenation
+from ..uploads.model import Principal
 from ..uploads.service import UploadService
-from .pools import BoundedPool
 from ..uploads.sweeper import Sweeper
+from .pools import BoundedPool
 
 SETTINGS = web.AppKey("settings", Settings)
 ENGINE = web.AppKey("engine", AsyncEngine)

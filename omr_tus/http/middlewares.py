@@ -19,11 +19,25 @@ from .keys import AUTH, METRICS, PRINCIPAL, SETTINGS
 
 log = logging.getLogger("omr_tus.http")
 
-TUS_HEADERS = ("Tus-Resumable", "Tus-Version", "Tus-Extension", "Tus-Max-Size", "Tus-Checksum-Algorithm",
-               "Upload-Offset", "Upload-Length", "Upload-Metadata", "Upload-Defer-Length", "Upload-Concat",
-               "Upload-Expires", "Upload-Checksum")
-ALLOW_HEADERS = ", ".join(("Authorization", "Content-Type", "X-Requested-With", "X-HTTP-Method-Override",
-                           "X-Request-ID") + TUS_HEADERS + ietf.FIELDS)
+TUS_HEADERS = (
+    "Tus-Resumable",
+    "Tus-Version",
+    "Tus-Extension",
+    "Tus-Max-Size",
+    "Tus-Checksum-Algorithm",
+    "Upload-Offset",
+    "Upload-Length",
+    "Upload-Metadata",
+    "Upload-Defer-Length",
+    "Upload-Concat",
+    "Upload-Expires",
+    "Upload-Checksum",
+)
+ALLOW_HEADERS = ", ".join(
+    ("Authorization", "Content-Type", "X-Requested-With", "X-HTTP-Method-Override", "X-Request-ID")
+    + TUS_HEADERS
+    + ietf.FIELDS
+)
 EXPOSE_HEADERS = ", ".join(("Location", "Batch-Id", "X-Request-ID") + TUS_HEADERS + ietf.FIELDS)
 ALLOW_METHODS = "POST, GET, HEAD, PATCH, DELETE, PUT, OPTIONS"
 
@@ -51,8 +65,12 @@ async def count_requests(request: web.Request, handler):
     finally:
         counters.in_flight -= 1
         resource = request.match_info.route.resource
-        counters.inc("http_requests_total", route=resource.canonical if resource else "unmatched",
-                                 method=request.method, status=str(status))
+        counters.inc(
+            "http_requests_total",
+            route=resource.canonical if resource else "unmatched",
+            method=request.method,
+            status=str(status),
+        )
 
 
 @web.middleware
@@ -78,12 +96,23 @@ async def cors(request: web.Request, handler):
     allowed = "*" in origins or origin in origins
     if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
         if not allowed:
-            return web.json_response({"detail": f"Origin {origin} is not allowed; ask the administrator to add "
-                                                "it to OMR_TUS_CORS_ORIGINS"}, status=403)
-        return web.Response(status=200, headers={
-            "Access-Control-Allow-Origin": origin, "Vary": "Origin",
-            "Access-Control-Allow-Methods": ALLOW_METHODS, "Access-Control-Allow-Headers": ALLOW_HEADERS,
-            "Access-Control-Max-Age": "86400"})
+            return web.json_response(
+                {
+                    "detail": f"Origin {origin} is not allowed; ask the administrator to add "
+                    "it to OMR_TUS_CORS_ORIGINS"
+                },
+                status=403,
+            )
+        return web.Response(
+            status=200,
+            headers={
+                "Access-Control-Allow-Origin": origin,
+                "Vary": "Origin",
+                "Access-Control-Allow-Methods": ALLOW_METHODS,
+                "Access-Control-Allow-Headers": ALLOW_HEADERS,
+                "Access-Control-Max-Age": "86400",
+            },
+        )
     response = await handler(request)
     if allowed:
         response.headers["Access-Control-Allow-Origin"] = origin
@@ -92,16 +121,18 @@ async def cors(request: web.Request, handler):
     return response
 
 
-def error_response(request: web.Request, status: int, message: str,
-                   headers: dict[str, str] | None = None) -> web.Response:
+def error_response(
+    request: web.Request, status: int, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
     """The one place where errors become responses: plain text on tus routes, {"detail"} elsewhere."""
     headers = dict(headers or {})
     if is_tus(request):
         if not ietf.is_ietf(request.headers):
             headers["Tus-Resumable"] = "1.0.0"
         return web.Response(status=status, text=message + "\n", headers=headers)
-    return web.Response(status=status, body=json.dumps({"detail": message}),
-                        content_type="application/json", headers=headers)
+    return web.Response(
+        status=status, body=json.dumps({"detail": message}), content_type="application/json", headers=headers
+    )
 
 
 @web.middleware
@@ -113,7 +144,9 @@ async def error_mapping(request: web.Request, handler):
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        headers = {k: v for k, v in exc.headers.items() if k.lower() not in ("content-type", "content-length")}
+        headers = {
+            k: v for k, v in exc.headers.items() if k.lower() not in ("content-type", "content-length")
+        }
         message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
         return error_response(request, exc.status, message, headers)
     except HttpProcessingError as exc:  # a malformed body (multipart framing, chunked encoding)
@@ -121,8 +154,13 @@ async def error_mapping(request: web.Request, handler):
     except Exception as exc:
         if is_disk_full(exc):
             log.error("the database's disk is full (%s %s)", request.method, request.path)
-            return error_response(request, 507, "The server's database is out of disk space; nothing was "
-                                  "lost: retry later or contact the administrator", {"Retry-After": "60"})
+            return error_response(
+                request,
+                507,
+                "The server's database is out of disk space; nothing was "
+                "lost: retry later or contact the administrator",
+                {"Retry-After": "60"},
+            )
         if is_outage(exc):
             log.warning("database unavailable in %s %s: %s", request.method, request.path, type(exc).__name__)
             return error_response(request, 503, errors.UNAVAILABLE.message, {"Retry-After": "2"})
@@ -135,7 +173,9 @@ async def error_mapping(request: web.Request, handler):
 @web.middleware
 async def reject_nul(request: web.Request, handler):
     """A NUL byte in a path or query is never meaningful here, and PostgreSQL refuses it in text."""
-    if "\x00" in request.path or any("\x00" in key or "\x00" in value for key, value in request.query.items()):
+    if "\x00" in request.path or any(
+        "\x00" in key or "\x00" in value for key, value in request.query.items()
+    ):
         raise errors.BAD_REQUEST("The URL contains a NUL character; remove it")
     return await handler(request)
 
@@ -152,7 +192,11 @@ async def tus_version(request: web.Request, handler):
 @web.middleware
 async def authenticate(request: web.Request, handler):
     match = request.match_info
-    if request.method != "OPTIONS" and match.http_exception is None and not getattr(match.handler, "public", False):
+    if (
+        request.method != "OPTIONS"
+        and match.http_exception is None
+        and not getattr(match.handler, "public", False)
+    ):
         request[PRINCIPAL] = await request.app[AUTH].principal(request.headers.get("Authorization"))
     return await handler(request)
 

@@ -4,7 +4,7 @@ copied on its way to the store (aiohttp's BodyPartReader copies each byte once o
 
 from __future__ import annotations
 
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 from aiohttp.helpers import parse_mimetype
@@ -23,7 +23,7 @@ def malformed(why: str) -> errors.ServiceError:
 
 
 class FormPart:
-    def __init__(self, form: "FormReader", name: str, filename: str | None):
+    def __init__(self, form: FormReader, name: str, filename: str | None):
         self.form = form
         self.name = name
         self.filename = filename
@@ -93,7 +93,7 @@ class FormReader:
         chunk = await anext(self._blocks, None)
         if chunk is None:
             return False
-        self._data = self._data[self._pos:] + chunk
+        self._data = self._data[self._pos :] + chunk
         self._pos = 0
         return True
 
@@ -106,17 +106,17 @@ class FormReader:
             index = self._data.find(self.delimiter, self._pos)
             if index >= 0:
                 if index > self._pos:
-                    yield memoryview(self._data)[self._pos:index]
+                    yield memoryview(self._data)[self._pos : index]
                 self._pos = index + len(self.delimiter)
                 return
             safe = len(self._data) - keep
             if safe > self._pos:
-                yield memoryview(self._data)[self._pos:safe]
+                yield memoryview(self._data)[self._pos : safe]
                 self._pos = safe
             chunk = await anext(self._blocks, None)
             if chunk is None:
                 raise malformed("the body ended inside a part")
-            rest = self._data[self._pos:]
+            rest = self._data[self._pos :]
             if rest and len(chunk) > keep and (rest + chunk[:keep]).find(self.delimiter) < 0:
                 yield rest  # no delimiter starts in the tail: it is content
                 rest = b""
@@ -127,13 +127,13 @@ class FormReader:
         while len(self._data) - self._pos < 2:
             if not await self._more():
                 raise malformed("the body ended after a boundary")
-        if self._data[self._pos:self._pos + 2] == b"--":
+        if self._data[self._pos : self._pos + 2] == b"--":
             self._finished = True
             return False
         while True:
             end = self._data.find(b"\r\n", self._pos)
             if end >= 0:
-                if self._data[self._pos:end].strip(b" \t"):
+                if self._data[self._pos : end].strip(b" \t"):
                     raise malformed("unexpected bytes after a boundary")
                 self._pos = end + 2
                 return True
@@ -146,13 +146,21 @@ class FormReader:
                 raise malformed(f"part headers longer than {MAX_HEADERS} bytes")
             if not await self._more():
                 raise malformed("the body ended inside part headers")
-        raw = self._data[self._pos:end].decode("latin-1")
+        raw = self._data[self._pos : end].decode("latin-1")
         self._pos = end + 4
-        disposition = next((line.split(":", 1)[1].strip() for line in raw.split("\r\n")
-                            if line.lower().startswith("content-disposition:")), None)
+        disposition = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in raw.split("\r\n")
+                if line.lower().startswith("content-disposition:")
+            ),
+            None,
+        )
         if disposition is None:
             raise malformed("a part has no Content-Disposition")
         kind, params = parse_content_disposition(disposition)
         if kind != "form-data" or not params.get("name"):
-            raise errors.BAD_REQUEST("Every form part needs a name (Content-Disposition: form-data; name=...)")
+            raise errors.BAD_REQUEST(
+                "Every form part needs a name (Content-Disposition: form-data; name=...)"
+            )
         return FormPart(self, params["name"], content_disposition_filename(params, "filename"))

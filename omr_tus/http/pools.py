@@ -5,8 +5,9 @@ behind them; memory is bounded by threads x one job, and a flood gets 503 at onc
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 from .. import errors
 
@@ -20,8 +21,9 @@ class BoundedPool:
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         if self._taken >= self._slots:
-            raise errors.BUSY(f"The server is busy with {self.name} work; retry in a few seconds",
-                              {"Retry-After": "5"})
+            raise errors.BUSY(
+                f"The server is busy with {self.name} work; retry in a few seconds", {"Retry-After": "5"}
+            )
         self._taken += 1
         try:
             return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)

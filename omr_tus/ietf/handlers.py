@@ -59,21 +59,32 @@ async def create(request: web.Request, v: h.Version) -> web.Response:
     length = _declared_length(v, request, 0, complete, None)
     service.check_length(length)
     raw_meta = request.headers.get("Upload-Metadata")
-    meta = merged(checked_metadata(tus_headers.metadata(raw_meta)), repr_digest(request.headers.get("Repr-Digest")),
-                  "Repr-Digest")
+    meta = merged(
+        checked_metadata(tus_headers.metadata(raw_meta)),
+        repr_digest(request.headers.get("Repr-Digest")),
+        "Repr-Digest",
+    )
     if not meta.get("upload_type"):
         raise errors.BAD_REQUEST(
             "Upload-Metadata must name the upload_type (zip_with_qr, zip_no_qr or images, and task_id for the "
-            "last two), tus-style: 'upload_type <base64>,task_id <base64>,filename <base64>'")
+            "last two), tus-style: 'upload_type <base64>,task_id <base64>,filename <base64>'"
+        )
     upload_type, task_id = check_upload_type(meta.get("upload_type"), meta.get("task_id"))
     meta.setdefault("filename", _disposition_filename(request.headers.get("Content-Disposition")))
     filetype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
     if filetype not in _TRANSFER_TYPES:
         meta.setdefault("filetype", filetype)
     meta = {k: value for k, value in meta.items() if value is not None}
-    info = await service.create(principal(request), length=length, metadata=meta, raw_metadata=raw_meta,
-                                filename=clean_filename(meta.get("filename")), upload_type=upload_type,
-                                task_id=task_id, protocol="ietf")
+    info = await service.create(
+        principal(request),
+        length=length,
+        metadata=meta,
+        raw_metadata=raw_meta,
+        filename=clean_filename(meta.get("filename")),
+        upload_type=upload_type,
+        task_id=task_id,
+        protocol="ietf",
+    )
     location = f"{base_url(request, request.app[SETTINGS].trust_proxy_headers)}/files/{info.id}"
     await _interim(request, {**_common(v), "Location": location, **_limits(request, v, info)})
     try:
@@ -81,8 +92,14 @@ async def create(request: web.Request, v: h.Version) -> web.Response:
     except errors.ServiceError as exc:  # the upload exists: tell the client where
         exc.headers.update(Location=location)
         raise
-    hdrs = {**_common(v), "Location": location, "Upload-Offset": str(info.offset),
-            **v.completeness(info.is_complete), **_limits(request, v, info), **_batch(info)}
+    hdrs = {
+        **_common(v),
+        "Location": location,
+        "Upload-Offset": str(info.offset),
+        **v.completeness(info.is_complete),
+        **_limits(request, v, info),
+        **_batch(info),
+    }
     return web.Response(status=201, headers=hdrs)
 
 
@@ -94,7 +111,9 @@ async def _interim(request: web.Request, headers: dict[str, str]) -> None:
         return
     fields = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
     try:
-        await request.writer.write(f"HTTP/1.1 104 Upload Resumption Supported\r\n{fields}\r\n".encode("latin-1"))
+        await request.writer.write(
+            f"HTTP/1.1 104 Upload Resumption Supported\r\n{fields}\r\n".encode("latin-1")
+        )
     except ConnectionError:  # the client is gone; reading the body will tell
         log.debug("104 not sent: connection closed")
 
@@ -106,20 +125,24 @@ def _disposition_filename(value: str | None) -> str | None:
     return match.group(1).replace('\\"', '"') if match.group(1) is not None else match.group(2)
 
 
-def _declared_length(v: h.Version, request: web.Request, offset: int, complete: bool,
-                     known: int | None) -> int | None:
+def _declared_length(
+    v: h.Version, request: web.Request, offset: int, complete: bool, known: int | None
+) -> int | None:
     """The length the request declares (Upload-Length, or Upload-Complete: ?1 with a
     Content-Length), checked against itself and against what the upload already knows."""
     declared = [length for length in (v.length(request.headers), known) if length is not None]
     if complete and request.content_length is not None:
         declared.append(offset + request.content_length)
     if len(set(declared)) > 1:
-        raise h.INCONSISTENT_LENGTH(f"the upload's length would be {' and '.join(map(str, sorted(set(declared))))}")
+        raise h.INCONSISTENT_LENGTH(
+            f"the upload's length would be {' and '.join(map(str, sorted(set(declared))))}"
+        )
     return declared[0] if declared else None
 
 
-async def _transfer(request: web.Request, v: h.Version, info: UploadInfo, offset: int,
-                    complete: bool) -> UploadInfo:
+async def _transfer(
+    request: web.Request, v: h.Version, info: UploadInfo, offset: int, complete: bool
+) -> UploadInfo:
     """Appends the body, if any; on Upload-Complete: ?1 the upload then ends where the bytes
     end (the service creates the batch once the offset reaches a known length)."""
     length = _declared_length(v, request, offset, complete, info.length)
@@ -127,10 +150,12 @@ async def _transfer(request: web.Request, v: h.Version, info: UploadInfo, offset
         info = await tus.append_body(request, info.id, offset, length=length)
     if complete and not info.is_complete:
         if info.length is not None:  # the body ended short of the length it declared
-            raise h.INCONSISTENT_LENGTH(f"Upload-Complete: ?1 at offset {info.offset}, but the upload's length "
-                                        f"is {info.length}")
-        info = await request.app[SERVICE].append(info.id, principal(request), info.offset, _nothing(),
-                                                 interrupt=lambda: None, length=info.offset)
+            raise h.INCONSISTENT_LENGTH(
+                f"Upload-Complete: ?1 at offset {info.offset}, but the upload's length is {info.length}"
+            )
+        info = await request.app[SERVICE].append(
+            info.id, principal(request), info.offset, _nothing(), interrupt=lambda: None, length=info.offset
+        )
     return info
 
 
@@ -142,8 +167,14 @@ async def _nothing():
 async def head(request: web.Request, v: h.Version) -> web.Response:
     v.refuse(request.headers, v.refused_on_head)
     info = await request.app[SERVICE].current(request.match_info["upload_id"], principal(request))
-    hdrs = {**_common(v), "Cache-Control": "no-store", "Upload-Offset": str(info.offset),
-            **v.completeness(info.is_complete), **_limits(request, v, info), **_batch(info)}
+    hdrs = {
+        **_common(v),
+        "Cache-Control": "no-store",
+        "Upload-Offset": str(info.offset),
+        **v.completeness(info.is_complete),
+        **_limits(request, v, info),
+        **_batch(info),
+    }
     if v.upload_length and info.length is not None:
         hdrs["Upload-Length"] = str(info.length)
     return web.Response(status=204, headers=hdrs)
@@ -151,24 +182,33 @@ async def head(request: web.Request, v: h.Version) -> web.Response:
 
 async def patch(request: web.Request, v: h.Version) -> web.Response:
     if v.patch_type and request.headers.get("Content-Type", "").split(";")[0].strip().lower() != v.patch_type:
-        raise errors.UNSUPPORTED_MEDIA(f"PATCH requests must use Content-Type: {v.patch_type} "
-                                       f"(interop version {v.number})")
+        raise errors.UNSUPPORTED_MEDIA(
+            f"PATCH requests must use Content-Type: {v.patch_type} (interop version {v.number})"
+        )
     offset = tus_headers.upload_offset(request.headers)
     complete = v.requested_complete(request.headers, creation=False)
     if digests := repr_digest(request.headers.get("Repr-Digest")):  # the whole file's, on an append too
-        await request.app[SERVICE].declare(request.match_info["upload_id"], principal(request), digests,
-                                           "Repr-Digest")
+        await request.app[SERVICE].declare(
+            request.match_info["upload_id"], principal(request), digests, "Repr-Digest"
+        )
     info = await request.app[SERVICE].get(request.match_info["upload_id"], principal(request))
     if info.is_complete:  # more bytes for it are an inconsistent length, where the version says so
         more = request.content_length or (request.body_exists and request.content_length is None)
         spec = h.INCONSISTENT_LENGTH if more and "inconsistent-upload-length" in v.problems else h.COMPLETED
         raise spec(f"Upload {info.id} is already complete at {info.offset} bytes")
     if offset != info.offset:  # checked again under the upload's lock by the service
-        raise errors.OFFSET_MISMATCH(f"Upload-Offset {offset} does not match the upload's offset {info.offset}; "
-                                     "send a HEAD request and resume from there",
-                                     headers={"Upload-Offset": str(info.offset)})
+        raise errors.OFFSET_MISMATCH(
+            f"Upload-Offset {offset} does not match the upload's offset {info.offset}; "
+            "send a HEAD request and resume from there",
+            headers={"Upload-Offset": str(info.offset)},
+        )
     info = await _transfer(request, v, info, offset, complete)
-    hdrs = {**_common(v), "Upload-Offset": str(info.offset), **v.completeness(info.is_complete), **_batch(info)}
+    hdrs = {
+        **_common(v),
+        "Upload-Offset": str(info.offset),
+        **v.completeness(info.is_complete),
+        **_batch(info),
+    }
     return web.Response(status=v.append_status, headers=hdrs)
 
 

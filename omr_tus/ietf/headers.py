@@ -59,13 +59,25 @@ PARTIAL_UPLOAD = "application/partial-upload"
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_TYPES = "https://iana.org/assignments/http-problem-types#"
 # Request and response fields a browser must be allowed to send and to read (CORS).
-FIELDS = (INTEROP, "Upload-Complete", "Upload-Incomplete", "Upload-Limit", "Content-Disposition", "Repr-Digest")
+FIELDS = (
+    INTEROP,
+    "Upload-Complete",
+    "Upload-Incomplete",
+    "Upload-Limit",
+    "Content-Disposition",
+    "Repr-Digest",
+)
 
 COMPLETED = errors.ErrorSpec("ERR_UPLOAD_COMPLETED", 400, "upload is already completed")
-INCONSISTENT_LENGTH = errors.ErrorSpec("ERR_INCONSISTENT_LENGTH", 400, "inconsistent length values for upload")
+INCONSISTENT_LENGTH = errors.ErrorSpec(
+    "ERR_INCONSISTENT_LENGTH", 400, "inconsistent length values for upload"
+)
 # Problem type name and title (as the drafts word them) of the errors that have one.
 PROBLEMS = {
-    errors.OFFSET_MISMATCH: ("mismatching-upload-offset", "offset from request does not match offset of resource"),
+    errors.OFFSET_MISMATCH: (
+        "mismatching-upload-offset",
+        "offset from request does not match offset of resource",
+    ),
     COMPLETED: ("completed-upload", COMPLETED.message),
     INCONSISTENT_LENGTH: ("inconsistent-upload-length", INCONSISTENT_LENGTH.message),
 }
@@ -98,8 +110,9 @@ class Version:
         if value is not None:
             return value != self.inverted
         if creation or self.absent_completes is None:
-            raise errors.BAD_REQUEST(f"{self.complete_field} is required (?1 or ?0) in interop version "
-                                     f"{self.number}")
+            raise errors.BAD_REQUEST(
+                f"{self.complete_field} is required (?1 or ?0) in interop version {self.number}"
+            )
         return self.absent_completes
 
     @staticmethod
@@ -112,8 +125,9 @@ class Version:
     def refuse(self, headers: Mapping[str, str], fields: tuple[str, ...]) -> None:
         present = [f for f in fields if f in headers]
         if present:
-            raise errors.BAD_REQUEST(f"this request must not carry {', '.join(present)} "
-                                     f"(interop version {self.number})")
+            raise errors.BAD_REQUEST(
+                f"this request must not carry {', '.join(present)} (interop version {self.number})"
+            )
 
     def limits(self, max_size: int, expires_at: dt.datetime | None = None) -> dict[str, str]:
         """Upload-Limit (a Structured Fields dictionary), for the versions that have it."""
@@ -130,15 +144,45 @@ _DRAFT_01_FIELDS = ("Upload-Offset", "Upload-Incomplete")
 _DRAFT_02_FIELDS = ("Upload-Offset", "Upload-Complete")
 _EARLY_PROBLEMS = ("mismatching-upload-offset", "completed-upload")
 _PROBLEMS = _EARLY_PROBLEMS + ("inconsistent-upload-length",)
-VERSIONS = {v.number: v for v in (
-    Version(3, "-01", "Upload-Incomplete", True, None, False, None, (), 201, _DRAFT_01_FIELDS, _DRAFT_01_FIELDS),
-    Version(4, "-02", "Upload-Complete", False, None, False, None, (), 201, _DRAFT_02_FIELDS, _DRAFT_02_FIELDS),
-    Version(5, "-03", "Upload-Complete", False, None, False, None, (), 201, _DRAFT_02_FIELDS, _DRAFT_02_FIELDS),
-    Version(6, "-04/-05", "Upload-Complete", False, PARTIAL_UPLOAD, True, "expires", _EARLY_PROBLEMS, 201,
-            _DRAFT_02_FIELDS + ("Upload-Length",), _DRAFT_02_FIELDS),
-    Version(7, "-06 to -08", "Upload-Complete", False, PARTIAL_UPLOAD, True, "max-age", _PROBLEMS, 204),
-    Version(8, "-09 to -12", "Upload-Complete", None, PARTIAL_UPLOAD, True, "max-age", _PROBLEMS, 204),
-)}
+VERSIONS = {
+    v.number: v
+    for v in (
+        Version(
+            3,
+            "-01",
+            "Upload-Incomplete",
+            True,
+            None,
+            False,
+            None,
+            (),
+            201,
+            _DRAFT_01_FIELDS,
+            _DRAFT_01_FIELDS,
+        ),
+        Version(
+            4, "-02", "Upload-Complete", False, None, False, None, (), 201, _DRAFT_02_FIELDS, _DRAFT_02_FIELDS
+        ),
+        Version(
+            5, "-03", "Upload-Complete", False, None, False, None, (), 201, _DRAFT_02_FIELDS, _DRAFT_02_FIELDS
+        ),
+        Version(
+            6,
+            "-04/-05",
+            "Upload-Complete",
+            False,
+            PARTIAL_UPLOAD,
+            True,
+            "expires",
+            _EARLY_PROBLEMS,
+            201,
+            _DRAFT_02_FIELDS + ("Upload-Length",),
+            _DRAFT_02_FIELDS,
+        ),
+        Version(7, "-06 to -08", "Upload-Complete", False, PARTIAL_UPLOAD, True, "max-age", _PROBLEMS, 204),
+        Version(8, "-09 to -12", "Upload-Complete", None, PARTIAL_UPLOAD, True, "max-age", _PROBLEMS, 204),
+    )
+}
 
 
 def is_ietf(headers: Mapping[str, str]) -> bool:
@@ -150,8 +194,10 @@ def version(headers: Mapping[str, str]) -> Version:
     raw = headers.get(INTEROP, "").strip()
     found = VERSIONS.get(int(raw)) if raw.isdigit() and len(raw) < 4 else None
     if found is None:
-        raise errors.BAD_REQUEST(f"{INTEROP} {raw[:20]!r} is not supported: this server speaks interop versions "
-                                 f"{min(VERSIONS)} to {max(VERSIONS)}, or tus with Tus-Resumable: 1.0.0")
+        raise errors.BAD_REQUEST(
+            f"{INTEROP} {raw[:20]!r} is not supported: this server speaks interop versions "
+            f"{min(VERSIONS)} to {max(VERSIONS)}, or tus with Tus-Resumable: 1.0.0"
+        )
     return found
 
 

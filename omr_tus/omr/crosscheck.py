@@ -17,21 +17,21 @@ import numpy as np
 
 from .template import Template, Thresholds
 
-PAGE_DEFAULT = 200.0   # OMRChecker's page threshold for a white page when it finds no jump
+PAGE_DEFAULT = 200.0  # OMRChecker's page threshold for a white page when it finds no jump
 LOCAL_DEFAULT = 255.0  # ... and a field's before it looks
-PAGE_LOOSENESS = 2     # neighbours either side when looking for the page's jump
-INK_SHARE = 0.005      # the darkest share of the pixels around the bubbles taken as the page's ink
-INK_STEP = 3           # ... of every third pixel each way
-MOSTLY_BLANK = 0.9     # share of fields read blank that, with two clear kinds of bubble, needs a look
-DARK_MIN = 2           # bubbles clearly darker than the rest needed to call the page two-valued
+PAGE_LOOSENESS = 2  # neighbours either side when looking for the page's jump
+INK_SHARE = 0.005  # the darkest share of the pixels around the bubbles taken as the page's ink
+INK_STEP = 3  # ... of every third pixel each way
+MOSTLY_BLANK = 0.9  # share of fields read blank that, with two clear kinds of bubble, needs a look
+DARK_MIN = 2  # bubbles clearly darker than the rest needed to call the page two-valued
 
 
 @dataclass(frozen=True)
 class SecondReading:
-    marked: np.ndarray       # (bubbles,) bool, template order
+    marked: np.ndarray  # (bubbles,) bool, template order
     page_threshold: float
-    two_valued: bool         # the box means split clearly in two (a confident page jump)
-    dark: int                # bubbles below the page threshold
+    two_valued: bool  # the box means split clearly in two (a confident page jump)
+    dark: int  # bubbles below the page threshold
 
 
 def box_means(page: np.ndarray, boxes: np.ndarray, paper: np.ndarray) -> np.ndarray:
@@ -43,7 +43,7 @@ def box_means(page: np.ndarray, boxes: np.ndarray, paper: np.ndarray) -> np.ndar
     x0, y0 = np.clip(boxes[:, 0], 0, w), np.clip(boxes[:, 1], 0, h)
     x1, y1 = np.clip(boxes[:, 0] + boxes[:, 2], 0, w), np.clip(boxes[:, 1] + boxes[:, 3], 0, h)
     left, top = int(x0.min()), int(y0.min())
-    region = page[top:int(y1.max()), left:int(x1.max())]
+    region = page[top : int(y1.max()), left : int(x1.max())]
     total = cv2.integral(region, sdepth=cv2.CV_32S)
     x0, x1, y0, y1 = x0 - left, x1 - left, y0 - top, y1 - top
     corners = [total[y, x].astype(np.int64) for y, x in ((y1, x1), (y0, x1), (y1, x0), (y0, x0))]
@@ -60,7 +60,7 @@ def largest_jump(values: np.ndarray, loose: int, floor: float, default: float) -
     v = np.sort(values)
     if len(v) <= 2 * loose:
         return default, floor
-    jumps = v[2 * loose:] - v[:-2 * loose]
+    jumps = v[2 * loose :] - v[: -2 * loose]
     i = int(np.argmax(jumps))
     if jumps[i] <= floor:
         return default, floor
@@ -80,8 +80,12 @@ def read_twice(page: np.ndarray, template: Template, shifts: np.ndarray, paper: 
         span = slice(start, start + len(f.bubbles))
         marked[span] = means[span] < _field_threshold(means[span], page_threshold, t)
         start = span.stop
-    return SecondReading(marked, page_threshold, page_jump >= t.min_jump + t.confident_surplus,
-                         int((means < page_threshold).sum()))
+    return SecondReading(
+        marked,
+        page_threshold,
+        page_jump >= t.min_jump + t.confident_surplus,
+        int((means < page_threshold).sum()),
+    )
 
 
 def _field_threshold(values: np.ndarray, page_threshold: float, t: Thresholds) -> float:
@@ -91,11 +95,19 @@ def _field_threshold(values: np.ndarray, page_threshold: float, t: Thresholds) -
     return page_threshold if jump < t.min_jump + t.confident_surplus else threshold
 
 
-def mostly_blank_but_two_valued(second: SecondReading, blank_fields: int, fields: int, marked: int) -> str | None:
+def mostly_blank_but_two_valued(
+    second: SecondReading, blank_fields: int, fields: int, marked: int
+) -> str | None:
     """A review reason when the main reading found (almost) nothing on a page whose bubbles
     clearly come in a light and a dark kind, most of them unread: the boxes likely missed the marks."""
-    if (fields and blank_fields >= MOSTLY_BLANK * fields and second.two_valued
-            and second.dark >= max(DARK_MIN, 2 * marked)):
-        return (f"{blank_fields} of {fields} fields read blank, yet {second.dark} bubbles are clearly "
-                f"darker than the rest")
+    if (
+        fields
+        and blank_fields >= MOSTLY_BLANK * fields
+        and second.two_valued
+        and second.dark >= max(DARK_MIN, 2 * marked)
+    ):
+        return (
+            f"{blank_fields} of {fields} fields read blank, yet {second.dark} bubbles are clearly "
+            f"darker than the rest"
+        )
     return None

@@ -21,26 +21,26 @@ import numpy as np
 
 from .template import Template
 
-WINDOW = 0.8          # half-window around a box, as a share of its size (less where neighbours are close)
-REACH = 0.5           # ... and at most this share of the pitch to the next bubble
-ROUNDS = 4            # centring iterations
-MAX_SHIFT = 0.6       # a block moves at most this share of its bubble size ...
+WINDOW = 0.8  # half-window around a box, as a share of its size (less where neighbours are close)
+REACH = 0.5  # ... and at most this share of the pitch to the next bubble
+ROUNDS = 4  # centring iterations
+MAX_SHIFT = 0.6  # a block moves at most this share of its bubble size ...
 MAX_SHIFT_PITCH = 0.4  # ... and of its pitch, so it never locks onto the neighbouring bubble
-WORK_SIDE = 10        # px of the smaller bubble side at which the search runs (the page is shrunk to it)
-INK = 0.06            # a window holds print where its darkness adds up to a twentieth of it this much darker
-STRUCTURE = 0.035     # darkness of the print common to a block's windows for it to be on print
-FIELD_MIN = 3         # bubbles a field needs to be moved on its own ...
-FIELD_SHIFT = 0.2     # ... by at most this share of the bubble size beyond its block's shift,
-FIELD_GAP = 0.5       # ... and this share of the paper between bubbles (none where they touch)
-SCATTER_MIN = 5       # bubbles (clearly printed ones) needed to move a block (to judge their scatter)
+WORK_SIDE = 10  # px of the smaller bubble side at which the search runs (the page is shrunk to it)
+INK = 0.06  # a window holds print where its darkness adds up to a twentieth of it this much darker
+STRUCTURE = 0.035  # darkness of the print common to a block's windows for it to be on print
+FIELD_MIN = 3  # bubbles a field needs to be moved on its own ...
+FIELD_SHIFT = 0.2  # ... by at most this share of the bubble size beyond its block's shift,
+FIELD_GAP = 0.5  # ... and this share of the paper between bubbles (none where they touch)
+SCATTER_MIN = 5  # bubbles (clearly printed ones) needed to move a block (to judge their scatter)
 BLANK_PAPER = "its boxes lie on blank paper"
-SPREAD = 0.2          # bubbles' own centres may scatter this share of the bubble size (median)
+SPREAD = 0.2  # bubbles' own centres may scatter this share of the bubble size (median)
 
 
 @dataclass(frozen=True)
 class Fit:
-    shifts: np.ndarray            # (bubbles, 2) whole-pixel (dx, dy) of each bubble's box on the page
-    unfit: dict[str, str]         # block name -> why it does not land on print
+    shifts: np.ndarray  # (bubbles, 2) whole-pixel (dx, dy) of each bubble's box on the page
+    unfit: dict[str, str]  # block name -> why it does not land on print
 
     def moved(self, template: Template) -> float:
         """How far the bubbles had to move onto their print, in bubble sizes (mean)."""
@@ -49,7 +49,7 @@ class Fit:
 
 @lru_cache(maxsize=64)
 def _grid(hx: int, hy: int) -> tuple[np.ndarray, np.ndarray]:
-    ys, xs = np.mgrid[-hy:hy + 1, -hx:hx + 1]
+    ys, xs = np.mgrid[-hy : hy + 1, -hx : hx + 1]
     return ys.ravel(), xs.ravel()
 
 
@@ -84,32 +84,43 @@ class _Search:
         lay = self.layout = template.layout
         self.names = lay.names
         self.factor = max(1.0, float(lay.boxes[:, 2:].min()) / WORK_SIDE)
-        self.work = page if self.factor == 1 else cv2.resize(page, None, fx=1 / self.factor, fy=1 / self.factor,
-                                                             interpolation=cv2.INTER_AREA)
+        self.work = (
+            page
+            if self.factor == 1
+            else cv2.resize(page, None, fx=1 / self.factor, fy=1 / self.factor, interpolation=cv2.INTER_AREA)
+        )
         self.paper = paper.astype(np.float32)
         self.centres = (lay.boxes[:, :2] + lay.boxes[:, 2:] / 2) / self.factor - 0.5
-        self.half = np.maximum(np.rint(np.minimum(WINDOW * lay.size, REACH * lay.pitch) / self.factor), 1).astype(int)
+        self.half = np.maximum(
+            np.rint(np.minimum(WINDOW * lay.size, REACH * lay.pitch) / self.factor), 1
+        ).astype(int)
         self.limit = np.minimum(MAX_SHIFT * lay.size, MAX_SHIFT_PITCH * lay.pitch) / self.factor
-        self.field_reach = np.minimum(FIELD_SHIFT * lay.size,
-                                      FIELD_GAP * np.maximum(lay.pitch - lay.size, 0)) / self.factor
+        self.field_reach = (
+            np.minimum(FIELD_SHIFT * lay.size, FIELD_GAP * np.maximum(lay.pitch - lay.size, 0)) / self.factor
+        )
 
     def block(self, i: int, start: np.ndarray) -> tuple[np.ndarray, str | None]:
         """Block i's bubble offsets (work pixels) searched from `start`, and why it does not fit."""
         mine = self.layout.block == i
         centres, paper = self.centres[mine], self.paper[mine]
         dy, dx = _grid(*self.half[i])
-        movable = mine.sum() >= SCATTER_MIN          # too few bubbles to move on
+        movable = mine.sum() >= SCATTER_MIN  # too few bubbles to move on
         reach = self.limit[i] if movable else np.zeros(2)
-        per_bubble = _refine(self.work, centres, paper, dy, dx, start, len(centres), reach)   # as one
+        per_bubble = _refine(self.work, centres, paper, dy, dx, start, len(centres), reach)  # as one
         offset = per_bubble[0]
         if self.layout.fields[i] >= FIELD_MIN:
-            per_bubble = _refine(self.work, centres, paper, dy, dx, offset, self.layout.fields[i], self.field_reach[i])
+            per_bubble = _refine(
+                self.work, centres, paper, dy, dx, offset, self.layout.fields[i], self.field_reach[i]
+            )
         strength, spread = _settled(self.work, centres + per_bubble, paper, dy, dx)
         size = self.layout.size[i].min() / self.factor
         if strength < STRUCTURE:
             return per_bubble, BLANK_PAPER
         if spread is not None and spread > SPREAD * size:
-            return per_bubble, f"its boxes do not sit on printed bubbles (scatter {spread * self.factor:.1f} px)"
+            return (
+                per_bubble,
+                f"its boxes do not sit on printed bubbles (scatter {spread * self.factor:.1f} px)",
+            )
         if movable and (np.abs(offset - start) >= reach - 0.5 / self.factor).any():
             far = np.hypot(*(np.abs(start) + reach)) * self.factor
             return per_bubble, f"lies {far:.0f} px or more off where the template puts it"
@@ -127,8 +138,16 @@ class _Search:
         return np.hstack([where, np.ones((len(where), 1))]) @ coef
 
 
-def _refine(work: np.ndarray, centres: np.ndarray, paper: np.ndarray, dy: np.ndarray, dx: np.ndarray,
-            start: np.ndarray, size: int, reach: np.ndarray) -> np.ndarray:
+def _refine(
+    work: np.ndarray,
+    centres: np.ndarray,
+    paper: np.ndarray,
+    dy: np.ndarray,
+    dx: np.ndarray,
+    start: np.ndarray,
+    size: int,
+    reach: np.ndarray,
+) -> np.ndarray:
     """Each run of `size` bubbles (a field, or the whole block) moved within `reach` of `start`
     to where its bubbles' print is centred (their median), so a page that bends or a lens that
     curves does not leave a block's far rows off their print; returns each bubble's offset."""
@@ -142,14 +161,15 @@ def _refine(work: np.ndarray, centres: np.ndarray, paper: np.ndarray, dy: np.nda
         offset = new
         if done:
             break
-    if fields >= 3:   # a field moves with its neighbours: a ruled line or a desk edge pulls one alone
+    if fields >= 3:  # a field moves with its neighbours: a ruled line or a desk edge pulls one alone
         window = np.clip(np.arange(fields) - 1, 0, fields - 3)[:, None] + np.arange(3)
         offset = np.median(offset[window], axis=1)
     return np.repeat(offset, size, axis=0)
 
 
-def _settled(work: np.ndarray, centres: np.ndarray, paper: np.ndarray, dy: np.ndarray, dx: np.ndarray
-             ) -> tuple[float, float | None]:
+def _settled(
+    work: np.ndarray, centres: np.ndarray, paper: np.ndarray, dy: np.ndarray, dx: np.ndarray
+) -> tuple[float, float | None]:
     """(darkness of the print common to the windows, median distance of the bubbles' own print
     centres from where they now sit, None where too few windows hold print clearly to tell).
     Averaging the windows cancels paper grain and keeps the print they share, so even faint or
@@ -163,8 +183,9 @@ def _settled(work: np.ndarray, centres: np.ndarray, paper: np.ndarray, dy: np.nd
     return strength, float(np.median(np.hypot(*(own + snap)[printed].T)))
 
 
-def _windows(work: np.ndarray, centres: np.ndarray, dy: np.ndarray, dx: np.ndarray
-             ) -> tuple[np.ndarray, np.ndarray]:
+def _windows(
+    work: np.ndarray, centres: np.ndarray, dy: np.ndarray, dx: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Pixels of the window around each (whole-pixel) centre, and each centre's rounding."""
     h, w = work.shape
     whole = np.rint(centres)
@@ -173,8 +194,9 @@ def _windows(work: np.ndarray, centres: np.ndarray, dy: np.ndarray, dx: np.ndarr
     return work[ys, xs].astype(np.float32), whole - centres
 
 
-def _centroids(pixels: np.ndarray, paper: np.ndarray, dy: np.ndarray, dx: np.ndarray
-               ) -> tuple[np.ndarray, np.ndarray]:
+def _centroids(
+    pixels: np.ndarray, paper: np.ndarray, dy: np.ndarray, dx: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Darkness-weighted centre of each window relative to its middle, and how much print the
     window holds (its darkness summed, in units of a twentieth of the window fully dark)."""
     weight = np.clip(paper[:, None] * (1 - INK / 2) - pixels, 0, None)

@@ -31,8 +31,10 @@ def key_image_name(evaluation: dict | None, assets: dict[str, bytes]) -> str | N
     if options.get("answer_key_csv_path") in assets:
         return None  # OMRChecker reads the CSV when it is there
     if not isinstance(name, str) or name not in assets:
-        raise EvaluationError(f"{KEY}: the file {name!r} was not sent with the task (send it as an 'asset' "
-                              "file field of a multipart POST /api/tasks)")
+        raise EvaluationError(
+            f"{KEY}: the file {name!r} was not sent with the task (send it as an 'asset' "
+            "file field of a multipart POST /api/tasks)"
+        )
     return name
 
 
@@ -48,18 +50,34 @@ def key_from_image(evaluation: dict, template: Template, image: np.ndarray, name
         questions = sorted(c for c in first.answers if "blank" not in first.flags.get(c, ()))
     unknown = [q for q in questions if q not in template.columns]
     if unknown or not questions:
-        raise EvaluationError(f"{KEY}: the key image {name!r} cannot give the key: " + (
-            f"{', '.join(unknown)} not among the template's columns" if unknown else "no question is answered on it"))
+        raise EvaluationError(
+            f"{KEY}: the key image {name!r} cannot give the key: "
+            + (
+                f"{', '.join(unknown)} not among the template's columns"
+                if unknown
+                else "no question is answered on it"
+            )
+        )
     result = _read(image, _only(template, questions), name)
-    problems = [f"{q} {' and '.join(result.flags[q])} ({result.answers[q]!r})" for q in questions if result.flags[q]]
+    problems = [
+        f"{q} {' and '.join(result.flags[q])} ({result.answers[q]!r})" for q in questions if result.flags[q]
+    ]
     if result.status != "ok":
         problems.append(f"the sheet needs review: {result.error}")
     if problems:
-        raise EvaluationError(f"{KEY}: the key image {name!r} does not read confidently: " + "; ".join(problems))
+        raise EvaluationError(
+            f"{KEY}: the key image {name!r} does not read confidently: " + "; ".join(problems)
+        )
     kept = {k: v for k, v in options.items() if k not in ("answer_key_csv_path", "questions_in_order")}
-    return {**evaluation, "source_type": "custom",
-            "options": {**kept, "questions_in_order": questions,
-                        "answers_in_order": [result.answers[q] for q in questions]}}
+    return {
+        **evaluation,
+        "source_type": "custom",
+        "options": {
+            **kept,
+            "questions_in_order": questions,
+            "answers_in_order": [result.answers[q] for q in questions],
+        },
+    }
 
 
 def _read(image: np.ndarray, template: Template, name: str) -> SheetResult:
@@ -72,7 +90,9 @@ def _read(image: np.ndarray, template: Template, name: str) -> SheetResult:
 def _only(template: Template, columns: list[str]) -> Template:
     """The template cut down to `columns` and the fields they are made of."""
     parts = {p for c in columns for p in template.custom_labels.get(c, (c,))}
-    return dataclasses.replace(template, fields=tuple(f for f in template.fields if f.label in parts),
-                               columns=tuple(columns),
-                               custom_labels={c: template.custom_labels[c] for c in columns
-                                              if c in template.custom_labels})
+    return dataclasses.replace(
+        template,
+        fields=tuple(f for f in template.fields if f.label in parts),
+        columns=tuple(columns),
+        custom_labels={c: template.custom_labels[c] for c in columns if c in template.custom_labels},
+    )

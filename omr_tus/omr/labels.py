@@ -5,7 +5,7 @@ gigabytes."""
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 RANGE = re.compile(r"^(.*?)(\d{1,9})\.{2,3}(\d{1,9})$")  # the prefix may hold digits
 MAX_LABELS = 10_000  # labels one list may name, ranges expanded

@@ -13,8 +13,9 @@ letters and digits printed inside bubbles as black as a mark.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import cv2
 import numpy as np
@@ -22,28 +23,28 @@ from PIL import Image
 
 from .errors import SheetError, TemplateError
 
-PROCESSING = (666, 820)          # OMRChecker's default processing width and height
-MIN_PAGE_AREA = 80000            # px at processing size: smaller edge outlines are not the page
-PAGE_MIN_SHARE = 0.1             # a light page region must cover this share of the image
-SAME_CORNER = 0.005              # page corners this close (share of the image side) are one guess
-MAX_COSINE = 0.35                # page corners must be roughly square
-MIN_MARKER_SPAN = 0.25           # CropOnMarkers: the markers frame at least this share of each side
+PROCESSING = (666, 820)  # OMRChecker's default processing width and height
+MIN_PAGE_AREA = 80000  # px at processing size: smaller edge outlines are not the page
+PAGE_MIN_SHARE = 0.1  # a light page region must cover this share of the image
+SAME_CORNER = 0.005  # page corners this close (share of the image side) are one guess
+MAX_COSINE = 0.35  # page corners must be roughly square
+MIN_MARKER_SPAN = 0.25  # CropOnMarkers: the markers frame at least this share of each side
 MAX_ASSET_SIDE = 10000
-FEATURE_MIN_INLIERS = 10         # fewer agreeing feature matches: the reference was not found
-FEATURE_TRIES = 5000             # RANSAC draws: few of a form's matches agree, so look long for them
-FEATURE_RATIO = 0.8              # a feature's best match must be this much closer than its second
-FEATURE_REVIEW_ERROR = 3.0       # px (processing size) of mean feature misfit that needs review
+FEATURE_MIN_INLIERS = 10  # fewer agreeing feature matches: the reference was not found
+FEATURE_TRIES = 5000  # RANSAC draws: few of a form's matches agree, so look long for them
+FEATURE_RATIO = 0.8  # a feature's best match must be this much closer than its second
+FEATURE_REVIEW_ERROR = 3.0  # px (processing size) of mean feature misfit that needs review
 
-Matrix = np.ndarray               # 3x3 map from a step's input pixels to its output pixels
+Matrix = np.ndarray  # 3x3 map from a step's input pixels to its output pixels
 
 
 @dataclass(frozen=True)
 class Outcome:
     image: np.ndarray
-    matrix: Matrix | None = None   # None: the step changed pixels, not geometry
-    review: str | None = None      # a doubt about the alignment, shown to the reviewer
+    matrix: Matrix | None = None  # None: the step changed pixels, not geometry
+    review: str | None = None  # a doubt about the alignment, shown to the reviewer
     second: Callable[[], Outcome | None] | None = None  # a second guess, made only when the template
-                                                        # does not fit the first
+    # does not fit the first
 
 
 class Step:
@@ -54,6 +55,7 @@ class Step:
 
 
 # --- pixel filters ---------------------------------------------------------------------------
+
 
 class Levels(Step):
     def __init__(self, low: float, high: float, gamma: float):
@@ -83,6 +85,7 @@ class MedianBlur(Step):
 
 
 # --- geometry --------------------------------------------------------------------------------
+
 
 def order_corners(points: np.ndarray) -> np.ndarray:
     """Four points as top-left, top-right, bottom-right, bottom-left (by x+y and y-x)."""
@@ -159,24 +162,37 @@ class CropPage(Step):
     def _light_region(self, image: np.ndarray, edges: np.ndarray | None) -> Outcome | None:
         """The page as the outline of its light region, unless that is the edges' outline again."""
         light = page_outline(image, self.kernel)
-        if light is None or (edges is not None and np.abs(light - edges).max() < SAME_CORNER * max(image.shape)):
+        if light is None or (
+            edges is not None and np.abs(light - edges).max() < SAME_CORNER * max(image.shape)
+        ):
             return None
         return four_point_warp(image, light)
 
 
 def _no_page() -> Outcome:
-    raise SheetError("CropPage: the page's outline was not found (the sheet should lie on a "
-                     "darker background with its four corners in the picture)")
+    raise SheetError(
+        "CropPage: the page's outline was not found (the sheet should lie on a "
+        "darker background with its four corners in the picture)"
+    )
 
 
 class CropOnMarkers(Step):
     """Four copies of the template's marker image, one per corner region, found by template
     matching over a range of scales; the page is the quadrilateral of their centres."""
 
-    def __init__(self, marker: np.ndarray, width: float | None, min_match: float, max_variation: float,
-                 scales: range, erode_subtract: bool):
+    def __init__(
+        self,
+        marker: np.ndarray,
+        width: float | None,
+        min_match: float,
+        max_variation: float,
+        scales: range,
+        erode_subtract: bool,
+    ):
         if width:
-            marker = cv2.resize(marker, (max(int(width), 4), max(int(marker.shape[0] * width / marker.shape[1]), 4)))
+            marker = cv2.resize(
+                marker, (max(int(width), 4), max(int(marker.shape[0] * width / marker.shape[1]), 4))
+            )
         marker = _normalize(cv2.GaussianBlur(marker, (5, 5), 0))
         if erode_subtract:
             marker = marker - cv2.erode(marker, np.ones((5, 5)), iterations=5)
@@ -191,21 +207,29 @@ class CropOnMarkers(Step):
         prepared = _normalize(image)
         h, w = prepared.shape
         mid_h, mid_w = h // 3, w // 2
-        regions = (((0, 0), prepared[:mid_h, :mid_w]), ((mid_w, 0), prepared[:mid_h, mid_w:]),
-                   ((0, mid_h), prepared[mid_h:, :mid_w]), ((mid_w, mid_h), prepared[mid_h:, mid_w:]))
+        regions = (
+            ((0, 0), prepared[:mid_h, :mid_w]),
+            ((mid_w, 0), prepared[:mid_h, mid_w:]),
+            ((0, mid_h), prepared[mid_h:, :mid_w]),
+            ((mid_w, mid_h), prepared[mid_h:, mid_w:]),
+        )
         found = [self._best(region) for _, region in regions]
         best_score = max(score for score, _, _ in found)
         centres = []
         for k, ((ox, oy), (score, (x, y), (mw, mh))) in enumerate(zip((o for o, _ in regions), found), 1):
             if score < self.min_match or best_score - score >= self.max_variation:
-                raise SheetError(f"CropOnMarkers: no marker found in corner region {k} (match {max(score, 0):.2f}, "
-                                 f"need {self.min_match})")
+                raise SheetError(
+                    f"CropOnMarkers: no marker found in corner region {k} (match {max(score, 0):.2f}, "
+                    f"need {self.min_match})"
+                )
             centres.append((ox + x + mw / 2, oy + y + mh / 2))
         quad = order_corners(np.array(centres, np.float32))
         sides = np.linalg.norm(quad - np.roll(quad, -1, axis=0), axis=1) / [w, h, w, h]
         if _max_cosine(quad) >= MAX_COSINE or sides.min() < MIN_MARKER_SPAN:
-            raise SheetError("CropOnMarkers: the four best matches do not frame the page (is the marker "
-                             "printed in each corner, and is the whole sheet in the picture?)")
+            raise SheetError(
+                "CropOnMarkers: the four best matches do not frame the page (is the marker "
+                "printed in each corner, and is the whole sheet in the picture?)"
+            )
         return four_point_warp(image, quad)
 
     def _best(self, region: np.ndarray) -> tuple[float, tuple[int, int], tuple[int, int]]:
@@ -240,12 +264,16 @@ class FeatureBasedAlignment(Step):
         src = np.float32([points[m.queryIdx].pt for m in matches])
         dst = np.float32([self.points[m.trainIdx].pt for m in matches])
         if self.affine:
-            affine, inliers = cv2.estimateAffine2D(src, dst, ransacReprojThreshold=3.0, maxIters=FEATURE_TRIES,
-                                                   confidence=0.999)
+            affine, inliers = cv2.estimateAffine2D(
+                src, dst, ransacReprojThreshold=3.0, maxIters=FEATURE_TRIES, confidence=0.999
+            )
             matrix = None if affine is None else np.vstack([affine, [0, 0, 1]])
         else:
-            matrix, inliers = (cv2.findHomography(src, dst, cv2.RANSAC, 5.0, maxIters=FEATURE_TRIES, confidence=0.999)
-                               if len(src) >= 4 else (None, None))
+            matrix, inliers = (
+                cv2.findHomography(src, dst, cv2.RANSAC, 5.0, maxIters=FEATURE_TRIES, confidence=0.999)
+                if len(src) >= 4
+                else (None, None)
+            )
         if matrix is None or inliers is None or int(inliers.sum()) < FEATURE_MIN_INLIERS:
             raise SheetError("FeatureBasedAlignment: the sheet does not match the reference image")
         keep = inliers.ravel().astype(bool)
@@ -261,10 +289,11 @@ class FeatureBasedAlignment(Step):
         pairs = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(descriptors, self.descriptors, k=2)
         distinct = [p[0] for p in pairs if len(p) == 2 and p[0].distance < FEATURE_RATIO * p[1].distance]
         ranked = sorted(distinct, key=lambda m: m.distance)
-        return ranked[:max(int(len(pairs) * self.keep), FEATURE_MIN_INLIERS * 3)]
+        return ranked[: max(int(len(pairs) * self.keep), FEATURE_MIN_INLIERS * 3)]
 
 
 # --- parsing ---------------------------------------------------------------------------------
+
 
 def _require(ok: bool, key: str, message: str) -> None:
     if not ok:
@@ -273,15 +302,21 @@ def _require(ok: bool, key: str, message: str) -> None:
 
 def _number(options: dict, key: str, path: str, default: float, low: float, high: float) -> float:
     v = options.get(key, default)
-    _require(isinstance(v, (int, float)) and not isinstance(v, bool) and low <= v <= high,
-             f"{path}.{key}", f"must be a number from {low} to {high}")
+    _require(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and low <= v <= high,
+        f"{path}.{key}",
+        f"must be a number from {low} to {high}",
+    )
     return float(v)
 
 
 def _int_pair(options: dict, key: str, path: str, default: tuple[int, int]) -> tuple[int, int]:
     v = options.get(key, default)
-    ok = (isinstance(v, (list, tuple)) and len(v) == 2
-          and all(isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 99 for n in v))
+    ok = (
+        isinstance(v, (list, tuple))
+        and len(v) == 2
+        and all(isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 99 for n in v)
+    )
     _require(ok, f"{path}.{key}", "must be a pair of whole numbers from 1 to 99")
     return int(v[0]), int(v[1])
 
@@ -289,8 +324,12 @@ def _int_pair(options: dict, key: str, path: str, default: tuple[int, int]) -> t
 def _image(assets: dict[str, bytes], name: Any, path: str) -> np.ndarray:
     """An asset image, its size checked from its header before it is decoded."""
     _require(isinstance(name, str) and bool(name), path, "must name an image file")
-    _require(name in assets, path, f"the file {name!r} was not sent with the task (send it as an "
-                                   f"'asset' file field of a multipart POST /api/tasks)")
+    _require(
+        name in assets,
+        path,
+        f"the file {name!r} was not sent with the task (send it as an "
+        f"'asset' file field of a multipart POST /api/tasks)",
+    )
     try:
         with Image.open(io.BytesIO(assets[name])) as header:
             size, kind = header.size, header.format
@@ -299,8 +338,11 @@ def _image(assets: dict[str, bytes], name: Any, path: str) -> np.ndarray:
     except Exception:  # Pillow raises many kinds for a file that is not an image
         size, kind = (0, 0), None
     _require(kind in ("PNG", "JPEG"), path, f"the file {name!r} is not a PNG or JPEG image")
-    _require(max(size) <= MAX_ASSET_SIDE and min(size) >= 8, path,
-             f"the image {name!r} must be 8 to {MAX_ASSET_SIDE} pixels a side")
+    _require(
+        max(size) <= MAX_ASSET_SIDE and min(size) >= 8,
+        path,
+        f"the image {name!r} must be 8 to {MAX_ASSET_SIDE} pixels a side",
+    )
     image = cv2.imdecode(np.frombuffer(assets[name], np.uint8), cv2.IMREAD_GRAYSCALE)
     _require(image is not None, path, f"the image {name!r} could not be decoded")
     return image
@@ -331,23 +373,30 @@ def _crop_page(o: dict, path: str, assets: dict, processing: tuple[int, int]) ->
 
 def _crop_on_markers(o: dict, path: str, assets: dict, processing: tuple[int, int]) -> Step:
     """OMRChecker's options, under either of the spellings its versions used."""
+
     def option(names: tuple[str, ...], default: float, low: float, high: float) -> float:
         name = next((n for n in names if n in o), names[0])
         return _number(o, name, path, default, low, high)
 
     ratio = option(("sheetToMarkerWidthRatio",), 0, 0, 1000)
     rescale = o.get("marker_rescale_range", [35, 100])
-    ok = (isinstance(rescale, (list, tuple)) and len(rescale) == 2
-          and all(isinstance(n, int) and not isinstance(n, bool) for n in rescale) and 0 < rescale[0] < rescale[1] <= 1000)
+    ok = (
+        isinstance(rescale, (list, tuple))
+        and len(rescale) == 2
+        and all(isinstance(n, int) and not isinstance(n, bool) for n in rescale)
+        and 0 < rescale[0] < rescale[1] <= 1000
+    )
     _require(ok, f"{path}.marker_rescale_range", "must be two whole percentages, low < high")
     steps = int(option(("marker_rescale_steps",), 10, 1, 100))
     marker = _image(assets, o.get("relativePath", "omr_marker.jpg"), f"{path}.relativePath")
     return CropOnMarkers(
-        marker, processing[0] / ratio if ratio else None,
+        marker,
+        processing[0] / ratio if ratio else None,
         option(("min_matching_threshold", "minMatchingThreshold"), 0.3, 0, 1),
         option(("max_matching_variation", "maxMatchingVariation"), 0.41, 0, 1),
         range(rescale[1], rescale[0], -max((rescale[1] - rescale[0]) // steps, 1)),
-        bool(o.get("apply_erode_subtract", True)))
+        bool(o.get("apply_erode_subtract", True)),
+    )
 
 
 def _feature_based(o: dict, path: str, assets: dict, processing: tuple[int, int]) -> Step:
@@ -361,8 +410,13 @@ def _feature_based(o: dict, path: str, assets: dict, processing: tuple[int, int]
 
 
 PARSERS: dict[str, Callable[[dict, str, dict, tuple[int, int]], Step]] = {
-    "Levels": _levels, "GaussianBlur": _gaussian, "MedianBlur": _median, "CropPage": _crop_page,
-    "CropOnMarkers": _crop_on_markers, "FeatureBasedAlignment": _feature_based}
+    "Levels": _levels,
+    "GaussianBlur": _gaussian,
+    "MedianBlur": _median,
+    "CropPage": _crop_page,
+    "CropOnMarkers": _crop_on_markers,
+    "FeatureBasedAlignment": _feature_based,
+}
 
 
 def processing_size(config: dict | None) -> tuple[int, int]:
@@ -372,8 +426,11 @@ def processing_size(config: dict | None) -> tuple[int, int]:
     size = []
     for key, default in zip(("processing_width", "processing_height"), PROCESSING):
         v = dims.get(key, default)
-        _require(isinstance(v, int) and not isinstance(v, bool) and 64 <= v <= MAX_ASSET_SIDE,
-                 f"config.dimensions.{key}", f"must be a whole number from 64 to {MAX_ASSET_SIDE}")
+        _require(
+            isinstance(v, int) and not isinstance(v, bool) and 64 <= v <= MAX_ASSET_SIDE,
+            f"config.dimensions.{key}",
+            f"must be a whole number from 64 to {MAX_ASSET_SIDE}",
+        )
         size.append(v)
     return size[0], size[1]
 
@@ -398,6 +455,7 @@ def parse_steps(raw: Any, config: dict | None, assets: dict[str, bytes] | None) 
 @dataclass(frozen=True)
 class Alignment:
     """The steps of one template and the processing size they run at."""
+
     steps: tuple[Step, ...]
     processing: tuple[int, int]
 
@@ -411,21 +469,34 @@ class Alignment:
         work = cv2.resize(gray, (pw, ph), interpolation=cv2.INTER_AREA)
         yield from self._run(gray, page, work, _scale(w, h, pw, ph), 0, [])
 
-    def _run(self, gray: np.ndarray, page: tuple[int, int], work: np.ndarray, chain: Matrix, i: int,
-             reasons: list[str]) -> Iterator[tuple[np.ndarray, list[str]]]:
+    def _run(
+        self,
+        gray: np.ndarray,
+        page: tuple[int, int],
+        work: np.ndarray,
+        chain: Matrix,
+        i: int,
+        reasons: list[str],
+    ) -> Iterator[tuple[np.ndarray, list[str]]]:
         if i == len(self.steps):
             yield self._warp(gray, page, work, chain), reasons
             return
         out: Outcome | None = self.steps[i](work)
         while out is not None:
-            yield from self._run(gray, page, out.image, chain if out.matrix is None else out.matrix @ chain,
-                                 i + 1, reasons + [out.review] * bool(out.review))
+            yield from self._run(
+                gray,
+                page,
+                out.image,
+                chain if out.matrix is None else out.matrix @ chain,
+                i + 1,
+                reasons + [out.review] * bool(out.review),
+            )
             out = out.second() if out.second else None
 
     def _warp(self, gray: np.ndarray, page: tuple[int, int], work: np.ndarray, chain: Matrix) -> np.ndarray:
         h, w = gray.shape
         chain = _scale(work.shape[1], work.shape[0], *page) @ chain
-        factor = int(min(w / page[0], h / page[1]))   # pre-shrink: warping then needs no anti-aliasing
+        factor = int(min(w / page[0], h / page[1]))  # pre-shrink: warping then needs no anti-aliasing
         source = gray
         if factor >= 2:
             source = cv2.resize(gray, None, fx=1 / factor, fy=1 / factor, interpolation=cv2.INTER_AREA)

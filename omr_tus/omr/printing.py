@@ -4,8 +4,8 @@ so a PDF of thousands of pages never sits in memory."""
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 from PIL import Image
 
@@ -39,8 +39,13 @@ class _Pages:
         return len(self.students)
 
 
-def write_sheets(template: Template, task_id: str, students: list[str], out: Path,
-                 progress: Callable[[int, int], None] = lambda done, total: None) -> list[Path]:
+def write_sheets(
+    template: Template,
+    task_id: str,
+    students: list[str],
+    out: Path,
+    progress: Callable[[int, int], None] = lambda done, total: None,
+) -> list[Path]:
     """Writes a .pdf (all pages) or .png files (<stem>-<student>.png); returns the files."""
     if not students:
         raise ValueError("no students to render sheets for")

@@ -21,29 +21,29 @@ from .paper import nearby_paper
 from .preprocess import page_outline
 from .template import Bubble, Field, Markers, Template
 
-INNER = 0.6              # inner disc radius, as a share of the bubble's half-size
-INNER_OMRCHECKER = 0.9   # ... in an OMRChecker template, whose box is what OMRChecker reads
-RING = (1.2, 1.5)        # paper ring just outside the printed outline, same units
-BAND = (0.8, 1.05)       # where the printed outline is, same units
-OUTLINE_SEEN = 0.1       # outlines this dark (typical band darkness) can check registration
-OUTLINE_LOST = 0.5       # a band lighter than this share of the typical one: bubble off its print
-NO_INK = 0.05            # darkness added over the print, in units of a mark, below which a disc is blank
-MARKED = 0.5             # share of the disc that is dark, net of print: marked from here
-BLANK = 0.15             # ... and blank below this; in between is ambiguous (tick, slash, erasure)
-INK_DEFAULT = 0.75       # darkness of a pencil mark when a sheet has none to learn from
-INK_MIN = 0.1            # a sheet's marks add at least this darkness to a bubble ...
-INK_CLEAR = 3.0          # ... and this many times what most unmarked bubbles show
+INNER = 0.6  # inner disc radius, as a share of the bubble's half-size
+INNER_OMRCHECKER = 0.9  # ... in an OMRChecker template, whose box is what OMRChecker reads
+RING = (1.2, 1.5)  # paper ring just outside the printed outline, same units
+BAND = (0.8, 1.05)  # where the printed outline is, same units
+OUTLINE_SEEN = 0.1  # outlines this dark (typical band darkness) can check registration
+OUTLINE_LOST = 0.5  # a band lighter than this share of the typical one: bubble off its print
+NO_INK = 0.05  # darkness added over the print, in units of a mark, below which a disc is blank
+MARKED = 0.5  # share of the disc that is dark, net of print: marked from here
+BLANK = 0.15  # ... and blank below this; in between is ambiguous (tick, slash, erasure)
+INK_DEFAULT = 0.75  # darkness of a pencil mark when a sheet has none to learn from
+INK_MIN = 0.1  # a sheet's marks add at least this darkness to a bubble ...
+INK_CLEAR = 3.0  # ... and this many times what most unmarked bubbles show
 PIXEL_DARK = (0.12, 0.42)  # bounds of the per-sheet "dark pixel" threshold
-PRINT_MAX = 0.85         # at most this much of an unmarked bubble may be print
-PRINT_SPREAD = 0.25      # how much more print one kind of bubble may hold than the sheet's typical
-KIND_QUARTILE = 8        # bubbles of a kind needed before its lower quartile is trusted
-PAPER_NEAR = 0.9         # the ring is paper unless darker than this share of the nearby paper
-MOVED = 0.25             # blocks moved this share of their bubble size (mean) ask for a second guess
-REVIEW_ALIGN = 0.12      # mean marker misfit above this share of the bubble size needs review
+PRINT_MAX = 0.85  # at most this much of an unmarked bubble may be print
+PRINT_SPREAD = 0.25  # how much more print one kind of bubble may hold than the sheet's typical
+KIND_QUARTILE = 8  # bubbles of a kind needed before its lower quartile is trusted
+PAPER_NEAR = 0.9  # the ring is paper unless darker than this share of the nearby paper
+MOVED = 0.25  # blocks moved this share of their bubble size (mean) ask for a second guess
+REVIEW_ALIGN = 0.12  # mean marker misfit above this share of the bubble size needs review
 MIN_SIDE = 64
-DETECT_SIDE = 40         # marker side (px) at which ArUco detection runs
-QR_MARGIN = 0.25         # share of the qr box searched around it
-QR_PRINTED = 0.1         # share of the qr box that is dark once a code is printed there (a code is ~half)
+DETECT_SIDE = 40  # marker side (px) at which ArUco detection runs
+QR_MARGIN = 0.25  # share of the qr box searched around it
+QR_PRINTED = 0.1  # share of the qr box that is dark once a code is printed there (a code is ~half)
 QR_PAYLOAD = re.compile(r"^OMR:([0-9A-Za-z-]{1,32}):([0-9A-Za-z-]{1,32})(?::([1-9][0-9]{0,5}))?$")
 FLAG_ORDER = ("blank", "multiple", "ambiguous")
 
@@ -101,8 +101,11 @@ def _to_gray(image: np.ndarray) -> np.ndarray:
         channels = image.shape[2]
         if channels not in (1, 3, 4):
             raise SheetError(f"unsupported image with {channels} channels")
-        image = image[:, :, 0] if channels == 1 else cv2.cvtColor(
-            image, cv2.COLOR_BGR2GRAY if channels == 3 else cv2.COLOR_BGRA2GRAY)
+        image = (
+            image[:, :, 0]
+            if channels == 1
+            else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY if channels == 3 else cv2.COLOR_BGRA2GRAY)
+        )
     if min(image.shape) < MIN_SIDE:
         raise SheetError(f"image too small ({image.shape[1]}x{image.shape[0]})")
     return np.ascontiguousarray(image)
@@ -127,13 +130,25 @@ def _read(gray: np.ndarray, template: Template, qr_expected: bool) -> SheetResul
     student_id = _student_id(qr, answers, flags, reasons)
     return SheetResult(
         status="needs_review" if reasons else "ok",
-        task_id=qr[0] if qr else None, student_id=student_id, qr_payload=payload,
-        page=qr[2] if qr else None, answers=answers, flags=flags, confidence=confidence,
-        error="; ".join(reasons) or None, alignment_error=misfit, aligned=aligned)
+        task_id=qr[0] if qr else None,
+        student_id=student_id,
+        qr_payload=payload,
+        page=qr[2] if qr else None,
+        answers=answers,
+        flags=flags,
+        confidence=confidence,
+        error="; ".join(reasons) or None,
+        alignment_error=misfit,
+        aligned=aligned,
+    )
 
 
-def _student_id(qr: tuple[str, str, int | None] | None, answers: dict[str, str],
-                flags: dict[str, list[str]], reasons: list[str]) -> str | None:
+def _student_id(
+    qr: tuple[str, str, int | None] | None,
+    answers: dict[str, str],
+    flags: dict[str, list[str]],
+    reasons: list[str],
+) -> str | None:
     """The QR's student wins; a bubbled `student_id` that disagrees sends the sheet to review."""
     bubbled = answers.get("student_id") if not flags.get("student_id") else None
     if qr and bubbled and bubbled != qr[1]:
@@ -143,8 +158,10 @@ def _student_id(qr: tuple[str, str, int | None] | None, answers: dict[str, str],
 
 # --- alignment -------------------------------------------------------------------------------
 
-def _best_fit(gray: np.ndarray, template: Template
-              ) -> tuple[np.ndarray, float | None, list[str], PageReading]:
+
+def _best_fit(
+    gray: np.ndarray, template: Template
+) -> tuple[np.ndarray, float | None, list[str], PageReading]:
     """The aligned page, marker misfit, review reasons and reading of the alignment the template
     fits best: the preprocessors' first guess, or a second guess where blocks do not fit the
     first or fit it only far from where the template puts them."""
@@ -177,8 +194,9 @@ def _align(gray: np.ndarray, template: Template) -> tuple[np.ndarray, float | No
 
 @lru_cache(maxsize=32)
 def _detector(dictionary: str) -> cv2.aruco.ArucoDetector:
-    return cv2.aruco.ArucoDetector(cv2.aruco.getPredefinedDictionary(getattr(cv2.aruco, dictionary)),
-                                   cv2.aruco.DetectorParameters())
+    return cv2.aruco.ArucoDetector(
+        cv2.aruco.getPredefinedDictionary(getattr(cv2.aruco, dictionary)), cv2.aruco.DetectorParameters()
+    )
 
 
 def _detect(work: np.ndarray, template: Template) -> dict[int, np.ndarray]:
@@ -203,8 +221,11 @@ def _find_markers(work: np.ndarray, m: Markers, factor: int) -> dict[int, np.nda
     """Markers of the template found once each on `work` shrunk by `factor`, in `work` pixels."""
     corners, ids, _ = _detector(m.dictionary).detectMarkers(_shrink(work, factor))
     found = [] if ids is None else list(ids.ravel())
-    return {i: (c.reshape(4, 2) + 0.5) * factor - 0.5 for c, i in zip(corners, found)
-            if i in m.positions and found.count(i) == 1}
+    return {
+        i: (c.reshape(4, 2) + 0.5) * factor - 0.5
+        for c, i in zip(corners, found)
+        if i in m.positions and found.count(i) == 1
+    }
 
 
 def _shrink(image: np.ndarray, factor: int) -> np.ndarray:
@@ -253,6 +274,7 @@ def _align_by_page(work: np.ndarray, template: Template) -> tuple[np.ndarray, No
 
 # --- QR code ---------------------------------------------------------------------------------
 
+
 def _decode(image: np.ndarray) -> str | None:
     """The first OMR payload found, else the first QR text, else None."""
     texts = [b.text for b in zxingcpp.read_barcodes(image, formats=zxingcpp.BarcodeFormat.QRCode)]
@@ -263,7 +285,7 @@ def _read_qr(aligned: np.ndarray, template: Template) -> str | None:
     """The qr box (with a margin) first: small and fast; the whole page only as a fallback."""
     q = template.qr
     m = round(q.size * QR_MARGIN)
-    region = aligned[max(0, q.y - m):q.y + q.size + m, max(0, q.x - m):q.x + q.size + m]
+    region = aligned[max(0, q.y - m) : q.y + q.size + m, max(0, q.x - m) : q.x + q.size + m]
     return _decode(np.ascontiguousarray(region)) or _decode(aligned)
 
 
@@ -271,7 +293,7 @@ def qr_printed(aligned: np.ndarray, template: Template) -> bool:
     """Whether something is printed in the qr box (a code that may be damaged), rather than
     the box being left blank: dark against the paper around the box."""
     q = template.qr
-    box = aligned[q.y:q.y + q.size, q.x:q.x + q.size]
+    box = aligned[q.y : q.y + q.size, q.x : q.x + q.size]
     paper = max(float(np.percentile(box, 95)), 1.0)
     return float((box < 0.5 * paper).mean()) >= QR_PRINTED
 
@@ -286,12 +308,13 @@ def find_qr_payload(image: np.ndarray) -> str | None:
 
 # --- bubbles ---------------------------------------------------------------------------------
 
+
 @lru_cache(maxsize=64)
 def _offsets(w: int, h: int, r0: float, r1: float) -> tuple[np.ndarray, np.ndarray]:
     """(dy, dx) of the pixels whose centres lie between radii r0 and r1 (shares of the half-size)
     of the ellipse inscribed in a w x h box, relative to the box's top-left corner."""
     reach = int(np.ceil(r1 * max(w, h) / 2)) + 1
-    ys, xs = np.mgrid[-reach:h + reach, -reach:w + reach]
+    ys, xs = np.mgrid[-reach : h + reach, -reach : w + reach]
     r = np.hypot((xs + 0.5 - w / 2) / (w / 2), (ys + 0.5 - h / 2) / (h / 2))
     keep = (r >= r0) & (r < r1)
     return ys[keep], xs[keep]
@@ -307,7 +330,9 @@ def _sample(page: np.ndarray, boxes: np.ndarray, r0: float, r1: float) -> np.nda
     return page[ys, xs]
 
 
-def measure_bubbles(page: np.ndarray, template: Template, shifts: np.ndarray, near: np.ndarray) -> list[Group]:
+def measure_bubbles(
+    page: np.ndarray, template: Template, shifts: np.ndarray, near: np.ndarray
+) -> list[Group]:
     """Samples per bubble size; the paper is the ring just outside each bubble, so that uneven
     light cancels, and the outline band's darkness tells whether the bubble sits on its print.
     Where the print or a mark is larger than the template's box the ring is not paper: the
@@ -340,8 +365,9 @@ def _print_base(values: np.ndarray, kinds: np.ndarray) -> np.ndarray:
     sheet's typical print plus PRINT_SPREAD, so its marks still count."""
     cap = min(float(np.percentile(values, 25)) + PRINT_SPREAD, PRINT_MAX)
     order = np.lexsort((values, kinds))
-    _, starts, inverse, counts = np.unique(kinds[order], return_index=True, return_inverse=True,
-                                           return_counts=True)
+    _, starts, inverse, counts = np.unique(
+        kinds[order], return_index=True, return_inverse=True, return_counts=True
+    )
     lower = values[order][starts + np.where(counts >= KIND_QUARTILE, (counts - 1) // 4, 0)]
     base = np.empty_like(values)
     base[order] = np.minimum(lower, cap)[inverse]
@@ -359,8 +385,9 @@ def bubble_fill(groups: list[Group], kinds: np.ndarray) -> np.ndarray:
     darkness = 1 - _gather([(idx, inner.mean(1) / paper) for idx, inner, paper, _ in groups], 1)
     ink, strength = _mark_darkness(darkness, kinds)
     threshold = float(np.clip(ink / 2, *PIXEL_DARK))
-    share = _gather([(idx, (inner <= (paper * (1 - threshold))[:, None]).mean(1))
-                     for idx, inner, paper, _ in groups], 1)
+    share = _gather(
+        [(idx, (inner <= (paper * (1 - threshold))[:, None]).mean(1)) for idx, inner, paper, _ in groups], 1
+    )
     base = _print_base(share, kinds)
     share = np.clip((share - base) / (1 - base), 0, 1)
     added = np.clip(strength / ink, 0, 1)
@@ -397,8 +424,11 @@ def off_print(groups: list[Group]) -> np.ndarray:
 
 def _confidence(fill: np.ndarray) -> np.ndarray:
     """0.5 on a decision boundary, 1 well clear of it, 0 in the middle of the ambiguous band."""
-    margin = np.where(fill >= MARKED, fill - MARKED,
-                      np.where(fill < BLANK, BLANK - fill, -np.minimum(fill - BLANK, MARKED - fill)))
+    margin = np.where(
+        fill >= MARKED,
+        fill - MARKED,
+        np.where(fill < BLANK, BLANK - fill, -np.minimum(fill - BLANK, MARKED - fill)),
+    )
     return np.clip(0.5 + margin / 0.3, 0, 1)
 
 
@@ -409,7 +439,7 @@ class PageReading:
     confidence: dict[str, float]
     reasons: list[str]
     fit: Fit
-    bubbles: list[tuple[Bubble, str, str]]   # each bubble where it was read, its field, its state
+    bubbles: list[tuple[Bubble, str, str]]  # each bubble where it was read, its field, its state
 
 
 def read_page(page: np.ndarray, template: Template) -> PageReading:
@@ -431,11 +461,17 @@ def read_page(page: np.ndarray, template: Template) -> PageReading:
             differ.append(f.label)
             judged = (judged[0], [*judged[1], "ambiguous"], min(judged[2], 0.5))
         fields[f.label] = judged
-        bubbles += [(replace(b, x=b.x + int(dx), y=b.y + int(dy)), f.label, _state(float(v), bool(w)))
-                    for b, v, w, (dx, dy) in zip(f.bubbles, x, o, fit.shifts[span])]
+        bubbles += [
+            (replace(b, x=b.x + int(dx), y=b.y + int(dy)), f.label, _state(float(v), bool(w)))
+            for b, v, w, (dx, dy) in zip(f.bubbles, x, o, fit.shifts[span])
+        ]
         start = span.stop
-    columns = {c: _join_parts([fields[p] for p in template.custom_labels[c]])
-               if c in template.custom_labels else fields[c] for c in template.columns}
+    columns = {
+        c: _join_parts([fields[p] for p in template.custom_labels[c]])
+        if c in template.custom_labels
+        else fields[c]
+        for c in template.columns
+    }
     reasons = [f"field block {name} does not fit: {why}" for name, why in fit.unfit.items()]
     if differ:
         reasons.append("a second reading differs: " + ", ".join(differ))
@@ -443,8 +479,14 @@ def read_page(page: np.ndarray, template: Template) -> PageReading:
     note = mostly_blank_but_two_valued(second, blank, len(fields), int((fill >= MARKED).sum()))
     if note:
         reasons.append(note)
-    return PageReading({c: v[0] for c, v in columns.items()}, {c: v[1] for c, v in columns.items()},
-                       {c: round(v[2], 3) for c, v in columns.items()}, reasons, fit, bubbles)
+    return PageReading(
+        {c: v[0] for c, v in columns.items()},
+        {c: v[1] for c, v in columns.items()},
+        {c: round(v[2], 3) for c, v in columns.items()},
+        reasons,
+        fit,
+        bubbles,
+    )
 
 
 def _unfit_reasons(fit: Fit) -> str:
@@ -455,8 +497,9 @@ def _state(x: float, off: bool) -> str:
     return "ambiguous" if off or BLANK <= x < MARKED else "marked" if x >= MARKED else "blank"
 
 
-def read_answers(page: np.ndarray, template: Template
-                 ) -> tuple[dict[str, str], dict[str, list[str]], dict[str, float]]:
+def read_answers(
+    page: np.ndarray, template: Template
+) -> tuple[dict[str, str], dict[str, list[str]], dict[str, float]]:
     """Answers, flags and confidence per output column, from an aligned page."""
     r = read_page(page, template)
     return r.answers, r.flags, r.confidence
@@ -484,19 +527,25 @@ def _kinds(template: Template) -> np.ndarray:
     return np.array([index[k] for k in keys])
 
 
-def _judge_field(f: Field, fill: np.ndarray, off: np.ndarray, conf: np.ndarray
-                 ) -> tuple[str, list[str], float]:
+def _judge_field(
+    f: Field, fill: np.ndarray, off: np.ndarray, conf: np.ndarray
+) -> tuple[str, list[str], float]:
     marked = [b.value for b, x in zip(f.bubbles, fill) if x >= MARKED]
-    flags = {"blank": not marked, "multiple": len(marked) > 1,
-             "ambiguous": bool(((fill >= BLANK) & (fill < MARKED)).any() or off.any())}
+    flags = {
+        "blank": not marked,
+        "multiple": len(marked) > 1,
+        "ambiguous": bool(((fill >= BLANK) & (fill < MARKED)).any() or off.any()),
+    }
     return "".join(marked) or f.empty_value, [k for k in FLAG_ORDER if flags[k]], float(conf.min())
 
 
 def _join_parts(parts: list[tuple[str, list[str], float]]) -> tuple[str, list[str], float]:
     """A custom label concatenates its fields; any blank or multiple part makes it ambiguous."""
-    flags = {"blank": all("blank" in p[1] for p in parts),
-             "multiple": any("multiple" in p[1] for p in parts),
-             "ambiguous": any(p[1] for p in parts)}
+    flags = {
+        "blank": all("blank" in p[1] for p in parts),
+        "multiple": any("multiple" in p[1] for p in parts),
+        "ambiguous": any(p[1] for p in parts),
+    }
     confidence = min(p[2] for p in parts)
     if flags["ambiguous"]:
         confidence = min(confidence, 0.5)

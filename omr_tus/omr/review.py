@@ -21,8 +21,16 @@ def review_png(aligned: np.ndarray, template: Template, corrected: set[str]) -> 
     boxes: dict[str, list[tuple[int, int, int, int]]] = {}
     for b, label, state in bubble_states(aligned, template):
         thick = 2 if state == "blank" else 3
-        cv2.ellipse(page, (b.x + b.w // 2, b.y + b.h // 2), (b.w // 2 + 2, b.h // 2 + 2), 0, 0, 360,
-                    COLOURS[state], thick)
+        cv2.ellipse(
+            page,
+            (b.x + b.w // 2, b.y + b.h // 2),
+            (b.w // 2 + 2, b.h // 2 + 2),
+            0,
+            0,
+            360,
+            COLOURS[state],
+            thick,
+        )
         boxes.setdefault(parts.get(label, label), []).append((b.x, b.y, b.x + b.w, b.y + b.h))
     for column in corrected & boxes.keys():
         xs0, ys0, xs1, ys1 = zip(*boxes[column])
@@ -41,7 +49,17 @@ def _legend(page: np.ndarray) -> np.ndarray:
         colour = COLOURS.get(state, CORRECTED)
         cv2.circle(band, (x + step // 3, step // 2 + 4), step // 3, colour, -1)
         x += step
-        cv2.putText(band, text, (x, int(step * 0.75) + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.65 * scale, (40, 40, 40),
-                    max(1, int(2 * scale)), cv2.LINE_AA)
-        x += cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.65 * scale, max(1, int(2 * scale)))[0][0] + step
+        cv2.putText(
+            band,
+            text,
+            (x, int(step * 0.75) + 4),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.65 * scale,
+            (40, 40, 40),
+            max(1, int(2 * scale)),
+            cv2.LINE_AA,
+        )
+        x += (
+            cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.65 * scale, max(1, int(2 * scale)))[0][0] + step
+        )
     return np.vstack([band, page])

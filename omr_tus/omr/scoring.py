@@ -48,11 +48,11 @@ class Marking:
 
 @dataclasses.dataclass(frozen=True)
 class AnswerKey:
-    answers: dict[str, Any]            # lower-case question -> "B" | ["B", "C"] | [["B", 2.0], ["C", 1.5]]
-    markings: dict[str, Marking]       # lower-case question -> its section's marking
+    answers: dict[str, Any]  # lower-case question -> "B" | ["B", "C"] | [["B", 2.0], ["C", 1.5]]
+    markings: dict[str, Marking]  # lower-case question -> its section's marking
 
     @classmethod
-    def parse(cls, evaluation: dict, assets: dict[str, bytes] | None = None) -> "AnswerKey":
+    def parse(cls, evaluation: dict, assets: dict[str, bytes] | None = None) -> AnswerKey:
         options = evaluation.get("options") or {}
         if not isinstance(options, dict):
             raise EvaluationError("options: must be an object")
@@ -60,18 +60,25 @@ class AnswerKey:
         if source in CSV_SOURCES:
             name = options.get("answer_key_csv_path")
             if not name or name not in (assets or {}):
-                raise EvaluationError(f"options.answer_key_csv_path: the file {name!r} was not sent with the task")
+                raise EvaluationError(
+                    f"options.answer_key_csv_path: the file {name!r} was not sent with the task"
+                )
             rows = [r for r in csv.reader(io.StringIO(assets[name].decode("utf-8-sig"))) if r]
             questions, answers = [r[0].strip() for r in rows], [_csv_answer(r[1:]) for r in rows]
         elif source == "custom":
             questions = expand(options.get("questions_in_order") or [], "options.questions_in_order")
             answers = list(options.get("answers_in_order") or [])
             if len(questions) != len(answers):
-                raise EvaluationError(f"options.answers_in_order: {len(answers)} answers for "
-                                      f"{len(questions)} questions_in_order")
+                raise EvaluationError(
+                    f"options.answers_in_order: {len(answers)} answers for "
+                    f"{len(questions)} questions_in_order"
+                )
         else:
             raise EvaluationError(f"source_type: {source!r} is not 'custom' or 'csv'")
-        key = {q.lower(): _answer(a, f"options.answers_in_order[{i}]") for i, (q, a) in enumerate(zip(questions, answers))}
+        key = {
+            q.lower(): _answer(a, f"options.answers_in_order[{i}]")
+            for i, (q, a) in enumerate(zip(questions, answers))
+        }
         return cls(key, _markings(evaluation.get("marking_schemes") or {}, key))
 
     def score(self, marked: dict[str, str], empty: str = "") -> float:
@@ -114,13 +121,17 @@ def _answer(value: Any, key: str) -> Any:
         return list(value)
     if isinstance(value, list) and value and all(isinstance(v, list) and len(v) == 2 for v in value):
         return [[str(a), number(s, key)] for a, s in value]
-    raise EvaluationError(f"{key}: {value!r} is not an answer, a list of answers or a list of [answer, score]")
+    raise EvaluationError(
+        f"{key}: {value!r} is not an answer, a list of answers or a list of [answer, score]"
+    )
 
 
 def _markings(schemes: dict, key: dict[str, Any]) -> dict[str, Marking]:
     if not isinstance(schemes, dict) or len(schemes) > MAX_SECTIONS:
         raise EvaluationError(f"marking_schemes: must be an object of at most {MAX_SECTIONS} sections")
-    default = _marking(schemes.get("DEFAULT", {"correct": 1, "incorrect": 0, "unmarked": 0}), "marking_schemes.DEFAULT")
+    default = _marking(
+        schemes.get("DEFAULT", {"correct": 1, "incorrect": 0, "unmarked": 0}), "marking_schemes.DEFAULT"
+    )
     markings = {q: default for q in key}
     for name, section in schemes.items():
         if name == "DEFAULT":
@@ -136,4 +147,6 @@ def _markings(schemes: dict, key: dict[str, Any]) -> dict[str, Marking]:
 def _marking(raw: Any, key: str) -> Marking:
     if not isinstance(raw, dict):
         raise EvaluationError(f"{key}: must be an object with correct, incorrect and unmarked")
-    return Marking(*(number(raw.get(part, 0), f"{key}.{part}") for part in ("correct", "incorrect", "unmarked")))
+    return Marking(
+        *(number(raw.get(part, 0), f"{key}.{part}") for part in ("correct", "incorrect", "unmarked"))
+    )

@@ -17,9 +17,9 @@ from .reader import INNER
 from .render import OWN, SHIFT, Print, fixed, render_sheet
 from .template import Bubble, Field, Template
 
-INK = (0.65, 0.85)         # darkness of a pencil fill
-FAINT = (0.42, 0.55)       # a light but deliberate fill
-GHOST = (0.08, 0.2)        # what an erased fill leaves
+INK = (0.65, 0.85)  # darkness of a pencil fill
+FAINT = (0.42, 0.55)  # a light but deliberate fill
+GHOST = (0.08, 0.2)  # what an erased fill leaves
 TICK_COVER = (0.22, 0.36)  # share of the inner disc a tick or slash covers: neither blank nor marked
 
 
@@ -28,12 +28,13 @@ class Pen:
     """How one kind of mark is made: how dark and grainy, how much of the bubble it covers
     (radii as shares of the bubble's half-size; above 1 it spills over the outline), how soft
     its edge is (share of the bubble's size), and its colour (BGR; None: graphite grey)."""
+
     darkness: tuple[float, float]
     grain: float
     cover: tuple[float, float]
     softness: float = 0.0
     colour: tuple[int, int, int] | None = None
-    scribble: int = 0          # strokes of a hasty back-and-forth fill (0: a solid fill)
+    scribble: int = 0  # strokes of a hasty back-and-forth fill (0: a solid fill)
 
 
 PENCIL = Pen((0.5, 0.78), 0.12, (0.78, 0.95))
@@ -45,32 +46,33 @@ SCRIBBLE = Pen((0.85, 0.95), 0.03, (0.85, 1.05), scribble=3)
 
 @dataclass(frozen=True)
 class Difficulty:
-    max_rotation: float            # degrees either way
-    perspective: float             # corner jitter, share of the page size
+    max_rotation: float  # degrees either way
+    perspective: float  # corner jitter, share of the page size
     quarter_turns: tuple[int, ...]  # 90° turns to choose from
-    blur: tuple[float, float]      # Gaussian sigma in canonical pixels
-    noise: tuple[float, float]     # sigma in grey levels
-    jpeg: tuple[int, int]          # quality
-    dpi: tuple[int, ...]           # scan resolutions to choose from (the page is 200 dpi)
-    faint: float = 0.0             # share of marks drawn faint
-    ghosts: int = 0                # erased fills per sheet, at most
-    ticks: float = 0.0             # chance that a sheet carries one tick or slash
-    blank: float = 0.05            # share of questions left blank
-    multiple: float = 0.03         # share of questions with two marks
+    blur: tuple[float, float]  # Gaussian sigma in canonical pixels
+    noise: tuple[float, float]  # sigma in grey levels
+    jpeg: tuple[int, int]  # quality
+    dpi: tuple[int, ...]  # scan resolutions to choose from (the page is 200 dpi)
+    faint: float = 0.0  # share of marks drawn faint
+    ghosts: int = 0  # erased fills per sheet, at most
+    ticks: float = 0.0  # chance that a sheet carries one tick or slash
+    blank: float = 0.05  # share of questions left blank
+    multiple: float = 0.03  # share of questions with two marks
     backdrop: tuple[int, int] = (200, 245)  # grey level of what lies around the page
-    texture: float = 0.0           # grey-level sigma of the backdrop's texture (cloth, wood)
-    tilt: float = 0.0              # keystone of a camera held at an angle, share of the width
-    shadow: float = 0.0            # darkest share a soft shadow takes off part of the page
+    texture: float = 0.0  # grey-level sigma of the backdrop's texture (cloth, wood)
+    tilt: float = 0.0  # keystone of a camera held at an angle, share of the width
+    shadow: float = 0.0  # darkest share a soft shadow takes off part of the page
     contrast: tuple[float, float] = (1.0, 1.0)  # share of the tonal range kept (a faded copy)
-    margin: float = 0.02           # backdrop round the page, share of its longer side
-    enhance: bool = False          # a document-scanner app's clean-up: paper white, ink deep, sharpened
-    curl: float = 0.0              # bow of a sheet not lying flat, share of the image height
+    margin: float = 0.02  # backdrop round the page, share of its longer side
+    enhance: bool = False  # a document-scanner app's clean-up: paper white, ink deep, sharpened
+    curl: float = 0.0  # bow of a sheet not lying flat, share of the image height
 
 
 EASY = Difficulty(2, 0.0, (0,), (0.3, 0.7), (1, 3), (85, 90), (200, 300))
 MEDIUM = Difficulty(7, 0.012, (0,), (0.5, 1.0), (2, 5), (60, 60), (150,), faint=0.05, ghosts=1)
-HARD = Difficulty(7, 0.008, (0, 1, 2, 3), (0.5, 1.0), (2, 5), (50, 75), (150, 200, 300),
-                  faint=0.3, ghosts=4, ticks=0.4)
+HARD = Difficulty(
+    7, 0.008, (0, 1, 2, 3), (0.5, 1.0), (2, 5), (50, 75), (150, 200, 300), faint=0.3, ghosts=4, ticks=0.4
+)
 
 
 @dataclass
@@ -78,12 +80,13 @@ class SimulatedSheet:
     image: np.ndarray
     task_id: str
     student_id: str
-    answers: dict[str, str]           # field label -> values marked (what the student meant)
-    truth: dict[str, str | None]      # output column -> value; None: the reader must flag it
+    answers: dict[str, str]  # field label -> values marked (what the student meant)
+    truth: dict[str, str | None]  # output column -> value; None: the reader must flag it
 
 
-def random_answers(template: Template, rng: np.random.Generator, blank: float = 0.05,
-                   multiple: float = 0.03) -> tuple[str, dict[str, str]]:
+def random_answers(
+    template: Template, rng: np.random.Generator, blank: float = 0.05, multiple: float = 0.03
+) -> tuple[str, dict[str, str]]:
     """A student id (bubbled into `student_id` if the template has it) and {field: values}."""
     fields = template.field_map()
     id_parts = template.custom_labels.get("student_id", ())
@@ -99,8 +102,14 @@ def random_answers(template: Template, rng: np.random.Generator, blank: float = 
     return student_id, answers
 
 
-def simulate_sheet(template: Template, rng: np.random.Generator, level: Difficulty,
-                   task_id: str = "11600111", background: int | None = None, style: Print = OWN) -> SimulatedSheet:
+def simulate_sheet(
+    template: Template,
+    rng: np.random.Generator,
+    level: Difficulty,
+    task_id: str = "11600111",
+    background: int | None = None,
+    style: Print = OWN,
+) -> SimulatedSheet:
     """Render, mark by hand, scan: one sheet with its truth."""
     student_id, answers = random_answers(template, rng, level.blank, level.multiple)
     page = render_sheet(template, task_id, student_id, style=style)
@@ -132,8 +141,14 @@ def column_truth(template: Template, answers: dict[str, str], doubtful: set[str]
     return truth
 
 
-def mark_sheet(page: np.ndarray, template: Template, answers: dict[str, str],
-               rng: np.random.Generator, level: Difficulty, pen: Pen | None = None) -> set[str]:
+def mark_sheet(
+    page: np.ndarray,
+    template: Template,
+    answers: dict[str, str],
+    rng: np.random.Generator,
+    level: Difficulty,
+    pen: Pen | None = None,
+) -> set[str]:
     """Draws the answers in pencil (or with `pen`; the page is BGR for a coloured one), plus
     ghosts and ticks; returns the fields given a tick."""
     fields = template.field_map()
@@ -162,7 +177,7 @@ def _patch(page: np.ndarray, b: Bubble) -> tuple[np.ndarray, np.ndarray, tuple[f
     """A view of the page around bubble `b`, an empty mask of its size, and the bubble's centre
     in patch coordinates: marks are drawn locally, not on page-sized masks."""
     x0, y0 = max(0, b.x - b.w), max(0, b.y - b.h)
-    region = page[y0:b.y + 2 * b.h, x0:b.x + 2 * b.w]
+    region = page[y0 : b.y + 2 * b.h, x0 : b.x + 2 * b.w]
     return region, np.zeros(region.shape[:2], np.uint8), (b.x + b.w / 2 - x0, b.y + b.h / 2 - y0)
 
 
@@ -204,8 +219,9 @@ def _pen_fill(page: np.ndarray, b: Bubble, rng: np.random.Generator, pen: Pen) -
     region[:] = np.minimum(region, np.clip(inked, 0, 255)).astype(np.uint8)
 
 
-def _zigzag(shape: tuple[int, int], b: Bubble, centre: tuple[float, float], strokes: int,
-            rng: np.random.Generator) -> np.ndarray:
+def _zigzag(
+    shape: tuple[int, int], b: Bubble, centre: tuple[float, float], strokes: int, rng: np.random.Generator
+) -> np.ndarray:
     """A back-and-forth line across the bubble, `strokes` passes a little apart, with the
     paper showing between them: how a hurried ballpoint fills a bubble."""
     cx, cy = centre
@@ -214,8 +230,15 @@ def _zigzag(shape: tuple[int, int], b: Bubble, centre: tuple[float, float], stro
     line = np.zeros(shape, np.uint8)
     points = np.stack([xs, ys + rng.normal(0, 0.03 * b.h, len(ys))], 1)
     thickness = max(1, round(0.1 * b.h))
-    cv2.polylines(line, [np.array(fixed(*points.ravel()), np.int32).reshape(-1, 1, 2)], False, 255, thickness,
-                  cv2.LINE_AA, SHIFT)
+    cv2.polylines(
+        line,
+        [np.array(fixed(*points.ravel()), np.int32).reshape(-1, 1, 2)],
+        False,
+        255,
+        thickness,
+        cv2.LINE_AA,
+        SHIFT,
+    )
     return line
 
 
@@ -228,12 +251,16 @@ def _tick(page: np.ndarray, b: Bubble, rng: np.random.Generator) -> None:
         dx, dy = np.cos(angle) * r * 1.1, np.sin(angle) * r * 1.1
         strokes = [((cx - dx, cy - dy), (cx + dx, cy + dy))]
     else:
-        strokes = [((cx - 0.7 * r, cy - 0.1 * r), (cx - 0.1 * r, cy + 0.5 * r)),
-                   ((cx - 0.1 * r, cy + 0.5 * r), (cx + 0.8 * r, cy - 0.9 * r))]
+        strokes = [
+            ((cx - 0.7 * r, cy - 0.1 * r), (cx - 0.1 * r, cy + 0.5 * r)),
+            ((cx - 0.1 * r, cy + 0.5 * r), (cx + 0.8 * r, cy - 0.9 * r)),
+        ]
     cv2.circle(inner, (round(cx), round(cy)), round(INNER * r), 255, -1)
     target = rng.uniform(*TICK_COVER)
-    best = min((_stroke_mask(inner.shape, strokes, t) for t in range(2, round(r))),
-               key=lambda m: abs((m & inner).sum() / inner.sum() - target))
+    best = min(
+        (_stroke_mask(inner.shape, strokes, t) for t in range(2, round(r))),
+        key=lambda m: abs((m & inner).sum() / inner.sum() - target),
+    )
     _shade(region, best, rng, rng.uniform(*INK))
 
 
@@ -244,8 +271,9 @@ def _stroke_mask(shape: tuple[int, int], strokes, thickness: int) -> np.ndarray:
     return mask
 
 
-def scan(page: np.ndarray, rng: np.random.Generator, level: Difficulty,
-         background: int | None = None) -> np.ndarray:
+def scan(
+    page: np.ndarray, rng: np.random.Generator, level: Difficulty, background: int | None = None
+) -> np.ndarray:
     """What a scanner, copier or camera returns for `page`: turned, skewed, resampled, blurred,
     uneven light, shadow, faded, noise and JPEG. A grey page comes back grey or BGR at random, a
     BGR page in colour. `background` is the grey level of what lies around the page."""
@@ -265,8 +293,14 @@ def scan(page: np.ndarray, rng: np.random.Generator, level: Difficulty,
     return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if rng.random() < 0.5 else image
 
 
-def _place(page: np.ndarray, matrix: np.ndarray, size: tuple[int, int], bg: int,
-           rng: np.random.Generator, texture: float) -> np.ndarray:
+def _place(
+    page: np.ndarray,
+    matrix: np.ndarray,
+    size: tuple[int, int],
+    bg: int,
+    rng: np.random.Generator,
+    texture: float,
+) -> np.ndarray:
     """The page warped onto a backdrop of grey level `bg`, plain or textured like cloth."""
     if not texture:
         border = bg if page.ndim == 2 else (bg, bg, bg)
@@ -276,8 +310,9 @@ def _place(page: np.ndarray, matrix: np.ndarray, size: tuple[int, int], bg: int,
     backdrop = np.clip(bg + texture * weave / max(float(weave.std()), 1e-6), 0, 255).astype(np.uint8)
     if page.ndim == 3:
         backdrop = cv2.cvtColor(backdrop, cv2.COLOR_GRAY2BGR)
-    return cv2.warpPerspective(page, matrix, size, backdrop, flags=cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_TRANSPARENT)
+    return cv2.warpPerspective(
+        page, matrix, size, backdrop, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_TRANSPARENT
+    )
 
 
 def _curled(image: np.ndarray, rng: np.random.Generator, curl: float) -> np.ndarray:
@@ -290,8 +325,9 @@ def _curled(image: np.ndarray, rng: np.random.Generator, curl: float) -> np.ndar
     return cv2.remap(image, xs, ys + bow, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def _scan_geometry(shape: tuple[int, int], rng: np.random.Generator, level: Difficulty
-                   ) -> tuple[np.ndarray, tuple[int, int]]:
+def _scan_geometry(
+    shape: tuple[int, int], rng: np.random.Generator, level: Difficulty
+) -> tuple[np.ndarray, tuple[int, int]]:
     """Homography page -> scan (rotation, corner jitter, a camera's keystone, dpi scale) and
     the scan's size."""
     h, w = shape
@@ -303,7 +339,7 @@ def _scan_geometry(shape: tuple[int, int], rng: np.random.Generator, level: Diff
     if level.tilt:  # the far edge of a sheet photographed at an angle comes out shorter
         far = rng.integers(0, 4)
         edge = [far, (far + 1) % 4]
-        inward = (corners[edge].mean(0) - corners[[(far + 2) % 4, (far + 3) % 4]].mean(0))
+        inward = corners[edge].mean(0) - corners[[(far + 2) % 4, (far + 3) % 4]].mean(0)
         along = corners[edge[1]] - corners[edge[0]]
         shrink = rng.uniform(0.3, 1) * level.tilt * along / 2
         shaped[edge[0]] += shrink

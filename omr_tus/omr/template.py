@@ -23,12 +23,21 @@ FIELD_TYPES: dict[str, tuple[tuple[str, ...], str]] = {
     "QTYPE_MCQ5": (tuple("ABCDE"), "horizontal"),
     "QTYPE_INT": (tuple("0123456789"), "vertical"),
     "QTYPE_INT_FROM_1": (tuple("1234567890"), "vertical"),
-    "QTYPE_MCQ4_RTL": (tuple("DCBA"), "horizontal"),   # right-to-left scripts: A is printed rightmost
+    "QTYPE_MCQ4_RTL": (tuple("DCBA"), "horizontal"),  # right-to-left scripts: A is printed rightmost
     "QTYPE_MCQ5_RTL": (tuple("EDCBA"), "horizontal"),
 }
 DIRECTIONS = ("horizontal", "vertical")
-KNOWN_KEYS = {"pageDimensions", "bubbleDimensions", "fieldBlocks", "customLabels", "outputColumns",
-              "emptyValue", "markers", "qr", "preProcessors"}
+KNOWN_KEYS = {
+    "pageDimensions",
+    "bubbleDimensions",
+    "fieldBlocks",
+    "customLabels",
+    "outputColumns",
+    "emptyValue",
+    "markers",
+    "qr",
+    "preProcessors",
+}
 MAX_PAGE = 20000  # pixels a side: a sheet at 1200 dpi; beyond is a typo, not a page
 MAX_BUBBLES = 100_000  # bubbles of one template
 MAX_LABEL = 64  # characters of a label: an answer's column as the database stores it
@@ -49,7 +58,7 @@ class Field:
     label: str
     bubbles: tuple[Bubble, ...]
     empty_value: str
-    block: str = ""   # the fieldBlocks name: bubbles printed together, so they move together
+    block: str = ""  # the fieldBlocks name: bubbles printed together, so they move together
 
 
 @dataclass(frozen=True)
@@ -69,6 +78,7 @@ class QrBox:
 @dataclass(frozen=True)
 class Thresholds:
     """OMRChecker's config `threshold_params` that its bubble thresholds use."""
+
     min_jump: float = 25.0
     confident_surplus: float = 5.0
     min_gap: float = 30.0
@@ -88,7 +98,9 @@ class Template:
     thresholds: Thresholds = Thresholds()
 
     @classmethod
-    def parse(cls, data: dict, config: dict | None = None, assets: dict[str, bytes] | None = None) -> Template:
+    def parse(
+        cls, data: dict, config: dict | None = None, assets: dict[str, bytes] | None = None
+    ) -> Template:
         """Validates an OMRChecker template (plus `markers`/`qr`) with its config.json and the
         files its preProcessors name; raises TemplateError."""
         _require(isinstance(data, dict), "template", "must be a JSON object")
@@ -99,9 +111,11 @@ class Template:
         labels = [f.label for f in fields]
         custom = _parse_custom_labels(data.get("customLabels", {}), set(labels))
         return cls(
-            page=page, fields=tuple(fields),
+            page=page,
+            fields=tuple(fields),
             columns=_parse_columns(data.get("outputColumns"), labels, custom),
-            custom_labels=custom, empty_value=empty,
+            custom_labels=custom,
+            empty_value=empty,
             markers=_parse_markers(data["markers"], page) if "markers" in data else None,
             qr=_parse_qr(data["qr"], page) if "qr" in data else None,
             alignment=_parse_alignment(data, config, assets),
@@ -128,12 +142,12 @@ class Template:
 
 @dataclass(frozen=True)
 class Layout:
-    boxes: np.ndarray             # (bubbles, 4) x, y, w, h
-    block: np.ndarray             # (bubbles,) index into names
-    names: tuple[str, ...]        # block names, in template order
-    size: np.ndarray              # (blocks, 2) largest bubble width, height
-    pitch: np.ndarray             # (blocks, 2) distance between neighbouring bubble centres along x, y
-    fields: np.ndarray            # (blocks,) bubbles in each of the block's fields (0: they differ)
+    boxes: np.ndarray  # (bubbles, 4) x, y, w, h
+    block: np.ndarray  # (bubbles,) index into names
+    names: tuple[str, ...]  # block names, in template order
+    size: np.ndarray  # (blocks, 2) largest bubble width, height
+    pitch: np.ndarray  # (blocks, 2) distance between neighbouring bubble centres along x, y
+    fields: np.ndarray  # (blocks,) bubbles in each of the block's fields (0: they differ)
 
 
 def _pitch(boxes: np.ndarray, axis: int) -> float:
@@ -183,14 +197,19 @@ def _string(obj: dict, key: str, default: str, path: str | None = None) -> str:
 
 def expand_labels(items: Any, path: str) -> list[str]:
     """`["q1..3", "x"]` -> `["q1", "q2", "q3", "x"]` (OMRChecker ranges, prefix may hold digits)."""
-    _require(isinstance(items, list) and items and all(isinstance(s, str) and s for s in items),
-             path, "must be a non-empty list of strings")
+    _require(
+        isinstance(items, list) and items and all(isinstance(s, str) and s for s in items),
+        path,
+        "must be a non-empty list of strings",
+    )
     try:
         out = expand_ranges(items)
     except ValueError as exc:
         raise TemplateError(path, str(exc)) from None
     _require(len(set(out)) == len(out), path, "repeats a label")
-    _require(all(len(label) <= MAX_LABEL for label in out), path, f"labels are at most {MAX_LABEL} characters")
+    _require(
+        all(len(label) <= MAX_LABEL for label in out), path, f"labels are at most {MAX_LABEL} characters"
+    )
     return out
 
 
@@ -208,10 +227,13 @@ def _parse_blocks(data: dict, page: tuple[int, int], empty: str) -> list[Field]:
     for name, block in blocks.items():
         block_fields = _parse_block(data, name, block, page, empty)
         bubbles += sum(len(f.bubbles) for f in block_fields)
-        _require(bubbles <= MAX_BUBBLES, f"fieldBlocks.{name}", f"brings the template past {MAX_BUBBLES} bubbles")
+        _require(
+            bubbles <= MAX_BUBBLES, f"fieldBlocks.{name}", f"brings the template past {MAX_BUBBLES} bubbles"
+        )
         for f in block_fields:
-            _require(f.label not in seen, f"fieldBlocks.{name}.fieldLabels",
-                     f"label {f.label!r} is used twice")
+            _require(
+                f.label not in seen, f"fieldBlocks.{name}.fieldLabels", f"label {f.label!r} is used twice"
+            )
             seen.add(f.label)
         fields.extend(block_fields)
     return fields
@@ -225,8 +247,11 @@ def _block_values(block: dict, path: str) -> tuple[tuple[str, ...], str]:
         values, direction = FIELD_TYPES[ftype]
     if "bubbleValues" in block:
         v = block["bubbleValues"]
-        _require(isinstance(v, list) and v and all(isinstance(s, str) for s in v),
-                 f"{path}.bubbleValues", "must be a non-empty list of strings")
+        _require(
+            isinstance(v, list) and v and all(isinstance(s, str) for s in v),
+            f"{path}.bubbleValues",
+            "must be a non-empty list of strings",
+        )
         values = tuple(v)
     direction = block.get("direction", direction)
     _require(bool(values), f"{path}.fieldType", "needs a fieldType or bubbleValues")
@@ -252,10 +277,15 @@ def _parse_block(data: dict, name: str, block: Any, page: tuple[int, int], empty
     fields = []
     for i, label in enumerate(labels):
         bubbles = tuple(
-            Bubble(value,
-                   round(ox + j * bubble_gap * along[0] + i * label_gap * across[0]),
-                   round(oy + j * bubble_gap * along[1] + i * label_gap * across[1]), bw, bh)
-            for j, value in enumerate(values))
+            Bubble(
+                value,
+                round(ox + j * bubble_gap * along[0] + i * label_gap * across[0]),
+                round(oy + j * bubble_gap * along[1] + i * label_gap * across[1]),
+                bw,
+                bh,
+            )
+            for j, value in enumerate(values)
+        )
         fields.append(Field(label, bubbles, block_empty, name))
     last = fields[-1].bubbles[-1]
     _require(last.x + bw <= page[0] and last.y + bh <= page[1], path, "bubbles overflow the page")
@@ -308,15 +338,21 @@ def _parse_markers(raw: Any, page: tuple[int, int]) -> Markers:
     _require(ok, "markers.dictionary", f"{name!r} is not an OpenCV ArUco dictionary")
     count = cv2.aruco.getPredefinedDictionary(getattr(cv2.aruco, name)).bytesList.shape[0]
     size = raw.get("size")
-    _require(isinstance(size, int) and not isinstance(size, bool) and size >= 16, "markers.size",
-             "must be an integer >= 16")
+    _require(
+        isinstance(size, int) and not isinstance(size, bool) and size >= 16,
+        "markers.size",
+        "must be an integer >= 16",
+    )
     pos = raw.get("positions")
     _require(isinstance(pos, dict) and 3 <= len(pos) <= 4, "markers.positions", "must map 3 or 4 ids")
     positions: dict[int, tuple[int, int]] = {}
     for key, xy in pos.items():
         path = f"markers.positions.{key}"
-        _require(isinstance(key, str) and key.isdigit() and int(key) < count, path,
-                 f"must be a marker id 0..{count - 1}")
+        _require(
+            isinstance(key, str) and key.isdigit() and int(key) < count,
+            path,
+            f"must be a marker id 0..{count - 1}",
+        )
         _require(int(key) not in positions, path, "repeats a marker id")
         positions[int(key)] = _int_pair(path, xy)
         _inside(path, *positions[int(key)], size, page)
@@ -327,8 +363,11 @@ def _parse_qr(raw: Any, page: tuple[int, int]) -> QrBox:
     _require(isinstance(raw, dict), "qr", "must be an object")
     x, y = _int_pair("qr.origin", raw.get("origin"))
     size = raw.get("size")
-    _require(isinstance(size, int) and not isinstance(size, bool) and size >= 40, "qr.size",
-             "must be an integer >= 40")
+    _require(
+        isinstance(size, int) and not isinstance(size, bool) and size >= 40,
+        "qr.size",
+        "must be an integer >= 40",
+    )
     _inside("qr", x, y, size, page)
     return QrBox(x, y, size)
 
@@ -337,9 +376,17 @@ def _parse_thresholds(config: dict | None) -> Thresholds:
     params = (config or {}).get("threshold_params") or {}
     _require(isinstance(params, dict), "config.threshold_params", "must be an object")
     values = {}
-    for key, name in (("MIN_JUMP", "min_jump"), ("CONFIDENT_SURPLUS", "confident_surplus"), ("MIN_GAP", "min_gap")):
+    for key, name in (
+        ("MIN_JUMP", "min_jump"),
+        ("CONFIDENT_SURPLUS", "confident_surplus"),
+        ("MIN_GAP", "min_gap"),
+    ):
         v = params.get(key, getattr(Thresholds, name))
-        _require(_is_number(v) and 0 <= v <= 255, f"config.threshold_params.{key}", "must be a number from 0 to 255")
+        _require(
+            _is_number(v) and 0 <= v <= 255,
+            f"config.threshold_params.{key}",
+            "must be a number from 0 to 255",
+        )
         values[name] = float(v)
     return Thresholds(**values)
 
@@ -352,6 +399,9 @@ def _parse_alignment(data: dict, config: dict | None, assets: dict[str, bytes] |
     steps = parse_steps(data.get("preProcessors"), config, assets)
     if not steps and ("markers" in data or "preProcessors" not in data):
         return None
-    _require("markers" not in data, "preProcessors",
-             "a template with ArUco markers is aligned and read on its own: drop preProcessors or markers")
+    _require(
+        "markers" not in data,
+        "preProcessors",
+        "a template with ArUco markers is aligned and read on its own: drop preProcessors or markers",
+    )
     return Alignment(steps, processing_size(config))

@@ -3,5 +3,14 @@
 from .base import Finisher, LocalFiles, PartWriter, RangeCopier, RemoteFiles, Store, Truncater, WriteProgress
 from .local import LocalStore
 
-__all__ = ["Store", "Truncater", "LocalFiles", "RangeCopier", "Finisher", "PartWriter", "RemoteFiles", "WriteProgress",
-           "LocalStore"]
+__all__ = [
+    "Store",
+    "Truncater",
+    "LocalFiles",
+    "RangeCopier",
+    "Finisher",
+    "PartWriter",
+    "RemoteFiles",
+    "WriteProgress",
+    "LocalStore",
+]

@@ -5,8 +5,9 @@ and optional capabilities (checked with isinstance) that switch protocol feature
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterable
 from pathlib import Path
-from typing import AsyncIterable, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 
 class WriteProgress:
@@ -25,8 +26,9 @@ class Store(Protocol):
     async def create(self, upload_id: str) -> None:
         """Make an empty upload."""
 
-    async def write(self, upload_id: str, offset: int, blocks: AsyncIterable[bytes],
-                    progress: WriteProgress) -> int:
+    async def write(
+        self, upload_id: str, offset: int, blocks: AsyncIterable[bytes], progress: WriteProgress
+    ) -> int:
         """Write the blocks at offset; progress.written only ever counts bytes on the store
         past offset (below 0 if bytes before offset had to be taken back and could not be
         stored again: the offset then moves back)."""
@@ -91,5 +93,6 @@ class PartWriter(Protocol):
 
     min_part_size: int
 
-    async def write_part(self, upload_id: str, number: int, blocks: AsyncIterable[bytes],
-                         progress: WriteProgress) -> int: ...
+    async def write_part(
+        self, upload_id: str, number: int, blocks: AsyncIterable[bytes], progress: WriteProgress
+    ) -> int: ...

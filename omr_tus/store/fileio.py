@@ -17,7 +17,7 @@ def write_all(fd: int, blocks: list, position: int) -> int:
     views = [memoryview(b) for b in blocks]
     done = first = 0
     while first < len(views):
-        n = os.pwritev(fd, views[first:first + IOV_MAX], position + done)
+        n = os.pwritev(fd, views[first : first + IOV_MAX], position + done)
         done += n
         while first < len(views) and n >= len(views[first]):
             n -= len(views[first])

@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import AsyncIterator
 
 from .base import LocalFiles, RemoteFiles, Store
 from .local import LocalStore
@@ -28,8 +28,11 @@ class CompletedFiles:
     def _open(self, upload_id: str, location: str):
         """The file where it is now (call off the event loop): an open file survives the move
         from the incoming store to durable storage that may happen meanwhile."""
-        candidates = [self.incoming.path(upload_id)] if (
-            location == "store" and isinstance(self.incoming, LocalFiles)) else []
+        candidates = (
+            [self.incoming.path(upload_id)]
+            if (location == "store" and isinstance(self.incoming, LocalFiles))
+            else []
+        )
         for path in [*candidates, self.durable.path(upload_id)]:
             with contextlib.suppress(FileNotFoundError):
                 return open(path, "rb")
@@ -71,9 +74,12 @@ class CompletedFiles:
         await asyncio.to_thread(self._evict)
 
     def _evict(self) -> None:
-        files = sorted((p for p in self.cache_dir.iterdir() if p.is_file() and "." not in p.name),
-                       key=lambda p: p.stat().st_mtime, reverse=True)
-        for old in files[self.cache_files:]:
+        files = sorted(
+            (p for p in self.cache_dir.iterdir() if p.is_file() and "." not in p.name),
+            key=lambda p: p.stat().st_mtime,
+            reverse=True,
+        )
+        for old in files[self.cache_files :]:
             with contextlib.suppress(FileNotFoundError):
                 old.unlink()  # a reader that has it open keeps reading it
 

@@ -6,14 +6,13 @@ import asyncio
 import os
 import shutil
 import stat
+import time
+from collections.abc import AsyncIterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-import time
-from typing import AsyncIterable
 
 from .base import WriteProgress
 from .fileio import write_all
-
 
 FREE_SPACE_TTL = 0.5
 GATHER_LIMIT = 1024 * 1024  # at most this much waits for the writer thread, per upload
@@ -47,12 +46,16 @@ def own_directory(directory: Path) -> None:
         pass
     info = os.lstat(directory)
     if not stat.S_ISDIR(info.st_mode):
-        raise RuntimeError(f"The store directory {directory} is not a directory (a symbolic link or a file); "
-                           "remove it or set another one (OMR_TUS_STORE_DIR, OMR_TUS_DATA_DIR)")
+        raise RuntimeError(
+            f"The store directory {directory} is not a directory (a symbolic link or a file); "
+            "remove it or set another one (OMR_TUS_STORE_DIR, OMR_TUS_DATA_DIR)"
+        )
     if info.st_uid != os.geteuid():
-        raise RuntimeError(f"The store directory {directory} belongs to user id {info.st_uid}, not to this "
-                           f"server's user ({os.geteuid()}): another user may read or replace its uploads. "
-                           "Remove it, or set another one (OMR_TUS_STORE_DIR, OMR_TUS_DATA_DIR)")
+        raise RuntimeError(
+            f"The store directory {directory} belongs to user id {info.st_uid}, not to this "
+            f"server's user ({os.geteuid()}): another user may read or replace its uploads. "
+            "Remove it, or set another one (OMR_TUS_STORE_DIR, OMR_TUS_DATA_DIR)"
+        )
     if stat.S_IMODE(info.st_mode) & 0o077:
         os.chmod(directory, 0o700)
 
@@ -78,8 +81,9 @@ class LocalStore:
         no filesystem operation (and no thread hop) at all."""
         self.path(upload_id)  # still refuse an id that is not a plain file name
 
-    async def write(self, upload_id: str, offset: int, blocks: AsyncIterable[bytes],
-                    progress: WriteProgress) -> int:
+    async def write(
+        self, upload_id: str, offset: int, blocks: AsyncIterable[bytes], progress: WriteProgress
+    ) -> int:
         """Pipelined: while one pwritev runs in a thread, the blocks arriving meanwhile are
         gathered (never joined: no copy) into the next one, up to GATHER_LIMIT bytes."""
         loop = asyncio.get_running_loop()
@@ -107,8 +111,14 @@ class LocalStore:
             await asyncio.shield(self._drain(fd, pending, gathered, position, progress))
         return progress.written
 
-    async def _drain(self, fd: int, pending: asyncio.Future | None, gathered: list[bytes], position: int,
-                     progress: WriteProgress) -> None:
+    async def _drain(
+        self,
+        fd: int,
+        pending: asyncio.Future | None,
+        gathered: list[bytes],
+        position: int,
+        progress: WriteProgress,
+    ) -> None:
         try:
             if pending is not None:  # if it failed, nothing after it is written (no hole)
                 progress.written += await pending

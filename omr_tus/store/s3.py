@@ -25,9 +25,9 @@ import sys
 import tempfile
 import time
 from collections import OrderedDict
+from collections.abc import AsyncIterable, AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import AsyncIterable, AsyncIterator
 
 from .base import WriteProgress
 from .fileio import write_all
@@ -53,6 +53,7 @@ class S3Settings:
 @dataclasses.dataclass
 class _Upload:
     """What the bucket holds of an upload in progress."""
+
     multipart_id: str
     parts: list[tuple[int, str, int]]  # number, ETag, size
     tail: int  # bytes in the .part object
@@ -107,7 +108,7 @@ class S3Store:
         self._stack = contextlib.AsyncExitStack()
         self.client = None
 
-    async def open(self) -> "S3Store":
+    async def open(self) -> S3Store:
         from aiobotocore.session import get_session
         from botocore.config import Config
 
@@ -118,12 +119,23 @@ class S3Store:
             # the signature (each part carries its Content-MD5 instead, computed off the event
             # loop; botocore would hash it on the loop otherwise).
             s3={"addressing_style": "path" if c.endpoint else "auto", "payload_signing_enabled": False},
-            request_checksum_calculation="when_required", response_checksum_validation="when_required",
-            retries={"max_attempts": 4, "mode": "standard"}, max_pool_connections=64,
-            connect_timeout=10, read_timeout=120)
-        self.client = await self._stack.enter_async_context(get_session().create_client(
-            "s3", endpoint_url=c.endpoint or None, region_name=c.region, aws_access_key_id=c.access_key or None,
-            aws_secret_access_key=c.secret_key or None, config=config))
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            retries={"max_attempts": 4, "mode": "standard"},
+            max_pool_connections=64,
+            connect_timeout=10,
+            read_timeout=120,
+        )
+        self.client = await self._stack.enter_async_context(
+            get_session().create_client(
+                "s3",
+                endpoint_url=c.endpoint or None,
+                region_name=c.region,
+                aws_access_key_id=c.access_key or None,
+                aws_secret_access_key=c.secret_key or None,
+                config=config,
+            )
+        )
         return self
 
     async def close(self) -> None:
@@ -143,8 +155,11 @@ class S3Store:
         made = await self.client.create_multipart_upload(**self._args(upload_id))
         multipart_id = made["UploadId"]
         try:
-            await self.client.put_object(**self._args(upload_id, ".info"), ContentType="application/json",
-                                         Body=json.dumps({"id": upload_id, "multipart_id": multipart_id}).encode())
+            await self.client.put_object(
+                **self._args(upload_id, ".info"),
+                ContentType="application/json",
+                Body=json.dumps({"id": upload_id, "multipart_id": multipart_id}).encode(),
+            )
         except BaseException:
             with contextlib.suppress(Exception):
                 await self.client.abort_multipart_upload(**self._args(upload_id), UploadId=multipart_id)
@@ -159,8 +174,9 @@ class S3Store:
             return await self._object_size(upload_id) or 0
         return state.size
 
-    async def write(self, upload_id: str, offset: int, blocks: AsyncIterable[bytes],
-                    progress: WriteProgress) -> int:
+    async def write(
+        self, upload_id: str, offset: int, blocks: AsyncIterable[bytes], progress: WriteProgress
+    ) -> int:
         """Parts of part_size are sent as they fill, one at a time while the next one is spooled;
         whatever is left at the end (the body done or broken) is kept: as a part if it is big
         enough, else as the .part object."""
@@ -199,8 +215,15 @@ class S3Store:
             await asyncio.shield(self._keep_rest(upload_id, state, spool, gathered, sending, progress))
         return progress.written
 
-    async def _keep_rest(self, upload_id: str, state: _Upload, spool: _Spool, gathered: list,
-                         sending: asyncio.Task | None, progress: WriteProgress) -> None:
+    async def _keep_rest(
+        self,
+        upload_id: str,
+        state: _Upload,
+        spool: _Spool,
+        gathered: list,
+        sending: asyncio.Task | None,
+        progress: WriteProgress,
+    ) -> None:
         try:
             if gathered:
                 await spool.add(gathered)
@@ -216,15 +239,18 @@ class S3Store:
             spool.close()
             raise
 
-    async def _send_part(self, upload_id: str, state: _Upload, spool: _Spool, progress: WriteProgress) -> None:
+    async def _send_part(
+        self, upload_id: str, state: _Upload, spool: _Spool, progress: WriteProgress
+    ) -> None:
         number = state.parts[-1][0] + 1 if state.parts else 1
         etag = await self._upload_part(upload_id, state.multipart_id, number, spool)
         state.parts.append((number, etag, spool.size))
         progress.written += spool.size
 
     async def _upload_part(self, upload_id: str, multipart_id: str, number: int, spool: _Spool) -> str:
-        sent = await self._send(spool, self.client.upload_part, **self._args(upload_id), UploadId=multipart_id,
-                                PartNumber=number)
+        sent = await self._send(
+            spool, self.client.upload_part, **self._args(upload_id), UploadId=multipart_id, PartNumber=number
+        )
         return sent["ETag"]
 
     @staticmethod
@@ -237,8 +263,9 @@ class S3Store:
         finally:
             spool.close()
 
-    async def write_part(self, upload_id: str, number: int, blocks: AsyncIterable[bytes],
-                         progress: WriteProgress) -> int:
+    async def write_part(
+        self, upload_id: str, number: int, blocks: AsyncIterable[bytes], progress: WriteProgress
+    ) -> int:
         """All of the body as part `number`, sent once it has all arrived (a body that breaks
         stores nothing: its chunk is sent again)."""
         multipart_id = await self._multipart_id(upload_id)
@@ -302,8 +329,11 @@ class S3Store:
             await self._send_part(upload_id, state, spool, progress)
         args = self._args(upload_id)
         if state.parts:
-            await self.client.complete_multipart_upload(**args, UploadId=state.multipart_id, MultipartUpload={
-                "Parts": [{"PartNumber": n, "ETag": etag} for n, etag, _ in state.parts]})
+            await self.client.complete_multipart_upload(
+                **args,
+                UploadId=state.multipart_id,
+                MultipartUpload={"Parts": [{"PartNumber": n, "ETag": etag} for n, etag, _ in state.parts]},
+            )
         else:
             await self.client.put_object(**args, Body=b"")
             await self.client.abort_multipart_upload(**args, UploadId=state.multipart_id)
@@ -325,7 +355,9 @@ class S3Store:
 
     # -- completed files ----------------------------------------------------------
     @contextlib.asynccontextmanager
-    async def _reading(self, upload_id: str, suffix: str = "") -> AsyncIterator[tuple[int, AsyncIterator[bytes]]]:
+    async def _reading(
+        self, upload_id: str, suffix: str = ""
+    ) -> AsyncIterator[tuple[int, AsyncIterator[bytes]]]:
         try:
             got = await self.client.get_object(**self._args(upload_id, suffix))
         except self.client.exceptions.NoSuchKey:  # the store's contract: a missing file is FileNotFoundError
@@ -344,7 +376,9 @@ class S3Store:
         """The completed upload into a local file (written in a thread, renamed when whole)."""
         loop = asyncio.get_running_loop()
         tmp = path.with_name(path.name + f".{os.getpid()}.part")
-        fd = await loop.run_in_executor(self._pool, lambda: os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+        fd = await loop.run_in_executor(
+            self._pool, lambda: os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        )
         try:
             position = 0
             async with self.read(upload_id) as (_, chunks):
@@ -373,8 +407,9 @@ class S3Store:
         marker = 0
         try:
             while True:
-                listed = await self.client.list_parts(**self._args(upload_id), UploadId=multipart_id,
-                                                      PartNumberMarker=marker)
+                listed = await self.client.list_parts(
+                    **self._args(upload_id), UploadId=multipart_id, PartNumberMarker=marker
+                )
                 parts += [(p["PartNumber"], p["ETag"], p["Size"]) for p in listed.get("Parts", [])]
                 if not listed.get("IsTruncated"):
                     break

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from ..config import Settings
 from .base import Store
@@ -27,15 +27,24 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
     if settings.store == "s3":
         from .s3 import S3Settings, S3Store
 
-        incoming = await S3Store(S3Settings(
-            bucket=settings.s3_bucket, prefix=settings.s3_prefix, endpoint=settings.s3_endpoint or None,
-            region=settings.s3_region, access_key=settings.s3_access_key or None,
-            secret_key=settings.s3_secret_key or None, part_size=settings.s3_part_size),
-            spool_dir=settings.data_dir / "s3-spool").open()
+        incoming = await S3Store(
+            S3Settings(
+                bucket=settings.s3_bucket,
+                prefix=settings.s3_prefix,
+                endpoint=settings.s3_endpoint or None,
+                region=settings.s3_region,
+                access_key=settings.s3_access_key or None,
+                secret_key=settings.s3_secret_key or None,
+                part_size=settings.s3_part_size,
+            ),
+            spool_dir=settings.data_dir / "s3-spool",
+        ).open()
     else:
         incoming = LocalStore(settings.store_dir)
     try:
-        yield Stores(incoming, durable, CompletedFiles(incoming, durable, settings.data_dir / "cache"), scratch)
+        yield Stores(
+            incoming, durable, CompletedFiles(incoming, durable, settings.data_dir / "cache"), scratch
+        )
     finally:
         for store in (incoming, durable, scratch):
             await store.close()

@@ -50,8 +50,13 @@ def _batch(info: UploadInfo) -> dict[str, str]:
 
 async def options(request: web.Request) -> web.Response:
     app = request.app
-    hdrs = tus_headers(**{"Tus-Version": h.TUS_VERSION, "Tus-Extension": ",".join(extensions(app[STORE])),
-                          "Tus-Max-Size": str(app[SETTINGS].max_upload_size)})
+    hdrs = tus_headers(
+        **{
+            "Tus-Version": h.TUS_VERSION,
+            "Tus-Extension": ",".join(extensions(app[STORE])),
+            "Tus-Max-Size": str(app[SETTINGS].max_upload_size),
+        }
+    )
     if "checksum" in hdrs["Tus-Extension"]:
         hdrs["Tus-Checksum-Algorithm"] = ",".join(ALGORITHMS)
     return web.Response(status=200, headers=hdrs)
@@ -61,23 +66,33 @@ async def create(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     user = principal(request)
     concat, partial_ids = h.concat(request.headers.get("Upload-Concat"))
-    if concat == "final" and (request.headers.get("Upload-Length") or request.headers.get("Upload-Defer-Length")):
+    if concat == "final" and (
+        request.headers.get("Upload-Length") or request.headers.get("Upload-Defer-Length")
+    ):
         raise errors.BAD_REQUEST("A final upload takes its length from its parts: send no Upload-Length")
     length = None if concat == "final" else h.creation_length(request.headers)
     service.check_length(length)
     raw_meta = request.headers.get("Upload-Metadata")
     meta = checked_metadata(h.metadata(raw_meta))
     if concat == "partial" and declared(meta):
-        raise errors.BAD_REQUEST("A partial upload's digest cannot be checked: declare the whole file's sha256 "
-                                 "on the final upload")
-    upload_type, task_id = check_upload_type(meta.get("upload_type"), meta.get("task_id"),
-                                             need_task=concat != "partial")
+        raise errors.BAD_REQUEST(
+            "A partial upload's digest cannot be checked: declare the whole file's sha256 on the final upload"
+        )
+    upload_type, task_id = check_upload_type(
+        meta.get("upload_type"), meta.get("task_id"), need_task=concat != "partial"
+    )
     with_body = request.headers.get("Content-Type", "").split(";")[0].strip() == h.OFFSET_STREAM
     if not with_body and request.content_length:
-        raise errors.UNSUPPORTED_MEDIA("a creation request with a body must use Content-Type: "
-                                       "application/offset+octet-stream")
-    fields = dict(metadata=meta, raw_metadata=raw_meta, filename=clean_filename(meta.get("filename")),
-                  upload_type=upload_type, task_id=task_id)
+        raise errors.UNSUPPORTED_MEDIA(
+            "a creation request with a body must use Content-Type: application/offset+octet-stream"
+        )
+    fields = dict(
+        metadata=meta,
+        raw_metadata=raw_meta,
+        filename=clean_filename(meta.get("filename")),
+        upload_type=upload_type,
+        task_id=task_id,
+    )
     if concat == "final":
         if with_body:
             raise errors.FORBIDDEN("A final upload cannot carry a body")
@@ -124,7 +139,9 @@ async def patch(request: web.Request) -> web.Response:
     if request.headers.get("Content-Type", "").split(";")[0].strip() != h.OFFSET_STREAM:
         raise errors.UNSUPPORTED_MEDIA()
     offset = h.upload_offset(request.headers)
-    info = await append_body(request, request.match_info["upload_id"], offset, length=h.upload_length(request.headers))
+    info = await append_body(
+        request, request.match_info["upload_id"], offset, length=h.upload_length(request.headers)
+    )
     hdrs = tus_headers(**{"Upload-Offset": str(info.offset)})
     hdrs.update(expires(info))
     hdrs.update(_batch(info))
@@ -137,10 +154,16 @@ async def append_body(request: web.Request, upload_id: str, offset: int, length:
     if checksum is not None and not isinstance(request.app[STORE], Truncater):
         raise errors.BAD_REQUEST("this server's store cannot verify checksums")
     return await request.app[SERVICE].append(
-        upload_id, principal(request), offset, body.blocks(request.content),
+        upload_id,
+        principal(request),
+        offset,
+        body.blocks(request.content),
         interrupt=lambda: request.content.set_exception(interrupted()),
         received=lambda: request.content.total_bytes,
-        length=length, content_length=request.content_length, checksum=checksum)
+        length=length,
+        content_length=request.content_length,
+        checksum=checksum,
+    )
 
 
 async def delete(request: web.Request) -> web.Response:
@@ -152,12 +175,17 @@ async def download(request: web.Request) -> web.StreamResponse:
     service = request.app[SERVICE]
     info = await service.get(request.match_info["upload_id"], principal(request))
     if not info.is_complete:
-        raise errors.BAD_REQUEST(f"Upload {info.id} is not complete yet ({info.offset} of "
-                                 f"{info.length if info.length is not None else '?'} bytes)")
+        raise errors.BAD_REQUEST(
+            f"Upload {info.id} is not complete yet ({info.offset} of "
+            f"{info.length if info.length is not None else '?'} bytes)"
+        )
     filetype = info.metadata.get("filetype", "")
-    hdrs = {"Content-Disposition": content_disposition(info.filename, info.id),
-            "Content-Type": filetype if _MIME.fullmatch(filetype) else "application/octet-stream",
-            "X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store"}
+    hdrs = {
+        "Content-Disposition": content_disposition(info.filename, info.id),
+        "Content-Type": filetype if _MIME.fullmatch(filetype) else "application/octet-stream",
+        "X-Content-Type-Options": "nosniff",
+        "Cache-Control": "private, no-store",
+    }
     try:
         async with request.app[FILES].stream(info.id, info.location) as (size, chunks):
             response = web.StreamResponse(headers=hdrs)

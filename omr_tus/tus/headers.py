@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from typing import Mapping
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from .. import errors
@@ -69,7 +69,9 @@ def metadata(raw: str | None) -> dict[str, str]:
         parts = pair.strip().split(" ")
         key = parts[0]
         if not key or len(parts) > 2 or not _META_KEY.match(key):
-            raise errors.INVALID_METADATA(f"Upload-Metadata pair {pair.strip()[:60]!r} is not 'key base64value'")
+            raise errors.INVALID_METADATA(
+                f"Upload-Metadata pair {pair.strip()[:60]!r} is not 'key base64value'"
+            )
         if key in result:
             raise errors.INVALID_METADATA(f"Upload-Metadata key {key!r} appears twice")
         value = _text(key, parts[1]) if len(parts) == 2 else ""
@@ -101,8 +103,9 @@ def checksum(value: str | None) -> Checksum | None:
     algorithm, _, encoded = value.strip().partition(" ")
     algorithm = algorithm.lower()
     if algorithm not in ALGORITHMS:
-        raise errors.UNSUPPORTED_CHECKSUM(f"Checksum algorithm {algorithm[:20]!r} is not supported; "
-                                          f"use one of {', '.join(ALGORITHMS)}")
+        raise errors.UNSUPPORTED_CHECKSUM(
+            f"Checksum algorithm {algorithm[:20]!r} is not supported; use one of {', '.join(ALGORITHMS)}"
+        )
     try:
         digest = base64.b64decode(encoded.strip(), validate=True)
     except (binascii.Error, ValueError):
@@ -119,10 +122,10 @@ def concat(value: str | None) -> tuple[str | None, list[str]]:
         return "partial", []
     if value.startswith("final;"):
         ids = []
-        for url in value[len("final;"):].split():
+        for url in value[len("final;") :].split():
             path = urlsplit(url).path.rstrip("/")
-            if not path.startswith("/files/") or "/" in path[len("/files/"):]:
+            if not path.startswith("/files/") or "/" in path[len("/files/") :]:
                 raise errors.BAD_REQUEST(f"Upload-Concat URL {url[:80]!r} is not an upload of this server")
-            ids.append(path[len("/files/"):])
+            ids.append(path[len("/files/") :])
         return "final", ids
     raise errors.BAD_REQUEST("Upload-Concat must be 'partial' or 'final;<url> <url> ...'")

@@ -18,8 +18,8 @@ import logging
 import os
 import re
 import secrets
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from .. import crashpoints
 from ..store import LocalFiles, RemoteFiles
@@ -132,8 +132,11 @@ class Archiver:
     def _moving(self, info: UploadInfo) -> bool:
         """Whether the upload's bytes are still to leave the incoming store's directory."""
         store = self.service.store
-        return (info.location == "store" and isinstance(store, LocalFiles)
-                and store.directory.resolve() != self.durable.directory.resolve())
+        return (
+            info.location == "store"
+            and isinstance(store, LocalFiles)
+            and store.directory.resolve() != self.durable.directory.resolve()
+        )
 
     async def preserve(self, info: UploadInfo, algorithms: Iterable[str] = ()) -> dict[str, str] | None:
         """Makes the durable copy (again, if need be) and returns the file's digests (sha256 and
@@ -143,7 +146,9 @@ class Archiver:
             if isinstance(self.service.store, RemoteFiles):
                 return await self._hash_remote(info, algorithms)
             src = self.service.store.path(info.id) if self._moving(info) else None
-            return await asyncio.to_thread(make_durable, src, self.durable.path(info.id), info.offset, algorithms)
+            return await asyncio.to_thread(
+                make_durable, src, self.durable.path(info.id), info.offset, algorithms
+            )
 
     async def _hash_remote(self, info: UploadInfo, algorithms: tuple[str, ...]) -> dict[str, str] | None:
         hashers = _hashers(algorithms)
@@ -179,10 +184,17 @@ class Archiver:
                 return
             except Exception as exc:
                 if self.service.closing.is_set():
-                    log.warning("Upload %s: not moved to durable storage (%s); the next start retries", info.id, exc)
+                    log.warning(
+                        "Upload %s: not moved to durable storage (%s); the next start retries", info.id, exc
+                    )
                     return
-                log.warning("Upload %s: move to durable storage failed (%s: %s); retrying in %.0f s",
-                            info.id, type(exc).__name__, exc, delay)
+                log.warning(
+                    "Upload %s: move to durable storage failed (%s: %s); retrying in %.0f s",
+                    info.id,
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                )
             if await self.service.pause(delay):
                 return
             delay = min(delay * 2, RETRY_MAX)
@@ -192,8 +204,11 @@ class Archiver:
         upload still waits for it: another node, or this one before a restart, may have done it."""
         async with self.service.locks.hold(info.id):
             row = await self.service.repo.upload(info.id)
-            if row is None or row.status != "complete" or not (
-                    row.location == "store" or (row.location == "durable" and not row.sha256)):
+            if (
+                row is None
+                or row.status != "complete"
+                or not (row.location == "store" or (row.location == "durable" and not row.sha256))
+            ):
                 return
             info.location, info.offset = row.location, row.upload_offset
             await self._make_durable(info)
@@ -202,8 +217,12 @@ class Archiver:
         digests = await self.preserve(info)
         if digests is None:
             await self.service.repo.record_lost(info.id, LOST)
-            log.error("Upload %s: its %d bytes were lost before they reached durable storage (a reboot wiped "
-                      "the RAM disk?); its batch failed", info.id, info.offset)
+            log.error(
+                "Upload %s: its %d bytes were lost before they reached durable storage (a reboot wiped "
+                "the RAM disk?); its batch failed",
+                info.id,
+                info.offset,
+            )
             info.location, info.offset = "lost", 0
             return
         await self.service.repo.record_durable(info.id, digests["sha256"])

@@ -13,7 +13,7 @@ import asyncio
 import dataclasses
 import logging
 import secrets
-from typing import AsyncIterable, Callable
+from collections.abc import AsyncIterable, Callable
 
 from .. import errors
 from ..store import LocalStore, PartWriter, RangeCopier, WriteProgress
@@ -91,19 +91,38 @@ class ChunkedUploads:
             await self.spool_store.delete(chunk.spool_id)
 
     # -- chunks -------------------------------------------------------------
-    async def start(self, user: Principal, chunk: Chunk, *, total_chunks: int, filename: str | None,
-                    upload_type: str, task_id: str | None, room: int | None = None,
-                    sha256: str | None = None) -> UploadInfo:
+    async def start(
+        self,
+        user: Principal,
+        chunk: Chunk,
+        *,
+        total_chunks: int,
+        filename: str | None,
+        upload_type: str,
+        task_id: str | None,
+        room: int | None = None,
+        sha256: str | None = None,
+    ) -> UploadInfo:
         """Creates the upload from its chunk 0, which fixes the chunk size. `sha256`: the whole
         file's, declared by the client (checked hex), verified at completion."""
         max_size = self.service.settings.max_upload_size
         if total_chunks > max_size:
-            raise errors.BAD_REQUEST(f"total_chunks {total_chunks} is more than an upload of the maximum size "
-                                     f"({max_size} bytes) can have")
+            raise errors.BAD_REQUEST(
+                f"total_chunks {total_chunks} is more than an upload of the maximum size "
+                f"({max_size} bytes) can have"
+            )
         metadata = {"filename": filename or "", **({"sha256": sha256} if sha256 else {})}
-        info = await self.service.create(user, length=None, metadata=metadata,
-                                         raw_metadata=None, filename=filename, upload_type=upload_type,
-                                         task_id=task_id, protocol="legacy", total_chunks=total_chunks)
+        info = await self.service.create(
+            user,
+            length=None,
+            metadata=metadata,
+            raw_metadata=None,
+            filename=filename,
+            upload_type=upload_type,
+            task_id=task_id,
+            protocol="legacy",
+            total_chunks=total_chunks,
+        )
         try:
             size, *_ = await self._put(info, 0, chunk, room=room or self.max_chunk)
             if total_chunks > 1:
@@ -113,10 +132,12 @@ class ChunkedUploads:
                 if isinstance(store, PartWriter) and size < store.min_part_size:
                     raise errors.BAD_REQUEST(
                         f"Chunk 0 has {size} bytes; this server stores chunks as S3 parts, so every chunk but "
-                        f"the last must hold at least {store.min_part_size} bytes (send 50 MB chunks)")
+                        f"the last must hold at least {store.min_part_size} bytes (send 50 MB chunks)"
+                    )
                 if (total_chunks - 1) * size + 1 > max_size:
-                    raise errors.TOO_LARGE(f"{total_chunks} chunks of {size} bytes exceed the maximum upload "
-                                           f"size {max_size}")
+                    raise errors.TOO_LARGE(
+                        f"{total_chunks} chunks of {size} bytes exceed the maximum upload size {max_size}"
+                    )
             info.chunk_size = size
             # the chunks to come are known now: their space is reserved like a tus upload's (507)
             async with self.service.reservations.claim(user.id, (total_chunks - 1) * size):
@@ -130,12 +151,14 @@ class ChunkedUploads:
         await self.service.store.delete(info.id)
         await self.service.repo.update_upload(info.id, status="terminated")
 
-    async def next(self, user: Principal, upload_id: str, index: int, total_chunks: int,
-                   chunk: Chunk) -> Stored:
+    async def next(
+        self, user: Principal, upload_id: str, index: int, total_chunks: int, chunk: Chunk
+    ) -> Stored:
         info = await self.lookup(upload_id, user)
         if total_chunks != info.total_chunks:
-            raise errors.BAD_REQUEST(f"total_chunks {total_chunks} does not match this upload's "
-                                     f"total_chunks {info.total_chunks}")
+            raise errors.BAD_REQUEST(
+                f"total_chunks {total_chunks} does not match this upload's total_chunks {info.total_chunks}"
+            )
         if not 0 <= index < info.total_chunks:
             raise errors.BAD_REQUEST(f"Invalid chunk_index {index} (total: {info.total_chunks})")
         stored = None if info.is_complete else await self._put(info, index, chunk, room=info.chunk_size)
@@ -155,7 +178,9 @@ class ChunkedUploads:
             raise errors.NOT_FOUND(f"Upload {upload_id} not found. Please restart upload.")
         return info
 
-    async def _put(self, info: UploadInfo, index: int, chunk: Chunk, room: int) -> tuple[int, int, int] | None:
+    async def _put(
+        self, info: UploadInfo, index: int, chunk: Chunk, room: int
+    ) -> tuple[int, int, int] | None:
         """Writes chunk `index` at its place and records it, under a lock of its own: chunks
         of one upload are written in parallel, while a retry of the same chunk waits and
         then finds it stored (None)."""
@@ -171,7 +196,9 @@ class ChunkedUploads:
                 await self.discard(chunk)
             else:
                 holder.arm(chunk.interrupt, chunk.received)
-                blocks = read_chunks(self.spool_store.path(chunk.spool_id)) if chunk.spool_id else chunk.blocks
+                blocks = (
+                    read_chunks(self.spool_store.path(chunk.spool_id)) if chunk.spool_id else chunk.blocks
+                )
                 failure = await service.stream(info.id, offset, blocks, room, holder.progress, part=index + 1)
                 await self.discard(chunk)
                 size = holder.progress.written
@@ -180,12 +207,19 @@ class ChunkedUploads:
                         raise self._oversize(index, size + 1, room) from None
                     raise_failure(failure)
             if chunk.spool_id and size != chunk.spool_size:  # the spool is gone (swept?) or cut short
-                log.warning("Upload %s: chunk %d's spool held %d of its %d bytes", info.id, index, size,
-                            chunk.spool_size)
+                log.warning(
+                    "Upload %s: chunk %d's spool held %d of its %d bytes",
+                    info.id,
+                    index,
+                    size,
+                    chunk.spool_size,
+                )
                 raise errors.STORE_UNAVAILABLE(headers={"Retry-After": "1"})
             if index and index < info.total_chunks - 1 and size != info.chunk_size:
-                raise errors.BAD_REQUEST(f"Chunk {index} has {size} bytes; every chunk but the last must have "
-                                         f"{info.chunk_size} bytes, like chunk 0")
+                raise errors.BAD_REQUEST(
+                    f"Chunk {index} has {size} bytes; every chunk but the last must have "
+                    f"{info.chunk_size} bytes, like chunk 0"
+                )
             count, total = await service.repo.record_chunk(info.id, index, size, service.expiry())
         log.info("Upload %s: Saved chunk %d/%d (%s)", info.id, index + 1, info.total_chunks, mb(size))
         return size, count, total
@@ -193,10 +227,14 @@ class ChunkedUploads:
     def _oversize(self, index: int, size: int, room: int) -> errors.ServiceError:
         if room >= self.max_chunk or size > self.max_chunk:
             return too_large(size, self.max_chunk)
-        return errors.BAD_REQUEST(f"Chunk {index} is larger than chunk 0 ({room} bytes); every chunk but the "
-                                  f"last must have the size of chunk 0")
+        return errors.BAD_REQUEST(
+            f"Chunk {index} is larger than chunk 0 ({room} bytes); every chunk but the "
+            f"last must have the size of chunk 0"
+        )
 
-    async def received(self, info: UploadInfo, index: int, counts: tuple[int, int] | None = None) -> ChunkReceipt:
+    async def received(
+        self, info: UploadInfo, index: int, counts: tuple[int, int] | None = None
+    ) -> ChunkReceipt:
         """With the chunks stored (counted by the caller, or counted here), the request that
         brings the last one completes the upload."""
         service = self.service

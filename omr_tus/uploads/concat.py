@@ -28,22 +28,32 @@ class Concatenation:
         seen: set[str] = set()
         for partial_id in partial_ids:
             if partial_id in seen:
-                raise errors.BAD_REQUEST(f"Upload-Concat names partial upload {partial_id} twice; each partial "
-                                         "upload can be part of one final upload, once")
+                raise errors.BAD_REQUEST(
+                    f"Upload-Concat names partial upload {partial_id} twice; each partial "
+                    "upload can be part of one final upload, once"
+                )
             seen.add(partial_id)
         length = 0
         for partial_id in partial_ids:
             try:
                 partial = await self.service.get(partial_id, user)
             except errors.ServiceError as exc:
-                raise errors.BAD_REQUEST(f"Partial upload {partial_id} cannot be concatenated: {exc.message}") from None
+                raise errors.BAD_REQUEST(
+                    f"Partial upload {partial_id} cannot be concatenated: {exc.message}"
+                ) from None
             if partial.concat != "partial":
                 raise errors.BAD_REQUEST(f"Upload {partial_id} was not created with Upload-Concat: partial")
             length = None if length is None or partial.length is None else length + partial.length
         await self._check_unused(partial_ids)
         try:  # the space for the copy is checked like any creation's (507)
-            info = await self.service.create(user, length=length, concat="final", parts=partial_ids,
-                                             total_chunks=len(partial_ids), **fields)
+            info = await self.service.create(
+                user,
+                length=length,
+                concat="final",
+                parts=partial_ids,
+                total_chunks=len(partial_ids),
+                **fields,
+            )
         except IntegrityError:  # another final took one of them meanwhile (a unique index)
             await self._check_unused(partial_ids)
             raise
@@ -53,8 +63,10 @@ class Concatenation:
         used = await self.service.repo.finals_using(partial_ids)
         if used:
             partial_id, final_id = next(iter(used.items()))
-            raise errors.BAD_REQUEST(f"Partial upload {partial_id} is already part of final upload {final_id}; "
-                                     "each partial upload can be part of one final upload, once")
+            raise errors.BAD_REQUEST(
+                f"Partial upload {partial_id} is already part of final upload {final_id}; "
+                "each partial upload can be part of one final upload, once"
+            )
 
     async def partial_done(self, partial: UploadInfo) -> None:
         for final_id in await self.service.repo.finals_waiting_for(partial.id):
@@ -82,8 +94,11 @@ class Concatenation:
             if lost:  # a wiped RAM disk: never assemble a file from bytes that are gone
                 for part_id in lost:
                     await service.repo.update_upload(part_id, location="lost", upload_offset=0)
-                log.error("Upload %s: partial uploads %s lost their bytes; the final cannot be assembled", final_id,
-                          ", ".join(lost))
+                log.error(
+                    "Upload %s: partial uploads %s lost their bytes; the final cannot be assembled",
+                    final_id,
+                    ", ".join(lost),
+                )
                 return None
             offset = 0
             for index, part in enumerate(parts):
@@ -92,7 +107,9 @@ class Concatenation:
                 offset += size
             info.offset = info.length = offset
             await service.repo.update_upload(final_id, length=offset)
-            log.info("Upload %s: %d partial uploads concatenated - %s total", final_id, len(parts), mb(offset))
+            log.info(
+                "Upload %s: %d partial uploads concatenated - %s total", final_id, len(parts), mb(offset)
+            )
             await service.finish(info)
         for part in parts:
             if not await service.repo.finals_waiting_for(part.id):

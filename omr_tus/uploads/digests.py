@@ -9,7 +9,7 @@ import base64
 import binascii
 import hashlib
 import re
-from typing import Mapping
+from collections.abc import Mapping
 
 from .. import errors
 
@@ -25,8 +25,9 @@ def checked_hex(algorithm: str, value: str, source: str) -> str:
     hexed = value.strip().lower()
     if not _HEX[algorithm].match(hexed):
         digits = 2 * DECLARED[algorithm]().digest_size
-        raise errors.BAD_REQUEST(f"{source} must be the file's {algorithm} as {digits} hexadecimal digits, "
-                                 f"got {value[:140]!r}")
+        raise errors.BAD_REQUEST(
+            f"{source} must be the file's {algorithm} as {digits} hexadecimal digits, got {value[:140]!r}"
+        )
     return hexed
 
 
@@ -39,7 +40,9 @@ def repr_digest(value: str | None) -> dict[str, str]:
     for member in value.split(","):
         match = _MEMBER.match(member.strip())
         if match is None:
-            raise errors.BAD_REQUEST(f"Repr-Digest member {member.strip()[:80]!r} is not 'algorithm=:base64:'")
+            raise errors.BAD_REQUEST(
+                f"Repr-Digest member {member.strip()[:80]!r} is not 'algorithm=:base64:'"
+            )
         key, encoded = match.group(1), match.group(2)
         if key not in _REPR_KEYS:
             continue
@@ -49,8 +52,10 @@ def repr_digest(value: str | None) -> dict[str, str]:
             raise errors.BAD_REQUEST(f"Repr-Digest {key} is not valid base64") from None
         algorithm = _REPR_KEYS[key]
         if len(raw) != DECLARED[algorithm]().digest_size:
-            raise errors.BAD_REQUEST(f"Repr-Digest {key} has {len(raw)} bytes; a {key} digest has "
-                                     f"{DECLARED[algorithm]().digest_size}")
+            raise errors.BAD_REQUEST(
+                f"Repr-Digest {key} has {len(raw)} bytes; a {key} digest has "
+                f"{DECLARED[algorithm]().digest_size}"
+            )
         found[algorithm] = raw.hex()
     return found
 
@@ -64,8 +69,10 @@ def mismatch(expected: Mapping[str, str], actual: Mapping[str, str]) -> str | No
     """What differs between the declared digests and the file's, for the error message."""
     for algorithm, value in expected.items():
         if actual.get(algorithm) != value:
-            return (f"the file's {algorithm} is {actual.get(algorithm)}, but {value} was declared when the "
-                    f"upload was created")
+            return (
+                f"the file's {algorithm} is {actual.get(algorithm)}, but {value} was declared when the "
+                f"upload was created"
+            )
     return None
 
 

@@ -47,13 +47,28 @@ class UploadInfo:
     active_at: dt.datetime | None = None  # last change (a byte, a length): when its reservation lapses
 
     @classmethod
-    def from_row(cls, row: Row) -> "UploadInfo":
-        return cls(id=row.id, owner_id=row.owner_id, protocol=row.protocol, length=row.length,
-                   offset=row.upload_offset, metadata=dict(row.upload_metadata or {}),
-                   raw_metadata=row.raw_metadata, filename=row.filename, upload_type=row.upload_type,
-                   task_id=row.task_id, status=row.status, location=row.location, sha256=row.sha256,
-                   created_at=row.created_at, expires_at=row.expires_at, total_chunks=row.total_chunks,
-                   chunk_size=row.chunk_size, concat=row.concat, active_at=row.updated_at)
+    def from_row(cls, row: Row) -> UploadInfo:
+        return cls(
+            id=row.id,
+            owner_id=row.owner_id,
+            protocol=row.protocol,
+            length=row.length,
+            offset=row.upload_offset,
+            metadata=dict(row.upload_metadata or {}),
+            raw_metadata=row.raw_metadata,
+            filename=row.filename,
+            upload_type=row.upload_type,
+            task_id=row.task_id,
+            status=row.status,
+            location=row.location,
+            sha256=row.sha256,
+            created_at=row.created_at,
+            expires_at=row.expires_at,
+            total_chunks=row.total_chunks,
+            chunk_size=row.chunk_size,
+            concat=row.concat,
+            active_at=row.updated_at,
+        )
 
     @property
     def is_complete(self) -> bool:

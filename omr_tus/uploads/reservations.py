@@ -27,7 +27,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import time
-from typing import AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 
 from .. import errors
 from ..db.models import utcnow
@@ -97,6 +97,7 @@ class Reservations:
         async def grow(more: int) -> None:
             await self._check(token, owner_id, more, claim.size)
             claim.size += more
+
         claim.grow = grow
         self._claims[token] = claim
         try:
@@ -126,14 +127,16 @@ class Reservations:
         if need > free - owed:
             raise errors.INSUFFICIENT_STORAGE(
                 f"Not enough free space for this upload: it needs {mb(need)}, the store has "
-                f"{mb(max(free - owed, 0))} free. Try again later or contact the administrator.")
+                f"{mb(max(free - owed, 0))} free. Try again later or contact the administrator."
+            )
         limit = int((free + held) * self.user_share)
         if mine + need > limit:
             raise errors.INSUFFICIENT_STORAGE(
                 f"Not enough free space for this upload: it needs {mb(need)}, and your uploads in progress "
                 f"already hold or reserve {mb(mine)} of the {mb(limit)} one user may take "
                 f"({self.user_share:.0%} of the space for uploads in progress). Finish or terminate one of "
-                f"them, or try again later.")
+                f"them, or try again later."
+            )
 
     async def _current(self) -> _Snapshot:
         """The sums per user, read again when older than SNAPSHOT_TTL (one query for every

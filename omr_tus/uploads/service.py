@@ -12,21 +12,22 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from .. import crashpoints, errors
 from ..config import Settings
+from ..db.models import utcnow
 from ..db.repo import Repo
 from ..metrics import Counters
 from ..store import Finisher, PartWriter, Store, Truncater, WriteProgress
-from ..db.models import utcnow
 from .checksums import Checksum
+from .digests import declared, merged, mismatch
 from .locks import Holder, UploadLocks
+from .model import LOST, Principal, UploadInfo
 from .reservations import STEP, Reservations, mb
 from .shared_locks import SharedUploadLocks
-from .digests import declared, merged, mismatch
-from .model import LOST, Principal, UploadInfo
 
 if TYPE_CHECKING:
     from .archive import Archiver
@@ -81,8 +82,14 @@ class StreamTooLarge(Exception):
 
 
 class UploadService:
-    def __init__(self, settings: Settings, repo: Repo, store: Store, locks: UploadLocks | SharedUploadLocks,
-                 counters: Counters | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        repo: Repo,
+        store: Store,
+        locks: UploadLocks | SharedUploadLocks,
+        counters: Counters | None = None,
+    ):
         self.settings = settings
         self.counters = counters or Counters()
         self.repo = repo
@@ -95,8 +102,9 @@ class UploadService:
         self.closing = asyncio.Event()  # set at shutdown: retrying background work gives up
         self.partial_hooks: list[FinishHook] = []  # run when a partial upload (tus concatenation) completes
         # Space promised to incomplete uploads, counted from the database.
-        self.reservations = Reservations(repo, store, settings.reservation_idle_timeout,
-                                         settings.reservation_user_share)
+        self.reservations = Reservations(
+            repo, store, settings.reservation_idle_timeout, settings.reservation_user_share
+        )
         # Incomplete uploads as this process last committed them, under their lock: the store
         # holds exactly `offset` bytes, so the next PATCH needs neither a SELECT nor a look at
         # the store. Every change goes through this process's lock (termination and expiry
@@ -171,18 +179,43 @@ class UploadService:
         self._owners[upload_id] = owner_id
 
     # -- creation -----------------------------------------------------------
-    async def create(self, user: Principal, *, length: int | None, metadata: dict[str, Any],
-                     raw_metadata: str | None, filename: str | None, upload_type: str,
-                     task_id: str | None, protocol: str = "tus", total_chunks: int | None = None,
-                     concat: str | None = None, parts: list[str] | None = None) -> UploadInfo:
+    async def create(
+        self,
+        user: Principal,
+        *,
+        length: int | None,
+        metadata: dict[str, Any],
+        raw_metadata: str | None,
+        filename: str | None,
+        upload_type: str,
+        task_id: str | None,
+        protocol: str = "tus",
+        total_chunks: int | None = None,
+        concat: str | None = None,
+        parts: list[str] | None = None,
+    ) -> UploadInfo:
         self.check_length(length)
         upload_id = self._ids.new()
         now = utcnow()
-        values = dict(id=upload_id, owner_id=user.id, protocol=protocol, length=length, upload_offset=0,
-                      upload_metadata=metadata, raw_metadata=raw_metadata, filename=filename,
-                      upload_type=upload_type, task_id=task_id, status="active", location="store",
-                      created_at=now, updated_at=now, expires_at=self.expiry(now), total_chunks=total_chunks,
-                      concat=concat)
+        values = dict(
+            id=upload_id,
+            owner_id=user.id,
+            protocol=protocol,
+            length=length,
+            upload_offset=0,
+            upload_metadata=metadata,
+            raw_metadata=raw_metadata,
+            filename=filename,
+            upload_type=upload_type,
+            task_id=task_id,
+            status="active",
+            location="store",
+            created_at=now,
+            updated_at=now,
+            expires_at=self.expiry(now),
+            total_chunks=total_chunks,
+            concat=concat,
+        )
         async with self.reservations.claim(user.id, length or 0):  # 507 if it cannot fit
             await self.store.create(upload_id)
             try:
@@ -195,13 +228,32 @@ class UploadService:
                 raise
         self._remember_owner(upload_id, user.id)
         self.counters.inc("uploads_total", event="created")
-        log.debug("Upload %s: created (%s, %s)", upload_id, "length deferred" if length is None else mb(length),
-                  protocol)
-        return UploadInfo(id=upload_id, owner_id=user.id, protocol=protocol, length=length, offset=0,
-                          metadata=metadata, raw_metadata=raw_metadata, filename=filename,
-                          upload_type=upload_type, task_id=task_id, status="active", location="store",
-                          sha256=None, created_at=now, expires_at=values["expires_at"], total_chunks=total_chunks,
-                          concat=concat, active_at=now)
+        log.debug(
+            "Upload %s: created (%s, %s)",
+            upload_id,
+            "length deferred" if length is None else mb(length),
+            protocol,
+        )
+        return UploadInfo(
+            id=upload_id,
+            owner_id=user.id,
+            protocol=protocol,
+            length=length,
+            offset=0,
+            metadata=metadata,
+            raw_metadata=raw_metadata,
+            filename=filename,
+            upload_type=upload_type,
+            task_id=task_id,
+            status="active",
+            location="store",
+            sha256=None,
+            created_at=now,
+            expires_at=values["expires_at"],
+            total_chunks=total_chunks,
+            concat=concat,
+            active_at=now,
+        )
 
     async def declare(self, upload_id: str, user: Principal, digests: dict[str, str], source: str) -> None:
         """Whole-file digests declared after creation (an IETF append's Repr-Digest, a legacy
@@ -212,24 +264,36 @@ class UploadService:
             if metadata == info.metadata:
                 return
             if info.is_complete:
-                raise errors.BAD_REQUEST(f"{source} came after the upload had completed, so it was not checked: "
-                                         f"declare the digest when the upload is created")
+                raise errors.BAD_REQUEST(
+                    f"{source} came after the upload had completed, so it was not checked: "
+                    f"declare the digest when the upload is created"
+                )
             await self.repo.update_upload(upload_id, upload_metadata=metadata)
             self._in_sync.pop(upload_id, None)
 
     def check_length(self, length: int | None) -> None:
         if length is not None and length > self.settings.max_upload_size:
-            raise errors.TOO_LARGE(f"Upload-Length {length} exceeds the maximum upload size "
-                                   f"{self.settings.max_upload_size}")
+            raise errors.TOO_LARGE(
+                f"Upload-Length {length} exceeds the maximum upload size {self.settings.max_upload_size}"
+            )
 
     def expiry(self, now: dt.datetime | None = None) -> dt.datetime:
         return (now or utcnow()) + dt.timedelta(seconds=self.settings.upload_expiry)
 
     # -- appending ----------------------------------------------------------
-    async def append(self, upload_id: str, user: Principal, offset: int, blocks: AsyncIterable[bytes],
-                     interrupt: Callable[[], None], *, length: int | None = None,
-                     content_length: int | None = None, checksum: Checksum | None = None,
-                     received: Callable[[], int] | None = None) -> UploadInfo:
+    async def append(
+        self,
+        upload_id: str,
+        user: Principal,
+        offset: int,
+        blocks: AsyncIterable[bytes],
+        interrupt: Callable[[], None],
+        *,
+        length: int | None = None,
+        content_length: int | None = None,
+        checksum: Checksum | None = None,
+        received: Callable[[], int] | None = None,
+    ) -> UploadInfo:
         """Write a body at offset under the upload's lock; completes the upload when its
         last byte arrives. Bytes that reached the store are kept even if the body fails,
         unless a checksum was given (then the body is all or nothing)."""
@@ -246,24 +310,27 @@ class UploadService:
                 raise errors.OFFSET_MISMATCH(
                     f"Upload-Offset {offset} does not match the upload's offset {info.offset}; "
                     f"send a HEAD request and resume from there",
-                    headers={"Upload-Offset": str(info.offset)})
+                    headers={"Upload-Offset": str(info.offset)},
+                )
             if info.is_complete:  # a repeated final request: nothing to write, same answer
                 if content_length:
                     raise errors.TOO_LARGE(f"Upload {info.id} is already complete at {info.offset} bytes")
                 return info
-            room = (info.remaining if info.length is not None
-                    else self.settings.max_upload_size - info.offset)
+            room = info.remaining if info.length is not None else self.settings.max_upload_size - info.offset
             if content_length is not None and content_length > room:
-                raise errors.TOO_LARGE(f"The body ({content_length} bytes) would pass the end of the "
-                                       f"upload at offset {info.offset + room}")
+                raise errors.TOO_LARGE(
+                    f"The body ({content_length} bytes) would pass the end of the "
+                    f"upload at offset {info.offset + room}"
+                )
             if info.length is not None and content_length != 0 and self.reservations.lapsed(info.active_at):
                 await self._reserve_again(info)
             holder.arm(interrupt, received)
             # a body of unknown final length claims its space as it comes (507 past the user's share)
             need = 0 if info.length is not None else STEP if content_length is None else content_length
             async with self.reservations.claim(info.owner_id, need) as claim:
-                await self._write(info, holder, blocks if info.length is not None else claim.metered(blocks),
-                                  room, checksum)
+                await self._write(
+                    info, holder, blocks if info.length is not None else claim.metered(blocks), room, checksum
+                )
             if info.length is not None and info.offset == info.length:
                 await self.finish(info)
             return info
@@ -275,8 +342,14 @@ class UploadService:
             await self.repo.update_upload(info.id)  # its updated_at: the reservation counts again
         self._in_sync[info.id] = dataclasses.replace(info)
 
-    async def _write(self, info: UploadInfo, holder: Holder, blocks: AsyncIterable[bytes], room: int,
-                     checksum: Checksum | None) -> None:
+    async def _write(
+        self,
+        info: UploadInfo,
+        holder: Holder,
+        blocks: AsyncIterable[bytes],
+        room: int,
+        checksum: Checksum | None,
+    ) -> None:
         start = info.offset
 
         async def checkpoint(written: int) -> None:
@@ -292,23 +365,40 @@ class UploadService:
             if failure is None:
                 failure = errors.CHECKSUM_MISMATCH(
                     f"Upload-Checksum {checksum.algorithm} does not match the body; its {written} bytes "
-                    f"were discarded, resend them")
+                    f"were discarded, resend them"
+                )
             written = 0
         info.offset = start + written
         if written or info.offset == info.length:  # an empty body keeps nothing alive
             await self._commit(info)
-        if failure is not None:  # a failed write may have left bytes past the offset: check the store next time
+        if (
+            failure is not None
+        ):  # a failed write may have left bytes past the offset: check the store next time
             self._in_sync.pop(info.id, None)
         if written > 0:
-            log.info("Upload %s: Saved %s at offset %d (%s of %s)", info.id, mb(written), start,
-                     mb(info.offset), "?" if info.length is None else mb(info.length))
+            log.info(
+                "Upload %s: Saved %s at offset %d (%s of %s)",
+                info.id,
+                mb(written),
+                start,
+                mb(info.offset),
+                "?" if info.length is None else mb(info.length),
+            )
         if failure is not None:
             raise_failure(failure)
 
-    async def stream(self, upload_id: str, offset: int, blocks: AsyncIterable[bytes], room: int,
-                     progress: WriteProgress, verifier=None,
-                     checkpoint: Callable[[int], Awaitable[None]] | None = None,
-                     part: int | None = None, store: Store | None = None) -> BaseException | None:
+    async def stream(
+        self,
+        upload_id: str,
+        offset: int,
+        blocks: AsyncIterable[bytes],
+        room: int,
+        progress: WriteProgress,
+        verifier=None,
+        checkpoint: Callable[[int], Awaitable[None]] | None = None,
+        part: int | None = None,
+        store: Store | None = None,
+    ) -> BaseException | None:
         """Writes at most `room` bytes of the body at offset; a checksum `verifier` sees each
         block in a thread of its own while the store writes it. Returns the failure instead of
         raising it: the caller decides what the bytes already on the store (progress.written)
@@ -352,9 +442,12 @@ class UploadService:
             return
         self.check_length(length)
         if length < info.offset:
-            raise errors.BAD_REQUEST(f"Upload-Length {length} is smaller than the bytes already received "
-                                     f"({info.offset})")
-        async with self.reservations.claim(info.owner_id, length - info.offset + await self._copies(info, length)):
+            raise errors.BAD_REQUEST(
+                f"Upload-Length {length} is smaller than the bytes already received ({info.offset})"
+            )
+        async with self.reservations.claim(
+            info.owner_id, length - info.offset + await self._copies(info, length)
+        ):
             info.active_at = utcnow()
             await self.repo.update_upload(info.id, length=length)
             if info.concat == "partial":  # the copy stays reserved in the final's length
@@ -382,8 +475,13 @@ class UploadService:
         if size > info.offset and isinstance(self.store, Truncater):
             await self.store.truncate(info.id, info.offset)
         elif size != info.offset:  # more: whole parts of a bucket, in order, the bytes the client sent there
-            log.warning("Upload %s: store holds %d bytes but %d were recorded; offset moved %s",
-                        info.id, size, info.offset, "on" if size > info.offset else "back")
+            log.warning(
+                "Upload %s: store holds %d bytes but %d were recorded; offset moved %s",
+                info.id,
+                size,
+                info.offset,
+                "on" if size > info.offset else "back",
+            )
             info.offset = size
             await self.repo.update_upload(info.id, upload_offset=size)
         self._in_sync[info.id] = dataclasses.replace(info)
@@ -401,8 +499,13 @@ class UploadService:
         if info.concat == "partial":  # no batch: it waits, until it expires, to be part of a final upload
             self._finished(info)
             info.status, info.expires_at = "complete", self.expiry()
-            await self.repo.update_upload(info.id, upload_offset=info.offset, status="complete",
-                                          completed_at=utcnow(), expires_at=info.expires_at)
+            await self.repo.update_upload(
+                info.id,
+                upload_offset=info.offset,
+                status="complete",
+                completed_at=utcnow(),
+                expires_at=info.expires_at,
+            )
             log.info("Upload %s: partial upload complete - %s", info.id, mb(info.offset))
             for hook in self.partial_hooks:
                 await hook(info)
@@ -413,9 +516,20 @@ class UploadService:
             sha256 = await self._durable_first(info, wanted)
         self._finished(info)
         batch_id = str(uuid.uuid4())
-        await self.repo.complete_upload(info.id, info.offset, dict(
-            id=batch_id, upload_id=info.id, owner_id=info.owner_id, filename=info.filename,
-            size=info.offset, upload_type=info.upload_type, task_id=info.task_id), sha256=sha256)
+        await self.repo.complete_upload(
+            info.id,
+            info.offset,
+            dict(
+                id=batch_id,
+                upload_id=info.id,
+                owner_id=info.owner_id,
+                filename=info.filename,
+                size=info.offset,
+                upload_type=info.upload_type,
+                task_id=info.task_id,
+            ),
+            sha256=sha256,
+        )
         info.status, info.batch_id, info.expires_at = "complete", batch_id, None
         log.info("Upload %s: complete - %s total, batch %s", info.id, mb(info.offset), batch_id)
         crashpoints.reach("completed")
@@ -437,7 +551,9 @@ class UploadService:
             if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise errors.INSUFFICIENT_STORAGE(
                     "Durable storage is full: the upload keeps all its bytes but is not complete yet. Send the "
-                    "completing request again later.", headers={"Retry-After": "60"}) from exc
+                    "completing request again later.",
+                    headers={"Retry-After": "60"},
+                ) from exc
             raise_failure(exc)
         if digests is None:  # bytes recorded but gone (a wiped RAM disk): the client resends them
             self._in_sync.pop(info.id, None)
@@ -449,8 +565,10 @@ class UploadService:
             self._in_sync.pop(info.id, None)
             await self.archiver.discard(info)
             log.warning("Upload %s: failed, %s", info.id, problem)
-            raise errors.DIGEST_MISMATCH(f"Upload {info.id} failed: {problem}. Its bytes were discarded and no "
-                                         f"batch was made; upload the file again")
+            raise errors.DIGEST_MISMATCH(
+                f"Upload {info.id} failed: {problem}. Its bytes were discarded and no "
+                f"batch was made; upload the file again"
+            )
         return digests["sha256"]
 
     async def complete_unfinished(self) -> None:
@@ -471,7 +589,9 @@ class UploadService:
             try:
                 await hook(info)
             except Exception:
-                log.exception("Upload %s: post-finish hook %s failed", info.id, getattr(hook, "__name__", hook))
+                log.exception(
+                    "Upload %s: post-finish hook %s failed", info.id, getattr(hook, "__name__", hook)
+                )
 
     def spawn(self, coro) -> asyncio.Task:
         """Background work that outlives the request; awaited at shutdown."""
@@ -499,8 +619,10 @@ class UploadService:
         async with self.locks.hold(upload_id):
             info = await self.get(upload_id, user)
             if info.is_complete and info.concat != "partial":
-                raise errors.FORBIDDEN(f"Upload {upload_id} is complete and became batch {info.batch_id}; "
-                                       "it can no longer be terminated")
+                raise errors.FORBIDDEN(
+                    f"Upload {upload_id} is complete and became batch {info.batch_id}; "
+                    "it can no longer be terminated"
+                )
             await self._drop(info.id, "terminated")
 
     async def expire_due(self) -> int:
@@ -510,8 +632,12 @@ class UploadService:
             with contextlib.suppress(errors.ServiceError):  # being written right now: not idle
                 async with self.locks.hold(upload_id):
                     row = await self.repo.upload(upload_id)
-                    if row is not None and row.expires_at is not None and row.expires_at <= utcnow() and (
-                            row.status == "active" or row.concat == "partial"):
+                    if (
+                        row is not None
+                        and row.expires_at is not None
+                        and row.expires_at <= utcnow()
+                        and (row.status == "active" or row.concat == "partial")
+                    ):
                         await self._drop(upload_id, "expired")
                         count += 1
         return count
@@ -526,8 +652,12 @@ class UploadService:
         log.info("Upload %s: %s, bytes removed", upload_id, status)
 
 
-async def _metered(blocks: AsyncIterable[bytes], room: int, progress: WriteProgress,
-                   checkpoint: Callable[[int], Awaitable[None]] | None) -> AsyncIterator[bytes]:
+async def _metered(
+    blocks: AsyncIterable[bytes],
+    room: int,
+    progress: WriteProgress,
+    checkpoint: Callable[[int], Awaitable[None]] | None,
+) -> AsyncIterator[bytes]:
     """Yields at most `room` bytes; calls checkpoint now and then with the bytes on the
     store, so a crash during a long body keeps most of what was acknowledged."""
     sent = 0
@@ -567,7 +697,8 @@ def raise_failure(failure: BaseException):
         raise errors.INSUFFICIENT_STORAGE(
             "The store is full: the bytes that fitted are kept. Resume from the offset a HEAD request "
             "reports once space is freed (retry later, or contact the administrator).",
-            headers={"Retry-After": "60"}) from failure
+            headers={"Retry-After": "60"},
+        ) from failure
     log.warning("store write failed: %s: %s", type(failure).__name__, failure)
     raise errors.STORE_UNAVAILABLE(headers={"Retry-After": "5"}) from failure
 
@@ -580,8 +711,11 @@ def interrupted() -> Exception:
     return _Interrupted()
 
 
-GONE = {"expired": "Upload {} has expired", "terminated": "Upload {} was terminated",
-        "failed": "Upload {} failed: the file did not match the digest declared when it was created; upload it again"}
+GONE = {
+    "expired": "Upload {} has expired",
+    "terminated": "Upload {} was terminated",
+    "failed": "Upload {} failed: the file did not match the digest declared when it was created; upload it again",
+}
 
 
 def _plausible_id(upload_id: str) -> bool:

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -28,8 +28,14 @@ from .locks import Holder, UploadLocks
 log = logging.getLogger("omr_tus.locks")
 RELEASE_CHANNEL = "omr_tus_release"
 # The connection is gone (not a query that failed on a working one).
-CONNECTION_LOST = (OSError, asyncio.TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
-                   asyncpg.exceptions.AdminShutdownError, asyncpg.exceptions.CannotConnectNowError)
+CONNECTION_LOST = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CannotConnectNowError,
+)
 
 
 def lock_key(upload_id: str) -> int:
@@ -114,8 +120,10 @@ class SharedUploadLocks:
         which no longer have their upload to themselves (their bytes are kept)."""
         if self._conn is None and exc is None:
             return
-        log.warning("lost the PostgreSQL lock connection (%s); stopping this node's writers",
-                    type(exc).__name__ if exc else "closed")
+        log.warning(
+            "lost the PostgreSQL lock connection (%s); stopping this node's writers",
+            type(exc).__name__ if exc else "closed",
+        )
         conn, self._conn = self._conn, None
         if conn is not None and not conn.is_closed():
             conn.terminate()
@@ -132,7 +140,9 @@ class SharedUploadLocks:
 
 
 @contextlib.asynccontextmanager
-async def open_locks(settings: Settings, engine: AsyncEngine) -> AsyncIterator[UploadLocks | SharedUploadLocks]:
+async def open_locks(
+    settings: Settings, engine: AsyncEngine
+) -> AsyncIterator[UploadLocks | SharedUploadLocks]:
     """In-process locks for one node (or SQLite); PostgreSQL locks when several nodes share the
     database (settings.locks: auto = PostgreSQL whenever the database is)."""
     local = UploadLocks(settings.lock_timeout, settings.stall_timeout)

@@ -54,10 +54,16 @@ def _needed(state: tuple[str, str] | None) -> bool:
 
 
 class Sweeper:
-    def __init__(self, repo: Repo, incoming: Store, durable: LocalStore, scratch: LocalStore, stale_after: float):
+    def __init__(
+        self, repo: Repo, incoming: Store, durable: LocalStore, scratch: LocalStore, stale_after: float
+    ):
         self.repo = repo
-        self.incoming = incoming if isinstance(incoming, LocalStore) and (
-            incoming.directory.resolve() != durable.directory.resolve()) else None
+        self.incoming = (
+            incoming
+            if isinstance(incoming, LocalStore)
+            and (incoming.directory.resolve() != durable.directory.resolve())
+            else None
+        )
         self.spools = incoming.directory if isinstance(incoming, LocalStore) else None
         self.durable = durable
         self.scratch = scratch
@@ -89,11 +95,14 @@ class Sweeper:
     async def _orphans(self, directory: Path, pattern: re.Pattern) -> int:
         """Files whose name `pattern` matches (group 1: an upload id) that their upload no longer
         needs; with no upload row, once stale (a creation that has not committed its row yet)."""
-        files = [(name, match.group(1), age) for name, age in await asyncio.to_thread(_listing, directory)
-                 if (match := pattern.match(name))]
+        files = [
+            (name, match.group(1), age)
+            for name, age in await asyncio.to_thread(_listing, directory)
+            if (match := pattern.match(name))
+        ]
         removed = 0
         for start in range(0, len(files), LOOKUP_BATCH):
-            batch = files[start:start + LOOKUP_BATCH]
+            batch = files[start : start + LOOKUP_BATCH]
             states = await self.repo.upload_states([upload_id for _, upload_id, _ in batch])
             for name, upload_id, age in batch:
                 state = states.get(upload_id)

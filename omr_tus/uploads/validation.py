@@ -10,8 +10,9 @@ from .model import TYPES_NEEDING_TASK, UPLOAD_TYPES
 TASK_ID = re.compile(r"^[0-9]{8}$")
 
 
-def check_upload_type(upload_type: str | None, task_id: str | None,
-                      need_task: bool = True) -> tuple[str, str | None]:
+def check_upload_type(
+    upload_type: str | None, task_id: str | None, need_task: bool = True
+) -> tuple[str, str | None]:
     """Returns (upload_type, task_id); a missing type means a ZIP whose sheets carry QR codes.
     need_task=False for a tus partial upload: its final upload carries the task."""
     upload_type = upload_type or "zip_with_qr"

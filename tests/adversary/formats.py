@@ -28,9 +28,9 @@ def encodings(image: np.ndarray) -> dict[str, tuple[str, bytes]]:
     save("png16", Image.fromarray(gray.astype(np.uint16) * 257), "PNG")
     save("palette", rgb.convert("P", palette=Image.ADAPTIVE, colors=16), "PNG")
     save("cmyk_jpeg", rgb.convert("CMYK"), "JPEG", quality=90)
-    ink = (255 - gray)
+    ink = 255 - gray
     rgba = np.zeros(gray.shape + (4,), np.uint8)
-    rgba[:, :, 3] = ink   # black ink on a transparent background
+    rgba[:, :, 3] = ink  # black ink on a transparent background
     save("transparent_png", Image.fromarray(rgba, "RGBA"), "PNG")
     save("gray_alpha", Image.fromarray(np.dstack([gray, np.full_like(gray, 255)]), "LA"), "PNG")
     save("tiff16", Image.fromarray(gray.astype(np.uint16) * 257), "TIFF")

@@ -6,16 +6,16 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
 
 from omr_tus.omr import simulate
 from omr_tus.omr.reader import read_sheet
-from omr_tus.omr.render import DARK_VALUES, OWN, render_sheet
-from omr_tus.omr.simulate import BALLPOINT, Difficulty
+from omr_tus.omr.render import DARK_VALUES, render_sheet
+from omr_tus.omr.simulate import Difficulty
 from omr_tus.omr.template import Bubble, Template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,20 +28,48 @@ def custom_template(gap: int = 500) -> dict:
     """Our own OMRChecker template: MCQ5, INT_FROM_1, bubbleValues both ways, customLabels,
     blocks close together and near the page edges."""
     return {
-        "pageDimensions": [1000, 1400], "bubbleDimensions": [30, 30],
+        "pageDimensions": [1000, 1400],
+        "bubbleDimensions": [30, 30],
         "preProcessors": [{"name": "CropPage", "options": {"morphKernel": [10, 10]}}],
         "customLabels": {"code": ["c1..3"]},
         "fieldBlocks": {
-            "code": {"fieldType": "QTYPE_INT_FROM_1", "origin": [40, 40], "bubblesGap": 34, "labelsGap": 40,
-                     "fieldLabels": ["c1..3"]},
-            "mcq5a": {"fieldType": "QTYPE_MCQ5", "origin": [300, 60], "bubblesGap": 36, "labelsGap": 40,
-                      "fieldLabels": ["q1..20"]},
-            "mcq5b": {"fieldType": "QTYPE_MCQ5", "origin": [gap, 60], "bubblesGap": 36, "labelsGap": 40,
-                      "fieldLabels": ["q21..40"]},
-            "vert": {"bubbleValues": ["P", "Q", "R"], "direction": "vertical", "origin": [760, 60],
-                     "bubblesGap": 34, "labelsGap": 36, "fieldLabels": ["v1..5"]},
-            "edge": {"bubbleValues": ["a", "b", "c", "d"], "direction": "horizontal", "origin": [20, 1300],
-                     "bubblesGap": 40, "labelsGap": 40, "fieldLabels": ["e1..2"]},
+            "code": {
+                "fieldType": "QTYPE_INT_FROM_1",
+                "origin": [40, 40],
+                "bubblesGap": 34,
+                "labelsGap": 40,
+                "fieldLabels": ["c1..3"],
+            },
+            "mcq5a": {
+                "fieldType": "QTYPE_MCQ5",
+                "origin": [300, 60],
+                "bubblesGap": 36,
+                "labelsGap": 40,
+                "fieldLabels": ["q1..20"],
+            },
+            "mcq5b": {
+                "fieldType": "QTYPE_MCQ5",
+                "origin": [gap, 60],
+                "bubblesGap": 36,
+                "labelsGap": 40,
+                "fieldLabels": ["q21..40"],
+            },
+            "vert": {
+                "bubbleValues": ["P", "Q", "R"],
+                "direction": "vertical",
+                "origin": [760, 60],
+                "bubblesGap": 34,
+                "labelsGap": 36,
+                "fieldLabels": ["v1..5"],
+            },
+            "edge": {
+                "bubbleValues": ["a", "b", "c", "d"],
+                "direction": "horizontal",
+                "origin": [20, 1300],
+                "bubblesGap": 40,
+                "labelsGap": 40,
+                "fieldLabels": ["e1..2"],
+            },
         },
     }
 
@@ -66,8 +94,17 @@ def wrong_on_ok(result, truth: dict[str, str | None]) -> list[str]:
 
 def _disc(shape, b: Bubble, cx: float, cy: float, scale: float) -> np.ndarray:
     mask = np.zeros(shape, np.uint8)
-    cv2.ellipse(mask, (round(cx), round(cy)), (max(1, round(b.w / 2 * scale)), max(1, round(b.h / 2 * scale))),
-                0, 0, 360, 255, -1, cv2.LINE_AA)
+    cv2.ellipse(
+        mask,
+        (round(cx), round(cy)),
+        (max(1, round(b.w / 2 * scale)), max(1, round(b.h / 2 * scale))),
+        0,
+        0,
+        360,
+        255,
+        -1,
+        cv2.LINE_AA,
+    )
     return mask
 
 
@@ -84,8 +121,17 @@ def partial(page, b, rng, share=(0.3, 0.7)):
     cx, cy = centre(b)
     mask = np.zeros(page.shape, np.uint8)
     start = rng.uniform(0, 360)
-    cv2.ellipse(mask, (round(cx), round(cy)), (round(b.w / 2 * 0.9), round(b.h / 2 * 0.9)), 0, start,
-                start + 360 * rng.uniform(*share), 255, -1, cv2.LINE_AA)
+    cv2.ellipse(
+        mask,
+        (round(cx), round(cy)),
+        (round(b.w / 2 * 0.9), round(b.h / 2 * 0.9)),
+        0,
+        start,
+        start + 360 * rng.uniform(*share),
+        255,
+        -1,
+        cv2.LINE_AA,
+    )
     ink(page, mask, 0.9)
 
 
@@ -103,7 +149,9 @@ def circled(page, b, rng):
     """A ring drawn round the bubble (outside its outline), the bubble left empty."""
     cx, cy = centre(b)
     mask = np.zeros(page.shape, np.uint8)
-    cv2.ellipse(mask, (round(cx), round(cy)), (round(b.w * 0.8), round(b.h * 0.8)), 0, 0, 360, 255, 2, cv2.LINE_AA)
+    cv2.ellipse(
+        mask, (round(cx), round(cy)), (round(b.w * 0.8), round(b.h * 0.8)), 0, 0, 360, 255, 2, cv2.LINE_AA
+    )
     ink(page, mask, 0.9)
 
 
@@ -134,8 +182,15 @@ def fill_all(page, template, answers, rng, darkness=(0.88, 0.97)):
                 solid(page, b, rng, darkness)
 
 
-def sheet(template_raw: dict, rng, extra: Callable | None = None, level: Difficulty = SCANNER,
-          darkness=(0.88, 0.97), style=DARK_VALUES, post: Callable | None = None):
+def sheet(
+    template_raw: dict,
+    rng,
+    extra: Callable | None = None,
+    level: Difficulty = SCANNER,
+    darkness=(0.88, 0.97),
+    style=DARK_VALUES,
+    post: Callable | None = None,
+):
     """Render, fill, apply `extra(page, template, answers, rng) -> doubtful columns`, scan."""
     template = Template.parse(template_raw)
     answers = answers_for(template, rng)
@@ -149,13 +204,17 @@ def sheet(template_raw: dict, rng, extra: Callable | None = None, level: Difficu
 
 
 def _free_bubbles(template, answers):
-    fields = template.field_map()
-    return [(f, b) for f in template.fields for b in f.bubbles if b.value not in answers.get(f.label, "")
-            and f.label in answers]
+    return [
+        (f, b)
+        for f in template.fields
+        for b in f.bubbles
+        if b.value not in answers.get(f.label, "") and f.label in answers
+    ]
 
 
 def mark_some(kind: Callable, count: int = 3, doubt: bool = True):
     """`count` empty bubbles get mark `kind`; their columns must be flagged (doubt) or stay as they were."""
+
     def extra(page, template, answers, rng):
         free = _free_bubbles(template, answers)
         picked = rng.choice(len(free), size=count, replace=False)
@@ -165,11 +224,13 @@ def mark_some(kind: Callable, count: int = 3, doubt: bool = True):
             kind(page, b, rng)
             out.add(f.label)
         return out if doubt else set()
+
     return extra
 
 
 def main() -> None:
     from tests.adversary.ideas import IDEAS
+
     name = sys.argv[1]
     count = int(sys.argv[2]) if len(sys.argv) > 2 else 20
     make = IDEAS[name]
@@ -182,8 +243,10 @@ def main() -> None:
         bad = wrong_on_ok(result, truth)
         if bad:
             stats["wrong_on_ok_sheets"] += 1
-            print(f"  sheet {i}: OK-AND-WRONG {bad[:4]} ({len(bad)} cols) flags "
-                  f"{ {c: result.flags.get(c) for c in [b.split(':')[0] for b in bad[:4]]} }")
+            print(
+                f"  sheet {i}: OK-AND-WRONG {bad[:4]} ({len(bad)} cols) flags "
+                f"{ {c: result.flags.get(c) for c in [b.split(':')[0] for b in bad[:4]]} }"
+            )
         elif result.status != "ok" and i < 3:
             print(f"  sheet {i}: {result.status}: {(result.error or '')[:120]}")
     print(name, stats)

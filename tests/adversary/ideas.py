@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import cv2
 import numpy as np
 
@@ -28,6 +26,7 @@ def _x(rng):
 def _circled(rng, raw=FORM, style=h.DARK_VALUES):
     """A ring drawn round an empty bubble of a blank question (the student circling an answer):
     the question must be flagged, not read `ok` as blank."""
+
     def extra(page, template, answers, rng):
         blanks = [f for f in template.fields if f.label in answers and not answers[f.label]]
         out = set()
@@ -35,6 +34,7 @@ def _circled(rng, raw=FORM, style=h.DARK_VALUES):
             h.circled(page, f.bubbles[int(rng.integers(len(f.bubbles)))], rng)
             out.add(f.label)
         return out
+
     return h.sheet(raw, rng, extra, style=style)
 
 
@@ -52,6 +52,7 @@ def _very_light_some(rng, darkness=(0.22, 0.3), raw=FORM, style=h.DARK_VALUES):
             h.solid(page, b, rng, darkness)
             answers[f.label] = b.value
         return out
+
     return h.sheet(raw, rng, extra, style=style)
 
 
@@ -76,8 +77,11 @@ def _stray(rng):
             f = template.fields[int(rng.integers(len(template.fields)))]
             b = f.bubbles[0]
             x, y = b.x + rng.uniform(-b.w, 4 * b.w), b.y + rng.uniform(-b.h, b.h)
-            cv2.line(page, (int(x), int(y)), (int(x + rng.uniform(-15, 15)), int(y + rng.uniform(-15, 15))), 20, 2)
+            cv2.line(
+                page, (int(x), int(y)), (int(x + rng.uniform(-15, 15)), int(y + rng.uniform(-15, 15))), 20, 2
+            )
         return set()
+
     return h.sheet(FORM, rng, extra)
 
 
@@ -86,11 +90,14 @@ def _stain(rng):
         hh, ww = image.shape[:2]
         mask = np.zeros((hh, ww), np.float32)
         for _ in range(2):
-            cv2.circle(mask, (int(rng.uniform(0, ww)), int(rng.uniform(0, hh))), int(rng.uniform(60, 200)), 1.0, -1)
+            cv2.circle(
+                mask, (int(rng.uniform(0, ww)), int(rng.uniform(0, hh))), int(rng.uniform(60, 200)), 1.0, -1
+            )
         mask = cv2.GaussianBlur(mask, (0, 0), 15) * rng.uniform(0.25, 0.45)
         if image.ndim == 3:
             mask = mask[:, :, None] * np.array([0.6, 0.8, 1.0], np.float32)
         return np.clip(image * (1 - mask), 0, 255).astype(np.uint8)
+
     return h.sheet(FORM, rng, post=post)
 
 
@@ -99,12 +106,13 @@ def _fold(rng):
         hh, ww = image.shape[:2]
         out = image.astype(np.float32)
         y = int(rng.uniform(0.3, 0.7) * hh)
-        band = np.exp(-((np.arange(hh) - y) / 6.0) ** 2) * 90
+        band = np.exp(-(((np.arange(hh) - y) / 6.0) ** 2)) * 90
         out -= band[:, None] if image.ndim == 2 else band[:, None, None]
         x = int(rng.uniform(0.3, 0.7) * ww)
-        band = np.exp(-((np.arange(ww) - x) / 6.0) ** 2) * 90
+        band = np.exp(-(((np.arange(ww) - x) / 6.0) ** 2)) * 90
         out -= band[None, :] if image.ndim == 2 else band[None, :, None]
         return np.clip(out, 0, 255).astype(np.uint8)
+
     return h.sheet(FORM, rng, post=post)
 
 
@@ -116,12 +124,14 @@ def _holes(rng):
             cv2.circle(out, (int(0.03 * ww), int(frac * hh)), int(0.012 * ww), (40, 40, 40), -1)
         cv2.line(out, (10, 10), (int(0.08 * ww), int(0.05 * hh)), (60, 60, 60), 6)
         return out
+
     return h.sheet(FORM, rng, post=post)
 
 
 def _turn(k):
     def make(rng):
         return h.sheet(FORM, rng, post=lambda img, r: np.ascontiguousarray(np.rot90(img, k)))
+
     return make
 
 
@@ -133,6 +143,7 @@ def _scale(rng):
     def post(img, r):
         f = r.uniform(0.6, 1.6)
         return cv2.resize(img, None, fx=f, fy=f)
+
     return h.sheet(FORM, rng, post=post)
 
 
@@ -141,7 +152,13 @@ def _cropped(rng):
         hh, ww = img.shape[:2]
         side = int(r.integers(4))
         cut = r.uniform(0.04, 0.12)
-        return [img[int(cut * hh):], img[:int((1 - cut) * hh)], img[:, int(cut * ww):], img[:, :int((1 - cut) * ww)]][side]
+        return [
+            img[int(cut * hh) :],
+            img[: int((1 - cut) * hh)],
+            img[:, int(cut * ww) :],
+            img[:, : int((1 - cut) * ww)],
+        ][side]
+
     return h.sheet(FORM, rng, post=post)
 
 
@@ -169,10 +186,19 @@ def _non_sheet(rng):
     template = Template.parse(FORM)
     img = np.full((1600, 1200), 240, np.uint8)
     for _ in range(60):
-        cv2.putText(img, "lorem ipsum dolor", (int(rng.uniform(0, 900)), int(rng.uniform(0, 1600))),
-                    cv2.FONT_HERSHEY_SIMPLEX, rng.uniform(0.8, 2), 20, 2)
+        cv2.putText(
+            img,
+            "lorem ipsum dolor",
+            (int(rng.uniform(0, 900)), int(rng.uniform(0, 1600))),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            rng.uniform(0.8, 2),
+            20,
+            2,
+        )
     for _ in range(20):
-        cv2.circle(img, (int(rng.uniform(0, 1200)), int(rng.uniform(0, 1600))), int(rng.uniform(5, 20)), 30, -1)
+        cv2.circle(
+            img, (int(rng.uniform(0, 1200)), int(rng.uniform(0, 1600))), int(rng.uniform(5, 20)), 30, -1
+        )
     img = h.simulate.scan(img, rng, h.SCANNER)
     return img, template, {c: None for c in template.columns}
 
@@ -188,13 +214,16 @@ def _formats(kind):
             f = 6000 / max(img.shape[:2])
             return cv2.resize(img, None, fx=f, fy=f)
         if kind == "bgra":
-            return cv2.cvtColor(img if img.ndim == 3 else cv2.cvtColor(img, cv2.COLOR_GRAY2BGR), cv2.COLOR_BGR2BGRA)
+            return cv2.cvtColor(
+                img if img.ndim == 3 else cv2.cvtColor(img, cv2.COLOR_GRAY2BGR), cv2.COLOR_BGR2BGRA
+            )
         if kind == "inverted":
             return 255 - img
         return img
 
     def make(rng):
         return h.sheet(FORM, rng, post=post)
+
     return make
 
 
@@ -208,6 +237,7 @@ def _own_light(rng):
 
 def _crossed_then_filled(rng):
     """One answer filled, crossed out with an X, another filled: truth is the other (or flagged)."""
+
     def extra(page, template, answers, rng):
         out = set()
         for f in [f for f in template.fields if len(answers.get(f.label, "")) == 1][:3]:
@@ -216,6 +246,7 @@ def _crossed_then_filled(rng):
             h.x_mark(page, old, rng)  # invisible on a black fill: a human can't tell either
             out.add(f.label)
         return out
+
     return h.sheet(FORM, rng, extra)
 
 
@@ -225,24 +256,48 @@ def _handwriting(rng):
             b = f.bubbles[-1]
             cv2.putText(page, "ok?", (b.x + b.w + 4, b.y + b.h), cv2.FONT_HERSHEY_SCRIPT_SIMPLEX, 0.6, 30, 1)
         return set()
+
     return h.sheet(FORM, rng, extra)
 
 
 IDEAS = {
     "custom_template": _custom,
-    "custom_spaced": lambda rng: h.sheet(h.custom_template(560), rng), "partial_fill": _partial, "x_mark": _x, "circled": _circled,
-    "light_pencil_all": _light_pencil, "very_light_some": _very_light_some, "bleed_through": _bleed,
+    "custom_spaced": lambda rng: h.sheet(h.custom_template(560), rng),
+    "partial_fill": _partial,
+    "x_mark": _x,
+    "circled": _circled,
+    "light_pencil_all": _light_pencil,
+    "very_light_some": _very_light_some,
+    "bleed_through": _bleed,
     "light_some_030_040": lambda rng: _very_light_some(rng, (0.3, 0.4)),
     "light_some_015_022": lambda rng: _very_light_some(rng, (0.15, 0.22)),
     "light_some_own": lambda rng: _very_light_some(rng, (0.2, 0.3), OWN_T, h.OWN),
     "bleed_very_heavy": lambda rng: _bleed(rng, (0.55, 0.7)),
-    "rot90_own": lambda rng: h.sheet(OWN_T, rng, style=h.OWN, post=lambda img, r: np.ascontiguousarray(np.rot90(img))),
+    "rot90_own": lambda rng: h.sheet(
+        OWN_T, rng, style=h.OWN, post=lambda img, r: np.ascontiguousarray(np.rot90(img))
+    ),
     "circled_own": lambda rng: _circled(rng, OWN_T, h.OWN),
     "bleed_heavy": lambda rng: _bleed(rng, (0.4, 0.55)),
-    "stray_marks": _stray, "coffee_stain": _stain, "fold_lines": _fold, "punch_holes": _holes,
-    "rot90": _turn(1), "rot180": _turn(2), "mirrored": _mirror, "scaled": _scale, "cropped_edge": _cropped,
-    "wrong_task": _wrong_task, "wrong_task2": _wrong_task_own, "blank_page": _blank_page, "non_sheet": _non_sheet,
-    "uint16": _formats("u16"), "tiny200": _formats("tiny"), "huge6000": _formats("huge"), "bgra": _formats("bgra"),
-    "inverted": _formats("inverted"), "own_partial": _own_partial, "own_light": _own_light,
-    "crossed_then_filled": _crossed_then_filled, "handwriting": _handwriting,
+    "stray_marks": _stray,
+    "coffee_stain": _stain,
+    "fold_lines": _fold,
+    "punch_holes": _holes,
+    "rot90": _turn(1),
+    "rot180": _turn(2),
+    "mirrored": _mirror,
+    "scaled": _scale,
+    "cropped_edge": _cropped,
+    "wrong_task": _wrong_task,
+    "wrong_task2": _wrong_task_own,
+    "blank_page": _blank_page,
+    "non_sheet": _non_sheet,
+    "uint16": _formats("u16"),
+    "tiny200": _formats("tiny"),
+    "huge6000": _formats("huge"),
+    "bgra": _formats("bgra"),
+    "inverted": _formats("inverted"),
+    "own_partial": _own_partial,
+    "own_light": _own_light,
+    "crossed_then_filled": _crossed_then_filled,
+    "handwriting": _handwriting,
 }

@@ -4,6 +4,7 @@ Revision ID: 0001
 Revises:
 Create Date: 2026-11-24
 """
+
 from alembic import op
 import sqlalchemy as sa
 
@@ -51,8 +52,13 @@ def upgrade() -> None:
     op.create_table(
         "batches",
         sa.Column("id", sa.String(36), primary_key=True),
-        sa.Column("upload_id", sa.String(32), sa.ForeignKey("uploads.id", ondelete="CASCADE"),
-                  nullable=False, unique=True),
+        sa.Column(
+            "upload_id",
+            sa.String(32),
+            sa.ForeignKey("uploads.id", ondelete="CASCADE"),
+            nullable=False,
+            unique=True,
+        ),
         sa.Column("owner_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
         sa.Column("filename", sa.String(1024), nullable=True),
         sa.Column("size", sa.BigInteger, nullable=False),

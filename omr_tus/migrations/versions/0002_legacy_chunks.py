@@ -4,6 +4,7 @@ Revision ID: 0002
 Revises: 0001
 Create Date: 2026-11-24
 """
+
 from alembic import op
 import sqlalchemy as sa
 
@@ -19,7 +20,9 @@ def upgrade() -> None:
         batch.add_column(sa.Column("chunk_size", sa.BigInteger, nullable=True))
     op.create_table(
         "upload_chunks",
-        sa.Column("upload_id", sa.String(32), sa.ForeignKey("uploads.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column(
+            "upload_id", sa.String(32), sa.ForeignKey("uploads.id", ondelete="CASCADE"), primary_key=True
+        ),
         sa.Column("chunk_index", sa.Integer, primary_key=True),
         sa.Column("size", sa.BigInteger, nullable=False),
     )

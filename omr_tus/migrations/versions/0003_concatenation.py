@@ -4,6 +4,7 @@ Revision ID: 0003
 Revises: 0002
 Create Date: 2026-11-24
 """
+
 from alembic import op
 import sqlalchemy as sa
 
@@ -18,9 +19,13 @@ def upgrade() -> None:
         batch.add_column(sa.Column("concat", sa.String(8), nullable=True))
     op.create_table(
         "upload_parts",
-        sa.Column("final_id", sa.String(32), sa.ForeignKey("uploads.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column(
+            "final_id", sa.String(32), sa.ForeignKey("uploads.id", ondelete="CASCADE"), primary_key=True
+        ),
         sa.Column("part_index", sa.Integer, primary_key=True),
-        sa.Column("partial_id", sa.String(32), sa.ForeignKey("uploads.id", ondelete="CASCADE"), nullable=False),
+        sa.Column(
+            "partial_id", sa.String(32), sa.ForeignKey("uploads.id", ondelete="CASCADE"), nullable=False
+        ),
     )
     op.create_index("ix_upload_parts_partial_id", "upload_parts", ["partial_id"])
 

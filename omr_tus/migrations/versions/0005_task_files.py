@@ -6,6 +6,7 @@ Revision ID: 0005
 Revises: 0004
 Create Date: 2026-11-24
 """
+
 from alembic import op
 import sqlalchemy as sa
 
@@ -20,7 +21,9 @@ def upgrade() -> None:
         batch.add_column(sa.Column("config", sa.JSON, nullable=True))
     op.create_table(
         "task_assets",
-        sa.Column("task_id", sa.String(8), sa.ForeignKey("tasks.task_id", ondelete="CASCADE"), primary_key=True),
+        sa.Column(
+            "task_id", sa.String(8), sa.ForeignKey("tasks.task_id", ondelete="CASCADE"), primary_key=True
+        ),
         sa.Column("name", sa.String(255), primary_key=True),
         sa.Column("content", sa.LargeBinary, nullable=False),
     )

@@ -6,6 +6,7 @@ Revision ID: 0011
 Revises: 0010
 Create Date: 2026-12-04
 """
+
 from alembic import op
 import sqlalchemy as sa
 
@@ -20,8 +21,10 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("users") as batch:
         batch.add_column(sa.Column("last_served_at", UTCDateTime, nullable=True))
-    op.execute("UPDATE users SET last_served_at = (SELECT max(batches.claimed_at) FROM batches "
-               "WHERE batches.owner_id = users.id)")
+    op.execute(
+        "UPDATE users SET last_served_at = (SELECT max(batches.claimed_at) FROM batches "
+        "WHERE batches.owner_id = users.id)"
+    )
 
 
 def downgrade() -> None:
