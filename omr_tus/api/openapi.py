@@ -195,6 +195,54 @@ SCHEMAS = {
             },
             "created_at": {"type": "string"},
             "updated_at": {"type": "string"},
+            "rescoring": {
+                "type": "object",
+                "description": "after a change of the answer key, how many of the task's ok and "
+                "needs_review sheets are scored under the current key (key_version); active until all are",
+                "properties": {
+                    "active": {"type": "boolean"},
+                    "key_version": {"type": "integer"},
+                    "sheets_done": {"type": "integer"},
+                    "sheets_total": {"type": "integer"},
+                },
+            },
+        },
+    },
+    "Statistics": {
+        "type": "object",
+        "description": "Item analysis over the task's ok and needs_review sheets, corrections applied",
+        "properties": {
+            "task_id": {"type": "string"},
+            "sheets": {"type": "integer"},
+            "kr20": {
+                "type": ["number", "null"],
+                "description": "Kuder-Richardson 20 over number-right totals (population variance); "
+                "null with fewer than 2 questions, no sheets or no variance",
+            },
+            "questions": {
+                "type": "array",
+                "description": "in the answer key's order",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "question": {"type": "string"},
+                        "difficulty": {
+                            "type": ["number", "null"],
+                            "description": "share of sheets right (earning the question's full marks)",
+                        },
+                        "discrimination": {
+                            "type": ["number", "null"],
+                            "description": "point-biserial correlation of right/wrong with the number "
+                            "right on the other questions; null without variance",
+                        },
+                        "choices": {
+                            "type": "object",
+                            "additionalProperties": {"type": "integer"},
+                            "description": 'value -> sheets that marked it; "" counts blanks',
+                        },
+                    },
+                },
+            },
         },
     },
     "Sheet": {
@@ -207,7 +255,11 @@ SCHEMAS = {
             "task_id": {"type": ["string", "null"]},
             "student_id": {"type": ["string", "null"]},
             "status": {"type": "string", "enum": SHEET_STATUSES},
-            "score": {"type": ["number", "null"]},
+            "score": {"type": ["number", "null"], "description": "null while rescoring"},
+            "rescoring": {
+                "type": "boolean",
+                "description": "the task's answer key changed and this sheet is not scored again yet",
+            },
             "answers": {"type": "object"},
             "flags": {"type": "object"},
             "confidence": {"type": "object"},
@@ -458,6 +510,32 @@ PATHS = {
                 **AUTH_ERRORS,
             },
         },
+    },
+    "/api/tasks/{task_id}/statistics": {
+        "get": {
+            "summary": "Item analysis of a task (admin): difficulty, discrimination and choices per "
+            "question, KR-20",
+            "parameters": [TASK_ID],
+            "responses": {
+                "200": _json("#/components/schemas/Statistics"),
+                "404": _error("No such task (or not an admin)"),
+                "409": _error("The task has no answer key"),
+                **AUTH_ERRORS,
+            },
+        }
+    },
+    "/api/tasks/{task_id}/statistics.csv": {
+        "get": {
+            "summary": "The item analysis as CSV: question, difficulty, discrimination, a count per "
+            "choice, blank, sheets, kr20",
+            "parameters": [TASK_ID],
+            "responses": {
+                "200": {"description": "CSV", "content": {"text/csv": {"schema": {"type": "string"}}}},
+                "404": _error("No such task (or not an admin)"),
+                "409": _error("The task has no answer key"),
+                **AUTH_ERRORS,
+            },
+        }
     },
     "/api/batches/upload-chunk": {
         "post": {

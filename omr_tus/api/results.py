@@ -46,7 +46,9 @@ async def sheet_entries(request: web.Request, rows: Sequence[Row]) -> list[dict]
                 "task_id": s.task_id,
                 "student_id": s.student_id,
                 "status": s.status,
-                "score": s.score,
+                # a score from an older answer key is no score: null until rescored
+                "score": None if s.rescoring else s.score,
+                "rescoring": bool(s.rescoring),
                 "answers": {**answers, **{c: f.value for c, f in fixes[s.id].items()}},
                 "flags": {a.column: a.flags.split(",") if a.flags else [] for a in by_sheet[s.id]},
                 "confidence": {a.column: round(a.confidence, 4) for a in by_sheet[s.id]},
@@ -97,13 +99,13 @@ async def results_csv(request: web.Request) -> web.StreamResponse:
     )
     await response.prepare(request)
     columns = await request.app[REPO].answer_columns(batch.id)
-    await response.write(_csv_line(FIXED_COLUMNS + columns))
+    await response.write(csv_line(FIXED_COLUMNS + columns))
     offset = 0
     while True:
         page = await _sheets_with_answers(request, batch.id, status, CSV_PAGE, offset)
         for sheet in page:
             await response.write(
-                _csv_line([sheet[c] for c in FIXED_COLUMNS] + [sheet["answers"].get(c, "") for c in columns])
+                csv_line([sheet[c] for c in FIXED_COLUMNS] + [sheet["answers"].get(c, "") for c in columns])
             )
         if len(page) < CSV_PAGE:
             break
@@ -112,7 +114,7 @@ async def results_csv(request: web.Request) -> web.StreamResponse:
     return response
 
 
-def _csv_line(values: list) -> bytes:
+def csv_line(values: list) -> bytes:
     out = io.StringIO()
     csv.writer(out, quoting=csv.QUOTE_MINIMAL).writerow(
         ["" if v is None else spreadsheet_safe(v) for v in values]

@@ -97,7 +97,7 @@ async def correct_answer(request: web.Request) -> web.Response:
     fixes = {c.column: c.value for c in await repo.corrections_of([sheet.id])}
     spec = await load_task(repo, sheet.task_id) if sheet.task_id else None
     score = spec.score({**answers, **fixes, column: value}) if spec is not None else sheet.score
-    await repo.save_correction(sheet.id, column, value, user.id, score)
+    await repo.save_correction(sheet.id, column, value, user.id, score, spec.version if spec else None)
     return web.json_response((await sheet_entries(request, [await repo.sheet(sheet.id)]))[0])
 
 

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from .. import errors
 from ..batches.ingest import PageError, decode_page
+from ..db.scores import Scores
 from ..http.json_body import json_body, parse_json
 from ..http.keys import REPO, principal
 from ..http.multipart import FormPart, form_parts
@@ -169,9 +170,18 @@ async def _task_response(request: web.Request, task_id: str, status: int = 200) 
             "assets": [{"name": n, "size": s} for n, s in (await repo.asset_sizes(task_id)).items()],
             "created_at": iso(row.created_at),
             "updated_at": iso(row.updated_at),
+            "rescoring": await rescoring(repo, task_id),
         },
         status=status,
     )
+
+
+async def rescoring(repo, task_id: str) -> dict | None:
+    """How far the task's sheets are scored under its current key: `active` until all are."""
+    progress = await Scores(repo.engine).progress(task_id)
+    if progress is None:
+        return None
+    return {"active": progress["sheets_done"] < progress["sheets_total"], **progress}
 
 
 async def create_task(request: web.Request) -> web.Response:

@@ -14,6 +14,7 @@ from ..db.repo import Repo
 class TaskSpec:
     template: Any  # omr.template.Template (imported lazily: OpenCV loads only where sheets are read)
     key: Any | None  # omr.scoring.AnswerKey
+    version: int = 0  # the task's key_version this was parsed from: scores say which key they used
 
     def score(self, answers: dict[str, str]) -> float | None:
         return self.key.score(answers, self.template.empty_value) if self.key is not None else None
@@ -30,4 +31,5 @@ async def load_task(repo: Repo, task_id: str) -> TaskSpec | None:
         return None
     assets = await repo.task_assets(task_id)
     template = await asyncio.to_thread(Template.parse, row.template, row.config, assets)
-    return TaskSpec(template, AnswerKey.parse(row.answer_key, assets) if row.answer_key else None)
+    key = AnswerKey.parse(row.answer_key, assets) if row.answer_key else None
+    return TaskSpec(template, key, row.key_version)

@@ -20,6 +20,7 @@ from ..config import Settings
 from ..db.repo import Repo
 from ..store.files import CompletedFiles
 from .ingest import Limits, Listing, PageError, PageReader, list_pages
+from .rescore import Rescorer
 from .tasks import TaskSpec, load_task
 from .wakeup import Wakeup
 
@@ -58,6 +59,7 @@ class Worker:
         self._turn: tuple[str, float] | None = None  # (batch id, monotonic end)
         self._tasks: dict[str, tuple[float, TaskSpec | None]] = {}
         self._readers: dict[str, PageReader] = {}  # by upload id, least recently used first
+        self.rescorer = Rescorer(repo, self.name, lease)
 
     async def run(self, stop: asyncio.Event, idle: float = 0.5, listening_idle: float | None = None) -> None:
         """Works until `stop` is set. With nothing to do it waits for a notification of new work
@@ -79,8 +81,9 @@ class Worker:
                 self.close_files()
 
     async def run_once(self) -> int:
-        """One round: list the pages of one new batch, then read a few sheets of the batch
-        whose turn it is. Returns how much was done (0: nothing to do; open files are closed)."""
+        """One round: list the pages of one new batch, read a few sheets of the batch whose
+        turn it is, rescore a chunk of sheets of a task whose key changed. Returns how much was
+        done (0: nothing to do; open files are closed)."""
         done = 0
         batch = await self.repo.claim_batch(self.name, self.lease)
         if batch is not None:
@@ -96,6 +99,7 @@ class Worker:
             for sheet in claimed:
                 await self._process(batch, sheet)
                 done += 1
+        done += await self.rescorer.run_once()
         if not done:
             self.close_files()
         return done
@@ -212,6 +216,7 @@ class Worker:
             error=error,
             alignment_error=result.alignment_error,
             score=spec.score({**result.answers, **fixes}),
+            key_version=spec.version,  # a key changed since: the sheet is rescored (batches.rescore)
         )
         rows = [
             dict(

@@ -159,6 +159,9 @@ class Task(Base):
     template: Mapped[dict[str, Any]] = mapped_column(JSON)
     answer_key: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # evaluation.json
     config: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # OMRChecker config.json
+    # Bumped whenever what scores depend on changes (key, template, config, assets): a sheet
+    # scored under an older version is being rescored (sheets.key_version).
+    key_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -182,6 +185,8 @@ class Sheet(Base):
     __table_args__ = (
         UniqueConstraint("batch_id", "source", "page"),
         Index("ix_sheets_batch_status", "batch_id", "status"),
+        # a task's sheets scored under an older key are found by a range scan (rescoring)
+        Index("ix_sheets_task_key", "task_id", "key_version"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -193,6 +198,8 @@ class Sheet(Base):
     task_id: Mapped[str | None] = mapped_column(String(8), nullable=True, index=True)
     student_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
     score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # the tasks.key_version `score` was computed under (lower than the task's: being rescored)
+    key_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     error: Mapped[str | None] = mapped_column(String(1024), nullable=True)
     alignment_error: Mapped[float | None] = mapped_column(Float, nullable=True)
     lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)

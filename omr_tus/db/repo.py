@@ -33,6 +33,7 @@ from .models import (
     User,
     utcnow,
 )
+from .scores import SCORED, rescoring
 
 if TYPE_CHECKING:
     from ..batches.ingest import Listing
@@ -489,13 +490,35 @@ class Repo:
         now = utcnow()
         async with self.engine.begin() as conn:
             if replace:
+                seen = (
+                    await conn.execute(
+                        select(
+                            tasks.c.template, tasks.c.answer_key, tasks.c.config, tasks.c.key_version
+                        ).where(tasks.c.task_id == values["task_id"])
+                    )
+                ).first()
+                if seen is None:
+                    return False
+                changed = bool(assets) or any(
+                    key in values and values[key] != getattr(seen, key)
+                    for key in ("template", "answer_key", "config")
+                )
+                # a new key version rescores the task's sheets; also if another replacement
+                # landed since `seen` was read, whatever it changed
+                bump = case((tasks.c.key_version == seen.key_version, int(changed)), else_=1)
                 result = await conn.execute(
                     update(tasks)
                     .where(tasks.c.task_id == values["task_id"])
-                    .values(updated_at=now, **{k: v for k, v in values.items() if k != "created_by"})
+                    .values(
+                        updated_at=now,
+                        key_version=tasks.c.key_version + bump,
+                        **{k: v for k, v in values.items() if k != "created_by"},
+                    )
                 )
                 if result.rowcount != 1:
                     return False
+                if changed:
+                    await _notify_work(conn)
                 if assets:
                     await conn.execute(
                         delete(task_assets).where(
@@ -713,7 +736,7 @@ class Repo:
     async def sheets_of(
         self, batch_id: str, status: str | None, limit: int | None, offset: int
     ) -> Sequence[Row]:
-        query = select(sheets).where(sheets.c.batch_id == batch_id)
+        query = select(sheets, rescoring()).where(sheets.c.batch_id == batch_id)
         if status:
             query = query.where(sheets.c.status == status)
         query = query.order_by(sheets.c.source, sheets.c.page).offset(offset)
@@ -756,7 +779,8 @@ class Repo:
         }
 
     async def sheet(self, sheet_id: int) -> Row | None:
-        return await self._one(select(sheets).where(sheets.c.id == sheet_id))
+        """The sheet, with `rescoring`: whether its score is from an older key than its task's."""
+        return await self._one(select(sheets, rescoring()).where(sheets.c.id == sheet_id))
 
     async def corrections_of(self, sheet_ids: Sequence[int]) -> Sequence[Row]:
         if not sheet_ids:
@@ -834,9 +858,17 @@ class Repo:
         await self._execute(delete(login_addresses).where(login_addresses.c.last_login < before))
 
     async def save_correction(
-        self, sheet_id: int, column: str, value: str, user_id: int, score: float | None
+        self,
+        sheet_id: int,
+        column: str,
+        value: str,
+        user_id: int,
+        score: float | None,
+        key_version: int | None = None,
     ) -> None:
-        """Records (or replaces) an admin's answer, and the sheet's score with it, at once."""
+        """Records (or replaces) an admin's answer, and the sheet's score with it (computed under
+        the task's `key_version`), at once. A finished sheet leased for rescoring loses the
+        lease: the rescorer read it without this correction (see db.scores)."""
         async with self.engine.begin() as conn:
             await conn.execute(
                 corrections.delete().where(corrections.c.sheet_id == sheet_id, corrections.c.column == column)
@@ -846,7 +878,17 @@ class Repo:
                     sheet_id=sheet_id, column=column, value=value, corrected_by=user_id, corrected_at=utcnow()
                 )
             )
-            await conn.execute(update(sheets).where(sheets.c.id == sheet_id).values(score=score))
+            finished = sheets.c.status.in_(SCORED)
+            scored = dict(score=score) if key_version is None else dict(score=score, key_version=key_version)
+            await conn.execute(
+                update(sheets)
+                .where(sheets.c.id == sheet_id)
+                .values(
+                    lease_owner=case((finished, None), else_=sheets.c.lease_owner),
+                    lease_expires=case((finished, None), else_=sheets.c.lease_expires),
+                    **scored,
+                )
+            )
 
     async def reprocess_batch(self, batch_id: str) -> None:
         """Every sheet of the batch is read again by the workers; corrections stay."""

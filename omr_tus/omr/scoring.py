@@ -84,19 +84,26 @@ class AnswerKey:
     def score(self, marked: dict[str, str], empty: str = "") -> float:
         """Sum over the key's questions; a question missing from the sheet counts as unmarked."""
         lowered = {k.lower(): v for k, v in marked.items()}
-        total = 0.0
-        for question, expected in self.answers.items():
-            marking = self.markings[question]
-            value = lowered.get(question, empty)
-            if value in ("", empty):
-                total += marking.unmarked
-            elif isinstance(expected, str):
-                total += marking.correct if value == expected else marking.incorrect
-            elif expected and isinstance(expected[0], list):  # weighted: each answer its own mark
-                total += dict((a, s) for a, s in expected).get(value, marking.incorrect)
-            else:
-                total += marking.correct if value in expected else marking.incorrect
-        return total
+        return sum((self.marks(q, lowered.get(q, empty), empty) for q in self.answers), 0.0)
+
+    def marks(self, question: str, value: str, empty: str = "") -> float:
+        """What `value` earns on `question` (lower-case, one of the key's)."""
+        expected, marking = self.answers[question], self.markings[question]
+        if value in ("", empty):
+            return marking.unmarked
+        if isinstance(expected, str):
+            return marking.correct if value == expected else marking.incorrect
+        if expected and isinstance(expected[0], list):  # weighted: each answer its own mark
+            return dict((a, s) for a, s in expected).get(value, marking.incorrect)
+        return marking.correct if value in expected else marking.incorrect
+
+    def full_marks(self, question: str) -> float:
+        """The most an answer can earn on `question`: its section's `correct`, or for weighted
+        answers the highest weight (item analysis counts an answer that earns it as right)."""
+        expected, marking = self.answers[question], self.markings[question]
+        if expected and isinstance(expected, list) and isinstance(expected[0], list):
+            return max(s for _, s in expected)
+        return marking.correct
 
 
 def _csv_answer(cells: list[str]) -> Any:
