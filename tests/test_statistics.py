@@ -72,6 +72,19 @@ def _png(page: np.ndarray) -> bytes:
     return data.tobytes()
 
 
+def sheet_page(template: Template, student: str, answers: dict[str, str]) -> np.ndarray:
+    """A sheet of TASK with its QR code and the student id bubbled as the QR says."""
+    return render_sheet(template, TASK, student, {**answers, "student_id": student})
+
+
+def zip_of(files: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    return out.getvalue()
+
+
 def _tick(page: np.ndarray, template: Template, question: str, value: str) -> None:
     """A tick through a bubble: neither blank nor a fill, so the reader flags it ambiguous."""
     b = next(b for b in template.field_map()[question].bubbles if b.value == value)
@@ -79,9 +92,10 @@ def _tick(page: np.ndarray, template: Template, question: str, value: str) -> No
     cv2.line(page, (b.x + b.w // 2, b.y + b.h - 6), (b.x + b.w - 4, b.y + 4), 0, 4)
 
 
-async def known_batch(api, seed: int = 2026) -> tuple[str, dict[str, dict[str, str]]]:
-    """The task registered with EVALUATION, a processed batch of sheets with known answers (plus
-    one corrected after review and one failed), and {student_id: answers as corrected}."""
+async def known_batch(api, seed: int = 2026, workers=None) -> tuple[str, dict[str, dict[str, str]]]:
+    """The task registered with EVALUATION, a batch of sheets with known answers (plus one
+    corrected after review and one failed) read by `workers` (one new worker by default), and
+    {student_id: answers as corrected}."""
     await register_task(api, answer_key=EVALUATION)
     template = Template.parse(TEMPLATE)
     rng = np.random.default_rng(seed)
@@ -89,20 +103,15 @@ async def known_batch(api, seed: int = 2026) -> tuple[str, dict[str, dict[str, s
     for i, ability in enumerate(ABILITIES):
         student = f"2025{i:04d}"
         known[student] = known_answers(rng, ability)
-        page = render_sheet(template, TASK, student, {**known[student], "student_id": student})
-        files[f"scans/{student}.png"] = _png(page)
+        files[f"scans/{student}.png"] = _png(sheet_page(template, student, known[student]))
     reviewed = "20259999"
     known[reviewed] = {**known_answers(rng, 0.6), REVIEWED: "A"}
-    page = render_sheet(template, TASK, reviewed, {**known[reviewed], "student_id": reviewed})
+    page = sheet_page(template, reviewed, known[reviewed])
     _tick(page, template, REVIEWED, "C")
     files[f"scans/{reviewed}.png"] = _png(page)
     files["scans/white.png"] = _png(np.full((2339, 1654), 255, np.uint8))
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w") as z:
-        for name, data in files.items():
-            z.writestr(name, data)
-    batch_id = await upload(api, out.getvalue(), upload_type="zip_with_qr")
-    assert (await process(api, batch_id, [worker(api)]))["status"] == "completed"
+    batch_id = await upload(api, zip_of(files), upload_type="zip_with_qr")
+    assert (await process(api, batch_id, workers or [worker(api)]))["status"] == "completed"
 
     sheets = (await api.get_json(f"/api/batches/{batch_id}/results"))["sheets"]
     by_status = Counter(s["status"] for s in sheets)

@@ -89,7 +89,7 @@ class Scores:
             .where(
                 sheets.c.id == bindparam("sheet"),
                 sheets.c.lease_owner == owner,
-                sheets.c.status.in_(SCORED),
+                or_(*(sheets.c.status == status for status in SCORED)),  # (no IN in an executemany)
             )
             .values(
                 score=bindparam("new_score"),
