@@ -23,7 +23,7 @@ export interface Progress {
 export interface SheetResult {
   sheet_id?: number | string, source: string, page: number, task_id: string | null, student_id: string | null,
   status: string, score: number | null, answers: Record<string, string>, flags: Record<string, string[]>,
-  confidence: Record<string, number>, error: string | null
+  confidence: Record<string, number>, error: string | null, rescoring?: boolean
 }
 export interface Results { batch_id: string, sheets: SheetResult[] }
 export interface Correction { value: string, original: string | null, by: string | null, at: string | null }

@@ -1,5 +1,5 @@
 // The omr-tus web page: hash routes, the header, and the page of each route.
-//   #/login  #/upload  #/batches  #/batches/{id}  #/sheets/{id}
+//   #/login  #/upload  #/batches  #/batches/{id}  #/sheets/{id}  #/statistics/{task_id}
 import '@uppy/core/css/style.min.css'
 import '@uppy/dashboard/css/style.min.css'
 import './styles.css'
@@ -9,6 +9,7 @@ import { batchPage } from './pages/batch'
 import { batchesPage } from './pages/batches'
 import { loginPage } from './pages/login'
 import { sheetPage } from './pages/sheet'
+import { statisticsPage } from './pages/statistics'
 import { disposeUploads, onUploadActivity, uploadPage } from './pages/upload'
 import { h, replace, show } from './ui'
 
@@ -115,6 +116,10 @@ async function render (): Promise<void> {
         if (!param) { location.replace('#/batches'); return }
         cleanup = sheetPage(view, param)
         break
+      case 'statistics':
+        if (!param) { location.replace('#/batches'); return }
+        cleanup = statisticsPage(view, param)
+        break
       default:
         location.replace('#/upload')
         return
@@ -126,7 +131,7 @@ async function render (): Promise<void> {
   window.scrollTo(0, 0)
 }
 
-const titles: Record<string, string> = { upload: 'Upload', batches: 'Batches', sheets: 'Review', login: 'Sign in' }
+const titles: Record<string, string> = { upload: 'Upload', batches: 'Batches', sheets: 'Review', statistics: 'Item analysis', login: 'Sign in' }
 
 window.addEventListener('hashchange', () => { void render() })
 window.addEventListener('unhandledrejection', (event) => {

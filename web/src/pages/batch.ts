@@ -1,7 +1,7 @@
 // #/batches/{id}: the batch (file, size, sha256, status, counts), live progress while it is
 // read, and its sheets: filter all / needs_review / failed, a link to each sheet's review page,
 // and the results as CSV (fetched with the bearer token, saved under the server's file name).
-import { getBlob, getJson, SignedOut, type Batch, type Progress, type Results, type SheetResult } from '../api'
+import { currentUser, getBlob, getJson, SignedOut, type Batch, type Progress, type Results, type SheetResult } from '../api'
 import { isFinal, watchProgress } from '../progress'
 import { badge, dateCell, formatBytes, h, loading, progressBar, replace, saveBlob, setProgress, show } from '../ui'
 import { typeLabel } from './batches'
@@ -84,7 +84,7 @@ export function batchPage (view: HTMLElement, batchId: string): () => void {
         fact('Failed', String(batch.failed_sheets), 'failed'),
         fact('Size', formatBytes(batch.size), 'size'),
         fact('Type', typeLabel(batch.upload_type), 'type'),
-        fact('Task', batch.task_id ?? 'from QR codes', 'task'),
+        fact('Task', batch.task_id ? taskLink(batch.task_id) : 'from QR codes', 'task'),
         fact('Uploaded', dateCell(batch.created_at), 'created'),
         fact('Completed', dateCell(batch.completed_at), 'completed')),
       h('div', { class: 'sha' },
@@ -161,9 +161,9 @@ export function batchPage (view: HTMLElement, batchId: string): () => void {
       h('td', null, href ? h('a', { href, class: 'row-link' }, sheet.source) : sheet.source),
       h('td', { class: 'num' }, sheet.page),
       h('td', { class: 'mono' }, sheet.student_id ?? '—'),
-      h('td', { class: 'mono' }, sheet.task_id ?? '—'),
+      h('td', { class: 'mono' }, sheet.task_id ? taskLink(sheet.task_id) : '—'),
       h('td', null, badge(sheet.status)),
-      h('td', { class: 'num' }, sheet.score ?? '—'),
+      h('td', { class: 'num' }, sheet.rescoring ? h('span', { class: 'muted', title: 'The answer key changed; being rescored' }, 'rescoring…') : sheet.score ?? '—'),
       h('td', null, doubtful.length
         ? h('span', { class: 'doubts', title: doubtful.map(([col, flags]) => `${col}: ${flags.join(', ')}`).join('\n') },
           `${doubtful.length} answer${doubtful.length > 1 ? 's' : ''}`)
@@ -222,6 +222,12 @@ export function batchPage (view: HTMLElement, batchId: string): () => void {
     stop?.()
     if (refreshTimer !== undefined) clearTimeout(refreshTimer)
   }
+}
+
+/** A task id; for an admin, a link to the task's item analysis. */
+function taskLink (taskId: string): string | HTMLElement {
+  if (!currentUser()?.is_admin) return taskId
+  return h('a', { href: `#/statistics/${encodeURIComponent(taskId)}`, class: 'task-link', title: 'Item analysis of this task' }, taskId)
 }
 
 export function fact (label: string, value: string | number | Node, key: string, mono = false): HTMLElement {
