@@ -39,6 +39,8 @@ async def test_sheet_and_review_picture(api):
     assert got == first and got["batch_id"] == batch_id and got["corrections"] == {}
     await api.get_json(f"/api/sheets/{first['sheet_id']}", user="bob", status=404)
     await api.get_json("/api/sheets/99999999", status=404)
+    await api.get_json("/api/sheets/39879201812", status=404)  # beyond a 32-bit id: no sheet, no 500
+    await api.get_json("/api/sheets/%C2%B2", status=404)  # a Unicode digit
     await api.get_json("/api/sheets/abc", status=404)
 
     resp = await api.client.get(f"/api/sheets/{first['sheet_id']}/review.png", headers=api.auth())

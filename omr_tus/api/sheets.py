@@ -18,6 +18,7 @@ from ..http.pools import BoundedPool
 from .results import sheet_entries
 
 VALUE_LIMIT = 64
+SHEET_IDS = 2**31  # sheets.id is a 32-bit integer on PostgreSQL: a larger id is no sheet (404)
 # Review pictures drawn at once: each holds one decoded page (at most Limits.max_decoded_bytes and
 # its grey copy), so memory is bounded whatever the machine: a fixed, small number, not one per CPU.
 # More than REVIEW_WAITING queued gets 503.
@@ -30,7 +31,8 @@ async def _visible_sheet(request: web.Request) -> tuple[Row, Row]:
     """(sheet, batch), for the batch's owner or an admin; 404 for anyone else."""
     raw = request.match_info["sheet_id"]
     repo = request.app[REPO]
-    sheet = await repo.sheet(int(raw)) if raw.isdigit() and len(raw) < 12 else None
+    known = raw.isascii() and raw.isdigit() and len(raw) < 12 and int(raw) < SHEET_IDS
+    sheet = await repo.sheet(int(raw)) if known else None
     batch = await repo.batch(sheet.batch_id) if sheet is not None else None
     user = principal(request)
     if batch is None or (batch.owner_id != user.id and not user.is_admin):
