@@ -200,6 +200,20 @@ async def test_a_failed_sheet_that_keeps_its_task_is_left_out(api):
     got = await api.get_json(f"/api/tasks/{TASK}/statistics", user="root")
     assert_same(got, hand_statistics([a for s, a in known.items() if s != gone["student_id"]]))
 
+    # a value a spreadsheet would run as a formula is escaped in the CSV as in the results' CSV
+    formula = "=HYPERLINK(1)"
+    resp = await api.client.put(
+        f"/api/sheets/{sheets[1]['sheet_id']}/answers/q3", json={"value": formula}, headers=api.auth("root")
+    )
+    assert resp.status == 200
+    assert (await api.get_json(f"/api/tasks/{TASK}/statistics", user="root"))["questions"][2]["choices"][
+        formula
+    ] == 1
+    resp = await api.client.get(f"/api/tasks/{TASK}/statistics.csv", headers=api.auth("root"))
+    header, *rows = list(csv.reader(io.StringIO(await resp.text())))
+    assert "'" + formula in header and formula not in header
+    assert rows[2][header.index("'" + formula)] == "1"
+
 
 async def test_statistics_are_for_admins_and_need_a_key(api):
     await register_task(api, answer_key=None)
