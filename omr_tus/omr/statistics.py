@@ -17,6 +17,7 @@ from typing import Any
 from .scoring import AnswerKey
 
 BLANK = ""
+VERDICTS = 1024  # distinct values remembered per question
 
 
 class ItemAnalysis:
@@ -37,6 +38,7 @@ class ItemAnalysis:
         self.labels = [labels.get(q, q) for q in self.questions]
         self.offered = [(values or {}).get(label, ()) for label in self.labels]
         self.choices = [Counter() for _ in self.labels]
+        self.verdicts: list[dict[str, tuple[str, bool]]] = [{} for _ in self.labels]
         self.sheets = 0
         self.total = 0  # sum of number-right totals
         self.total_squares = 0
@@ -49,9 +51,9 @@ class ItemAnalysis:
         right = []
         for j, question in enumerate(self.questions):
             value = lowered.get(question, self.empty)
-            blank = value in (BLANK, self.empty)
-            self.choices[j][BLANK if blank else value] += 1
-            if self.key.marks(question, value, self.empty) >= self.full[j]:
+            seen = self.verdicts[j].get(value) or self._verdict(j, value)
+            self.choices[j][seen[0]] += 1
+            if seen[1]:
                 right.append(j)
         total = len(right)
         self.sheets += 1
@@ -60,6 +62,17 @@ class ItemAnalysis:
         for j in right:
             self.right[j] += 1
             self.right_total[j] += total
+
+    def _verdict(self, j: int, value: str) -> tuple[str, bool]:
+        """(the choice `value` counts as, whether it earns full marks), remembered: a question
+        sees few distinct values (the first VERDICTS of them; more are judged each time)."""
+        verdict = (
+            BLANK if value in (BLANK, self.empty) else value,
+            self.key.marks(self.questions[j], value, self.empty) >= self.full[j],
+        )
+        if len(self.verdicts[j]) < VERDICTS:
+            self.verdicts[j][value] = verdict
+        return verdict
 
     def result(self) -> dict[str, Any]:
         n = self.sheets
