@@ -58,3 +58,27 @@ async def test_every_private_route_refuses_a_missing_or_bad_token(client, token)
         assert resp.status == 401, (method, path, resp.status)
         checked += 1
     assert checked >= 20
+
+
+ADMIN_READS = (
+    "/api/tasks/{task_id}",
+    "/api/tasks/{task_id}/statistics",
+    "/api/tasks/{task_id}/statistics.csv",
+)
+
+
+async def test_task_reads_are_for_admins_only(api):
+    """A task holds its answer key, and its item analysis tells about it: to a user who is no
+    admin, none of them exists (404), while an admin reads them."""
+    from .test_omr_pipeline import TASK, register_task
+
+    await register_task(api)
+    assert {p for m, p in routes(api.client.app) if m == "GET" and p.startswith("/api/tasks/")} == set(
+        ADMIN_READS
+    )
+    for path in ADMIN_READS:
+        url = path.replace("{task_id}", TASK)
+        resp = await api.client.get(url, headers=api.auth("alice"))
+        assert resp.status == 404, (url, resp.status)
+        resp = await api.client.get(url, headers=api.auth("root"))
+        assert resp.status == 200, (url, resp.status)
