@@ -13,6 +13,7 @@ from aiohttp import web
 
 from .. import errors
 from ..batches.ingest import PageError, decode_page
+from ..db.repo import Repo
 from ..db.scores import Scores
 from ..http.json_body import json_body, parse_json
 from ..http.keys import REPO, principal
@@ -176,7 +177,7 @@ async def _task_response(request: web.Request, task_id: str, status: int = 200) 
     )
 
 
-async def rescoring(repo, task_id: str) -> dict | None:
+async def rescoring(repo: Repo, task_id: str) -> dict | None:
     """How far the task's sheets are scored under its current key: `active` until all are."""
     progress = await Scores(repo.engine).progress(task_id)
     if progress is None:

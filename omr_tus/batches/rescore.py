@@ -60,4 +60,5 @@ class Rescorer:
 
 
 def _score(spec: TaskSpec | None, sheets: list[tuple[int, dict[str, str]]], version: int):
+    """(sheet id, score, version) for save_scores; no key, no score."""
     return [(sheet_id, spec.score(marked) if spec else None, version) for sheet_id, marked in sheets]

@@ -27,10 +27,14 @@ corrections = Correction.__table__
 SCORED = ("ok", "needs_review")  # sheets with a result, so with a score to keep current
 
 
+def _stale():
+    current = select(tasks.c.key_version).where(tasks.c.task_id == sheets.c.task_id).scalar_subquery()
+    return and_(sheets.c.status.in_(SCORED), sheets.c.key_version < current)
+
+
 def rescoring():
     """A column of a sheet row: true while the sheet's score is from an older key than its task's."""
-    current = select(tasks.c.key_version).where(tasks.c.task_id == sheets.c.task_id).scalar_subquery()
-    return and_(sheets.c.status.in_(SCORED), sheets.c.key_version < current).label("rescoring")
+    return _stale().label("rescoring")
 
 
 def _claimable(now: dt.datetime):
@@ -71,7 +75,8 @@ class Scores:
                 return None  # taken by other workers meanwhile
             await conn.execute(
                 update(sheets)
-                .where(sheets.c.id.in_(ids), sheets.c.status.in_(SCORED), _claimable(now))
+                # checked again: another worker may have rescored them since the SELECT
+                .where(sheets.c.id.in_(ids), _stale(), _claimable(now))
                 .values(lease_owner=owner, lease_expires=now + dt.timedelta(seconds=lease))
             )
             held = await conn.execute(
