@@ -118,5 +118,7 @@ class Api:
         """The batch once its sha256 is known: it is computed in the read that moves the
         completed file to durable storage, a moment after the completing response."""
         return await eventually(
-            lambda: self.get_json(f"/api/batches/{batch_id}", user), lambda batch: batch["sha256"]
+            lambda: self.get_json(f"/api/batches/{batch_id}", user),
+            lambda batch: batch["sha256"],
+            what=f"batch {batch_id}'s sha256",
         )

@@ -230,10 +230,12 @@ async def test_a_node_killed_mid_upload_and_the_client_resumes_through_the_other
     sending = asyncio.ensure_future(
         patch(doomed.url, headers, path, 0, slow_body(data[: 14 * MiB], pause=0.01))
     )
-    for _ in range(300):  # until at least one 5 MiB part reached the bucket
-        if await head_offset(survivor.url, headers, path) >= 5 * MiB:
-            break
-        await asyncio.sleep(0.1)
+    await eventually(  # until at least one 5 MiB part reached the bucket
+        lambda: head_offset(survivor.url, headers, path),
+        lambda offset: offset >= 5 * MiB,
+        timeout=30,
+        interval=0.1,
+    )
     doomed.kill()
     with pytest.raises(aiohttp.ClientError):
         await sending

@@ -130,12 +130,12 @@ async def test_review_images_of_a_huge_png(api):
     statuses: list[int] = []
 
     async def six_reviews(batch_id: str) -> None:
-        for _ in range(600):  # the sheet exists once the worker has listed the batch
-            sheets = (await api.get_json(f"/api/batches/{batch_id}/results"))["sheets"]
-            if sheets and sheets[0]["status"] != "pending":
-                break
-            await asyncio.sleep(0.05)
-        url = f"/api/sheets/{sheets[0]['sheet_id']}/review.png"
+        results = await eventually(  # the sheet exists once the worker has listed the batch
+            lambda: api.get_json(f"/api/batches/{batch_id}/results"),
+            lambda results: results["sheets"] and results["sheets"][0]["status"] != "pending",
+            timeout=SERVED_WITHIN,
+        )
+        url = f"/api/sheets/{results['sheets'][0]['sheet_id']}/review.png"
         answers = await asyncio.gather(*(api.client.get(url, headers=api.auth()) for _ in range(6)))
         statuses.extend(r.status for r in answers)
 
