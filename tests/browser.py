@@ -19,6 +19,7 @@ from pathlib import Path
 from omr_tus.api.webpage import DIST
 
 from .conftest import missing_part
+from .helpers import eventually
 
 REPO = Path(__file__).resolve().parents[1]
 WEB = REPO / "web"
@@ -119,11 +120,7 @@ async def login(page, username: str, password: str) -> None:
 async def wait_until(page, expression: str, timeout: float = 20.0) -> None:
     """Polls a JS expression with page.evaluate (which the page's CSP allows, unlike
     wait_for_function's eval) until it is truthy."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await page.evaluate(expression):
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"still false after {timeout}s: {expression}")
-        await asyncio.sleep(0.05)
+    await eventually(lambda: page.evaluate(expression), timeout=timeout, what=expression)
 
 
 async def screenshot(page, name: str, *, full_page: bool = True) -> Path:

@@ -1,15 +1,69 @@
-"""A thin tus/API client over aiohttp's test client, so test tables stay short."""
+"""A thin tus/API client over aiohttp's test client, so test tables stay short; and eventually(),
+the one way tests wait for something the server does in the background."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 from urllib.parse import urlsplit
 
+import aiohttp
 from aiohttp.test_utils import TestClient
 
 TUS = {"Tus-Resumable": "1.0.0"}
 OCTET = {"Content-Type": "application/offset+octet-stream"}
+T = TypeVar("T")
+
+
+async def eventually(
+    check: Callable[[], T | Awaitable[T]],
+    until: Callable[[T], object] = bool,
+    *,
+    timeout: float = 10.0,
+    interval: float = 0.05,
+    retry_on: tuple[type[BaseException], ...] = (AssertionError,),
+    what: str | None = None,
+) -> T:
+    """Calls `check` (a plain or an async function) every `interval` seconds until `until`
+    holds for what it returns, and returns that. An exception of `retry_on` it raises counts
+    as "not yet"; any other goes up at once. After `timeout` seconds: an AssertionError that
+    says what was awaited and what `check` last returned or raised."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        error: BaseException | None = None
+        try:
+            value = check()
+            if inspect.isawaitable(value):
+                value = await value
+        except retry_on as exc:
+            error, last = exc, f"it last raised {exc!r}"
+        else:
+            if until(value):
+                return value
+            last = f"it last returned {value!r}"
+        if loop.time() >= deadline:
+            name = what or getattr(check, "__qualname__", repr(check))
+            raise AssertionError(f"waited {timeout:g} s for {name}; {last}") from error
+        await asyncio.sleep(interval)
+
+
+async def recorded_batch(base: str, headers: dict[str, str], batch_id: str, timeout: float = 10.0) -> dict:
+    """A running server's batch once its sha256 is recorded: in the read that moves the completed
+    file to durable storage, a moment after the completing response."""
+    async with aiohttp.ClientSession() as session:
+
+        async def batch() -> dict:
+            async with session.get(f"{base}/api/batches/{batch_id}", headers=headers) as r:
+                assert r.status == 200, (r.status, await r.text())
+                return await r.json()
+
+        return await eventually(
+            batch, lambda batch: batch["sha256"], timeout=timeout, what=f"batch {batch_id}'s sha256"
+        )
 
 
 def encode_metadata(meta: dict[str, str]) -> str:
@@ -63,10 +117,8 @@ class Api:
     async def batch(self, batch_id: str, user: str = "alice") -> dict:
         """The batch once its sha256 is known: it is computed in the read that moves the
         completed file to durable storage, a moment after the completing response."""
-        batch: dict = {}
-        for _ in range(200):
-            batch = await self.get_json(f"/api/batches/{batch_id}", user)
-            if batch["sha256"]:
-                break
-            await asyncio.sleep(0.05)
-        return batch
+        return await eventually(
+            lambda: self.get_json(f"/api/batches/{batch_id}", user),
+            lambda batch: batch["sha256"],
+            what=f"batch {batch_id}'s sha256",
+        )

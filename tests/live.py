@@ -8,7 +8,6 @@ restarted one by what the server itself saw.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import hashlib
 import random
@@ -24,6 +23,7 @@ from omr_tus.app import create_app
 from omr_tus.http.keys import REPO
 
 from .conftest import PASSWORD
+from .helpers import eventually
 
 MiB = 1024 * 1024
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -65,10 +65,9 @@ class Live:
 
     async def batch(self, upload_id: str, *, timeout: float = 10.0) -> dict:
         """The batch the completed upload became, once its sha256 is known (bounded wait)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
         async with aiohttp.ClientSession() as s:
-            while True:
+
+            async def listed() -> list[dict]:
                 async with s.get(
                     self.server.make_url("/api/batches"),
                     params={"upload_id": upload_id},
@@ -76,13 +75,16 @@ class Live:
                     timeout=aiohttp.ClientTimeout(total=10),
                 ) as r:
                     assert r.status == 200, (r.status, await r.text())
-                    batches = (await r.json())["batches"]
-                assert len(batches) <= 1, batches
-                if batches and batches[0].get("sha256"):
-                    return batches[0]
-                if loop.time() >= deadline:
-                    pytest.fail(f"no batch with a sha256 for upload {upload_id} after {timeout}s: {batches}")
-                await asyncio.sleep(0.05)
+                    return (await r.json())["batches"]
+
+            batches = await eventually(
+                listed,
+                lambda batches: batches and batches[0].get("sha256"),
+                timeout=timeout,
+                what=f"a batch with a sha256 for upload {upload_id}",
+            )
+        assert len(batches) == 1, batches
+        return batches[0]
 
 
 def upload_id_of(url: str) -> str:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import random
@@ -44,7 +45,7 @@ from omr_tus.http import body
 from omr_tus.http.keys import REPO, STORE
 
 from .conftest import PASSWORD, make_settings, missing_part
-from .helpers import encode_metadata
+from .helpers import encode_metadata, eventually
 from .live import upload_id_of
 from .services import Nginx, nginx_binary
 from .test_client_tusjs import JS, node  # noqa: F401  (node is a fixture)
@@ -535,15 +536,13 @@ async def run_matrix(target: Target, send, runs: list[Run]) -> int:
 
 async def check_batches(target: Target, expected: dict[str, str]) -> None:
     """Each batch's sha256 (recorded when its file reached durable storage) is its file's."""
+
+    async def batch(batch_id: str) -> dict:
+        return await (await target.request("GET", f"/api/batches/{batch_id}")).json()
+
     for batch_id, digest in expected.items():
-        batch: dict = {}
-        for _ in range(200):
-            resp = await target.request("GET", f"/api/batches/{batch_id}")
-            batch = await resp.json()
-            if batch.get("sha256"):
-                break
-            await asyncio.sleep(0.05)
-        assert batch.get("sha256") == digest, batch
+        recorded = await eventually(functools.partial(batch, batch_id), lambda batch: batch.get("sha256"))
+        assert recorded["sha256"] == digest, recorded
 
 
 @pytest.mark.parametrize("client", SENDERS)
@@ -753,11 +752,11 @@ async def send_broken(
 
 async def stored_at_least(target: Target, upload_id: str, size: int) -> None:
     path = target.server.app[STORE].path(upload_id)
-    for _ in range(500):
-        if path.exists() and path.stat().st_size >= size:
-            return
-        await asyncio.sleep(0.02)
-    pytest.fail(f"the server did not store {size} bytes of upload {upload_id} within 10 s")
+    await eventually(
+        lambda: path.exists() and path.stat().st_size >= size,
+        interval=0.02,
+        what=f"{size} bytes of upload {upload_id} on the store",
+    )
 
 
 async def stored_offset(target: Target, upload_id: str, data: bytes) -> int:

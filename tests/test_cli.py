@@ -14,6 +14,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from omr_tus.config import Settings
 from omr_tus.db.migrate import alembic_config
 
+from .helpers import eventually
+
 CLI = [sys.executable, "-m", "omr_tus"]
 
 
@@ -72,13 +74,12 @@ async def test_serve_starts_with_admin_from_environment(tmp_path, database_url, 
     base = f"http://127.0.0.1:{unused_tcp_port}"
     try:
         async with aiohttp.ClientSession() as session:
-            for _ in range(200):
-                try:
-                    async with session.get(base + "/healthz") as resp:
-                        if resp.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    await asyncio.sleep(0.05)
+
+            async def health() -> int:
+                async with session.get(base + "/healthz") as resp:
+                    return resp.status
+
+            await eventually(health, lambda status: status == 200, retry_on=(aiohttp.ClientConnectionError,))
             async with session.post(
                 base + "/api/auth/login", data={"username": "admin", "password": "bootstrap password"}
             ) as resp:

@@ -17,6 +17,7 @@ from tusclient import client as tus_client
 
 from .cluster import ADMIN_PASSWORD, Cluster
 from .conftest import _drop_pg_database, _pg_database, missing_part
+from .helpers import eventually, recorded_batch
 from .services import nginx_binary
 from .test_omr_pipeline import KEY, TASK, TEMPLATE, zipped
 
@@ -95,15 +96,23 @@ async def head_offset(base: str, headers: dict, path: str) -> int:
             return int(r.headers["Upload-Offset"])
 
 
-async def batch_sha256(base: str, headers: dict, batch_id: str) -> str | None:
+async def batch_sha256(base: str, headers: dict, batch_id: str) -> str:
+    return (await recorded_batch(base, headers, batch_id, timeout=30))["sha256"]
+
+
+async def finished(cluster, headers: dict, batch_id: str, timeout: float, between=lambda: None) -> dict:
+    """The batch's progress once it completed or failed; `between()` runs after each look."""
     async with aiohttp.ClientSession() as s:
-        for _ in range(300):
-            async with s.get(f"{base}/api/batches/{batch_id}", headers=headers) as r:
-                batch = await r.json()
-            if batch.get("sha256"):
-                return batch["sha256"]
-            await asyncio.sleep(0.1)
-    return None
+
+        async def progress() -> dict:
+            async with s.get(f"{cluster.url}/api/batches/{batch_id}/progress", headers=headers) as r:
+                answer = await r.json()
+            between()
+            return answer
+
+        return await eventually(
+            progress, lambda p: p["status"] in ("completed", "failed"), timeout=timeout, interval=0.1
+        )
 
 
 def saved_by(node, upload_id: str) -> int:
@@ -206,13 +215,7 @@ async def test_the_same_chunk_sent_to_both_nodes_is_applied_once(cluster):
 async def test_a_batch_is_shared_by_workers_on_both_nodes_with_no_duplicate_answer(cluster):
     headers = await login(cluster.url)
     batch_id = await exam_batch(cluster, headers, range(12))
-    async with aiohttp.ClientSession() as s:
-        for _ in range(600):
-            async with s.get(f"{cluster.url}/api/batches/{batch_id}/progress", headers=headers) as r:
-                progress = await r.json()
-            if progress["status"] in ("completed", "failed"):
-                break
-            await asyncio.sleep(0.2)
+    progress = await finished(cluster, headers, batch_id, timeout=120)
     assert progress["status"] == "completed" and progress["processed_sheets"] == 12, progress
     assert each_read_once(await answers_per_sheet(cluster, batch_id), 12)
     read_by = [len(re.findall(r"Sheet \S+: \w+ in", w.log_text())) for w in cluster.workers]
@@ -227,10 +230,12 @@ async def test_a_node_killed_mid_upload_and_the_client_resumes_through_the_other
     sending = asyncio.ensure_future(
         patch(doomed.url, headers, path, 0, slow_body(data[: 14 * MiB], pause=0.01))
     )
-    for _ in range(300):  # until at least one 5 MiB part reached the bucket
-        if await head_offset(survivor.url, headers, path) >= 5 * MiB:
-            break
-        await asyncio.sleep(0.1)
+    await eventually(  # until at least one 5 MiB part reached the bucket
+        lambda: head_offset(survivor.url, headers, path),
+        lambda offset: offset >= 5 * MiB,
+        timeout=30,
+        interval=0.1,
+    )
     doomed.kill()
     with pytest.raises(aiohttp.ClientError):
         await sending
@@ -304,14 +309,13 @@ async def test_a_silent_writer_on_one_node_lets_go_when_another_node_asks(cluste
     writer.write(f"PATCH {path} HTTP/1.1\r\n{head}\r\n".encode() + os.urandom(MiB))
     await writer.drain()
     try:
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        offset = 0
-        while offset < MiB and loop.time() - started < 10:
-            await asyncio.sleep(0.2)
-            offset = await head_offset(second.url, headers, path)
+        offset = await eventually(
+            lambda: head_offset(second.url, headers, path),
+            lambda offset: offset >= MiB,
+            timeout=10,
+            interval=0.2,
+        )
         assert offset == MiB, offset
-        assert loop.time() - started < 10
         status, _, body = await patch(second.url, headers, path, MiB, os.urandom(MiB))
         assert status == 204, body
     finally:
@@ -324,17 +328,15 @@ async def test_a_worker_killed_mid_batch_leaves_no_sheet_unread_or_read_twice(cl
     seen = len(victim.log_text())  # what it logged for earlier tests
     batch_id = await exam_batch(cluster, headers, range(100, 116))
     killed = False
+
+    def kill_once_it_reads() -> None:
+        nonlocal killed
+        if not killed and re.search(r"Sheet \S+: \w+ in", victim.log_text()[seen:]):
+            victim.kill()  # SIGKILL mid-claim: its other sheets stay claimed until the lease (4 s) ends
+            killed = True
+
     try:
-        async with aiohttp.ClientSession() as s:
-            for _ in range(900):
-                async with s.get(f"{cluster.url}/api/batches/{batch_id}/progress", headers=headers) as r:
-                    progress = await r.json()
-                if not killed and re.search(r"Sheet \S+: \w+ in", victim.log_text()[seen:]):
-                    victim.kill()  # SIGKILL mid-claim: its other sheets stay claimed until the lease (4 s) ends
-                    killed = True
-                if progress["status"] in ("completed", "failed"):
-                    break
-                await asyncio.sleep(0.1)
+        progress = await finished(cluster, headers, batch_id, timeout=90, between=kill_once_it_reads)
     finally:
         if killed:
             victim.start()

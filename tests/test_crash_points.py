@@ -19,6 +19,7 @@ import pytest
 from omr_tus.crashpoints import ENV, POINTS
 from omr_tus.uploads.model import LOST
 
+from .helpers import eventually
 from .test_shutdown import ServerProcess
 
 SIZE = 300_000
@@ -55,25 +56,17 @@ async def _settled(server: ServerProcess, url: str) -> dict | None:
     upload holds fewer bytes than its length (no batch is coming: the client must resend)."""
     upload_id = url.rsplit("/", 1)[-1]
     async with aiohttp.ClientSession() as s:
-        for _ in range(200):
+
+        async def settled() -> tuple[bool, dict | None]:
             async with s.get(
                 f"{server.base}/api/batches", params={"upload_id": upload_id}, headers=server.headers
             ) as r:
                 batches = (await r.json())["batches"]
-            if batches and (batches[0]["sha256"] or batches[0]["status"] == "failed"):
-                return batches[0]
-            if not batches and int((await server.head(url))["Upload-Offset"]) < SIZE:
-                return None
-            await asyncio.sleep(0.05)
-    pytest.fail(f"upload {upload_id} was not settled after the restart")
+            if batches:
+                return bool(batches[0]["sha256"] or batches[0]["status"] == "failed"), batches[0]
+            return int((await server.head(url))["Upload-Offset"]) < SIZE, None
 
-
-async def _until(condition, what: str) -> None:
-    for _ in range(100):
-        if condition():
-            return
-        await asyncio.sleep(0.05)
-    pytest.fail(what)
+        return (await eventually(settled, lambda found: found[0], what=f"upload {upload_id} to settle"))[1]
 
 
 @pytest.mark.parametrize("wait,point", CASES, ids=[f"{'wait' if w else 'background'}-{p}" for w, p in CASES])
@@ -129,8 +122,8 @@ async def _crash_and_restart(tmp_path, wait: bool, point: str, wiped: bool) -> N
         if acknowledged is not None:
             assert acknowledged == batch["batch_id"]
         # no orphan: no RAM-disk copy of a settled upload, no half-made durable copy
-        await _until(lambda: not (store / upload_id).exists(), "the RAM-disk copy was not deleted")
-        await _until(lambda: not list(files.glob("*.part")), "a .part file was left")
+        await eventually(lambda: not (store / upload_id).exists(), what="the RAM-disk copy to be deleted")
+        await eventually(lambda: not list(files.glob("*.part")), what="no .part file left")
     finally:
         restarted.proc.send_signal(signal.SIGTERM)
         await asyncio.to_thread(restarted.proc.wait, 20)

@@ -17,6 +17,7 @@ from omr_tus.http.keys import ENGINE, REPO, SERVICE, SWEEPER
 from omr_tus.uploads.model import LOST
 
 from .conftest import missing_part
+from .helpers import eventually
 
 DATA = os.urandom(100_000)
 SHA256 = hashlib.sha256(DATA).hexdigest()
@@ -49,10 +50,7 @@ async def test_a_failed_move_is_retried_until_it_succeeds(api, tmp_path, caplog)
     shutil.move(files, tmp_path / "away")
     files.write_bytes(b"")  # durable storage unusable (as a full or missing mount would be)
     upload_id, batch_id = await _upload(api)
-    for _ in range(100):
-        if "retrying in" in caplog.text:
-            break
-        await asyncio.sleep(0.02)
+    await eventually(lambda: "retrying in" in caplog.text, interval=0.02, what="a retried move in the log")
     assert "move to durable storage failed" in caplog.text
     assert (await api.get_json(f"/api/batches/{batch_id}"))["sha256"] is None
     files.unlink()

@@ -19,6 +19,7 @@ import pytest
 from omr_tus.app import create_app
 
 from .conftest import _truncate, make_settings, users_and_tokens
+from .helpers import eventually
 from .services import TcpProxy
 
 MiB = 1024 * 1024
@@ -42,14 +43,9 @@ async def proxied(aiohttp_client, tmp_path, pg_url):
     await proxy.cut()
 
 
-async def until_not_503(request, attempts: int = 20):
+async def until_not_503(request):
     """What a client does on 503: wait Retry-After, try again."""
-    for _ in range(attempts):
-        resp = await request()
-        if resp.status != 503:
-            return resp
-        await asyncio.sleep(0.1)
-    return resp
+    return await eventually(request, lambda resp: resp.status != 503, interval=0.1, what="an answer but 503")
 
 
 async def test_database_outage_mid_upload_answers_503_and_the_upload_completes_after(proxied):

@@ -17,6 +17,8 @@ from omr_tus.http.keys import FILES, REPO, SETTINGS
 from omr_tus.omr.simulate import EASY, HARD, MEDIUM, simulate_sheet
 from omr_tus.omr.template import Template
 
+from .helpers import eventually
+
 TEMPLATE = json.loads(
     (Path(__file__).resolve().parents[1] / "config" / "templates" / "exam-60-mcq4.json").read_text()
 )
@@ -54,14 +56,19 @@ async def upload(api, data: bytes, **meta) -> str:
     return resp.headers["Batch-Id"]
 
 
-async def process(api, batch_id: str, workers: list[Worker], rounds: int = 400) -> dict:
-    for _ in range(rounds):
+async def process(api, batch_id: str, workers: list[Worker], timeout: float = 300) -> dict:
+    """The batch's progress once the workers, each taking its turn in every round, completed or failed it."""
+
+    async def round_done() -> dict:
         await asyncio.gather(*(w.run_once() for w in workers))
-        progress = await api.get_json(f"/api/batches/{batch_id}/progress")
-        if progress["status"] in ("completed", "failed"):
-            return progress
-        await asyncio.sleep(0.02)
-    return progress
+        return await api.get_json(f"/api/batches/{batch_id}/progress")
+
+    return await eventually(
+        round_done,
+        lambda progress: progress["status"] in ("completed", "failed"),
+        timeout=timeout,
+        interval=0.02,
+    )
 
 
 def worker(api, name="w1", lease=120.0) -> Worker:

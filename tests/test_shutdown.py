@@ -16,6 +16,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from .helpers import eventually, recorded_batch
+
 MiB = 1024 * 1024
 TUS = {"Tus-Resumable": "1.0.0"}
 PASSWORD = "shutdown test password"
@@ -50,15 +52,16 @@ class ServerProcess:
                 [sys.executable, "-m", "omr_tus", "serve"], env=self.env, stdout=log, stderr=subprocess.STDOUT
             )
         async with aiohttp.ClientSession() as s:
-            for _ in range(300):
-                try:
-                    async with s.get(self.base + "/healthz") as r:
-                        if r.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                assert self.proc.poll() is None, self.log.read_text()[-2000:]
-                await asyncio.sleep(0.05)
+
+            async def health() -> int:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"the server exited: {self.log.read_text()[-2000:]}")
+                async with s.get(self.base + "/healthz") as r:
+                    return r.status
+
+            await eventually(
+                health, lambda status: status == 200, timeout=15, retry_on=(aiohttp.ClientError,)
+            )
             async with s.post(
                 self.base + "/api/auth/login", data={"username": "admin", "password": PASSWORD}
             ) as r:
@@ -94,15 +97,8 @@ class ServerProcess:
                 assert r.status == 201
                 return urllib.parse.urljoin(self.base + "/files/", r.headers["Location"])
 
-    async def sha256(self, batch_id: str) -> str | None:
-        async with aiohttp.ClientSession() as s:
-            for _ in range(200):
-                async with s.get(f"{self.base}/api/batches/{batch_id}", headers=self.headers) as r:
-                    batch = await r.json()
-                if batch["sha256"]:
-                    return batch["sha256"]
-                await asyncio.sleep(0.05)
-        return None
+    async def sha256(self, batch_id: str) -> str:
+        return (await recorded_batch(self.base, self.headers, batch_id))["sha256"]
 
     async def head(self, url: str) -> dict:
         async with aiohttp.ClientSession() as s:

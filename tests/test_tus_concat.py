@@ -1,12 +1,11 @@
 """tus concatenation and concatenation-unfinished."""
 
-import asyncio
 import hashlib
 import os
 
 import pytest
 
-from .helpers import encode_metadata
+from .helpers import encode_metadata, eventually
 
 
 async def partial(api, data: bytes | None, length: int, user="alice") -> str:
@@ -25,14 +24,13 @@ async def create_final(api, urls: str, meta=None, status=201, user="alice", **ex
     return resp
 
 
-async def batch_of(api, final_path: str) -> dict | None:
+async def batch_of(api, final_path: str) -> dict:
     upload_id = final_path.rsplit("/", 1)[1]
-    for _ in range(200):
-        batches = (await api.get_json(f"/api/batches?upload_id={upload_id}"))["batches"]
-        if batches and batches[0]["sha256"]:
-            return batches[0]
-        await asyncio.sleep(0.05)
-    return None
+    batches = await eventually(
+        lambda: api.get_json(f"/api/batches?upload_id={upload_id}"),
+        lambda listed: listed["batches"] and listed["batches"][0]["sha256"],
+    )
+    return batches["batches"][0]
 
 
 @pytest.mark.parametrize("absolute", [False, True])

@@ -8,7 +8,7 @@ import pytest
 
 from omr_tus.http.keys import REPO, SERVICE, STORE
 
-from .helpers import Api
+from .helpers import Api, eventually
 
 
 async def raw_patch(api: Api, path: str, offset: int, total: int, first: bytes):
@@ -24,15 +24,11 @@ async def raw_patch(api: Api, path: str, offset: int, total: int, first: bytes):
     return reader, writer
 
 
-async def wait_offset(api: Api, path: str, expected: int, seconds: float = 10) -> int:
-    offset = -1
-    for _ in range(int(seconds / 0.05)):
-        resp = await api.head(path)
-        offset = int(resp.headers.get("Upload-Offset", -1))
-        if offset == expected:
-            break
-        await asyncio.sleep(0.05)
-    return offset
+async def wait_offset(api: Api, path: str, expected: int) -> int:
+    async def offset() -> int:
+        return int((await api.head(path)).headers.get("Upload-Offset", -1))
+
+    return await eventually(offset, lambda offset: offset == expected)
 
 
 async def test_client_disconnect_mid_patch_keeps_bytes(api):
@@ -134,13 +130,7 @@ async def test_expired_upload_is_removed_and_answers_410(api):
 async def test_janitor_expires_in_the_background(api_with):
     api = await api_with(upload_expiry=0, janitor_interval=0.1)
     path = await api.create(10)
-    status = 0
-    for _ in range(100):
-        status = (await api.head(path)).status
-        if status == 410:
-            break
-        await asyncio.sleep(0.05)
-    assert status == 410
+    await eventually(lambda: api.head(path), lambda resp: resp.status == 410)
 
 
 async def test_unacknowledged_bytes_after_a_crash_are_dropped(api):

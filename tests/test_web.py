@@ -26,7 +26,6 @@ import hashlib
 import io
 import random
 import struct
-import time
 from collections.abc import Callable
 
 import aiohttp
@@ -44,6 +43,7 @@ from omr_tus.omr.template import Template
 
 from .browser import login, need_browser, open_browser, screenshot, upload_file, wait_until
 from .conftest import PASSWORD
+from .helpers import eventually, recorded_batch
 from .live import Live, MiB, _recorder
 from .test_omr_pipeline import KEY, TASK, TEMPLATE, zipped
 
@@ -146,14 +146,10 @@ async def api_get(site, path: str, token: str | None = None) -> dict:
             return await r.json()
 
 
-async def batch_with_sha(site, batch_id: str, timeout: float = 20) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        batch = await api_get(site, f"/api/batches/{batch_id}")
-        if batch["sha256"]:
-            return batch
-        assert time.monotonic() < deadline, f"batch {batch_id} has no sha256 after {timeout}s"
-        await asyncio.sleep(0.1)
+async def batch_with_sha(site, batch_id: str) -> dict:
+    return await recorded_batch(
+        site.base_url, {"Authorization": f"Bearer {site.token}"}, batch_id, timeout=20
+    )
 
 
 def row_selector(batch_id: str) -> str:
@@ -337,10 +333,9 @@ async def test_reload_and_the_same_file_resume_from_the_server_offset(browser_re
         await page.locator(".uppy-Dashboard-input").first.set_input_files(str(path))
         await page.click(".uppy-StatusBar-actionBtn--upload")
         # the server has the first 50 MiB, the rest cannot get through: the user reloads the tab
-        deadline = time.monotonic() + 30
-        while not site.drop.dropped:
-            assert time.monotonic() < deadline, site.patches
-            await asyncio.sleep(0.02)
+        await eventually(
+            lambda: (site.drop.dropped, site.patches), lambda seen: seen[0], timeout=30, interval=0.02
+        )
         assert [(p.offset, p.new_offset) for p in site.patches if p.status == 204] == [(0, CHUNK)]
         await page.reload()
         site.drop.disarm()

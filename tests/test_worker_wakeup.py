@@ -12,6 +12,7 @@ from omr_tus.http.keys import REPO
 from omr_tus.omr.simulate import EASY, simulate_sheet
 from omr_tus.omr.template import Template
 
+from .helpers import eventually
 from .test_omr_pipeline import TASK, TEMPLATE, register_task, upload, worker, zipped
 
 
@@ -27,11 +28,11 @@ async def test_an_idle_worker_wakes_for_new_work(api):
         await asyncio.sleep(0.5)  # nothing to do: the worker is waiting
         sheet = simulate_sheet(Template.parse(TEMPLATE), np.random.default_rng(5), EASY, task_id=TASK)
         batch_id = await upload(api, zipped([sheet]), upload_type="zip_with_qr")
-        for _ in range(400):  # 20 s at most, far less than the minute the worker would otherwise wait
-            progress = await api.get_json(f"/api/batches/{batch_id}/progress")
-            if progress["status"] == "completed":
-                break
-            await asyncio.sleep(0.05)
+        progress = await eventually(  # far less than the minute the worker would otherwise wait
+            lambda: api.get_json(f"/api/batches/{batch_id}/progress"),
+            lambda progress: progress["status"] == "completed",
+            timeout=20,
+        )
         assert progress["status"] == "completed" and progress["processed_sheets"] == 1, progress
     finally:
         stop.set()

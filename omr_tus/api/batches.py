@@ -106,7 +106,7 @@ async def reprocess(request: web.Request) -> web.Response:
             "completed batch with sheets can be processed again"
         )
     await request.app[REPO].reprocess_batch(batch.id)
-    return web.json_response(batch_json(await request.app[REPO].batch(batch.id)), status=202)
+    return web.json_response(batch_json(await visible_batch(request)), status=202)
 
 
 def setup(app: web.Application) -> None:

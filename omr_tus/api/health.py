@@ -12,7 +12,8 @@ from sqlalchemy import text
 from .. import errors
 from ..http.keys import ENGINE, FILES, METRICS, REPO, SERVICE, STORE, principal, public
 from ..metrics import render
-from ..store import LocalStore
+from ..store import LocalStore, RemoteFiles
+from ..uploads.shared_locks import SharedUploadLocks
 
 MIN_FREE = 64 * 1024 * 1024
 PROBE_SECONDS = 5
@@ -59,7 +60,7 @@ async def readyz(request: web.Request) -> web.Response:
     try:
         if isinstance(store, LocalStore):
             await _off_loop(_probe_write, store.directory)
-        else:
+        elif isinstance(store, RemoteFiles):
             await asyncio.wait_for(store.ready(), PROBE_SECONDS)
         checks["store"] = "ok"
     except OSError as exc:
@@ -98,7 +99,7 @@ async def metrics(request: web.Request) -> web.Response:
     samples = request.app[METRICS].samples()
     locks = request.app[SERVICE].locks
     samples["lock_waits_total"] = {(): float(locks.waits)}
-    if not locks.local_only:
+    if isinstance(locks, SharedUploadLocks):
         samples.setdefault("db_round_trips_total", {})[(("kind", "lock"),)] = float(locks.queries)
     samples["requests_in_flight"] = {(): float(request.app[METRICS].in_flight - 1)}  # not this one
     samples.update(await request.app[REPO].operations_figures())

@@ -35,7 +35,7 @@ async def _visible_sheet(request: web.Request) -> tuple[Row, Row]:
     sheet = await repo.sheet(int(raw)) if known else None
     batch = await repo.batch(sheet.batch_id) if sheet is not None else None
     user = principal(request)
-    if batch is None or (batch.owner_id != user.id and not user.is_admin):
+    if sheet is None or batch is None or (batch.owner_id != user.id and not user.is_admin):
         raise errors.NOT_FOUND(f"Sheet {raw} not found")
     return sheet, batch
 
@@ -100,7 +100,8 @@ async def correct_answer(request: web.Request) -> web.Response:
     spec = await load_task(repo, sheet.task_id) if sheet.task_id else None
     score = spec.score({**answers, **fixes, column: value}) if spec is not None else sheet.score
     await repo.save_correction(sheet.id, column, value, user.id, score, spec.version if spec else None)
-    return web.json_response((await sheet_entries(request, [await repo.sheet(sheet.id)]))[0])
+    corrected, _ = await _visible_sheet(request)
+    return web.json_response((await sheet_entries(request, [corrected]))[0])
 
 
 async def _review_pool(app: web.Application):

@@ -259,6 +259,7 @@ class _Document:
                 return self.pdf.render(number - 1, width, self.limits.max_pixels, self.limits.max_pdf_seconds)
             except pdf_pages.PdfError as exc:
                 raise PageError(f"{self.name}: {exc}") from None
+        assert self.image is not None, "a document is read before it is closed"
         self.image.seek(number - 1)
         return _grey(self.image, self.name, width, self.limits)
 

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import IO
 
 import numpy as np
 
@@ -41,8 +42,11 @@ class PdfProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE
         )
+        assert self.process.stdin is not None and self.process.stdout is not None  # both PIPEs
+        self.requests: IO[bytes] = self.process.stdin
+        self.answers: IO[bytes] = self.process.stdout
         self.killed = False
-        for pipe in (self.process.stdin, self.process.stdout):  # a page in a few switches, not 64 KiB each
+        for pipe in (self.requests, self.answers):  # a page in a few switches, not 64 KiB each
             with contextlib.suppress(OSError, AttributeError):  # (Linux only; the default works too)
                 fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
 
@@ -66,22 +70,23 @@ class PdfProcess:
     def close(self) -> None:
         """Ends the child: at end of its input, or killed if it does not end at once."""
         with contextlib.suppress(OSError):
-            self.process.stdin.close()
+            self.requests.close()
         try:
             self.process.wait(timeout=0 if self.killed else 5)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-        self.process.stdout.close()
+        self.answers.close()
 
     def _call(self, kind: bytes, payload: bytes, seconds: float, doing: str) -> bytearray:
         timer = threading.Timer(seconds, self._kill)
         timer.start()
+        answer: bytes | None
         try:
-            _send(self.process.stdin, kind, payload)
-            answer, body = _receive(self.process.stdout)
+            _send(self.requests, kind, payload)
+            answer, body = _receive(self.answers)
         except (OSError, ValueError, EOFError):
-            answer, body = None, b""
+            answer, body = None, bytearray()
         finally:
             timer.cancel()
         if self.killed:
@@ -155,6 +160,8 @@ def _serve(requests, answers) -> None:
                 document = pypdfium2.PdfDocument(bytes(body))
                 answer = [struct.pack("<Q", len(document))]
             else:
+                if document is None:
+                    raise ValueError("no PDF is open")
                 index, width, max_pixels = PAGE_REQUEST.unpack(body)
                 answer = _render(document[index], width, max_pixels)
         except Exception as exc:  # reported to the caller, who fails the sheet with it

@@ -28,9 +28,11 @@ class Wakeup:
             return self
         try:
             self._conn = await self.engine.connect()
-            self._driver = (await self._conn.get_raw_connection()).driver_connection
-            await self._driver.add_listener(WORK_CHANNEL, self._notified)
-            self._driver.add_termination_listener(self._lost)
+            driver = (await self._conn.get_raw_connection()).driver_connection
+            assert driver is not None, "an open connection has its driver's connection"
+            self._driver = driver
+            await driver.add_listener(WORK_CHANNEL, self._notified)
+            driver.add_termination_listener(self._lost)
             self.listening = True
         except Exception:  # no listener: the worker polls as on SQLite
             log.exception("cannot LISTEN for work; polling instead")

@@ -29,8 +29,13 @@ class FileSlice(payload.Payload):
         super().__init__(path, content_type="application/octet-stream", **kwargs)
         self._path = path
         self._offset = offset
-        self._size = length
+        self._length = length
         self._sent = sent  # told each block's length once the socket took it: drives the progress bar
+
+    @property
+    def size(self) -> int:
+        """Known up front: aiohttp sends it as the Content-Length."""
+        return self._length
 
     async def write(self, writer) -> None:
         """The kernel sends the file's bytes to the socket (sendfile), one block at a time so
@@ -41,8 +46,8 @@ class FileSlice(payload.Payload):
                 await writer.drain()
                 loop = asyncio.get_running_loop()
                 sent = 0
-                while sent < self._size:
-                    count = min(SENDFILE_BLOCK, self._size - sent)
+                while sent < self._length:
+                    count = min(SENDFILE_BLOCK, self._length - sent)
                     async with asyncio.timeout(STALL):
                         done = await loop.sendfile(writer.transport, file, self._offset + sent, count)
                     if done < count:
@@ -60,7 +65,7 @@ class FileSlice(payload.Payload):
     async def _read_and_write(self, file, writer) -> None:
         """The next block is read (in a thread) while the current one goes to the socket."""
         file.seek(self._offset)
-        left = self._size
+        left = self._length
         pending = asyncio.ensure_future(asyncio.to_thread(file.read, min(BLOCK, left)))
         try:
             while left:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 MB = 1000 * 1000
 LIST_COLUMNS = ("BATCH", "STATUS", "TYPE", "TASK", "SHEETS", "FAILED", "SIZE", "CREATED", "FILENAME")
 SHOW_FIELDS = (
@@ -31,7 +33,7 @@ def cell(value) -> str:
     return "-" if value is None or value == "" else str(value)
 
 
-def table(rows: list[tuple[str, ...]]) -> str:
+def table(rows: Sequence[tuple[str, ...]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows)
 

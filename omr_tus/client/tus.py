@@ -58,8 +58,9 @@ class TusUpload(FileUpload):
         """Uploads the file (or what the server still lacks of it); returns the batch id."""
         url = self.state.url()
         status = await self._saved(url) if url else None
-        if status is None:
-            url, status = await Backoff(RETRIES, "creating the upload").run(self._create)
+        if url is None or status is None:
+            created = await Backoff(RETRIES, "creating the upload").run(self._create)
+            url, status = created  # unpacked apart, so run()'s result is not inferred as Optional
             self.state.save(url)
         self.bar.resume_at(status.offset)
         try:

@@ -9,12 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Row, and_, case, delete, func, insert, or_, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import ColumnElement, Row, Table, and_, case, delete, func, insert, or_, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -51,6 +50,11 @@ answers = Answer.__table__
 login_failures = LoginFailure.__table__
 login_addresses = LoginAddress.__table__
 INSERT_UPLOAD = insert(uploads)
+# INSERT … ON CONFLICT, which both supported dialects spell alike
+ON_CONFLICT_INSERT: dict[str, Callable[[Table], postgresql.Insert | sqlite.Insert]] = {
+    "postgresql": postgresql.insert,
+    "sqlite": sqlite.insert,
+}
 
 
 class GroupInsert:
@@ -341,7 +345,7 @@ class Repo:
         trip for all of it."""
         values = dict(upload_id=upload_id, chunk_index=index, size=size)
         async with self.engine.begin() as conn:
-            dialect_insert = {"postgresql": pg_insert, "sqlite": sqlite_insert}.get(conn.dialect.name)
+            dialect_insert = ON_CONFLICT_INSERT.get(conn.dialect.name)
             if dialect_insert is not None:
                 await conn.execute(dialect_insert(chunks).values(**values).on_conflict_do_nothing())
             else:
@@ -710,7 +714,7 @@ class Repo:
         """Counters from the sheets themselves (never incremented, so never double-counted);
         the batch completes when no sheet is pending."""
         async with self.engine.begin() as conn:
-            counts = dict(
+            counts: dict[str, int] = dict(
                 (
                     await conn.execute(
                         select(sheets.c.status, func.count())
@@ -748,15 +752,18 @@ class Repo:
         """Cluster-wide figures for /metrics: incomplete uploads, sheets and batches by status,
         and the seconds completed batches took from upload to their last sheet."""
         async with self.engine.connect() as conn:
-            active = await conn.scalar(
-                select(func.count()).select_from(uploads).where(uploads.c.status == "active")
-            )
+            active = (
+                await conn.execute(
+                    select(func.count()).select_from(uploads).where(uploads.c.status == "active")
+                )
+            ).scalar_one()
             sheet_counts = (
                 await conn.execute(select(sheets.c.status, func.count()).group_by(sheets.c.status))
             ).all()
             batch_counts = (
                 await conn.execute(select(batches.c.status, func.count()).group_by(batches.c.status))
             ).all()
+            seconds: ColumnElement[Any]
             if conn.dialect.name == "postgresql":
                 seconds = func.extract("epoch", batches.c.completed_at - batches.c.created_at)
             else:
@@ -809,9 +816,9 @@ class Repo:
         last = len(waits) - 1
         waited = [and_(c.failures == free + k, c.last_failure <= t) for k, t in enumerate(waits[:last])]
         waited.append(and_(c.failures >= free + last, c.last_failure <= waits[last]))
-        dialect_insert = {"postgresql": pg_insert, "sqlite": sqlite_insert}[self.engine.dialect.name]
-        stmt = dialect_insert(login_failures).values(username=key, failures=1, last_failure=now)
-        stmt = stmt.on_conflict_do_update(
+        dialect_insert = ON_CONFLICT_INSERT[self.engine.dialect.name]
+        insert_one = dialect_insert(login_failures).values(username=key, failures=1, last_failure=now)
+        stmt = insert_one.on_conflict_do_update(
             index_elements=[c.username],
             where=or_(stale, c.failures < free, *waited),
             set_={"failures": case((stale, 1), else_=c.failures + 1), "last_failure": now},
@@ -845,7 +852,7 @@ class Repo:
         )
 
     async def remember_login_address(self, user_key: str, address_key: str, now: dt.datetime) -> None:
-        dialect_insert = {"postgresql": pg_insert, "sqlite": sqlite_insert}[self.engine.dialect.name]
+        dialect_insert = ON_CONFLICT_INSERT[self.engine.dialect.name]
         stmt = dialect_insert(login_addresses).values(username=user_key, address=address_key, last_login=now)
         await self._execute(
             stmt.on_conflict_do_update(

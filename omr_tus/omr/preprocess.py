@@ -240,7 +240,7 @@ class CropOnMarkers(Step):
                 continue
             _, score, _, at = cv2.minMaxLoc(cv2.matchTemplate(region, marker, cv2.TM_CCOEFF_NORMED))
             if score > best[0]:
-                best = (float(score), at, (marker.shape[1], marker.shape[0]))
+                best = (float(score), (at[0], at[1]), (marker.shape[1], marker.shape[0]))
         return best
 
 
@@ -249,7 +249,7 @@ class FeatureBasedAlignment(Step):
 
     def __init__(self, reference: np.ndarray, processing: tuple[int, int], options: dict[str, Any]):
         self.size = processing
-        self.orb = cv2.ORB_create(int(options.get("maxFeatures", 500)))
+        self.orb = cv2.ORB.create(int(options.get("maxFeatures", 500)))
         self.keep = float(options.get("goodMatchPercent", 0.15))
         self.affine = bool(options.get("2d", False))
         self.points, self.descriptors = self.orb.detectAndCompute(cv2.resize(reference, processing), None)
@@ -261,18 +261,18 @@ class FeatureBasedAlignment(Step):
         if descriptors is None:
             raise SheetError("FeatureBasedAlignment: the sheet has no features to match")
         matches = self._distinct(descriptors)
-        src = np.float32([points[m.queryIdx].pt for m in matches])
-        dst = np.float32([self.points[m.trainIdx].pt for m in matches])
+        src = np.array([points[m.queryIdx].pt for m in matches], np.float32)
+        dst = np.array([self.points[m.trainIdx].pt for m in matches], np.float32)
+        matrix: np.ndarray | None = None  # OpenCV answers None where no fit is found
+        inliers: np.ndarray | None = None
         if self.affine:
             affine, inliers = cv2.estimateAffine2D(
                 src, dst, ransacReprojThreshold=3.0, maxIters=FEATURE_TRIES, confidence=0.999
             )
             matrix = None if affine is None else np.vstack([affine, [0, 0, 1]])
-        else:
-            matrix, inliers = (
-                cv2.findHomography(src, dst, cv2.RANSAC, 5.0, maxIters=FEATURE_TRIES, confidence=0.999)
-                if len(src) >= 4
-                else (None, None)
+        elif len(src) >= 4:
+            matrix, inliers = cv2.findHomography(
+                src, dst, cv2.RANSAC, 5.0, maxIters=FEATURE_TRIES, confidence=0.999
             )
         if matrix is None or inliers is None or int(inliers.sum()) < FEATURE_MIN_INLIERS:
             raise SheetError("FeatureBasedAlignment: the sheet does not match the reference image")
@@ -344,7 +344,8 @@ def _image(assets: dict[str, bytes], name: Any, path: str) -> np.ndarray:
         f"the image {name!r} must be 8 to {MAX_ASSET_SIDE} pixels a side",
     )
     image = cv2.imdecode(np.frombuffer(assets[name], np.uint8), cv2.IMREAD_GRAYSCALE)
-    _require(image is not None, path, f"the image {name!r} could not be decoded")
+    if image is None:
+        raise TemplateError(path, f"the image {name!r} could not be decoded")
     return image
 
 
@@ -489,7 +490,7 @@ class Alignment:
                 out.image,
                 chain if out.matrix is None else out.matrix @ chain,
                 i + 1,
-                reasons + [out.review] * bool(out.review),
+                reasons + ([out.review] if out.review else []),
             )
             out = out.second() if out.second else None
 

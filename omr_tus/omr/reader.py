@@ -7,6 +7,7 @@ reason in `error`, and a page that cannot be read at all comes back `failed`.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
@@ -176,6 +177,7 @@ def _best_fit(
             best, best_score = (aligned, None, reasons, page), score
         if score[0] == 0 and score[1] <= MOVED:
             break
+    assert best is not None, "an alignment yields at least one candidate"
     return best
 
 
@@ -203,6 +205,7 @@ def _detect(work: np.ndarray, template: Template) -> dict[int, np.ndarray]:
     """{template marker id: its 4 corners in `work`}. Searched on a copy shrunk so markers are
     about DETECT_SIDE px or more (4x faster at 200 dpi; full size if that misses), refined on `work`."""
     m = template.markers
+    assert m is not None, "called for a template with markers"
     side = m.size * max(work.shape) / max(template.page)
     factor = max(1, int(side / DETECT_SIDE))
     found = _find_markers(work, m, factor)
@@ -220,7 +223,7 @@ def _detect(work: np.ndarray, template: Template) -> dict[int, np.ndarray]:
 def _find_markers(work: np.ndarray, m: Markers, factor: int) -> dict[int, np.ndarray]:
     """Markers of the template found once each on `work` shrunk by `factor`, in `work` pixels."""
     corners, ids, _ = _detector(m.dictionary).detectMarkers(_shrink(work, factor))
-    found = [] if ids is None else list(ids.ravel())
+    found = [] if ids is None else [int(i) for i in ids.ravel()]
     return {
         i: (c.reshape(4, 2) + 0.5) * factor - 0.5
         for c, i in zip(corners, found)
@@ -244,6 +247,7 @@ def _marker_corners(x: int, y: int, size: int) -> np.ndarray:
 def _marker_transform(work: np.ndarray, template: Template) -> tuple[np.ndarray, float]:
     """Homography (4 markers) or affine map (3) from the scan to the page; ids fix the turn."""
     m = template.markers
+    assert m is not None, "called for a template with markers"
     found = _detect(work, template)
     if len(found) < 3:
         raise SheetError(f"found {len(found)} of the template's {len(m.positions)} markers (need 3)")
@@ -277,13 +281,16 @@ def _align_by_page(work: np.ndarray, template: Template) -> tuple[np.ndarray, No
 
 def _decode(image: np.ndarray) -> str | None:
     """The first OMR payload found, else the first QR text, else None."""
-    texts = [b.text for b in zxingcpp.read_barcodes(image, formats=zxingcpp.BarcodeFormat.QRCode)]
+    # zxing-cpp converts a BarcodeFormat to BarcodeFormats; its stub accepts only the latter
+    qr = zxingcpp.BarcodeFormat.QRCode
+    texts = [b.text for b in zxingcpp.read_barcodes(image, formats=qr)]  # type: ignore[arg-type]
     return next((t for t in texts if parse_qr(t)), texts[0] if texts else None)
 
 
 def _read_qr(aligned: np.ndarray, template: Template) -> str | None:
     """The qr box (with a margin) first: small and fast; the whole page only as a fallback."""
     q = template.qr
+    assert q is not None, "called for a template with a qr box"
     m = round(q.size * QR_MARGIN)
     region = aligned[max(0, q.y - m) : q.y + q.size + m, max(0, q.x - m) : q.x + q.size + m]
     return _decode(np.ascontiguousarray(region)) or _decode(aligned)
@@ -293,6 +300,7 @@ def qr_printed(aligned: np.ndarray, template: Template) -> bool:
     """Whether something is printed in the qr box (a code that may be damaged), rather than
     the box being left blank: dark against the paper around the box."""
     q = template.qr
+    assert q is not None, "called for a template with a qr box"
     box = aligned[q.y : q.y + q.size, q.x : q.x + q.size]
     paper = max(float(np.percentile(box, 95)), 1.0)
     return float((box < 0.5 * paper).mean()) >= QR_PRINTED
@@ -349,7 +357,7 @@ def measure_bubbles(
     return groups
 
 
-def _gather(groups: list[Group], column: int) -> np.ndarray:
+def _gather(groups: Sequence[tuple[np.ndarray, ...]], column: int) -> np.ndarray:
     """One per-bubble quantity from every group, in template order."""
     out = np.empty(sum(len(g[0]) for g in groups))
     for g in groups:

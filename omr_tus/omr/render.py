@@ -131,9 +131,10 @@ def _chosen(template: Template, answers: dict[str, str | Iterable[str]]) -> dict
     for label, value in answers.items():
         parts = template.custom_labels.get(label)
         if parts is not None:
-            if len(value) != len(parts):
+            chars = list(value)
+            if len(chars) != len(parts):
                 raise ValueError(f"{label}: needs {len(parts)} characters, got {value!r}")
-            out.update({p: {v} for p, v in zip(parts, value)})
+            out.update({p: {v} for p, v in zip(parts, chars)})
         elif label in fields:
             out[label] = set(value)
         else:
@@ -172,8 +173,8 @@ def _put_text(
     """Text vertically centred on `cy`: centred on `x`, starting at `x` (`left`), or else
     ending at `x`."""
     (tw, th), _ = cv2.getTextSize(text, FONT, scale, weight)
-    left = x if left else x - tw / 2 if centred else x - tw
-    cv2.putText(page, text, (round(left), round(cy + th / 2)), FONT, scale, color, weight, cv2.LINE_AA)
+    start = x if left else x - tw / 2 if centred else x - tw
+    cv2.putText(page, text, (round(start), round(cy + th / 2)), FONT, scale, color, weight, cv2.LINE_AA)
 
 
 def _draw_letter(page: np.ndarray, b: Bubble, style: Print) -> None:
@@ -268,6 +269,7 @@ def _draw_label(page: np.ndarray, label: str, b: Bubble) -> None:
 
 def _draw_markers(page: np.ndarray, template: Template) -> None:
     m = template.markers
+    assert m is not None, "called for a template with markers"
     dictionary = cv2.aruco.getPredefinedDictionary(getattr(cv2.aruco, m.dictionary))
     for marker_id, (x, y) in m.positions.items():
         page[y : y + m.size, x : x + m.size] = cv2.aruco.generateImageMarker(dictionary, marker_id, m.size)
@@ -282,6 +284,7 @@ def _qr_modules(payload: str) -> np.ndarray:
 def _draw_qr(page: np.ndarray, template: Template, payload: str) -> None:
     """Whole-pixel modules centred in the qr box: crisp edges decode best after scanning."""
     q = template.qr
+    assert q is not None, "called for a template with a qr box"
     modules = _qr_modules(payload)
     px = q.size // modules.shape[0]
     if px < 2:

@@ -59,7 +59,7 @@ class AnswerKey:
         source = evaluation.get("source_type", "custom")
         if source in CSV_SOURCES:
             name = options.get("answer_key_csv_path")
-            if not name or name not in (assets or {}):
+            if not name or assets is None or name not in assets:
                 raise EvaluationError(
                     f"options.answer_key_csv_path: the file {name!r} was not sent with the task"
                 )

@@ -206,10 +206,12 @@ def _pen_fill(page: np.ndarray, b: Bubble, rng: np.random.Generator, pen: Pen) -
     cv2.ellipse(mask, center, axes, rng.uniform(-8, 8), 0, 360, 255, -1, cv2.LINE_AA, SHIFT)
     if pen.scribble:
         mask &= _zigzag(mask.shape, b, (cx, cy), pen.scribble, rng)
-    alpha = mask.astype(np.float32) / 255
+    alpha: np.ndarray = mask.astype(np.float32) / 255
     if pen.softness:
         alpha = cv2.GaussianBlur(alpha, (0, 0), pen.softness * min(b.w, b.h))
-    streaks = cv2.GaussianBlur(rng.normal(0, 1, alpha.shape).astype(np.float32), (0, 0), 2.0, sigmaY=0.4)
+    streaks: np.ndarray = cv2.GaussianBlur(
+        rng.normal(0, 1, alpha.shape).astype(np.float32), (0, 0), 2.0, sigmaY=0.4
+    )
     streaks *= pen.grain / max(float(streaks.std()), 1e-6)
     alpha *= np.clip(rng.uniform(*pen.darkness) + streaks, 0, 1)
     ink = np.array(pen.colour if region.ndim == 3 and pen.colour else 0, np.float32)
@@ -287,10 +289,11 @@ def scan(
     image = _photometry(image, rng, level)
     quality = int(rng.integers(level.jpeg[0], level.jpeg[1] + 1))
     _, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    decoded = cv2.imdecode(data, cv2.IMREAD_COLOR if image.ndim == 3 else cv2.IMREAD_GRAYSCALE)
+    assert decoded is not None, "a JPEG encoded here decodes"
     if image.ndim == 3:
-        return cv2.imdecode(data, cv2.IMREAD_COLOR)
-    image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE)
-    return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if rng.random() < 0.5 else image
+        return decoded
+    return cv2.cvtColor(decoded, cv2.COLOR_GRAY2BGR) if rng.random() < 0.5 else decoded
 
 
 def _place(
@@ -349,8 +352,8 @@ def _scan_geometry(
     moved *= scale
     margin = level.margin * scale * max(w, h)
     moved += margin - moved.min(0)
-    size = tuple(int(v) for v in np.ceil(moved.max(0) + margin))
-    return cv2.getPerspectiveTransform(corners.astype(np.float32), moved.astype(np.float32)), size
+    width, height = (int(v) for v in np.ceil(moved.max(0) + margin))
+    return cv2.getPerspectiveTransform(corners.astype(np.float32), moved.astype(np.float32)), (width, height)
 
 
 def _photometry(image: np.ndarray, rng: np.random.Generator, level: Difficulty) -> np.ndarray:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeGuard
 
 import cv2
 import numpy as np
@@ -163,18 +163,19 @@ def _pitch(boxes: np.ndarray, axis: int) -> float:
     return best
 
 
-def _require(ok: bool, key: str, message: str) -> None:
+def _require(ok: object, key: str, message: str) -> None:
     if not ok:
         raise TemplateError(key, message)
 
 
-def _is_number(v: Any) -> bool:
+def _is_number(v: Any) -> TypeGuard[int | float]:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def _gap(obj: dict, key: str, path: str) -> float:
     v = obj.get(key)
-    _require(_is_number(v) and v >= 0, path, "must be a number >= 0")
+    if not (_is_number(v) and v >= 0):
+        raise TemplateError(path, "must be a number >= 0")
     return float(v)
 
 
@@ -219,7 +220,7 @@ def natural_key(label: str) -> tuple:
 
 
 def _parse_blocks(data: dict, page: tuple[int, int], empty: str) -> list[Field]:
-    blocks = data.get("fieldBlocks")
+    blocks = data.get("fieldBlocks") or {}
     _require(isinstance(blocks, dict) and blocks, "fieldBlocks", "must be a non-empty object")
     fields: list[Field] = []
     seen: set[str] = set()
@@ -240,7 +241,8 @@ def _parse_blocks(data: dict, page: tuple[int, int], empty: str) -> list[Field]:
 
 
 def _block_values(block: dict, path: str) -> tuple[tuple[str, ...], str]:
-    values, direction = (), ""
+    values: tuple[str, ...] = ()
+    direction = ""
     if "fieldType" in block:
         ftype = block["fieldType"]
         _require(ftype in FIELD_TYPES, f"{path}.fieldType", f"unknown type {ftype!r}")

@@ -84,6 +84,9 @@ class RemoteFiles(Protocol):
 
     async def download(self, upload_id: str, path: Path) -> None: ...
 
+    async def ready(self) -> None:
+        """Raises if the remote cannot be reached (for /readyz)."""
+
 
 @runtime_checkable
 class PartWriter(Protocol):

@@ -61,16 +61,18 @@ class CompletedFiles:
         if not path.exists():
             fetching = self._fetching.get(upload_id)
             if fetching is None:
-                fetching = self._fetching[upload_id] = asyncio.ensure_future(self._fetch(upload_id, path))
+                fetching = self._fetching[upload_id] = asyncio.ensure_future(
+                    self._fetch(self.remote, upload_id, path)
+                )
                 fetching.add_done_callback(lambda _: self._fetching.pop(upload_id, None))
             await asyncio.shield(fetching)
         with contextlib.suppress(FileNotFoundError):
             os.utime(path)
         return path
 
-    async def _fetch(self, upload_id: str, path: Path) -> None:
+    async def _fetch(self, remote: RemoteFiles, upload_id: str, path: Path) -> None:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        await self.remote.download(upload_id, path)
+        await remote.download(upload_id, path)
         await asyncio.to_thread(self._evict)
 
     def _evict(self) -> None:

@@ -28,6 +28,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterable, AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from .base import WriteProgress
 from .fileio import write_all
@@ -106,7 +107,9 @@ class S3Store:
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="s3spool")
         self._uploads: OrderedDict[str, _Upload] = OrderedDict()  # as this process last saw them
         self._stack = contextlib.AsyncExitStack()
-        self.client = None
+        # aiobotocore builds its client's methods at run time from botocore's service model,
+        # so there is no static type to give it
+        self.client: Any = None
 
     async def open(self) -> S3Store:
         from aiobotocore.session import get_session

@@ -24,6 +24,7 @@ class Stores:
 async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
     durable = LocalStore(settings.durable_dir, threads=4)
     scratch = LocalStore(settings.data_dir / "scratch", threads=4)
+    incoming: Store
     if settings.store == "s3":
         from .s3 import S3Settings, S3Store
 
