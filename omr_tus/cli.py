@@ -102,7 +102,7 @@ def _read_password(prompt: str = "Password: ") -> str:
 
 
 async def _users(repo, args) -> int:
-    from .auth import create_user, hash_password
+    from .auth import check_password, create_user, hash_password
 
     password = _read_password()
     if args.users_command == "create":
@@ -112,8 +112,7 @@ async def _users(repo, args) -> int:
     user = await repo.user_by_name(args.username)
     if user is None:
         raise ValueError(f"no user {args.username!r}")
-    if len(password) < 8:
-        raise ValueError("password must be at least 8 characters")
+    check_password(password)
     await repo.set_password(user.id, await asyncio.to_thread(hash_password, password))
     print(f"password of {args.username} changed; their older tokens no longer work")
     return 0
