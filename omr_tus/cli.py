@@ -1,4 +1,5 @@
-"""The omr-tus command: serve, migrate, users; and the client commands login, upload, batches."""
+"""The omr-tus command: serve, migrate, users; and the client commands login, upload, batches,
+tasks and the remote users commands."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from .client import admin as client_admin
 from .client import commands as client_commands
 from .config import Settings
 from .logs import setup_logging
@@ -47,15 +49,18 @@ def main(argv: list[str] | None = None) -> int:
         "--students", required=True, type=Path, help="CSV whose first column is the student id"
     )
     render.add_argument("--out", required=True, type=Path, help="sheets.pdf, or sheet.png for PNG files")
-    users = sub.add_parser("users", help="manage users").add_subparsers(dest="users_command", required=True)
+    users = sub.add_parser(
+        "users", help="manage users (create and passwd on the server itself, or --remote)"
+    ).add_subparsers(dest="users_command", required=True)
     create = users.add_parser("create", help="create a user; the password is read from stdin or a prompt")
     create.add_argument("username")
     create.add_argument("--admin", action="store_true", help="give the user the admin role")
     passwd = users.add_parser("passwd", help="set a user's password (their older tokens stop working)")
     passwd.add_argument("username")
+    client_admin.add_user_parsers(users, client_commands.server_option(), (create, passwd))
     client_commands.add_parsers(sub)
     args = parser.parse_args(argv)
-    if args.command in client_commands.COMMANDS:  # a client needs no server settings
+    if client_commands.is_client(args):  # a client needs no server settings
         return client_commands.run(args)
 
     if args.command == "serve":
