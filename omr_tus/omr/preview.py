@@ -40,8 +40,15 @@ def preview_png(template: Template, task_id: str) -> bytes:
         x1, y1 = max(b.x + b.w for b in bubbles), max(b.y + b.h for b in bubbles)
         pad = line * 3
         cv2.rectangle(page, (x0 - pad, y0 - pad), (x1 + pad, y1 + pad), colour, line)
+        scale = max(0.45, w / 2400)
         cv2.putText(
-            page, name, (x0 - pad, max(y0 - pad * 2, 12)), cv2.FONT_HERSHEY_SIMPLEX, w / 2400, colour, line
+            page,
+            name,
+            (x0 - pad, max(y0 - pad * 2, 12)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            colour,
+            max(1, line // 2),
         )
     if template.markers:
         m = template.markers
