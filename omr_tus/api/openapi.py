@@ -266,6 +266,34 @@ SCHEMAS = {
             "password": {"type": "string", "minLength": 8, "description": "revokes the user's tokens"},
         },
     },
+    "UserList": {
+        "type": "object",
+        "properties": {"users": {"type": "array", "items": {"$ref": "#/components/schemas/User"}}},
+    },
+    "TaskList": {
+        "type": "object",
+        "properties": {
+            "tasks": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "task_id": {"type": "string"},
+                        "name": {"type": "string"},
+                        "created_at": {"type": "string", "format": "date-time"},
+                        "updated_at": {"type": "string", "format": "date-time"},
+                    },
+                },
+            },
+            "total": {"type": "integer"},
+            "limit": {"type": "integer"},
+            "offset": {"type": "integer"},
+        },
+    },
+    "Registered": {
+        "type": "object",
+        "properties": {"task_id": {"type": "string"}, "registered": {"type": "boolean"}},
+    },
 }
 USER_ID = {"name": "user_id", "in": "path", "required": True, "schema": {"type": "integer"}}
 ADMIN_PATHS = {
@@ -273,19 +301,7 @@ ADMIN_PATHS = {
         "get": {
             "summary": "Every user with role, state, quota and usage (admin)",
             "responses": {
-                "200": {
-                    "description": "OK",
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "properties": {
-                                    "users": {"type": "array", "items": {"$ref": "#/components/schemas/User"}}
-                                },
-                            }
-                        }
-                    },
-                },
+                "200": _json("#/components/schemas/UserList"),
                 "403": _error("Not an admin"),
                 **AUTH_ERRORS,
             },
@@ -343,20 +359,7 @@ ADMIN_PATHS = {
             "summary": "Whether a task is registered (anyone signed in; the upload page asks before sending)",
             "parameters": [TASK_ID],
             "responses": {
-                "200": {
-                    "description": "OK",
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "properties": {
-                                    "task_id": {"type": "string"},
-                                    "registered": {"type": "boolean"},
-                                },
-                            }
-                        }
-                    },
-                },
+                "200": _json("#/components/schemas/Registered"),
                 "400": _error("Not an 8-digit task id"),
                 **AUTH_ERRORS,
             },
@@ -555,33 +558,7 @@ PATHS = {
                 {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
             ],
             "responses": {
-                "200": {
-                    "description": "OK",
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "properties": {
-                                    "tasks": {
-                                        "type": "array",
-                                        "items": {
-                                            "type": "object",
-                                            "properties": {
-                                                "task_id": {"type": "string"},
-                                                "name": {"type": "string"},
-                                                "created_at": {"type": "string"},
-                                                "updated_at": {"type": "string"},
-                                            },
-                                        },
-                                    },
-                                    "total": {"type": "integer"},
-                                    "limit": {"type": "integer"},
-                                    "offset": {"type": "integer"},
-                                },
-                            }
-                        }
-                    },
-                },
+                "200": _json("#/components/schemas/TaskList"),
                 "400": _error("Bad limit or offset"),
                 "403": _error("Not an admin"),
                 **AUTH_ERRORS,
