@@ -276,7 +276,7 @@ class Authenticator:
         if cached and time.monotonic() - cached[0] < USER_CACHE_SECONDS:
             return cached[1], cached[2]
         row = await self.repo.user_by_id(user_id)
-        if row is None or row.disabled_at is not None:
+        if row is None:
             self._cache.pop(user_id, None)
             return None, -1
         principal = Principal(id=row.id, username=row.username, role=row.role)
