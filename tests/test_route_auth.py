@@ -58,3 +58,19 @@ async def test_every_private_route_refuses_a_missing_or_bad_token(client, token)
         assert resp.status == 401, (method, path, resp.status)
         checked += 1
     assert checked >= 20
+
+
+ADMIN_ONLY = [
+    ("GET", "/api/users", None),
+    ("POST", "/api/users", {"username": "x", "password": "long enough"}),
+    ("PATCH", "/api/users/1", {"role": "user"}),
+    ("GET", "/api/tasks", None),
+    ("GET", "/api/tasks/11600111/preview.png", None),
+]
+
+
+@pytest.mark.parametrize("method, path, body", ADMIN_ONLY)
+async def test_user_and_task_administration_is_for_admins(api, method, path, body):
+    resp = await api.client.request(method, path, json=body, headers=api.auth("alice"))
+    assert resp.status == 403, (method, path, resp.status, await resp.text())
+    assert "admin" in (await resp.json())["detail"]

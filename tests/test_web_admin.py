@@ -4,7 +4,8 @@
   refused (409 shown), a role changed, a user disabled (their token and login then refused),
   a quota set and shown against the bytes stored.
 - Tasks: OMRChecker's files dropped on the page (a named file missing is shown, then added),
-  registered; the list; the template drawn over a blank sheet; the answer key edited.
+  registered, and a whole OMRChecker folder chosen; the list; the template drawn over a blank
+  sheet; the answer key edited.
 - Upload: a task id that is not registered is named before the first byte, and nothing is sent.
 
 Screenshots go where the other browser tests put theirs (tests/browser.py)."""
@@ -146,6 +147,19 @@ async def test_tasks_page_registers_dropped_files_and_shows_the_template(browser
         task = await api_get(site, "/api/tasks/20000001", await root_token(site))
         assert task["name"] == "Adrian's five questions"
         assert [a["name"] for a in task["assets"]] == ["answer_key.csv"]
+
+        # a whole OMRChecker folder: its JSON files at the top, the marker its template names,
+        # and its scans (in a subfolder) left out
+        await page.goto("/#/tasks")
+        await page.set_input_files("#task-folder", str(samples / "sample1"))
+        await page.wait_for_selector("#task-checklist .item-ok:has-text('omr_marker.jpg')")
+        await page.wait_for_selector("#task-checklist .item-ok:has-text('config.json')")
+        await page.wait_for_selector("#task-checklist .item-unused:has-text('MobileCamera/sheet1.jpg')")
+        await page.fill("#new-task-id", "10000001")
+        await page.click("form.register-task button[type=submit]")
+        await page.wait_for_selector("#tasks-messages .banner-success:has-text('Task 10000001')")
+        task = await api_get(site, "/api/tasks/10000001", await root_token(site))
+        assert [a["name"] for a in task["assets"]] == ["omr_marker.jpg"] and task["config"] is not None
 
         # the answer key of the exam task, edited on its page
         await page.goto(f"/#/tasks/{TASK}")

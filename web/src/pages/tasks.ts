@@ -13,6 +13,7 @@ interface Task extends TaskRow {
 
 const JSON_FILES = ['template', 'config', 'evaluation'] as const
 const MARKER_DEFAULT = 'omr_marker.jpg'  // OMRChecker's CropOnMarkers marker without relativePath
+const UNUSED_SHOWN = 8  // files a dropped folder holds that nothing names (its scans): listed up to this
 
 function failure (messages: HTMLElement, error: unknown, title: string): void {
   if (error instanceof SignedOut) return
@@ -32,18 +33,46 @@ function baseName (path: string): string {
   return path.split(/[\\/]/).pop() ?? path
 }
 
-/** The dropped files sorted out: the three JSON files, the assets under the names the JSON
- * uses, the names nothing was dropped for, and files nothing names. */
-async function sortFiles (files: File[]): Promise<{
+/** A dropped file and its path inside the dropped folder (its name when a file was dropped). */
+interface Dropped { path: string, file: File }
+
+/** The files of dropped folders (walked whole) and files. */
+async function droppedFiles (data: DataTransfer): Promise<Dropped[]> {
+  const entries = Array.from(data.items, (item) => item.webkitGetAsEntry()).filter((e): e is FileSystemEntry => e !== null)
+  if (entries.length === 0) return Array.from(data.files, (file) => ({ path: file.name, file }))
+  const found: Dropped[] = []
+  const walk = async (entry: FileSystemEntry, prefix: string): Promise<void> => {
+    if (entry.isFile) {
+      const file = await new Promise<File>((resolve, reject) => { (entry as FileSystemFileEntry).file(resolve, reject) })
+      found.push({ path: prefix + entry.name, file })
+    } else if (entry.isDirectory) {
+      const reader = (entry as FileSystemDirectoryEntry).createReader()
+      for (;;) {  // readEntries answers in batches until an empty one
+        const batch = await new Promise<FileSystemEntry[]>((resolve, reject) => { reader.readEntries(resolve, reject) })
+        if (batch.length === 0) break
+        for (const child of batch) await walk(child, `${prefix}${entry.name}/`)
+      }
+    }
+  }
+  for (const entry of entries) await walk(entry, '')
+  // one folder dropped: paths inside it, as its JSON files name them
+  const top = entries.length === 1 && entries[0].isDirectory ? `${entries[0].name}/` : ''
+  return found.map((d) => ({ path: d.path.slice(top.length), file: d.file }))
+}
+
+/** The dropped files sorted out: the three JSON files (at the top of a dropped folder), the
+ * assets under the names the JSON uses (the same path, else the same file name), the names
+ * nothing was dropped for, and files nothing names. */
+async function sortFiles (files: Dropped[]): Promise<{
   documents: Partial<Record<typeof JSON_FILES[number], File>>, assets: Map<string, File>,
-  missing: string[], unused: File[], problem: string | null
+  missing: string[], unused: Dropped[], problem: string | null
 }> {
   const documents: Partial<Record<typeof JSON_FILES[number], File>> = {}
-  const others: File[] = []
-  for (const file of files) {
-    const field = JSON_FILES.find((name) => file.name === `${name}.json`)
-    if (field) documents[field] = file
-    else others.push(file)
+  const others: Dropped[] = []
+  for (const dropped of files) {
+    const field = JSON_FILES.find((name) => dropped.path === `${name}.json`)
+    if (field) documents[field] = dropped.file
+    else others.push(dropped)
   }
   const names = new Set<string>()
   let problem: string | null = null
@@ -68,12 +97,12 @@ async function sortFiles (files: File[]): Promise<{
   const assets = new Map<string, File>()
   const missing: string[] = []
   for (const name of names) {
-    const file = others.find((f) => f.name === baseName(name))
-    if (file) assets.set(name, file)
+    const found = others.find((d) => d.path === name) ?? others.find((d) => d.file.name === baseName(name))
+    if (found) assets.set(name, found.file)
     else missing.push(name)
   }
   const used = new Set(assets.values())
-  return { documents, assets, missing, unused: others.filter((f) => !used.has(f)), problem }
+  return { documents, assets, missing, unused: others.filter((d) => !used.has(d.file)), problem }
 }
 
 export function tasksPage (view: HTMLElement): () => void {
@@ -109,14 +138,15 @@ export function tasksPage (view: HTMLElement): () => void {
 }
 
 function registerForm (messages: HTMLElement, reload: () => Promise<void>): HTMLElement {
-  let files: File[] = []
+  let files: Dropped[] = []
   const taskId = h('input', { id: 'new-task-id', type: 'text', inputmode: 'numeric', maxlength: 8, pattern: '\\d{8}', placeholder: 'e.g. 11600111', autocomplete: 'off' })
   const name = h('input', { id: 'new-task-name', type: 'text', maxlength: 256, placeholder: 'e.g. Physics, June' })
   const picker = h('input', { type: 'file', multiple: true, id: 'task-files', class: 'visually-hidden', accept: '.json,.csv,.png,.jpg,.jpeg' })
+  const folderPicker = h('input', { type: 'file', webkitdirectory: true, id: 'task-folder', class: 'visually-hidden' })
   const checklist = h('ul', { class: 'file-checklist', id: 'task-checklist' })
   const submit = h('button', { type: 'submit', class: 'btn btn-primary', disabled: true }, 'Register task')
   const drop = h('label', { class: 'dropzone', for: 'task-files', id: 'task-dropzone' },
-    h('strong', null, 'Drop template.json, config.json, evaluation.json and their files here'),
+    h('strong', null, 'Drop the OMRChecker folder, or template.json, config.json, evaluation.json and their files, here'),
     h('span', { class: 'muted' }, 'marker and reference images, answer_key.csv … — or click to choose them'), picker)
 
   const refresh = async (): Promise<void> => {
@@ -132,25 +162,34 @@ function registerForm (messages: HTMLElement, reload: () => Promise<void>): HTML
     }
     for (const [asset] of sorted.assets) items.push(line(true, asset, 'named by the template or evaluation'))
     for (const asset of sorted.missing) items.push(line(false, asset, 'named, not dropped yet'))
-    for (const file of sorted.unused) items.push(line(null, file.name, 'not named by any file: not sent'))
+    for (const d of sorted.unused.slice(0, UNUSED_SHOWN)) items.push(line(null, d.path, 'not named by any file: not sent'))
+    if (sorted.unused.length > UNUSED_SHOWN) items.push(line(null, `and ${sorted.unused.length - UNUSED_SHOWN} more files`, 'not sent'))
     checklist.replaceChildren(...(files.length ? items : []))
     submit.disabled = !sorted.documents.template
     if (sorted.problem) show(messages, 'error', sorted.problem, 'A file cannot be read')
   }
-  const add = (added: FileList | null): void => {
-    if (!added) return
-    const byName = new Map(files.map((f) => [f.name, f]))
-    for (const file of Array.from(added)) byName.set(file.name, file)
-    files = [...byName.values()]
+  const add = (added: Dropped[]): void => {
+    const byPath = new Map(files.map((d) => [d.path, d]))
+    for (const d of added) byPath.set(d.path, d)
+    files = [...byPath.values()]
     void refresh()
   }
-  picker.addEventListener('change', () => { add(picker.files); picker.value = '' })
+  folderPicker.addEventListener('change', () => {  // paths inside the chosen folder, as from a dropped one
+    add(Array.from(folderPicker.files ?? [], (file) => ({ path: file.webkitRelativePath.replace(/^[^/]*\//, ''), file })))
+    folderPicker.value = ''
+  })
+  picker.addEventListener('change', () => {
+    add(Array.from(picker.files ?? [], (file) => ({ path: file.name, file })))
+    picker.value = ''
+  })
   drop.addEventListener('dragover', (event) => { event.preventDefault(); drop.classList.add('dragging') })
   drop.addEventListener('dragleave', () => { drop.classList.remove('dragging') })
   drop.addEventListener('drop', (event) => {
     event.preventDefault()
     drop.classList.remove('dragging')
-    add(event.dataTransfer?.files ?? null)
+    if (event.dataTransfer) {
+      droppedFiles(event.dataTransfer).then(add, (error) => { failure(messages, error, 'The dropped files cannot be read') })
+    }
   })
   const clear = h('button', { type: 'button', class: 'btn', onclick: () => { files = []; void refresh() } }, 'Clear files')
 
@@ -159,7 +198,8 @@ function registerForm (messages: HTMLElement, reload: () => Promise<void>): HTML
     h('div', { class: 'form-row' },
       h('div', { class: 'field' }, h('label', { for: 'new-task-id' }, 'Task id'), taskId, h('small', { class: 'help' }, '8 digits, as on the sheets’ QR codes')),
       h('div', { class: 'field field-wide' }, h('label', { for: 'new-task-name' }, 'Name'), name)),
-    drop, checklist, h('div', { class: 'toolbar' }, submit, clear))
+    drop, h('p', { class: 'help' }, 'Or ', h('label', { for: 'task-folder', class: 'link' }, 'choose the folder'), folderPicker, '.'),
+    checklist, h('div', { class: 'toolbar' }, submit, clear))
   form.addEventListener('submit', (event) => {
     event.preventDefault()
     if (!/^\d{8}$/.test(taskId.value.trim())) {
