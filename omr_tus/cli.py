@@ -62,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if client_commands.is_client(args):  # a client needs no server settings
         return client_commands.run(args)
+    if getattr(args, "quota", None) is not None:
+        parser.error("users create --quota goes over the API: add --remote (or use omr-tus users quota)")
 
     if args.command == "serve":
         settings = Settings.load(host=args.host, port=args.port)

@@ -109,6 +109,8 @@ async def test_users_over_the_api(live, admin):
         "another secret", (await live.server.app[REPO].user_by_name("clerk")).password_hash
     )
 
+    local = await admin("users", "create", "clerk2", "--quota", "1G", stdin=b"clerk password 2\n")
+    assert local.code == 2 and "--quota goes over the API" in local.err  # server-side create has no quota
     nobody = await admin("users", "disable", "nobody")
     assert nobody.code == 1 and "no user 'nobody'" in nobody.err
     assert (await admin("users", "role", "root", "user")).code == 0  # clerk is an admin now
