@@ -10,7 +10,7 @@ from aiohttp import web
 
 from .api import auth as auth_api
 from .api import batches as batches_api
-from .api import health, legacy, openapi, results, sheets, statistics, tasks, webpage
+from .api import health, legacy, openapi, results, sheets, statistics, task_admin, tasks, users, webpage
 from .auth import Authenticator
 from .config import Settings
 from .db.engine import count_round_trips, make_engine
@@ -49,6 +49,8 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> web.Applic
     sheets.setup(app)
     tasks.setup(app)
     statistics.setup(app)
+    task_admin.setup(app)
+    users.setup(app)
     health.setup(app)
     openapi.setup(app)
     webpage.setup(app)

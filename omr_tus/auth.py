@@ -219,6 +219,8 @@ class Authenticator:
         )
         if not await self._hashing(verify_password, password, stored) or user is None:
             raise errors.UNAUTHORIZED("Incorrect username or password")
+        if user.disabled_at is not None:  # only told to who knows the password
+            raise errors.FORBIDDEN(f"User {username!r} is disabled; an admin can enable the account again")
         await self.throttle.succeeded(username, address)
         if outdated(user.password_hash):
             await self.repo.rehash_password(
@@ -285,11 +287,16 @@ class Authenticator:
         self._cache.pop(user_id, None)
 
 
+def check_password(password: str) -> None:
+    """The rule for a new password (raises ValueError with what to change)."""
+    if len(password) < 8:
+        raise ValueError("password must be at least 8 characters")
+
+
 async def create_user(repo: Repo, username: str, password: str, admin: bool = False) -> int:
     if not username or len(username) > 64:
         raise ValueError("username must be 1-64 characters")
-    if len(password) < 8:
-        raise ValueError("password must be at least 8 characters")
+    check_password(password)
     if await repo.user_by_name(username) is not None:
         raise ValueError(f"user {username!r} already exists")
     hashed = await asyncio.to_thread(hash_password, password)

@@ -1,4 +1,5 @@
-"""The omr-tus command: serve, migrate, users; and the client commands login, upload, batches."""
+"""The omr-tus command: serve, migrate, users; and the client commands login, upload, batches,
+tasks and the remote users commands."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from .client import admin as client_admin
 from .client import commands as client_commands
 from .config import Settings
 from .logs import setup_logging
@@ -47,16 +49,21 @@ def main(argv: list[str] | None = None) -> int:
         "--students", required=True, type=Path, help="CSV whose first column is the student id"
     )
     render.add_argument("--out", required=True, type=Path, help="sheets.pdf, or sheet.png for PNG files")
-    users = sub.add_parser("users", help="manage users").add_subparsers(dest="users_command", required=True)
+    users = sub.add_parser(
+        "users", help="manage users (create and passwd on the server itself, or --remote)"
+    ).add_subparsers(dest="users_command", required=True)
     create = users.add_parser("create", help="create a user; the password is read from stdin or a prompt")
     create.add_argument("username")
     create.add_argument("--admin", action="store_true", help="give the user the admin role")
     passwd = users.add_parser("passwd", help="set a user's password (their older tokens stop working)")
     passwd.add_argument("username")
+    client_admin.add_user_parsers(users, client_commands.server_option(), (create, passwd))
     client_commands.add_parsers(sub)
     args = parser.parse_args(argv)
-    if args.command in client_commands.COMMANDS:  # a client needs no server settings
+    if client_commands.is_client(args):  # a client needs no server settings
         return client_commands.run(args)
+    if getattr(args, "quota", None) is not None:
+        parser.error("users create --quota goes over the API: add --remote (or use omr-tus users quota)")
 
     if args.command == "serve":
         settings = Settings.load(host=args.host, port=args.port)
@@ -102,7 +109,7 @@ def _read_password(prompt: str = "Password: ") -> str:
 
 
 async def _users(repo, args) -> int:
-    from .auth import create_user, hash_password
+    from .auth import check_password, create_user, hash_password
 
     password = _read_password()
     if args.users_command == "create":
@@ -112,8 +119,7 @@ async def _users(repo, args) -> int:
     user = await repo.user_by_name(args.username)
     if user is None:
         raise ValueError(f"no user {args.username!r}")
-    if len(password) < 8:
-        raise ValueError("password must be at least 8 characters")
+    check_password(password)
     await repo.set_password(user.id, await asyncio.to_thread(hash_password, password))
     print(f"password of {args.username} changed; their older tokens no longer work")
     return 0

@@ -73,12 +73,29 @@ async def test_task_reads_are_for_admins_only(api):
     from .test_omr_pipeline import TASK, register_task
 
     await register_task(api)
-    assert {p for m, p in routes(api.client.app) if m == "GET" and p.startswith("/api/tasks/")} == set(
-        ADMIN_READS
-    )
+    # preview.png answers 403 to users (below); /registered is for every signed-in user
+    others = {"/api/tasks/{task_id}/preview.png", "/api/tasks/{task_id}/registered"}
+    task_reads = {p for m, p in routes(api.client.app) if m == "GET" and p.startswith("/api/tasks/")}
+    assert task_reads - others == set(ADMIN_READS)
     for path in ADMIN_READS:
         url = path.replace("{task_id}", TASK)
         resp = await api.client.get(url, headers=api.auth("alice"))
         assert resp.status == 404, (url, resp.status)
         resp = await api.client.get(url, headers=api.auth("root"))
         assert resp.status == 200, (url, resp.status)
+
+
+ADMIN_ONLY = [
+    ("GET", "/api/users", None),
+    ("POST", "/api/users", {"username": "x", "password": "long enough"}),
+    ("PATCH", "/api/users/1", {"role": "user"}),
+    ("GET", "/api/tasks", None),
+    ("GET", "/api/tasks/11600111/preview.png", None),
+]
+
+
+@pytest.mark.parametrize("method, path, body", ADMIN_ONLY)
+async def test_user_and_task_administration_is_for_admins(api, method, path, body):
+    resp = await api.client.request(method, path, json=body, headers=api.auth("alice"))
+    assert resp.status == 403, (method, path, resp.status, await resp.text())
+    assert "admin" in (await resp.json())["detail"]

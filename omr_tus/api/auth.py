@@ -1,12 +1,13 @@
 """POST /api/auth/login: form fields username and password -> a bearer token; GET /api/me: who
-the token belongs to (the web page shows admin tools from it)."""
+the token belongs to (the web page shows admin tools from it) and their storage use."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from .. import errors
-from ..http.keys import AUTH, SETTINGS, principal, public
+from ..db.admin_repo import AdminRepo
+from ..http.keys import AUTH, REPO, SETTINGS, principal, public
 from ..http.urls import client_address
 
 
@@ -33,8 +34,18 @@ async def login(request: web.Request) -> web.Response:
 
 
 async def me(request: web.Request) -> web.Response:
+    """Who the token belongs to, with their storage: usage_bytes and quota_bytes (null: none)."""
     user = principal(request)
-    return web.json_response({"id": user.id, "username": user.username, "is_admin": user.is_admin})
+    row = await AdminRepo(request.app[REPO].engine).user(user.id)
+    return web.json_response(
+        {
+            "id": user.id,
+            "username": user.username,
+            "is_admin": user.is_admin,
+            "quota_bytes": row.quota_bytes if row else None,
+            "usage_bytes": int(row.usage_bytes) if row else 0,
+        }
+    )
 
 
 def setup(app: web.Application) -> None:

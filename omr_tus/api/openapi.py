@@ -280,7 +280,142 @@ SCHEMAS = {
             "id": {"type": "integer"},
             "username": {"type": "string"},
             "is_admin": {"type": "boolean"},
+            "quota_bytes": {"type": ["integer", "null"], "description": "null: no limit"},
+            "usage_bytes": {"type": "integer", "description": "bytes of uploads in progress and completed"},
         },
+    },
+    "User": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "username": {"type": "string"},
+            "role": {"type": "string", "enum": ["user", "admin"]},
+            "is_admin": {"type": "boolean"},
+            "disabled": {"type": "boolean"},
+            "disabled_at": {"type": ["string", "null"], "format": "date-time"},
+            "quota_bytes": {"type": ["integer", "null"], "description": "null: no limit"},
+            "usage_bytes": {"type": "integer"},
+            "created_at": {"type": "string", "format": "date-time"},
+        },
+    },
+    "UserIn": {
+        "type": "object",
+        "required": ["username", "password"],
+        "properties": {
+            "username": {"type": "string", "minLength": 1, "maxLength": 64},
+            "password": {"type": "string", "minLength": 8},
+            "role": {"type": "string", "enum": ["user", "admin"], "default": "user"},
+            "quota_bytes": {"type": ["integer", "null"], "minimum": 0},
+        },
+    },
+    "UserChange": {
+        "type": "object",
+        "minProperties": 1,
+        "properties": {
+            "role": {"type": "string", "enum": ["user", "admin"]},
+            "disabled": {"type": "boolean", "description": "true also revokes the user's tokens"},
+            "quota_bytes": {"type": ["integer", "null"], "minimum": 0},
+            "password": {"type": "string", "minLength": 8, "description": "revokes the user's tokens"},
+        },
+    },
+    "UserList": {
+        "type": "object",
+        "properties": {"users": {"type": "array", "items": {"$ref": "#/components/schemas/User"}}},
+    },
+    "TaskList": {
+        "type": "object",
+        "properties": {
+            "tasks": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "task_id": {"type": "string"},
+                        "name": {"type": "string"},
+                        "created_at": {"type": "string", "format": "date-time"},
+                        "updated_at": {"type": "string", "format": "date-time"},
+                    },
+                },
+            },
+            "total": {"type": "integer"},
+            "limit": {"type": "integer"},
+            "offset": {"type": "integer"},
+        },
+    },
+    "Registered": {
+        "type": "object",
+        "properties": {"task_id": {"type": "string"}, "registered": {"type": "boolean"}},
+    },
+}
+USER_ID = {"name": "user_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+ADMIN_PATHS = {
+    "/api/users": {
+        "get": {
+            "summary": "Every user with role, state, quota and usage (admin)",
+            "responses": {
+                "200": _json("#/components/schemas/UserList"),
+                "403": _error("Not an admin"),
+                **AUTH_ERRORS,
+            },
+        },
+        "post": {
+            "summary": "Create a user (admin)",
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/UserIn"}}},
+            },
+            "responses": {
+                "201": _json("#/components/schemas/User", "Created"),
+                "400": _error("Invalid field, named in the detail"),
+                "403": _error("Not an admin"),
+                "409": _error("The username is taken"),
+                **AUTH_ERRORS,
+            },
+        },
+    },
+    "/api/users/{user_id}": {
+        "patch": {
+            "summary": "Change a user's role, disabled state, quota or password (admin)",
+            "parameters": [USER_ID],
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/UserChange"}}},
+            },
+            "responses": {
+                "200": _json("#/components/schemas/User"),
+                "400": _error("Invalid field, named in the detail"),
+                "403": _error("Not an admin"),
+                "404": _error("No such user"),
+                "409": _error("The change would leave no enabled admin"),
+                **AUTH_ERRORS,
+            },
+        }
+    },
+    "/api/tasks/{task_id}/preview.png": {
+        "get": {
+            "summary": "The task's template drawn over a blank sheet: blocks, bubbles, markers, QR box (admin)",
+            "parameters": [TASK_ID],
+            "responses": {
+                "200": {"description": "PNG", "content": {"image/png": {}}},
+                "403": _error("Not an admin"),
+                "404": _error("No such task"),
+                "409": _error("The stored template no longer loads"),
+                "413": _error("The page is too large to preview"),
+                "503": _error("Busy drawing other pictures; retry"),
+                **AUTH_ERRORS,
+            },
+        }
+    },
+    "/api/tasks/{task_id}/registered": {
+        "get": {
+            "summary": "Whether a task is registered (anyone signed in; the upload page asks before sending)",
+            "parameters": [TASK_ID],
+            "responses": {
+                "200": _json("#/components/schemas/Registered"),
+                "400": _error("Not an 8-digit task id"),
+                **AUTH_ERRORS,
+            },
+        }
     },
 }
 SHEET_ID = {"name": "sheet_id", "in": "path", "required": True, "schema": {"type": "integer"}}
@@ -464,6 +599,23 @@ PATHS = {
         }
     },
     "/api/tasks": {
+        "get": {
+            "summary": "Registered tasks, newest first, without templates (admin)",
+            "parameters": [
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                },
+                {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+            ],
+            "responses": {
+                "200": _json("#/components/schemas/TaskList"),
+                "400": _error("Bad limit or offset"),
+                "403": _error("Not an admin"),
+                **AUTH_ERRORS,
+            },
+        },
         "post": {
             "summary": "Register a task's sheet template and answer key (admin)",
             "requestBody": {
@@ -480,7 +632,7 @@ PATHS = {
                 "409": _error("The task exists"),
                 **AUTH_ERRORS,
             },
-        }
+        },
     },
     "/api/tasks/{task_id}": {
         "get": {
@@ -728,6 +880,7 @@ PATHS = {
         }
     },
     **WEB_PAGE_PATHS,
+    **ADMIN_PATHS,
 }
 
 SPEC = {

@@ -1,4 +1,4 @@
-"""The client's subcommands of `omr-tus`: login, upload, batches.
+"""The client's subcommands of `omr-tus`: login, upload, batches, tasks and remote users.
 
 They need no server settings or database, only the stored login (config.py), so `cli.main`
 hands them over before it loads any server configuration.
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import aiohttp
 
-from . import api
+from . import admin, api
 from .config import credentials, normalize_server, save_credentials, stored_server
 from .http import ClientError, ServerError, session
 from .legacy import LegacyUpload
@@ -29,9 +29,14 @@ UPLOAD_TYPES = ("zip_with_qr", "zip_no_qr", "images")
 BATCH_STATUSES = ("uploaded", "processing", "completed", "failed")
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:
+def server_option() -> argparse.ArgumentParser:
     server = argparse.ArgumentParser(add_help=False)
     server.add_argument("--server", help="the server's URL (default: the one you logged in to)")
+    return server
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    server = server_option()
 
     login_ = sub.add_parser(
         "login",
@@ -69,6 +74,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     results = batches_.add_parser("results", parents=[server], help="a batch's results as JSON")
     results.add_argument("batch_id")
     results.add_argument("--csv", action="store_true", help="the results as CSV instead")
+    admin.add_task_parsers(sub, server)
+
+
+def is_client(args: argparse.Namespace) -> bool:
+    """Whether the command talks to a server over HTTP (then it needs no server settings)."""
+    return args.command in COMMANDS and admin.remote(args)
 
 
 def chunk_size(text: str) -> int:
@@ -163,4 +174,8 @@ async def batches(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"login": login, "upload": upload, "batches": batches}
+async def users(args: argparse.Namespace) -> int:
+    return await admin.users(args, lambda: ask("Password: ", secret=True))
+
+
+COMMANDS = {"login": login, "upload": upload, "batches": batches, "tasks": admin.tasks, "users": users}

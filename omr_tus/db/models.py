@@ -64,6 +64,10 @@ class User(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     # When a worker last claimed sheets of theirs: batches take turns by it (repo.in_turn).
     last_served_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Set by an admin: a disabled user cannot log in, and disabling revokes their tokens.
+    disabled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Bytes the user may keep stored (None: no limit); the upload core enforces it at creation.
+    quota_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class Upload(Base):

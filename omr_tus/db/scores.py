@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 
 from sqlalchemy import and_, bindparam, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -143,7 +143,7 @@ class Scores:
                     values[sheet_id][column] = value
         return values
 
-    async def scored_sheets(self, task_id: str, chunk: int) -> AsyncIterator[list[dict[str, str]]]:
+    async def scored_sheets(self, task_id: str, chunk: int) -> AsyncGenerator[list[dict[str, str]]]:
         """The marked answers of every `ok` or `needs_review` sheet of the task, `chunk` sheets
         at a time: the sheet ids come from one streamed query (one pass over the task's
         sheets), their answers by primary key per chunk."""

@@ -37,7 +37,7 @@ class ItemAnalysis:
         labels = labels or {}
         self.labels = [labels.get(q, q) for q in self.questions]
         self.offered = [(values or {}).get(label, ()) for label in self.labels]
-        self.choices = [Counter() for _ in self.labels]
+        self.choices: list[Counter[str]] = [Counter() for _ in self.labels]
         self.verdicts: list[dict[str, tuple[str, bool]]] = [{} for _ in self.labels]
         self.sheets = 0
         self.total = 0  # sum of number-right totals

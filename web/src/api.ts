@@ -6,7 +6,10 @@ const USER_KEY = 'omr-tus.user'
 const FLASH_KEY = 'omr-tus.flash'
 const NEXT_KEY = 'omr-tus.next'
 
-export interface User { id: number | string | null, username: string, is_admin: boolean }
+export interface User {
+  id: number | string | null, username: string, is_admin: boolean,
+  quota_bytes?: number | null, usage_bytes?: number
+}
 
 export interface Batch {
   batch_id: string, upload_id: string, filename: string | null, size: number, sha256: string | null,
@@ -132,10 +135,21 @@ export async function getJson<T> (path: string, signal?: AbortSignal): Promise<T
 }
 
 export async function putJson<T> (path: string, body: unknown): Promise<T> {
+  return await sendJson<T>('PUT', path, body)
+}
+
+/** A JSON body (POST, PUT, PATCH) answered with JSON. */
+export async function sendJson<T> (method: string, path: string, body: unknown): Promise<T> {
   const response = await send(path, {
-    method: 'PUT', body: JSON.stringify(body),
+    method, body: JSON.stringify(body),
     headers: { Accept: 'application/json', 'Content-Type': 'application/json' },
   })
+  return await response.json() as T
+}
+
+/** A multipart form (files) answered with JSON. */
+export async function sendForm<T> (method: string, path: string, form: FormData): Promise<T> {
+  const response = await send(path, { method, body: form, headers: { Accept: 'application/json' } })
   return await response.json() as T
 }
 
@@ -182,7 +196,10 @@ export async function login (username: string, password: string): Promise<User> 
 async function fetchMe (fallbackName: string): Promise<User> {
   try {
     const me = await getJson<User>('/api/me')
-    return { id: me.id ?? null, username: me.username, is_admin: Boolean(me.is_admin) }
+    return {
+      id: me.id ?? null, username: me.username, is_admin: Boolean(me.is_admin),
+      quota_bytes: me.quota_bytes ?? null, usage_bytes: me.usage_bytes ?? 0,
+    }
   } catch (error) {
     if (error instanceof ApiError && error.status === 404) {
       return { id: null, username: fallbackName, is_admin: false }

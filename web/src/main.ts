@@ -1,5 +1,6 @@
 // The omr-tus web page: hash routes, the header, and the page of each route.
 //   #/login  #/upload  #/batches  #/batches/{id}  #/sheets/{id}  #/statistics/{task_id}
+//   (admins) #/users  #/tasks  #/tasks/{id}
 import '@uppy/core/css/style.min.css'
 import '@uppy/dashboard/css/style.min.css'
 import './styles.css'
@@ -10,7 +11,9 @@ import { batchesPage } from './pages/batches'
 import { loginPage } from './pages/login'
 import { sheetPage } from './pages/sheet'
 import { statisticsPage } from './pages/statistics'
+import { taskPage, tasksPage } from './pages/tasks'
 import { disposeUploads, onUploadActivity, uploadPage } from './pages/upload'
+import { usersPage } from './pages/users'
 import { h, replace, show } from './ui'
 
 /** What a page returns: an optional clean-up run when the user leaves it (timers, requests). */
@@ -21,19 +24,26 @@ let cleanup: Cleanup
 let renderId = 0
 
 const navLinks: Record<string, HTMLAnchorElement> = {}
+const ADMIN_PAGES: Record<string, string> = { users: 'Users', tasks: 'Tasks' }  // nav entries only admins see
 const uploadActivity = h('span', { class: 'nav-activity', hidden: true })
 
 function header (): HTMLElement {
   const user = currentUser()
   navLinks.upload = h('a', { href: '#/upload', class: 'nav-link' }, 'Upload', uploadActivity)
   navLinks.batches = h('a', { href: '#/batches', class: 'nav-link' }, user?.is_admin ? 'All batches' : 'My batches')
+  for (const name of Object.keys(ADMIN_PAGES)) delete navLinks[name]
+  if (user?.is_admin) {
+    for (const [name, title] of Object.entries(ADMIN_PAGES)) {
+      navLinks[name] = h('a', { href: `#/${name}`, class: 'nav-link', 'data-nav': name }, title)
+    }
+  }
   return h('header', { class: 'topbar' },
     h('div', { class: 'topbar-inner' },
       h('a', { class: 'brand', href: '#/upload', 'aria-label': 'omr-tus home' },
         h('span', { class: 'brand-mark', 'aria-hidden': 'true' }, h('i'), h('i'), h('i'), h('i')),
         h('span', { class: 'brand-name' }, 'omr-tus'),
         h('span', { class: 'brand-tagline' }, 'Exam sheet uploads')),
-      h('nav', { class: 'nav', 'aria-label': 'Main' }, navLinks.upload, navLinks.batches),
+      h('nav', { class: 'nav', 'aria-label': 'Main' }, Object.values(navLinks)),
       h('div', { class: 'user' },
         h('span', { class: 'user-avatar', 'aria-hidden': 'true' }, (user?.username ?? '?').slice(0, 1).toUpperCase()),
         h('span', { class: 'user-name', 'data-testid': 'user-name' }, user?.username ?? ''),
@@ -120,6 +130,11 @@ async function render (): Promise<void> {
         if (!param) { location.replace('#/batches'); return }
         cleanup = statisticsPage(view, param)
         break
+      case 'users':
+      case 'tasks':
+        if (!currentUser()?.is_admin) { location.replace('#/upload'); return }
+        cleanup = page === 'users' ? usersPage(view) : param ? taskPage(view, param) : tasksPage(view)
+        break
       default:
         location.replace('#/upload')
         return
@@ -131,7 +146,7 @@ async function render (): Promise<void> {
   window.scrollTo(0, 0)
 }
 
-const titles: Record<string, string> = { upload: 'Upload', batches: 'Batches', sheets: 'Review', statistics: 'Item analysis', login: 'Sign in' }
+const titles: Record<string, string> = { upload: 'Upload', batches: 'Batches', sheets: 'Review', statistics: 'Item analysis', login: 'Sign in', ...ADMIN_PAGES }
 
 window.addEventListener('hashchange', () => { void render() })
 window.addEventListener('unhandledrejection', (event) => {

@@ -119,7 +119,31 @@ function create (): NonNullable<typeof state> {
   const formProblem = (): string | null => {
     const value = taskId.value.trim()
     if (needsTask() && !value) return `A task id is required for “${TYPES.find((t) => t.value === uploadType())?.title}” uploads.`
+    if (needsTask() && unknownTasks.has(value)) return unknownText(value)
     return null
+  }
+
+  // Sheets without a QR code are read with the task of the upload: a task that is not
+  // registered is named before the first byte is sent (the server refuses it too).
+  const unknownTasks = new Set<string>()
+  const taskNote = h('div', { class: 'task-note', id: 'task-note', role: 'status', hidden: true })
+  let checking = 0
+  const unknownText = (value: string): string =>
+    `Task ${value} is not registered: check the id, or ask an admin to register the task first.`
+  const checkTask = async (): Promise<void> => {
+    const value = taskId.value.trim()
+    const ticket = ++checking
+    taskNote.hidden = !(needsTask() && unknownTasks.has(value))
+    if (!needsTask() || !TASK_ID.test(value)) return
+    try {
+      const answer = await getJson<{ registered: boolean }>(`/api/tasks/${value}/registered`)
+      if (answer.registered) unknownTasks.delete(value)
+      else unknownTasks.add(value)
+    } catch { return }  // the server checks again when the upload is created
+    if (ticket !== checking) return
+    taskNote.textContent = unknownText(value)
+    taskNote.hidden = !unknownTasks.has(value)
+    taskId.classList.toggle('looks-wrong', unknownTasks.has(value))
   }
 
   // The form's values are the files' metadata right away, so a retry after a fix sends them too.
@@ -137,6 +161,7 @@ function create (): NonNullable<typeof state> {
       ? 'The 8-digit id of the exam these sheets belong to.'
       : 'Optional: the QR code on each sheet names its task.'
     taskId.classList.toggle('looks-wrong', value !== '' && !TASK_ID.test(value))
+    void checkTask()
   }
   for (const input of typeInputs) input.addEventListener('change', syncMeta)
   taskId.addEventListener('input', syncMeta)
@@ -214,7 +239,7 @@ function create (): NonNullable<typeof state> {
             typeInputs[i],
             h('span', { class: 'type-text' }, h('strong', null, type.title), h('small', null, type.text))))),
         h('div', { class: 'field' },
-          h('label', { for: 'task-id' }, 'Task id ', taskLabel), taskId, taskHelp)),
+          h('label', { for: 'task-id' }, 'Task id ', taskLabel), taskId, taskHelp, taskNote)),
       h('section', { class: 'card upload-drop', 'aria-label': 'Files' }, dashboard)),
     recentCard)
   return { element, uppy, stops }
