@@ -6,14 +6,15 @@ from __future__ import annotations
 from aiohttp import web
 
 from .. import errors
+from ..http.body import interrupter, received
 from ..http.files import clean_filename
-from ..http.keys import CHUNKED, REPO, principal
+from ..http.keys import CHUNKED, REPO, SERVICE, principal
 from ..http.multipart import FormPart, form_parts
-from ..uploads.chunked import MAX_CHUNK, Chunk, ChunkedUploads, ChunkReceipt, Stored, too_large
+from ..uploads.chunked import ChunkedUploads, ChunkReceipt, Stored
 from ..uploads.digests import checked_hex
-from ..uploads.model import TYPES_NEEDING_TASK, UPLOAD_TYPES
+from ..uploads.model import TYPES_NEEDING_TASK, UPLOAD_TYPES, Chunk
 from ..uploads.reservations import STEP
-from ..uploads.service import interrupted
+from ..uploads.service import MAX_CHUNK, too_large
 from ..uploads.validation import check_upload_type
 from .batches import batch_json
 
@@ -42,11 +43,7 @@ class Fields(dict[str, str]):
 
 
 def _body(request: web.Request, part: FormPart) -> Chunk:
-    return Chunk(
-        blocks=part.blocks(),
-        interrupt=lambda: request.content.set_exception(interrupted()),
-        received=lambda: request.content.total_bytes,
-    )
+    return Chunk(blocks=part.blocks(), interrupt=interrupter(request), received=received(request))
 
 
 def _int(fields: dict[str, str], name: str, low: int) -> int:
@@ -123,7 +120,7 @@ async def _place(request: web.Request, fields: dict[str, str], chunk: Chunk) -> 
 async def upload_chunk(request: web.Request) -> web.Response:
     if request.content_length is not None and request.content_length > MAX_CHUNK + FORM_SLACK:
         raise too_large(request.content_length)  # decided before reading a byte of the body
-    chunked: ChunkedUploads = request.app[CHUNKED]
+    core = request.app[SERVICE]
     fields = Fields()
     receipt: Stored | None = None
     spooled: Chunk | None = None
@@ -136,23 +133,21 @@ async def upload_chunk(request: web.Request) -> web.Response:
             elif _ready(fields):
                 receipt = await _place(request, fields, _body(request, part))
             else:
-                spooled = await chunked.spool(_body(request, part).blocks)
+                spooled = await core.spool(part.blocks())
         if receipt is None:
             if spooled is None:
                 raise errors.BAD_REQUEST("The file field chunk is required")
             receipt = await _place(request, fields, spooled)
     finally:
         if spooled is not None and receipt is None:
-            await chunked.discard(spooled)
+            await core.discard(spooled)
     # Every field is read: only now may the chunk complete the upload (a sha256 or an invalid
     # is_final_chunk after the chunk is seen before any batch exists). The chunk stays stored.
     _check_final_flag(fields)
     if sha256 := _sha256(fields):  # on any chunk, the last one included
-        await chunked.service.declare(
-            receipt.info.id, principal(request), {"sha256": sha256}, "The sha256 field"
-        )
+        await core.declare(receipt.info.id, principal(request), {"sha256": sha256}, "The sha256 field")
     return web.json_response(
-        _receipt_json(await chunked.received(receipt.info, receipt.index, receipt.counts))
+        _receipt_json(await request.app[CHUNKED].received(receipt.info, receipt.index, receipt.counts))
     )
 
 
@@ -176,11 +171,12 @@ async def upload_direct(request: web.Request) -> web.Response:
     """One whole file in one request: streamed to the store, then the batch. Its space is
     claimed like a tus upload's: its Content-Length up front, or STEP bytes at a time (507)."""
     chunked: ChunkedUploads = request.app[CHUNKED]
+    core = request.app[SERVICE]
     user = principal(request)
     fields = Fields()
     info = None
     try:
-        async with chunked.service.reservations.claim(user.id, request.content_length or STEP) as claim:
+        async with core.reserve(user.id, request.content_length or STEP) as claim:
             async for part in form_parts(request):
                 if part.name != "file":
                     await fields.add(part)
@@ -197,18 +193,17 @@ async def upload_direct(request: web.Request) -> web.Response:
                     filename=clean_filename(part.filename) or "upload",
                     upload_type="zip_with_qr",
                     task_id=None,
-                    room=chunked.service.settings.max_upload_size,
+                    room=core.max_upload_size,
                 )
         if info is None:
             raise errors.BAD_REQUEST("The file field file is required")
-        info.upload_type, info.task_id = _kind(fields)
-        await chunked.service.repo.update_upload(info.id, upload_type=info.upload_type, task_id=info.task_id)
+        await core.set_kind(info, *_kind(fields))
         if sha256 := _sha256(fields):
-            await chunked.service.declare(info.id, user, {"sha256": sha256}, "The sha256 field")
+            await core.declare(info.id, user, {"sha256": sha256}, "The sha256 field")
             info.metadata["sha256"] = sha256
     except BaseException:
         if info is not None and not info.is_complete:
-            await chunked.abandon(info)
+            await core.abandon(info)
         raise
     receipt = await chunked.received(info, 0)
     row = await request.app[REPO].batch(receipt.info.batch_id)

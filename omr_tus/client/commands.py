@@ -12,6 +12,7 @@ import getpass
 import json
 import sys
 from pathlib import Path
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -29,7 +30,13 @@ UPLOAD_TYPES = ("zip_with_qr", "zip_no_qr", "images")
 BATCH_STATUSES = ("uploaded", "processing", "completed", "failed")
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:
+class Subcommands(Protocol):
+    """What argparse's add_subparsers() returns, as far as the client commands use it."""
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser: ...
+
+
+def add_parsers(sub: Subcommands) -> None:
     server = argparse.ArgumentParser(add_help=False)
     server.add_argument("--server", help="the server's URL (default: the one you logged in to)")
 
