@@ -1,17 +1,22 @@
-"""The aiohttp application: state in web.AppKey slots, resources in cleanup_ctx."""
+"""The aiohttp application: state in web.AppKey slots, resources in cleanup_ctx. What `omr-tus
+serve` runs is this app as built here (tests run the same): database and migrations, the first
+admin, the upload core, upkeep, and the OMR worker processes (settings.workers)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
 
 from aiohttp import web
 
 from .api import auth as auth_api
 from .api import batches as batches_api
 from .api import health, legacy, openapi, results, sheets, tasks, webpage
-from .auth import Authenticator
+from .auth import Authenticator, create_user
+from .batches import processes
 from .batches.intake import BatchIntake
 from .config import Settings
 from .db.engine import count_round_trips, make_engine
@@ -32,13 +37,16 @@ log = logging.getLogger("omr_tus.app")
 READ_BUFSIZE = 262144
 
 
-def create_app(settings: Settings, *, run_migrations: bool = True) -> web.Application:
+def create_app(settings: Settings, *, run_migrations: bool = True, dev: bool = False) -> web.Application:
+    """`dev`: development mode, where a first admin with a generated password is printed."""
     app = web.Application(middlewares=middlewares(FIELDS), handler_args={"read_bufsize": READ_BUFSIZE})
     app[SETTINGS] = settings
     app[METRICS] = Counters()
     app.cleanup_ctx.append(_database(run_migrations))
+    app.cleanup_ctx.append(_first_admin(dev))
     app.cleanup_ctx.append(_uploads)
     app.cleanup_ctx.append(_janitor)
+    app.cleanup_ctx.append(_workers)  # last: after the migrations; stopped first
     app.add_subapp("/files", create_files_app())  # tus and IETF resumable uploads
     auth_api.setup(app)
     legacy.setup(app)  # before batches: /api/batches/upload is not a batch id
@@ -69,6 +77,45 @@ def _database(run_migrations: bool):
         await engine.dispose()
 
     return ctx
+
+
+def _first_admin(dev: bool):
+    async def ctx(app: web.Application):
+        await bootstrap_admin(app[REPO], dev)
+        yield
+
+    return ctx
+
+
+async def bootstrap_admin(repo: Repo, dev: bool) -> None:
+    """The first admin: from OMR_TUS_ADMIN_PASSWORD, or generated and printed in dev mode."""
+    if await repo.count_users():
+        return
+    username = os.environ.get("OMR_TUS_ADMIN_USERNAME", "admin")
+    password = os.environ.get("OMR_TUS_ADMIN_PASSWORD")
+    if password:
+        await create_user(repo, username, password, admin=True)
+        log.info("created admin user %r from OMR_TUS_ADMIN_PASSWORD", username)
+    elif dev:
+        password = secrets.token_urlsafe(12)
+        await create_user(repo, username, password, admin=True)
+        print(
+            f"\n  development mode: created admin user {username!r} with password {password!r}\n", flush=True
+        )
+    else:
+        log.warning(
+            "no users yet: create one with 'omr-tus users create NAME --admin' "
+            "or start with OMR_TUS_ADMIN_PASSWORD set"
+        )
+
+
+async def _workers(app: web.Application):
+    """settings.workers OMR worker processes beside the server, stopped with it."""
+    workers = processes.spawn_workers(app[SETTINGS].workers)
+    if workers:
+        log.info("started %d OMR worker processes (OMR_TUS_WORKERS=0 to run none here)", len(workers))
+    yield
+    await asyncio.to_thread(processes.stop, workers)
 
 
 async def _uploads(app: web.Application):

@@ -309,7 +309,12 @@ async def test_version_dispatch(api):
         assert resp.status == 400
         assert "interop versions 3 to 8" in await resp.text()
     both = await api.client.post(
-        "/files/", headers=ietf(api, 8, **{"Tus-Resumable": "1.0.0", "Upload-Length": "5"})
+        "/files/",
+        headers=ietf(
+            api,
+            8,
+            **{"Tus-Resumable": "1.0.0", "Upload-Length": "5", "Upload-Metadata": encode_metadata(META)},
+        ),
     )
     assert both.status == 201 and both.headers["Tus-Resumable"] == "1.0.0"
     untagged = await api.client.post("/files/", headers={**api.auth(), "Upload-Complete": "?1"})

@@ -263,6 +263,7 @@ async def test_refusals(api, fields, status, detail):
 @pytest.mark.parametrize("types", [("zip_with_qr", None), ("zip_no_qr", "11600111"), ("images", "11600111")])
 async def test_upload_types(api, types):
     kind, task = types
+    await api.register_task("11600111")
     body = await upload_in_chunks(api, b"x" * 10, 4, upload_type=kind, task_id=task)
     batch = await api.get_json(f"/api/batches/{body['batch_id']}")
     assert (batch["upload_type"], batch["task_id"]) == types
@@ -387,6 +388,7 @@ async def test_oversized_chunk_streamed_is_413(api, monkeypatch):
 
 
 async def test_direct_upload(api):
+    await api.register_task("11600111")
     data = os.urandom(5000)
     form_data = aiohttp.FormData()
     form_data.add_field("file", data, filename="direct.zip", content_type="application/zip")

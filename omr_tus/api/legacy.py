@@ -12,10 +12,9 @@ from ..http.keys import CHUNKED, REPO, SERVICE, principal
 from ..http.multipart import FormPart, form_parts
 from ..uploads.chunked import ChunkedUploads, ChunkReceipt, Stored
 from ..uploads.digests import checked_hex
-from ..uploads.model import TYPES_NEEDING_TASK, UPLOAD_TYPES, Chunk
+from ..uploads.model import TYPES_NEEDING_TASK, Chunk
 from ..uploads.reservations import STEP
 from ..uploads.service import MAX_CHUNK, too_large
-from ..uploads.validation import check_upload_type
 from .batches import batch_json
 
 FIELD_LIMIT = 4096
@@ -59,10 +58,8 @@ def _int(fields: dict[str, str], name: str, low: int) -> int:
     return value
 
 
-def _kind(fields: dict[str, str]) -> tuple[str, str | None]:
-    if not fields.get("upload_type"):
-        raise errors.BAD_REQUEST(f"upload_type is required: one of {', '.join(UPLOAD_TYPES)}")
-    return check_upload_type(fields["upload_type"], fields.get("task_id"))
+async def _kind(request: web.Request, fields: dict[str, str]) -> tuple[str, str | None]:
+    return await request.config_dict[SERVICE].kind(fields.get("upload_type"), fields.get("task_id"))
 
 
 def _sha256(fields: dict[str, str]) -> str | None:
@@ -96,7 +93,7 @@ async def _place(request: web.Request, fields: dict[str, str], chunk: Chunk) -> 
     if index >= total:
         raise errors.BAD_REQUEST(f"Invalid chunk_index {index} (total: {total})")
     if index == 0:
-        upload_type, task_id = _kind(fields)
+        upload_type, task_id = await _kind(request, fields)
         filename = clean_filename(fields.get("filename"))
         if not filename:
             raise errors.BAD_REQUEST("filename is required")
@@ -197,7 +194,7 @@ async def upload_direct(request: web.Request) -> web.Response:
                 )
         if info is None:
             raise errors.BAD_REQUEST("The file field file is required")
-        await core.set_kind(info, *_kind(fields))
+        await core.set_kind(info, *await _kind(request, fields))
         if sha256 := _sha256(fields):
             await core.declare(info.id, user, {"sha256": sha256}, "The sha256 field")
             info.metadata["sha256"] = sha256

@@ -21,7 +21,6 @@ from ..tus import handlers as tus
 from ..tus import headers as tus_headers
 from ..uploads.digests import checked_metadata, merged, repr_digest
 from ..uploads.model import UploadInfo
-from ..uploads.validation import check_upload_type
 from . import headers as h
 
 log = logging.getLogger("omr_tus.ietf")
@@ -64,12 +63,7 @@ async def create(request: web.Request, v: h.Version) -> web.Response:
         repr_digest(request.headers.get("Repr-Digest")),
         "Repr-Digest",
     )
-    if not meta.get("upload_type"):
-        raise errors.BAD_REQUEST(
-            "Upload-Metadata must name the upload_type (zip_with_qr, zip_no_qr or images, and task_id for the "
-            "last two), tus-style: 'upload_type <base64>,task_id <base64>,filename <base64>'"
-        )
-    upload_type, task_id = check_upload_type(meta.get("upload_type"), meta.get("task_id"))
+    upload_type, task_id = await service.kind(meta.get("upload_type"), meta.get("task_id"))
     meta.setdefault("filename", _disposition_filename(request.headers.get("Content-Disposition")))
     filetype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
     if filetype not in _TRANSFER_TYPES:

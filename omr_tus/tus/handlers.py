@@ -18,7 +18,6 @@ from ..store import RangeCopier, Truncater
 from ..uploads.checksums import ALGORITHMS
 from ..uploads.digests import checked_metadata, declared
 from ..uploads.model import UploadInfo
-from ..uploads.validation import check_upload_type
 from . import headers as h
 
 BASE_EXTENSIONS = ["creation", "creation-with-upload", "creation-defer-length", "expiration", "termination"]
@@ -79,8 +78,8 @@ async def create(request: web.Request) -> web.Response:
         raise errors.BAD_REQUEST(
             "A partial upload's digest cannot be checked: declare the whole file's sha256 on the final upload"
         )
-    upload_type, task_id = check_upload_type(
-        meta.get("upload_type"), meta.get("task_id"), need_task=concat != "partial"
+    upload_type, task_id = await service.kind(
+        meta.get("upload_type"), meta.get("task_id"), part=concat == "partial"
     )
     with_body = request.headers.get("Content-Type", "").split(";")[0].strip() == h.OFFSET_STREAM
     if not with_body and request.content_length:

@@ -34,9 +34,10 @@ from .checksums import Checksum
 from .digests import declared, merged, mismatch
 from .events import CompletionSubscriber, UploadCompleted
 from .locks import Holder, UploadLocks
-from .model import LOST, Chunk, Interrupted, Principal, UploadInfo
+from .model import LOST, TYPES_NEEDING_TASK, Chunk, Interrupted, Principal, UploadInfo
 from .reservations import STEP, Claim, Reservations, mb
 from .shared_locks import SharedUploadLocks
+from .validation import check_upload_type
 
 log = logging.getLogger("omr_tus.uploads")
 COMMIT_EVERY = 1.0  # seconds between offset commits during one long write
@@ -285,6 +286,21 @@ class UploadService:
             concat=concat,
             active_at=now,
         )
+
+    async def kind(
+        self, upload_type: str | None, task_id: str | None, *, part: bool = False
+    ) -> tuple[str, str | None]:
+        """What an upload to be created is, checked before any byte is taken (400): its type
+        (required, but on a tus partial upload, whose final upload carries it) and task id (8
+        digits; for zip_no_qr and images required, and registered: their sheets carry no QR
+        code to name their template)."""
+        upload_type, task_id = check_upload_type(upload_type, task_id, need_task=not part)
+        if task_id and upload_type in TYPES_NEEDING_TASK and await self._repo.task(task_id) is None:
+            raise errors.BAD_REQUEST(
+                f"Task {task_id} is not registered: register its sheet template (POST /api/tasks) "
+                f"before uploading {upload_type} for it"
+            )
+        return upload_type, task_id
 
     async def declare(self, upload_id: str, user: Principal, digests: dict[str, str], source: str) -> None:
         """Whole-file digests declared after creation (an IETF append's Repr-Digest, a legacy

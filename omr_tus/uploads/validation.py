@@ -1,4 +1,5 @@
-"""Checks on what a client says about an upload, shared by tus and the legacy API."""
+"""Checks on what a client says about an upload, one rule for tus, IETF and the legacy API
+(the upload core applies them at creation: UploadService.kind)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,12 @@ TASK_ID = re.compile(r"^[0-9]{8}$")
 def check_upload_type(
     upload_type: str | None, task_id: str | None, need_task: bool = True
 ) -> tuple[str, str | None]:
-    """Returns (upload_type, task_id); a missing type means a ZIP whose sheets carry QR codes.
-    need_task=False for a tus partial upload: its final upload carries the task."""
-    upload_type = upload_type or "zip_with_qr"
+    """Returns (upload_type, task_id). The type is required (PRODUCT.md: 400 without it), except
+    with need_task=False, for a tus partial upload: its final upload carries type and task."""
+    if not upload_type:
+        if need_task:
+            raise errors.BAD_REQUEST(f"upload_type is required: one of {', '.join(UPLOAD_TYPES)}")
+        upload_type = "zip_with_qr"  # a part of a file, never a batch of its own
     if upload_type not in UPLOAD_TYPES:
         raise errors.BAD_REQUEST(f"Invalid upload_type '{upload_type}': use one of {', '.join(UPLOAD_TYPES)}")
     if task_id:
