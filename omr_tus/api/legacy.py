@@ -203,7 +203,9 @@ async def upload_direct(request: web.Request) -> web.Response:
             await core.abandon(info)
         raise
     receipt = await chunked.received(info, 0)
+    assert receipt.info.batch_id is not None  # one chunk of one: complete
     row = await request.app[REPO].batch(receipt.info.batch_id)
+    assert row is not None
     return web.json_response(batch_json(row), status=201)
 
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.typedefs import Handler, Middleware
 
 from .. import errors
 from ..db.engine import is_disk_full, is_outage
@@ -19,8 +20,6 @@ from ..logs import request_id
 from .keys import AUTH, METRICS, PRINCIPAL, SETTINGS
 
 log = logging.getLogger("omr_tus.http")
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 ErrorRender = Callable[[web.Request, int, str, dict[str, str]], web.Response]
 
 ALLOW_HEADERS = (

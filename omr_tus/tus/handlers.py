@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email.utils
 import re
+from typing import Any
 
 from aiohttp import web
 
@@ -86,7 +87,7 @@ async def create(request: web.Request) -> web.Response:
         raise errors.UNSUPPORTED_MEDIA(
             "a creation request with a body must use Content-Type: application/offset+octet-stream"
         )
-    fields = dict(
+    fields: dict[str, Any] = dict(
         metadata=meta,
         raw_metadata=raw_meta,
         filename=clean_filename(meta.get("filename")),

@@ -15,7 +15,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -143,7 +143,8 @@ class UploadService:
 
     def lock_figures(self) -> tuple[int, int | None]:
         """Waits for an upload's lock, and the database queries the locks cost (None: in-process)."""
-        return self._locks.waits, None if self._locks.local_only else self._locks.queries
+        queries = self._locks.queries if isinstance(self._locks, SharedUploadLocks) else None
+        return self._locks.waits, queries
 
     def interrupt_idle(self) -> None:
         """Writers whose client sent nothing for idle_timeout let go of their upload."""
@@ -651,9 +652,9 @@ class UploadService:
             with recovering(final_id):
                 await self._assemble(final_id)
 
-    def _spawn(self, coro: Awaitable[Any]) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Background work that outlives the request; awaited at shutdown."""
-        task = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+        task = asyncio.get_running_loop().create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
