@@ -73,8 +73,12 @@ def session(limit: int) -> aiohttp.ClientSession:
     )
 
 
+KIND = "upload_type emlwX3dpdGhfcXI="  # Upload-Metadata: upload_type zip_with_qr (omr-tus requires a type)
+
+
 async def create(sess: aiohttp.ClientSession, base: str, headers: dict, length: int) -> str:
-    async with sess.post(base + "/files/", headers={**headers, "Upload-Length": str(length)}) as resp:
+    headers = {**headers, "Upload-Length": str(length), "Upload-Metadata": KIND}
+    async with sess.post(base + "/files/", headers=headers) as resp:
         if resp.status != 201:
             raise RuntimeError(f"POST /files/ -> {resp.status}: {(await resp.text())[:300]}")
         await resp.read()

@@ -36,7 +36,7 @@ from tests.services import SeaweedFS  # noqa: E402
 
 MiB = 1024 * 1024
 TUS = {"Tus-Resumable": "1.0.0"}
-META = "upload_type aW1hZ2Vz,task_id MTE2MDAxMTE="  # images for task 11600111: no worker runs here
+META = "upload_type emlwX3dpdGhfcXI="  # zip_with_qr (a type is required); no worker runs here
 S3_PART = 16 * MiB  # the store's default s3_part_size
 TRIPS = re.compile(r'^omr_tus_db_round_trips_total\{kind="(\w+)"\} ([0-9.e+]+)$', re.M)
 

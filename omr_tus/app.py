@@ -1,30 +1,34 @@
-"""The aiohttp application: state in web.AppKey slots, resources in cleanup_ctx."""
+"""The aiohttp application: state in web.AppKey slots, resources in cleanup_ctx. What `omr-tus
+serve` runs is this app as built here (tests run the same): database and migrations, the first
+admin, the upload core, upkeep, and the OMR worker processes (settings.workers)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
 
 from aiohttp import web
 
 from .api import auth as auth_api
 from .api import batches as batches_api
 from .api import health, legacy, openapi, results, sheets, statistics, task_admin, tasks, users, webpage
-from .auth import Authenticator
+from .auth import Authenticator, create_user
+from .batches import processes
+from .batches.intake import BatchIntake
 from .config import Settings
 from .db.engine import count_round_trips, make_engine
 from .db.migrate import migrate
 from .db.repo import Repo
-from .http.keys import AUTH, CHUNKED, CONCAT, ENGINE, FILES, METRICS, REPO, SERVICE, SETTINGS, STORE, SWEEPER
-from .http.middlewares import MIDDLEWARES
-from .ietf import handlers as ietf
+from .http.keys import AUTH, CHUNKED, ENGINE, FILES, METRICS, REPO, SERVICE, SETTINGS, STORE, SWEEPER
+from .http.middlewares import middlewares
 from .metrics import Counters
+from .resumable import FIELDS, create_files_app
 from .store.setup import open_stores
-from .tus import handlers as tus
 from .uploads.archive import Archiver
 from .uploads.chunked import ChunkedUploads
-from .uploads.concat import Concatenation
 from .uploads.service import UploadService
 from .uploads.shared_locks import open_locks
 from .uploads.sweeper import Sweeper
@@ -33,15 +37,17 @@ log = logging.getLogger("omr_tus.app")
 READ_BUFSIZE = 262144
 
 
-def create_app(settings: Settings, *, run_migrations: bool = True) -> web.Application:
-    app = web.Application(middlewares=MIDDLEWARES, handler_args={"read_bufsize": READ_BUFSIZE})
+def create_app(settings: Settings, *, run_migrations: bool = True, dev: bool = False) -> web.Application:
+    """`dev`: development mode, where a first admin with a generated password is printed."""
+    app = web.Application(middlewares=middlewares(FIELDS), handler_args={"read_bufsize": READ_BUFSIZE})
     app[SETTINGS] = settings
     app[METRICS] = Counters()
     app.cleanup_ctx.append(_database(run_migrations))
+    app.cleanup_ctx.append(_first_admin(dev))
     app.cleanup_ctx.append(_uploads)
     app.cleanup_ctx.append(_janitor)
-    tus.setup(app)
-    ietf.setup(app)  # IETF resumable uploads on tus' routes
+    app.cleanup_ctx.append(_workers)  # last: after the migrations; stopped first
+    app.add_subapp("/files", create_files_app())  # tus and IETF resumable uploads
     auth_api.setup(app)
     legacy.setup(app)  # before batches: /api/batches/upload is not a batch id
     batches_api.setup(app)
@@ -76,15 +82,61 @@ def _database(run_migrations: bool):
     return ctx
 
 
+def _first_admin(dev: bool):
+    async def ctx(app: web.Application):
+        await bootstrap_admin(app[REPO], dev)
+        yield
+
+    return ctx
+
+
+async def bootstrap_admin(repo: Repo, dev: bool) -> None:
+    """The first admin: from OMR_TUS_ADMIN_PASSWORD, or generated and printed in dev mode."""
+    if await repo.count_users():
+        return
+    username = os.environ.get("OMR_TUS_ADMIN_USERNAME", "admin")
+    password = os.environ.get("OMR_TUS_ADMIN_PASSWORD")
+    if password:
+        await create_user(repo, username, password, admin=True)
+        log.info("created admin user %r from OMR_TUS_ADMIN_PASSWORD", username)
+    elif dev:
+        password = secrets.token_urlsafe(12)
+        await create_user(repo, username, password, admin=True)
+        print(
+            f"\n  development mode: created admin user {username!r} with password {password!r}\n", flush=True
+        )
+    else:
+        log.warning(
+            "no users yet: create one with 'omr-tus users create NAME --admin' "
+            "or start with OMR_TUS_ADMIN_PASSWORD set"
+        )
+
+
+async def _workers(app: web.Application):
+    """settings.workers OMR worker processes beside the server, stopped with it."""
+    workers = processes.spawn_workers(app[SETTINGS].workers)
+    if workers:
+        log.info("started %d OMR worker processes (OMR_TUS_WORKERS=0 to run none here)", len(workers))
+    yield
+    await asyncio.to_thread(processes.stop, workers)
+
+
 async def _uploads(app: web.Application):
     settings = app[SETTINGS]
     async with open_stores(settings) as stores, open_locks(settings, app[ENGINE]) as locks:
-        service = UploadService(settings, app[REPO], stores.incoming, locks, app[METRICS])
-        archiver = service.archiver = Archiver(service, stores.files)
-        service.finish_hooks.append(archiver)
+        archiver = Archiver(app[REPO], stores.incoming, locks, stores.files)
+        service = UploadService(
+            settings,
+            app[REPO],
+            stores.incoming,
+            locks,
+            app[METRICS],
+            archiver=archiver,
+            subscriber=BatchIntake(archiver),
+            scratch=stores.scratch,
+        )
         app[STORE], app[SERVICE], app[FILES] = stores.incoming, service, stores.files
-        app[CHUNKED] = ChunkedUploads(service, stores.scratch)
-        app[CONCAT] = Concatenation(service)
+        app[CHUNKED] = ChunkedUploads(service)
         app[SWEEPER] = Sweeper(
             app[REPO],
             stores.incoming,
@@ -92,8 +144,7 @@ async def _uploads(app: web.Application):
             stores.scratch,
             stale_after=max(600.0, 10 * settings.idle_timeout),
         )
-        await archiver.recover()  # completed uploads first: their RAM-disk files are still needed
-        service.spawn(_complete_unfinished(app))
+        await service.recover()
         await app[SWEEPER].sweep()
         log.info(
             "store %s, durable storage %s, %s locks",
@@ -103,15 +154,6 @@ async def _uploads(app: web.Application):
         )
         yield
         await service.drain()
-
-
-async def _complete_unfinished(app: web.Application) -> None:
-    """Uploads that hold all their bytes but that a stopped node never completed: tus and IETF
-    uploads at their length, legacy uploads with every chunk stored, finals whose partial
-    uploads are complete. Each completes under its lock: nothing is done twice."""
-    await app[SERVICE].complete_unfinished()
-    await app[CHUNKED].complete_unfinished()
-    await app[CONCAT].complete_unfinished()
 
 
 def _describe(settings: Settings) -> str:
@@ -139,7 +181,7 @@ async def _janitor(app: web.Application):
     async def watch_idle() -> None:
         while True:
             await asyncio.sleep(min(1.0, settings.idle_timeout / 4))
-            service.locks.interrupt_idle(settings.idle_timeout)
+            service.interrupt_idle()
 
     tasks = [asyncio.get_running_loop().create_task(job()) for job in (expire, watch_idle)]
     yield

@@ -7,10 +7,7 @@ import argparse
 import asyncio
 import getpass
 import logging
-import os
-import secrets
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,6 +16,7 @@ from aiohttp import web
 
 from .client import admin as client_admin
 from .client import commands as client_commands
+from .client.parsers import server_option
 from .config import Settings
 from .logs import setup_logging
 
@@ -57,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("--admin", action="store_true", help="give the user the admin role")
     passwd = users.add_parser("passwd", help="set a user's password (their older tokens stop working)")
     passwd.add_argument("username")
-    client_admin.add_user_parsers(users, client_commands.server_option(), (create, passwd))
+    client_admin.add_user_parsers(users, server_option(), (create, passwd))
     client_commands.add_parsers(sub)
     args = parser.parse_args(argv)
     if client_commands.is_client(args):  # a client needs no server settings
@@ -147,51 +145,13 @@ async def _render_sheets(repo, args) -> int:
     return 0
 
 
-async def bootstrap_admin(repo, dev: bool) -> None:
-    """The first admin: from OMR_TUS_ADMIN_PASSWORD, or generated and printed in --dev mode."""
-    from .auth import create_user
-
-    if await repo.count_users():
-        return
-    username = os.environ.get("OMR_TUS_ADMIN_USERNAME", "admin")
-    password = os.environ.get("OMR_TUS_ADMIN_PASSWORD")
-    if password:
-        await create_user(repo, username, password, admin=True)
-        log.info("created admin user %r from OMR_TUS_ADMIN_PASSWORD", username)
-    elif dev:
-        password = secrets.token_urlsafe(12)
-        await create_user(repo, username, password, admin=True)
-        print(
-            f"\n  development mode: created admin user {username!r} with password {password!r}\n", flush=True
-        )
-    else:
-        log.warning(
-            "no users yet: create one with 'omr-tus users create NAME --admin' "
-            "or start with OMR_TUS_ADMIN_PASSWORD set"
-        )
-
-
 def _serve(settings: Settings, dev: bool) -> int:
+    """The app create_app() builds (workers and the first admin included), until a signal."""
     from .app import create_app
-    from .http.keys import REPO
     from .runtime import limit_malloc_arenas
 
     limit_malloc_arenas()
-    app = create_app(settings)
-    workers: list[subprocess.Popen] = []
-
-    async def on_startup(app: web.Application) -> None:
-        await bootstrap_admin(app[REPO], dev)
-        workers.extend(_spawn_workers(settings.workers))  # after the migrations, which run first
-        if workers:
-            log.info("started %d OMR worker processes (OMR_TUS_WORKERS=0 to run none here)", len(workers))
-
-    async def on_cleanup(app: web.Application) -> None:
-        _stop(workers)
-
-    app.on_startup.append(on_startup)
-    app.on_cleanup.append(on_cleanup)
-    asyncio.run(_run_until_signalled(app, settings))
+    asyncio.run(_run_until_signalled(create_app(settings, dev=dev), settings))
     return 0
 
 
@@ -226,31 +186,18 @@ async def _run_until_signalled(app: web.Application, settings: Settings) -> None
         await runner.cleanup()
 
 
-def _spawn_workers(count: int) -> list[subprocess.Popen]:
-    return [subprocess.Popen([sys.executable, "-m", "omr_tus", "worker"]) for _ in range(count)]
-
-
-def _stop(processes: list[subprocess.Popen]) -> None:
-    for process in processes:
-        process.terminate()
-    for process in processes:
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-
-
 def _workers(settings: Settings, processes: int) -> int:
     """One worker in this process, plus processes-1 more beside it; SIGTERM stops them."""
+    from .batches.processes import spawn_workers, stop
     from .runtime import limit_malloc_arenas, one_opencv_thread
 
     limit_malloc_arenas()
     one_opencv_thread()
-    others = _spawn_workers(max(processes - 1, 0))
+    others = spawn_workers(max(processes - 1, 0))
     try:
         asyncio.run(_with_repo(settings, lambda repo: _run_worker(repo, settings)))
     finally:
-        _stop(others)
+        stop(others)
     return 0
 
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import inspect
+import json
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
@@ -15,6 +17,10 @@ from aiohttp.test_utils import TestClient
 
 TUS = {"Tus-Resumable": "1.0.0"}
 OCTET = {"Content-Type": "application/offset+octet-stream"}
+KIND = {"upload_type": "zip_with_qr"}  # every upload but a tus partial one names its type
+TEMPLATE = json.loads(
+    (Path(__file__).resolve().parents[1] / "config" / "templates" / "exam-60-mcq4.json").read_text()
+)
 T = TypeVar("T")
 
 
@@ -85,22 +91,36 @@ class Api:
         return {"Authorization": f"Bearer {self.tokens[user]}"}
 
     def tus(self, user: str = "alice", **extra: str) -> dict[str, str]:
-        return {**TUS, **self.auth(user), **extra}
+        """tus request headers; a creation made with them is a ZIP with QR codes (the server reads
+        Upload-Metadata on creation only) unless `extra` brings its own Upload-Metadata."""
+        return {**TUS, "Upload-Metadata": encode_metadata(KIND), **self.auth(user), **extra}
 
     async def create(
         self, length: int | None = None, meta: dict[str, str] | None = None, user: str = "alice", **extra: str
     ) -> str:
-        """Creates an upload and returns its path (/files/<id>)."""
+        """Creates an upload and returns its path (/files/<id>); a ZIP with QR codes unless `meta`
+        says otherwise."""
         headers = self.tus(user, **extra)
         if length is None:
             headers.setdefault("Upload-Defer-Length", "1")
         else:
             headers["Upload-Length"] = str(length)
-        if meta is not None:
-            headers["Upload-Metadata"] = encode_metadata(meta)
+        meta = meta if meta and "upload_type" in meta else {**KIND, **(meta or {})}
+        headers["Upload-Metadata"] = encode_metadata(meta)
         resp = await self.client.post("/files/", headers=headers)
         assert resp.status == 201, (resp.status, await resp.text())
         return urlsplit(resp.headers["Location"]).path
+
+    async def register_task(self, *task_ids: str) -> None:
+        """Tasks whose uploads may be zip_no_qr or images: their template is registered (by root),
+        now or before (409)."""
+        for task_id in task_ids:
+            resp = await self.client.post(
+                "/api/tasks",
+                json={"task_id": task_id, "name": f"Task {task_id}", "template": TEMPLATE},
+                headers=self.auth("root"),
+            )
+            assert resp.status in (201, 409), await resp.text()
 
     async def patch(self, path: str, offset: int, data: bytes, user: str = "alice", **extra: str):
         headers = {**self.tus(user), **OCTET, "Upload-Offset": str(offset), **extra}

@@ -13,6 +13,7 @@ async def complete(api, data: bytes, user="alice", **meta) -> tuple[str, str]:
 
 
 async def test_batch_fields_and_progress(api):
+    await api.register_task("11600111")
     upload_id, batch_id = await complete(api, b"abcdef", upload_type="zip_no_qr", task_id="11600111")
     batch = await api.batch(batch_id)
     assert batch == {
@@ -52,6 +53,7 @@ async def test_owner_isolation_and_admin(api):
 
 
 async def test_filters_and_pagination(api):
+    await api.register_task("11600111", "22200222")
     ids = {}
     for i, (kind, task) in enumerate(
         [("zip_with_qr", None), ("zip_no_qr", "11600111"), ("images", "22200222")]

@@ -779,7 +779,13 @@ async def test_a_broken_chunked_body_fails_and_keeps_what_was_stored(quick_targe
     data = random.Random(3).randbytes(20_000)
     if protocol == "tus":
         resp = await target.request(
-            "POST", "/files/", headers={"Tus-Resumable": "1.0.0", "Upload-Length": str(len(data))}
+            "POST",
+            "/files/",
+            headers={
+                "Tus-Resumable": "1.0.0",
+                "Upload-Length": str(len(data)),
+                "Upload-Metadata": encode_metadata(META),
+            },
         )
         upload_id = upload_id_of(resp.headers["Location"])
         broken = await send_broken(

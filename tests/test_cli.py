@@ -186,3 +186,39 @@ async def test_sheets_render_reads_back(tmp_path, database_url):
         env,
     )
     assert code == 2 and "not registered" in err
+
+
+async def test_the_app_tests_run_is_the_served_one(aiohttp_client, tmp_path, database_url, monkeypatch):
+    """create_app() wires what `omr-tus serve` runs: the first admin from the environment, and
+    OMR worker processes (settings.workers) that read the batches of its uploads."""
+    import io
+    import zipfile
+
+    from omr_tus.app import create_app
+    from omr_tus.http.keys import SETTINGS
+
+    from .conftest import make_settings
+
+    env = env_for(tmp_path, database_url, OMR_TUS_ADMIN_PASSWORD="bootstrap password", OMR_TUS_WORKERS="1")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)  # the worker processes read their settings from it, as served
+    client = await aiohttp_client(create_app(make_settings(tmp_path, database_url, workers=1)))
+    assert client.app[SETTINGS].workers == 1
+    resp = await client.post("/api/auth/login", data={"username": "admin", "password": "bootstrap password"})
+    assert resp.status == 200
+    auth = {"Authorization": "Bearer " + (await resp.json())["access_token"]}
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("notes.txt", "no sheets here")
+    form = aiohttp.FormData()
+    form.add_field("upload_type", "zip_with_qr")
+    form.add_field("file", archive.getvalue(), filename="empty.zip", content_type="application/zip")
+    resp = await client.post("/api/batches/upload", data=form, headers=auth)
+    assert resp.status == 201, await resp.text()
+    batch_id = (await resp.json())["batch_id"]
+    for _ in range(600):  # a worker process starts (imports OpenCV) and reads the batch: seconds
+        resp = await client.get(f"/api/batches/{batch_id}/progress", headers=auth)
+        if (await resp.json())["status"] in ("completed", "failed"):
+            break
+        await asyncio.sleep(0.1)
+    assert (await resp.json())["status"] == "completed"

@@ -276,6 +276,7 @@ async def test_a_dropped_connection_is_retried_from_the_server_offset(live, tmp_
 
 
 async def test_legacy_upload_in_chunks(cli, tmp_path):
+    await register_task(cli.live)
     size = 20 * MiB + 5
     path = tmp_path / "scans.zip"
     digest = random_file(path, size, seed=7)

@@ -65,7 +65,9 @@ async def test_plain_upload(node, live, tmp_path):
     path = tmp_path / "scan.zip"
     digest = random_file(path, size, seed=11)
 
-    result = await run_upload(node, live, path, chunkSize=MiB, metadata={"filename": "scan.zip"})
+    result = await run_upload(
+        node, live, path, chunkSize=MiB, metadata={"upload_type": "zip_with_qr", "filename": "scan.zip"}
+    )
 
     upload_id = upload_id_of(result["url"])
     assert [(p["offset"], p["status"]) for p in result["patches"]] == [(i * MiB, 204) for i in range(6)]
@@ -104,7 +106,7 @@ async def test_client_options(node, live, tmp_path, tus_options, source):
         live,
         path,
         chunkSize=MiB,
-        metadata={"filename": "scan.zip"},
+        metadata={"upload_type": "zip_with_qr", "filename": "scan.zip"},
         source=source,
         tusOptions=tus_options,
     )

@@ -32,7 +32,7 @@ async def test_upload_in_chunks_sha256_matches(live, tmp_path):
         file_path=str(path),
         chunk_size=MiB,
         upload_checksum=True,
-        metadata={"filename": "scan.zip", "filetype": "application/zip"},
+        metadata={"upload_type": "zip_with_qr", "filename": "scan.zip", "filetype": "application/zip"},
     )
 
     await in_thread(uploader.upload)
@@ -59,7 +59,7 @@ async def test_resume_with_a_new_uploader(live, tmp_path):
         chunk_size=MiB,
         store_url=True,
         url_storage=storage,
-        metadata={"filename": "scan.zip"},
+        metadata={"upload_type": "zip_with_qr", "filename": "scan.zip"},
     )
     try:
         first = tus(live).uploader(**options)
@@ -97,7 +97,7 @@ async def test_resume_from_url_alone(live, tmp_path):
     size = 3 * MiB
     path = tmp_path / "scan.zip"
     digest = random_file(path, size, seed=3)
-    first = tus(live).uploader(file_path=str(path), chunk_size=MiB)
+    first = tus(live).uploader(file_path=str(path), chunk_size=MiB, metadata={"upload_type": "zip_with_qr"})
     await in_thread(first.upload_chunk)
     url = first.url
 

@@ -201,15 +201,15 @@ async def test_patch_without_the_completeness_field(api, v):
 
 
 @pytest.mark.parametrize("v", VERSIONS)
-async def test_creation_needs_the_completeness_field_and_upload_type(api, v):
+async def test_creation_needs_the_completeness_field_and_a_valid_kind(api, v):
     hdrs = ietf(api, v, **{"Upload-Metadata": encode_metadata(META)})
     resp = await api.client.post("/files/", data=b"hi", headers=hdrs)
     assert resp.status == 400
     assert WIRE[v]["field"] in await resp.text()
     assert "Tus-Resumable" not in resp.headers
-    resp = await create(api, v, b"hi", meta={"filename": "scan.zip"})
+    resp = await create(api, v, b"hi", meta={"upload_type": "pdf"})
     assert resp.status == 400
-    assert "upload_type" in await resp.text()
+    assert "Invalid upload_type" in await resp.text()
     resp = await create(api, v, b"hi", meta={"upload_type": "zip_no_qr"})
     assert resp.status == 400
     assert "task_id is required" in await resp.text()
@@ -309,7 +309,12 @@ async def test_version_dispatch(api):
         assert resp.status == 400
         assert "interop versions 3 to 8" in await resp.text()
     both = await api.client.post(
-        "/files/", headers=ietf(api, 8, **{"Tus-Resumable": "1.0.0", "Upload-Length": "5"})
+        "/files/",
+        headers=ietf(
+            api,
+            8,
+            **{"Tus-Resumable": "1.0.0", "Upload-Length": "5", "Upload-Metadata": encode_metadata(META)},
+        ),
     )
     assert both.status == 201 and both.headers["Tus-Resumable"] == "1.0.0"
     untagged = await api.client.post("/files/", headers={**api.auth(), "Upload-Complete": "?1"})

@@ -263,6 +263,7 @@ async def test_refusals(api, fields, status, detail):
 @pytest.mark.parametrize("types", [("zip_with_qr", None), ("zip_no_qr", "11600111"), ("images", "11600111")])
 async def test_upload_types(api, types):
     kind, task = types
+    await api.register_task("11600111")
     body = await upload_in_chunks(api, b"x" * 10, 4, upload_type=kind, task_id=task)
     batch = await api.get_json(f"/api/batches/{body['batch_id']}")
     assert (batch["upload_type"], batch["task_id"]) == types
@@ -360,9 +361,9 @@ async def test_declared_oversized_request_is_413_before_its_body(api):
 
 
 async def test_oversized_chunk_streamed_is_413(api, monkeypatch):
-    from omr_tus.http.keys import CHUNKED
+    from omr_tus.http.keys import SERVICE
 
-    monkeypatch.setattr(api.client.app[CHUNKED], "max_chunk", 1000)
+    monkeypatch.setattr(api.client.app[SERVICE], "max_chunk", 1000)
     body = await send(
         api,
         b"x" * 5000,
@@ -387,6 +388,7 @@ async def test_oversized_chunk_streamed_is_413(api, monkeypatch):
 
 
 async def test_direct_upload(api):
+    await api.register_task("11600111")
     data = os.urandom(5000)
     form_data = aiohttp.FormData()
     form_data.add_field("file", data, filename="direct.zip", content_type="application/zip")
@@ -481,14 +483,14 @@ async def test_chunk_that_fails_midway_is_retried(api):
 async def test_a_spooled_chunk_gone_before_it_is_placed_completes_nothing(api):
     """The sweeper (or anything) removed a chunk spooled before its form fields: the request
     fails with 503 rather than recording a chunk of 0 bytes that completes a short file."""
-    from omr_tus.http.keys import CHUNKED
+    from omr_tus.http.keys import SERVICE
 
-    chunked = api.client.app[CHUNKED]
-    real_spool = chunked.spool
+    core = api.client.app[SERVICE]
+    real_spool = core.spool
 
     async def spool_then_swept(blocks):
         chunk = await real_spool(blocks)
-        await chunked.spool_store.delete(chunk.spool_id)
+        await core.discard(chunk)
         return chunk
 
     data = os.urandom(200_000)
@@ -496,7 +498,7 @@ async def test_a_spooled_chunk_gone_before_it_is_placed_completes_nothing(api):
     first = await send(
         api, data[:half], chunk_index=0, total_chunks=2, filename="a.zip", upload_type="zip_with_qr"
     )
-    chunked.spool = spool_then_swept
+    core.spool = spool_then_swept
     form = aiohttp.FormData()
     form.add_field("chunk", data[half:], filename="blob", content_type="application/octet-stream")
     for key, value in dict(
@@ -509,7 +511,7 @@ async def test_a_spooled_chunk_gone_before_it_is_placed_completes_nothing(api):
         form.add_field(key, str(value))
     resp = await api.client.post("/api/batches/upload-chunk", headers=api.auth(), data=form)
     assert resp.status == 503, await resp.text()
-    chunked.spool = real_spool
+    core.spool = real_spool
     retry = await send(
         api,
         data[half:],

@@ -17,6 +17,7 @@ async def uploaded_batch(api, entries: dict) -> str:
         for name, data in entries.items():
             z.writestr(name, data)
     data = out.getvalue()
+    await api.register_task("11600111")
     path = await api.create(
         len(data), {"filename": "b.zip", "upload_type": "zip_no_qr", "task_id": "11600111"}
     )

@@ -9,7 +9,7 @@ import os
 import aiohttp
 from sqlalchemy import text
 
-from omr_tus.http.keys import CHUNKED, CONCAT, ENGINE, REPO, SERVICE
+from omr_tus.http.keys import ENGINE, REPO, SERVICE
 
 from .test_legacy_chunks import send
 
@@ -36,17 +36,17 @@ async def _last_chunk(api, upload_id: str):
 
 async def test_a_retried_last_chunk_completes_after_a_database_blip(api):
     repo = api.client.app[REPO]
-    real = repo.complete_upload
+    real = repo.completing
     calls = 0
 
-    async def blip(*args, **kwargs):
+    def blip(*args, **kwargs):
         nonlocal calls
         calls += 1
         if calls == 1:
             raise ConnectionRefusedError("database restarting")
-        return await real(*args, **kwargs)
+        return real(*args, **kwargs)
 
-    repo.complete_upload = blip
+    repo.completing = blip
     first = await send(api, DATA[:HALF], chunk_index=0, **FIELDS)
     resp = await _last_chunk(api, first["upload_id"])
     assert resp.status == 503, await resp.text()
@@ -72,7 +72,7 @@ async def test_a_legacy_upload_whose_process_died_after_its_last_chunk_completes
         pass
     repo.update_upload = real
     assert (await repo.upload(first["upload_id"])).status == "active"
-    await api.client.app[CHUNKED].complete_unfinished()  # what the next start runs
+    await api.client.app[SERVICE].complete_unfinished()  # what the next start runs
     row = await repo.upload(first["upload_id"])
     assert (row.status, row.length) == ("complete", len(DATA))
 
@@ -94,12 +94,12 @@ async def test_a_final_upload_assembled_before_a_crash_completes_at_start(api):
         assert (await api.patch(path, 0, piece)).status == 204
         parts.append(path)
     service = api.client.app[SERVICE]
-    real_finish = service.finish
+    real_finish = service._finish
 
     async def crash(info):
         raise asyncio.CancelledError()
 
-    service.finish = crash
+    service._finish = crash
     headers = api.tus(
         **{"Upload-Concat": "final;" + " ".join(parts), "Upload-Metadata": "upload_type emlwX3dpdGhfcXI="}
     )
@@ -107,9 +107,9 @@ async def test_a_final_upload_assembled_before_a_crash_completes_at_start(api):
         await api.client.post("/files/", headers=headers)
     except Exception:  # noqa: BLE001
         pass
-    service.finish = real_finish
+    service._finish = real_finish
     async with api.client.app[ENGINE].connect() as conn:
         final_id = (await conn.execute(text("SELECT id FROM uploads WHERE concat = 'final'"))).scalar_one()
-    await api.client.app[CONCAT].complete_unfinished()  # what the next start runs
+    await api.client.app[SERVICE].complete_unfinished()  # what the next start runs
     row = await api.client.app[REPO].upload(final_id)
     assert (row.status, row.upload_offset) == ("complete", len(DATA))

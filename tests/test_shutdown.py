@@ -16,7 +16,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from .helpers import eventually, recorded_batch
+from .helpers import KIND, encode_metadata, eventually, recorded_batch
 
 MiB = 1024 * 1024
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -92,7 +92,12 @@ class ServerProcess:
     async def create(self, length: int) -> str:
         async with aiohttp.ClientSession() as s:
             async with s.post(
-                self.base + "/files/", headers={**self.headers, "Upload-Length": str(length)}
+                self.base + "/files/",
+                headers={
+                    **self.headers,
+                    "Upload-Length": str(length),
+                    "Upload-Metadata": encode_metadata(KIND),
+                },
             ) as r:
                 assert r.status == 201
                 return urllib.parse.urljoin(self.base + "/files/", r.headers["Location"])

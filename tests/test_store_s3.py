@@ -169,6 +169,7 @@ async def test_tus_upload_on_s3_resumes_and_downloads(s3_api):
     resp = await api.client.options("/files/")
     assert "checksum" not in resp.headers["Tus-Extension"]  # parts cannot drop bytes again
     assert "concatenation" not in resp.headers["Tus-Extension"]
+    await api.register_task(TASK)
     path = await api.create(len(data), {"filename": "big.bin", "upload_type": "images", "task_id": TASK})
     offset = 0
     for size in (2 * MiB, 6 * MiB, 1, 5 * MiB + 4):

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from .helpers import encode_metadata, eventually
+from .helpers import KIND, encode_metadata, eventually
 
 
 async def partial(api, data: bytes | None, length: int, user="alice") -> str:
@@ -18,7 +18,7 @@ async def partial(api, data: bytes | None, length: int, user="alice") -> str:
 async def create_final(api, urls: str, meta=None, status=201, user="alice", **extra):
     headers = api.tus(user, **{"Upload-Concat": f"final;{urls}", **extra})
     if meta:
-        headers["Upload-Metadata"] = encode_metadata(meta)
+        headers["Upload-Metadata"] = encode_metadata({**KIND, **meta})
     resp = await api.client.post("/files/", headers=headers)
     assert resp.status == status, await resp.text()
     return resp
@@ -35,6 +35,7 @@ async def batch_of(api, final_path: str) -> dict:
 
 @pytest.mark.parametrize("absolute", [False, True])
 async def test_final_of_complete_partials(api, absolute):
+    await api.register_task("11600111")
     parts = [os.urandom(1000), os.urandom(1), os.urandom(70_000)]
     paths = [await partial(api, p, len(p)) for p in parts]
     head = await api.head(paths[0])

@@ -6,6 +6,7 @@ from .helpers import encode_metadata
 
 
 async def test_head_reports_state(api):
+    await api.register_task("11600111")
     meta = {"filename": "a.zip", "upload_type": "zip_no_qr", "task_id": "11600111"}
     path = await api.create(10, meta)
     await api.patch(path, 0, b"1234")

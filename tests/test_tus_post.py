@@ -22,7 +22,13 @@ CASES = [
     ({"Upload-Length": "-1"}, 400, "non-negative integer"),
     ({"Upload-Length": "abc"}, 400, "non-negative integer"),
     ({"Upload-Length": str(64 * 1024**3 + 1)}, 413, "maximum upload size"),
-    ({"Upload-Length": "10", "Upload-Metadata": "filename"}, 201, ""),  # a key without value is allowed
+    (
+        {"Upload-Length": "10", "Upload-Metadata": f"filename,upload_type {b64('zip_with_qr')}"},
+        201,
+        "",
+    ),  # a key without value
+    ({"Upload-Length": "10", "Upload-Metadata": f"filename {b64('a.zip')}"}, 201, ""),  # zip_with_qr
+    ({"Upload-Length": "10"}, 201, ""),  # an off-the-shelf client's creation, no metadata at all
     ({"Upload-Length": "10", "Upload-Metadata": "filename !!!"}, 400, "not base64"),
     ({"Upload-Length": "10", "Upload-Metadata": f"a {b64('x')},a {b64('y')}"}, 400, "appears twice"),
     ({"Upload-Length": "10", "Upload-Metadata": f"a {b64('x')} extra"}, 400, "is not 'key base64value'"),
@@ -38,8 +44,8 @@ CASES = [
             "Upload-Length": "10",
             "Upload-Metadata": f"upload_type {b64('zip_no_qr')},task_id {b64('11600111')}",
         },
-        201,
-        "",
+        400,
+        "Task 11600111 is not registered",
     ),
     ({"Upload-Length": "10", "Tus-Resumable": "0.2.2"}, 412, "1.0.0"),
     ({"Upload-Length": "10", "Upload-Metadata": "filename " + b64("a\x00b")}, 400, "without NUL"),
@@ -81,7 +87,11 @@ async def test_ids_are_128_bit_random(api):
 async def test_creation_with_upload_completes_in_one_request(api):
     data = b"x" * 1000
     headers = api.tus(
-        **OCTET, **{"Upload-Length": "1000", "Upload-Metadata": encode_metadata({"filename": "s.zip"})}
+        **OCTET,
+        **{
+            "Upload-Length": "1000",
+            "Upload-Metadata": encode_metadata({"filename": "s.zip", "upload_type": "zip_with_qr"}),
+        },
     )
     resp = await api.client.post("/files/", data=data, headers=headers)
     assert resp.status == 201

@@ -94,7 +94,7 @@ async def test_racing_patches_apply_once(api):
 
 @pytest.mark.parametrize("settle", [0.0, 0.1])
 async def test_patch_waiting_on_a_live_writer_gets_423(api, settle):
-    api.client.app[SERVICE].locks.timeout = 0.3
+    api.client.app[SERVICE]._locks.timeout = 0.3
     path = await api.create(100)
     gate = asyncio.Event()
 
@@ -119,7 +119,7 @@ async def test_expired_upload_is_removed_and_answers_410(api):
     path = await api.create(10)
     await api.patch(path, 0, b"abc")
     upload_id = path.rsplit("/", 1)[1]
-    service.settings = service.settings.__class__(**{**service.settings.__dict__, "upload_expiry": 0})
+    service._settings = service._settings.__class__(**{**service._settings.__dict__, "upload_expiry": 0})
     await api.patch(path, 3, b"d")  # its expiry is now in the past
     assert await service.expire_due() == 1
     assert (await api.head(path)).status == 410

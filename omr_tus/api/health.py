@@ -13,7 +13,6 @@ from .. import errors
 from ..http.keys import ENGINE, FILES, METRICS, REPO, SERVICE, STORE, principal, public
 from ..metrics import render
 from ..store import LocalStore, RemoteFiles
-from ..uploads.shared_locks import SharedUploadLocks
 
 MIN_FREE = 64 * 1024 * 1024
 PROBE_SECONDS = 5
@@ -97,10 +96,10 @@ async def metrics(request: web.Request) -> web.Response:
     if not principal(request).is_admin:
         raise errors.FORBIDDEN("Metrics are for admins: scrape with an admin's bearer token")
     samples = request.app[METRICS].samples()
-    locks = request.app[SERVICE].locks
-    samples["lock_waits_total"] = {(): float(locks.waits)}
-    if isinstance(locks, SharedUploadLocks):
-        samples.setdefault("db_round_trips_total", {})[(("kind", "lock"),)] = float(locks.queries)
+    waits, queries = request.app[SERVICE].lock_figures()
+    samples["lock_waits_total"] = {(): float(waits)}
+    if queries is not None:
+        samples.setdefault("db_round_trips_total", {})[(("kind", "lock"),)] = float(queries)
     samples["requests_in_flight"] = {(): float(request.app[METRICS].in_flight - 1)}  # not this one
     samples.update(await request.app[REPO].operations_figures())
     return web.Response(

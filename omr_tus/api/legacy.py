@@ -3,18 +3,20 @@ POST /api/batches/upload-chunk and POST /api/batches/upload (multipart/form-data
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterable
+
 from aiohttp import web
 
 from .. import errors
+from ..http.body import interrupter, received
 from ..http.files import clean_filename
-from ..http.keys import CHUNKED, REPO, principal
+from ..http.keys import CHUNKED, REPO, SERVICE, principal
 from ..http.multipart import FormPart, form_parts
-from ..uploads.chunked import MAX_CHUNK, Chunk, ChunkedUploads, ChunkReceipt, Stored, too_large
+from ..uploads.chunked import ChunkedUploads, ChunkReceipt, Stored
 from ..uploads.digests import checked_hex
-from ..uploads.model import TYPES_NEEDING_TASK, UPLOAD_TYPES
+from ..uploads.model import TYPES_NEEDING_TASK, Chunk
 from ..uploads.reservations import STEP
-from ..uploads.service import interrupted
-from ..uploads.validation import check_upload_type
+from ..uploads.service import MAX_CHUNK, too_large
 from .batches import batch_json
 
 FIELD_LIMIT = 4096
@@ -41,11 +43,12 @@ class Fields(dict[str, str]):
         self[part.name] = value
 
 
-def _body(request: web.Request, part: FormPart) -> Chunk:
+def _body(request: web.Request, part: FormPart, blocks: AsyncIterable[bytes] | None = None) -> Chunk:
+    """The part as a chunk; `blocks` when its bytes pass through something first (a claim's meter)."""
     return Chunk(
-        blocks=part.blocks(),
-        interrupt=lambda: request.content.set_exception(interrupted()),
-        received=lambda: request.content.total_bytes,
+        blocks=part.blocks() if blocks is None else blocks,
+        interrupt=interrupter(request),
+        received=received(request),
     )
 
 
@@ -62,10 +65,10 @@ def _int(fields: dict[str, str], name: str, low: int) -> int:
     return value
 
 
-def _kind(fields: dict[str, str]) -> tuple[str, str | None]:
-    if not fields.get("upload_type"):
-        raise errors.BAD_REQUEST(f"upload_type is required: one of {', '.join(UPLOAD_TYPES)}")
-    return check_upload_type(fields["upload_type"], fields.get("task_id"))
+async def _kind(request: web.Request, fields: dict[str, str]) -> tuple[str, str | None]:
+    return await request.config_dict[SERVICE].kind(
+        fields.get("upload_type"), fields.get("task_id"), required=True
+    )
 
 
 def _sha256(fields: dict[str, str]) -> str | None:
@@ -99,7 +102,7 @@ async def _place(request: web.Request, fields: dict[str, str], chunk: Chunk) -> 
     if index >= total:
         raise errors.BAD_REQUEST(f"Invalid chunk_index {index} (total: {total})")
     if index == 0:
-        upload_type, task_id = _kind(fields)
+        upload_type, task_id = await _kind(request, fields)
         filename = clean_filename(fields.get("filename"))
         if not filename:
             raise errors.BAD_REQUEST("filename is required")
@@ -123,7 +126,7 @@ async def _place(request: web.Request, fields: dict[str, str], chunk: Chunk) -> 
 async def upload_chunk(request: web.Request) -> web.Response:
     if request.content_length is not None and request.content_length > MAX_CHUNK + FORM_SLACK:
         raise too_large(request.content_length)  # decided before reading a byte of the body
-    chunked: ChunkedUploads = request.app[CHUNKED]
+    core = request.app[SERVICE]
     fields = Fields()
     receipt: Stored | None = None
     spooled: Chunk | None = None
@@ -136,23 +139,21 @@ async def upload_chunk(request: web.Request) -> web.Response:
             elif _ready(fields):
                 receipt = await _place(request, fields, _body(request, part))
             else:
-                spooled = await chunked.spool(_body(request, part).blocks)
+                spooled = await core.spool(part.blocks())
         if receipt is None:
             if spooled is None:
                 raise errors.BAD_REQUEST("The file field chunk is required")
             receipt = await _place(request, fields, spooled)
     finally:
         if spooled is not None and receipt is None:
-            await chunked.discard(spooled)
+            await core.discard(spooled)
     # Every field is read: only now may the chunk complete the upload (a sha256 or an invalid
     # is_final_chunk after the chunk is seen before any batch exists). The chunk stays stored.
     _check_final_flag(fields)
     if sha256 := _sha256(fields):  # on any chunk, the last one included
-        await chunked.service.declare(
-            receipt.info.id, principal(request), {"sha256": sha256}, "The sha256 field"
-        )
+        await core.declare(receipt.info.id, principal(request), {"sha256": sha256}, "The sha256 field")
     return web.json_response(
-        _receipt_json(await chunked.received(receipt.info, receipt.index, receipt.counts))
+        _receipt_json(await request.app[CHUNKED].received(receipt.info, receipt.index, receipt.counts))
     )
 
 
@@ -176,19 +177,19 @@ async def upload_direct(request: web.Request) -> web.Response:
     """One whole file in one request: streamed to the store, then the batch. Its space is
     claimed like a tus upload's: its Content-Length up front, or STEP bytes at a time (507)."""
     chunked: ChunkedUploads = request.app[CHUNKED]
+    core = request.app[SERVICE]
     user = principal(request)
     fields = Fields()
     info = None
     try:
-        async with chunked.service.reservations.claim(user.id, request.content_length or STEP) as claim:
+        async with core.reserve(user.id, request.content_length or STEP) as claim:
             async for part in form_parts(request):
                 if part.name != "file":
                     await fields.add(part)
                     continue
                 if info is not None:
                     raise errors.BAD_REQUEST("Send one file per request")
-                body = _body(request, part)
-                body.blocks = claim.metered(body.blocks)
+                body = _body(request, part, claim.metered(part.blocks()))
                 # the type may follow the file in the form: it is checked, and set, once all fields are read
                 info = await chunked.start(
                     user,
@@ -197,21 +198,22 @@ async def upload_direct(request: web.Request) -> web.Response:
                     filename=clean_filename(part.filename) or "upload",
                     upload_type="zip_with_qr",
                     task_id=None,
-                    room=chunked.service.settings.max_upload_size,
+                    room=core.max_upload_size,
                 )
         if info is None:
             raise errors.BAD_REQUEST("The file field file is required")
-        info.upload_type, info.task_id = _kind(fields)
-        await chunked.service.repo.update_upload(info.id, upload_type=info.upload_type, task_id=info.task_id)
+        await core.set_kind(info, *await _kind(request, fields))
         if sha256 := _sha256(fields):
-            await chunked.service.declare(info.id, user, {"sha256": sha256}, "The sha256 field")
+            await core.declare(info.id, user, {"sha256": sha256}, "The sha256 field")
             info.metadata["sha256"] = sha256
     except BaseException:
         if info is not None and not info.is_complete:
-            await chunked.abandon(info)
+            await core.abandon(info)
         raise
     receipt = await chunked.received(info, 0)
+    assert receipt.info.batch_id is not None  # one chunk of one: complete
     row = await request.app[REPO].batch(receipt.info.batch_id)
+    assert row is not None
     return web.json_response(batch_json(row), status=201)
 
 

@@ -19,6 +19,7 @@ import aiohttp
 from . import tables
 from .config import credentials
 from .http import ClientError, check, session
+from .parsers import Subcommands
 
 TASK_FILES = ("template", "config", "evaluation")
 MARKER_DEFAULT = "omr_marker.jpg"  # OMRChecker's CropOnMarkers marker when relativePath is not set
@@ -26,7 +27,7 @@ LOCAL_USER_COMMANDS = ("create", "passwd")
 SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
 
 
-def add_task_parsers(sub: argparse._SubParsersAction, server: argparse.ArgumentParser) -> None:
+def add_task_parsers(sub: Subcommands, server: argparse.ArgumentParser) -> None:
     tasks = sub.add_parser("tasks", help="exams: their templates and answer keys (admin)").add_subparsers(
         dest="tasks_command", required=True
     )
@@ -47,7 +48,7 @@ def add_task_parsers(sub: argparse._SubParsersAction, server: argparse.ArgumentP
 
 
 def add_user_parsers(
-    users: argparse._SubParsersAction,
+    users: Subcommands,
     server: argparse.ArgumentParser,
     local: tuple[argparse.ArgumentParser, ...],
 ) -> None:

@@ -19,6 +19,7 @@ from . import admin, api
 from .config import credentials, normalize_server, save_credentials, stored_server
 from .http import ClientError, ServerError, session
 from .legacy import LegacyUpload
+from .parsers import Subcommands, server_option
 from .tables import batch_details, batch_list
 from .tus import TusUpload
 from .watch import wait_for_batch
@@ -29,13 +30,7 @@ UPLOAD_TYPES = ("zip_with_qr", "zip_no_qr", "images")
 BATCH_STATUSES = ("uploaded", "processing", "completed", "failed")
 
 
-def server_option() -> argparse.ArgumentParser:
-    server = argparse.ArgumentParser(add_help=False)
-    server.add_argument("--server", help="the server's URL (default: the one you logged in to)")
-    return server
-
-
-def add_parsers(sub: argparse._SubParsersAction) -> None:
+def add_parsers(sub: Subcommands) -> None:
     server = server_option()
 
     login_ = sub.add_parser(

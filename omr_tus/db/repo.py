@@ -9,13 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, Row, Table, and_, case, delete, func, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .models import (
     Answer,
@@ -169,11 +169,13 @@ class Repo:
             update(uploads).where(uploads.c.id == upload_id).values(updated_at=utcnow(), **values)
         )
 
-    async def complete_upload(
-        self, upload_id: str, offset: int, batch: dict[str, Any], sha256: str | None = None
-    ) -> None:
-        """Mark the upload complete and create its batch in one transaction. With `sha256`,
-        the file is already in durable storage: the batch can be ingested at once."""
+    @contextlib.asynccontextmanager
+    async def completing(
+        self, upload_id: str, offset: int, sha256: str | None = None
+    ) -> AsyncIterator[CompletionRecord]:
+        """Marks the upload complete in a transaction that stays open for the block: what the
+        block records through the yielded handle (a batch) commits with the completion, or
+        neither does. With `sha256`, the file is already in durable storage."""
         now = utcnow()
         durable = dict(location="durable", sha256=sha256) if sha256 else {}
         async with self.engine.begin() as conn:
@@ -189,20 +191,7 @@ class Repo:
                     **durable,
                 )
             )
-            await conn.execute(
-                insert(batches).values(
-                    created_at=now,
-                    updated_at=now,
-                    status="uploaded",
-                    total_sheets=0,
-                    processed_sheets=0,
-                    failed_sheets=0,
-                    sha256=sha256,
-                    **batch,
-                )
-            )
-            if sha256:
-                await _notify_work(conn)
+            yield CompletionRecord(conn, now, sha256)
 
     async def record_durable(self, upload_id: str, sha256: str) -> None:
         """The file is in durable storage, with this sha256: one transaction, so no crash
@@ -974,6 +963,30 @@ def in_turn(waiting: Sequence[Row]) -> list[str]:
 
     order = sorted(waiting, key=turn)
     return [b.id for b in order]
+
+
+class CompletionRecord:
+    """Writes that belong to an upload's completion, in its transaction (Repo.completing)."""
+
+    def __init__(self, conn: AsyncConnection, now: dt.datetime, sha256: str | None):
+        self._conn, self._now, self._sha256 = conn, now, sha256
+
+    async def add_batch(self, batch: dict[str, Any]) -> None:
+        """The completed upload's batch; with the file already durable, workers may take it at once."""
+        await self._conn.execute(
+            insert(batches).values(
+                created_at=self._now,
+                updated_at=self._now,
+                status="uploaded",
+                total_sheets=0,
+                processed_sheets=0,
+                failed_sheets=0,
+                sha256=self._sha256,
+                **batch,
+            )
+        )
+        if self._sha256:
+            await _notify_work(self._conn)
 
 
 async def _notify_work(conn) -> None:

@@ -9,11 +9,12 @@ and its closing CRLF reached the server apart."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import StreamReader, web
 
 from .. import errors
+from ..uploads.model import Interrupted
 
 
 async def blocks(content: StreamReader, idle: float | None = None) -> AsyncIterator[bytes]:
@@ -37,3 +38,13 @@ async def blocks(content: StreamReader, idle: float | None = None) -> AsyncItera
             yield block
         elif content.at_eof():  # an ended body read again answers (b"", True) for ever
             return
+
+
+def interrupter(request: web.Request) -> Callable[[], None]:
+    """Ends the request's body with Interrupted: a newer request took its upload over."""
+    return lambda: request.content.set_exception(Interrupted())
+
+
+def received(request: web.Request) -> Callable[[], int]:
+    """The bytes of the request's body so far: the client's activity."""
+    return lambda: request.content.total_bytes

@@ -12,7 +12,6 @@ from ..metrics import Counters
 from ..store import Store
 from ..store.files import CompletedFiles
 from ..uploads.chunked import ChunkedUploads
-from ..uploads.concat import Concatenation
 from ..uploads.model import Principal
 from ..uploads.service import UploadService
 from ..uploads.sweeper import Sweeper
@@ -26,7 +25,6 @@ SERVICE = web.AppKey("service", UploadService)
 AUTH = web.AppKey("auth", Authenticator)
 FILES = web.AppKey("files", CompletedFiles)
 CHUNKED = web.AppKey("chunked", ChunkedUploads)
-CONCAT = web.AppKey("concat", Concatenation)
 METRICS = web.AppKey("metrics", Counters)
 REVIEW_POOL = web.AppKey("review_pool", BoundedPool)
 SWEEPER = web.AppKey("sweeper", Sweeper)

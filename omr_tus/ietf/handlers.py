@@ -1,13 +1,14 @@
 """IETF resumable uploads at /files/: OPTIONS, POST (creation, with a 104 interim response),
 HEAD (offset retrieval), PATCH (append) and DELETE (cancellation), over the same
-UploadService as tus. A request is routed here by `dispatch`, a middleware that takes the
-IETF requests (see headers.is_ietf) of the tus routes before their tus handlers."""
+upload core as tus. omr_tus/resumable.py routes the IETF requests (see headers.is_ietf) here,
+through `handle`."""
 
 from __future__ import annotations
 
 import json
 import logging
 import re
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.http import HttpVersion11
@@ -15,13 +16,11 @@ from aiohttp.http import HttpVersion11
 from .. import errors
 from ..http.files import clean_filename
 from ..http.keys import SERVICE, SETTINGS, principal
-from ..http.middlewares import is_tus
 from ..http.urls import base_url
 from ..tus import handlers as tus
 from ..tus import headers as tus_headers
 from ..uploads.digests import checked_metadata, merged, repr_digest
 from ..uploads.model import UploadInfo
-from ..uploads.validation import check_upload_type
 from . import headers as h
 
 log = logging.getLogger("omr_tus.ietf")
@@ -40,7 +39,7 @@ def _batch(info: UploadInfo) -> dict[str, str]:
 
 def _limits(request: web.Request, v: h.Version, info: UploadInfo | None = None) -> dict[str, str]:
     expires = info.expires_at if info is not None and not info.is_complete else None
-    return v.limits(request.app[SETTINGS].max_upload_size, expires)
+    return v.limits(request.config_dict[SETTINGS].max_upload_size, expires)
 
 
 async def options(request: web.Request, v: h.Version) -> web.Response:
@@ -52,7 +51,7 @@ async def options(request: web.Request, v: h.Version) -> web.Response:
 
 
 async def create(request: web.Request, v: h.Version) -> web.Response:
-    service = request.app[SERVICE]
+    service = request.config_dict[SERVICE]
     if tus_headers.non_negative(request.headers.get("Upload-Offset"), errors.INVALID_OFFSET, "Upload-Offset"):
         raise errors.BAD_REQUEST("a creation request starts at offset 0: send no Upload-Offset")
     complete = v.requested_complete(request.headers, creation=True)
@@ -64,13 +63,10 @@ async def create(request: web.Request, v: h.Version) -> web.Response:
         repr_digest(request.headers.get("Repr-Digest")),
         "Repr-Digest",
     )
-    if not meta.get("upload_type"):
-        raise errors.BAD_REQUEST(
-            "Upload-Metadata must name the upload_type (zip_with_qr, zip_no_qr or images, and task_id for the "
-            "last two), tus-style: 'upload_type <base64>,task_id <base64>,filename <base64>'"
-        )
-    upload_type, task_id = check_upload_type(meta.get("upload_type"), meta.get("task_id"))
-    meta.setdefault("filename", _disposition_filename(request.headers.get("Content-Disposition")))
+    upload_type, task_id = await service.kind(meta.get("upload_type"), meta.get("task_id"))
+    filename = _disposition_filename(request.headers.get("Content-Disposition"))
+    if filename is not None:
+        meta.setdefault("filename", filename)
     filetype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
     if filetype not in _TRANSFER_TYPES:
         meta.setdefault("filetype", filetype)
@@ -85,7 +81,7 @@ async def create(request: web.Request, v: h.Version) -> web.Response:
         task_id=task_id,
         protocol="ietf",
     )
-    location = f"{base_url(request, request.app[SETTINGS].trust_proxy_headers)}/files/{info.id}"
+    location = f"{base_url(request, request.config_dict[SETTINGS].trust_proxy_headers)}/files/{info.id}"
     await _interim(request, {**_common(v), "Location": location, **_limits(request, v, info)})
     try:
         info = await _transfer(request, v, info, 0, complete)
@@ -153,20 +149,13 @@ async def _transfer(
             raise h.INCONSISTENT_LENGTH(
                 f"Upload-Complete: ?1 at offset {info.offset}, but the upload's length is {info.length}"
             )
-        info = await request.app[SERVICE].append(
-            info.id, principal(request), info.offset, _nothing(), interrupt=lambda: None, length=info.offset
-        )
+        info = await request.config_dict[SERVICE].declare_length(info.id, principal(request), info.offset)
     return info
-
-
-async def _nothing():
-    return
-    yield
 
 
 async def head(request: web.Request, v: h.Version) -> web.Response:
     v.refuse(request.headers, v.refused_on_head)
-    info = await request.app[SERVICE].current(request.match_info["upload_id"], principal(request))
+    info = await request.config_dict[SERVICE].current(request.match_info["upload_id"], principal(request))
     hdrs = {
         **_common(v),
         "Cache-Control": "no-store",
@@ -188,10 +177,10 @@ async def patch(request: web.Request, v: h.Version) -> web.Response:
     offset = tus_headers.upload_offset(request.headers)
     complete = v.requested_complete(request.headers, creation=False)
     if digests := repr_digest(request.headers.get("Repr-Digest")):  # the whole file's, on an append too
-        await request.app[SERVICE].declare(
+        await request.config_dict[SERVICE].declare(
             request.match_info["upload_id"], principal(request), digests, "Repr-Digest"
         )
-    info = await request.app[SERVICE].get(request.match_info["upload_id"], principal(request))
+    info = await request.config_dict[SERVICE].get(request.match_info["upload_id"], principal(request))
     if info.is_complete:  # more bytes for it are an inconsistent length, where the version says so
         more = request.content_length or (request.body_exists and request.content_length is None)
         spec = h.INCONSISTENT_LENGTH if more and "inconsistent-upload-length" in v.problems else h.COMPLETED
@@ -214,12 +203,13 @@ async def patch(request: web.Request, v: h.Version) -> web.Response:
 
 async def delete(request: web.Request, v: h.Version) -> web.Response:
     v.refuse(request.headers, v.refused_on_delete)
-    await request.app[SERVICE].terminate(request.match_info["upload_id"], principal(request))
+    await request.config_dict[SERVICE].terminate(request.match_info["upload_id"], principal(request))
     return web.Response(status=204, headers=_common(v))
 
 
-COLLECTION = {"POST": create, "OPTIONS": options}
-RESOURCE = {"HEAD": head, "PATCH": patch, "DELETE": delete, "OPTIONS": options}
+IetfHandler = Callable[[web.Request, h.Version], Awaitable[web.Response]]
+COLLECTION: dict[str, IetfHandler] = {"POST": create, "OPTIONS": options}
+RESOURCE: dict[str, IetfHandler] = {"HEAD": head, "PATCH": patch, "DELETE": delete, "OPTIONS": options}
 
 
 def error_response(request: web.Request, v: h.Version, exc: errors.ServiceError) -> web.Response:
@@ -234,15 +224,9 @@ def error_response(request: web.Request, v: h.Version, exc: errors.ServiceError)
     return web.Response(status=exc.status, body=json.dumps(body), content_type=h.PROBLEM_JSON, headers=hdrs)
 
 
-@web.middleware
-async def dispatch(request: web.Request, handler):
-    """Innermost middleware: an IETF request on a tus route goes to this module's handler
-    for its method (auth, CORS and error mapping have already run around it)."""
-    if not (is_tus(request) and h.is_ietf(request.headers)) or request.match_info.http_exception is not None:
-        return await handler(request)
-    methods = RESOURCE if "upload_id" in request.match_info else COLLECTION
-    if request.method == "GET":  # the download is the same for both protocols
-        return await handler(request)
+async def handle(request: web.Request, methods: dict[str, IetfHandler]) -> web.Response:
+    """The IETF request (omr_tus/resumable.py routes it here) to this module's handler for its
+    method; the errors it raises answered as its interop version writes them."""
     ietf_handler = methods.get(request.method)
     if ietf_handler is None:
         raise web.HTTPMethodNotAllowed(request.method, list(methods))
@@ -251,7 +235,3 @@ async def dispatch(request: web.Request, handler):
         return await ietf_handler(request, v)
     except errors.ServiceError as exc:
         return error_response(request, v, exc)
-
-
-def setup(app: web.Application) -> None:
-    app.middlewares.append(dispatch)

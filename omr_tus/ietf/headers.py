@@ -214,7 +214,7 @@ def problem(v: Version, exc: errors.ServiceError, provided_offset: str | None) -
         if exc.spec is errors.OFFSET_MISMATCH:
             return {"type": "about:blank", "title": "Conflict", "detail": exc.message}
         return None
-    body = {"type": PROBLEM_TYPES + name, "title": title, "detail": exc.message}
+    body: dict[str, str | int | None] = {"type": PROBLEM_TYPES + name, "title": title, "detail": exc.message}
     if exc.spec is errors.OFFSET_MISMATCH:
         body["expected-offset"] = int(exc.headers["Upload-Offset"])
         if provided_offset is not None and provided_offset.strip().isdigit():

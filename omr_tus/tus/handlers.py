@@ -1,23 +1,24 @@
-"""tus 1.0.0 at /files/: OPTIONS, POST (creation), HEAD, PATCH, DELETE and GET (download)."""
+"""tus 1.0.0 at /files/ (routed by omr_tus/resumable.py): OPTIONS, POST (creation), HEAD, PATCH,
+DELETE and GET (download), over the upload core (omr_tus/uploads/service.py)."""
 
 from __future__ import annotations
 
 import email.utils
 import re
+from typing import Any
 
 from aiohttp import web
 
 from .. import errors
 from ..http import body
+from ..http.body import interrupter, received
 from ..http.files import clean_filename, content_disposition
-from ..http.keys import CONCAT, FILES, REPO, SERVICE, SETTINGS, STORE, principal
+from ..http.keys import FILES, REPO, SERVICE, SETTINGS, STORE, principal
 from ..http.urls import base_url
 from ..store import RangeCopier, Truncater
 from ..uploads.checksums import ALGORITHMS
 from ..uploads.digests import checked_metadata, declared
 from ..uploads.model import UploadInfo
-from ..uploads.service import interrupted
-from ..uploads.validation import check_upload_type
 from . import headers as h
 
 BASE_EXTENSIONS = ["creation", "creation-with-upload", "creation-defer-length", "expiration", "termination"]
@@ -49,7 +50,7 @@ def _batch(info: UploadInfo) -> dict[str, str]:
 
 
 async def options(request: web.Request) -> web.Response:
-    app = request.app
+    app = request.config_dict
     hdrs = tus_headers(
         **{
             "Tus-Version": h.TUS_VERSION,
@@ -63,7 +64,7 @@ async def options(request: web.Request) -> web.Response:
 
 
 async def create(request: web.Request) -> web.Response:
-    service = request.app[SERVICE]
+    service = request.config_dict[SERVICE]
     user = principal(request)
     concat, partial_ids = h.concat(request.headers.get("Upload-Concat"))
     if concat == "final" and (
@@ -78,15 +79,15 @@ async def create(request: web.Request) -> web.Response:
         raise errors.BAD_REQUEST(
             "A partial upload's digest cannot be checked: declare the whole file's sha256 on the final upload"
         )
-    upload_type, task_id = check_upload_type(
-        meta.get("upload_type"), meta.get("task_id"), need_task=concat != "partial"
+    upload_type, task_id = await service.kind(
+        meta.get("upload_type"), meta.get("task_id"), part=concat == "partial"
     )
     with_body = request.headers.get("Content-Type", "").split(";")[0].strip() == h.OFFSET_STREAM
     if not with_body and request.content_length:
         raise errors.UNSUPPORTED_MEDIA(
             "a creation request with a body must use Content-Type: application/offset+octet-stream"
         )
-    fields = dict(
+    fields: dict[str, Any] = dict(
         metadata=meta,
         raw_metadata=raw_meta,
         filename=clean_filename(meta.get("filename")),
@@ -96,10 +97,10 @@ async def create(request: web.Request) -> web.Response:
     if concat == "final":
         if with_body:
             raise errors.FORBIDDEN("A final upload cannot carry a body")
-        info = await request.app[CONCAT].create_final(user, partial_ids, **fields)
+        info = await service.concatenate(user, partial_ids, **fields)
     else:
         info = await service.create(user, length=length, concat=concat, **fields)
-    location = f"{base_url(request, request.app[SETTINGS].trust_proxy_headers)}/files/{info.id}"
+    location = f"{base_url(request, request.config_dict[SETTINGS].trust_proxy_headers)}/files/{info.id}"
     hdrs = tus_headers(Location=location)
     if with_body:
         try:
@@ -114,13 +115,13 @@ async def create(request: web.Request) -> web.Response:
 
 
 async def head(request: web.Request) -> web.Response:
-    info = await request.app[SERVICE].current(request.match_info["upload_id"], principal(request))
+    info = await request.config_dict[SERVICE].current(request.match_info["upload_id"], principal(request))
     hdrs = tus_headers(**{"Cache-Control": "no-store"})
     if info.concat != "final" or info.is_complete:  # a final has no offset until it is assembled
         hdrs["Upload-Offset"] = str(info.offset)
     if info.concat == "final":
-        base = base_url(request, request.app[SETTINGS].trust_proxy_headers)
-        parts = await request.app[REPO].parts_of(info.id)
+        base = base_url(request, request.config_dict[SETTINGS].trust_proxy_headers)
+        parts = await request.config_dict[REPO].parts_of(info.id)
         hdrs["Upload-Concat"] = "final;" + " ".join(f"{base}/files/{p.id}" for p in parts)
     elif info.concat == "partial":
         hdrs["Upload-Concat"] = "partial"
@@ -151,15 +152,15 @@ async def patch(request: web.Request) -> web.Response:
 async def append_body(request: web.Request, upload_id: str, offset: int, length: int | None) -> UploadInfo:
     """The request body appended at offset (also for IETF resumable uploads: omr_tus/ietf)."""
     checksum = h.checksum(request.headers.get("Upload-Checksum"))
-    if checksum is not None and not isinstance(request.app[STORE], Truncater):
+    if checksum is not None and not isinstance(request.config_dict[STORE], Truncater):
         raise errors.BAD_REQUEST("this server's store cannot verify checksums")
-    return await request.app[SERVICE].append(
+    return await request.config_dict[SERVICE].append(
         upload_id,
         principal(request),
         offset,
         body.blocks(request.content),
-        interrupt=lambda: request.content.set_exception(interrupted()),
-        received=lambda: request.content.total_bytes,
+        interrupt=interrupter(request),
+        received=received(request),
         length=length,
         content_length=request.content_length,
         checksum=checksum,
@@ -167,12 +168,12 @@ async def append_body(request: web.Request, upload_id: str, offset: int, length:
 
 
 async def delete(request: web.Request) -> web.Response:
-    await request.app[SERVICE].terminate(request.match_info["upload_id"], principal(request))
+    await request.config_dict[SERVICE].terminate(request.match_info["upload_id"], principal(request))
     return web.Response(status=204, headers=tus_headers())
 
 
 async def download(request: web.Request) -> web.StreamResponse:
-    service = request.app[SERVICE]
+    service = request.config_dict[SERVICE]
     info = await service.get(request.match_info["upload_id"], principal(request))
     if not info.is_complete:
         raise errors.BAD_REQUEST(
@@ -187,7 +188,7 @@ async def download(request: web.Request) -> web.StreamResponse:
         "Cache-Control": "private, no-store",
     }
     try:
-        async with request.app[FILES].stream(info.id, info.location) as (size, chunks):
+        async with request.config_dict[FILES].stream(info.id, info.location) as (size, chunks):
             response = web.StreamResponse(headers=hdrs)
             response.content_length = size
             await response.prepare(request)
@@ -199,6 +200,7 @@ async def download(request: web.Request) -> web.StreamResponse:
         raise errors.NOT_FOUND(f"Upload {info.id} has no stored file") from None
 
 
+COLLECTION = {"POST": create, "OPTIONS": options}
 METHODS = {"HEAD": head, "PATCH": patch, "DELETE": delete, "GET": download, "OPTIONS": options}
 
 
@@ -211,10 +213,3 @@ async def upload_resource(request: web.Request) -> web.StreamResponse:
     if handler is None:
         raise web.HTTPMethodNotAllowed(method, list(METHODS))
     return await handler(request)
-
-
-def setup(app: web.Application) -> None:
-    for path in ("/files", "/files/"):
-        app.router.add_route("POST", path, create)
-        app.router.add_route("OPTIONS", path, options)
-    app.router.add_route("*", "/files/{upload_id}", upload_resource)

@@ -13,6 +13,21 @@ from ..uploads.checksums import ALGORITHMS, Checksum
 
 TUS_VERSION = "1.0.0"
 OFFSET_STREAM = "application/offset+octet-stream"
+# The headers of tus requests and answers (CORS allows and exposes them).
+FIELDS = (
+    "Tus-Resumable",
+    "Tus-Version",
+    "Tus-Extension",
+    "Tus-Max-Size",
+    "Tus-Checksum-Algorithm",
+    "Upload-Offset",
+    "Upload-Length",
+    "Upload-Metadata",
+    "Upload-Defer-Length",
+    "Upload-Concat",
+    "Upload-Expires",
+    "Upload-Checksum",
+)
 MAX_METADATA = 4096
 _DIGITS = re.compile(r"^[0-9]{1,19}$")
 _META_KEY = re.compile(r"^[!-+\--~]+$")  # printable ASCII without space and comma

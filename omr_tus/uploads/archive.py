@@ -14,6 +14,7 @@ it (uploads/service.py)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -22,11 +23,13 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from .. import crashpoints
-from ..store import LocalFiles, RemoteFiles
+from ..db.repo import Repo
+from ..store import LocalFiles, RemoteFiles, Store
 from ..store.files import CompletedFiles
 from .digests import DECLARED
+from .locks import UploadLocks
 from .model import LOST, UploadInfo
-from .service import UploadService
+from .shared_locks import SharedUploadLocks
 
 log = logging.getLogger("omr_tus.archive")
 READ_BLOCK = 1024 * 1024
@@ -123,31 +126,58 @@ def make_durable(src: Path | None, dst: Path, size: int, algorithms: Iterable[st
 
 
 class Archiver:
-    def __init__(self, service: UploadService, files: CompletedFiles):
-        self.service = service
+    """Moves completed files from the incoming store to durable storage. The upload core calls
+    it when a completion waits for the durable copy; the batch intake starts it in the background
+    for the others (start), and the app's start-up for what a stopped node left (recover)."""
+
+    def __init__(
+        self, repo: Repo, store: Store, locks: UploadLocks | SharedUploadLocks, files: CompletedFiles
+    ):
+        self._repo = repo
+        self._store = store
+        self._locks = locks
         self.files = files
         self.durable = files.durable
         self._moves = asyncio.Semaphore(PARALLEL_MOVES)
+        self._background: set[asyncio.Task] = set()
+        self._closing = asyncio.Event()  # set at shutdown: retrying moves give up
 
-    def _moving(self, info: UploadInfo) -> bool:
-        """Whether the upload's bytes are still to leave the incoming store's directory."""
-        store = self.service.store
-        return (
-            info.location == "store"
-            and isinstance(store, LocalFiles)
-            and store.directory.resolve() != self.durable.directory.resolve()
-        )
+    def start(self, info: UploadInfo) -> None:
+        """The move, in the background; awaited at shutdown (drain)."""
+        task = asyncio.get_running_loop().create_task(self(info))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def drain(self) -> None:
+        """At shutdown: moves still failing give up (the next start retries them); the others end."""
+        self._closing.set()
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+
+    async def _pause(self, seconds: float) -> bool:
+        """Waits `seconds`, or less if the server stops meanwhile (then True)."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._closing.wait(), seconds)
+        return self._closing.is_set()
+
+    def _source(self, info: UploadInfo) -> Path | None:
+        """The incoming file the durable copy is made from; None once the bytes sit in the
+        durable directory (moved, or a store that writes there)."""
+        store = self._store
+        if info.location != "store" or not isinstance(store, LocalFiles):
+            return None
+        src = store.path(info.id)
+        return src if src.parent.resolve() != self.durable.directory.resolve() else None
 
     async def preserve(self, info: UploadInfo, algorithms: Iterable[str] = ()) -> dict[str, str] | None:
         """Makes the durable copy (again, if need be) and returns the file's digests (sha256 and
         the `algorithms`), or None if its bytes are lost. Raises what the disk raises (full)."""
         algorithms = tuple(algorithms)
         async with self._moves:
-            if isinstance(self.service.store, RemoteFiles):
+            if isinstance(self._store, RemoteFiles):
                 return await self._hash_remote(info, algorithms)
-            src = self.service.store.path(info.id) if self._moving(info) else None
             return await asyncio.to_thread(
-                make_durable, src, self.durable.path(info.id), info.offset, algorithms
+                make_durable, self._source(info), self.durable.path(info.id), info.offset, algorithms
             )
 
     async def _hash_remote(self, info: UploadInfo, algorithms: tuple[str, ...]) -> dict[str, str] | None:
@@ -162,14 +192,14 @@ class Archiver:
 
     async def release(self, info: UploadInfo) -> None:
         """The RAM copy, once the durable one is recorded."""
-        if self._moving(info):
-            await self.service.store.delete(info.id)
+        if self._source(info) is not None:
+            await self._store.delete(info.id)
         info.location = "durable"
 
     async def discard(self, info: UploadInfo) -> None:
         """Both copies of a file that will never become a batch (its digest did not match)."""
         await self.durable.delete(info.id)
-        await self.service.store.delete(info.id)
+        await self._store.delete(info.id)
 
     async def __call__(self, info: UploadInfo) -> None:
         """In the background after completion: retried with growing pauses while it fails (a
@@ -183,7 +213,7 @@ class Archiver:
                 await self._archive(info)
                 return
             except Exception as exc:
-                if self.service.closing.is_set():
+                if self._closing.is_set():
                     log.warning(
                         "Upload %s: not moved to durable storage (%s); the next start retries", info.id, exc
                     )
@@ -195,15 +225,15 @@ class Archiver:
                     exc,
                     delay,
                 )
-            if await self.service.pause(delay):
+            if await self._pause(delay):
                 return
             delay = min(delay * 2, RETRY_MAX)
 
     async def _archive(self, info: UploadInfo) -> None:
         """Under the upload's lock (across nodes with PostgreSQL's advisory locks), and only if the
         upload still waits for it: another node, or this one before a restart, may have done it."""
-        async with self.service.locks.hold(info.id):
-            row = await self.service.repo.upload(info.id)
+        async with self._locks.hold(info.id):
+            row = await self._repo.upload(info.id)
             if (
                 row is None
                 or row.status != "complete"
@@ -216,7 +246,7 @@ class Archiver:
     async def _make_durable(self, info: UploadInfo) -> None:
         digests = await self.preserve(info)
         if digests is None:
-            await self.service.repo.record_lost(info.id, LOST)
+            await self._repo.record_lost(info.id, LOST)
             log.error(
                 "Upload %s: its %d bytes were lost before they reached durable storage (a reboot wiped "
                 "the RAM disk?); its batch failed",
@@ -225,7 +255,7 @@ class Archiver:
             )
             info.location, info.offset = "lost", 0
             return
-        await self.service.repo.record_durable(info.id, digests["sha256"])
+        await self._repo.record_durable(info.id, digests["sha256"])
         info.sha256 = digests["sha256"]
         crashpoints.reach("recorded")
         await self.release(info)
@@ -234,7 +264,7 @@ class Archiver:
     async def recover(self) -> None:
         """Completed uploads a stopped node had not made durable (or had, without recording
         the sha256): finish that now, in the background."""
-        for upload_id in await self.service.repo.uploads_to_archive():
-            row = await self.service.repo.upload(upload_id)
+        for upload_id in await self._repo.uploads_to_archive():
+            row = await self._repo.upload(upload_id)
             if row is not None:
-                self.service.spawn(self(UploadInfo.from_row(row)))
+                self.start(UploadInfo.from_row(row))

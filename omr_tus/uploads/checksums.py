@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import zlib
+from collections.abc import Callable
+from typing import Any
 
 
 class _Crc32:
@@ -20,7 +22,7 @@ class _Crc32:
         return self._crc.to_bytes(4, "big")
 
 
-ALGORITHMS = {
+ALGORITHMS: dict[str, Callable[[], Any]] = {
     "sha1": hashlib.sha1,
     "sha256": hashlib.sha256,
     "sha512": hashlib.sha512,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import AsyncIterable, Callable
 from typing import Any
 
 from sqlalchemy import Row
@@ -21,6 +22,21 @@ class Principal:
     @property
     def is_admin(self) -> bool:
         return self.role == "admin"
+
+
+class Interrupted(Exception):
+    """Raised into a writer's body stream when a newer request takes its upload over."""
+
+
+@dataclasses.dataclass
+class Chunk:
+    """A numbered part's body: streamed from the request, or already spooled on the store."""
+
+    blocks: AsyncIterable[bytes] | None = None
+    interrupt: Callable[[], None] = lambda: None
+    received: Callable[[], int] | None = None  # bytes of the request so far (the client's activity)
+    spool_id: str | None = None
+    spool_size: int = 0
 
 
 @dataclasses.dataclass

@@ -43,6 +43,10 @@ def mb(n: int) -> str:
     return f"{n / MB:.2f}MB"
 
 
+async def _outside_claim(more: int) -> None:
+    raise RuntimeError("a claim grows only inside Reservations.claim()")
+
+
 @dataclasses.dataclass
 class Claim:
     """Bytes promised by this node that the database may not show yet."""
@@ -50,7 +54,7 @@ class Claim:
     owner_id: int
     size: int
     committed: float | None = None  # when its row was written (monotonic); None while in flight
-    grow: Callable[[int], Awaitable[None]] = dataclasses.field(default=None, repr=False)
+    grow: Callable[[int], Awaitable[None]] = dataclasses.field(default=_outside_claim, repr=False)
 
     async def metered(self, blocks: AsyncIterable[bytes], step: int = STEP) -> AsyncIterator[bytes]:
         """The body, claiming `step` more bytes (507 if they do not fit) whenever what has

@@ -1,5 +1,8 @@
-"""The upload service: creation, appending, completion, termination and expiry of
-uploads, independent of the protocol that carries them (tus, legacy chunks)."""
+"""The upload core: creation, writing (at an offset, or as a numbered part), length
+declaration, completion, concatenation, termination and expiry of uploads, independent of the
+protocol that carries them (tus, IETF, legacy chunks are adapters over its public methods). It
+alone touches the uploads' rows, the store, the locks, the reservations and its caches; what a
+completed upload becomes is not its business: it publishes UploadCompleted (events.py)."""
 
 from __future__ import annotations
 
@@ -10,33 +13,38 @@ import datetime as dt
 import errno
 import logging
 import os
+import secrets
 import time
-import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
 
 from .. import crashpoints, errors
 from ..config import Settings
 from ..db.models import utcnow
 from ..db.repo import Repo
 from ..metrics import Counters
-from ..store import Finisher, PartWriter, Store, Truncater, WriteProgress
+from ..store import Finisher, LocalStore, PartWriter, RangeCopier, Store, Truncater, WriteProgress
+from ..store.files import read_chunks
+from . import concat
+from .archive import Archiver
 from .checksums import Checksum
 from .digests import declared, merged, mismatch
+from .events import CompletionSubscriber, UploadCompleted
 from .locks import Holder, UploadLocks
-from .model import LOST, Principal, UploadInfo
-from .reservations import STEP, Reservations, mb
+from .model import LOST, TYPES_NEEDING_TASK, Chunk, Interrupted, Principal, UploadInfo
+from .reservations import STEP, Claim, Reservations, mb
 from .shared_locks import SharedUploadLocks
-
-if TYPE_CHECKING:
-    from .archive import Archiver
+from .validation import check_upload_type
 
 log = logging.getLogger("omr_tus.uploads")
 COMMIT_EVERY = 1.0  # seconds between offset commits during one long write
 OWNER_CACHE_SIZE = 100_000
-
-FinishHook = Callable[[UploadInfo], Awaitable[None]]
+MAX_CHUNK = 100 * 1024 * 1024
+# A spooled chunk's name: never an upload id, so the sweeper ages spools apart from uploads.
+SPOOL_PREFIX = "spool-"
 
 
 class _ParallelDigest:
@@ -81,28 +89,40 @@ class StreamTooLarge(Exception):
     """The body carried more bytes than the upload has room for."""
 
 
+def too_large(size: int, limit: int = MAX_CHUNK) -> errors.ServiceError:
+    return errors.TOO_LARGE(f"Chunk size {size} exceeds maximum {limit}")
+
+
 class UploadService:
+    """The upload core. `archiver` makes completed files durable; a completion waits for it
+    when settings.durable_before_ack or a declared digest asks for that. `subscriber` hears
+    of every completed upload (not of partial uploads, which only wait to be concatenated)."""
+
     def __init__(
         self,
         settings: Settings,
         repo: Repo,
         store: Store,
         locks: UploadLocks | SharedUploadLocks,
-        counters: Counters | None = None,
+        counters: Counters,
+        *,
+        archiver: Archiver,
+        subscriber: CompletionSubscriber,
+        scratch: LocalStore,
     ):
-        self.settings = settings
-        self.counters = counters or Counters()
-        self.repo = repo
-        self.store = store
-        self.locks = locks
-        self.finish_hooks: list[FinishHook] = []  # run in the background after completion
-        # Makes completed files durable (uploads/archive.py); the completion waits for it when
-        # settings.durable_before_ack or a declared digest asks for that.
-        self.archiver: Archiver | None = None
-        self.closing = asyncio.Event()  # set at shutdown: retrying background work gives up
-        self.partial_hooks: list[FinishHook] = []  # run when a partial upload (tus concatenation) completes
+        self._settings = settings
+        self._counters = counters
+        self._repo = repo
+        self._store = store
+        self._locks = locks
+        self.archiver = archiver
+        self._subscriber = subscriber
+        self.max_chunk = MAX_CHUNK
+        # Chunks that arrive before their form fields wait on the store itself when it can place
+        # them later without the bytes passing through Python; else in a local scratch folder.
+        self._spool_store: Store = store if isinstance(store, RangeCopier) else scratch
         # Space promised to incomplete uploads, counted from the database.
-        self.reservations = Reservations(
+        self._reservations = Reservations(
             repo, store, settings.reservation_idle_timeout, settings.reservation_user_share
         )
         # Incomplete uploads as this process last committed them, under their lock: the store
@@ -116,6 +136,19 @@ class UploadService:
         self._owners: dict[str, int] = {}
         self._background: set[asyncio.Task] = set()
         self._hash_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="hash")
+
+    @property
+    def max_upload_size(self) -> int:
+        return self._settings.max_upload_size
+
+    def lock_figures(self) -> tuple[int, int | None]:
+        """Waits for an upload's lock, and the database queries the locks cost (None: in-process)."""
+        queries = self._locks.queries if isinstance(self._locks, SharedUploadLocks) else None
+        return self._locks.waits, queries
+
+    def interrupt_idle(self) -> None:
+        """Writers whose client sent nothing for idle_timeout let go of their upload."""
+        self._locks.interrupt_idle(self._settings.idle_timeout)
 
     # -- lookup -------------------------------------------------------------
     async def get(self, upload_id: str, user: Principal) -> UploadInfo:
@@ -131,19 +164,19 @@ class UploadService:
 
     async def reload(self, upload_id: str) -> UploadInfo | None:
         """The upload's current state, with its batch id once complete (no ownership check)."""
-        row = await self.repo.upload(upload_id)
+        row = await self._repo.upload(upload_id)
         if row is None:
             return None
         info = UploadInfo.from_row(row)
         if info.is_complete:
-            batch = await self.repo.batch_for_upload(upload_id)
+            batch = await self._repo.batch_for_upload(upload_id)
             info.batch_id = batch.id if batch else None
         return info
 
     def _cached(self, upload_id: str) -> UploadInfo | None:
         """The upload as this process last committed it, if nobody else can have changed it
         since (one node; with several, each request reads the database and the store)."""
-        return self._in_sync.get(upload_id) if self.locks.local_only else None
+        return self._in_sync.get(upload_id) if self._locks.local_only else None
 
     def _known(self, upload_id: str, user: Principal) -> UploadInfo | None:
         known = self._cached(upload_id)
@@ -157,7 +190,7 @@ class UploadService:
         Only its owner (or an admin) may ask: a stranger is answered before any lock is taken."""
         await self._owned(upload_id, user)
         try:
-            async with self.locks.hold(upload_id, timeout=self.settings.stall_timeout + 0.2):
+            async with self._locks.hold(upload_id, timeout=self._settings.stall_timeout + 0.2):
                 return await self._reconciled(await self.get(upload_id, user))
         except errors.ServiceError as exc:
             if exc.spec is not errors.LOCKED:
@@ -197,7 +230,7 @@ class UploadService:
         self.check_length(length)
         upload_id = self._ids.new()
         now = utcnow()
-        values = dict(
+        values: dict[str, Any] = dict(
             id=upload_id,
             owner_id=user.id,
             protocol=protocol,
@@ -216,18 +249,18 @@ class UploadService:
             total_chunks=total_chunks,
             concat=concat,
         )
-        async with self.reservations.claim(user.id, length or 0):  # 507 if it cannot fit
-            await self.store.create(upload_id)
+        async with self._reservations.claim(user.id, length or 0):  # 507 if it cannot fit
+            await self._store.create(upload_id)
             try:
                 if parts:
-                    await self.repo.insert_final(values, parts)
+                    await self._repo.insert_final(values, parts)
                 else:
-                    await self.repo.insert_upload(**values)
+                    await self._repo.insert_upload(**values)
             except BaseException:
-                await self.store.delete(upload_id)
+                await self._store.delete(upload_id)
                 raise
         self._remember_owner(upload_id, user.id)
-        self.counters.inc("uploads_total", event="created")
+        self._counters.inc("uploads_total", event="created")
         log.debug(
             "Upload %s: created (%s, %s)",
             upload_id,
@@ -255,10 +288,25 @@ class UploadService:
             active_at=now,
         )
 
+    async def kind(
+        self, upload_type: str | None, task_id: str | None, *, required: bool = False, part: bool = False
+    ) -> tuple[str, str | None]:
+        """What an upload to be created is, checked before any byte is taken (400): its type
+        (zip_with_qr when not given, unless `required`: validation.check_upload_type) and task
+        id (8 digits; for zip_no_qr and images required, and registered: their sheets carry no
+        QR code to name their template)."""
+        upload_type, task_id = check_upload_type(upload_type, task_id, required=required, part=part)
+        if task_id and upload_type in TYPES_NEEDING_TASK and await self._repo.task(task_id) is None:
+            raise errors.BAD_REQUEST(
+                f"Task {task_id} is not registered: register its sheet template (POST /api/tasks) "
+                f"before uploading {upload_type} for it"
+            )
+        return upload_type, task_id
+
     async def declare(self, upload_id: str, user: Principal, digests: dict[str, str], source: str) -> None:
         """Whole-file digests declared after creation (an IETF append's Repr-Digest, a legacy
         sha256 field after the file): kept for the completion's check; too late once complete."""
-        async with self.locks.hold(upload_id):
+        async with self._locks.hold(upload_id):
             info = await self.get(upload_id, user)
             metadata = merged(dict(info.metadata), digests, source)
             if metadata == info.metadata:
@@ -268,17 +316,17 @@ class UploadService:
                     f"{source} came after the upload had completed, so it was not checked: "
                     f"declare the digest when the upload is created"
                 )
-            await self.repo.update_upload(upload_id, upload_metadata=metadata)
+            await self._repo.update_upload(upload_id, upload_metadata=metadata)
             self._in_sync.pop(upload_id, None)
 
     def check_length(self, length: int | None) -> None:
-        if length is not None and length > self.settings.max_upload_size:
+        if length is not None and length > self._settings.max_upload_size:
             raise errors.TOO_LARGE(
-                f"Upload-Length {length} exceeds the maximum upload size {self.settings.max_upload_size}"
+                f"Upload-Length {length} exceeds the maximum upload size {self._settings.max_upload_size}"
             )
 
     def expiry(self, now: dt.datetime | None = None) -> dt.datetime:
-        return (now or utcnow()) + dt.timedelta(seconds=self.settings.upload_expiry)
+        return (now or utcnow()) + dt.timedelta(seconds=self._settings.upload_expiry)
 
     # -- appending ----------------------------------------------------------
     async def append(
@@ -298,12 +346,8 @@ class UploadService:
         last byte arrives. Bytes that reached the store are kept even if the body fails,
         unless a checksum was given (then the body is all or nothing)."""
         await self._owned(upload_id, user)
-        async with self.locks.hold(upload_id) as holder:
-            info = self._known(upload_id, user) or await self._reconciled(await self.get(upload_id, user))
-            if info.location == "lost":
-                raise errors.UPLOAD_GONE(f"Upload {upload_id}: {LOST}")
-            if info.concat == "final":
-                raise errors.FORBIDDEN("A final upload is made of its partial uploads; it cannot be patched")
+        async with self._locks.hold(upload_id) as holder:
+            info = await self._writable(upload_id, user)
             if length is not None:
                 await self._declare_length(info, length)
             if offset != info.offset:
@@ -316,30 +360,49 @@ class UploadService:
                 if content_length:
                     raise errors.TOO_LARGE(f"Upload {info.id} is already complete at {info.offset} bytes")
                 return info
-            room = info.remaining if info.length is not None else self.settings.max_upload_size - info.offset
+            room = (info.length if info.length is not None else self._settings.max_upload_size) - info.offset
             if content_length is not None and content_length > room:
                 raise errors.TOO_LARGE(
                     f"The body ({content_length} bytes) would pass the end of the "
                     f"upload at offset {info.offset + room}"
                 )
-            if info.length is not None and content_length != 0 and self.reservations.lapsed(info.active_at):
+            if info.length is not None and content_length != 0 and self._reservations.lapsed(info.active_at):
                 await self._reserve_again(info)
             holder.arm(interrupt, received)
             # a body of unknown final length claims its space as it comes (507 past the user's share)
             need = 0 if info.length is not None else STEP if content_length is None else content_length
-            async with self.reservations.claim(info.owner_id, need) as claim:
+            async with self._reservations.claim(info.owner_id, need) as claim:
                 await self._write(
                     info, holder, blocks if info.length is not None else claim.metered(blocks), room, checksum
                 )
             if info.length is not None and info.offset == info.length:
-                await self.finish(info)
+                await self._finish(info)
             return info
+
+    async def declare_length(self, upload_id: str, user: Principal, length: int) -> UploadInfo:
+        """The length of an upload created without one; it completes if it holds that many bytes."""
+        await self._owned(upload_id, user)
+        async with self._locks.hold(upload_id):
+            info = await self._writable(upload_id, user)
+            await self._declare_length(info, length)
+            if info.offset == length and not info.is_complete:
+                await self._finish(info)
+            return info
+
+    async def _writable(self, upload_id: str, user: Principal) -> UploadInfo:
+        """The upload, if bytes may still be written to it (call under its lock)."""
+        info = self._known(upload_id, user) or await self._reconciled(await self.get(upload_id, user))
+        if info.location == "lost":
+            raise errors.UPLOAD_GONE(f"Upload {upload_id}: {LOST}")
+        if info.concat == "final":
+            raise errors.FORBIDDEN("A final upload is made of its partial uploads; it cannot be patched")
+        return info
 
     async def _reserve_again(self, info: UploadInfo) -> None:
         """An upload that sat idle lost its reservation: it resumes only if its rest still fits."""
-        async with self.reservations.claim(info.owner_id, info.remaining):
+        async with self._reservations.claim(info.owner_id, info.remaining or 0):
             info.active_at = utcnow()
-            await self.repo.update_upload(info.id)  # its updated_at: the reservation counts again
+            await self._repo.update_upload(info.id)  # its updated_at: the reservation counts again
         self._in_sync[info.id] = dataclasses.replace(info)
 
     async def _write(
@@ -355,12 +418,18 @@ class UploadService:
         async def checkpoint(written: int) -> None:
             """The bytes on the store, or with a checksum (all or nothing) only that the body is
             live: either way its reservation does not lapse while it arrives."""
-            await self.repo.update_upload(info.id, **({} if checksum else {"upload_offset": start + written}))
+            await self._repo.update_upload(
+                info.id, **({} if checksum else {"upload_offset": start + written})
+            )
 
         verifier = checksum.new() if checksum else None
-        failure = await self.stream(info.id, start, blocks, room, holder.progress, verifier, checkpoint)
+        failure = await self._stream(info.id, start, blocks, room, holder.progress, verifier, checkpoint)
         written = holder.progress.written
-        if checksum is not None and (failure is not None or verifier.digest() != checksum.expected):
+        if (
+            checksum is not None
+            and verifier is not None
+            and (failure is not None or verifier.digest() != checksum.expected)
+        ):
             await self._rollback(info, start)
             if failure is None:
                 failure = errors.CHECKSUM_MISMATCH(
@@ -387,7 +456,7 @@ class UploadService:
         if failure is not None:
             raise_failure(failure)
 
-    async def stream(
+    async def _stream(
         self,
         upload_id: str,
         offset: int,
@@ -411,7 +480,7 @@ class UploadService:
         failure: BaseException | None = None
         try:
             body = digest.feed(metered) if digest else metered
-            store = store or self.store
+            store = store or self._store
             if part is not None and isinstance(store, PartWriter):
                 await store.write_part(upload_id, part, body, progress)
             else:
@@ -422,17 +491,17 @@ class UploadService:
             failure = exc
         if digest is not None:
             await digest.settle()
-        self.counters.inc("received_bytes_total", max(progress.written, 0))
+        self._counters.inc("received_bytes_total", max(progress.written, 0))
         return failure
 
     async def _rollback(self, info: UploadInfo, offset: int) -> None:
-        if isinstance(self.store, Truncater):
-            await self.store.truncate(info.id, offset)
+        if isinstance(self._store, Truncater):
+            await self._store.truncate(info.id, offset)
 
     async def _commit(self, info: UploadInfo) -> None:
         expires = None if info.length == info.offset else self.expiry()
         info.expires_at, info.active_at = expires, utcnow()
-        await self.repo.update_upload(info.id, upload_offset=info.offset, expires_at=expires)
+        await self._repo.update_upload(info.id, upload_offset=info.offset, expires_at=expires)
         self._in_sync[info.id] = dataclasses.replace(info)
 
     async def _declare_length(self, info: UploadInfo, length: int) -> None:
@@ -445,19 +514,19 @@ class UploadService:
             raise errors.BAD_REQUEST(
                 f"Upload-Length {length} is smaller than the bytes already received ({info.offset})"
             )
-        async with self.reservations.claim(
+        async with self._reservations.claim(
             info.owner_id, length - info.offset + await self._copies(info, length)
         ):
             info.active_at = utcnow()
-            await self.repo.update_upload(info.id, length=length)
+            await self._repo.update_upload(info.id, length=length)
             if info.concat == "partial":  # the copy stays reserved in the final's length
-                await self.repo.settle_final_lengths(info.id)
+                await self._repo.settle_final_lengths(info.id)
         info.length = length
         self._in_sync[info.id] = dataclasses.replace(info)  # the request may still fail before its write
 
     async def _copies(self, info: UploadInfo, length: int) -> int:
         """Space a partial upload will need again once copied into its final upload."""
-        if info.concat == "partial" and await self.repo.finals_waiting_for(info.id):
+        if info.concat == "partial" and await self._repo.finals_waiting_for(info.id):
             return length
         return 0
 
@@ -471,9 +540,9 @@ class UploadService:
         known = self._cached(info.id)
         if info.status != "active" or (known is not None and known.offset == info.offset):
             return info
-        size = await self.store.size(info.id)
-        if size > info.offset and isinstance(self.store, Truncater):
-            await self.store.truncate(info.id, info.offset)
+        size = await self._store.size(info.id)
+        if size > info.offset and isinstance(self._store, Truncater):
+            await self._store.truncate(info.id, info.offset)
         elif size != info.offset:  # more: whole parts of a bucket, in order, the bytes the client sent there
             log.warning(
                 "Upload %s: store holds %d bytes but %d were recorded; offset moved %s",
@@ -483,23 +552,23 @@ class UploadService:
                 "on" if size > info.offset else "back",
             )
             info.offset = size
-            await self.repo.update_upload(info.id, upload_offset=size)
+            await self._repo.update_upload(info.id, upload_offset=size)
         self._in_sync[info.id] = dataclasses.replace(info)
         return info
 
     # -- completion ---------------------------------------------------------
-    async def finish(self, info: UploadInfo) -> None:
-        """Marks the upload complete at info.offset bytes and creates its batch (call under the
-        lock). When the file must be durable first (durable_before_ack, or a declared digest to
-        check), the durable copy is made and checked before: a mismatch fails the upload, with
-        no batch, and raises DIGEST_MISMATCH; a failed copy (a full disk) leaves the upload
-        active with all its bytes, for the client to complete again."""
-        if isinstance(self.store, Finisher):
-            await self.store.finish(info.id)
-        if info.concat == "partial":  # no batch: it waits, until it expires, to be part of a final upload
+    async def _finish(self, info: UploadInfo) -> None:
+        """Marks the upload complete at info.offset bytes and publishes UploadCompleted inside
+        that transaction (call under the lock). When the file must be durable first
+        (durable_before_ack, or a declared digest to check), the durable copy is made and checked
+        before: a mismatch fails the upload, with no event, and raises DIGEST_MISMATCH; a failed
+        copy (a full disk) leaves the upload active with all its bytes, to complete again."""
+        if isinstance(self._store, Finisher):
+            await self._store.finish(info.id)
+        if info.concat == "partial":  # it waits, until it expires, to be part of a final upload
             self._finished(info)
             info.status, info.expires_at = "complete", self.expiry()
-            await self.repo.update_upload(
+            await self._repo.update_upload(
                 info.id,
                 upload_offset=info.offset,
                 status="complete",
@@ -507,41 +576,28 @@ class UploadService:
                 expires_at=info.expires_at,
             )
             log.info("Upload %s: partial upload complete - %s", info.id, mb(info.offset))
-            for hook in self.partial_hooks:
-                await hook(info)
+            for final_id in await self._repo.finals_waiting_for(info.id):
+                self._spawn(self._assemble(final_id))
             return
         wanted = declared(info.metadata)
         sha256 = None
-        if self.archiver is not None and (wanted or self.settings.durable_before_ack):
+        if wanted or self._settings.durable_before_ack:
             sha256 = await self._durable_first(info, wanted)
         self._finished(info)
-        batch_id = str(uuid.uuid4())
-        await self.repo.complete_upload(
-            info.id,
-            info.offset,
-            dict(
-                id=batch_id,
-                upload_id=info.id,
-                owner_id=info.owner_id,
-                filename=info.filename,
-                size=info.offset,
-                upload_type=info.upload_type,
-                task_id=info.task_id,
-            ),
-            sha256=sha256,
-        )
-        info.status, info.batch_id, info.expires_at = "complete", batch_id, None
-        log.info("Upload %s: complete - %s total, batch %s", info.id, mb(info.offset), batch_id)
+        async with self._repo.completing(info.id, info.offset, sha256) as record:
+            await self._subscriber.recording(UploadCompleted(info, record))
+        info.status, info.expires_at = "complete", None
+        log.info("Upload %s: complete - %s total", info.id, mb(info.offset))
         crashpoints.reach("completed")
         if sha256 is not None:
             info.sha256 = sha256
             await self.archiver.release(info)
-        self.spawn(self._after_finish(info))
+        self._subscriber.completed(info)
 
     def _finished(self, info: UploadInfo) -> None:
-        self.reservations.forget()  # what it still reserved is free again
+        self._reservations.forget()  # what it still reserved is free again
         self._in_sync.pop(info.id, None)
-        self.counters.inc("uploads_total", event="finished")
+        self._counters.inc("uploads_total", event="finished")
 
     async def _durable_first(self, info: UploadInfo, wanted: dict[str, str]) -> str:
         """The durable copy, checked against the declared digests; its sha256."""
@@ -560,8 +616,8 @@ class UploadService:
             raise errors.STORE_UNAVAILABLE(headers={"Retry-After": "1"})
         problem = mismatch(wanted, digests)
         if problem is not None:
-            await self.repo.update_upload(info.id, status="failed", expires_at=None)
-            self.reservations.forget()
+            await self._repo.update_upload(info.id, status="failed", expires_at=None)
+            self._reservations.forget()
             self._in_sync.pop(info.id, None)
             await self.archiver.discard(info)
             log.warning("Upload %s: failed, %s", info.id, problem)
@@ -571,52 +627,226 @@ class UploadService:
             )
         return digests["sha256"]
 
+    async def recover(self) -> None:
+        """At start, what a stopped node left: completed uploads not yet durable move on, then
+        unfinished completions (complete_unfinished), both in the background."""
+        await self.archiver.recover()  # first: their RAM-disk files are still needed
+        self._spawn(self.complete_unfinished())
+
     async def complete_unfinished(self) -> None:
-        """Uploads that hold all their bytes but whose completion a stopped node never
-        recorded: completed now (or, if bytes are missing, moved back to what is held)."""
-        for upload_id in await self.repo.uploads_at_length():
+        """Uploads that hold all their bytes but whose completion was never recorded complete
+        now (or, if bytes are missing, move back to what is held): tus and IETF uploads at their
+        length, legacy uploads with every chunk stored, finals whose partial uploads are
+        complete. Each completes under its lock: nothing is done twice."""
+        for upload_id in await self._repo.uploads_at_length():
             with recovering(upload_id):
-                async with self.locks.hold(upload_id):
-                    row = await self.repo.upload(upload_id)
+                async with self._locks.hold(upload_id):
+                    row = await self._repo.upload(upload_id)
                     if row is None or row.status != "active" or row.upload_offset != row.length:
                         continue
                     info = await self._reconciled(UploadInfo.from_row(row))
                     if info.offset == info.length:
-                        await self.finish(info)
+                        await self._finish(info)
+        for upload_id in await self._repo.legacy_uploads_with_all_chunks():
+            with recovering(upload_id):
+                row = await self._repo.upload(upload_id)
+                if row is not None:
+                    await self.complete_parts(UploadInfo.from_row(row))
+        for final_id in await self._repo.active_finals():
+            with recovering(final_id):
+                await self._assemble(final_id)
 
-    async def _after_finish(self, info: UploadInfo) -> None:
-        for hook in self.finish_hooks:
-            try:
-                await hook(info)
-            except Exception:
-                log.exception(
-                    "Upload %s: post-finish hook %s failed", info.id, getattr(hook, "__name__", hook)
-                )
-
-    def spawn(self, coro) -> asyncio.Task:
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Background work that outlives the request; awaited at shutdown."""
         task = asyncio.get_running_loop().create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-        return task
-
-    async def pause(self, seconds: float) -> bool:
-        """Waits `seconds`, or less if the server stops meanwhile (then True)."""
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self.closing.wait(), seconds)
-        return self.closing.is_set()
 
     async def drain(self) -> None:
         """At shutdown: let background work finish, then stop the hashing threads."""
-        self.closing.set()
         while self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
+        await self.archiver.drain()
         self._hash_pool.shutdown(wait=True)
+
+    # -- numbered parts (legacy chunks, concatenation) -------------------------
+    async def spool(self, blocks: AsyncIterable[bytes]) -> Chunk:
+        """Stores a chunk whose destination is not known yet (its form fields come later)."""
+        store = self._spool_store
+        spool_id = SPOOL_PREFIX + secrets.token_hex(16)
+        await store.create(spool_id)
+        progress = WriteProgress()
+        failure = await self._stream(spool_id, 0, blocks, self.max_chunk, progress, store=store)
+        if failure is not None:
+            await store.delete(spool_id)
+            if isinstance(failure, errors.ServiceError) and failure.spec is errors.TOO_LARGE:
+                raise too_large(progress.written + 1, self.max_chunk) from None
+            raise_failure(failure)
+        return Chunk(spool_id=spool_id, spool_size=progress.written)
+
+    async def discard(self, chunk: Chunk) -> None:
+        if chunk.spool_id:
+            await self._spool_store.delete(chunk.spool_id)
+
+    async def write_part(
+        self, info: UploadInfo, index: int, chunk: Chunk, room: int
+    ) -> tuple[int, int, int] | None:
+        """Writes part `index` at index * chunk_size and records it, under a lock of its own:
+        parts of one upload are written in parallel, while a retry of the same part waits and
+        then finds it stored (None). Returns its size, the parts stored and their bytes."""
+        offset = index * (info.chunk_size or 0)
+        async with self._locks.hold(f"{info.id}/{index}") as holder:
+            if await self._repo.has_chunk(info.id, index):
+                return None
+            if chunk.spool_id and chunk.spool_size > room:
+                raise self._oversize(index, chunk.spool_size, room)
+            if chunk.spool_id and self._spool_store is self._store and isinstance(self._store, RangeCopier):
+                size = await self._store.copy_into(chunk.spool_id, info.id, offset)
+                await self.discard(chunk)
+            else:
+                holder.arm(chunk.interrupt, chunk.received)
+                blocks = (
+                    read_chunks(self._spool_store.path(chunk.spool_id))  # type: ignore[attr-defined]
+                    if chunk.spool_id
+                    else chunk.blocks
+                )
+                assert blocks is not None
+                failure = await self._stream(info.id, offset, blocks, room, holder.progress, part=index + 1)
+                await self.discard(chunk)
+                size = holder.progress.written
+                if failure is not None:
+                    if isinstance(failure, errors.ServiceError) and failure.spec is errors.TOO_LARGE:
+                        raise self._oversize(index, size + 1, room) from None
+                    raise_failure(failure)
+            if chunk.spool_id and size != chunk.spool_size:  # the spool is gone (swept?) or cut short
+                log.warning(
+                    "Upload %s: chunk %d's spool held %d of its %d bytes",
+                    info.id,
+                    index,
+                    size,
+                    chunk.spool_size,
+                )
+                raise errors.STORE_UNAVAILABLE(headers={"Retry-After": "1"})
+            total_chunks = info.total_chunks or 1
+            if index and index < total_chunks - 1 and size != info.chunk_size:
+                raise errors.BAD_REQUEST(
+                    f"Chunk {index} has {size} bytes; every chunk but the last must have "
+                    f"{info.chunk_size} bytes, like chunk 0"
+                )
+            count, total = await self._repo.record_chunk(info.id, index, size, self.expiry())
+        log.info("Upload %s: Saved chunk %d/%d (%s)", info.id, index + 1, total_chunks, mb(size))
+        return size, count, total
+
+    def _oversize(self, index: int, size: int, room: int) -> errors.ServiceError:
+        if room >= self.max_chunk or size > self.max_chunk:
+            return too_large(size, self.max_chunk)
+        return errors.BAD_REQUEST(
+            f"Chunk {index} is larger than chunk 0 ({room} bytes); every chunk but the "
+            f"last must have the size of chunk 0"
+        )
+
+    async def fix_part_size(self, info: UploadInfo, size: int) -> None:
+        """Part 0 fixes the size of every part but the last: the parts to come are known now, and
+        their space is reserved like a tus upload's (507)."""
+        total_chunks = info.total_chunks or 1
+        if total_chunks > 1:
+            if size == 0:
+                raise errors.BAD_REQUEST("Chunk 0 is empty; every chunk but the last must hold data")
+            if isinstance(self._store, PartWriter) and size < self._store.min_part_size:
+                raise errors.BAD_REQUEST(
+                    f"Chunk 0 has {size} bytes; this server stores chunks as S3 parts, so every chunk but "
+                    f"the last must hold at least {self._store.min_part_size} bytes (send 50 MB chunks)"
+                )
+            if (total_chunks - 1) * size + 1 > self.max_upload_size:
+                raise errors.TOO_LARGE(
+                    f"{total_chunks} chunks of {size} bytes exceed the maximum upload size {self.max_upload_size}"
+                )
+        info.chunk_size = size
+        async with self._reservations.claim(info.owner_id, (total_chunks - 1) * size):
+            await self._repo.update_upload(info.id, chunk_size=size)
+
+    async def set_kind(self, info: UploadInfo, upload_type: str, task_id: str | None) -> None:
+        """The upload's type, known only after its bytes (a form field after the file)."""
+        info.upload_type, info.task_id = upload_type, task_id
+        await self._repo.update_upload(info.id, upload_type=upload_type, task_id=task_id)
+
+    def reserve(self, owner_id: int, size: int) -> contextlib.AbstractAsyncContextManager[Claim]:
+        """Space for a body of unknown size (507 past the user's share); grow it with metered()."""
+        return self._reservations.claim(owner_id, size)
+
+    async def complete_parts(
+        self, info: UploadInfo, counts: tuple[int, int] | None = None
+    ) -> tuple[UploadInfo, int]:
+        """With all total_chunks parts stored (counted by the caller, or counted here), completes
+        the upload at their total size; returns the upload and the parts stored."""
+        count, total = counts or (0, 0)
+        total_chunks = info.total_chunks or 1
+        if count < total_chunks:  # counted inside the recording transaction: a part stored in
+            count, total = await self._repo.chunk_totals(info.id)  # parallel may not have been visible
+        if count < total_chunks:
+            return info, count
+        async with self._locks.hold(info.id):  # exactly one request completes the upload
+            current = await self.reload(info.id)  # with what was declared since (a sha256 field)
+            if current is None or current.is_complete:
+                return current or info, count
+            log.info("Upload %s: All %d chunks received, reassembling...", info.id, total_chunks)
+            current.length = current.offset = total
+            await self._repo.update_upload(info.id, length=total)
+            log.info("Upload %s: Reassembly complete - %s total", info.id, mb(total))
+            log.info("Upload %s: All chunks received, triggering batch processing", info.id)
+            await self._finish(current)
+            log.info("Upload %s: Cleaned up temp directory", info.id)
+        return current, count
+
+    # -- concatenation --------------------------------------------------------
+    async def concatenate(self, user: Principal, partial_ids: list[str], **fields: Any) -> UploadInfo:
+        """A final upload made of partial uploads (tus concatenation); assembled as soon as they
+        are all complete, now or when the last one completes."""
+        length: int | None = 0
+        for partial_id in concat.distinct(partial_ids):
+            try:
+                partial = await self.get(partial_id, user)
+            except errors.ServiceError as exc:
+                raise errors.BAD_REQUEST(
+                    f"Partial upload {partial_id} cannot be concatenated: {exc.message}"
+                ) from None
+            if partial.concat != "partial":
+                raise errors.BAD_REQUEST(f"Upload {partial_id} was not created with Upload-Concat: partial")
+            length = None if length is None or partial.length is None else length + partial.length
+        concat.check_unused(await self._repo.finals_using(partial_ids))
+        try:  # the space for the copy is checked like any creation's (507)
+            info = await self.create(
+                user,
+                length=length,
+                concat="final",
+                parts=partial_ids,
+                total_chunks=len(partial_ids),
+                **fields,
+            )
+        except IntegrityError:  # another final took one of them meanwhile (a unique index)
+            concat.check_unused(await self._repo.finals_using(partial_ids))
+            raise
+        return await self._assemble(info.id) or info
+
+    async def _assemble(self, final_id: str) -> UploadInfo | None:
+        async with self._locks.hold(final_id):
+            info = await self.reload(final_id)
+            if info is None or info.status != "active":
+                return None
+            parts = await self._repo.parts_of(final_id)
+            if not await concat.assemble(self._repo, self._store, info, parts):
+                return None
+            await self._finish(info)
+        for part in parts:
+            if not await self._repo.finals_waiting_for(part.id):
+                await self._store.delete(part.id)
+                await self._repo.update_upload(part.id, location="consumed")
+        return info
 
     # -- termination and expiry ---------------------------------------------
     async def terminate(self, upload_id: str, user: Principal) -> None:
         await self._owned(upload_id, user)
-        async with self.locks.hold(upload_id):
+        async with self._locks.hold(upload_id):
             info = await self.get(upload_id, user)
             if info.is_complete and info.concat != "partial":
                 raise errors.FORBIDDEN(
@@ -625,13 +855,18 @@ class UploadService:
                 )
             await self._drop(info.id, "terminated")
 
+    async def abandon(self, info: UploadInfo) -> None:
+        """An upload whose creating request failed (its first chunk, a direct upload's form):
+        terminated, its bytes and its reservation gone."""
+        await self._drop(info.id, "terminated")
+
     async def expire_due(self) -> int:
         """Remove incomplete uploads past their expiry; their URLs then answer 410."""
         count = 0
-        for upload_id in await self.repo.expired_uploads(utcnow()):
+        for upload_id in await self._repo.expired_uploads(utcnow()):
             with contextlib.suppress(errors.ServiceError):  # being written right now: not idle
-                async with self.locks.hold(upload_id):
-                    row = await self.repo.upload(upload_id)
+                async with self._locks.hold(upload_id):
+                    row = await self._repo.upload(upload_id)
                     if (
                         row is not None
                         and row.expires_at is not None
@@ -643,11 +878,11 @@ class UploadService:
         return count
 
     async def _drop(self, upload_id: str, status: str) -> None:
-        await self.repo.update_upload(upload_id, status=status, expires_at=None)
-        await self.repo.release_parts(upload_id)  # a final's partials may join another final
-        self.counters.inc("uploads_total", event=status)
-        await self.store.delete(upload_id)
-        self.reservations.forget()
+        await self._repo.update_upload(upload_id, status=status, expires_at=None)
+        await self._repo.release_parts(upload_id)  # a final's partials may join another final
+        self._counters.inc("uploads_total", event=status)
+        await self._store.delete(upload_id)
+        self._reservations.forget()
         self._in_sync.pop(upload_id, None)
         log.info("Upload %s: %s, bytes removed", upload_id, status)
 
@@ -688,7 +923,7 @@ def recovering(upload_id: str) -> Iterator[None]:
 def raise_failure(failure: BaseException):
     """The error a failed write answers with. What is neither ours (a ServiceError) nor the
     client's going away is the store's failing (a disk, a bucket): 503, bytes kept, resume."""
-    if isinstance(failure, _Interrupted):
+    if isinstance(failure, Interrupted):
         raise errors.INTERRUPTED() from None
     if isinstance(failure, (errors.ServiceError, asyncio.CancelledError, ConnectionError)):
         raise failure
@@ -701,14 +936,6 @@ def raise_failure(failure: BaseException):
         ) from failure
     log.warning("store write failed: %s: %s", type(failure).__name__, failure)
     raise errors.STORE_UNAVAILABLE(headers={"Retry-After": "5"}) from failure
-
-
-class _Interrupted(Exception):
-    """Raised into a writer's body stream when a newer request takes its upload over."""
-
-
-def interrupted() -> Exception:
-    return _Interrupted()
 
 
 GONE = {

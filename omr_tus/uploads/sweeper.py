@@ -15,7 +15,7 @@ from pathlib import Path
 from ..db.repo import Repo
 from ..store import LocalStore, Store
 from .archive import TEMPORARY
-from .chunked import SPOOL_PREFIX
+from .service import SPOOL_PREFIX
 
 log = logging.getLogger("omr_tus.sweeper")
 _ID = re.compile(r"^([0-9a-f]{32})$")

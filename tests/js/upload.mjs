@@ -9,7 +9,7 @@
 //                   or "stream" (a plain Readable of the file, of unknown size to tus-js-client: uploadSize is set)
 //   bodyPieces      send each request body with Transfer-Encoding: chunked, one HTTP chunk per piece of
 //                   these sizes in bytes (cycled), as a proxy that streams request bodies does
-//   metadata        Upload-Metadata object (default {filename: basename(FILE)})
+//   metadata        Upload-Metadata object (default {filename: basename(FILE), upload_type: zip_with_qr})
 //   abortAfterBytes abort the first Upload once the server has accepted at least this many bytes
 //                   (checked after each chunk), then resume in a new Upload
 //   abortMidChunkAt drop the first Upload's connection inside a PATCH body: the PATCH covering this
@@ -147,7 +147,7 @@ function options (phase, extra) {
     chunkSize,
     retryDelays: opts.retryDelays ?? [],
     headers: { Authorization: `Bearer ${token}` },
-    metadata: opts.metadata ?? { filename: path.basename(file) },
+    metadata: opts.metadata ?? { filename: path.basename(file), upload_type: 'zip_with_qr' },
     ...(opts.source === 'stream' ? { uploadSize: size } : {}),
     ...(opts.bodyPieces ? { httpStack: new ChunkedBodyHttpStack(opts.bodyPieces) } : {}),
     urlStorage: new tus.FileUrlStorage(opts.urlStorage ?? file + '.tus-urls.json'),
