@@ -357,13 +357,15 @@ def _gather(groups: list[Group], column: int) -> np.ndarray:
     return out
 
 
-def _print_base(values: np.ndarray, kinds: np.ndarray) -> np.ndarray:
+def _print_base(values: np.ndarray, kinds: np.ndarray, mark: float) -> np.ndarray:
     """What each bubble shows unmarked: bubbles printed alike (same value, same size: the same
     letter inside) are compared with each other, and most of a kind are unmarked, so its lower
     quartile is print (its least, for a kind too small for quartiles). A kind that is dark
     throughout (a lone bubble, or one answered on every row) may not claim more than the
-    sheet's typical print plus PRINT_SPREAD, so its marks still count."""
-    cap = min(float(np.percentile(values, 25)) + PRINT_SPREAD, PRINT_MAX)
+    sheet's typical print plus PRINT_SPREAD, nor more than halfway from it to a `mark`, so its
+    marks still count where print is heavy and marks are light (pencil over dark digits)."""
+    typical = float(np.percentile(values, 25))
+    cap = min(typical + PRINT_SPREAD, PRINT_MAX, (typical + mark) / 2)
     order = np.lexsort((values, kinds))
     _, starts, inverse, counts = np.unique(
         kinds[order], return_index=True, return_inverse=True, return_counts=True
@@ -388,7 +390,7 @@ def bubble_fill(groups: list[Group], kinds: np.ndarray) -> np.ndarray:
     share = _gather(
         [(idx, (inner <= (paper * (1 - threshold))[:, None]).mean(1)) for idx, inner, paper, _ in groups], 1
     )
-    base = _print_base(share, kinds)
+    base = _print_base(share, kinds, 1.0)
     share = np.clip((share - base) / (1 - base), 0, 1)
     added = np.clip(strength / ink, 0, 1)
     fill = np.where(share >= BLANK, np.maximum(share, added), share)
@@ -398,19 +400,22 @@ def bubble_fill(groups: list[Group], kinds: np.ndarray) -> np.ndarray:
 def _mark_darkness(darkness: np.ndarray, kinds: np.ndarray) -> tuple[float, np.ndarray]:
     """How dark a mark is on this sheet, and the darkness each bubble adds over its print:
     split the bubbles in two by the latter (Otsu), and take the median darkness of the darker
-    group if it stands clear of the lighter one; else (a blank sheet) INK_DEFAULT."""
-    strength = darkness - _print_base(darkness, kinds)
+    group if it stands clear of the lighter one; else (a blank sheet) INK_DEFAULT. The print is
+    judged once more against the sheet's own marks when it has them."""
+    strength = darkness - _print_base(darkness, kinds, 1.0)
+    if len(strength) < 2:
+        return INK_DEFAULT, strength
     order = np.argsort(strength)
     s = strength[order]
-    if len(s) < 2:
-        return INK_DEFAULT, strength
     k = np.arange(1, len(s))
     total = np.cumsum(s)
     low, high = total[:-1] / k, (total[-1] - total[:-1]) / (len(s) - k)
     split = int(np.argmax(k * (len(s) - k) * (high - low) ** 2)) + 1
     ink = float(np.median(s[split:]))
-    clear = ink >= INK_MIN and ink >= INK_CLEAR * float(np.percentile(s[:split], 90))
-    return (float(np.median(darkness[order[split:]])) if clear else INK_DEFAULT), strength
+    if ink < INK_MIN or ink < INK_CLEAR * float(np.percentile(s[:split], 90)):
+        return INK_DEFAULT, strength
+    mark = float(np.median(darkness[order[split:]]))
+    return mark, darkness - _print_base(darkness, kinds, mark)
 
 
 def off_print(groups: list[Group]) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from omr_tus.omr.render import DARK_VALUES, OWN
 from omr_tus.omr.template import Template
 from tests.adversary import harness as h
 
@@ -23,7 +24,7 @@ def _x(rng):
     return h.sheet(FORM, rng, h.mark_some(h.x_mark, 3))
 
 
-def _circled(rng, raw=FORM, style=h.DARK_VALUES):
+def _circled(rng, raw=FORM, style=DARK_VALUES):
     """A ring drawn round an empty bubble of a blank question (the student circling an answer):
     the question must be flagged, not read `ok` as blank."""
 
@@ -42,7 +43,7 @@ def _light_pencil(rng):
     return h.sheet(FORM, rng, darkness=(0.2, 0.35))
 
 
-def _very_light_some(rng, darkness=(0.22, 0.3), raw=FORM, style=h.DARK_VALUES):
+def _very_light_some(rng, darkness=(0.22, 0.3), raw=FORM, style=DARK_VALUES):
     # most marks dark, a few very light (but full) marks: read as marks or flagged, never blank-ok
     def extra(page, template, answers, rng):
         free = [f for f in template.fields if f.label in answers and not answers[f.label]]
@@ -228,11 +229,11 @@ def _formats(kind):
 
 
 def _own_partial(rng):
-    return h.sheet(OWN_T, rng, h.mark_some(h.partial, 3), style=h.OWN)
+    return h.sheet(OWN_T, rng, h.mark_some(h.partial, 3), style=OWN)
 
 
 def _own_light(rng):
-    return h.sheet(OWN_T, rng, darkness=(0.2, 0.35), style=h.OWN)
+    return h.sheet(OWN_T, rng, darkness=(0.2, 0.35), style=OWN)
 
 
 def _crossed_then_filled(rng):
@@ -271,12 +272,12 @@ IDEAS = {
     "bleed_through": _bleed,
     "light_some_030_040": lambda rng: _very_light_some(rng, (0.3, 0.4)),
     "light_some_015_022": lambda rng: _very_light_some(rng, (0.15, 0.22)),
-    "light_some_own": lambda rng: _very_light_some(rng, (0.2, 0.3), OWN_T, h.OWN),
+    "light_some_own": lambda rng: _very_light_some(rng, (0.2, 0.3), OWN_T, OWN),
     "bleed_very_heavy": lambda rng: _bleed(rng, (0.55, 0.7)),
     "rot90_own": lambda rng: h.sheet(
-        OWN_T, rng, style=h.OWN, post=lambda img, r: np.ascontiguousarray(np.rot90(img))
+        OWN_T, rng, style=OWN, post=lambda img, r: np.ascontiguousarray(np.rot90(img))
     ),
-    "circled_own": lambda rng: _circled(rng, OWN_T, h.OWN),
+    "circled_own": lambda rng: _circled(rng, OWN_T, OWN),
     "bleed_heavy": lambda rng: _bleed(rng, (0.4, 0.55)),
     "stray_marks": _stray,
     "coffee_stain": _stain,
