@@ -92,19 +92,21 @@ def _read(indices: range) -> int:
     return sum(read_sheet(_IMAGES[i], TEMPLATE).status != "failed" for i in indices)
 
 
-def speed(count: int, seed: int) -> tuple[float, float]:
-    """Sheets/s of one process, and of two processes splitting the same sheets."""
+def speed(count: int, seed: int) -> tuple[float, float, float]:
+    """Sheets/s of one process, of two processes splitting the same sheets, and the CPU time
+    per sheet (ms) of the one process (what a loaded machine does not change)."""
     _IMAGES[:] = _speed_images(count, seed)
     _read(range(2))  # warm up
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     _read(range(count))
     one = count / (time.perf_counter() - started)
+    cpu_ms = 1000 * (time.process_time() - cpu) / count
     with multiprocessing.get_context("fork").Pool(2) as pool:
         pool.map(_read, [range(0, 1), range(1, 2)])  # warm up both
         started = time.perf_counter()
         pool.map(_read, [range(0, count, 2), range(1, count, 2)])
         two = count / (time.perf_counter() - started)
-    return one, two
+    return one, two, cpu_ms
 
 
 def main() -> None:
@@ -116,7 +118,7 @@ def main() -> None:
     cv2.setNumThreads(1)  # as in `omr-tus worker`: one process per CPU, no thread oversubscription
     started = time.time()
     tallies = accuracy(args.per_level, args.seed)
-    one, two = speed(args.speed_sheets, args.seed + 1)
+    one, two, cpu_ms = speed(args.speed_sheets, args.seed + 1)
     print(
         f"OMR benchmark, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} CPUs, "
         f"{platform.processor() or platform.machine()}, seed {args.seed}, {args.per_level} sheets per level, "
@@ -135,7 +137,9 @@ def main() -> None:
             f"| {100.0 * t.qr / t.sheets:.1f} % |"
         )
     print(
-        f"\nspeed at 200 dpi: {one:.1f} sheets/s in one process; {two:.1f} sheets/s in two ({two / one:.2f}x)"
+        f"\nspeed at 200 dpi: {one:.1f} sheets/s in one process; {two:.1f} sheets/s in two ({two / one:.2f}x); "
+        f"CPU {cpu_ms:.1f} ms a sheet in one process ({1000 / cpu_ms:.1f} sheets/s if CPU-bound); "
+        f"load average {os.getloadavg()[0]:.1f}"
     )
 
 

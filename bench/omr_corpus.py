@@ -24,14 +24,16 @@ from omr_tus.omr.reader import read_sheet  # noqa: E402
 from tests.corpus import CLASSES, Tally  # noqa: E402
 
 
-def measure(sheet_class, sheets: int, seed: int) -> Tally:
-    tally = Tally()
+def measure(sheet_class, sheets: int, seed: int) -> tuple[Tally, float]:
+    """The class's tally, and the CPU time of reading a sheet (ms, what load does not change)."""
+    tally, cpu = Tally(), 0.0
     for sheet in sheet_class.sheets(sheets, seed):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         result = read_sheet(sheet.image, sheet_class.template)
         tally.seconds += time.perf_counter() - started
+        cpu += time.process_time() - cpu_started
         tally.add(sheet, result)
-    return tally
+    return tally, 1000 * cpu / max(tally.sheets, 1)
 
 
 def main() -> None:
@@ -48,15 +50,20 @@ def main() -> None:
         f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, seed {args.seed}, "
         f"{args.sheets} sheets per class\n"
     )
-    print("| class | sheets | answers right | wrong on ok sheets | review rate | failed | sheets/s |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| class | sheets | answers right | wrong on ok sheets | review rate | failed | sheets/s "
+        "| CPU ms/sheet |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for sheet_class in CLASSES:
-        t = measure(sheet_class, args.sheets, args.seed)
+        t, cpu_ms = measure(sheet_class, args.sheets, args.seed)
         print(
             f"| {sheet_class.name} | {t.sheets} | {t.right}/{t.answers} ({100 * t.right_share:.2f} %) "
-            f"| {t.wrong_on_ok} | {100 * t.review_share:.0f} % | {t.failed} | {t.sheets / t.seconds:.1f} |",
+            f"| {t.wrong_on_ok} | {100 * t.review_share:.0f} % | {t.failed} | {t.sheets / t.seconds:.1f} "
+            f"| {cpu_ms:.0f} |",
             flush=True,
         )
+    print(f"\nload average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
 
 if __name__ == "__main__":

@@ -12,26 +12,20 @@ from tests.adversary.harness import wrong_on_ok
 from tests.adversary.ideas import IDEAS
 
 SHEETS = 1
-# Reproduced confidently-wrong readings of the reader at the time of writing (see
-# /work/wt/notes/omr.md): kept as expected failures until the reader sends them to review.
-KNOWN = {
-    "very_light_some": (7, 1, "light but full pencil fills read blank on an ok sheet"),
-    "light_some_015_022": (7, 3, "light but full pencil fills read blank on an ok sheet"),
-    "light_some_own": (7, 3, "light but full pencil fills read blank on an ok sheet of our own template"),
-    "circled_own": (7, 1, "a ring round an empty bubble read as a blank question on an ok sheet"),
-    "circled": (7, 1, "a ring round an empty bubble read as a blank question on an ok sheet"),
+# Ideas that once came back `ok` and wrong (light but full fills read blank; a ring round an
+# empty bubble read as a blank question), run on more sheets from a seed that showed it.
+RUNS = {
+    "very_light_some": (7, 3),
+    "light_some_015_022": (7, 3),
+    "light_some_own": (7, 3),
+    "circled_own": (7, 3),
+    "circled": (7, 3),
 }
 
 
-def _case(idea):
-    if idea in KNOWN:
-        return pytest.param(idea, KNOWN[idea], marks=pytest.mark.xfail(reason=KNOWN[idea][2], strict=False))
-    return pytest.param(idea, (2026, SHEETS, ""))
-
-
-@pytest.mark.parametrize(("idea", "run"), [_case(i) for i in sorted(IDEAS)])
-def test_never_ok_and_wrong(idea, run):
-    seed, count, _ = run
+@pytest.mark.parametrize("idea", sorted(IDEAS))
+def test_never_ok_and_wrong(idea):
+    seed, count = RUNS.get(idea, (2026, SHEETS))
     rng = np.random.default_rng(seed)
     for _ in range(count):
         image, template, truth = IDEAS[idea](rng)

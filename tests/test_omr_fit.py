@@ -3,16 +3,20 @@ page a second way: a template that lands on nothing, or on the wrong place, is n
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
 
-from omr_tus.omr import reader
+from omr_tus.omr import reader, simulate
 from omr_tus.omr.crosscheck import SecondReading, largest_jump, mostly_blank_but_two_valued, read_twice
 from omr_tus.omr.errors import TemplateError
 from omr_tus.omr.fit import fit_blocks
 from omr_tus.omr.paper import nearby_paper
 from omr_tus.omr.reader import read_sheet
+from omr_tus.omr.render import DARK_VALUES, render_sheet
 from omr_tus.omr.template import Template
 
 from .corpus import CLASSES
@@ -185,3 +189,49 @@ def test_the_second_reading_takes_its_jumps_from_the_config():
     with pytest.raises(TemplateError) as bad:
         Template.parse(GRID, {"threshold_params": {"MIN_JUMP": "large"}})
     assert "config.threshold_params.MIN_JUMP" in str(bad.value)
+
+
+def _gaps_scaled(raw: dict, bubbles: float, labels: float) -> dict:
+    """The template as printed with every block's gaps between bubbles and between fields
+    `bubbles` and `labels` times what the template says (a template measured off its print)."""
+    blocks = {
+        name: {**b, "bubblesGap": b["bubblesGap"] * bubbles, "labelsGap": b["labelsGap"] * labels}
+        for name, b in raw["fieldBlocks"].items()
+    }
+    return {**raw, "fieldBlocks": blocks}
+
+
+@pytest.mark.parametrize(("bubbles", "labels"), [(1.0, 1.02), (0.98, 0.98)])
+def test_a_block_printed_at_another_scale_is_stretched_onto_its_print(bubbles, labels):
+    """A template measured a little off its print (or an alignment whose scale is off, as an
+    affine feature match of a keystoned scan leaves it): a 25-row block's last rows lie half a
+    row off, which no shift of the block or of one row mends; the block is stretched onto its
+    print and every answer reads, confidently."""
+    raw = {
+        **json.loads((Path(__file__).parent / "corpus" / "form-100q.json").read_text()),
+        "preProcessors": [],
+    }
+    template, printed = Template.parse(raw), Template.parse(_gaps_scaled(raw, bubbles, labels))
+    rng = np.random.default_rng(3)
+    for _ in range(2):
+        _, answers = simulate.random_answers(template, rng, 0.05, 0.0)
+        answers.update({f.label: f.bubbles[int(rng.integers(len(f.bubbles)))].value for f in template.fields})
+        page = render_sheet(printed, "11600111", "s", style=DARK_VALUES)
+        simulate.mark_sheet(page, printed, answers, rng, simulate.EASY, simulate.PENCIL)
+        r = read_sheet(page, template, qr_expected=False)
+        assert r.status == "ok", r.error
+        assert r.answers == simulate.column_truth(template, answers, set())
+
+
+def test_a_value_printed_once_reads_when_marked_over_dark_print():
+    """A bubble whose value is printed nowhere else (the roll number's "U", "HT", "GT") has no
+    unmarked twin to show its print: a pencil fill over its dark letters must still read as a
+    mark, not pass for heavy print (a sheet sent to review with the letter dropped)."""
+    sheet_class = next(c for c in CLASSES if c.name == "int_columns_feature_alignment")
+    lone = 0
+    for sheet in sheet_class.sheets(9, 2026):
+        r = read_sheet(sheet.image, sheet_class.template)
+        assert r.status == "ok", r.error
+        assert r.answers["Roll"] == sheet.truth["Roll"]
+        lone += sheet.truth["Roll"][0] in "UHG"
+    assert lone >= 3

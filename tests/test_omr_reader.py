@@ -88,18 +88,20 @@ def test_three_markers_are_enough():
     assert r.status == "ok" and r.answers == truth
 
 
-def test_misplaced_marker_is_never_a_clean_read():
+@pytest.mark.parametrize(("marker", "dx", "dy"), [(3, -30, -30), (3, 30, -30), (0, 45, 45), (1, -45, 45)])
+def test_misplaced_marker_is_never_confidently_wrong(marker, dx, dy):
     """A stray marker bends the fit through it (4 points fix a homography), so the misfit stays
-    small; the bubbles near it leave their printed outlines and are flagged instead of misread."""
+    small: the blocks are then found on their print (moved, stretched) and read right, or the
+    bubbles left off it are flagged and the sheet goes to review; never `ok` with a wrong answer."""
     page, _, truth = clean_sheet(EXAM, 12)
-    x, y = EXAM.markers.positions[3]
-    marker = page[y : y + 80, x : x + 80].copy()
+    x, y = EXAM.markers.positions[marker]
+    printed = page[y : y + 80, x : x + 80].copy()
     page[y : y + 80, x : x + 80] = 255
-    page[y - 30 : y + 50, x - 30 : x + 50] = marker
+    page[y + dy : y + dy + 80, x + dx : x + dx + 80] = printed
     r = read_sheet(page, EXAM)
-    assert r.status == "needs_review"
-    for column, value in truth.items():
-        assert r.answers[column] == value or "ambiguous" in r.flags[column], column
+    wrong = [column for column, value in truth.items() if r.answers[column] != value]
+    assert r.status == "needs_review" if wrong else r.status in ("ok", "needs_review"), wrong
+    assert all("ambiguous" in r.flags[column] for column in wrong), wrong
 
 
 def test_two_markers_fail():

@@ -35,6 +35,12 @@ FIELD_GAP = 0.5  # ... and this share of the paper between bubbles (none where t
 SCATTER_MIN = 5  # bubbles (clearly printed ones) needed to move a block (to judge their scatter)
 BLANK_PAPER = "its boxes lie on blank paper"
 SPREAD = 0.2  # bubbles' own centres may scatter this share of the bubble size (median)
+STRETCH_SPAN = 4  # bubble sizes a block must span along an axis to be stretched along it ...
+MAX_STRETCH = 0.05  # ... by at most this share (scale or turn)
+STRETCH_ROUNDS = 8  # centring iterations of a block (its far rows may start half a row off)
+STRETCH_REACH = 0.35  # ... its windows reaching this share of the pitch (never a whole period)
+STRETCH_HINT = 0.1  # ... tried where the print drifts this share of the bubble size along it
+SHARPER = 0.01  # ... kept stretched only where its common print is this much darker
 
 
 @dataclass(frozen=True)
@@ -55,21 +61,25 @@ def _grid(hx: int, hy: int) -> tuple[np.ndarray, np.ndarray]:
 
 def fit_blocks(page: np.ndarray, template: Template, paper: np.ndarray) -> Fit:
     """Each bubble's shift on `page` (the aligned canonical page) and the blocks that do not fit;
-    `paper` is the paper's level around each bubble. A block that does not fit where the
-    template puts it is looked for again where the blocks that fit say it should be (a page
-    cropped or matched a little wrong moves every block along one smooth map)."""
+    `paper` is the paper's level around each bubble. A page cropped or matched a little wrong
+    moves every block along one smooth map, so a block too small to be moved on its own (a
+    lone column of a few bubbles) is searched where the blocks that fit say it lies, and so is
+    a block that does not fit where the template puts it."""
     search = _Search(page, template, paper)
-    found = [search.block(i, np.zeros(2)) for i in range(len(search.names))]
-    fitted = [i for i, (_, why) in enumerate(found) if why is None]
-    if fitted and len(fitted) < len(found):
-        expected = search.predict(fitted, [found[i][0] for i in fitted])
-        for i, (_, why) in enumerate(found):
-            if why is not None and not why.startswith(BLANK_PAPER):
-                again = search.block(i, expected[i])
-                found[i] = again if again[1] is None else found[i]
+    count = np.bincount(search.layout.block, minlength=len(search.names))
+    large = [i for i in range(len(search.names)) if count[i] >= SCATTER_MIN]
+    found = {i: search.block(i, np.zeros(2)) for i in large}
+    fitted = [i for i in large if found[i][1] is None]
+    expected = search.predict(fitted, [found[i][0] for i in fitted])
+    for i in range(len(search.names)):
+        if i not in found:
+            found[i] = search.block(i, expected[i])
+        elif found[i][1] is not None and fitted and not found[i][1].startswith(BLANK_PAPER):
+            again = search.block(i, expected[i])
+            found[i] = again if again[1] is None else found[i]
     shifts = np.zeros((len(template.layout.block), 2))
     unfit = {}
-    for i, (offsets, why) in enumerate(found):
+    for i, (offsets, why) in sorted(found.items()):
         if why is None:
             shifts[search.layout.block == i] = offsets
         else:
@@ -94,24 +104,32 @@ class _Search:
         self.half = np.maximum(
             np.rint(np.minimum(WINDOW * lay.size, REACH * lay.pitch) / self.factor), 1
         ).astype(int)
+        self.narrow = np.maximum(
+            np.rint(np.minimum(WINDOW * lay.size, STRETCH_REACH * lay.pitch) / self.factor), 1
+        ).astype(int)
         self.limit = np.minimum(MAX_SHIFT * lay.size, MAX_SHIFT_PITCH * lay.pitch) / self.factor
         self.field_reach = (
             np.minimum(FIELD_SHIFT * lay.size, FIELD_GAP * np.maximum(lay.pitch - lay.size, 0)) / self.factor
         )
 
     def block(self, i: int, start: np.ndarray) -> tuple[np.ndarray, str | None]:
-        """Block i's bubble offsets (work pixels) searched from `start`, and why it does not fit."""
+        """Block i's bubble offsets (work pixels) searched from `start`, and why it does not fit.
+        The block is moved as one, then each field on its own, then stretched where that
+        leaves it off its print."""
         mine = self.layout.block == i
         centres, paper = self.centres[mine], self.paper[mine]
         dy, dx = _grid(*self.half[i])
         movable = mine.sum() >= SCATTER_MIN  # too few bubbles to move on
         reach = self.limit[i] if movable else np.zeros(2)
-        per_bubble = _refine(self.work, centres, paper, dy, dx, start, len(centres), reach)  # as one
+        whole = np.repeat(start[None, :], len(centres), axis=0)
+        per_bubble, _ = _refine(self.work, centres, paper, dy, dx, whole, len(centres), reach)  # as one
         offset = per_bubble[0]
-        if self.layout.fields[i] >= FIELD_MIN:
-            per_bubble = _refine(
-                self.work, centres, paper, dy, dx, offset, self.layout.fields[i], self.field_reach[i]
-            )
+        per_bubble, strained = self._fields(i, centres, paper, dy, dx, per_bubble)
+        span = movable & (np.ptp(centres, axis=0) >= STRETCH_SPAN * self.layout.size[i] / self.factor)
+        if span.any():
+            better = self._stretched(i, centres, paper, per_bubble, strained, (start, reach), span)
+            if better is not None:
+                per_bubble, offset = better
         strength, spread = _settled(self.work, centres + per_bubble, paper, dy, dx)
         size = self.layout.size[i].min() / self.factor
         if strength < STRUCTURE:
@@ -126,16 +144,119 @@ class _Search:
             return per_bubble, f"lies {far:.0f} px or more off where the template puts it"
         return per_bubble, None
 
+    def _stretched(
+        self,
+        i: int,
+        centres: np.ndarray,
+        paper: np.ndarray,
+        placed: np.ndarray,
+        strained: np.ndarray,
+        bounds: tuple[np.ndarray, np.ndarray],
+        span: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Block i stretched onto its print from where it was `placed`, where its fields could
+        not follow their print (`strained`) or its print still drifts along it, if its print
+        then lines up better (each bubble's offset, and the offset at its middle); else None."""
+        ny, nx = _grid(*self.narrow[i])
+        design = _design(centres, span)
+        pixels, snap = _windows(self.work, centres + placed, ny, nx)
+        own, ink = _centroids(pixels, paper, ny, nx)
+        drift = np.abs(design[:, 1:] @ _robust_fit(design, own + snap, ink >= INK)[1:]).max()
+        if not strained.any() and drift < STRETCH_HINT * self.layout.size[i].min() / self.factor:
+            return None
+        first = _robust_fit(design, placed, ~strained)
+        stretched, middle = _stretch(self.work, centres, paper, ny, nx, first, bounds, span)
+        stretched, _ = self._fields(i, centres, paper, *_grid(*self.half[i]), stretched)
+        sharper = _common_print(self.work, centres + stretched, paper, ny, nx) - _common_print(
+            self.work, centres + placed, paper, ny, nx
+        )
+        return (stretched, middle) if sharper > SHARPER else None
+
+    def _fields(
+        self,
+        i: int,
+        centres: np.ndarray,
+        paper: np.ndarray,
+        dy: np.ndarray,
+        dx: np.ndarray,
+        start: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Each field of block i moved a little further onto its own print, and the bubbles of
+        fields that had to move as far as they may (the block's map is off by more than a shift
+        can mend)."""
+        if self.layout.fields[i] < FIELD_MIN:
+            return start, np.zeros(len(start), bool)
+        return _refine(self.work, centres, paper, dy, dx, start, self.layout.fields[i], self.field_reach[i])
+
     def predict(self, fitted: list[int], offsets: list[np.ndarray]) -> np.ndarray:
         """Every block's offset as the affine map through the fitted blocks' offsets has it
-        (their mean where too few blocks fit to tell more)."""
+        (their mean where too few blocks fit to tell more, none where none fit)."""
         where = np.array([self.centres[self.layout.block == i].mean(0) for i in range(len(self.names))])
+        if not fitted:
+            return np.zeros_like(where)
         mean = np.array([o.mean(0) for o in offsets])
         if len(fitted) < 3:
             return np.repeat(mean.mean(0)[None, :], len(self.names), axis=0)
+        where = where - where[fitted].mean(0)  # centred: a line of blocks tells nothing across it
         design = np.hstack([where[fitted], np.ones((len(fitted), 1))])
         coef, *_ = np.linalg.lstsq(design, mean, rcond=None)
         return np.hstack([where, np.ones((len(where), 1))]) @ coef
+
+
+def _design(centres: np.ndarray, axes: np.ndarray) -> np.ndarray:
+    """Columns of an affine map of the bubbles' offsets: a constant, and the position along
+    each of `axes` from the block's middle."""
+    return np.hstack([np.ones((len(centres), 1)), (centres - centres.mean(0))[:, axes]])
+
+
+def _stretch(
+    work: np.ndarray,
+    centres: np.ndarray,
+    paper: np.ndarray,
+    dy: np.ndarray,
+    dx: np.ndarray,
+    first: np.ndarray,
+    bounds: tuple[np.ndarray, np.ndarray],
+    axes: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The block moved (within `bounds`: reach of a start) and stretched or turned a little
+    along the `axes` it spans, from the map `first` (fitted to the fields that could follow
+    their print), to where its bubbles' print is centred: an alignment whose scale is a few per
+    cent off (a feature match, an affine map of a keystoned scan, a template measured a little
+    off its print) leaves a long block's far rows half a row off, which no shift mends.
+    Returns each bubble's offset and the offset at the block's middle."""
+    design = _design(centres, axes)
+    start, reach = bounds
+
+    def bounded(coef: np.ndarray) -> np.ndarray:
+        return np.vstack(
+            [np.clip(coef[0], start - reach, start + reach), np.clip(coef[1:], -MAX_STRETCH, MAX_STRETCH)]
+        )
+
+    coef = bounded(first)
+    for _ in range(STRETCH_ROUNDS):
+        model = design @ coef
+        pixels, snap = _windows(work, centres + model, dy, dx)
+        own, ink = _centroids(pixels, paper, dy, dx)
+        new = bounded(_robust_fit(design, model + own + snap, ink >= INK))
+        done = np.abs(design @ (new - coef)).max() < 0.25
+        coef = new
+        if done:
+            break
+    return design @ coef, coef[0]
+
+
+def _robust_fit(design: np.ndarray, target: np.ndarray, printed: np.ndarray) -> np.ndarray:
+    """Least squares of `target` on `design` over the bubbles that show print, fitted again
+    without those far off the first fit (a mark drawn off-centre, a ruled line beside a box)."""
+    use = printed if printed.sum() >= max(SCATTER_MIN, design.shape[1] * 2) else np.ones(len(target), bool)
+    for _ in range(2):
+        coef = np.linalg.lstsq(design[use], target[use], rcond=None)[0]
+        miss = np.hypot(*(target - design @ coef).T)
+        use = use & (miss <= max(2 * float(np.median(miss[use])), 0.5))
+        if use.sum() < design.shape[1] * 2:
+            break
+    return coef
 
 
 def _refine(
@@ -147,24 +268,26 @@ def _refine(
     start: np.ndarray,
     size: int,
     reach: np.ndarray,
-) -> np.ndarray:
-    """Each run of `size` bubbles (a field, or the whole block) moved within `reach` of `start`
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each field (a run of `size` bubbles) moved within `reach` of the bubbles' offsets `start`
     to where its bubbles' print is centred (their median), so a page that bends or a lens that
-    curves does not leave a block's far rows off their print; returns each bubble's offset."""
+    curves does not leave a block's far rows off their print; returns each bubble's offset, and
+    which bubbles' fields ended as far as they may move."""
     fields = len(centres) // size
-    offset = np.repeat(start[None, :], fields, axis=0)
+    move = np.zeros((fields, 2))
     for _ in range(ROUNDS):
-        pixels, snap = _windows(work, centres + np.repeat(offset, size, axis=0), dy, dx)
+        pixels, snap = _windows(work, centres + start + np.repeat(move, size, axis=0), dy, dx)
         own = (_centroids(pixels, paper, dy, dx)[0] + snap).reshape(fields, size, 2)
-        new = np.clip(offset + np.median(own, axis=1), start - reach, start + reach)
-        done = np.abs(new - offset).max() < 0.25
-        offset = new
+        new = np.clip(move + np.median(own, axis=1), -reach, reach)
+        done = np.abs(new - move).max() < 0.25
+        move = new
         if done:
             break
     if fields >= 3:  # a field moves with its neighbours: a ruled line or a desk edge pulls one alone
         window = np.clip(np.arange(fields) - 1, 0, fields - 3)[:, None] + np.arange(3)
-        offset = np.median(offset[window], axis=1)
-    return np.repeat(offset, size, axis=0)
+        move = np.median(move[window], axis=1)
+    strained = (np.abs(move) >= reach - 0.25).any(1) & (reach > 0).any()
+    return start + np.repeat(move, size, axis=0), np.repeat(strained, size)
 
 
 def _settled(
@@ -181,6 +304,15 @@ def _settled(
     if printed.sum() < max(SCATTER_MIN, len(printed) // 2):
         return strength, None
     return strength, float(np.median(np.hypot(*(own + snap)[printed].T)))
+
+
+def _common_print(
+    work: np.ndarray, centres: np.ndarray, paper: np.ndarray, dy: np.ndarray, dx: np.ndarray
+) -> float:
+    """How dark the print is that the windows share, as their median sees it (marks, which are
+    few, do not count): the sharper it is, the better the boxes line up with their bubbles."""
+    pixels, _ = _windows(work, centres, dy, dx)
+    return 1 - float(np.percentile(np.median(pixels / paper[:, None], axis=0), 2))
 
 
 def _windows(

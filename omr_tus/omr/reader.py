@@ -16,6 +16,8 @@ import numpy as np
 import zxingcpp
 
 from .crosscheck import mostly_blank_but_two_valued, read_twice
+from .discs import annulus
+from .doubts import light_fills, ringed
 from .errors import SheetError
 from .fit import Fit, fit_blocks
 from .paper import nearby_paper
@@ -317,27 +319,6 @@ def find_qr_payload(image: np.ndarray) -> str | None:
 # --- bubbles ---------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=64)
-def _offsets(w: int, h: int, r0: float, r1: float) -> tuple[np.ndarray, np.ndarray]:
-    """(dy, dx) of the pixels whose centres lie between radii r0 and r1 (shares of the half-size)
-    of the ellipse inscribed in a w x h box, relative to the box's top-left corner."""
-    reach = int(np.ceil(r1 * max(w, h) / 2)) + 1
-    ys, xs = np.mgrid[-reach : h + reach, -reach : w + reach]
-    r = np.hypot((xs + 0.5 - w / 2) / (w / 2), (ys + 0.5 - h / 2) / (h / 2))
-    keep = (r >= r0) & (r < r1)
-    return ys[keep], xs[keep]
-
-
-def _sample(page: np.ndarray, boxes: np.ndarray, r0: float, r1: float) -> np.ndarray:
-    """Pixels of the same annulus of every bubble (all of one size), shape (bubbles, pixels)."""
-    dy, dx = _offsets(int(boxes[0, 2]), int(boxes[0, 3]), r0, r1)
-    ys, xs = boxes[:, 1:2] + dy, boxes[:, 0:1] + dx
-    h, w = page.shape
-    if ys.min() < 0 or xs.min() < 0 or ys.max() >= h or xs.max() >= w:
-        ys, xs = np.clip(ys, 0, h - 1), np.clip(xs, 0, w - 1)
-    return page[ys, xs]
-
-
 def measure_bubbles(
     page: np.ndarray, template: Template, shifts: np.ndarray, near: np.ndarray
 ) -> list[Group]:
@@ -350,10 +331,10 @@ def measure_bubbles(
     groups = []
     for size in {tuple(s) for s in boxes[:, 2:]}:
         idx = np.flatnonzero((boxes[:, 2:] == size).all(1))
-        ring = np.median(_sample(page, boxes[idx], *RING), axis=1)
+        ring = np.median(annulus(page, boxes[idx], *RING), axis=1)
         paper = np.maximum(np.maximum(ring, PAPER_NEAR * near[idx]), 1)
-        outline = 1 - _sample(page, boxes[idx], *BAND).mean(1) / paper
-        groups.append((idx, _sample(page, boxes[idx], 0, inner), paper, outline))
+        outline = 1 - annulus(page, boxes[idx], *BAND).mean(1) / paper
+        groups.append((idx, annulus(page, boxes[idx], 0, inner), paper, outline))
     return groups
 
 
@@ -365,13 +346,15 @@ def _gather(groups: Sequence[tuple[np.ndarray, ...]], column: int) -> np.ndarray
     return out
 
 
-def _print_base(values: np.ndarray, kinds: np.ndarray) -> np.ndarray:
+def _print_base(values: np.ndarray, kinds: np.ndarray, mark: float) -> np.ndarray:
     """What each bubble shows unmarked: bubbles printed alike (same value, same size: the same
     letter inside) are compared with each other, and most of a kind are unmarked, so its lower
     quartile is print (its least, for a kind too small for quartiles). A kind that is dark
     throughout (a lone bubble, or one answered on every row) may not claim more than the
-    sheet's typical print plus PRINT_SPREAD, so its marks still count."""
-    cap = min(float(np.percentile(values, 25)) + PRINT_SPREAD, PRINT_MAX)
+    sheet's typical print plus PRINT_SPREAD, nor more than halfway from it to a `mark`, so its
+    marks still count where print is heavy and marks are light (pencil over dark digits)."""
+    typical = float(np.percentile(values, 25))
+    cap = min(typical + PRINT_SPREAD, PRINT_MAX, (typical + mark) / 2)
     order = np.lexsort((values, kinds))
     _, starts, inverse, counts = np.unique(
         kinds[order], return_index=True, return_inverse=True, return_counts=True
@@ -382,43 +365,47 @@ def _print_base(values: np.ndarray, kinds: np.ndarray) -> np.ndarray:
     return base
 
 
-def bubble_fill(groups: list[Group], kinds: np.ndarray) -> np.ndarray:
+def bubble_fill(groups: list[Group], kinds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """How much of each disc is marked, net of the print inside bubbles of its kind: the share
     of its pixels half as dark as this sheet's own marks (so an erased ghost does not count and
     a tick covers only part of the disc), raised to its mean darkness in units of a typical
     mark once it is clearly not blank (so a mark that fills only part of a box drawn off its
     print, or a soft photo, still reads). A disc that adds next to no darkness over its print
     holds no mark, however many of its pixels cross the dark threshold: dark letters printed
-    inside bubbles vary a little from bubble to bubble, and that is all such a disc shows."""
+    inside bubbles vary a little from bubble to bubble, and that is all such a disc shows.
+    Also returns the darkness each disc adds over its print, in units of the sheet's marks."""
     darkness = 1 - _gather([(idx, inner.mean(1) / paper) for idx, inner, paper, _ in groups], 1)
     ink, strength = _mark_darkness(darkness, kinds)
     threshold = float(np.clip(ink / 2, *PIXEL_DARK))
     share = _gather(
         [(idx, (inner <= (paper * (1 - threshold))[:, None]).mean(1)) for idx, inner, paper, _ in groups], 1
     )
-    base = _print_base(share, kinds)
+    base = _print_base(share, kinds, 1.0)
     share = np.clip((share - base) / (1 - base), 0, 1)
     added = np.clip(strength / ink, 0, 1)
     fill = np.where(share >= BLANK, np.maximum(share, added), share)
-    return np.where(added < NO_INK, np.minimum(share, added), fill)
+    return np.where(added < NO_INK, np.minimum(share, added), fill), added
 
 
 def _mark_darkness(darkness: np.ndarray, kinds: np.ndarray) -> tuple[float, np.ndarray]:
     """How dark a mark is on this sheet, and the darkness each bubble adds over its print:
     split the bubbles in two by the latter (Otsu), and take the median darkness of the darker
-    group if it stands clear of the lighter one; else (a blank sheet) INK_DEFAULT."""
-    strength = darkness - _print_base(darkness, kinds)
+    group if it stands clear of the lighter one; else (a blank sheet) INK_DEFAULT. The print is
+    judged once more against the sheet's own marks when it has them."""
+    strength = darkness - _print_base(darkness, kinds, 1.0)
+    if len(strength) < 2:
+        return INK_DEFAULT, strength
     order = np.argsort(strength)
     s = strength[order]
-    if len(s) < 2:
-        return INK_DEFAULT, strength
     k = np.arange(1, len(s))
     total = np.cumsum(s)
     low, high = total[:-1] / k, (total[-1] - total[:-1]) / (len(s) - k)
     split = int(np.argmax(k * (len(s) - k) * (high - low) ** 2)) + 1
     ink = float(np.median(s[split:]))
-    clear = ink >= INK_MIN and ink >= INK_CLEAR * float(np.percentile(s[:split], 90))
-    return (float(np.median(darkness[order[split:]])) if clear else INK_DEFAULT), strength
+    if ink < INK_MIN or ink < INK_CLEAR * float(np.percentile(s[:split], 90)):
+        return INK_DEFAULT, strength
+    mark = float(np.median(darkness[order[split:]]))
+    return mark, darkness - _print_base(darkness, kinds, mark)
 
 
 def off_print(groups: list[Group]) -> np.ndarray:
@@ -455,15 +442,21 @@ def read_page(page: np.ndarray, template: Template) -> PageReading:
     block moved onto its print first (a block that does not fit makes its fields doubtful), then
     every field read by this reader and by OMRChecker's thresholds; where they disagree the field
     is doubtful too."""
-    near = nearby_paper(page, template.layout.boxes)
+    lay = template.layout
+    near = nearby_paper(page, lay.boxes)
     fit = fit_blocks(page, template, near)
     groups = measure_bubbles(page, template, fit.shifts, near)
-    fill, off = bubble_fill(groups, _kinds(template)), off_print(groups)
+    kinds = _kinds(template)
+    fill, added = bubble_fill(groups, kinds)
+    fill, off = _field_relative(fill, lay.field), off_print(groups)
+    boxes = lay.boxes + np.hstack([fit.shifts, np.zeros_like(fit.shifts)])
+    ring = ringed(page, template, boxes, _gather(groups, 2), kinds, lay.field) & (fill < MARKED)
+    light = light_fills(added, fill, lay.field, BLANK, MARKED)
     second = read_twice(page, template, fit.shifts, near)
     fields, bubbles, differ, start = {}, [], [], 0
     for f in template.fields:
         span = slice(start, start + len(f.bubbles))
-        x, o = _field_relative(fill[span]), off[span] | (f.block in fit.unfit)
+        x, o = fill[span], off[span] | ring[span] | light[span] | (f.block in fit.unfit)
         judged = _judge_field(f, x, o, np.where(o, 0.0, _confidence(x)))
         if "ambiguous" not in judged[1] and not np.array_equal(x >= MARKED, second.marked[span]):
             differ.append(f.label)
@@ -481,6 +474,13 @@ def read_page(page: np.ndarray, template: Template) -> PageReading:
         for c in template.columns
     }
     reasons = [f"field block {name} does not fit: {why}" for name, why in fit.unfit.items()]
+    names = [f.label for f in template.fields]
+    for doubt, what in (
+        (ring, "a ring drawn round an empty bubble"),
+        (light, "a light fill in a blank question"),
+    ):
+        if doubt.any():
+            reasons.append(f"{what}: " + ", ".join(dict.fromkeys(names[i] for i in lay.field[doubt])))
     if differ:
         reasons.append("a second reading differs: " + ", ".join(differ))
     blank = sum("blank" in v[1] for v in fields.values())
@@ -519,13 +519,15 @@ def bubble_states(page: np.ndarray, template: Template) -> list[tuple[Bubble, st
     return read_page(page, template).bubbles
 
 
-def _field_relative(fill: np.ndarray) -> np.ndarray:
+def _field_relative(fill: np.ndarray, field: np.ndarray) -> np.ndarray:
     """A field's bubbles sit side by side, so a shadow or a box drawn a little off its print
-    shows in all of them: its least-filled bubble (one is normally unmarked) is taken off the
-    others, but never more than BLANK, so a field marked throughout still reads marked."""
-    if len(fill) < 2:
-        return fill
-    return np.clip(fill - min(float(fill.min()), BLANK), 0, 1)
+    shows in all of them: each field's least-filled bubble (one is normally unmarked) is taken
+    off its others, but never more than BLANK, so a field marked throughout still reads marked;
+    a field of one bubble stays as it is."""
+    least = np.full(field.max() + 1, np.inf)
+    np.minimum.at(least, field, fill)
+    alone = np.bincount(field)[field] < 2
+    return np.where(alone, fill, np.clip(fill - np.minimum(least[field], BLANK), 0, 1))
 
 
 def _kinds(template: Template) -> np.ndarray:

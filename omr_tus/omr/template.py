@@ -137,7 +137,8 @@ class Template:
         pitch = np.array([[_pitch(boxes[block == i], axis) for axis in (0, 1)] for i in range(len(names))])
         per_field = [{len(f.bubbles) for f in self.fields if f.block == n} for n in names]
         fields = np.array([min(s) if len(s) == 1 else 0 for s in per_field])
-        return Layout(boxes, block, names, size, np.where(np.isfinite(pitch), pitch, 4 * size), fields)
+        field = np.repeat(np.arange(len(self.fields)), [len(f.bubbles) for f in self.fields])
+        return Layout(boxes, block, names, size, np.where(np.isfinite(pitch), pitch, 4 * size), fields, field)
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,7 @@ class Layout:
     size: np.ndarray  # (blocks, 2) largest bubble width, height
     pitch: np.ndarray  # (blocks, 2) distance between neighbouring bubble centres along x, y
     fields: np.ndarray  # (blocks,) bubbles in each of the block's fields (0: they differ)
+    field: np.ndarray  # (bubbles,) index of each bubble's field in Template.fields
 
 
 def _pitch(boxes: np.ndarray, axis: int) -> float:

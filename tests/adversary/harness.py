@@ -92,7 +92,7 @@ def wrong_on_ok(result, truth: dict[str, str | None]) -> list[str]:
     return out
 
 
-def _disc(shape, b: Bubble, cx: float, cy: float, scale: float) -> np.ndarray:
+def disc(shape, b: Bubble, cx: float, cy: float, scale: float) -> np.ndarray:
     mask = np.zeros(shape, np.uint8)
     cv2.ellipse(
         mask,
@@ -157,7 +157,7 @@ def circled(page, b, rng):
 
 def solid(page, b, rng, darkness=(0.88, 0.97)):
     cx, cy = centre(b)
-    ink(page, _disc(page.shape, b, cx, cy, 0.95), rng.uniform(*darkness))
+    ink(page, disc(page.shape, b, cx, cy, 0.95), rng.uniform(*darkness))
 
 
 def render(template: Template, style=DARK_VALUES, answers: dict[str, str] | None = None) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from omr_tus.omr.render import DARK_VALUES, OWN
 from omr_tus.omr.template import Template
 from tests.adversary import harness as h
 
@@ -23,7 +24,7 @@ def _x(rng):
     return h.sheet(FORM, rng, h.mark_some(h.x_mark, 3))
 
 
-def _circled(rng, raw=FORM, style=h.DARK_VALUES):
+def _circled(rng, raw=FORM, style=DARK_VALUES):
     """A ring drawn round an empty bubble of a blank question (the student circling an answer):
     the question must be flagged, not read `ok` as blank."""
 
@@ -42,7 +43,7 @@ def _light_pencil(rng):
     return h.sheet(FORM, rng, darkness=(0.2, 0.35))
 
 
-def _very_light_some(rng, darkness=(0.22, 0.3), raw=FORM, style=h.DARK_VALUES):
+def _very_light_some(rng, darkness=(0.22, 0.3), raw=FORM, style=DARK_VALUES):
     # most marks dark, a few very light (but full) marks: read as marks or flagged, never blank-ok
     def extra(page, template, answers, rng):
         free = [f for f in template.fields if f.label in answers and not answers[f.label]]
@@ -228,11 +229,11 @@ def _formats(kind):
 
 
 def _own_partial(rng):
-    return h.sheet(OWN_T, rng, h.mark_some(h.partial, 3), style=h.OWN)
+    return h.sheet(OWN_T, rng, h.mark_some(h.partial, 3), style=OWN)
 
 
 def _own_light(rng):
-    return h.sheet(OWN_T, rng, darkness=(0.2, 0.35), style=h.OWN)
+    return h.sheet(OWN_T, rng, darkness=(0.2, 0.35), style=OWN)
 
 
 def _crossed_then_filled(rng):
@@ -260,6 +261,60 @@ def _handwriting(rng):
     return h.sheet(FORM, rng, extra)
 
 
+def _offset_fills(rng):
+    """Every fill drawn a third of a bubble off its centre, partly outside the outline (a hurried
+    student): each must be read, or its question flagged."""
+
+    def extra(page, template, answers, rng):
+        fields, clean = template.field_map(), h.render(template)
+        for label, values in answers.items():
+            for b in fields[label].bubbles:
+                if b.value in values:
+                    box = np.s_[b.y - 2 : b.y + b.h + 2, b.x - 2 : b.x + b.w + 2]
+                    page[box] = clean[box]
+                    angle = rng.uniform(0, 2 * np.pi)
+                    cx, cy = h.centre(b)
+                    dx, dy = np.cos(angle) * b.w / 3, np.sin(angle) * b.h / 3
+                    h.ink(page, h.disc(page.shape, b, cx + dx, cy + dy, 0.95), rng.uniform(0.85, 0.95))
+        return set()
+
+    return h.sheet(FORM, rng, extra)
+
+
+def _thick_outlines(rng):
+    """Bubbles printed with outlines three times as heavy (another printer, another form)."""
+
+    def extra(page, template, answers, rng):
+        for f in template.fields:
+            for b in f.bubbles:
+                cx, cy = h.centre(b)
+                cv2.ellipse(page, (round(cx), round(cy)), (b.w // 2, b.h // 2), 0, 0, 360, 40, 4, cv2.LINE_AA)
+        return set()
+
+    return h.sheet(FORM, rng, extra)
+
+
+def _heavy_jpeg(rng):
+    """A phone photo sent through a messenger: JPEG at quality 10-20."""
+
+    def post(image, r):
+        ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(r.integers(10, 21))])
+        return cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+
+    return h.sheet(FORM, rng, post=post)
+
+
+def _mismeasured(rng, scale=1.012):
+    """The form printed with every gap 1.2 % wider than the template says (a template measured
+    by hand off a copy): the last rows lie a third of a row off."""
+    blocks = {
+        n: {**b, "bubblesGap": b["bubblesGap"] * scale, "labelsGap": b["labelsGap"] * scale}
+        for n, b in FORM["fieldBlocks"].items()
+    }
+    image, _, truth = h.sheet({**FORM, "fieldBlocks": blocks}, rng)
+    return image, Template.parse(FORM), truth
+
+
 IDEAS = {
     "custom_template": _custom,
     "custom_spaced": lambda rng: h.sheet(h.custom_template(560), rng),
@@ -271,12 +326,12 @@ IDEAS = {
     "bleed_through": _bleed,
     "light_some_030_040": lambda rng: _very_light_some(rng, (0.3, 0.4)),
     "light_some_015_022": lambda rng: _very_light_some(rng, (0.15, 0.22)),
-    "light_some_own": lambda rng: _very_light_some(rng, (0.2, 0.3), OWN_T, h.OWN),
+    "light_some_own": lambda rng: _very_light_some(rng, (0.2, 0.3), OWN_T, OWN),
     "bleed_very_heavy": lambda rng: _bleed(rng, (0.55, 0.7)),
     "rot90_own": lambda rng: h.sheet(
-        OWN_T, rng, style=h.OWN, post=lambda img, r: np.ascontiguousarray(np.rot90(img))
+        OWN_T, rng, style=OWN, post=lambda img, r: np.ascontiguousarray(np.rot90(img))
     ),
-    "circled_own": lambda rng: _circled(rng, OWN_T, h.OWN),
+    "circled_own": lambda rng: _circled(rng, OWN_T, OWN),
     "bleed_heavy": lambda rng: _bleed(rng, (0.4, 0.55)),
     "stray_marks": _stray,
     "coffee_stain": _stain,
@@ -297,6 +352,12 @@ IDEAS = {
     "bgra": _formats("bgra"),
     "inverted": _formats("inverted"),
     "own_partial": _own_partial,
+    "offset_fills": _offset_fills,
+    "thick_outlines": _thick_outlines,
+    "heavy_jpeg": _heavy_jpeg,
+    "mismeasured_template": _mismeasured,
+    "mismeasured_template_narrow": lambda rng: _mismeasured(rng, 0.99),
+    "mismeasured_template_2pc": lambda rng: _mismeasured(rng, 1.02),
     "own_light": _own_light,
     "crossed_then_filled": _crossed_then_filled,
     "handwriting": _handwriting,
