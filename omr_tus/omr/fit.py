@@ -74,7 +74,7 @@ def fit_blocks(page: np.ndarray, template: Template, paper: np.ndarray) -> Fit:
     for i in range(len(search.names)):
         if i not in found:
             found[i] = search.block(i, expected[i])
-        elif found[i][1] is not None and fitted and not found[i][1].startswith(BLANK_PAPER):
+        elif (why := found[i][1]) is not None and fitted and not why.startswith(BLANK_PAPER):
             again = search.block(i, expected[i])
             found[i] = again if again[1] is None else found[i]
     shifts = np.zeros((len(template.layout.block), 2))
