@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, func, select, update
+from sqlalchemy import Row, Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .models import Task, Upload, User
@@ -36,34 +36,27 @@ class AdminRepo:
         self.engine = engine
         self.autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
 
-    def _usage(self):
-        return (
+    @staticmethod
+    def _with_usage() -> Select:
+        """Users with usage_bytes: the bytes of their uploads in progress or complete."""
+        usage = (
             select(uploads.c.owner_id, func.sum(uploads.c.upload_offset).label("usage_bytes"))
             .where(uploads.c.status.in_(HOLDING))
             .group_by(uploads.c.owner_id)
             .subquery()
         )
+        return select(*USER_COLUMNS, func.coalesce(usage.c.usage_bytes, 0).label("usage_bytes")).outerjoin(
+            usage, usage.c.owner_id == users.c.id
+        )
 
     async def users(self) -> Sequence[Row]:
         """Every user with usage_bytes, by name."""
-        usage = self._usage()
         async with self.autocommit.connect() as conn:
-            result = await conn.execute(
-                select(*USER_COLUMNS, func.coalesce(usage.c.usage_bytes, 0).label("usage_bytes"))
-                .outerjoin(usage, usage.c.owner_id == users.c.id)
-                .order_by(users.c.username)
-            )
-            return result.all()
+            return (await conn.execute(self._with_usage().order_by(users.c.username))).all()
 
     async def user(self, user_id: int) -> Row | None:
-        usage = self._usage()
         async with self.autocommit.connect() as conn:
-            result = await conn.execute(
-                select(*USER_COLUMNS, func.coalesce(usage.c.usage_bytes, 0).label("usage_bytes"))
-                .outerjoin(usage, usage.c.owner_id == users.c.id)
-                .where(users.c.id == user_id)
-            )
-            return result.first()
+            return (await conn.execute(self._with_usage().where(users.c.id == user_id))).first()
 
     async def change_user(self, user_id: int, values: dict[str, Any], revoke: bool) -> bool:
         """Applies `values` to the user (False if there is none); `revoke` makes their tokens
