@@ -18,17 +18,34 @@ from .api import health, legacy, openapi, results, sheets, statistics, task_admi
 from .auth import Authenticator, create_user
 from .batches import processes
 from .batches.intake import BatchIntake
+from .batches.removal import BatchRemoval
+from .batches.retention import Retention
 from .config import Settings
 from .db.engine import count_round_trips, make_engine
 from .db.migrate import migrate
+from .db.removals import RemovalRepo
 from .db.repo import Repo
-from .http.keys import AUTH, CHUNKED, ENGINE, FILES, METRICS, REPO, SERVICE, SETTINGS, STORE, SWEEPER
+from .http.keys import (
+    AUTH,
+    CHUNKED,
+    ENGINE,
+    FILES,
+    METRICS,
+    REMOVALS,
+    REPO,
+    RETENTION,
+    SERVICE,
+    SETTINGS,
+    STORE,
+    SWEEPER,
+)
 from .http.middlewares import middlewares
 from .metrics import Counters
 from .resumable import FIELDS, create_files_app
 from .store.setup import open_stores
 from .uploads.archive import Archiver
 from .uploads.chunked import ChunkedUploads
+from .uploads.removal import Remover
 from .uploads.service import UploadService
 from .uploads.shared_locks import open_locks
 from .uploads.sweeper import Sweeper
@@ -125,6 +142,7 @@ async def _uploads(app: web.Application):
     settings = app[SETTINGS]
     async with open_stores(settings) as stores, open_locks(settings, app[ENGINE]) as locks:
         archiver = Archiver(app[REPO], stores.incoming, locks, stores.files)
+        app[REMOVALS] = RemovalRepo(app[ENGINE])
         service = UploadService(
             settings,
             app[REPO],
@@ -133,8 +151,10 @@ async def _uploads(app: web.Application):
             app[METRICS],
             archiver=archiver,
             subscriber=BatchIntake(archiver),
+            remover=Remover(app[REMOVALS], stores.incoming, stores.files, BatchRemoval()),
             scratch=stores.scratch,
         )
+        app[RETENTION] = Retention(settings, app[REMOVALS], service)
         app[STORE], app[SERVICE], app[FILES] = stores.incoming, service, stores.files
         app[CHUNKED] = ChunkedUploads(service)
         app[SWEEPER] = Sweeper(
@@ -142,9 +162,11 @@ async def _uploads(app: web.Application):
             stores.incoming,
             stores.durable,
             stores.scratch,
+            stores.files.cache_dir,
             stale_after=max(600.0, 10 * settings.idle_timeout),
         )
         await service.recover()
+        await service.finish_removals()
         await app[SWEEPER].sweep()
         log.info(
             "store %s, durable storage %s, %s locks",
@@ -163,8 +185,8 @@ def _describe(settings: Settings) -> str:
 
 
 async def _janitor(app: web.Application):
-    """Background upkeep: expired uploads and orphaned files every janitor_interval, idle
-    writers every second."""
+    """Background upkeep every janitor_interval: expired uploads, interrupted removals,
+    retention, orphaned files; idle writers every second."""
     service, settings = app[SERVICE], app[SETTINGS]
 
     async def expire() -> None:
@@ -174,6 +196,8 @@ async def _janitor(app: web.Application):
                 if removed := await service.expire_due():
                     log.info("janitor: %d expired uploads removed", removed)
                 await app[AUTH].throttle.forget_old()
+                await service.finish_removals()
+                await app[RETENTION].apply()
                 await app[SWEEPER].sweep()
             except Exception:
                 log.exception("janitor sweep failed; retrying next interval")

@@ -48,6 +48,8 @@ class Settings:
     reservation_user_share: float
     password_hash_threads: int
     durable_before_ack: bool
+    keep_files_days: float
+    keep_batches_days: float
 
     @property
     def durable_dir(self) -> Path:
@@ -98,6 +100,8 @@ class Settings:
             reservation_user_share=float(raw["reservation_user_share"]),
             password_hash_threads=max(1, int(raw["password_hash_threads"])),
             durable_before_ack=_bool(raw["durable_before_ack"]),
+            keep_files_days=_days("keep_files_days", raw["keep_files_days"]),
+            keep_batches_days=_days("keep_batches_days", raw["keep_batches_days"]),
         )
 
 
@@ -129,6 +133,15 @@ def _choice(key: str, value, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
         raise ValueError(f"{ENV_PREFIX}{key.upper()} must be one of {', '.join(allowed)}, not {value!r}")
     return value
+
+
+def _days(key: str, value) -> float:
+    days = float(value)
+    if days < 0:
+        raise ValueError(
+            f"{ENV_PREFIX}{key.upper()} must be 0 (keep everything) or a number of days, not {value!r}"
+        )
+    return days
 
 
 def _bool(value) -> bool:

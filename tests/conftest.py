@@ -99,7 +99,7 @@ async def _truncate(url: str) -> None:
             if exists:
                 await conn.execute(
                     text(
-                        "TRUNCATE users, uploads, upload_chunks, upload_parts, batches, tasks, sheets, answers, login_failures, login_addresses RESTART IDENTITY CASCADE"
+                        "TRUNCATE users, uploads, upload_chunks, upload_parts, batches, tasks, sheets, answers, login_failures, login_addresses, deletions RESTART IDENTITY CASCADE"
                     )
                 )
     finally:

@@ -127,12 +127,11 @@ class SeaweedFS:
         self.stop()
         raise TimeoutError(f"SeaweedFS did not answer on {self.endpoint} within {timeout:.0f}s")
 
-    def _bucket_ready(self) -> bool:
-        """The S3 gateway answers and the bucket exists (created through S3, signed)."""
+    def _client(self):
         import botocore.session
         from botocore.config import Config
 
-        client = botocore.session.get_session().create_client(
+        return botocore.session.get_session().create_client(
             "s3",
             endpoint_url=self.endpoint,
             region_name="us-east-1",
@@ -145,6 +144,21 @@ class SeaweedFS:
                 read_timeout=5,
             ),
         )
+
+    def objects(self, prefix: str) -> dict[str, bytes]:
+        """Every object under `prefix` with its bytes (small test objects only)."""
+        client = self._client()
+        try:
+            listed = client.list_objects_v2(Bucket=self.bucket, Prefix=prefix).get("Contents", [])
+            return {
+                o["Key"]: client.get_object(Bucket=self.bucket, Key=o["Key"])["Body"].read() for o in listed
+            }
+        finally:
+            client.close()
+
+    def _bucket_ready(self) -> bool:
+        """The S3 gateway answers and the bucket exists (created through S3, signed)."""
+        client = self._client()
         try:
             try:
                 client.head_bucket(Bucket=self.bucket)

@@ -1,4 +1,4 @@
-"""DELETE /files/{id}: termination."""
+"""DELETE /files/{id}: termination (an upload in progress), deletion (a completed one)."""
 
 import pytest
 
@@ -29,12 +29,14 @@ async def test_terminate_other_users_upload(api, user, status):
     assert resp.status == status
 
 
-async def test_complete_upload_cannot_be_terminated(api):
+async def test_complete_upload_is_deleted_with_its_batch_and_answers_404_after(api):
     path = await api.create(3)
-    await api.patch(path, 0, b"abc")
+    batch_id = (await api.patch(path, 0, b"abc")).headers["Batch-Id"]
     resp = await api.client.delete(path, headers=api.tus())
-    assert resp.status == 403
-    assert "batch" in await resp.text()
+    assert resp.status == 204
+    for resp in (await api.head(path), await api.client.delete(path, headers=api.tus())):
+        assert resp.status == 404
+    await api.get_json(f"/api/batches/{batch_id}", status=404)
 
 
 async def test_terminate_via_method_override(api):

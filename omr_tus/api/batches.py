@@ -1,4 +1,6 @@
-"""Batches: what completed uploads become. GET /api/batches, /api/batches/{id}, .../progress."""
+"""Batches: what completed uploads become. GET /api/batches, /api/batches/{id}, .../progress;
+DELETE /api/batches/{id} (the batch, its upload and every copy of its file); GET /api/deletions
+(admin: the audit of deletions)."""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ from aiohttp import web
 from sqlalchemy import Row
 
 from .. import errors
-from ..http.keys import REPO, principal
+from ..http.keys import REMOVALS, REPO, SERVICE, principal
 from ..uploads.model import UPLOAD_TYPES
 from . import params
 
@@ -36,6 +38,7 @@ def batch_json(row: Row) -> dict:
         "skipped": row.skipped or [],
         "skipped_count": row.skipped_count,
         "error": row.error,
+        "file_deleted_at": iso(row.file_deleted_at),
     }
 
 
@@ -100,6 +103,11 @@ async def reprocess(request: web.Request) -> web.Response:
     if not principal(request).is_admin:
         raise errors.FORBIDDEN("Only an admin can process a batch again")
     batch = await visible_batch(request)
+    if batch.file_deleted_at is not None:
+        raise errors.CONFLICT(
+            f"Batch {batch.id}'s file was deleted on {iso(batch.file_deleted_at)} (retention); "
+            "its sheets cannot be read again"
+        )
     if batch.status != "completed" or not batch.total_sheets:
         raise errors.CONFLICT(
             f"Batch {batch.id} is {batch.status} with {batch.total_sheets or 0} sheets; only a "
@@ -109,8 +117,47 @@ async def reprocess(request: web.Request) -> web.Response:
     return web.json_response(batch_json(await visible_batch(request)), status=202)
 
 
+async def delete_batch(request: web.Request) -> web.Response:
+    """The batch, its sheets, answers and corrections, its upload and every stored copy of its
+    file; an audit row remains (who, what, when, how many bytes)."""
+    batch = await visible_batch(request)
+    await request.app[SERVICE].terminate(batch.upload_id, principal(request))
+    return web.Response(status=204)
+
+
+async def list_deletions(request: web.Request) -> web.Response:
+    if not principal(request).is_admin:
+        raise errors.FORBIDDEN("Only an admin can read the audit of deletions")
+    limit = params.integer(request.query, "limit", 50, 1, 500)
+    offset = params.integer(request.query, "offset", 0, 0, 10**9)
+    rows, total = await request.app[REMOVALS].audit_rows(limit, offset)
+    return web.json_response(
+        {
+            "deletions": [
+                {
+                    "what": r.what,
+                    "batch_id": r.batch_id,
+                    "upload_id": r.upload_id,
+                    "filename": r.filename,
+                    "size": r.size,
+                    "owner": r.owner,
+                    "deleted_by": r.deleted_by_name,
+                    "reason": r.reason,
+                    "deleted_at": iso(r.deleted_at),
+                }
+                for r in rows
+            ],
+            "total": total,
+            "limit": limit,
+            "offset": offset,
+        }
+    )
+
+
 def setup(app: web.Application) -> None:
     app.router.add_get("/api/batches", list_batches)
     app.router.add_get("/api/batches/{batch_id}", get_batch)
+    app.router.add_delete("/api/batches/{batch_id}", delete_batch)
+    app.router.add_get("/api/deletions", list_deletions)
     app.router.add_get("/api/batches/{batch_id}/progress", progress)
     app.router.add_post("/api/batches/{batch_id}/reprocess", reprocess)

@@ -108,12 +108,42 @@ SCHEMAS = {
             "created_at": {"type": "string", "format": "date-time"},
             "updated_at": {"type": "string", "format": "date-time"},
             "completed_at": {"type": ["string", "null"], "format": "date-time"},
+            "file_deleted_at": {
+                "type": ["string", "null"],
+                "format": "date-time",
+                "description": "when retention deleted the file (the results stay)",
+            },
         },
     },
     "BatchList": {
         "type": "object",
         "properties": {
             "batches": {"type": "array", "items": {"$ref": "#/components/schemas/Batch"}},
+            "total": {"type": "integer"},
+            "limit": {"type": "integer"},
+            "offset": {"type": "integer"},
+        },
+    },
+    "DeletionList": {
+        "type": "object",
+        "properties": {
+            "deletions": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "what": {"type": "string", "enum": ["batch", "file"]},
+                        "batch_id": {"type": ["string", "null"]},
+                        "upload_id": {"type": "string"},
+                        "filename": {"type": ["string", "null"]},
+                        "size": {"type": "integer"},
+                        "owner": {"type": ["string", "null"]},
+                        "deleted_by": {"type": ["string", "null"], "description": "null: retention"},
+                        "reason": {"type": "string", "enum": ["request", "retention"]},
+                        "deleted_at": {"type": "string", "format": "date-time"},
+                    },
+                },
+            },
             "total": {"type": "integer"},
             "limit": {"type": "integer"},
             "offset": {"type": "integer"},
@@ -476,6 +506,31 @@ PATHS = {
                 "404": _error("No such batch of yours"),
                 **AUTH_ERRORS,
             },
+        },
+        "delete": {
+            "summary": "Delete the batch, its sheets, answers and corrections, its upload and every stored copy of its file (owner or admin); an audit row remains",
+            "parameters": [BATCH_ID],
+            "responses": {
+                "204": {"description": "Deleted"},
+                "404": _error("No such batch of yours"),
+                "423": _error("The upload is busy (being moved to durable storage); retry shortly"),
+                **AUTH_ERRORS,
+            },
+        },
+    },
+    "/api/deletions": {
+        "get": {
+            "summary": "The audit of deletions, newest first: who deleted which batch or file, when, and its size (admin)",
+            "parameters": [
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
+                {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+            ],
+            "responses": {
+                "200": _json("#/components/schemas/DeletionList"),
+                "400": _error("Bad limit or offset"),
+                "403": _error("Not an admin"),
+                **AUTH_ERRORS,
+            },
         }
     },
     "/api/me": {
@@ -492,7 +547,7 @@ PATHS = {
                 "202": _json("#/components/schemas/Batch", "Queued"),
                 "403": _error("Not an admin"),
                 "404": _error("No such batch"),
-                "409": _error("The batch has not completed"),
+                "409": _error("The batch has not completed, or retention deleted its file"),
                 **AUTH_ERRORS,
             },
         }
@@ -812,11 +867,10 @@ PATHS = {
             },
         },
         "delete": {
-            "summary": "tus termination of an incomplete upload",
+            "summary": "tus termination of an incomplete upload; a completed one is deleted with its batch and every stored copy of its file",
             "parameters": [UPLOAD_ID, TUS_RESUMABLE],
             "responses": {
-                "204": {"description": "Terminated"},
-                "403": TUS_TEXT,
+                "204": {"description": "Terminated, or deleted"},
                 "404": TUS_TEXT,
                 "410": TUS_TEXT,
             },

@@ -85,9 +85,11 @@ class Upload(Base):
     filename: Mapped[str | None] = mapped_column(String(1024), nullable=True)
     upload_type: Mapped[str] = mapped_column(String(32))
     task_id: Mapped[str | None] = mapped_column(String(8), nullable=True)
-    # active -> complete | terminated | expired
+    # active -> complete | terminated | expired | failed; complete -> deleted (a tombstone kept
+    # until every copy of the file is removed, then the row goes)
     status: Mapped[str] = mapped_column(String(16), default="active", index=True)
-    # store: still on the in-progress store (RAM disk); durable: moved to the data dir
+    # store: still on the in-progress store (RAM disk); durable: moved to the data dir;
+    # deleting -> deleted: retention removes the file of a complete upload, its results stay
     location: Mapped[str] = mapped_column(String(16), default="store")
     sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -155,6 +157,8 @@ class Batch(Base):
     lease_expires: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     # When a worker last claimed sheets of this batch: batches (and their owners) take turns.
     claimed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # When retention removed the file (OMR_TUS_KEEP_FILES_DAYS); the results stay.
+    file_deleted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class Task(Base):
@@ -266,3 +270,21 @@ class LoginAddress(Base):
     username: Mapped[str] = mapped_column(String(255), primary_key=True)
     address: Mapped[str] = mapped_column(String(255), primary_key=True)
     last_login: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class Deletion(Base):
+    """The audit of deletions: who (None: retention) removed which batch or file, when, and
+    how many bytes. No foreign keys: the row outlives what it names."""
+
+    __tablename__ = "deletions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    what: Mapped[str] = mapped_column(String(16))  # "batch" (everything) or "file" (results kept)
+    batch_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    upload_id: Mapped[str] = mapped_column(String(32))
+    owner_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    deleted_by: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    reason: Mapped[str] = mapped_column(String(16))  # "request" or "retention"
+    filename: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    deleted_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)

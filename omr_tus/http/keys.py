@@ -6,7 +6,9 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..auth import Authenticator
+from ..batches.retention import Retention
 from ..config import Settings
+from ..db.removals import RemovalRepo
 from ..db.repo import Repo
 from ..metrics import Counters
 from ..store import Store
@@ -28,6 +30,8 @@ CHUNKED = web.AppKey("chunked", ChunkedUploads)
 METRICS = web.AppKey("metrics", Counters)
 REVIEW_POOL = web.AppKey("review_pool", BoundedPool)
 SWEEPER = web.AppKey("sweeper", Sweeper)
+REMOVALS = web.AppKey("removals", RemovalRepo)
+RETENTION = web.AppKey("retention", Retention)
 
 PRINCIPAL = web.RequestKey("principal", Principal)  # set by the auth middleware
 

@@ -70,6 +70,12 @@ class CompletedFiles:
             os.utime(path)
         return path
 
+    async def forget(self, upload_id: str) -> None:
+        """Drops this node's cached copy of a removed upload (a reader that has it open keeps
+        reading it until it closes it)."""
+        with contextlib.suppress(FileNotFoundError):
+            await asyncio.to_thread(os.unlink, self.cache_dir / upload_id)
+
     async def _fetch(self, remote: RemoteFiles, upload_id: str, path: Path) -> None:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         await remote.download(upload_id, path)

@@ -35,6 +35,7 @@ from .digests import declared, merged, mismatch
 from .events import CompletionSubscriber, UploadCompleted
 from .locks import Holder, UploadLocks
 from .model import LOST, TYPES_NEEDING_TASK, Chunk, Interrupted, Principal, UploadInfo
+from .removal import Remover
 from .reservations import STEP, Claim, Reservations, mb
 from .shared_locks import SharedUploadLocks
 from .validation import check_upload_type
@@ -96,7 +97,8 @@ def too_large(size: int, limit: int = MAX_CHUNK) -> errors.ServiceError:
 class UploadService:
     """The upload core. `archiver` makes completed files durable; a completion waits for it
     when settings.durable_before_ack or a declared digest asks for that. `subscriber` hears
-    of every completed upload (not of partial uploads, which only wait to be concatenated)."""
+    of every completed upload (not of partial uploads, which only wait to be concatenated);
+    `remover` removes completed ones (telling its own subscriber)."""
 
     def __init__(
         self,
@@ -108,6 +110,7 @@ class UploadService:
         *,
         archiver: Archiver,
         subscriber: CompletionSubscriber,
+        remover: Remover,
         scratch: LocalStore,
     ):
         self._settings = settings
@@ -117,6 +120,7 @@ class UploadService:
         self._locks = locks
         self.archiver = archiver
         self._subscriber = subscriber
+        self._remover = remover
         self.max_chunk = MAX_CHUNK
         # Chunks that arrive before their form fields wait on the store itself when it can place
         # them later without the bytes passing through Python; else in a local scratch folder.
@@ -156,7 +160,7 @@ class UploadService:
         info = await self.reload(upload_id) if _plausible_id(upload_id) else None
         if info is not None:
             self._remember_owner(info.id, info.owner_id)
-        if info is None or (info.owner_id != user.id and not user.is_admin):
+        if info is None or info.status == "deleted" or (info.owner_id != user.id and not user.is_admin):
             raise errors.NOT_FOUND(f"Upload {upload_id} not found")
         if info.status in ("terminated", "expired", "failed"):
             raise errors.UPLOAD_GONE(GONE[info.status].format(upload_id))
@@ -845,15 +849,42 @@ class UploadService:
 
     # -- termination and expiry ---------------------------------------------
     async def terminate(self, upload_id: str, user: Principal) -> None:
+        """An upload in progress (or a partial one) stops and its bytes go: its URL answers 410.
+        A completed upload is deleted with its batch and every copy of its file: 404 after."""
         await self._owned(upload_id, user)
         async with self._locks.hold(upload_id):
             info = await self.get(upload_id, user)
             if info.is_complete and info.concat != "partial":
-                raise errors.FORBIDDEN(
-                    f"Upload {upload_id} is complete and became batch {info.batch_id}; "
-                    "it can no longer be terminated"
-                )
+                await self._remover.remove(info, whole=True, by=user.id)
+                self._forget(upload_id)
+                return
             await self._drop(info.id, "terminated")
+
+    async def retire(self, upload_id: str, whole: bool) -> bool:
+        """Retention: a completed upload's file goes (its results stay), or the whole upload
+        with its batch. False if it is not there to remove any more, or is busy (next pass)."""
+        try:
+            async with self._locks.hold(upload_id):
+                row = await self._repo.upload(upload_id)
+                kept = ("store", "durable") if not whole else ("store", "durable", "deleted", "lost")
+                if row is None or row.status != "complete" or row.location not in kept:
+                    return False
+                await self._remover.remove(UploadInfo.from_row(row), whole=whole, by=None)
+        except errors.ServiceError as exc:
+            if exc.spec is not errors.LOCKED:
+                raise
+            return False
+        if whole:
+            self._forget(upload_id)
+        return True
+
+    async def finish_removals(self) -> int:
+        """Removals a crash interrupted (at start, and on every janitor pass)."""
+        return await self._remover.finish_pending()
+
+    def _forget(self, upload_id: str) -> None:
+        self._in_sync.pop(upload_id, None)
+        self._owners.pop(upload_id, None)
 
     async def abandon(self, info: UploadInfo) -> None:
         """An upload whose creating request failed (its first chunk, a direct upload's form):

@@ -1,7 +1,9 @@
 """Files a crash leaves behind, removed by the janitor (and once at start): RAM-disk files no
 upload needs any more (already durable, failed, terminated, or with no row at all), durable
-copies cut short under their temporary name (`<id>.<16 hex>.part`, uploads/archive.py), and spooled legacy chunks of requests
-that died. Only local files are swept: in a bucket, `<id>.part` is the live tail of an upload."""
+copies cut short under their temporary name (`<id>.<16 hex>.part`, uploads/archive.py) or
+whose upload is gone (removed, failed), copies in this node's cache of completed files whose
+upload was removed on another node, and spooled legacy chunks of requests that died. Only
+local files are swept: in a bucket, `<id>.part` is the live tail of an upload."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from ..db.repo import Repo
@@ -53,20 +56,32 @@ def _needed(state: tuple[str, str] | None) -> bool:
     return state is not None and (state[0] == "active" or (state[0] == "complete" and state[1] == "store"))
 
 
+def _kept(state: tuple[str, str] | None) -> bool:
+    """Whether an upload in this (status, location) may have a durable (or cached) file."""
+    return _needed(state) or state == ("complete", "durable")
+
+
 class Sweeper:
     def __init__(
-        self, repo: Repo, incoming: Store, durable: LocalStore, scratch: LocalStore, stale_after: float
+        self,
+        repo: Repo,
+        incoming: Store,
+        durable: LocalStore,
+        scratch: LocalStore,
+        cache: Path,
+        stale_after: float,
     ):
         self.repo = repo
-        self.incoming = (
-            incoming
-            if isinstance(incoming, LocalStore)
-            and (incoming.directory.resolve() != durable.directory.resolve())
-            else None
+        # One directory for uploads in progress and completed ones: its files are the durable ones.
+        shared = (
+            isinstance(incoming, LocalStore) and incoming.directory.resolve() == durable.directory.resolve()
         )
+        self.incoming = incoming if isinstance(incoming, LocalStore) and not shared else None
+        self.durable_grace = shared  # a file there may belong to a creation not committed yet
         self.spools = incoming.directory if isinstance(incoming, LocalStore) else None
         self.durable = durable
         self.scratch = scratch
+        self.cache = cache
         # A file of a live request is written at least every idle_timeout; one untouched this
         # long belongs to no live request.
         self.stale_after = stale_after
@@ -78,6 +93,8 @@ class Sweeper:
         if self.spools is not None:
             removed += await self._stale(self.spools, SPOOL_PREFIX)
         removed += await self._orphans(self.durable.directory, TEMPORARY)
+        removed += await self._orphans(self.durable.directory, _ID, _kept, grace=self.durable_grace)
+        removed += await self._orphans(self.cache, _ID, _kept, grace=False)
         removed += await self._stale(self.scratch.directory, "")
         if removed:
             log.info("sweeper: %d orphaned files removed", removed)
@@ -92,9 +109,16 @@ class Sweeper:
                 removed += await asyncio.to_thread(_unlink, directory / name)
         return removed
 
-    async def _orphans(self, directory: Path, pattern: re.Pattern) -> int:
+    async def _orphans(
+        self,
+        directory: Path,
+        pattern: re.Pattern,
+        needed: Callable[[tuple[str, str] | None], bool] = _needed,
+        grace: bool = True,
+    ) -> int:
         """Files whose name `pattern` matches (group 1: an upload id) that their upload no longer
-        needs; with no upload row, once stale (a creation that has not committed its row yet)."""
+        needs; with no upload row, with `grace` once stale (a creation that has not committed
+        its row yet)."""
         files = [
             (name, match.group(1), age)
             for name, age in await asyncio.to_thread(_listing, directory)
@@ -106,7 +130,7 @@ class Sweeper:
             states = await self.repo.upload_states([upload_id for _, upload_id, _ in batch])
             for name, upload_id, age in batch:
                 state = states.get(upload_id)
-                if _needed(state) or (state is None and age <= self.stale_after):
+                if needed(state) or (grace and state is None and age <= self.stale_after):
                     continue
                 removed += await asyncio.to_thread(_unlink, directory / name)
         return removed
