@@ -887,6 +887,7 @@ PATHS = {
                 },
                 "400": TUS_TEXT,
                 "404": TUS_TEXT,
+                "410": TUS_TEXT,
             },
         },
         "options": {

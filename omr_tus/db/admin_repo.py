@@ -17,6 +17,7 @@ tasks = Task.__table__
 # What a user keeps on the server: the bytes held by their uploads in progress and completed
 # ones (terminated and expired uploads have given theirs back).
 HOLDING = ("active", "complete")
+NOT_HELD = ("consumed", "lost", "deleting", "deleted")  # locations whose bytes are gone
 USER_COLUMNS = (
     users.c.id,
     users.c.username,
@@ -41,7 +42,7 @@ class AdminRepo:
         """Users with usage_bytes: the bytes of their uploads in progress or complete."""
         usage = (
             select(uploads.c.owner_id, func.sum(uploads.c.upload_offset).label("usage_bytes"))
-            .where(uploads.c.status.in_(HOLDING))
+            .where(uploads.c.status.in_(HOLDING), uploads.c.location.not_in(NOT_HELD))
             .group_by(uploads.c.owner_id)
             .subquery()
         )
@@ -80,7 +81,9 @@ class AdminRepo:
         async with self.autocommit.connect() as conn:
             total = await conn.scalar(
                 select(func.coalesce(func.sum(uploads.c.upload_offset), 0)).where(
-                    uploads.c.owner_id == user_id, uploads.c.status.in_(HOLDING)
+                    uploads.c.owner_id == user_id,
+                    uploads.c.status.in_(HOLDING),
+                    uploads.c.location.not_in(NOT_HELD),
                 )
             )
         return int(total or 0)

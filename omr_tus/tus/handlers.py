@@ -180,6 +180,10 @@ async def download(request: web.Request) -> web.StreamResponse:
             f"Upload {info.id} is not complete yet ({info.offset} of "
             f"{info.length if info.length is not None else '?'} bytes)"
         )
+    if info.file_deleted:
+        raise errors.UPLOAD_GONE(
+            f"Upload {info.id}'s file was deleted by retention; its batch's results are kept"
+        )
     filetype = info.metadata.get("filetype", "")
     hdrs = {
         "Content-Disposition": content_disposition(info.filename, info.id),

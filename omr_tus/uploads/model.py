@@ -91,6 +91,11 @@ class UploadInfo:
         return self.status == "complete"
 
     @property
+    def file_deleted(self) -> bool:
+        """Retention removed the completed file; the upload and its results stay."""
+        return self.location in ("deleting", "deleted")
+
+    @property
     def remaining(self) -> int | None:
         return None if self.length is None else self.length - self.offset
 
