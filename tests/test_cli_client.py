@@ -402,3 +402,9 @@ async def test_wait_and_the_batches_commands(cli, tmp_path):
 
     unknown = await cli("batches", "show", "nope")
     assert unknown.code == 1 and "404: Batch nope not found" in unknown.err
+
+    deleted = await cli("batches", "delete", batch_id)
+    assert deleted.code == 0 and f"deleted batch {batch_id} (exam.zip, " in deleted.out, deleted
+    assert (await cli("batches", "show", batch_id)).code == 1
+    again = await cli("batches", "delete", batch_id)
+    assert again.code == 1 and f"404: Batch {batch_id} not found" in again.err

@@ -41,6 +41,13 @@ class Api:
     async def batch(self, batch_id: str) -> dict:
         return await self._get(batch_path(batch_id))
 
+    async def delete_batch(self, batch_id: str) -> dict:
+        """Deletes the batch; returns what it was (for the user's record)."""
+        batch = await self.batch(batch_id)
+        async with self.http.delete(self.server + batch_path(batch_id)) as response:
+            await check(response)
+        return batch
+
     async def progress(self, batch_id: str) -> dict:
         return await self._get(batch_path(batch_id, "/progress"))
 

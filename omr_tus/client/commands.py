@@ -20,7 +20,7 @@ from .config import credentials, normalize_server, save_credentials, stored_serv
 from .http import ClientError, ServerError, session
 from .legacy import LegacyUpload
 from .parsers import Subcommands, server_option
-from .tables import batch_details, batch_list
+from .tables import batch_details, batch_list, size
 from .tus import TusUpload
 from .watch import wait_for_batch
 
@@ -69,6 +69,12 @@ def add_parsers(sub: Subcommands) -> None:
     results = batches_.add_parser("results", parents=[server], help="a batch's results as JSON")
     results.add_argument("batch_id")
     results.add_argument("--csv", action="store_true", help="the results as CSV instead")
+    delete = batches_.add_parser(
+        "delete",
+        parents=[server],
+        help="delete a batch: its results, its upload and every stored copy of its file (owner or admin)",
+    )
+    delete.add_argument("batch_id")
     admin.add_task_parsers(sub, server)
 
 
@@ -162,6 +168,11 @@ async def batches(args: argparse.Namespace) -> int:
                 print(f"({len(answer['batches'])} of {answer['total']} shown; see --limit)", file=sys.stderr)
         elif args.batches_command == "show":
             print(batch_details(await client.batch(args.batch_id)))
+        elif args.batches_command == "delete":
+            batch = await client.delete_batch(args.batch_id)
+            print(
+                f"deleted batch {batch['batch_id']} ({batch['filename'] or 'no name'}, {size(batch['size'])})"
+            )
         elif args.csv:
             await client.results_csv(args.batch_id, sys.stdout.buffer)
         else:

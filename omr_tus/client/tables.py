@@ -21,6 +21,7 @@ SHOW_FIELDS = (
     "created_at",
     "updated_at",
     "completed_at",
+    "file_deleted_at",
     "error",
 )
 

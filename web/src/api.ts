@@ -15,7 +15,8 @@ export interface Batch {
   batch_id: string, upload_id: string, filename: string | null, size: number, sha256: string | null,
   upload_type: string, task_id: string | null, status: BatchStatus, total_sheets: number,
   processed_sheets: number, failed_sheets: number, created_at: string | null, updated_at: string | null,
-  completed_at: string | null, skipped: { entry: string, reason: string }[], error: string | null
+  completed_at: string | null, skipped: { entry: string, reason: string }[], error: string | null,
+  file_deleted_at?: string | null
 }
 export type BatchStatus = 'uploaded' | 'processing' | 'completed' | 'failed'
 export interface BatchList { batches: Batch[], total: number, limit: number, offset: number }
@@ -145,6 +146,11 @@ export async function sendJson<T> (method: string, path: string, body: unknown):
     headers: { Accept: 'application/json', 'Content-Type': 'application/json' },
   })
   return await response.json() as T
+}
+
+/** A DELETE answered with 204. */
+export async function deleteResource (path: string): Promise<void> {
+  await send(path, { method: 'DELETE' })
 }
 
 /** A multipart form (files) answered with JSON. */

@@ -1,7 +1,9 @@
 // #/batches/{id}: the batch (file, size, sha256, status, counts), live progress while it is
 // read, and its sheets: filter all / needs_review / failed, a link to each sheet's review page,
 // and the results as CSV (fetched with the bearer token, saved under the server's file name).
-import { currentUser, getBlob, getJson, SignedOut, type Batch, type Progress, type Results, type SheetResult } from '../api'
+// "Delete batch…" asks on the page before it removes the batch, its results and every stored
+// copy of its file (DELETE /api/batches/{id}), then goes back to the list.
+import { currentUser, deleteResource, getBlob, getJson, SignedOut, type Batch, type Progress, type Results, type SheetResult } from '../api'
 import { isFinal, watchProgress } from '../progress'
 import { badge, dateCell, formatBytes, h, loading, progressBar, replace, saveBlob, setProgress, show } from '../ui'
 import { typeLabel } from './batches'
@@ -86,7 +88,8 @@ export function batchPage (view: HTMLElement, batchId: string): () => void {
         fact('Type', typeLabel(batch.upload_type), 'type'),
         fact('Task', batch.task_id ? taskLink(batch.task_id) : 'from QR codes', 'task'),
         fact('Uploaded', dateCell(batch.created_at), 'created'),
-        fact('Completed', dateCell(batch.completed_at), 'completed')),
+        fact('Completed', dateCell(batch.completed_at), 'completed'),
+        batch.file_deleted_at ? fact('File deleted', dateCell(batch.file_deleted_at), 'file-deleted') : null),
       h('div', { class: 'sha' },
         h('span', { class: 'sha-label' }, 'SHA-256'),
         h('code', { class: 'mono', id: 'batch-sha256' }, batch.sha256 ?? 'being computed…')),
@@ -97,6 +100,33 @@ export function batchPage (view: HTMLElement, batchId: string): () => void {
           h('ul', null, batch.skipped.map((s) => h('li', null, h('code', null, s.entry), ' — ', s.reason))))
         : null)
   }
+
+  const deleteButton = h('button', { type: 'button', class: 'btn btn-danger', id: 'delete-batch' }, 'Delete batch…')
+  const confirmSlot = h('div', { class: 'confirm-slot' })
+  deleteButton.addEventListener('click', () => {
+    const name = headCard.querySelector('.batch-filename')?.textContent ?? batchId
+    const yes = h('button', { type: 'button', class: 'btn btn-danger', id: 'delete-confirm' }, 'Delete for good')
+    const no = h('button', { type: 'button', class: 'btn', id: 'delete-cancel' }, 'Cancel')
+    const box = h('div', { class: 'banner banner-warning confirm', role: 'alertdialog', 'aria-label': 'Confirm the deletion' },
+      h('span', null, `Delete ${name}? Its sheets, answers and corrections and every stored copy of the file are removed for good. An audit record of the deletion is kept.`),
+      h('span', { class: 'confirm-actions' }, yes, no))
+    no.addEventListener('click', () => { confirmSlot.replaceChildren(); deleteButton.disabled = false })
+    yes.addEventListener('click', async () => {
+      yes.disabled = no.disabled = true
+      yes.textContent = 'Deleting…'
+      try {
+        await deleteResource(path)
+        location.hash = '#/batches'
+      } catch (error) {
+        confirmSlot.replaceChildren()
+        deleteButton.disabled = false
+        fail(error, 'The batch could not be deleted')
+      }
+    })
+    deleteButton.disabled = true
+    confirmSlot.replaceChildren(box)
+    yes.focus()
+  })
 
   /** Reloads the table soon: at once when the batch is done, else at most every few seconds. */
   const scheduleResults = (final: boolean): void => {
@@ -211,6 +241,7 @@ export function batchPage (view: HTMLElement, batchId: string): () => void {
   sheetsCard.replaceChildren(loading('Loading sheets…'))
   view.replaceChildren(h('div', { class: 'page page-batch' },
     messages, headCard,
+    h('div', { class: 'batch-actions' }, deleteButton), confirmSlot,
     h('div', { class: 'section-head' },
       h('h2', null, 'Sheets'),
       h('div', { class: 'toolbar' }, filterBar, csvButton)),
