@@ -70,6 +70,7 @@ def add_parsers(sub: Subcommands) -> None:
     results.add_argument("batch_id")
     results.add_argument("--csv", action="store_true", help="the results as CSV instead")
     admin.add_task_parsers(sub, server)
+    admin.add_storage_parser(sub, server)
 
 
 def is_client(args: argparse.Namespace) -> bool:
@@ -173,4 +174,11 @@ async def users(args: argparse.Namespace) -> int:
     return await admin.users(args, lambda: ask("Password: ", secret=True))
 
 
-COMMANDS = {"login": login, "upload": upload, "batches": batches, "tasks": admin.tasks, "users": users}
+COMMANDS = {
+    "login": login,
+    "upload": upload,
+    "batches": batches,
+    "tasks": admin.tasks,
+    "users": users,
+    "storage": admin.storage,
+}
