@@ -14,7 +14,19 @@ from aiohttp import web
 
 from .api import auth as auth_api
 from .api import batches as batches_api
-from .api import health, legacy, openapi, results, sheets, statistics, task_admin, tasks, users, webpage
+from .api import (
+    health,
+    legacy,
+    openapi,
+    results,
+    sheets,
+    statistics,
+    storage,
+    task_admin,
+    tasks,
+    users,
+    webpage,
+)
 from .auth import Authenticator, create_user
 from .batches import processes
 from .batches.intake import BatchIntake
@@ -74,6 +86,7 @@ def create_app(settings: Settings, *, run_migrations: bool = True, dev: bool = F
     statistics.setup(app)
     task_admin.setup(app)
     users.setup(app)
+    storage.setup(app)
     health.setup(app)
     openapi.setup(app)
     webpage.setup(app)

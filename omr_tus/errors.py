@@ -56,6 +56,10 @@ PRECONDITION = ErrorSpec(
     "ERR_UNSUPPORTED_VERSION", 412, "unsupported or missing Tus-Resumable; this server speaks 1.0.0"
 )
 TOO_LARGE = ErrorSpec("ERR_MAX_SIZE_EXCEEDED", 413, "upload is larger than the maximum size")
+# 413 too, but for this user: the upload fits the server, not what their quota leaves them
+QUOTA_EXCEEDED = ErrorSpec(
+    "ERR_QUOTA_EXCEEDED", 413, "Quota exceeded: this upload does not fit in your quota"
+)
 UNSUPPORTED_MEDIA = ErrorSpec(
     "ERR_INVALID_CONTENT_TYPE", 415, "PATCH requests must use Content-Type: application/offset+octet-stream"
 )

@@ -15,7 +15,6 @@ from ..http.multipart import FormPart, form_parts
 from ..uploads.chunked import ChunkedUploads, ChunkReceipt, Stored
 from ..uploads.digests import checked_hex
 from ..uploads.model import TYPES_NEEDING_TASK, Chunk
-from ..uploads.reservations import STEP
 from ..uploads.service import MAX_CHUNK, too_large
 from .batches import batch_json
 
@@ -175,14 +174,15 @@ def _receipt_json(receipt: ChunkReceipt) -> dict:
 
 async def upload_direct(request: web.Request) -> web.Response:
     """One whole file in one request: streamed to the store, then the batch. Its space is
-    claimed like a tus upload's: its Content-Length up front, or STEP bytes at a time (507)."""
+    claimed like a tus upload's: its Content-Length up front, or STEP bytes at a time as it
+    comes (507 past the free space, 413 past the user's quota)."""
     chunked: ChunkedUploads = request.app[CHUNKED]
     core = request.app[SERVICE]
     user = principal(request)
     fields = Fields()
     info = None
     try:
-        async with core.reserve(user.id, request.content_length or STEP) as claim:
+        async with core.reserve(user.id, request.content_length or 0) as claim:
             async for part in form_parts(request):
                 if part.name != "file":
                     await fields.add(part)

@@ -311,7 +311,10 @@ SCHEMAS = {
             "username": {"type": "string"},
             "is_admin": {"type": "boolean"},
             "quota_bytes": {"type": ["integer", "null"], "description": "null: no limit"},
-            "usage_bytes": {"type": "integer", "description": "bytes of uploads in progress and completed"},
+            "usage_bytes": {
+                "type": "integer",
+                "description": "bytes stored: uploads in progress and completed ones still kept",
+            },
         },
     },
     "User": {
@@ -372,6 +375,42 @@ SCHEMAS = {
             "offset": {"type": "integer"},
         },
     },
+    "StoreFigures": {
+        "type": "object",
+        "description": "A directory (kind: directory) measured with statvfs and a walk of at most "
+        "100000 files (truncated: true past that), or a bucket (kind: bucket), not measured",
+        "properties": {
+            "kind": {"type": "string", "enum": ["directory", "bucket"]},
+            "path": {"type": "string"},
+            "bucket": {"type": "string"},
+            "prefix": {"type": "string"},
+            "used_bytes": {"type": "integer", "description": "the files' total size"},
+            "free_bytes": {"type": "integer"},
+            "total_bytes": {"type": "integer", "description": "the file system's size"},
+            "files": {"type": "integer"},
+            "truncated": {"type": "boolean"},
+        },
+    },
+    "Storage": {
+        "type": "object",
+        "properties": {
+            "incoming": {"$ref": "#/components/schemas/StoreFigures"},
+            "durable": {"$ref": "#/components/schemas/StoreFigures"},
+            "users": {
+                "type": "array",
+                "description": "by usage, largest first",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "integer"},
+                        "username": {"type": "string"},
+                        "usage_bytes": {"type": "integer"},
+                        "quota_bytes": {"type": ["integer", "null"], "description": "null: no limit"},
+                    },
+                },
+            },
+        },
+    },
     "Registered": {
         "type": "object",
         "properties": {"task_id": {"type": "string"}, "registered": {"type": "boolean"}},
@@ -417,6 +456,17 @@ ADMIN_PATHS = {
                 "403": _error("Not an admin"),
                 "404": _error("No such user"),
                 "409": _error("The change would leave no enabled admin"),
+                **AUTH_ERRORS,
+            },
+        }
+    },
+    "/api/storage": {
+        "get": {
+            "summary": "What the incoming and durable stores hold and have free, and each user's usage "
+            "and quota (admin)",
+            "responses": {
+                "200": _json("#/components/schemas/Storage"),
+                "403": _error("Not an admin"),
                 **AUTH_ERRORS,
             },
         }
@@ -755,7 +805,10 @@ PATHS = {
                 ),
                 "404": _error("'Upload <id> not found. Please restart upload.'"),
                 "408": _error("The form sent nothing for idle_timeout"),
-                "413": _error("'Chunk size N exceeds maximum 104857600', or more than 64 KiB of form fields"),
+                "413": _error(
+                    "'Chunk size N exceeds maximum 104857600', more than 64 KiB of form fields, or "
+                    "'Quota exceeded: ...' (chunk 0: total_chunks x its size past the user's quota)"
+                ),
                 "423": _error("The same chunk is being written by another request"),
                 **AUTH_ERRORS,
             },
@@ -789,7 +842,10 @@ PATHS = {
                 "201": _json("#/components/schemas/Batch", "The batch"),
                 "400": _error("Invalid field, or more than 32 form fields"),
                 "408": _error("The form sent nothing for idle_timeout"),
-                "413": _error("Larger than the maximum upload size, or more than 64 KiB of form fields"),
+                "413": _error(
+                    "Larger than the maximum upload size, more than 64 KiB of form fields, or "
+                    "'Quota exceeded: ...' (past the user's quota)"
+                ),
                 **AUTH_ERRORS,
             },
         }
@@ -824,7 +880,10 @@ PATHS = {
                 "400": TUS_TEXT,
                 "401": TUS_TEXT,
                 "412": TUS_TEXT,
-                "413": TUS_TEXT,
+                "413": {
+                    **TUS_TEXT,
+                    "description": "Too large, or 'Quota exceeded: ...' (past the user's quota)",
+                },
                 "507": TUS_TEXT,
             },
         },
@@ -860,7 +919,10 @@ PATHS = {
                 "409": TUS_TEXT,
                 "410": TUS_TEXT,
                 "412": TUS_TEXT,
-                "413": TUS_TEXT,
+                "413": {
+                    **TUS_TEXT,
+                    "description": "Too large, or 'Quota exceeded: ...' (past the user's quota)",
+                },
                 "415": TUS_TEXT,
                 "423": TUS_TEXT,
                 "460": TUS_TEXT,

@@ -19,7 +19,7 @@ from ..auth import check_password, create_user, hash_password
 from ..db.admin_repo import AdminRepo, LastAdmin
 from ..db.models import utcnow
 from ..http.json_body import json_body
-from ..http.keys import AUTH, REPO, principal
+from ..http.keys import AUTH, REPO, SERVICE, principal
 from .batches import iso
 
 log = logging.getLogger("omr_tus.users")
@@ -114,6 +114,7 @@ async def create(request: web.Request) -> web.Response:
         raise errors.CONFLICT(f"User {username!r} already exists") from None
     if quota is not None:
         await admin_repo(request).change_user(user_id, {"quota_bytes": quota}, revoke=False)
+        request.app[SERVICE].quotas_changed()
     log.info("admin %s created user %r (%s, quota %s)", principal(request).username, username, role, quota)
     return web.json_response(user_json(await _user(request, user_id)), status=201)
 
@@ -158,6 +159,8 @@ async def change(request: web.Request) -> web.Response:
     if not found:
         raise errors.NOT_FOUND(f"User {raw} not found")
     request.app[AUTH].forget(user_id)  # their role or state counts from the next request on
+    if "quota_bytes" in body:
+        request.app[SERVICE].quotas_changed()
     row = await _user(request, user_id)
     changed = ", ".join(f"{k}={'***' if k == 'password' else body[k]!r}" for k in body)
     log.info("admin %s changed user %r: %s", principal(request).username, row.username, changed)

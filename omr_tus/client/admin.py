@@ -1,5 +1,6 @@
 """Admin commands over the API with the saved login (`omr-tus login`), for an admin who is not
-on the server's machine: `omr-tus tasks create|list|show` and the remote `omr-tus users ...`.
+on the server's machine: `omr-tus tasks create|list|show`, the remote `omr-tus users ...` and
+`omr-tus storage`.
 
 `users create` and `users passwd` stay server-side (straight to the database: the first admin
 is made that way) unless given --remote; the other `users` subcommands always use the API."""
@@ -45,6 +46,14 @@ def add_task_parsers(sub: Subcommands, server: argparse.ArgumentParser) -> None:
     show = tasks.add_parser("show", parents=[server], help="one task")
     show.add_argument("task_id")
     show.add_argument("--json", action="store_true", help="everything, as the server's JSON")
+
+
+def add_storage_parser(sub: Subcommands, server: argparse.ArgumentParser) -> None:
+    sub.add_parser(
+        "storage",
+        parents=[server],
+        help="what the incoming and durable stores hold and have free, and each user's usage (admin)",
+    )
 
 
 def add_user_parsers(
@@ -245,4 +254,37 @@ async def users(args: argparse.Namespace, read_password) -> int:
         f"user {user['username']}: {user['role']}, {state}, quota {quota_text(user['quota_bytes'])}"
         + ("; their older tokens no longer work" if args.users_command in ("passwd", "disable") else "")
     )
+    return 0
+
+
+# -- storage --------------------------------------------------------------------
+def store_row(name: str, store: dict) -> tuple[str, ...]:
+    if store["kind"] == "bucket":  # not measured: a bucket has no free space, listing it is costly
+        return (name, f"s3://{store['bucket']}/{store['prefix']}", "-", "-", "-")
+    files = f"{store['files']}+" if store["truncated"] else str(store["files"])  # the walk stopped there
+    return (name, store["path"], files, tables.size(store["used_bytes"]), tables.size(store["free_bytes"]))
+
+
+def storage_text(figures: dict) -> str:
+    """The Storage page as text: the two stores, then the users by usage."""
+    stores = [("STORE", "WHERE", "FILES", "USED", "FREE")] + [
+        store_row(name, figures[name]) for name in ("incoming", "durable")
+    ]
+    users = [("USERNAME", "USAGE", "QUOTA", "USED")] + [
+        (
+            u["username"],
+            tables.size(u["usage_bytes"]),
+            quota_text(u["quota_bytes"]),
+            "-" if not u["quota_bytes"] else f"{u['usage_bytes'] / u['quota_bytes']:.0%}",
+        )
+        for u in figures["users"]
+    ]
+    return tables.table(stores) + "\n\n" + tables.table(users)
+
+
+async def storage(args: argparse.Namespace) -> int:
+    server, token = credentials(args.server)
+    async with session(token) as http:
+        async with http.get(server + "/api/storage") as response:
+            print(storage_text(await (await check(response)).json()))
     return 0

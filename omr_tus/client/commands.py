@@ -76,6 +76,7 @@ def add_parsers(sub: Subcommands) -> None:
     )
     delete.add_argument("batch_id")
     admin.add_task_parsers(sub, server)
+    admin.add_storage_parser(sub, server)
 
 
 def is_client(args: argparse.Namespace) -> bool:
@@ -184,4 +185,11 @@ async def users(args: argparse.Namespace) -> int:
     return await admin.users(args, lambda: ask("Password: ", secret=True))
 
 
-COMMANDS = {"login": login, "upload": upload, "batches": batches, "tasks": admin.tasks, "users": users}
+COMMANDS = {
+    "login": login,
+    "upload": upload,
+    "batches": batches,
+    "tasks": admin.tasks,
+    "users": users,
+    "storage": admin.storage,
+}

@@ -10,14 +10,11 @@ from sqlalchemy import Row, Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .models import Task, Upload, User
+from .usage import stored_bytes
 
 users = User.__table__
 uploads = Upload.__table__
 tasks = Task.__table__
-# What a user keeps on the server: the bytes held by their uploads in progress and completed
-# ones (terminated and expired uploads have given theirs back).
-HOLDING = ("active", "complete")
-NOT_HELD = ("consumed", "lost", "deleting", "deleted")  # locations whose bytes are gone
 USER_COLUMNS = (
     users.c.id,
     users.c.username,
@@ -39,10 +36,9 @@ class AdminRepo:
 
     @staticmethod
     def _with_usage() -> Select:
-        """Users with usage_bytes: the bytes of their uploads in progress or complete."""
+        """Users with usage_bytes: the bytes they store (usage.stored_bytes)."""
         usage = (
-            select(uploads.c.owner_id, func.sum(uploads.c.upload_offset).label("usage_bytes"))
-            .where(uploads.c.status.in_(HOLDING), uploads.c.location.not_in(NOT_HELD))
+            select(uploads.c.owner_id, stored_bytes.label("usage_bytes"))
             .group_by(uploads.c.owner_id)
             .subquery()
         )
@@ -76,17 +72,6 @@ class AdminRepo:
             if not await conn.scalar(select(func.count()).select_from(users).where(enabled_admin)):
                 raise LastAdmin()  # leaving the block rolls the update back
         return True
-
-    async def usage(self, user_id: int) -> int:
-        async with self.autocommit.connect() as conn:
-            total = await conn.scalar(
-                select(func.coalesce(func.sum(uploads.c.upload_offset), 0)).where(
-                    uploads.c.owner_id == user_id,
-                    uploads.c.status.in_(HOLDING),
-                    uploads.c.location.not_in(NOT_HELD),
-                )
-            )
-        return int(total or 0)
 
     async def tasks(self, limit: int, offset: int) -> tuple[Sequence[Row], int]:
         """Registered tasks, newest first, without their templates, and how many there are."""

@@ -33,6 +33,7 @@ from .models import (
     utcnow,
 )
 from .scores import SCORED, rescoring
+from .usage import committed_bytes, stored_bytes
 
 if TYPE_CHECKING:
     from ..batches.ingest import Listing
@@ -267,6 +268,17 @@ class Repo:
             .group_by(c.owner_id)
         )
         return {owner: (int(owed or 0), int(held or 0)) for owner, owed, held in rows}
+
+    async def quota_standings(self) -> dict[int, tuple[str, int, int, int]]:
+        """Per user with a quota: (username, quota, bytes stored, bytes committed), as
+        db/usage.py defines them; see uploads/quotas.py. Reads only those users' uploads."""
+        rows = await self._all(
+            select(users.c.id, users.c.username, users.c.quota_bytes, stored_bytes, committed_bytes)
+            .select_from(users.outerjoin(uploads, uploads.c.owner_id == users.c.id))
+            .where(users.c.quota_bytes.is_not(None))
+            .group_by(users.c.id, users.c.username, users.c.quota_bytes)
+        )
+        return {row[0]: (row[1], int(row[2]), int(row[3]), int(row[4])) for row in rows}
 
     async def uploads_to_archive(self) -> Sequence[str]:
         """Completed uploads (not partial ones: they wait on the store to be concatenated) still

@@ -7,7 +7,8 @@ creation (or the moment its length is declared) until it completes, is terminate
 idle (no byte, no length declared) for `reservation_idle_timeout`. An idle upload keeps its
 bytes but not its reservation; the PATCH that resumes it reserves again, or gets 507. A body
 of unknown final length (a deferred length, a direct legacy upload) claims its
-Content-Length before a byte is written, or claims STEP bytes at a time while it streams.
+Content-Length before a byte is written, or claims STEP bytes at a time while it streams
+(fewer when the owner's quota has fewer left).
 
 One user's uploads in progress may take at most `reservation_user_share` of the space they
 all may use (the store's free space plus what active uploads already hold there), counting
@@ -18,6 +19,14 @@ The sums per user are read in one query at most every SNAPSHOT_TTL seconds per n
 every creation (which would scan the active uploads each time); what this node promised since
 that query began is added on top, so its own creations never share the same free bytes.
 Another node's promises are seen within SNAPSHOT_TTL, as the store's free space itself is.
+
+The same step checks the owner's quota (quotas.py), from figures read with the same query
+round: on one node two creations never both pass a quota only one of them fits, as they never
+share free bytes. Across nodes a promise another node made less than SNAPSHOT_TTL ago (or
+whose row it has not written yet) is not seen, so two nodes may each let in one upload past
+the quota in that window. A body without Content-Length that streams for longer than a
+checkpoint (service.COMMIT_EVERY) counts its checkpointed bytes twice until it ends, here as
+for the free space: it may be refused a little early, never let past a limit.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from .. import errors
 from ..db.models import utcnow
 from ..db.repo import Repo
 from ..store import Store
+from . import quotas
 
 MB = 1024 * 1024
 SNAPSHOT_TTL = 0.5
@@ -43,7 +53,7 @@ def mb(n: int) -> str:
     return f"{n / MB:.2f}MB"
 
 
-async def _outside_claim(more: int) -> None:
+async def _outside_claim(more: int, least: int) -> None:
     raise RuntimeError("a claim grows only inside Reservations.claim()")
 
 
@@ -53,17 +63,19 @@ class Claim:
 
     owner_id: int
     size: int
+    counted: int = 0  # the bytes of it that count against the owner's quota
     committed: float | None = None  # when its row was written (monotonic); None while in flight
-    grow: Callable[[int], Awaitable[None]] = dataclasses.field(default=_outside_claim, repr=False)
+    grow: Callable[[int, int], Awaitable[None]] = dataclasses.field(default=_outside_claim, repr=False)
 
     async def metered(self, blocks: AsyncIterable[bytes], step: int = STEP) -> AsyncIterator[bytes]:
-        """The body, claiming `step` more bytes (507 if they do not fit) whenever what has
-        passed would outgrow the claim."""
+        """The body, claiming `step` more bytes whenever what has passed would outgrow the
+        claim (fewer if the owner's quota has fewer left): 507 if they do not fit the store,
+        413 if the block that passed does not fit the quota. The blocks before are kept."""
         passed = 0
         async for block in blocks:
             passed += len(block)
             if passed > self.size:
-                await self.grow(max(step, passed - self.size))
+                await self.grow(max(step, passed - self.size), passed - self.size)
             yield block
 
 
@@ -71,6 +83,7 @@ class Claim:
 class _Snapshot:
     started: float  # monotonic time the query began: rows committed before it are in it
     by_owner: dict[int, tuple[int, int]]  # owner -> (bytes owed, bytes held)
+    standings: dict[int, quotas.Standing]  # owner -> their quota and usage, for owners with one
 
 
 class Reservations:
@@ -92,21 +105,26 @@ class Reservations:
         self._snapshot = None
 
     @contextlib.asynccontextmanager
-    async def claim(self, owner_id: int, need: int) -> AsyncIterator[Claim]:
-        """Checks that `need` more bytes fit (507 if not), and counts them as taken from then
-        on: the block records them in the database (a row, a length, a touch, bytes written);
-        it may claim more as it goes (Claim.grow, Claim.metered)."""
+    async def claim(self, owner_id: int, need: int, counted: int | None = None) -> AsyncIterator[Claim]:
+        """Checks that `need` more bytes fit the store (507 if not) and that `counted` of them
+        (all unless said: space reserved again, or for a copy, is not new to the quota) fit the
+        owner's quota (413), and counts them as taken from then on: the block records them in
+        the database (a row, a length, a touch, bytes written); it may claim more as it goes
+        (Claim.grow, Claim.metered)."""
         token, claim = object(), Claim(owner_id, 0)
+        counted = need if counted is None else counted
 
-        async def grow(more: int) -> None:
-            await self._check(token, owner_id, more, claim.size)
-            claim.size += more
+        async def grow(more: int, least: int) -> None:
+            granted = await self._check(token, claim, more, more, least)
+            claim.size += granted
+            claim.counted += granted
 
         claim.grow = grow
         self._claims[token] = claim
         try:
-            if need > 0:  # nothing to promise: no query
-                await grow(need)
+            if need > 0 or counted > 0:  # nothing to promise: no query
+                await self._check(token, claim, need, counted, counted)
+                claim.size, claim.counted = need, counted
             yield claim
         except BaseException:
             del self._claims[token]
@@ -116,17 +134,44 @@ class Reservations:
     def _cutoff(self) -> dt.datetime:
         return utcnow() - dt.timedelta(seconds=self.idle_timeout)
 
-    async def _check(self, token: object, owner_id: int, need: int, claimed: int = 0) -> None:
-        """507 unless `need` more bytes fit beside everything promised, and within the owner's
-        share; `claimed`: what this claim already holds."""
-        snapshot = await self._current()
+    async def _check(self, token: object, claim: Claim, need: int, counted: int, least: int) -> int:
+        """_decide() on the current sums; a quota refusal is decided again on sums read after
+        the check began, so that its message states what the user stores now and bytes given
+        back meanwhile (on another node too) count."""
+        began = time.monotonic()
+        for _ in range(3):  # a refresh already under way began before: the next one is new
+            snapshot = await self._current()
+            try:
+                return self._decide(snapshot, token, claim, need, counted, least)
+            except errors.ServiceError as exc:
+                if exc.spec is not errors.QUOTA_EXCEEDED or snapshot.started >= began:
+                    raise
+                self.forget()
+        return self._decide(await self._current(), token, claim, need, counted, least)
+
+    def _decide(
+        self, snapshot: _Snapshot, token: object, claim: Claim, need: int, counted: int, least: int
+    ) -> int:
+        """How many of `counted` bytes the owner's quota lets in (at least `least`, else 413:
+        quotas.grant); then 507 unless `need` (less what the quota cut) more bytes fit beside
+        everything promised, and within the owner's share. Synchronous: what is counted here is
+        what the claim then holds, before any other check runs."""
+        owner_id = claim.owner_id
         owed = sum(o for o, _ in snapshot.by_owner.values())
         held = sum(h for _, h in snapshot.by_owner.values())
-        mine = sum(snapshot.by_owner.get(owner_id, (0, 0))) + claimed
-        for key, claim in self._claims.items():
-            if key is not token and (claim.committed is None or claim.committed >= snapshot.started):
-                owed += claim.size
-                mine += claim.size if claim.owner_id == owner_id else 0
+        mine = sum(snapshot.by_owner.get(owner_id, (0, 0))) + claim.size
+        in_flight = claim.counted  # unseen by the quota standing, like `mine` by the snapshot
+        for key, other in self._claims.items():
+            if key is not token and (other.committed is None or other.committed >= snapshot.started):
+                owed += other.size
+                if other.owner_id == owner_id:
+                    mine += other.size
+                    in_flight += other.counted
+        standing = snapshot.standings.get(owner_id)
+        if standing is not None and counted > 0:
+            granted = quotas.grant(standing, in_flight, counted, least)
+            need -= counted - granted
+            counted = granted
         free = self.store.free_space()
         if need > free - owed:
             raise errors.INSUFFICIENT_STORAGE(
@@ -141,6 +186,7 @@ class Reservations:
                 f"({self.user_share:.0%} of the space for uploads in progress). Finish or terminate one of "
                 f"them, or try again later."
             )
+        return counted
 
     async def _current(self) -> _Snapshot:
         """The sums per user, read again when older than SNAPSHOT_TTL (one query for every
@@ -155,7 +201,12 @@ class Reservations:
     async def _refresh(self) -> _Snapshot:
         try:
             started = time.monotonic()
-            snapshot = _Snapshot(started, await self.repo.reserved_by_owner(self._cutoff()))
+            by_owner = await self.repo.reserved_by_owner(self._cutoff())
+            standings = {
+                owner: quotas.Standing(*figures)
+                for owner, figures in (await self.repo.quota_standings()).items()
+            }
+            snapshot = _Snapshot(started, by_owner, standings)
             self._snapshot = snapshot
             for key, claim in list(self._claims.items()):  # the database holds them now
                 if claim.committed is not None and claim.committed < started:

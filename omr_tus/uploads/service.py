@@ -36,7 +36,7 @@ from .events import CompletionSubscriber, UploadCompleted
 from .locks import Holder, UploadLocks
 from .model import LOST, TYPES_NEEDING_TASK, Chunk, Interrupted, Principal, UploadInfo
 from .removal import Remover
-from .reservations import STEP, Claim, Reservations, mb
+from .reservations import Claim, Reservations, mb
 from .shared_locks import SharedUploadLocks
 from .validation import check_upload_type
 
@@ -150,6 +150,11 @@ class UploadService:
         queries = self._locks.queries if isinstance(self._locks, SharedUploadLocks) else None
         return self._locks.waits, queries
 
+    def quotas_changed(self) -> None:
+        """A user's quota changed: this node's next check reads it (another node's within
+        reservations.SNAPSHOT_TTL)."""
+        self._reservations.forget()
+
     def interrupt_idle(self) -> None:
         """Writers whose client sent nothing for idle_timeout let go of their upload."""
         self._locks.interrupt_idle(self._settings.idle_timeout)
@@ -253,7 +258,9 @@ class UploadService:
             total_chunks=total_chunks,
             concat=concat,
         )
-        async with self._reservations.claim(user.id, length or 0):  # 507 if it cannot fit
+        # 507 if it cannot fit the store, 413 if not the user's quota (a final's bytes are its
+        # partial uploads', already counted there: its copy needs space, not quota)
+        async with self._reservations.claim(user.id, length or 0, counted=0 if parts else None):
             await self._store.create(upload_id)
             try:
                 if parts:
@@ -373,8 +380,9 @@ class UploadService:
             if info.length is not None and content_length != 0 and self._reservations.lapsed(info.active_at):
                 await self._reserve_again(info)
             holder.arm(interrupt, received)
-            # a body of unknown final length claims its space as it comes (507 past the user's share)
-            need = 0 if info.length is not None else STEP if content_length is None else content_length
+            # a body of unknown final length claims its Content-Length, or its space as its blocks
+            # come (507 past the user's share, 413 past their quota)
+            need = (content_length or 0) if info.length is None else 0
             async with self._reservations.claim(info.owner_id, need) as claim:
                 await self._write(
                     info, holder, blocks if info.length is not None else claim.metered(blocks), room, checksum
@@ -404,7 +412,8 @@ class UploadService:
 
     async def _reserve_again(self, info: UploadInfo) -> None:
         """An upload that sat idle lost its reservation: it resumes only if its rest still fits."""
-        async with self._reservations.claim(info.owner_id, info.remaining or 0):
+        # its rest is in the owner's quota since its length was declared: space only
+        async with self._reservations.claim(info.owner_id, info.remaining or 0, counted=0):
             info.active_at = utcnow()
             await self._repo.update_upload(info.id)  # its updated_at: the reservation counts again
         self._in_sync[info.id] = dataclasses.replace(info)
@@ -518,8 +527,10 @@ class UploadService:
             raise errors.BAD_REQUEST(
                 f"Upload-Length {length} is smaller than the bytes already received ({info.offset})"
             )
-        async with self._reservations.claim(
-            info.owner_id, length - info.offset + await self._copies(info, length)
+        async with self._reservations.claim(  # 507, or 413 past the owner's quota (bytes kept)
+            info.owner_id,
+            length - info.offset + await self._copies(info, length),
+            counted=length - info.offset,
         ):
             info.active_at = utcnow()
             await self._repo.update_upload(info.id, length=length)
@@ -751,7 +762,8 @@ class UploadService:
 
     async def fix_part_size(self, info: UploadInfo, size: int) -> None:
         """Part 0 fixes the size of every part but the last: the parts to come are known now, and
-        their space is reserved like a tus upload's (507)."""
+        their space is reserved like a tus upload's (507), and counted against the owner's quota
+        with part 0's: total_chunks x its size (413)."""
         total_chunks = info.total_chunks or 1
         if total_chunks > 1:
             if size == 0:
@@ -766,6 +778,7 @@ class UploadService:
                     f"{total_chunks} chunks of {size} bytes exceed the maximum upload size {self.max_upload_size}"
                 )
         info.chunk_size = size
+        self._reservations.forget()  # part 0's bytes, written unclaimed, count from the next sums on
         async with self._reservations.claim(info.owner_id, (total_chunks - 1) * size):
             await self._repo.update_upload(info.id, chunk_size=size)
 
@@ -775,7 +788,8 @@ class UploadService:
         await self._repo.update_upload(info.id, upload_type=upload_type, task_id=task_id)
 
     def reserve(self, owner_id: int, size: int) -> contextlib.AbstractAsyncContextManager[Claim]:
-        """Space for a body of unknown size (507 past the user's share); grow it with metered()."""
+        """Space for a body of unknown size (507 past the user's share, 413 past their quota);
+        grow it with metered()."""
         return self._reservations.claim(owner_id, size)
 
     async def complete_parts(

@@ -1,6 +1,6 @@
 // The omr-tus web page: hash routes, the header, and the page of each route.
 //   #/login  #/upload  #/batches  #/batches/{id}  #/sheets/{id}  #/statistics/{task_id}
-//   (admins) #/users  #/tasks  #/tasks/{id}
+//   (admins) #/users  #/tasks  #/tasks/{id}  #/storage
 import '@uppy/core/css/style.min.css'
 import '@uppy/dashboard/css/style.min.css'
 import './styles.css'
@@ -11,6 +11,7 @@ import { batchesPage } from './pages/batches'
 import { loginPage } from './pages/login'
 import { sheetPage } from './pages/sheet'
 import { statisticsPage } from './pages/statistics'
+import { storagePage } from './pages/storage'
 import { taskPage, tasksPage } from './pages/tasks'
 import { disposeUploads, onUploadActivity, uploadPage } from './pages/upload'
 import { usersPage } from './pages/users'
@@ -24,7 +25,7 @@ let cleanup: Cleanup
 let renderId = 0
 
 const navLinks: Record<string, HTMLAnchorElement> = {}
-const ADMIN_PAGES: Record<string, string> = { users: 'Users', tasks: 'Tasks' }  // nav entries only admins see
+const ADMIN_PAGES: Record<string, string> = { users: 'Users', tasks: 'Tasks', storage: 'Storage' }  // nav entries only admins see
 const uploadActivity = h('span', { class: 'nav-activity', hidden: true })
 
 function header (): HTMLElement {
@@ -132,8 +133,9 @@ async function render (): Promise<void> {
         break
       case 'users':
       case 'tasks':
+      case 'storage':
         if (!currentUser()?.is_admin) { location.replace('#/upload'); return }
-        cleanup = page === 'users' ? usersPage(view) : param ? taskPage(view, param) : tasksPage(view)
+        cleanup = page === 'users' ? usersPage(view) : page === 'storage' ? storagePage(view) : param ? taskPage(view, param) : tasksPage(view)
         break
       default:
         location.replace('#/upload')

@@ -4,8 +4,9 @@
 // - Resumable across reloads: Uppy's tus fingerprint (`tus-<file id>-<endpoint>`, the file id
 //   made of name, type, size and mtime) keys the upload URL in localStorage, so adding the same
 //   file again after a reload HEADs that URL and continues from the server's Upload-Offset.
-// - A 4xx from the server (a malformed task id at creation, ...) is shown with the server's own
-//   plain-text message, in a banner and on the file.
+// - A 4xx from the server (a malformed task id at creation, a 413 past the user's quota, ...)
+//   is shown with the server's own plain-text message, in a banner and on the file.
+// - A user with a quota sees "x of y used" under the form (GET /api/me), again after uploads.
 // - The response that completes an upload carries `Batch-Id`: it becomes a link to the batch,
 //   with its processing progress.
 // The Uppy instance outlives the page: leaving #/upload does not stop an upload.
@@ -13,7 +14,7 @@ import Uppy, { type Meta } from '@uppy/core'
 import Dashboard from '@uppy/dashboard'
 import Tus, { type TusBody } from '@uppy/tus'
 
-import { getJson, SESSION_EXPIRED, signOut, token, type BatchList, type Progress } from '../api'
+import { getJson, refreshUser, SESSION_EXPIRED, signOut, token, type BatchList, type Progress } from '../api'
 import { isFinal, watchProgress } from '../progress'
 import { banner, badge, formatBytes, h, progressBar, setProgress } from '../ui'
 
@@ -68,6 +69,7 @@ function create (): NonNullable<typeof state> {
   })
   const taskHelp = h('small', { id: 'task-id-help', class: 'help' })
   const taskLabel = h('span', { class: 'label-extra' })
+  const quotaNote = h('p', { class: 'quota-note muted', id: 'quota-note', hidden: true })
   const dashboard = h('div', { id: 'dashboard', class: 'dashboard' })
   const recentList = h('ul', { class: 'recent-list' })
   const recentCard = h('section', { class: 'card recent', hidden: true },
@@ -171,6 +173,7 @@ function create (): NonNullable<typeof state> {
     uppy.setFileMeta(file.id, { filename: file.name ?? 'upload', filetype: file.type || 'application/octet-stream' })
   })
   uppy.on('upload', () => { messages.replaceChildren() })
+  uppy.on('complete', () => { void showUsage(quotaNote) })
   uppy.on('upload-error', (file, error, response) => {
     const err = error as Error & { originalResponse?: { getStatus (): number, getBody (): string } | null }
     const status = err.originalResponse?.getStatus?.() ?? response?.status ?? 0
@@ -239,10 +242,22 @@ function create (): NonNullable<typeof state> {
             typeInputs[i],
             h('span', { class: 'type-text' }, h('strong', null, type.title), h('small', null, type.text))))),
         h('div', { class: 'field' },
-          h('label', { for: 'task-id' }, 'Task id ', taskLabel), taskId, taskHelp, taskNote)),
+          h('label', { for: 'task-id' }, 'Task id ', taskLabel), taskId, taskHelp, taskNote),
+        quotaNote),
       h('section', { class: 'card upload-drop', 'aria-label': 'Files' }, dashboard)),
     recentCard)
+  void showUsage(quotaNote)
   return { element, uppy, stops }
+}
+
+/** "1.2 GiB of 10 GiB used" for a user with a quota (the server refuses uploads past it). */
+async function showUsage (note: HTMLElement): Promise<void> {
+  const user = await refreshUser().catch(() => null)
+  const quota = user?.quota_bytes
+  note.hidden = quota === null || quota === undefined
+  if (quota !== null && quota !== undefined) {
+    note.textContent = `${formatBytes(user?.usage_bytes ?? 0)} of ${formatBytes(quota)} used`
+  }
 }
 
 /** The plain-text message of a tus error answer (tus routes answer errors as text). */
