@@ -1,6 +1,10 @@
 """The exam office's housekeeping in a real browser against a live server (tests/test_web.py's
-`site`): a batch deleted from its page, after a confirmation on the page that can be cancelled;
-the batch, its sheets and its file are then gone, and the audit names who deleted it.
+`site`):
+- a batch deleted from its page, after a confirmation on the page that can be cancelled; the
+  batch, its sheets and its file are then gone, and the audit names who deleted it;
+- a user over quota: the upload page shows what is used of the quota, and an upload that does
+  not fit is refused with the server's message naming quota and usage; the admin's Storage
+  page shows the stores and every user's bytes against their quota.
 
 Screenshots go where the other browser tests put theirs (tests/browser.py)."""
 
@@ -71,3 +75,40 @@ async def test_a_batch_is_deleted_from_its_page_after_a_confirmation(browser_rea
     assert [(d["batch_id"], d["deleted_by"], d["filename"]) for d in audit["deletions"]] == [
         (batch_id, "alice", "term1.zip")
     ]
+
+
+async def test_quota_messages_and_the_storage_page(browser_ready, site):
+    await uploaded(site, exam_zip(4), "kept.zip")
+    root = await root_token(site)
+    me = await api_get(site, "/api/me")
+    alice = me["id"]
+    quota = me["usage_bytes"] + 100_000  # room for a small file, not for another exam
+    assert await status_of(site, "PATCH", f"/api/users/{alice}", root, json={"quota_bytes": quota}) == 200
+    async with open_browser(site.base_url) as browser:
+        page = await browser.new_page()
+        await login(page, "alice", PASSWORD)
+        await page.goto("/#/upload")
+        await wait_until(page, "!document.querySelector('#quota-note').hidden")
+        note = await page.inner_text("#quota-note")
+        assert "used" in note and "of" in note, note
+        await page.locator(".uppy-Dashboard-input").first.set_input_files(
+            {"name": "too-big.zip", "mimeType": "application/zip", "buffer": exam_zip(5)}
+        )
+        await page.click(".uppy-StatusBar-actionBtn--upload")
+        banner = page.locator("#upload-messages .banner-error", has_text="Quota exceeded")
+        await banner.wait_for()
+        text = await banner.inner_text()
+        assert "HTTP 413" in text and f"{quota} bytes" in text and "alice" in text, text
+        await screenshot(page, "operations-over-quota")
+
+        admin = await browser.new_page()
+        await login(admin, "root", PASSWORD)
+        await admin.goto("/#/storage")
+        await admin.wait_for_selector("#storage-users tr[data-username='alice']")
+        row = admin.locator("#storage-users tr[data-username='alice']")
+        assert await row.locator(".cell-usage").get_attribute("data-usage") == str(me["usage_bytes"])
+        assert await row.locator(".cell-quota").get_attribute("data-quota") == str(quota)
+        used = int(await admin.locator("#store-durable .store-used").get_attribute("data-bytes"))
+        assert used >= me["usage_bytes"]  # the exam's file is in durable storage
+        await screenshot(admin, "operations-storage")
+    assert (await api_get(site, "/api/batches"))["total"] == 1  # the refused upload made nothing
