@@ -92,6 +92,18 @@ async def test_legacy_chunk_0_counts_total_chunks_times_its_size(api):
     refused(413, body["detail"], "alice", 5001, 4000, 1001)
 
 
+async def test_a_one_chunk_legacy_upload_past_the_quota_is_413(api):
+    """Nothing is left to come after chunk 0: its own bytes must fit (a review found this open)."""
+    await patch_user(api, "alice", {"quota_bytes": 1000})
+    fields = dict(chunk_index=0, filename="exam.zip", upload_type="zip_with_qr", total_chunks=1)
+    body = await send(api, b"x" * 1001, status=413, **fields)
+    refused(413, body["detail"], "alice", 1000)
+    assert "already sent take them over it" in body["detail"]
+    assert await usage(api) == 0 and (await api.get_json("/api/batches"))["total"] == 0
+    body = await send(api, b"x" * 1000, **fields)
+    assert body["batch_id"] and await usage(api) == 1000
+
+
 async def test_direct_legacy_upload_past_the_quota_is_413(api):
     await patch_user(api, "alice", {"quota_bytes": 1000})
     data = form(None, upload_type="zip_with_qr")

@@ -45,7 +45,11 @@ def grant(standing: Standing, in_flight: int, more: int, least: int) -> int:
     raise errors.QUOTA_EXCEEDED(
         f"Quota exceeded: user {standing.username} stores {size(standing.stored)}"
         + (f" and has uploads in progress that will add {size(pending)}" if pending else "")
-        + f", of a quota of {size(standing.quota)}; this upload needs {size(least)} more, which "
-        "does not fit. Bytes already received are kept. Delete uploads you no longer need, or ask an "
-        "administrator for a larger quota."
+        + f", of a quota of {size(standing.quota)}; "
+        + (
+            f"this upload needs {size(least)} more, which does not fit. Bytes already received are kept."
+            if least
+            else "the bytes this upload already sent take them over it."
+        )
+        + " Delete uploads you no longer need, or ask an administrator for a larger quota."
     )

@@ -105,12 +105,15 @@ class Reservations:
         self._snapshot = None
 
     @contextlib.asynccontextmanager
-    async def claim(self, owner_id: int, need: int, counted: int | None = None) -> AsyncIterator[Claim]:
+    async def claim(
+        self, owner_id: int, need: int, counted: int | None = None, verify: bool = False
+    ) -> AsyncIterator[Claim]:
         """Checks that `need` more bytes fit the store (507 if not) and that `counted` of them
         (all unless said: space reserved again, or for a copy, is not new to the quota) fit the
         owner's quota (413), and counts them as taken from then on: the block records them in
         the database (a row, a length, a touch, bytes written); it may claim more as it goes
-        (Claim.grow, Claim.metered)."""
+        (Claim.grow, Claim.metered). `verify`: check even when nothing new is claimed (bytes
+        written before the claim, already in the sums, must fit the quota too)."""
         token, claim = object(), Claim(owner_id, 0)
         counted = need if counted is None else counted
 
@@ -122,8 +125,8 @@ class Reservations:
         claim.grow = grow
         self._claims[token] = claim
         try:
-            if need > 0 or counted > 0:  # nothing to promise: no query
-                await self._check(token, claim, need, counted, counted)
+            if need > 0 or counted > 0 or verify:  # nothing to promise or verify: no query
+                await self._check(token, claim, need, counted, counted, verify)
                 claim.size, claim.counted = need, counted
             yield claim
         except BaseException:
@@ -134,7 +137,9 @@ class Reservations:
     def _cutoff(self) -> dt.datetime:
         return utcnow() - dt.timedelta(seconds=self.idle_timeout)
 
-    async def _check(self, token: object, claim: Claim, need: int, counted: int, least: int) -> int:
+    async def _check(
+        self, token: object, claim: Claim, need: int, counted: int, least: int, verify: bool = False
+    ) -> int:
         """_decide() on the current sums; a quota refusal is decided again on sums read after
         the check began, so that its message states what the user stores now and bytes given
         back meanwhile (on another node too) count."""
@@ -142,7 +147,7 @@ class Reservations:
         for _ in range(3):  # a refresh already under way began before: the next one is new
             snapshot = await self._current()
             try:
-                return self._decide(snapshot, token, claim, need, counted, least)
+                return self._decide(snapshot, token, claim, need, counted, least, verify)
             except errors.ServiceError as exc:
                 if exc.spec is not errors.QUOTA_EXCEEDED or snapshot.started >= began:
                     raise
@@ -150,7 +155,14 @@ class Reservations:
         return self._decide(await self._current(), token, claim, need, counted, least)
 
     def _decide(
-        self, snapshot: _Snapshot, token: object, claim: Claim, need: int, counted: int, least: int
+        self,
+        snapshot: _Snapshot,
+        token: object,
+        claim: Claim,
+        need: int,
+        counted: int,
+        least: int,
+        verify: bool = False,
     ) -> int:
         """How many of `counted` bytes the owner's quota lets in (at least `least`, else 413:
         quotas.grant); then 507 unless `need` (less what the quota cut) more bytes fit beside
@@ -168,7 +180,7 @@ class Reservations:
                     mine += other.size
                     in_flight += other.counted
         standing = snapshot.standings.get(owner_id)
-        if standing is not None and counted > 0:
+        if standing is not None and (counted > 0 or verify):
             granted = quotas.grant(standing, in_flight, counted, least)
             need -= counted - granted
             counted = granted

@@ -779,7 +779,7 @@ class UploadService:
                 )
         info.chunk_size = size
         self._reservations.forget()  # part 0's bytes, written unclaimed, count from the next sums on
-        async with self._reservations.claim(info.owner_id, (total_chunks - 1) * size):
+        async with self._reservations.claim(info.owner_id, (total_chunks - 1) * size, verify=True):
             await self._repo.update_upload(info.id, chunk_size=size)
 
     async def set_kind(self, info: UploadInfo, upload_type: str, task_id: str | None) -> None:
