@@ -179,7 +179,7 @@ async def _uploads(app: web.Application):
             stale_after=max(600.0, 10 * settings.idle_timeout),
         )
         await service.recover()
-        await service.finish_removals()
+        await service.finish_removals()  # one that fails is logged, and retried by the janitor
         await app[SWEEPER].sweep()
         log.info(
             "store %s, durable storage %s, %s locks",
@@ -202,18 +202,26 @@ async def _janitor(app: web.Application):
     retention, orphaned files; idle writers every second."""
     service, settings = app[SERVICE], app[SETTINGS]
 
+    async def expire_uploads() -> None:
+        if removed := await service.expire_due():
+            log.info("janitor: %d expired uploads removed", removed)
+
+    steps = (
+        expire_uploads,
+        app[AUTH].throttle.forget_old,
+        service.finish_removals,
+        app[RETENTION].apply,
+        app[SWEEPER].sweep,
+    )
+
     async def expire() -> None:
         while True:
             await asyncio.sleep(settings.janitor_interval)
-            try:
-                if removed := await service.expire_due():
-                    log.info("janitor: %d expired uploads removed", removed)
-                await app[AUTH].throttle.forget_old()
-                await service.finish_removals()
-                await app[RETENTION].apply()
-                await app[SWEEPER].sweep()
-            except Exception:
-                log.exception("janitor sweep failed; retrying next interval")
+            for step in steps:  # one failing step (a bucket away) never holds back the others
+                try:
+                    await step()
+                except Exception:
+                    log.exception("janitor: %s failed; retrying next interval", step.__name__)
 
     async def watch_idle() -> None:
         while True:

@@ -245,3 +245,25 @@ async def test_a_removed_uploads_leftovers_on_another_node_are_swept(api):
     (settings.durable_dir / upload_id).write_bytes(data)
     await eventually(api.client.app[SWEEPER].sweep, what="the sweep")
     assert holders(local_roots(api), data) == []
+
+
+async def test_a_final_whose_partials_a_crash_left_holding_bytes_takes_them_along(api):
+    """A crash between a final's completion and its partials' release leaves them complete, on
+    the store, with their bytes (the state is made by hand here): deleting the final removes
+    them too, and they cannot be joined into another final."""
+    from omr_tus.http.keys import REPO, STORE
+
+    from .test_tus_concat import create_final, partial
+
+    data = os.urandom(120_000)
+    parts = [await partial(api, data[:60_000], 60_000), await partial(api, data[60_000:], 60_000)]
+    batch_id = (await create_final(api, " ".join(parts), meta={"filename": "x.zip"})).headers["Batch-Id"]
+    await api.batch(batch_id)
+    for part, piece in zip(parts, (data[:60_000], data[60_000:])):
+        await api.client.app[REPO].update_upload(part.rsplit("/", 1)[1], location="store")
+        api.client.app[STORE].path(part.rsplit("/", 1)[1]).write_bytes(piece)
+    assert (await api.client.delete(f"/api/batches/{batch_id}", headers=api.auth())).status == 204
+    assert holders(local_roots(api), data) == []
+    for part in parts:
+        assert (await api.head(part)).status == 404
+    await create_final(api, " ".join(parts), status=400)  # "Upload ... not found"

@@ -10,10 +10,10 @@ import os
 
 from omr_tus.batches.retention import LOCK_KEY
 from omr_tus.db.models import utcnow
-from omr_tus.http.keys import REMOVALS, RETENTION
+from omr_tus.http.keys import REMOVALS, RETENTION, SERVICE
 
 from .test_deletion import exam, holders, local_roots, processed_and_corrected, uploaded
-from .test_omr_pipeline import register_task, worker
+from .test_omr_pipeline import process, register_task, worker
 
 DAY = dt.timedelta(days=1)
 
@@ -101,3 +101,33 @@ async def test_a_soak_of_uploads_and_deletions_keeps_the_disk_flat(api):
         assert (await api.client.delete(f"/api/batches/{batch_id}", headers=api.auth())).status == 204
     assert used() == start
     assert peak <= 2 * 1024 * 1024
+
+
+async def test_a_batch_read_again_after_it_was_found_due_keeps_its_file(api_with):
+    """Retention found the batch due; an admin then has it read again: its file stays (the
+    pass leaves it), and the reading completes. Found by review."""
+    api = await api_with(keep_files_days=1)
+    await register_task(api)
+    path, batch_id = await processed_and_corrected(api, exam(22))
+    due = await api.client.app[REMOVALS].due(utcnow() + DAY, files_only=True)
+    assert due == [path.rsplit("/", 1)[1]]
+    resp = await api.client.post(f"/api/batches/{batch_id}/reprocess", headers=api.auth("root"))
+    assert resp.status == 202
+    assert await api.client.app[SERVICE].retire(due[0], whole=False) is False
+    assert (await process(api, batch_id, [worker(api)]))["status"] == "completed"
+    sheets = (await api.get_json(f"/api/batches/{batch_id}/results"))["sheets"]
+    assert [s["status"] for s in sheets] != ["failed"] * len(sheets) and all(s["answers"] for s in sheets)
+    assert (await api.get_json(f"/api/batches/{batch_id}"))["file_deleted_at"] is None
+
+
+async def test_after_retention_the_review_picture_is_gone_and_says_why(api_with):
+    api = await api_with(keep_files_days=1)
+    await register_task(api)
+    _, batch_id = await processed_and_corrected(api, exam(21))
+    sheet = (await api.get_json(f"/api/batches/{batch_id}/results"))["sheets"][0]
+    assert await api.client.app[RETENTION].apply(utcnow() + 2 * DAY) == {"batches": 0, "files": 1}
+    resp = await api.client.get(f"/api/sheets/{sheet['sheet_id']}/review.png", headers=api.auth())
+    detail = (await resp.json())["detail"]
+    assert resp.status == 410 and "retention" in detail and "/" not in detail.split("on ")[0]
+    resp = await api.client.post(f"/api/batches/{batch_id}/reprocess", headers=api.auth("root"))
+    assert resp.status == 409

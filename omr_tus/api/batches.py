@@ -113,7 +113,8 @@ async def reprocess(request: web.Request) -> web.Response:
             f"Batch {batch.id} is {batch.status} with {batch.total_sheets or 0} sheets; only a "
             "completed batch with sheets can be processed again"
         )
-    await request.app[REPO].reprocess_batch(batch.id)
+    if not await request.app[REPO].reprocess_batch(batch.id):
+        raise errors.CONFLICT(f"Batch {batch.id} changed meanwhile; load it again")
     return web.json_response(batch_json(await visible_batch(request)), status=202)
 
 

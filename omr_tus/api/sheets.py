@@ -49,6 +49,11 @@ async def review_image(request: web.Request) -> web.Response:
     """The page read again and drawn, in the review pool (a few threads of its own): nothing
     of it is stored."""
     sheet, batch = await _visible_sheet(request)
+    if batch.file_deleted_at is not None:
+        raise errors.UPLOAD_GONE(
+            f"Sheet {sheet.id}'s page is gone: retention deleted its batch's file on "
+            f"{batch.file_deleted_at.isoformat()}; its answers are kept"
+        )
     task_id = sheet.task_id or batch.task_id
     spec = await load_task(request.app[REPO], task_id) if task_id else None
     if spec is None:

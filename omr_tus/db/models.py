@@ -147,7 +147,7 @@ class Batch(Base):
     failed_sheets: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
-    completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
     # ZIP entries that are not sheets: [{"entry": name, "reason": why}]
     skipped: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)  # the first 1,000 of them
     skipped_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # all of them

@@ -34,6 +34,17 @@ class RemovalRecord:
     def __init__(self, conn: AsyncConnection, now: dt.datetime):
         self._conn, self.now = conn, now
 
+    async def finished_batch(self, upload_id: str) -> Row | None:
+        """The upload's batch if no worker needs its file (completed or failed), locked until
+        the removal commits, so that a reprocess cannot start meanwhile (PostgreSQL: the row
+        lock; SQLite: the removal already holds the one write lock)."""
+        row = (
+            await self._conn.execute(
+                select(batches).where(batches.c.upload_id == upload_id).with_for_update()
+            )
+        ).first()
+        return row if row is not None and row.status in FINISHED else None
+
     async def drop_batch(self, upload_id: str) -> Row | None:
         """Deletes the upload's batch (its sheets, answers and corrections go with it) and
         returns the row it had."""
@@ -72,8 +83,8 @@ class RemovalRepo:
             yield RemovalRecord(conn, now)
 
     async def removed(self, upload_id: str, whole: bool) -> None:
-        """Every copy of the bytes is gone: the tombstone goes, with the partial uploads whose
-        bytes were joined into it; or the upload says its file is deleted."""
+        """Every copy of the bytes is gone: the tombstone goes, with the partial uploads joined
+        into it (each belongs to one final); or the upload says its file is deleted."""
         async with self.engine.begin() as conn:
             if not whole:
                 await conn.execute(
@@ -83,9 +94,7 @@ class RemovalRepo:
                 )
                 return
             partials = select(parts.c.partial_id).where(parts.c.final_id == upload_id).scalar_subquery()
-            await conn.execute(
-                delete(uploads).where(uploads.c.id.in_(partials), uploads.c.location == "consumed")
-            )
+            await conn.execute(delete(uploads).where(uploads.c.id.in_(partials)))
             await conn.execute(
                 delete(uploads).where(uploads.c.id == upload_id, uploads.c.status == "deleted")
             )
@@ -143,11 +152,10 @@ class RemovalRepo:
         if self.engine.dialect.name != "postgresql":
             yield True
             return
-        async with self.engine.connect() as conn:
+        async with self.autocommit.connect() as conn:  # a session lock: no transaction held open
             got = bool(await conn.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}))
             try:
                 yield got
             finally:
                 if got:
                     await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-                await conn.commit()

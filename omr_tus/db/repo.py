@@ -898,17 +898,18 @@ class Repo:
                 )
             )
 
-    async def reprocess_batch(self, batch_id: str) -> None:
-        """Every sheet of the batch is read again by the workers; corrections stay."""
+    async def reprocess_batch(self, batch_id: str) -> bool:
+        """Every sheet of the completed batch is read again by the workers; corrections stay.
+        False if it is not completed or retention deleted its file (checked in the statement
+        that starts it, so a retention pass cannot slip in between)."""
         async with self.engine.begin() as conn:
-            await conn.execute(
-                update(sheets)
-                .where(sheets.c.batch_id == batch_id)
-                .values(status="pending", attempts=0, lease_owner=None, lease_expires=None)
-            )
-            await conn.execute(
+            started = await conn.execute(
                 update(batches)
-                .where(batches.c.id == batch_id)
+                .where(
+                    batches.c.id == batch_id,
+                    batches.c.status == "completed",
+                    batches.c.file_deleted_at.is_(None),
+                )
                 .values(
                     status="processing",
                     processed_sheets=0,
@@ -917,7 +918,15 @@ class Repo:
                     updated_at=utcnow(),
                 )
             )
+            if started.rowcount != 1:
+                return False
+            await conn.execute(
+                update(sheets)
+                .where(sheets.c.batch_id == batch_id)
+                .values(status="pending", attempts=0, lease_owner=None, lease_expires=None)
+            )
             await _notify_work(conn)
+        return True
 
     async def answer_columns(self, batch_id: str) -> list[str]:
         """Every output column of a batch's sheets, in template order (a batch may mix tasks)."""

@@ -71,8 +71,11 @@ class CompletedFiles:
         return path
 
     async def forget(self, upload_id: str) -> None:
-        """Drops this node's cached copy of a removed upload (a reader that has it open keeps
-        reading it until it closes it)."""
+        """Drops this node's cached copy of a removed upload, after a download of it under way
+        ends (a reader that has it open keeps reading it until it closes it)."""
+        fetching = self._fetching.get(upload_id)
+        if fetching is not None:
+            await asyncio.gather(asyncio.shield(fetching), return_exceptions=True)
         with contextlib.suppress(FileNotFoundError):
             await asyncio.to_thread(os.unlink, self.cache_dir / upload_id)
 

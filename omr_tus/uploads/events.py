@@ -43,6 +43,11 @@ class UploadRemoved:
     record: RemovalRecord
 
 
+class RemovalRefused(Exception):
+    """Raised by a subscriber that finds the removal no longer due (retention racing a change):
+    the transaction rolls back and nothing is removed."""
+
+
 class RemovalSubscriber(Protocol):
     async def removing(self, event: UploadRemoved) -> None:
         """Inside the removal's transaction: a failure here removes nothing."""

@@ -42,17 +42,25 @@ class Remover:
         )
 
     async def _erase(self, upload_id: str, whole: bool) -> None:
-        """Every copy of the bytes; then the mark goes. Each step may run again."""
-        await self._store.delete(upload_id)
-        await self._files.durable.delete(upload_id)
-        await self._files.forget(upload_id)
+        """Every copy of the bytes (and of a concatenation's partial uploads, which a crash may
+        have left holding theirs); then the mark goes. Each step may run again."""
+        partials = await self._repo.partials_of(upload_id) if whole else []
+        for copy in (upload_id, *partials):
+            await self._store.delete(copy)
+            await self._files.durable.delete(copy)
+            await self._files.forget(copy)
         await self._repo.removed(upload_id, whole)
 
     async def finish_pending(self) -> int:
-        """Removals a crash interrupted: their bytes go now."""
-        pending = await self._repo.pending()
-        for row in pending:
-            await self._erase(row.id, row.whole)
-        if pending:
-            log.info("%d interrupted removals finished", len(pending))
-        return len(pending)
+        """Removals a crash interrupted: their bytes go now. One that fails (a bucket away) is
+        logged and tried again on the next pass; the others go on."""
+        finished = 0
+        for row in await self._repo.pending():
+            try:
+                await self._erase(row.id, row.whole)
+                finished += 1
+            except Exception:
+                log.exception("Upload %s: its interrupted removal failed again; retrying later", row.id)
+        if finished:
+            log.info("%d interrupted removals finished", finished)
+        return finished

@@ -32,7 +32,7 @@ from . import concat
 from .archive import Archiver
 from .checksums import Checksum
 from .digests import declared, merged, mismatch
-from .events import CompletionSubscriber, UploadCompleted
+from .events import CompletionSubscriber, RemovalRefused, UploadCompleted
 from .locks import Holder, UploadLocks
 from .model import LOST, TYPES_NEEDING_TASK, Chunk, Interrupted, Principal, UploadInfo
 from .removal import Remover
@@ -884,6 +884,8 @@ class UploadService:
                 if row is None or row.status != "complete" or row.location not in kept:
                     return False
                 await self._remover.remove(UploadInfo.from_row(row), whole=whole, by=None)
+        except RemovalRefused:
+            return False
         except errors.ServiceError as exc:
             if exc.spec is not errors.LOCKED:
                 raise

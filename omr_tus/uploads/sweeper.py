@@ -22,6 +22,7 @@ from .service import SPOOL_PREFIX
 
 log = logging.getLogger("omr_tus.sweeper")
 _ID = re.compile(r"^([0-9a-f]{32})$")
+_DOWNLOAD = re.compile(r"^[0-9a-f]{32}\.\d+\.part$")  # a download into the cache cut short (S3Store.download)
 LOOKUP_BATCH = 500
 
 
@@ -95,18 +96,21 @@ class Sweeper:
         removed += await self._orphans(self.durable.directory, TEMPORARY)
         removed += await self._orphans(self.durable.directory, _ID, _kept, grace=self.durable_grace)
         removed += await self._orphans(self.cache, _ID, _kept, grace=False)
+        removed += await self._stale(self.cache, _DOWNLOAD)
         removed += await self._stale(self.scratch.directory, "")
         if removed:
             log.info("sweeper: %d orphaned files removed", removed)
         return removed
 
-    async def _stale(self, directory: Path, prefix: str) -> int:
-        """Files whose name starts with `prefix`, untouched for stale_after: spooled chunks of dead requests (a
-        live request writes its spool at least every idle_timeout, and places it at once)."""
+    async def _stale(self, directory: Path, name: str | re.Pattern) -> int:
+        """Files whose name starts with `name` (or matches it), untouched for stale_after:
+        spooled chunks of dead requests (a live request writes its spool at least every
+        idle_timeout, and places it at once), downloads into the cache cut short."""
         removed = 0
-        for name, age in await asyncio.to_thread(_listing, directory):
-            if name.startswith(prefix) and age > self.stale_after:
-                removed += await asyncio.to_thread(_unlink, directory / name)
+        for found, age in await asyncio.to_thread(_listing, directory):
+            named = found.startswith(name) if isinstance(name, str) else name.match(found)
+            if named and age > self.stale_after:
+                removed += await asyncio.to_thread(_unlink, directory / found)
         return removed
 
     async def _orphans(

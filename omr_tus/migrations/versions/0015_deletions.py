@@ -1,5 +1,6 @@
 """Deletion and retention: an audit row per deleted batch or file (deletions), and
-batches.file_deleted_at for a batch whose file retention removed while its results stay
+batches.file_deleted_at for a batch whose file retention removed while its results stay,
+and an index on batches.completed_at, from which retention counts
 
 Revision ID: 0015
 Revises: 0014
@@ -32,9 +33,11 @@ def upgrade() -> None:
     op.create_index("ix_deletions_deleted_at", "deletions", ["deleted_at"])
     with op.batch_alter_table("batches") as batch:
         batch.add_column(sa.Column("file_deleted_at", sa.DateTime(timezone=True), nullable=True))
+    op.create_index("ix_batches_completed_at", "batches", ["completed_at"])  # what retention finds due
 
 
 def downgrade() -> None:
+    op.drop_index("ix_batches_completed_at", table_name="batches")
     with op.batch_alter_table("batches") as batch:
         batch.drop_column("file_deleted_at")
     op.drop_index("ix_deletions_deleted_at", table_name="deletions")
