@@ -14,6 +14,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from omr_tus.api.webpage import DIST
@@ -146,13 +147,27 @@ async def upload_file(page, path: Path, timeout: float = 600.0, ready=None) -> t
     return elapsed, await item.get_attribute("data-batch-id")
 
 
-def upload_through_page(base_url: str, username: str, password: str, path: Path) -> tuple[float, str]:
-    """bench/clients.py: one upload through the web page in a fresh headless chromium."""
+def upload_through_page(
+    base_url: str,
+    username: str,
+    password: str,
+    path: Path,
+    on_start: Callable[[], None] = lambda: None,
+    on_uploaded: Callable[[], None] = lambda: None,
+) -> tuple[float, str]:
+    """bench/clients.py: one upload through the web page in a fresh headless chromium;
+    `on_start()` runs just before Upload is pressed, `on_uploaded()` as soon as the batch
+    link shows (before the browser closes)."""
+
+    async def ready(_page) -> None:
+        on_start()
 
     async def run():
         async with open_browser(base_url) as browser:
             page = await browser.new_page()
             await login(page, username, password)
-            return await upload_file(page, path)
+            result = await upload_file(page, path, ready=ready)
+            on_uploaded()
+            return result
 
     return asyncio.run(run())

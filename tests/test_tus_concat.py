@@ -5,6 +5,8 @@ import os
 
 import pytest
 
+from omr_tus.http.keys import REPO, STORE
+
 from .helpers import KIND, encode_metadata, eventually
 
 
@@ -62,6 +64,15 @@ async def test_final_of_complete_partials(api, absolute):
     assert head.headers["Upload-Concat"].startswith("final;http")
     resp = await api.client.get(final, headers=api.auth())
     assert await resp.read() == data
+    # the parts, copied into the final, give their space back (after the answer)
+    app, part_ids = api.client.app, [p.rsplit("/", 1)[1] for p in paths]
+
+    async def parts_left() -> list[tuple[bool, str]]:
+        return [(app[STORE].path(i).exists(), (await app[REPO].upload(i)).location) for i in part_ids]
+
+    await eventually(
+        parts_left, lambda left: left == [(False, "consumed")] * 3, what="the parts to be deleted"
+    )
 
 
 async def test_final_before_partials_are_complete(api):

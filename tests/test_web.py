@@ -5,8 +5,10 @@ server on loopback, with workers reading the sheets in the test's event loop mea
   batch complete, open it, download its CSV, open a sheet's review page, and, as an admin,
   correct an answer: the API then shows the correction with who made it.
 - A 4xx at upload (a malformed task id) shows the server's own message on the upload page.
-- A reload in the middle of an upload, then the same file added again, continues from the
-  server's offset (the server sees no second upload and no byte sent twice).
+- A file of more than one 50 MiB chunk goes as four partial uploads side by side, joined by a
+  final upload (tus concatenation) that carries the metadata; a reload in the middle, then the
+  same file added again, continues each part from the server's offset (the server sees no new
+  upload and no byte sent twice).
 - The legacy client module (/lib/chunked-upload.js): 120 MiB through upload-chunk in 3 chunks,
   one of them failing once on the way (retried), and a small file through the direct upload;
   each batch's sha256 is the file's.
@@ -314,44 +316,83 @@ async def test_refused_upload_shows_the_servers_message(browser_ready, site, tmp
     assert batches["total"] == 0
 
 
+async def test_a_bad_task_is_refused_before_the_parts_send_a_byte(browser_ready, site, tmp_path):
+    path = tmp_path / "big-scan.zip"
+    path.write_bytes(random.Random(6).randbytes(CHUNK + MiB))  # two partial uploads
+    async with open_browser(site.base_url) as browser:
+        page = await browser.new_page()
+        await login(page, "alice", PASSWORD)
+        await page.goto("/#/upload")
+        await page.check("#type-zip_no_qr")
+        await page.fill("#task-id", "1234x")
+        await page.locator(".uppy-Dashboard-input").first.set_input_files(str(path))
+        await page.click(".uppy-StatusBar-actionBtn--upload")
+        message = "Invalid task_id '1234x': it must be exactly 8 digits"
+        banner = page.locator("#upload-messages .banner-error", has_text=message)
+        await banner.wait_for()
+        assert "HTTP 400" in await banner.inner_text()
+        assert browser.errors == []
+    assert site.patches == []
+
+
 def exam_zip_small() -> bytes:
     return zipped([simulate_sheet(Template.parse(TEMPLATE), np.random.default_rng(1), EASY, task_id=TASK)])
 
 
-async def test_reload_and_the_same_file_resume_from_the_server_offset(browser_ready, site, tmp_path):
-    size = CHUNK + 7 * MiB
+async def test_parts_side_by_side_and_a_reload_resumes_each_from_the_server_offset(
+    browser_ready, site, tmp_path
+):
+    # four chunks and more: four partial uploads (the page's PARALLEL_PARTS), each a 50 MiB PATCH
+    # and a 2 MiB one, joined by a final upload
+    part = CHUNK + 2 * MiB
+    size = 4 * part
     data = random.Random(5).randbytes(size)
     path = tmp_path / "big-scan.zip"
     path.write_bytes(data)
-    # every PATCH after the first 50 MiB loses its connection
+    # every PATCH after a part's first 50 MiB loses its connection
     site.drop.arm(lambda r: r.method == "PATCH" and r.headers.get("Upload-Offset") != "0", lambda n: True)
 
     async with open_browser(site.base_url) as browser:
         page = await browser.new_page()
         await login(page, "alice", PASSWORD)
         await page.goto("/#/upload")
+        await page.fill("#task-id", TASK)  # the parts carry the task too: the server checks it at once
         await page.locator(".uppy-Dashboard-input").first.set_input_files(str(path))
         await page.click(".uppy-StatusBar-actionBtn--upload")
-        # the server has the first 50 MiB, the rest cannot get through: the user reloads the tab
+        # the server has the first 50 MiB of each part, the rest cannot get through: the user reloads
         await eventually(
-            lambda: (site.drop.dropped, site.patches), lambda seen: seen[0], timeout=30, interval=0.02
+            lambda: (site.drop.dropped, [p for p in site.patches if p.status == 204]),
+            lambda seen: seen[0] >= 4 and len(seen[1]) == 4,
+            timeout=60,
+            interval=0.02,
         )
-        assert [(p.offset, p.new_offset) for p in site.patches if p.status == 204] == [(0, CHUNK)]
+        first = {p.upload_id for p in site.patches}
+        assert len(first) == 4, "the file did not go as four partial uploads side by side"
         await page.reload()
         site.drop.disarm()
         await page.goto("/#/upload")  # still signed in: the token is in sessionStorage
-
+        await page.fill("#task-id", TASK)
         await page.locator(".uppy-Dashboard-input").first.set_input_files(str(path))
         await page.click(".uppy-StatusBar-actionBtn--upload")
-        await page.locator(".recent-item a.batch-link").wait_for(timeout=30_000)
+        await page.locator(".recent-item a.batch-link").wait_for(timeout=60_000)
         batch_id = await page.locator(".recent-item").get_attribute("data-batch-id")
         assert browser.errors == []
 
-    done = [p for p in site.patches if p.status == 204]
-    assert len({p.upload_id for p in site.patches}) == 1, "the reload started a second upload"
-    assert [(p.offset, p.new_offset) for p in done] == [(0, CHUNK), (CHUNK, size)], site.patches
+    assert {p.upload_id for p in site.patches} == first, "the reload started new partial uploads"
+    done = sorted((p.offset, p.new_offset) for p in site.patches if p.status == 204)
+    assert done == [(0, CHUNK)] * 4 + [(CHUNK, part)] * 4, site.patches  # no byte sent twice
     batch = await batch_with_sha(site, batch_id)
     assert batch["sha256"] == hashlib.sha256(data).hexdigest()
+    parts = await site.server.app[REPO].parts_of(batch["upload_id"])  # the final, never patched
+    assert {p.id for p in parts} == first and [p.concat for p in parts] == ["partial"] * 4
+    assert [p.task_id for p in parts] == [TASK] * 4  # checked when each part was created
+    final = await site.server.app[REPO].upload(batch["upload_id"])
+    assert (final.concat, final.upload_type, final.task_id, final.filename) == (
+        "final",
+        "zip_with_qr",
+        TASK,
+        "big-scan.zip",
+    )
 
 
 LEGACY_JS = """async ([blockB64, chunks, smallSize, token]) => {

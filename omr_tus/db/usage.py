@@ -4,9 +4,9 @@ the storage overview. One definition, so the figures a user sees are the ones en
 
 from __future__ import annotations
 
-from sqlalchemy import and_, case, func, or_
+from sqlalchemy import and_, case, exists, func, or_
 
-from .models import Upload
+from .models import Upload, UploadPart
 
 uploads = Upload.__table__
 c = uploads.c
@@ -15,8 +15,17 @@ c = uploads.c
 # bytes were joined into the final (counted there), a completed file the durable store lost, a
 # completed file retention deletes or deleted (its row and results stay).
 GONE_LOCATIONS = ("consumed", "lost", "deleting", "deleted")
-# An upload in progress or complete, whose bytes are still where it says.
-STORED = and_(c.status.in_(("active", "complete")), c.location.not_in(GONE_LOCATIONS))
+# A partial upload whose final is complete: its bytes were copied into the final (counted
+# there) and are being freed in the background.
+_final, _parts = uploads.alias("final"), UploadPart.__table__
+JOINED = and_(
+    func.coalesce(c.concat, "") == "partial",  # never NULL: NOT of it must hold for the others
+    exists().where(
+        _parts.c.partial_id == c.id, _parts.c.final_id == _final.c.id, _final.c.status == "complete"
+    ),
+)
+# An upload in progress or complete, whose bytes are still where it says and its own.
+STORED = and_(c.status.in_(("active", "complete")), c.location.not_in(GONE_LOCATIONS), ~JOINED)
 stored_bytes = func.coalesce(func.sum(case((STORED, c.upload_offset), else_=0)), 0)
 
 # An active upload's bytes still to come: its declared length, or for a legacy chunked upload

@@ -1,11 +1,14 @@
 """tus concatenation (and concatenation-unfinished) on the parts mechanism of the legacy
 chunk API: a final upload's parts are partial uploads; each is placed at its offset by
-the kernel (copy_file_range) and recorded as a chunk of the final, which completes when
-every part is in place. A final may be created before its partials are complete. The steps
-the upload core (service.py) takes under the final's lock."""
+the kernel (copy_file_range, all parts at once) and recorded as a chunk of the final, which
+completes when every part is in place; the parts are deleted after. A final may be created
+before its partials are complete. The steps the upload core (service.py) takes under the
+final's lock, and after it."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import logging
 from collections.abc import Sequence
 
@@ -63,12 +66,24 @@ async def assemble(repo: Repo, store: Store, info: UploadInfo, parts: Sequence[R
         )
         return False
     assert isinstance(store, RangeCopier)  # concatenation is offered on such stores only
-    offset = 0
-    for index, part in enumerate(parts):
-        size = await store.copy_into(part.id, info.id, offset)
+    # The parts are copied side by side (each at its own offset, in the store's threads): the
+    # final's creation answers once they are all in place, and a browser sends its parts at once.
+    offsets = list(itertools.accumulate((p.upload_offset for p in parts), initial=0))
+    sizes = await asyncio.gather(*(store.copy_into(p.id, info.id, at) for p, at in zip(parts, offsets)))
+    for index, size in enumerate(sizes):
         await repo.record_chunk(info.id, index, size)
-        offset += size
+    offset = sum(sizes)
     info.offset = info.length = offset
     await repo.update_upload(info.id, length=offset)
     log.info("Upload %s: %d partial uploads concatenated - %s total", info.id, len(parts), mb(offset))
     return True
+
+
+async def consume(repo: Repo, store: Store, parts: Sequence[Row]) -> None:
+    """The parts of a completed final upload, copied into it: their bytes go (in the
+    background: freeing a GiB of RAM disk takes a good part of a second, which the answer
+    that completes the upload need not wait for)."""
+    for part in parts:
+        if not await repo.finals_waiting_for(part.id):
+            await store.delete(part.id)
+            await repo.update_upload(part.id, location="consumed")

@@ -855,10 +855,7 @@ class UploadService:
             if not await concat.assemble(self._repo, self._store, info, parts):
                 return None
             await self._finish(info)
-        for part in parts:
-            if not await self._repo.finals_waiting_for(part.id):
-                await self._store.delete(part.id)
-                await self._repo.update_upload(part.id, location="consumed")
+        self._spawn(concat.consume(self._repo, self._store, parts))
         return info
 
     # -- termination and expiry ---------------------------------------------

@@ -1,9 +1,13 @@
 // #/upload: upload type and task id, and Uppy's Dashboard sending files over tus to /files/.
 //
 // - 50 MiB PATCHes (under the CDN's 100 MB cap), retried with backoff.
+// - A file of more than one chunk goes as up to PARALLEL_PARTS partial uploads side by side,
+//   joined by a final upload (tus concatenation): one stream of PATCHes leaves the browser's
+//   upload rate well under what it reaches with four (bench/clients.py, BENCHMARKS.md).
 // - Resumable across reloads: Uppy's tus fingerprint (`tus-<file id>-<endpoint>`, the file id
-//   made of name, type, size and mtime) keys the upload URL in localStorage, so adding the same
-//   file again after a reload HEADs that URL and continues from the server's Upload-Offset.
+//   made of name, type, size and mtime) keys the upload URL (the partial uploads' URLs) in
+//   localStorage, so adding the same file again after a reload HEADs them and continues each
+//   from the server's Upload-Offset.
 // - A 4xx from the server (a malformed task id at creation, a 413 past the user's quota, ...)
 //   is shown with the server's own plain-text message, in a banner and on the file.
 // - A user with a quota sees "x of y used" under the form (GET /api/me), again after uploads.
@@ -19,6 +23,7 @@ import { isFinal, watchProgress } from '../progress'
 import { banner, badge, formatBytes, h, progressBar, setProgress } from '../ui'
 
 export const CHUNK_SIZE = 50 * 1024 * 1024
+export const PARALLEL_PARTS = 4
 export const RETRY_DELAYS = [0, 1000, 3000, 5000, 10000, 20000, 30000]
 const RECENT_KEY = 'omr-tus.recent-uploads'
 const TASK_ID = /^\d{8}$/
@@ -96,8 +101,15 @@ function create (): NonNullable<typeof state> {
     inline: true, target: dashboard, width: '100%', height: 380, theme: 'light',
     proudlyDisplayPoweredByUppy: false, showRemoveButtonAfterComplete: true,
     fileManagerSelectionType: 'files',
-    note: 'ZIP, PDF, TIFF, JPEG or PNG · sent in 50 MiB pieces · an interrupted upload resumes when you add the same file again',
+    note: 'ZIP, PDF, TIFF, JPEG or PNG · sent in 50 MiB pieces, four streams at a time · an interrupted upload resumes when you add the same file again',
   })
+  // Parallel parts through tus-js-client's own `parallelUploads` (its partial uploads, then a
+  // final upload that concatenates them), which @uppy/tus passes through per file (file.tus):
+  // Uppy keeps its Dashboard, queue, retries and fingerprint, and tus-js-client stores the
+  // parts' URLs under that fingerprint, so a reload resumes every part. The final upload
+  // carries the metadata and its creation completes the upload (Batch-Id); the parts carry
+  // upload_type and task_id too (metadataForPartialUploads), so the server refuses a bad task
+  // before the first byte rather than after the last.
   uppy.use(Tus<UploadMeta, TusBody>, {
     endpoint: new URL('/files/', location.href).href,
     chunkSize: CHUNK_SIZE,
@@ -154,6 +166,7 @@ function create (): NonNullable<typeof state> {
     uppy.setMeta({ upload_type: uploadType(), task_id: value })
     uppy.getPlugin('Tus')?.setOptions({
       allowedMetaFields: value ? ['filename', 'filetype', 'upload_type', 'task_id'] : ['filename', 'filetype', 'upload_type'],
+      metadataForPartialUploads: value ? { upload_type: uploadType(), task_id: value } : { upload_type: uploadType() },
     })
     const required = needsTask()
     taskId.required = required
@@ -171,6 +184,7 @@ function create (): NonNullable<typeof state> {
 
   uppy.on('file-added', (file) => {
     uppy.setFileMeta(file.id, { filename: file.name ?? 'upload', filetype: file.type || 'application/octet-stream' })
+    uppy.setFileState(file.id, { tus: { ...file.tus, parallelUploads: partsFor(file.size ?? 0) } })
   })
   uppy.on('upload', () => { messages.replaceChildren() })
   uppy.on('complete', () => { void showUsage(quotaNote) })
@@ -258,6 +272,13 @@ async function showUsage (note: HTMLElement): Promise<void> {
   if (quota !== null && quota !== undefined) {
     note.textContent = `${formatBytes(user?.usage_bytes ?? 0)} of ${formatBytes(quota)} used`
   }
+}
+
+/** How many partial uploads a file goes as: one per chunk, at most PARALLEL_PARTS (a file of one
+ * chunk stays a plain upload). Its size alone decides, so the file added again after a reload
+ * is split as before and its stored parts resume. */
+export function partsFor (size: number): number {
+  return Math.max(1, Math.min(PARALLEL_PARTS, Math.ceil(size / CHUNK_SIZE)))
 }
 
 /** The plain-text message of a tus error answer (tus routes answer errors as text). */
