@@ -190,6 +190,15 @@ async def test_tus_upload_on_s3_resumes_and_downloads(s3_api):
     assert (await resp.json())["checks"]["store"] == "ok"
 
 
+async def test_partial_uploads_are_refused_where_they_cannot_be_joined(s3_api):
+    """The page sends big files as parts only where Tus-Extension offers concatenation; a
+    client that sends parts anyway is told why, before a byte."""
+    resp = await s3_api.client.post(
+        "/files/", headers=s3_api.tus(**{"Upload-Concat": "partial", "Upload-Length": "10"})
+    )
+    assert resp.status == 400 and "concatenation" in await resp.text()
+
+
 async def test_terminated_upload_leaves_nothing_in_the_bucket(s3_api):
     api = s3_api
     path = await api.create(10 * MiB, {"filename": "x.zip", "upload_type": "zip_with_qr"})

@@ -67,6 +67,11 @@ async def create(request: web.Request) -> web.Response:
     service = request.config_dict[SERVICE]
     user = principal(request)
     concat, partial_ids = h.concat(request.headers.get("Upload-Concat"))
+    if concat and "concatenation" not in extensions(request.config_dict[STORE]):
+        raise errors.BAD_REQUEST(
+            "This server's store (S3) cannot join partial uploads: the concatenation extension is not "
+            "offered (see Tus-Extension); send the file as one upload"
+        )
     if concat == "final" and (
         request.headers.get("Upload-Length") or request.headers.get("Upload-Defer-Length")
     ):

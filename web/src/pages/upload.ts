@@ -182,9 +182,15 @@ function create (): NonNullable<typeof state> {
   taskId.addEventListener('input', syncMeta)
   syncMeta()
 
+  // Parts side by side only where the server can join them (a store on S3 cannot): its
+  // Tus-Extension says so, asked once as the page opens, well before a file is added.
+  let joinable = false
+  void fetch('/files/', { method: 'OPTIONS' })
+    .then((r) => { joinable = (r.headers.get('Tus-Extension') ?? '').split(',').map((e) => e.trim()).includes('concatenation') })
+    .catch(() => { joinable = false })
   uppy.on('file-added', (file) => {
     uppy.setFileMeta(file.id, { filename: file.name ?? 'upload', filetype: file.type || 'application/octet-stream' })
-    uppy.setFileState(file.id, { tus: { ...file.tus, parallelUploads: partsFor(file.size ?? 0) } })
+    if (joinable) uppy.setFileState(file.id, { tus: { ...file.tus, parallelUploads: partsFor(file.size ?? 0) } })
   })
   uppy.on('upload', () => { messages.replaceChildren() })
   uppy.on('complete', () => { void showUsage(quotaNote) })
