@@ -16,6 +16,11 @@ from .fileio import write_all
 
 FREE_SPACE_TTL = 0.5
 GATHER_LIMIT = 1024 * 1024  # at most this much waits for the writer thread, per upload
+# A write waits for at least this much: a body that arrives slowly (a browser's 17 KiB pieces)
+# would otherwise cost a thread hop per piece, 2.5 times the CPU of the body itself
+# (BENCHMARKS.md, "the page against the browser ceiling"). What waits is written when the body
+# ends, breaks or is taken over, before the offset is committed.
+GATHER_MIN = 256 * 1024
 
 
 def _copy_file_into(src: Path, dst: Path, dst_offset: int) -> int:
@@ -85,7 +90,8 @@ class LocalStore:
         self, upload_id: str, offset: int, blocks: AsyncIterable[bytes], progress: WriteProgress
     ) -> int:
         """Pipelined: while one pwritev runs in a thread, the blocks arriving meanwhile are
-        gathered (never joined: no copy) into the next one, up to GATHER_LIMIT bytes."""
+        gathered (never joined: no copy) into the next one, from GATHER_MIN up to GATHER_LIMIT
+        bytes."""
         loop = asyncio.get_running_loop()
         fd = await self._run(os.open, self.path(upload_id), os.O_WRONLY | os.O_CREAT, 0o600)
         position = offset
@@ -97,7 +103,7 @@ class LocalStore:
                 progress.last_activity = time.monotonic()
                 gathered.append(block)
                 size += len(block)
-                if pending is not None and not pending.done() and size < GATHER_LIMIT:
+                if size < GATHER_MIN or (pending is not None and not pending.done() and size < GATHER_LIMIT):
                     continue
                 if pending is not None:  # still set if this await fails or is cancelled: _drain sees it
                     progress.written += await asyncio.shield(pending)
