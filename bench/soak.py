@@ -106,6 +106,7 @@ async def soak(server: Server, roots: list[Path], args) -> dict:
         "rss_first": samples[0][2],
         "rss_peak": max(s[2] for s in samples),
         "settled_in": settled_in,
+        "timeline": [(round(t), d) for t, d, _ in samples[:: max(1, len(samples) // 12)]],
     }
 
 
@@ -147,6 +148,7 @@ def main() -> None:
         f"  disk: peak {result['disk_peak'] / MiB:.0f} MiB, median {result['disk_median'] / MiB:.0f} MiB, "
         f"{result['disk_end'] / MiB:.1f} MiB at the end ({result['settled_in']:.1f} s after the clients stopped)"
     )
+    print("  disk over time (s: MiB): " + ", ".join(f"{t}: {d / MiB:.0f}" for t, d in result["timeline"]))
     print(
         f"  server RSS (the serve process alone, not its worker): {result['rss_first'] / MiB:.0f} MiB at the first "
         f"sample, peak {result['rss_peak'] / MiB:.0f} MiB"
