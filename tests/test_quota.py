@@ -7,6 +7,7 @@ back; two creations at once never both pass a quota only one fits."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import re
 from urllib.parse import urlsplit
@@ -14,7 +15,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from omr_tus import errors
-from omr_tus.http.keys import REPO
+from omr_tus.db.models import utcnow
+from omr_tus.http.keys import REPO, SERVICE
 from omr_tus.uploads import quotas
 from omr_tus.uploads.reservations import Reservations
 
@@ -102,6 +104,23 @@ async def test_a_one_chunk_legacy_upload_past_the_quota_is_413(api):
     assert await usage(api) == 0 and (await api.get_json("/api/batches"))["total"] == 0
     body = await send(api, b"x" * 1000, **fields)
     assert body["batch_id"] and await usage(api) == 1000
+
+
+async def test_an_abandoned_upload_stops_counting_once_it_expires(api):
+    """Its promised bytes hold the quota until expiry (the clock moved by its expires_at), then
+    give it back."""
+    await patch_user(api, "alice", {"quota_bytes": 10_000})
+    path = await api.create(10_000)
+    assert (await api.patch(path, 0, b"x" * 3000)).status == 204
+    resp = await api.client.post("/files/", headers=api.tus(**{"Upload-Length": "1"}))
+    refused(resp.status, await resp.text(), "alice", 3000, 7000, 1)
+    assert await api.client.app[SERVICE].expire_due() == 0  # not due yet
+    await api.client.app[REPO].update_upload(
+        path.rsplit("/", 1)[1], expires_at=utcnow() - dt.timedelta(seconds=1)
+    )
+    assert await api.client.app[SERVICE].expire_due() == 1
+    assert await usage(api) == 0
+    await api.create(10_000)
 
 
 async def test_direct_legacy_upload_past_the_quota_is_413(api):
