@@ -158,16 +158,31 @@ async def test_deleting_a_concatenated_upload_removes_its_partial_uploads(api):
     assert holders(local_roots(api), data) == []
 
 
-async def test_a_worker_reading_a_deleted_batch_carries_on(api):
+def open_files_named(upload_id: str) -> list[str]:
+    """This process's open files whose path names the upload (deleted or not)."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            if upload_id in os.readlink(f"/proc/self/fd/{fd}"):
+                found.append(os.readlink(f"/proc/self/fd/{fd}"))
+    return found
+
+
+async def test_a_worker_reading_a_deleted_batch_carries_on_and_lets_its_file_go(api):
     await register_task(api)
-    data = exam(3)
-    _, batch_id = await uploaded(api, data)
+    rng = np.random.default_rng(3)
+    data = zipped([simulate_sheet(Template.parse(TEMPLATE), rng, EASY, task_id=TASK) for _ in range(6)])
+    path, batch_id = await uploaded(api, data)
     reader = worker(api)
-    await reader.run_once()  # the pages are listed; sheets are pending
-    assert (await api.client.delete(f"/api/batches/{batch_id}", headers=api.auth())).status == 204
-    assert await reader.run_once() == 0  # nothing left to do, and no error
+    await reader.run_once()  # the pages listed, 4 of the 6 sheets read: the file is open
+    upload_id = path.rsplit("/", 1)[1]
+    assert open_files_named(upload_id)
     _, other = await uploaded(api, exam(4))
+    assert (await api.client.delete(f"/api/batches/{batch_id}", headers=api.auth())).status == 204
+    assert await reader.run_once() > 0  # busy with another batch (never idle), and no error
+    assert open_files_named(upload_id) == []  # the deleted file's space is freed anyway
     assert (await process(api, other, [reader]))["status"] == "completed"
+    assert await reader.run_once() == 0
 
 
 async def test_deleting_on_s3_empties_the_bucket_and_the_cache(

@@ -85,6 +85,7 @@ class Worker:
         turn it is, rescore a chunk of sheets of a task whose key changed. Returns how much was
         done (0: nothing to do; open files are closed)."""
         done = 0
+        self._drop_removed()
         batch = await self.repo.claim_batch(self.name, self.lease)
         if batch is not None:
             await self._ingest(batch)
@@ -109,6 +110,12 @@ class Worker:
         if self._turn is not None and time.monotonic() < self._turn[1]:
             return self._turn[0]
         return None
+
+    def _drop_removed(self) -> None:
+        """Closes the files of batches deleted meanwhile: an open file keeps its disk space."""
+        for upload_id, reader in list(self._readers.items()):
+            if not reader.path.exists():
+                self._readers.pop(upload_id).close()
 
     def close_files(self) -> None:
         while self._readers:
