@@ -45,3 +45,30 @@ async def test_many_small_blocks_are_written_in_order(tmp_path):
     finally:
         os.close(fd)
     assert (tmp_path / "f").read_bytes()[3:] == b"".join(blocks)
+
+
+async def test_a_body_of_tiny_pieces_is_written_before_it_ends(tmp_path):
+    """Writes wait for 256 KiB, or for GATHER_PIECES pieces: a body sent a byte at a time then
+    left hanging holds a few pieces in memory, not 256 KiB of them (found by review)."""
+    import asyncio
+
+    from .helpers import eventually
+
+    store = LocalStore(tmp_path)
+    release = asyncio.Event()
+
+    async def trickle():
+        for _ in range(3 * local.GATHER_PIECES):
+            yield b"x"
+        await release.wait()
+
+    writing = asyncio.create_task(store.write("u", 0, trickle(), WriteProgress()))
+    on_disk = await eventually(
+        lambda: os.path.getsize(tmp_path / "u") if (tmp_path / "u").exists() else 0,
+        lambda size: size >= 2 * local.GATHER_PIECES,
+        what="the pieces on disk while the body hangs",
+    )
+    assert on_disk <= 3 * local.GATHER_PIECES
+    release.set()
+    assert await writing == 3 * local.GATHER_PIECES
+    await store.close()

@@ -2,10 +2,11 @@
 
 import hashlib
 import os
+from urllib.parse import urlsplit
 
 import pytest
 
-from omr_tus.http.keys import REPO, STORE
+from omr_tus.http.keys import REPO, SERVICE, STORE
 
 from .helpers import KIND, encode_metadata, eventually
 
@@ -156,3 +157,51 @@ async def test_a_partial_whose_bytes_are_gone_is_never_assembled(api, tmp_path):
     ] == []  # no batch of 1000 bytes
     head = await api.head(b)
     assert head.headers["Upload-Offset"] == "0"  # what is really held
+
+
+async def test_the_final_sent_again_answers_the_same_final(api):
+    """A client whose final's answer was lost (or a reloaded page) sends the same creation again:
+    it gets that final and its batch, not a 400 (found by review)."""
+    paths = [await partial(api, b"ab", 2), await partial(api, b"cd", 2)]
+    first = await create_final(api, " ".join(paths), meta={"filename": "x.zip"})
+    again = await create_final(api, " ".join(paths), meta={"filename": "x.zip"})
+    assert again.headers["Location"] == first.headers["Location"]
+    assert again.headers["Batch-Id"] == first.headers["Batch-Id"]
+    await create_final(api, " ".join(reversed(paths)), status=400)  # another order: another final
+    await create_final(api, paths[0], status=400)  # a subset too
+
+
+async def test_a_part_removed_while_copied_leaves_the_final_incomplete(api, monkeypatch):
+    """Never a completed final with a hole (found by review: a DELETE of a part in the middle)."""
+    store = api.client.app[STORE]
+    paths = [await partial(api, os.urandom(1000), 1000) for _ in range(3)]
+    copy_into = store.copy_into
+
+    async def removed_meanwhile(src, dst, at):
+        if src == paths[1].rsplit("/", 1)[1]:
+            assert (await api.client.delete(paths[1], headers=api.tus())).status == 204
+        return await copy_into(src, dst, at)
+
+    monkeypatch.setattr(store, "copy_into", removed_meanwhile)
+    resp = await create_final(api, " ".join(paths), meta={"filename": "x.zip"})
+    assert "Batch-Id" not in resp.headers
+    head = await api.head(urlsplit(resp.headers["Location"]).path)
+    assert "Upload-Offset" not in head.headers and "Batch-Id" not in head.headers  # not complete
+
+
+async def test_parts_a_stop_left_holding_bytes_are_freed_at_start(api):
+    """The parts of a complete final are freed after its answer; a stop before that leaves them
+    on the store, and the next start frees them (found by review)."""
+    paths = [await partial(api, b"x" * 500, 500), await partial(api, b"y" * 500, 500)]
+    await create_final(api, " ".join(paths), meta={"filename": "x.zip"})
+    store, repo = api.client.app[STORE], api.client.app[REPO]
+    ids = [path.rsplit("/", 1)[1] for path in paths]
+    await eventually(lambda: not any(store.path(i).exists() for i in ids), what="the parts freed")
+    for part_id in ids:  # as a stop right after the final's answer leaves them
+        store.path(part_id).write_bytes(b"z" * 500)
+        await repo.update_upload(part_id, location="store")
+    await api.client.app[SERVICE].complete_unfinished()
+    for path in paths:
+        part_id = path.rsplit("/", 1)[1]
+        assert not store.path(part_id).exists()
+        assert (await repo.upload(part_id)).location == "consumed"

@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import aiohttp
 import pytest
+from sqlalchemy import select
+
+from omr_tus.db.models import Upload
+from omr_tus.http.keys import ENGINE
 
 from .browser import login, open_browser, screenshot, wait_until
 from .conftest import PASSWORD
-from .helpers import TUS, encode_metadata
+from .helpers import TUS, encode_metadata, eventually
 from .test_web import api_get, batch_with_sha, browser_ready, exam_zip, site  # noqa: F401  (fixtures)
 from .test_web_admin import root_token, status_of
 
@@ -112,3 +116,40 @@ async def test_quota_messages_and_the_storage_page(browser_ready, site):
         assert used >= me["usage_bytes"]  # the exam's file is in durable storage
         await screenshot(admin, "operations-storage")
     assert (await api_get(site, "/api/batches"))["total"] == 1  # the refused upload made nothing
+
+
+async def test_parts_of_an_upload_refused_past_the_quota_are_deleted(browser_ready, site, tmp_path):
+    """A big file goes as four parts; the quota lets three in and refuses the fourth (413): the
+    page shows why and deletes the three, which would otherwise go on sending and hold the
+    quota for a day (found by review)."""
+    import random
+
+    from .live import MiB
+
+    part = 52 * MiB
+    path = tmp_path / "term.zip"
+    path.write_bytes(random.Random(9).randbytes(4 * part))
+    me = await api_get(site, "/api/me")
+    quota = 3 * part + MiB
+    root = await root_token(site)
+    assert await status_of(site, "PATCH", f"/api/users/{me['id']}", root, json={"quota_bytes": quota}) == 200
+    async with open_browser(site.base_url) as browser:
+        page = await browser.new_page()
+        await login(page, "alice", PASSWORD)
+        await page.goto("/#/upload")
+        await page.locator(".uppy-Dashboard-input").first.set_input_files(str(path))
+        await page.click(".uppy-StatusBar-actionBtn--upload")
+        await page.locator("#upload-messages .banner-error", has_text="Quota exceeded").wait_for()
+        await screenshot(page, "operations-parts-over-quota")
+
+        async def parts() -> list[str]:
+            async with site.server.app[ENGINE].connect() as conn:
+                rows = await conn.execute(select(Upload.status).where(Upload.concat == "partial"))
+                return sorted(rows.scalars().all())
+
+        # three were created, then deleted by the page (once each had sent its request in flight)
+        assert await eventually(
+            parts, lambda s: s == ["terminated"] * 3, timeout=90, what="the parts deleted"
+        )
+    assert (await api_get(site, "/api/me"))["usage_bytes"] == 0
+    assert (await api_get(site, "/api/batches"))["total"] == 0

@@ -404,6 +404,19 @@ class Repo:
             .order_by(parts.c.part_index)
         )
 
+    async def joined_parts_held(self) -> Sequence[Row]:
+        """Partial uploads still on the store whose final is complete: their bytes were copied
+        into it, and a stop came before they were freed."""
+        final = uploads.alias("final")
+        return await self._all(
+            select(uploads.c.id)
+            .join(parts, parts.c.partial_id == uploads.c.id)
+            .join(final, final.c.id == parts.c.final_id)
+            .where(
+                uploads.c.status == "complete", uploads.c.location == "store", final.c.status == "complete"
+            )
+        )
+
     async def finals_using(self, partial_ids: Sequence[str]) -> dict[str, str]:
         """partial id -> the final upload it is already part of, whatever that final's state."""
         rows = await self._all(

@@ -21,6 +21,7 @@ GATHER_LIMIT = 1024 * 1024  # at most this much waits for the writer thread, per
 # (BENCHMARKS.md, "the page against the browser ceiling"). What waits is written when the body
 # ends, breaks or is taken over, before the offset is committed.
 GATHER_MIN = 256 * 1024
+GATHER_PIECES = 64  # at most this many pieces wait: a body sent in tiny pieces holds little memory
 
 
 def _copy_file_into(src: Path, dst: Path, dst_offset: int) -> int:
@@ -103,7 +104,9 @@ class LocalStore:
                 progress.last_activity = time.monotonic()
                 gathered.append(block)
                 size += len(block)
-                if size < GATHER_MIN or (pending is not None and not pending.done() and size < GATHER_LIMIT):
+                if len(gathered) < GATHER_PIECES and (
+                    size < GATHER_MIN or (pending is not None and not pending.done() and size < GATHER_LIMIT)
+                ):
                     continue
                 if pending is not None:  # still set if this await fails or is cancelled: _drain sees it
                     progress.written += await asyncio.shield(pending)

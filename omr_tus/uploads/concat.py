@@ -70,6 +70,12 @@ async def assemble(repo: Repo, store: Store, info: UploadInfo, parts: Sequence[R
     # final's creation answers once they are all in place, and a browser sends its parts at once.
     offsets = list(itertools.accumulate((p.upload_offset for p in parts), initial=0))
     sizes = await asyncio.gather(*(store.copy_into(p.id, info.id, at) for p, at in zip(parts, offsets)))
+    short = [p.id for p, size in zip(parts, sizes) if size != p.upload_offset]
+    if short:  # a part removed while it was copied: never complete a final with a hole
+        log.error(
+            "Upload %s: partial uploads %s changed while copied; not completed", info.id, ", ".join(short)
+        )
+        return False
     for index, size in enumerate(sizes):
         await repo.record_chunk(info.id, index, size)
     offset = sum(sizes)

@@ -670,6 +670,8 @@ class UploadService:
         for final_id in await self._repo.active_finals():
             with recovering(final_id):
                 await self._assemble(final_id)
+        # parts of complete finals a stop left holding their bytes (freed after the answer)
+        await concat.consume(self._repo, self._store, await self._repo.joined_parts_held())
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Background work that outlives the request; awaited at shutdown."""
@@ -831,7 +833,10 @@ class UploadService:
             if partial.concat != "partial":
                 raise errors.BAD_REQUEST(f"Upload {partial_id} was not created with Upload-Concat: partial")
             length = None if length is None or partial.length is None else length + partial.length
-        concat.check_unused(await self._repo.finals_using(partial_ids))
+        used = await self._repo.finals_using(partial_ids)
+        if again := await self._same_final(user, partial_ids, used):
+            return again
+        concat.check_unused(used)
         try:  # the space for the copy is checked like any creation's (507)
             info = await self.create(
                 user,
@@ -845,6 +850,23 @@ class UploadService:
             concat.check_unused(await self._repo.finals_using(partial_ids))
             raise
         return await self._assemble(info.id) or info
+
+    async def _same_final(
+        self, user: Principal, partial_ids: list[str], used: dict[str, str]
+    ) -> UploadInfo | None:
+        """The final these very parts, in this order, already make: a client that sends the
+        final's creation again (its answer lost, or a reload) gets that final, assembled if it
+        can be now, instead of a 400 that would fail an upload the server holds."""
+        finals = set(used.values())
+        if len(used) != len(partial_ids) or len(finals) != 1:
+            return None
+        final_id = finals.pop()
+        if [p.id for p in await self._repo.parts_of(final_id)] != partial_ids:
+            return None
+        info = await self.get(final_id, user)
+        if not info.is_complete:
+            info = await self._assemble(final_id) or info
+        return info
 
     async def _assemble(self, final_id: str) -> UploadInfo | None:
         async with self._locks.hold(final_id):

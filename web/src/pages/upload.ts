@@ -183,14 +183,37 @@ function create (): NonNullable<typeof state> {
   syncMeta()
 
   // Parts side by side only where the server can join them (a store on S3 cannot): its
-  // Tus-Extension says so, asked once as the page opens, well before a file is added.
-  let joinable = false
-  void fetch('/files/', { method: 'OPTIONS' })
-    .then((r) => { joinable = (r.headers.get('Tus-Extension') ?? '').split(',').map((e) => e.trim()).includes('concatenation') })
-    .catch(() => { joinable = false })
+  // Tus-Extension says so, asked as the page opens and awaited before an upload starts, so a
+  // file is split the same way whenever it is added (its stored parts then resume).
+  const joinable = fetch('/files/', { method: 'OPTIONS' })
+    .then((r) => (r.headers.get('Tus-Extension') ?? '').split(',').map((e) => e.trim()).includes('concatenation'))
+    .catch(() => false)
+  // The parts each file's upload created: a refused upload (a 4xx: quota, task) deletes them,
+  // or they would go on sending, hold the user's quota and never be joined.
+  const parts = new Map<string, Parts>()
+  uppy.addPreProcessor(async (fileIDs) => {
+    if (!await joinable) return
+    for (const id of fileIDs) {
+      const file = uppy.getFile(id)
+      const created: Parts = { urls: [], refused: false }
+      parts.set(id, created)
+      uppy.setFileState(id, {
+        tus: {
+          ...file.tus,
+          parallelUploads: partsFor(file.size ?? 0),
+          onAfterResponse: (req: TusRequest, res: TusResponse) => {
+            const location = res.getHeader('Location')
+            if (req.getMethod() === 'POST' && res.getStatus() === 201 && location && req.getHeader('Upload-Concat') === 'partial') {
+              created.urls.push(new URL(location, req.getURL()).href)
+              if (created.refused) abandon(created)  // created after the refusal of another part
+            }
+          },
+        },
+      })
+    }
+  })
   uppy.on('file-added', (file) => {
     uppy.setFileMeta(file.id, { filename: file.name ?? 'upload', filetype: file.type || 'application/octet-stream' })
-    if (joinable) uppy.setFileState(file.id, { tus: { ...file.tus, parallelUploads: partsFor(file.size ?? 0) } })
   })
   uppy.on('upload', () => { messages.replaceChildren() })
   uppy.on('complete', () => { void showUsage(quotaNote) })
@@ -198,6 +221,11 @@ function create (): NonNullable<typeof state> {
     const err = error as Error & { originalResponse?: { getStatus (): number, getBody (): string } | null }
     const status = err.originalResponse?.getStatus?.() ?? response?.status ?? 0
     if (status === 401) { signOut(SESSION_EXPIRED); return }
+    const created = file ? parts.get(file.id) : undefined
+    if (created && status >= 400 && status < 500 && !RETRIABLE.includes(status)) {
+      created.refused = true
+      abandon(created)
+    }
     const text = serverText(err) ?? err.message
     if (file && uppy.getFile(file.id)) uppy.setFileState(file.id, { error: text })
     const title = status >= 400 && status < 500
@@ -285,6 +313,31 @@ async function showUsage (note: HTMLElement): Promise<void> {
  * is split as before and its stored parts resume. */
 export function partsFor (size: number): number {
   return Math.max(1, Math.min(PARALLEL_PARTS, Math.ceil(size / CHUNK_SIZE)))
+}
+
+/** The request and response of tus-js-client's onAfterResponse, as far as the page reads them. */
+interface TusRequest { getMethod (): string, getURL (): string, getHeader (name: string): string | undefined }
+interface TusResponse { getStatus (): number, getHeader (name: string): string | undefined }
+const RETRIABLE = [408, 409, 423, 429]  // answers that a retry of the same parts may get past
+
+/** The partial uploads one upload of a file created, and whether the server refused it. */
+interface Parts { urls: string[], refused: boolean }
+
+/** Deletes the partial uploads of a refused upload (tus termination). One still sending holds
+ * its lock (423): asked again until it has sent its request's bytes, then its next request
+ * finds it gone. */
+function abandon (parts: Parts): void {
+  for (const url of parts.urls.splice(0)) void terminate(url)
+}
+
+async function terminate (url: string, attempts = 30): Promise<void> {
+  for (let attempt = 0; attempt < attempts; attempt++) {
+    const response = await fetch(url, {
+      method: 'DELETE', headers: { 'Tus-Resumable': '1.0.0', Authorization: `Bearer ${token() ?? ''}` },
+    }).catch(() => null)
+    if (response !== null && response.status !== 423) return
+    await new Promise((resolve) => setTimeout(resolve, 2000))
+  }
 }
 
 /** The plain-text message of a tus error answer (tus routes answer errors as text). */
