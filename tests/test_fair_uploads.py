@@ -103,9 +103,12 @@ async def test_a_final_cannot_repeat_or_reuse_a_partial(api):
     for urls in (p, f"{q} {p}"):  # already part of a completed final
         resp = await create_final(api, urls, META, status=400)
         assert "is already part of final upload" in await resp.text()
-    r = await partial(api, None, 10)
-    await create_final(api, r, META)  # waiting for r
-    assert "is already part of final upload" in await (await create_final(api, r, META, status=400)).text()
+    r, s = await partial(api, None, 10), await partial(api, None, 10)
+    waiting = await create_final(api, r, META)  # waiting for r
+    # the same final sent again (its answer lost) is that final; another one with r is refused
+    assert (await create_final(api, r, META)).headers["Location"] == waiting.headers["Location"]
+    resp = await create_final(api, f"{s} {r}", META, status=400)
+    assert "is already part of final upload" in await resp.text()
 
 
 async def test_a_final_needs_room_for_its_copy(api_with, monkeypatch):
