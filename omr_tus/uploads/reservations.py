@@ -152,7 +152,7 @@ class Reservations:
                 if exc.spec is not errors.QUOTA_EXCEEDED or snapshot.started >= began:
                     raise
                 self.forget()
-        return self._decide(await self._current(), token, claim, need, counted, least)
+        return self._decide(await self._current(), token, claim, need, counted, least, verify)
 
     def _decide(
         self,
