@@ -48,19 +48,20 @@ class RemovalRecord:
     async def drop_batch(self, upload_id: str) -> Row | None:
         """Deletes the upload's batch (its sheets, answers and corrections go with it) and
         returns the row it had."""
-        row = (await self._conn.execute(select(batches).where(batches.c.upload_id == upload_id))).first()
-        if row is not None:
-            await self._conn.execute(delete(batches).where(batches.c.id == row.id))
-        return row
+        deleted = await self._conn.execute(
+            delete(batches).where(batches.c.upload_id == upload_id).returning(*batches.c)
+        )
+        return deleted.first()
 
     async def file_deleted(self, upload_id: str) -> Row | None:
         """The batch keeps its results and says when its file went; returns its row."""
-        await self._conn.execute(
+        marked = await self._conn.execute(
             update(batches)
             .where(batches.c.upload_id == upload_id)
             .values(file_deleted_at=self.now, updated_at=self.now)
+            .returning(*batches.c)
         )
-        return (await self._conn.execute(select(batches).where(batches.c.upload_id == upload_id))).first()
+        return marked.first()
 
     async def audit(self, **values: Any) -> None:
         await self._conn.execute(insert(deletions).values(deleted_at=self.now, **values))
