@@ -64,8 +64,7 @@ async def list_batches(request: web.Request) -> web.Response:
         }.items()
         if v is not None
     }
-    limit = params.integer(q, "limit", 50, 1, 500)
-    offset = params.integer(q, "offset", 0, 0, 10**9)
+    limit, offset = params.page(q, 50, 500)
     rows, total = await request.app[REPO].list_batches(
         None if user.is_admin else user.id, filters, limit, offset
     )
@@ -129,8 +128,7 @@ async def delete_batch(request: web.Request) -> web.Response:
 async def list_deletions(request: web.Request) -> web.Response:
     if not principal(request).is_admin:
         raise errors.FORBIDDEN("Only an admin can read the audit of deletions")
-    limit = params.integer(request.query, "limit", 50, 1, 500)
-    offset = params.integer(request.query, "offset", 0, 0, 10**9)
+    limit, offset = params.page(request.query, 50, 500)
     rows, total = await request.app[REMOVALS].audit_rows(limit, offset)
     return web.json_response(
         {

@@ -22,6 +22,11 @@ def integer(params: Mapping[str, str], name: str, default: int, low: int, high: 
     return value
 
 
+def page(params: Mapping[str, str], default: int, most: int) -> tuple[int, int]:
+    """A listing's limit (1 to `most`, `default` when not given) and offset."""
+    return integer(params, "limit", default, 1, most), integer(params, "offset", 0, 0, 10**9)
+
+
 def choice(params: Mapping[str, str], name: str, allowed: Iterable[str]) -> str | None:
     raw = params.get(name)
     if raw is None or raw == "":

@@ -23,8 +23,7 @@ def _require_admin(request: web.Request) -> None:
 
 async def list_tasks(request: web.Request) -> web.Response:
     _require_admin(request)
-    limit = params.integer(request.query, "limit", 100, 1, 1000)
-    offset = params.integer(request.query, "offset", 0, 0, 10**9)
+    limit, offset = params.page(request.query, 100, 1000)
     rows, total = await admin_repo(request).tasks(limit, offset)
     return web.json_response(
         {
