@@ -20,6 +20,19 @@ def _error(description: str) -> dict:
     }
 
 
+def _listing(key: str, items: dict) -> dict:
+    """A page of a listing: its items under `key`, with total, limit and offset."""
+    return {
+        "type": "object",
+        "properties": {
+            key: {"type": "array", "items": items},
+            "total": {"type": "integer"},
+            "limit": {"type": "integer"},
+            "offset": {"type": "integer"},
+        },
+    }
+
+
 def _json(ref: str, description: str = "OK") -> dict:
     return {"description": description, "content": {"application/json": {"schema": {"$ref": ref}}}}
 
@@ -115,40 +128,24 @@ SCHEMAS = {
             },
         },
     },
-    "BatchList": {
-        "type": "object",
-        "properties": {
-            "batches": {"type": "array", "items": {"$ref": "#/components/schemas/Batch"}},
-            "total": {"type": "integer"},
-            "limit": {"type": "integer"},
-            "offset": {"type": "integer"},
-        },
-    },
-    "DeletionList": {
-        "type": "object",
-        "properties": {
-            "deletions": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "what": {"type": "string", "enum": ["batch", "file"]},
-                        "batch_id": {"type": ["string", "null"]},
-                        "upload_id": {"type": "string"},
-                        "filename": {"type": ["string", "null"]},
-                        "size": {"type": "integer"},
-                        "owner": {"type": ["string", "null"]},
-                        "deleted_by": {"type": ["string", "null"], "description": "null: retention"},
-                        "reason": {"type": "string", "enum": ["request", "retention"]},
-                        "deleted_at": {"type": "string", "format": "date-time"},
-                    },
-                },
+    "BatchList": _listing("batches", {"$ref": "#/components/schemas/Batch"}),
+    "DeletionList": _listing(
+        "deletions",
+        {
+            "type": "object",
+            "properties": {
+                "what": {"type": "string", "enum": ["batch", "file"]},
+                "batch_id": {"type": ["string", "null"]},
+                "upload_id": {"type": "string"},
+                "filename": {"type": ["string", "null"]},
+                "size": {"type": "integer"},
+                "owner": {"type": ["string", "null"]},
+                "deleted_by": {"type": ["string", "null"], "description": "null: retention"},
+                "reason": {"type": "string", "enum": ["request", "retention"]},
+                "deleted_at": {"type": "string", "format": "date-time"},
             },
-            "total": {"type": "integer"},
-            "limit": {"type": "integer"},
-            "offset": {"type": "integer"},
         },
-    },
+    ),
     "Progress": {
         "type": "object",
         "properties": {
@@ -355,26 +352,18 @@ SCHEMAS = {
         "type": "object",
         "properties": {"users": {"type": "array", "items": {"$ref": "#/components/schemas/User"}}},
     },
-    "TaskList": {
-        "type": "object",
-        "properties": {
-            "tasks": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "task_id": {"type": "string"},
-                        "name": {"type": "string"},
-                        "created_at": {"type": "string", "format": "date-time"},
-                        "updated_at": {"type": "string", "format": "date-time"},
-                    },
-                },
+    "TaskList": _listing(
+        "tasks",
+        {
+            "type": "object",
+            "properties": {
+                "task_id": {"type": "string"},
+                "name": {"type": "string"},
+                "created_at": {"type": "string", "format": "date-time"},
+                "updated_at": {"type": "string", "format": "date-time"},
             },
-            "total": {"type": "integer"},
-            "limit": {"type": "integer"},
-            "offset": {"type": "integer"},
         },
-    },
+    ),
     "StoreFigures": {
         "type": "object",
         "description": "A directory (kind: directory) measured with statvfs and a walk of at most "
